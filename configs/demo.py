@@ -1,0 +1,19 @@
+"""The built-in demo: a small CNN on the generated digits corpus (1,500 images, 6 labels).
+
+  mlc-train                                  # same as --config=configs/demo.py
+
+About 1-2 minutes on a 2-core CPU. Trains, reports on the test split, and
+exports saved_models/demo/<version>/.
+"""
+
+from mlc_tf import config as base
+
+
+def get_config():
+  config = base.base_config()
+  config.data.image_size = 32
+  config.model.width = 16
+  config.train.epochs = 15
+  config.train.batch_size = 32
+  config.export.name = "demo"
+  return config

@@ -1,0 +1,60 @@
+"""The configuration schema: every field a training run reads, with its default.
+
+Recipes under ``configs/`` start from ``base_config()`` and change what they
+need; any field can then be overridden on the command line, e.g.
+``mlc-train --config=configs/demo.py --config.model.width=64``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.labels = ml_collections.FieldReference(None, field_type=list)  # None: every annotation file
+  config.data.image_size = 64           # images are resized to image_size x image_size
+  config.data.val_fraction = 0.15
+  config.data.test_fraction = 0.15
+  config.data.split_seed = 0            # fixed, documented split; independent of the training seed
+  config.data.cache = True              # cache decoded images in memory after the first epoch
+
+  config.augment = ml_collections.ConfigDict()  # 0/""/False switches a transform off
+  config.augment.flip = "horizontal"
+  config.augment.rotation = 0.0         # fraction of a full turn
+  config.augment.shear = 0.0
+  config.augment.zoom = 0.0
+  config.augment.brightness = 0.0
+  config.augment.contrast = 0.0
+  config.augment.saturation = 0.0
+  config.augment.hue = 0.0
+  config.augment.grayscale = 0.0        # probability of turning an image gray
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "simple_cnn"
+  config.model.width = 32
+  config.model.depth = 4
+  config.model.dropout = 0.3
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.name = "bce"
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.momentum = 0.9       # SGD only
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 32
+  config.train.epochs = 30
+  config.train.steps_per_epoch = ml_collections.FieldReference(None, field_type=int)  # None: one pass
+  config.train.early_stopping_patience = 5
+  config.train.monitor = "val_micro_f1"  # calibrated-threshold F1 on the validation split
+
+  config.export = ml_collections.ConfigDict()
+  config.export.name = "mlc"            # saved_models/<name>/<version>/
+  config.export.base_dir = "saved_models"
+  return config

@@ -1,0 +1,91 @@
+"""The tf.data input pipeline: read -> decode_and_resize -> cache -> shuffle -> batch -> augment -> prefetch.
+
+``decode_and_resize`` is the one place where encoded bytes become a model
+input; the export graph (``mlc_tf.export``) calls the same function, so a
+served model sees exactly what training saw. Images are float32 in [0, 255]
+(the models rescale them first), which is also the value range Keras'
+preprocessing layers expect.
+"""
+
+from __future__ import annotations
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
+  """Encoded JPEG/PNG/GIF/BMP bytes -> float32 [image_size, image_size, 3] in [0, 255].
+
+  Grayscale becomes 3 identical channels, alpha is dropped, a GIF gives its
+  first frame, and 16-bit images are scaled to 8-bit range.
+  """
+  image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.uint16)
+  image = tf.cast(image, tf.float32) * (255.0 / 65535.0)
+  image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
+  image = tf.clip_by_value(image, 0.0, 255.0)
+  image.set_shape((image_size, image_size, 3))
+  return image
+
+
+def build_augmenter(cfg: ml_collections.ConfigDict, seed: int) -> keras.Sequential | None:
+  """Keras preprocessing layers for training-time augmentation, from ``cfg`` (config.augment)."""
+  layers = []
+  if cfg.get("flip"):
+    layers.append(keras.layers.RandomFlip(cfg.flip, seed=seed))
+  if cfg.get("rotation"):
+    layers.append(keras.layers.RandomRotation(cfg.rotation, fill_mode="reflect", seed=seed))
+  if cfg.get("shear"):
+    layers.append(keras.layers.RandomShear(x_factor=cfg.shear, y_factor=cfg.shear, fill_mode="reflect", seed=seed))
+  if cfg.get("zoom"):
+    layers.append(keras.layers.RandomZoom(cfg.zoom, fill_mode="reflect", seed=seed))
+  if cfg.get("brightness"):
+    layers.append(keras.layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=seed))
+  if cfg.get("contrast"):
+    layers.append(keras.layers.RandomContrast(cfg.contrast, value_range=(0, 255), seed=seed))
+  if cfg.get("saturation"):
+    layers.append(keras.layers.RandomSaturation(cfg.saturation, value_range=(0, 255), seed=seed))
+  if cfg.get("hue"):
+    layers.append(keras.layers.RandomHue(cfg.hue, value_range=(0, 255), seed=seed))
+  if cfg.get("grayscale"):
+    layers.append(keras.layers.RandomGrayscale(cfg.grayscale, seed=seed))
+  return keras.Sequential(layers, name="augment") if layers else None
+
+
+def make_dataset(paths: list[str] | np.ndarray,
+                 labels: np.ndarray,
+                 *,
+                 image_size: int,
+                 batch_size: int,
+                 training: bool,
+                 augment: ml_collections.ConfigDict | None = None,
+                 seed: int = 0,
+                 cache: bool | str = True,
+                 drop_remainder: bool = False) -> tf.data.Dataset:
+  """A batched dataset of (images float32 [B, S, S, 3] in [0, 255], labels float32 [B, L]).
+
+  Decoded, resized images are cached (in memory, or in a file prefix when
+  ``cache`` is a string) before shuffling and augmentation, so epochs after
+  the first decode nothing. Training datasets are shuffled with ``seed`` each
+  epoch and augmented per batch; evaluation datasets keep their order.
+  """
+  labels = np.asarray(labels, np.float32)
+  if len(paths) != len(labels):
+    raise ValueError(f"{len(paths)} paths but {len(labels)} label rows")
+  if len(paths) == 0:
+    raise ValueError("no images to make a dataset from")
+  ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=str), labels))
+  ds = ds.map(lambda path, y: (decode_and_resize(tf.io.read_file(path), image_size), y),
+              num_parallel_calls=AUTOTUNE, deterministic=True)
+  if cache:
+    ds = ds.cache(cache if isinstance(cache, str) else "")
+  if training:
+    ds = ds.shuffle(min(len(labels), 10_000), seed=seed, reshuffle_each_iteration=True)
+  ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+  augmenter = build_augmenter(augment, seed) if (training and augment) else None
+  if augmenter is not None:
+    ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
+  return ds.prefetch(AUTOTUNE)

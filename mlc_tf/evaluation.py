@@ -1,0 +1,83 @@
+"""Numbers that judge a multi-label classifier: thresholds, per-label and averaged P/R/F1."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def f1_optimal_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float = 0.5) -> np.ndarray:
+  """Per label, the decision threshold (predict 1 when prob >= t) that maximises that label's F1.
+
+  Labels without a positive example keep ``default``: there is nothing to calibrate on.
+  """
+  y_true = np.asarray(y_true)
+  probs = np.asarray(probs, np.float64)
+  thresholds = np.full(y_true.shape[1], default, np.float32)
+  for label in range(y_true.shape[1]):
+    if not y_true[:, label].any():
+      continue
+    precision, recall, candidates = skm.precision_recall_curve(y_true[:, label], probs[:, label])
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
+                   where=(precision + recall) > 0)
+    thresholds[label] = candidates[int(np.argmax(f1))]
+  return thresholds
+
+
+def decide(probs: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
+  """0/1 decisions: 1 where the probability reaches the label's threshold."""
+  return (np.asarray(probs) >= np.asarray(thresholds)).astype(np.int32)
+
+
+def micro_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
+  return (float(skm.f1_score(y_true, y_pred, average="micro", zero_division=0)),
+          float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)))
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict:
+  """Per-label precision/recall/F1/support and micro/macro averages of 0/1 decisions."""
+  precision, recall, f1, support = skm.precision_recall_fscore_support(
+      y_true, y_pred, average=None, zero_division=0)
+  report = {"per_label": {
+      name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+      for name, p, r, f, s in zip(label_names, precision, recall, f1, support)}}
+  for average in ("micro", "macro"):
+    p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
+    report[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+  return report
+
+
+def evaluate(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, label_names: list[str]) -> dict:
+  """Reports at a flat 0.5 and at the calibrated per-label thresholds."""
+  return {
+      "num_images": int(len(y_true)),
+      "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
+      "at_0.5": classification_report(y_true, decide(probs, 0.5), label_names),
+      "at_calibrated": classification_report(y_true, decide(probs, thresholds), label_names),
+  }
+
+
+def format_report(result: dict) -> str:
+  """A markdown table: one row per label and the averages, at 0.5 and calibrated thresholds."""
+  names = list(result["thresholds"])
+  lines = [f"Test images: {result['num_images']}", "",
+           "| label | support | threshold | P@0.5 | R@0.5 | F1@0.5 | P@cal | R@cal | F1@cal |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  flat, cal = result["at_0.5"], result["at_calibrated"]
+  for name in names:
+    a, b = flat["per_label"][name], cal["per_label"][name]
+    lines.append(f"| {name} | {a['support']} | {result['thresholds'][name]:.3f} | {a['precision']:.3f} | "
+                 f"{a['recall']:.3f} | {a['f1']:.3f} | {b['precision']:.3f} | {b['recall']:.3f} | {b['f1']:.3f} |")
+  for average in ("micro", "macro"):
+    a, b = flat[average], cal[average]
+    lines.append(f"| **{average}** | | | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | "
+                 f"{b['precision']:.3f} | {b['recall']:.3f} | {b['f1']:.3f} |")
+  return "\n".join(lines)
+
+
+def write_json(result: dict, path: str) -> None:
+  with open(path, "w") as f:
+    json.dump(result, f, indent=2)

@@ -1,0 +1,39 @@
+"""Model builders, chosen by name in the config (``config.model.name``).
+
+Every builder is ``fn(num_labels, image_size, cfg) -> keras.Model``: a
+functional model taking float32 images in [0, 255] and ending in one sigmoid
+unit per label.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import ml_collections
+
+Builder = Callable[[int, int, ml_collections.ConfigDict], keras.Model]
+_REGISTRY: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+  def wrap(fn: Builder) -> Builder:
+    if name in _REGISTRY:
+      raise ValueError(f"model {name!r} registered twice")
+    _REGISTRY[name] = fn
+    return fn
+  return wrap
+
+
+def names() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int) -> keras.Model:
+  """Builds the model ``cfg.name`` (config.model) for ``num_labels`` labels."""
+  if cfg.name not in _REGISTRY:
+    raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(names())}")
+  return _REGISTRY[cfg.name](num_labels, image_size, cfg)
+
+
+from mlc_tf.models import cnn  # noqa: E402,F401  (registers its builders)

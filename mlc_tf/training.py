@@ -1,0 +1,133 @@
+"""One training run: corpus -> split -> tf.data -> model -> fit -> calibrated thresholds -> test report."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import keras
+import ml_collections
+import numpy as np
+import pandas as pd
+
+from mlc_tf import callbacks as callbacks_lib
+from mlc_tf import evaluation, layers, models
+from mlc_tf.data import corpus as corpus_lib
+from mlc_tf.data import pipeline, splits
+
+
+@dataclasses.dataclass
+class Corpus:
+  """A loaded corpus split into parts: frames share the label frame's columns."""
+
+  label_names: list[str]
+  train: pd.DataFrame
+  val: pd.DataFrame
+  test: pd.DataFrame
+  audit: corpus_lib.CorpusAudit
+
+
+@dataclasses.dataclass
+class TrainResult:
+  label_names: list[str]
+  model: keras.Model            # probabilities only, as trained
+  inference_model: keras.Model  # {"probabilities", "decisions"}, thresholds inside
+  thresholds: np.ndarray
+  history: dict
+  report: dict                  # evaluation.evaluate on the test split
+
+
+def load_and_split(data_dir: str, cfg: ml_collections.ConfigDict) -> Corpus:
+  """Loads the corpus at ``data_dir`` and splits it as ``cfg.data`` says."""
+  frame, audit = corpus_lib.load_corpus(data_dir, cfg.data.labels)
+  for line in audit.warnings():
+    logging.warning("corpus %s: %s", data_dir, line)
+  label_names = corpus_lib.label_columns(frame)
+  train, val, test = splits.train_val_test_split(
+      frame[label_names].to_numpy(), cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
+  return Corpus(label_names, frame.iloc[train], frame.iloc[val], frame.iloc[test], audit)
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict) -> keras.optimizers.Optimizer:
+  """config.optimizer -> a Keras optimizer."""
+  if cfg.name == "adam":
+    return keras.optimizers.Adam(cfg.learning_rate)
+  if cfg.name == "sgd":
+    return keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum)
+  raise ValueError(f"unknown optimizer {cfg.name!r}; known: adam, sgd")
+
+
+def make_loss(cfg: ml_collections.ConfigDict) -> keras.losses.Loss:
+  """config.loss -> a Keras loss."""
+  if cfg.name == "bce":
+    return keras.losses.BinaryCrossentropy()
+  if cfg.name == "mse":
+    return keras.losses.MeanSquaredError()
+  raise ValueError(f"unknown loss {cfg.name!r}; known: bce, mse")
+
+
+def inference_model(model: keras.Model, label_names: list[str], thresholds: np.ndarray) -> keras.Model:
+  """Wraps a trained model so it also outputs 0/1 decisions at the calibrated thresholds."""
+  probabilities = model.outputs[0]
+  decisions = layers.DecisionThresholds(label_names, thresholds, name="decisions")(probabilities)
+  return keras.Model(model.inputs, {"probabilities": probabilities, "decisions": decisions},
+                     name=f"{model.name}_inference")
+
+
+def _dataset(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.ConfigDict, training: bool):
+  return pipeline.make_dataset(
+      frame[corpus_lib.PATH_COLUMN].to_numpy(), frame[label_names].to_numpy(),
+      image_size=cfg.data.image_size, batch_size=cfg.train.batch_size, training=training,
+      augment=cfg.augment, seed=cfg.seed, cache=cfg.data.cache)
+
+
+def predict(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
+            cfg: ml_collections.ConfigDict) -> np.ndarray:
+  """Probabilities [N, L] for the images of ``frame``, in its row order."""
+  ds = _dataset(frame, label_names, cfg, training=False).map(lambda x, y: x)
+  return model.predict(ds, verbose=0)
+
+
+def train(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str) -> TrainResult:
+  """Trains, calibrates thresholds on the validation split and evaluates on the test split.
+
+  Writes into ``workdir``: ``history.csv`` (per-epoch log), ``model.keras``
+  (the inference model, thresholds included) and ``report.json``.
+  """
+  keras.utils.set_random_seed(cfg.seed)
+  os.makedirs(workdir, exist_ok=True)
+  data = load_and_split(data_dir, cfg)
+  names = data.label_names
+  logging.info("corpus %s: %d train, %d validation, %d test images, %d labels",
+               data_dir, len(data.train), len(data.val), len(data.test), len(names))
+
+  train_ds = _dataset(data.train, names, cfg, training=True)
+  val_ds = _dataset(data.val, names, cfg, training=False)
+  model = models.build(cfg.model, len(names), cfg.data.image_size)
+  model.compile(optimizer=make_optimizer(cfg.optimizer), loss=make_loss(cfg.loss),
+                metrics=[keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_at_0.5"),
+                         keras.metrics.AUC(multi_label=True, curve="PR", name="map")])
+  calibration = callbacks_lib.ThresholdCalibration(val_ds.map(lambda x, y: x), data.val[names].to_numpy())
+  history = model.fit(
+      train_ds, validation_data=val_ds, epochs=cfg.train.epochs, steps_per_epoch=cfg.train.steps_per_epoch,
+      callbacks=[
+          calibration,  # first: the callbacks below read the F1 it logs
+          keras.callbacks.EarlyStopping(monitor=cfg.train.monitor, mode="max",
+                                        patience=cfg.train.early_stopping_patience, restore_best_weights=True),
+          keras.callbacks.TerminateOnNaN(),
+          keras.callbacks.CSVLogger(os.path.join(workdir, "history.csv")),
+      ],
+      verbose=2)
+
+  # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
+  thresholds = evaluation.f1_optimal_thresholds(data.val[names].to_numpy(), predict(model, data.val, names, cfg))
+  report = evaluation.evaluate(data.test[names].to_numpy(), predict(model, data.test, names, cfg),
+                               thresholds, names)
+  wrapped = inference_model(model, names, thresholds)
+  wrapped.save(os.path.join(workdir, "model.keras"))
+  evaluation.write_json(report, os.path.join(workdir, "report.json"))
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(cfg.to_json_best_effort(indent=2))
+  return TrainResult(names, model, wrapped, thresholds, {k: list(map(float, v)) for k, v in history.history.items()},
+                     report)
