@@ -11,6 +11,9 @@ from sklearn import metrics as skm
 def f1_optimal_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float = 0.5) -> np.ndarray:
   """Per label, the decision threshold (predict 1 when prob >= t) that maximises that label's F1.
 
+  The threshold lies midway between the lowest positive-predicted score and the
+  next lower score.
+
   Labels without a positive example keep ``default``: there is nothing to calibrate on.
   """
   y_true = np.asarray(y_true)
@@ -23,7 +26,9 @@ def f1_optimal_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float 
     precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
                    where=(precision + recall) > 0)
-    thresholds[label] = candidates[int(np.argmax(f1))]
+    best = int(np.argmax(f1))
+    # Midway to the next lower score: same decisions here, a margin for unseen images and float32.
+    thresholds[label] = (candidates[best] + (candidates[best - 1] if best else 0.0)) / 2
   return thresholds
 
 

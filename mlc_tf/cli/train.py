@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 from mlc_tf import evaluation, export, training
 from mlc_tf.cli import common
-from mlc_tf.data import builtin
+from mlc_tf.data import builtin, corpus
 
 _CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("demo.py"), "Training config file.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/). "
@@ -29,7 +29,10 @@ def main(argv):
   cfg = _CONFIG.value
   data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
   workdir = _WORKDIR.value or os.path.join("workdirs", cfg.export.name)
-  result = training.train(cfg, data_dir, workdir)
+  try:
+    result = training.train(cfg, data_dir, workdir)
+  except corpus.CorpusError as error:  # a bad corpus is the user's to fix: say what, not a traceback
+    raise SystemExit(f"mlc-train: error: {error}") from None
   print(evaluation.format_report(result.report))
   print(f"\nreport: {os.path.join(workdir, 'report.json')}")
   if _EXPORT.value:
