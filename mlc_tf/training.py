@@ -118,6 +118,7 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str) -> TrainR
           keras.callbacks.TerminateOnNaN(),
           keras.callbacks.CSVLogger(os.path.join(workdir, "history.csv")),
       ],
+      shuffle=False,  # the tf.data pipeline shuffles
       verbose=2)
 
   # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
