@@ -15,6 +15,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
+  # folder:<dir> | csv:<file> | tfds:<name>[:<version>][:<split>] (mlc_tf/data/sources.py);
+  # "": mlc-train's --data_dir, else the built-in demo corpus.
+  config.data.source = ""
+  config.data.tfds_data_dir = ml_collections.FieldReference(None, field_type=str)  # None: ~/tensorflow_datasets
+  config.data.tfds_manual_dir = ml_collections.FieldReference(None, field_type=str)  # tfds:mlc_corpus's corpus folder
   config.data.labels = ml_collections.FieldReference(None, field_type=list)  # None: every annotation file
   config.data.image_size = 64           # images are resized to image_size x image_size
   config.data.val_fraction = 0.15

@@ -14,7 +14,7 @@ import pandas as pd
 from mlc_tf import callbacks as callbacks_lib
 from mlc_tf import evaluation, layers, models
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import pipeline, splits
+from mlc_tf.data import pipeline, sources
 
 
 @dataclasses.dataclass
@@ -26,6 +26,7 @@ class Corpus:
   val: pd.DataFrame
   test: pd.DataFrame
   audit: corpus_lib.CorpusAudit
+  source: sources.Source | None = None  # where the frames' images are; None: their `path` column
 
 
 @dataclasses.dataclass
@@ -38,15 +39,19 @@ class TrainResult:
   report: dict                  # evaluation.evaluate on the test split
 
 
-def load_and_split(data_dir: str, cfg: ml_collections.ConfigDict) -> Corpus:
-  """Loads the corpus at ``data_dir`` and splits it as ``cfg.data`` says."""
-  frame, audit = corpus_lib.load_corpus(data_dir, cfg.data.labels)
+def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> Corpus:
+  """Opens the corpus and splits it as ``cfg.data`` says.
+
+  ``data_dir`` is a corpus directory or a source spec (``folder:``, ``csv:``,
+  ``tfds:``, see ``mlc_tf.data.sources``); ``None`` reads ``cfg.data.source``.
+  """
+  source = sources.open_source(data_dir or cfg.data.source, cfg.data)
+  frame, audit = source.frame, source.audit
   for line in audit.warnings():
-    logging.warning("corpus %s: %s", data_dir, line)
+    logging.warning("corpus %s: %s", source.spec, line)
   label_names = corpus_lib.label_columns(frame)
-  train, val, test = splits.train_val_test_split(
-      frame[label_names].to_numpy(), cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
-  return Corpus(label_names, frame.iloc[train], frame.iloc[val], frame.iloc[test], audit)
+  train, val, test = source.split(cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
+  return Corpus(label_names, frame.iloc[train], frame.iloc[val], frame.iloc[test], audit, source)
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict) -> keras.optimizers.Optimizer:
@@ -75,23 +80,26 @@ def inference_model(model: keras.Model, label_names: list[str], thresholds: np.n
                      name=f"{model.name}_inference")
 
 
-def _dataset(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.ConfigDict, training: bool):
+def _dataset(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.ConfigDict, training: bool,
+             source: sources.Source | None = None):
+  images = source.images(frame) if source is not None else frame[corpus_lib.PATH_COLUMN].to_numpy()
   return pipeline.make_dataset(
-      frame[corpus_lib.PATH_COLUMN].to_numpy(), frame[label_names].to_numpy(),
+      images, frame[label_names].to_numpy(),
       image_size=cfg.data.image_size, batch_size=cfg.train.batch_size, training=training,
       augment=cfg.augment, seed=cfg.seed, cache=cfg.data.cache)
 
 
 def predict(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
-            cfg: ml_collections.ConfigDict) -> np.ndarray:
-  """Probabilities [N, L] for the images of ``frame``, in its row order."""
-  ds = _dataset(frame, label_names, cfg, training=False).map(lambda x, y: x)
+            cfg: ml_collections.ConfigDict, source: sources.Source | None = None) -> np.ndarray:
+  """Probabilities [N, L] for the images of ``frame`` (from ``source``, else its paths), in its row order."""
+  ds = _dataset(frame, label_names, cfg, training=False, source=source).map(lambda x, y: x)
   return model.predict(ds, verbose=0)
 
 
-def train(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str) -> TrainResult:
+def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) -> TrainResult:
   """Trains, calibrates thresholds on the validation split and evaluates on the test split.
 
+  ``data_dir``: a corpus directory or a source spec; ``None`` reads ``cfg.data.source``.
   Writes into ``workdir``: ``history.csv`` (per-epoch log), ``model.keras``
   (the inference model, thresholds included) and ``report.json``.
   """
@@ -100,10 +108,10 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str) -> TrainR
   data = load_and_split(data_dir, cfg)
   names = data.label_names
   logging.info("corpus %s: %d train, %d validation, %d test images, %d labels",
-               data_dir, len(data.train), len(data.val), len(data.test), len(names))
+               data.source.spec, len(data.train), len(data.val), len(data.test), len(names))
 
-  train_ds = _dataset(data.train, names, cfg, training=True)
-  val_ds = _dataset(data.val, names, cfg, training=False)
+  train_ds = _dataset(data.train, names, cfg, training=True, source=data.source)
+  val_ds = _dataset(data.val, names, cfg, training=False, source=data.source)
   model = models.build(cfg.model, len(names), cfg.data.image_size)
   model.compile(optimizer=make_optimizer(cfg.optimizer), loss=make_loss(cfg.loss),
                 metrics=[keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_at_0.5"),
@@ -122,8 +130,9 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str) -> TrainR
       verbose=2)
 
   # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
-  thresholds = evaluation.f1_optimal_thresholds(data.val[names].to_numpy(), predict(model, data.val, names, cfg))
-  report = evaluation.evaluate(data.test[names].to_numpy(), predict(model, data.test, names, cfg),
+  thresholds = evaluation.f1_optimal_thresholds(data.val[names].to_numpy(),
+                                                predict(model, data.val, names, cfg, data.source))
+  report = evaluation.evaluate(data.test[names].to_numpy(), predict(model, data.test, names, cfg, data.source),
                                thresholds, names)
   wrapped = inference_model(model, names, thresholds)
   wrapped.save(os.path.join(workdir, "model.keras"))

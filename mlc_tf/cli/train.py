@@ -3,6 +3,7 @@
   mlc-train                                   # the built-in demo corpus, configs/demo.py
   mlc-train --config=configs/seed_final.py --data_dir=../shared/datasets/flickr14 \
             --workdir=workdirs/flickr14 --config.train.epochs=40
+  mlc-train --config.data.source=tfds:mlc_corpus --config.data.tfds_manual_dir=../shared/datasets/flickr14
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from mlc_tf.cli import common
 from mlc_tf.data import builtin, corpus
 
 _CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("demo.py"), "Training config file.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/). "
-                                "Default: the built-in demo corpus, generated on first use.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/), short for "
+                                "--config.data.source=folder:<dir>. Default: config.data.source, else the "
+                                "built-in demo corpus, generated on first use.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where logs, the .keras model and reports go. "
                                "Default: workdirs/<export name>.")
 _EXPORT = flags.DEFINE_bool("export", True, "Export a SavedModel to <config.export.base_dir>/<name>/<version>/.")
@@ -27,7 +29,9 @@ _EXPORT = flags.DEFINE_bool("export", True, "Export a SavedModel to <config.expo
 def main(argv):
   del argv
   cfg = _CONFIG.value
-  data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
+  if _DATA_DIR.value and cfg.data.source:
+    raise app.UsageError("give either --data_dir or --config.data.source, not both")
+  data_dir = _DATA_DIR.value or cfg.data.source or builtin.ensure_demo_corpus()
   workdir = _WORKDIR.value or os.path.join("workdirs", cfg.export.name)
   try:
     result = training.train(cfg, data_dir, workdir)

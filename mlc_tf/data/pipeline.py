@@ -55,7 +55,7 @@ def build_augmenter(cfg: ml_collections.ConfigDict, seed: int) -> keras.Sequenti
   return keras.Sequential(layers, name="augment") if layers else None
 
 
-def make_dataset(paths: list[str] | np.ndarray,
+def make_dataset(images: list[str] | np.ndarray | tf.data.Dataset,
                  labels: np.ndarray,
                  *,
                  image_size: int,
@@ -67,18 +67,29 @@ def make_dataset(paths: list[str] | np.ndarray,
                  drop_remainder: bool = False) -> tf.data.Dataset:
   """A batched dataset of (images float32 [B, S, S, 3] in [0, 255], labels float32 [B, L]).
 
+  ``images`` are image file paths (read here), or a dataset of encoded image
+  bytes in the order of ``labels``' rows (TFDS records, see
+  ``mlc_tf.data.sources``); both meet the same ``decode_and_resize``.
   Decoded, resized images are cached (in memory, or in a file prefix when
   ``cache`` is a string) before shuffling and augmentation, so epochs after
   the first decode nothing. Training datasets are shuffled with ``seed`` each
   epoch and augmented per batch; evaluation datasets keep their order.
   """
   labels = np.asarray(labels, np.float32)
-  if len(paths) != len(labels):
-    raise ValueError(f"{len(paths)} paths but {len(labels)} label rows")
-  if len(paths) == 0:
+  if isinstance(images, tf.data.Dataset):
+    num_images, read = int(images.cardinality()), tf.identity
+    if num_images < 0:
+      raise ValueError("the images dataset must have a known length (tf.data.experimental.assert_cardinality)")
+    encoded = images
+  else:
+    num_images, read = len(images), tf.io.read_file
+    encoded = tf.data.Dataset.from_tensor_slices(np.asarray(images, dtype=str))
+  if num_images != len(labels):
+    raise ValueError(f"{num_images} images but {len(labels)} label rows")
+  if num_images == 0:
     raise ValueError("no images to make a dataset from")
-  ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=str), labels))
-  ds = ds.map(lambda path, y: (decode_and_resize(tf.io.read_file(path), image_size), y),
+  ds = tf.data.Dataset.zip(encoded, tf.data.Dataset.from_tensor_slices(labels))
+  ds = ds.map(lambda image, y: (decode_and_resize(read(image), image_size), y),
               num_parallel_calls=AUTOTUNE, deterministic=True)
   if cache:
     ds = ds.cache(cache if isinstance(cache, str) else "")
