@@ -26,6 +26,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.test_fraction = 0.15
   config.data.split_seed = 0            # fixed, documented split; independent of the training seed
   config.data.cache = True              # cache decoded images in memory after the first epoch
+  # A reviewed CSV of image_id,label,action (add/remove) applied on load; see mlc_tf/data/corrections.py.
+  config.data.corrections = ml_collections.FieldReference(None, field_type=str)
 
   config.augment = ml_collections.ConfigDict()  # 0/""/False switches a transform off
   config.augment.flip = "horizontal"

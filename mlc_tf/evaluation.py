@@ -1,4 +1,4 @@
-"""Numbers that judge a multi-label classifier: thresholds, per-label and averaged P/R/F1."""
+"""Numbers that judge a multi-label classifier: thresholds, AP, per-label and averaged P/R/F1, set-level scores."""
 
 from __future__ import annotations
 
@@ -42,8 +42,27 @@ def micro_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float
           float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)))
 
 
+def average_precision(y_true: np.ndarray, probs: np.ndarray, label_names: list[str]) -> dict:
+  """Per-label average precision (area under the PR curve, threshold-free) and their mean, mAP.
+
+  A label without a positive image has no AP (``None``) and stays out of the mean.
+  """
+  y_true, probs = np.asarray(y_true), np.asarray(probs)
+  per_label = {name: (float(skm.average_precision_score(y_true[:, k], probs[:, k])) if y_true[:, k].any() else None)
+               for k, name in enumerate(label_names)}
+  defined = [ap for ap in per_label.values() if ap is not None]
+  return {"per_label": per_label, "map": float(np.mean(defined)) if defined else None}
+
+
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict:
-  """Per-label precision/recall/F1/support and micro/macro averages of 0/1 decisions."""
+  """Per-label precision/recall/F1/support, micro/macro/samples averages and set-level scores.
+
+  Samples F1 averages each image's own F1; an image with no true and no
+  predicted label counts as a perfect 1 (sklearn's ``zero_division=1``), so a
+  corpus with many unlabelled images is not scored as if they were all wrong.
+  ``exact_match`` is the share of images whose whole label set is right;
+  ``hamming_loss`` the share of wrong image-label decisions.
+  """
   precision, recall, f1, support = skm.precision_recall_fscore_support(
       y_true, y_pred, average=None, zero_division=0)
   report = {"per_label": {
@@ -52,35 +71,67 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: l
   for average in ("micro", "macro"):
     p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
     report[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+  report["samples"] = {"f1": float(skm.f1_score(y_true, y_pred, average="samples", zero_division=1.0))}
+  report["exact_match"] = float(skm.accuracy_score(y_true, y_pred))
+  report["hamming_loss"] = float(skm.hamming_loss(y_true, y_pred))
   return report
 
 
 def evaluate(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, label_names: list[str]) -> dict:
-  """Reports at a flat 0.5 and at the calibrated per-label thresholds."""
+  """Average precision, and reports at a flat 0.5 and at the calibrated per-label thresholds."""
   return {
       "num_images": int(len(y_true)),
       "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
+      "average_precision": average_precision(y_true, probs, label_names),
       "at_0.5": classification_report(y_true, decide(probs, 0.5), label_names),
       "at_calibrated": classification_report(y_true, decide(probs, thresholds), label_names),
   }
 
 
-def format_report(result: dict) -> str:
-  """A markdown table: one row per label and the averages, at 0.5 and calibrated thresholds."""
+def _number(value: float | None) -> str:
+  return "–" if value is None else f"{value:.3f}"
+
+
+def format_report(result: dict, split: str = "test") -> str:
+  """Markdown: one row per label and the averages at 0.5 and calibrated thresholds, then set-level scores."""
   names = list(result["thresholds"])
-  lines = [f"Test images: {result['num_images']}", "",
-           "| label | support | threshold | P@0.5 | R@0.5 | F1@0.5 | P@cal | R@cal | F1@cal |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  ap = result["average_precision"]
+  lines = [f"{split.capitalize()} images: {result['num_images']}; mAP {_number(ap['map'])}", "",
+           "| label | support | AP | threshold | P@0.5 | R@0.5 | F1@0.5 | P@cal | R@cal | F1@cal |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   flat, cal = result["at_0.5"], result["at_calibrated"]
   for name in names:
     a, b = flat["per_label"][name], cal["per_label"][name]
-    lines.append(f"| {name} | {a['support']} | {result['thresholds'][name]:.3f} | {a['precision']:.3f} | "
-                 f"{a['recall']:.3f} | {a['f1']:.3f} | {b['precision']:.3f} | {b['recall']:.3f} | {b['f1']:.3f} |")
+    lines.append(f"| {name} | {a['support']} | {_number(ap['per_label'][name])} | {result['thresholds'][name]:.3f} | "
+                 f"{a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | "
+                 f"{b['precision']:.3f} | {b['recall']:.3f} | {b['f1']:.3f} |")
   for average in ("micro", "macro"):
     a, b = flat[average], cal[average]
-    lines.append(f"| **{average}** | | | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | "
+    lines.append(f"| **{average}** | | | | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | "
                  f"{b['precision']:.3f} | {b['recall']:.3f} | {b['f1']:.3f} |")
+  lines.append(f"| **samples** | | | | | | {flat['samples']['f1']:.3f} | | | {cal['samples']['f1']:.3f} |")
+  lines += ["", "| image-level | @0.5 | @calibrated |", "|---|---:|---:|",
+            f"| exact-match ratio | {flat['exact_match']:.3f} | {cal['exact_match']:.3f} |",
+            f"| Hamming loss | {flat['hamming_loss']:.4f} | {cal['hamming_loss']:.4f} |"]
   return "\n".join(lines)
+
+
+def scalar_metrics(result: dict) -> dict[str, float]:
+  """Every number of a report as a flat ``{"at_calibrated/micro/f1": value}`` dict (``None`` left out).
+
+  Used to average reports, e.g. across cross-validation folds.
+  """
+  flat = {}
+
+  def walk(prefix: str, node) -> None:
+    if isinstance(node, dict):
+      for key, value in node.items():
+        walk(f"{prefix}/{key}" if prefix else key, value)
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+      flat[prefix] = float(node)
+
+  walk("", result)
+  return flat
 
 
 def write_json(result: dict, path: str) -> None:

@@ -14,6 +14,7 @@ import pandas as pd
 from mlc_tf import callbacks as callbacks_lib
 from mlc_tf import evaluation, layers, models
 from mlc_tf.data import corpus as corpus_lib
+from mlc_tf.data import corrections
 from mlc_tf.data import pipeline, sources
 
 
@@ -46,6 +47,7 @@ def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> Corp
   ``tfds:``, see ``mlc_tf.data.sources``); ``None`` reads ``cfg.data.source``.
   """
   source = sources.open_source(data_dir or cfg.data.source, cfg.data)
+  source.frame = corrections.apply_file(source.frame, cfg.data.corrections)  # before the split, which reads it
   frame, audit = source.frame, source.audit
   for line in audit.warnings():
     logging.warning("corpus %s: %s", source.spec, line)
@@ -103,12 +105,17 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) ->
   Writes into ``workdir``: ``history.csv`` (per-epoch log), ``model.keras``
   (the inference model, thresholds included) and ``report.json``.
   """
+  data = load_and_split(data_dir, cfg)
+  logging.info("corpus %s: %d train, %d validation, %d test images, %d labels",
+               data.source.spec, len(data.train), len(data.val), len(data.test), len(data.label_names))
+  return train_on(cfg, data, workdir)
+
+
+def train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbose: int = 2) -> TrainResult:
+  """``train`` on an already loaded and split corpus (e.g. one cross-validation fold)."""
   keras.utils.set_random_seed(cfg.seed)
   os.makedirs(workdir, exist_ok=True)
-  data = load_and_split(data_dir, cfg)
   names = data.label_names
-  logging.info("corpus %s: %d train, %d validation, %d test images, %d labels",
-               data.source.spec, len(data.train), len(data.val), len(data.test), len(names))
 
   train_ds = _dataset(data.train, names, cfg, training=True, source=data.source)
   val_ds = _dataset(data.val, names, cfg, training=False, source=data.source)
@@ -127,7 +134,7 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) ->
           keras.callbacks.CSVLogger(os.path.join(workdir, "history.csv")),
       ],
       shuffle=False,  # the tf.data pipeline shuffles
-      verbose=2)
+      verbose=verbose)
 
   # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
   thresholds = evaluation.f1_optimal_thresholds(data.val[names].to_numpy(),

@@ -29,4 +29,48 @@ def test_report_matches_sklearn():
   assert result["at_0.5"]["per_label"]["b"]["recall"] == skm.recall_score(y[:, 1], (p[:, 1] >= 0.5))
   assert result["at_calibrated"]["micro"]["f1"] >= result["at_0.5"]["micro"]["f1"]
   table = evaluation.format_report(result)
-  assert table.count("\n| ") == 4 + 2 + 1 and "**micro**" in table
+  assert table.count("\n| ") == (1 + 4 + 3) + (1 + 2) and "**micro**" in table and "Hamming loss" in table
+
+
+def _fixed_arrays():
+  """Labels and scores with an unlabelled image, a label with no positive and a label never predicted."""
+  y = np.array([[1, 0, 0, 1], [0, 1, 0, 1], [1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]])
+  p = np.array([[0.9, 0.2, 0.1, 0.4], [0.3, 0.7, 0.2, 0.45], [0.6, 0.4, 0.3, 0.1],
+                [0.2, 0.1, 0.6, 0.2], [0.4, 0.3, 0.1, 0.3], [0.1, 0.2, 0.1, 0.1]])
+  return y, p
+
+
+def test_set_level_scores_match_sklearn():
+  y, p = _fixed_arrays()
+  d = evaluation.decide(p, 0.5)
+  report = evaluation.classification_report(y, d, ["a", "b", "c", "d"])
+  assert report["samples"]["f1"] == pytest.approx(skm.f1_score(y, d, average="samples", zero_division=1.0))
+  assert report["exact_match"] == pytest.approx(skm.accuracy_score(y, d))
+  assert report["hamming_loss"] == pytest.approx(skm.hamming_loss(y, d))
+  # By hand: rows 4 and 6 have no label; row 6 predicts none (F1 1), row 4 predicts c (F1 0); row 5
+  # predicts nothing (F1 0). Per-row F1: 2/3, 2/3, 2/3, 0, 0, 1 -> 3 / 6. Exact: row 6 only.
+  # Hamming: one wrong decision in rows 1-4, two in row 5 -> 6 of 24.
+  assert report["samples"]["f1"] == pytest.approx(3 / 6)
+  assert report["exact_match"] == pytest.approx(1 / 6)
+  assert report["hamming_loss"] == pytest.approx(6 / 24)
+
+
+def test_average_precision_matches_sklearn_and_skips_labels_without_positives():
+  y, p = _fixed_arrays()
+  ap = evaluation.average_precision(y, p, ["a", "b", "c", "d"])
+  assert ap["per_label"]["c"] is None  # no positive: undefined, not 0
+  for k, name in enumerate("abd"):
+    column = "abcd".index(name)
+    assert ap["per_label"][name] == pytest.approx(skm.average_precision_score(y[:, column], p[:, column]))
+  defined = np.delete(np.arange(4), 2)
+  assert ap["map"] == pytest.approx(skm.average_precision_score(y[:, defined], p[:, defined], average="macro"))
+
+
+def test_scalar_metrics_flattens_every_number():
+  y, p = _fixed_arrays()
+  result = evaluation.evaluate(y, p, evaluation.f1_optimal_thresholds(y, p), ["a", "b", "c", "d"])
+  flat = evaluation.scalar_metrics(result)
+  assert flat["at_calibrated/micro/f1"] == result["at_calibrated"]["micro"]["f1"]
+  assert flat["at_0.5/per_label/b/support"] == 2.0 and flat["average_precision/map"] == result["average_precision"]["map"]
+  assert "average_precision/per_label/c" not in flat  # undefined AP is left out, not averaged as 0
+  assert all(isinstance(v, float) for v in flat.values())

@@ -1,9 +1,9 @@
-"""Train/validation/test splits that keep every label's proportion (iterative stratification)."""
+"""Train/validation/test splits and k folds that keep every label's proportion (iterative stratification)."""
 
 from __future__ import annotations
 
 import numpy as np
-from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 
 
 def _stratified_take(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -11,6 +11,12 @@ def _stratified_take(targets: np.ndarray, fraction: float, seed: int) -> tuple[n
   splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
   rest, taken = next(splitter.split(np.zeros(len(targets)), targets))
   return np.sort(rest), np.sort(taken)
+
+
+def _with_empty(targets: np.ndarray) -> np.ndarray:
+  """Targets plus a pseudo-label for images without any label, so their share is stratified too."""
+  targets = np.asarray(targets)
+  return np.concatenate([targets, (targets.sum(axis=1) == 0)[:, None]], axis=1)
 
 
 def train_val_test_split(targets: np.ndarray, val_fraction: float, test_fraction: float,
@@ -23,7 +29,7 @@ def train_val_test_split(targets: np.ndarray, val_fraction: float, test_fraction
   if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
     raise ValueError(f"bad split fractions: val {val_fraction}, test {test_fraction}")
   targets = np.asarray(targets)
-  with_empty = np.concatenate([targets, (targets.sum(axis=1) == 0)[:, None]], axis=1)
+  with_empty = _with_empty(targets)
   positions = np.arange(len(targets))
   if test_fraction > 0:
     rest, test = _stratified_take(with_empty, test_fraction, seed)
@@ -31,3 +37,18 @@ def train_val_test_split(targets: np.ndarray, val_fraction: float, test_fraction
     rest, test = positions, positions[:0]
   train, val = _stratified_take(with_empty[rest], val_fraction / (1 - test_fraction), seed + 1)
   return rest[train], rest[val], test
+
+
+def kfold(targets: np.ndarray, num_folds: int, seed: int) -> list[np.ndarray]:
+  """Row positions of each of ``num_folds`` disjoint folds of a [N, L] 0/1 target matrix.
+
+  Every row is in exactly one fold; each fold keeps every label's proportion,
+  and the share of images without any label, as closely as iterative
+  stratification can.
+  """
+  if num_folds < 2:
+    raise ValueError(f"cross-validation needs at least 2 folds, got {num_folds}")
+  if num_folds > len(targets):
+    raise ValueError(f"{num_folds} folds but only {len(targets)} images")
+  splitter = MultilabelStratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
+  return [np.sort(held_out) for _, held_out in splitter.split(np.zeros(len(targets)), _with_empty(targets))]

@@ -1,0 +1,139 @@
+"""Label corrections: a reviewed list of (image id, label, add/remove) applied to a label frame on load.
+
+The file is a CSV with a header naming at least ``image_id``, ``label`` and
+``action`` (``add`` or ``remove``); other columns (a note, the model's
+probability) are kept for the reviewer and ignored here, so the review CSV that
+``mlc-suspects`` writes is itself a corrections file once pruned to the rows a
+human confirmed. Lines starting with ``#`` and blank lines are skipped::
+
+    image_id,label,action,note
+    1234,baby,remove,a puppy
+    877,people,add
+
+Nothing is applied silently: the returned report counts and names every change,
+every correction that changed nothing (the label was already so), and every
+row skipped because its image or label is not in this corpus/run.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+
+import pandas as pd
+import tensorflow as tf
+
+from mlc_tf.data import corpus as corpus_lib
+
+ACTIONS = ("add", "remove")
+REQUIRED_COLUMNS = ("image_id", "label", "action")
+
+
+class CorrectionsError(corpus_lib.CorpusError):
+  """The corrections file cannot be used; the message names the file and line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Correction:
+  image_id: int
+  label: str
+  action: str  # "add" or "remove"
+  line: int    # in the corrections file, for messages
+
+
+@dataclasses.dataclass
+class CorrectionsReport:
+  """What applying a corrections file did."""
+
+  path: str
+  added: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+  removed: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+  # Corrections that changed nothing: (line, image id, label, action).
+  already_so: list[tuple[int, int, str, str]] = dataclasses.field(default_factory=list)
+  # Skipped rows: (line, image id) / (line, label).
+  unknown_images: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+  unknown_labels: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+
+  def lines(self) -> list[str]:
+    """A human-readable summary, one line per kind of outcome."""
+    lines = [f"corrections {self.path}: {len(self.added)} label(s) added, {len(self.removed)} removed"]
+    if self.already_so:
+      lines.append(f"{len(self.already_so)} correction(s) changed nothing, the label was already so "
+                   f"(lines {', '.join(str(r[0]) for r in self.already_so[:5])})")
+    if self.unknown_images:
+      lines.append(f"{len(self.unknown_images)} correction(s) skipped: image id not in the corpus "
+                   f"({', '.join(f'line {n} id {i}' for n, i in self.unknown_images[:5])})")
+    if self.unknown_labels:
+      lines.append(f"{len(self.unknown_labels)} correction(s) skipped: label not in this run "
+                   f"({', '.join(f'line {n} {label!r}' for n, label in self.unknown_labels[:5])})")
+    return lines
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def read_corrections(path: str) -> list[Correction]:
+  """Parses a corrections CSV; garbage and contradictions are errors naming the line."""
+  if not tf.io.gfile.exists(path):
+    raise CorrectionsError(f"corrections file {path} does not exist")
+  with tf.io.gfile.GFile(path, "r") as f:
+    text = f.read()
+  header, corrections, seen = None, [], {}
+  for number, raw in enumerate(text.splitlines(), start=1):
+    if not raw.strip() or raw.lstrip().startswith("#"):
+      continue
+    fields = [field.strip() for field in next(csv.reader([raw]))]
+    if header is None:
+      header = fields
+      missing = [c for c in REQUIRED_COLUMNS if c not in header]
+      if missing:
+        raise CorrectionsError(f"{path}:{number}: header {raw!r} lacks column(s) {missing} "
+                               f"(expected {','.join(REQUIRED_COLUMNS)})")
+      continue
+    row = dict(zip(header, fields))
+    image_id, label, action = (row.get(c, "") for c in REQUIRED_COLUMNS)
+    if not image_id.isdigit():
+      raise CorrectionsError(f"{path}:{number}: expected an integer image id, found {image_id!r}")
+    if not label:
+      raise CorrectionsError(f"{path}:{number}: no label")
+    action = action.lower()
+    if action not in ACTIONS:
+      raise CorrectionsError(f"{path}:{number}: action must be one of {ACTIONS}, found {action!r}")
+    key = (int(image_id), label)
+    if key in seen and seen[key].action != action:
+      raise CorrectionsError(f"{path}:{number}: {action} {label!r} for image {image_id} contradicts "
+                             f"line {seen[key].line} ({seen[key].action})")
+    correction = Correction(int(image_id), label, action, number)
+    seen[key] = correction
+    corrections.append(correction)
+  return corrections
+
+
+def apply_corrections(frame: pd.DataFrame, corrections: list[Correction],
+                      path: str = "<corrections>") -> tuple[pd.DataFrame, CorrectionsReport]:
+  """A corrected copy of a label frame, and the report of what changed."""
+  frame = frame.copy()
+  labels = set(corpus_lib.label_columns(frame))
+  report = CorrectionsReport(path)
+  for c in corrections:
+    if c.label not in labels:
+      report.unknown_labels.append((c.line, c.label))
+    elif c.image_id not in frame.index:
+      report.unknown_images.append((c.line, c.image_id))
+    elif frame.at[c.image_id, c.label] == (c.action == "add"):
+      report.already_so.append((c.line, c.image_id, c.label, c.action))
+    else:
+      frame.at[c.image_id, c.label] = int(c.action == "add")
+      (report.added if c.action == "add" else report.removed).append((c.image_id, c.label))
+  return frame, report
+
+
+def apply_file(frame: pd.DataFrame, path: str | None) -> pd.DataFrame:
+  """The loading hook: applies the corrections file at ``path`` (none when ``None``) and logs its report."""
+  if not path:
+    return frame
+  frame, report = apply_corrections(frame, read_corrections(path), path)
+  for line in report.lines():
+    logging.warning(line)
+  return frame

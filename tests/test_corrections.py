@@ -1,0 +1,71 @@
+import logging
+
+import pytest
+
+from mlc_tf import training
+from mlc_tf.data import corpus, corrections
+
+from conftest import fast_config, make_tiny_corpus
+
+
+def _write(path, text):
+  path.write_text(text)
+  return str(path)
+
+
+def test_corrections_are_applied_and_every_row_is_accounted_for(tiny_corpus, tmp_path):
+  root, truth = tiny_corpus
+  frame, _ = corpus.load_corpus(root)
+  with_cat = next(i for i, labels in truth.items() if "cat" in labels)
+  without_dog = next(i for i, labels in truth.items() if "dog" not in labels)
+  path = _write(tmp_path / "fix.csv", "\n".join([
+      "# reviewed by hand",
+      "image_id,label,action,note",
+      f"{with_cat},cat,remove,not a cat",
+      f"{without_dog},dog,ADD,",
+      f"{with_cat},sun,{'remove' if 'sun' in truth[with_cat] else 'add'},",
+      f"{without_dog},dog,add,said twice",
+      "",
+      "99999,cat,add,no such image",
+      f"{with_cat},zebra,add,label not in the run",
+  ]) + "\n")
+  fixed, report = corrections.apply_corrections(frame, corrections.read_corrections(path), path)
+  assert fixed.at[with_cat, "cat"] == 0 and fixed.at[without_dog, "dog"] == 1
+  assert frame.at[with_cat, "cat"] == 1  # the input frame is left alone
+  assert report.removed[0] == (with_cat, "cat") and (without_dog, "dog") in report.added
+  assert len(report.added) + len(report.removed) == 3
+  assert report.already_so == [(6, without_dog, "dog", "add")]
+  assert report.unknown_images == [(8, 99999)] and report.unknown_labels == [(9, "zebra")]
+  summary = "\n".join(report.lines())
+  assert "changed nothing" in summary and "line 8 id 99999" in summary and "'zebra'" in summary
+
+
+@pytest.mark.parametrize("text, message", [
+    ("id,label,action\n1,cat,add\n", r"lacks column\(s\) \['image_id'\]"),
+    ("image_id,label,action\nx1,cat,add\n", ":2: expected an integer image id, found 'x1'"),
+    ("image_id,label,action\n1,cat,flip\n", ":2: action must be one of"),
+    ("image_id,label,action\n1,,add\n", ":2: no label"),
+    ("image_id,label,action\n1,cat,add\n\n1,cat,remove\n", ":4: remove 'cat' for image 1 contradicts line 2"),
+])
+def test_bad_corrections_files_name_file_and_line(tmp_path, text, message):
+  path = _write(tmp_path / "bad.csv", text)
+  with pytest.raises(corrections.CorrectionsError, match=message):
+    corrections.read_corrections(path)
+
+
+def test_training_load_applies_the_configured_file_and_reports_it(tmp_path, caplog):
+  root = str(tmp_path / "corpus")
+  truth = make_tiny_corpus(root)
+  with_cat = next(i for i, labels in truth.items() if "cat" in labels)
+  cfg = fast_config()
+  cfg.data.corrections = _write(tmp_path / "fix.csv", f"image_id,label,action\n{with_cat},cat,remove\n")
+  with caplog.at_level(logging.WARNING):
+    data = training.load_and_split(root, cfg)
+  frames = [data.train, data.val, data.test]
+  row = next(f.loc[with_cat] for f in frames if with_cat in f.index)
+  assert row["cat"] == 0
+  assert sum(int(f["cat"].sum()) for f in frames) == sum("cat" in labels for labels in truth.values()) - 1
+  assert "1 label(s) added" not in caplog.text and "0 label(s) added, 1 removed" in caplog.text
+  cfg.data.corrections = str(tmp_path / "missing.csv")
+  with pytest.raises(corpus.CorpusError, match="does not exist"):
+    training.load_and_split(root, cfg)
