@@ -7,6 +7,8 @@ need; any field can then be overridden on the command line, e.g.
 
 from __future__ import annotations
 
+import json
+
 import ml_collections
 
 
@@ -64,4 +66,17 @@ def base_config() -> ml_collections.ConfigDict:
   config.export = ml_collections.ConfigDict()
   config.export.name = "mlc"            # saved_models/<name>/<version>/
   config.export.base_dir = "saved_models"
+  return config
+
+
+def load_run_config(path: str) -> ml_collections.ConfigDict:
+  """The ``config.json`` a training run wrote into its workdir, over today's defaults.
+
+  Lets a later command (evaluation, cross-validation) rebuild exactly the
+  run's split and preprocessing without the original config file.
+  """
+  with open(path) as f:
+    saved = json.load(f)
+  config = base_config()
+  config.update(saved)
   return config

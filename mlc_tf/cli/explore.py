@@ -1,0 +1,53 @@
+"""mlc-explore: what a corpus holds, as tables and figures, before any training.
+
+  mlc-explore                                   # the built-in demo corpus
+  mlc-explore --data_dir=../shared/datasets/flickr14 --rules=baby>people --output_dir=workdirs/explore_flickr14
+
+Prints label counts, images with no label, labels per image, co-occurrence,
+grayscale share, image sizes and label-rule violations; writes explore.md,
+explore.json, label_counts.png and cooccurrence.png to --output_dir.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags, logging
+
+from mlc_tf import exploration
+from mlc_tf.data import builtin, corpus, corrections
+
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/). "
+                                "Default: the built-in demo corpus, generated on first use.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where tables and figures go. Default: workdirs/explore.")
+_LABELS = flags.DEFINE_list("labels", None, "Labels to keep. Default: every annotation file.")
+_RULES = flags.DEFINE_list("rules", [], "Label implications to check, 'label>implied', e.g. baby>people.")
+_CORRECTIONS = flags.DEFINE_string("corrections", None, "A corrections CSV to apply first (see mlc-suspects).")
+
+
+def main(argv):
+  del argv
+  data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
+  output_dir = _OUTPUT_DIR.value or os.path.join("workdirs", "explore")
+  try:
+    rules = exploration.parse_implications(_RULES.value)
+    frame, audit = corpus.load_corpus(data_dir, _LABELS.value)
+    frame = corrections.apply_file(frame, _CORRECTIONS.value)
+    result = exploration.explore(frame, rules)
+  except (corpus.CorpusError, ValueError) as error:
+    raise SystemExit(f"mlc-explore: error: {error}") from None
+  for line in audit.warnings():
+    print(f"corpus audit: {line}")
+  print(result.to_markdown())
+  print()
+  for path in exploration.write_exploration(result, output_dir):
+    print(f"wrote {path}")
+
+
+def run():
+  logging.set_verbosity(logging.INFO)
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,47 @@
+"""mlc-predict: tag a folder or glob of images with a trained or exported model; writes a CSV.
+
+  mlc-predict --model=workdirs/demo --images=photos/ --output=predictions.csv
+  mlc-predict --model=saved_models/demo --images='photos/**/*.jpg' --probabilities --output=tags.csv
+
+--model takes model.keras (or the training workdir holding it), an exported
+SavedModel version dir, or a TF Serving model dir (its highest version). The
+CSV has the file, one 0/1 column per label (the model's calibrated
+thresholds) and, with --probabilities, prob_<label> columns. Images stream in
+batches of --batch_size; unreadable files are skipped and listed.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags, logging
+
+from mlc_tf import prediction
+
+_MODEL = flags.DEFINE_string("model", None, "model.keras, a training workdir, or a SavedModel (version) dir.",
+                             required=True)
+_IMAGES = flags.DEFINE_list("images", None, "Folders and/or glob patterns of images.", required=True)
+_OUTPUT = flags.DEFINE_string("output", "predictions.csv", "The CSV to write.")
+_PROBABILITIES = flags.DEFINE_bool("probabilities", False, "Also write prob_<label> columns.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per batch (bounds memory).", lower_bound=1)
+
+
+def main(argv):
+  del argv
+  try:
+    paths = prediction.list_images(_IMAGES.value)
+    predictor = prediction.load_predictor(_MODEL.value)
+  except (FileNotFoundError, ValueError) as error:
+    raise SystemExit(f"mlc-predict: error: {error}") from None
+  summary = prediction.predict_to_csv(predictor, paths, _OUTPUT.value, _BATCH_SIZE.value, _PROBABILITIES.value)
+  print(f"wrote {_OUTPUT.value}: {summary.written} image(s), {len(predictor.label_names)} label(s)")
+  if summary.skipped:
+    print(f"skipped {len(summary.skipped)} file(s) that are not readable images: "
+          f"{', '.join(summary.skipped[:10])}{' …' if len(summary.skipped) > 10 else ''}")
+
+
+def run():
+  logging.set_verbosity(logging.INFO)
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,64 @@
+"""mlc-suspects: find likely wrong labels with out-of-fold predictions; a review CSV and a contact sheet.
+
+  mlc-suspects                                    # demo corpus; runs 5-fold CV into workdirs/cv_demo first
+  mlc-suspects --config=configs/flickr14.py --data_dir=../shared/datasets/flickr14 \
+               --cv_workdir=workdirs/cv_flickr14 --top=200
+
+Reuses --cv_workdir's oof_predictions.csv when mlc-cv already wrote it (else
+runs mlc-cv's cross-validation there: k training runs). Writes suspects.csv,
+whose first columns (image_id,label,action) make it a corrections file: delete
+the rows the model got wrong, then train with --config.data.corrections=<file>.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mlc_tf import crossval, suspects
+from mlc_tf.cli import common
+from mlc_tf.data import builtin, corpus
+
+_CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("demo.py"), "Training config file.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/). "
+                                "Default: the built-in demo corpus, generated on first use.")
+_CV_WORKDIR = flags.DEFINE_string("cv_workdir", None, "Cross-validation workdir. Default: workdirs/cv_<export name>.")
+_FOLDS = flags.DEFINE_integer("folds", 5, "Folds, when cross-validation has to run.", lower_bound=2)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Default: <cv_workdir>/suspects.")
+_MIN_CONFIDENCE = flags.DEFINE_float("min_confidence", 0.5, "How far on the other side of the given label the "
+                                     "out-of-fold probability must be (0-1].")
+_TOP = flags.DEFINE_integer("top", None, "Keep only the most confident rows.")
+
+
+def main(argv):
+  del argv
+  cfg = _CONFIG.value
+  data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
+  cv_workdir = _CV_WORKDIR.value or os.path.join("workdirs", f"cv_{cfg.export.name}")
+  try:
+    if os.path.isfile(os.path.join(cv_workdir, crossval.OOF_FILE)):
+      print(f"using the out-of-fold predictions in {cv_workdir}")
+      oof = crossval.read_oof(cv_workdir)
+      names = [c[len("prob_"):] for c in oof.columns if c.startswith("prob_")]
+    else:
+      result = crossval.cross_validate(cfg, data_dir, cv_workdir, _FOLDS.value)
+      oof, names = result.oof, result.label_names
+    ranked, written = suspects.write_suspects(oof, names, _OUTPUT_DIR.value or os.path.join(cv_workdir, "suspects"),
+                                              _MIN_CONFIDENCE.value, _TOP.value)
+  except (corpus.CorpusError, ValueError) as error:
+    raise SystemExit(f"mlc-suspects: error: {error}") from None
+  print(f"{len(ranked)} suspect label(s) on {ranked['image_id'].nunique()} image(s); most confident:")
+  print(ranked.head(15).drop(columns=["path"]).to_string(index=False))
+  for path in written:
+    print(f"wrote {path}")
+
+
+def run():
+  logging.set_verbosity(logging.WARNING)
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,123 @@
+"""k-fold cross-validation with multi-label (iterative) stratification.
+
+Each fold in turn is the held-out test part; the other folds are split once
+more (stratified, ``cfg.data.val_fraction``) into training and the validation
+part that calibrates thresholds and stops training early. The result is every
+metric's mean ± standard deviation across folds, and out-of-fold predictions:
+for every image, the probabilities of the one model that never trained on it
+(the input of ``mlc_tf.suspects``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import keras
+import ml_collections
+import numpy as np
+import pandas as pd
+
+from mlc_tf import evaluation, training
+from mlc_tf.data import corpus as corpus_lib
+from mlc_tf.data import splits
+
+OOF_FILE = "oof_predictions.csv"
+# The headline metrics of the markdown summary (the JSON has every metric).
+HEADLINE = (("mAP", "average_precision/map"),
+            ("micro F1 @cal", "at_calibrated/micro/f1"), ("macro F1 @cal", "at_calibrated/macro/f1"),
+            ("samples F1 @cal", "at_calibrated/samples/f1"), ("micro P @cal", "at_calibrated/micro/precision"),
+            ("micro R @cal", "at_calibrated/micro/recall"), ("exact match @cal", "at_calibrated/exact_match"),
+            ("Hamming loss @cal", "at_calibrated/hamming_loss"),
+            ("micro F1 @0.5", "at_0.5/micro/f1"), ("macro F1 @0.5", "at_0.5/macro/f1"))
+
+
+@dataclasses.dataclass
+class CrossValidation:
+  label_names: list[str]
+  fold_reports: list[dict]   # evaluation.evaluate of each fold's held-out part
+  summary: dict[str, dict]   # metric -> {"mean", "std", "folds": [...]}, over every scalar of the reports
+  oof: pd.DataFrame          # image_id index: fold, path, given labels, prob_<label>, pred_<label>
+
+  def to_markdown(self) -> str:
+    k = len(self.fold_reports)
+    lines = [f"{k}-fold cross-validation, {len(self.oof)} images (mean ± std over folds)", "",
+             "| metric | mean ± std | " + " | ".join(f"fold {i + 1}" for i in range(k)) + " |",
+             "|---|---:|" + "---:|" * k]
+    for title, key in HEADLINE:
+      if key in self.summary:
+        s = self.summary[key]
+        lines.append(f"| {title} | {s['mean']:.3f} ± {s['std']:.3f} | " +
+                     " | ".join(f"{v:.3f}" for v in s["folds"]) + " |")
+    lines += ["", "| label | support/fold | AP | F1 @cal | F1 @0.5 |", "|---|---:|---:|---:|---:|"]
+    for name in self.label_names:
+      cells = [f"{self.summary[f'at_calibrated/per_label/{name}/support']['mean']:.1f}"]
+      for key in (f"average_precision/per_label/{name}", f"at_calibrated/per_label/{name}/f1",
+                  f"at_0.5/per_label/{name}/f1"):
+        s = self.summary.get(key)
+        cells.append(f"{s['mean']:.3f} ± {s['std']:.3f}" if s else "–")
+      lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summarize(reports: list[dict]) -> dict[str, dict]:
+  """Mean, standard deviation (ddof=0) and per-fold values of every scalar the reports share."""
+  flats = [evaluation.scalar_metrics(report) for report in reports]
+  keys = [key for key in flats[0] if all(key in flat for flat in flats)]
+  return {key: {"mean": float(np.mean(values)), "std": float(np.std(values)), "folds": values}
+          for key in keys for values in [[flat[key] for flat in flats]]}
+
+
+def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, num_folds: int,
+                   verbose: int = 1) -> CrossValidation:
+  """Trains ``num_folds`` models, each tested on its held-out fold; writes into ``workdir``.
+
+  Files: ``fold_<k>/`` (what ``training.train_on`` writes), ``cv_report.md``,
+  ``cv_report.json`` and ``oof_predictions.csv``. ``verbose=1`` shows a
+  progress bar across folds, 0 is silent.
+  """
+  # The whole corpus, loaded (audited, corrected) exactly as training loads it.
+  loaded = training.load_and_split(data_dir, cfg)
+  frame = pd.concat([loaded.train, loaded.val, loaded.test]).sort_index()
+  names = loaded.label_names
+  targets = frame[names].to_numpy()
+  folds = splits.kfold(targets, num_folds, cfg.data.split_seed)
+  os.makedirs(workdir, exist_ok=True)
+
+  progress = keras.utils.Progbar(num_folds, unit_name="fold") if verbose else None
+  reports, parts = [], []
+  for k, held_out in enumerate(folds):
+    rest = np.setdiff1d(np.arange(len(frame)), held_out)
+    train, val, _ = splits.train_val_test_split(targets[rest], cfg.data.val_fraction, 0.0, cfg.data.split_seed)
+    data = training.Corpus(names, frame.iloc[rest[train]], frame.iloc[rest[val]], frame.iloc[held_out],
+                           loaded.audit)
+    result = training.train_on(cfg, data, os.path.join(workdir, f"fold_{k + 1}"), verbose=0)
+    probs = training.predict(result.model, data.test, names, cfg)
+    reports.append(result.report)
+    part = data.test[[corpus_lib.PATH_COLUMN, *names]].copy()
+    part.insert(0, "fold", k + 1)
+    part[[f"prob_{name}" for name in names]] = probs
+    part[[f"pred_{name}" for name in names]] = evaluation.decide(probs, result.thresholds)
+    parts.append(part)
+    keras.backend.clear_session()  # each fold builds a fresh model; free the last one's graph
+    if progress is not None:
+      progress.update(k + 1, [("micro_f1", result.report["at_calibrated"]["micro"]["f1"]),
+                              ("macro_f1", result.report["at_calibrated"]["macro"]["f1"])])
+
+  outcome = CrossValidation(names, reports, summarize(reports), pd.concat(parts).sort_index())
+  outcome.oof.to_csv(os.path.join(workdir, OOF_FILE))
+  with open(os.path.join(workdir, "cv_report.json"), "w") as f:
+    json.dump({"num_folds": num_folds, "label_names": names, "summary": outcome.summary, "folds": reports}, f,
+              indent=2)
+  with open(os.path.join(workdir, "cv_report.md"), "w") as f:
+    f.write(outcome.to_markdown() + "\n")
+  return outcome
+
+
+def read_oof(workdir: str) -> pd.DataFrame:
+  """The out-of-fold predictions an earlier ``cross_validate`` wrote into ``workdir``."""
+  path = os.path.join(workdir, OOF_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} not found: run cross-validation (mlc-cv) into {workdir} first")
+  return pd.read_csv(path, index_col="image_id")

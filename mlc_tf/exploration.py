@@ -1,0 +1,142 @@
+"""What a corpus holds before any training: label counts, empty label sets, co-occurrence, image formats, rule violations.
+
+Image statistics come from each file's header (PIL opens lazily, no pixel
+decoding), once, up front: this is an audit, not the training pipeline.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from mlc_tf import plots
+from mlc_tf.data import corpus as corpus_lib
+
+# PIL modes of single-channel files (8/16/32-bit gray, 1-bit, gray with alpha).
+GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+
+
+def parse_implications(specs: list[str]) -> list[tuple[str, str]]:
+  """``["baby>people"]`` -> ``[("baby", "people")]``: an image with the first label should carry the second."""
+  rules = []
+  for spec in specs:
+    parts = [part.strip() for part in spec.split(">")]
+    if len(parts) != 2 or not all(parts):
+      raise ValueError(f"a label rule reads 'label>implied_label', e.g. 'baby>people'; got {spec!r}")
+    rules.append((parts[0], parts[1]))
+  return rules
+
+
+@dataclasses.dataclass
+class Exploration:
+  """Corpus statistics; ``to_dict`` is the JSON form, ``to_markdown`` the tables."""
+
+  num_images: int
+  label_counts: pd.Series           # label -> images carrying it, most frequent first
+  labels_per_image: pd.Series       # number of labels -> images
+  cooccurrence: pd.DataFrame        # label x label -> images carrying both (diagonal: label counts)
+  grayscale_images: int
+  image_sizes: pd.Series            # "WxH" -> images, most frequent first
+  unreadable: list[str]             # files whose header could not be read
+  rule_violations: dict[str, list[int]]  # "baby>people" -> ids with baby but not people
+
+  @property
+  def no_label_images(self) -> int:
+    return int(self.labels_per_image.get(0, 0))
+
+  def to_dict(self) -> dict:
+    return {
+        "num_images": self.num_images,
+        "no_label_images": self.no_label_images,
+        "label_counts": {k: int(v) for k, v in self.label_counts.items()},
+        "labels_per_image": {int(k): int(v) for k, v in self.labels_per_image.items()},
+        "cooccurrence": {row: {col: int(v) for col, v in values.items()}
+                         for row, values in self.cooccurrence.to_dict(orient="index").items()},
+        "grayscale_images": self.grayscale_images,
+        "image_sizes": {k: int(v) for k, v in self.image_sizes.items()},
+        "unreadable": self.unreadable,
+        "rule_violations": self.rule_violations,
+    }
+
+  def to_markdown(self) -> str:
+    n = self.num_images
+
+    def share(count: int) -> str:
+      return f"{100 * count / n:.1f} %"
+
+    lines = [f"Images: {n}; with no label: {self.no_label_images} ({share(self.no_label_images)}); "
+             f"grayscale (single-channel): {self.grayscale_images} ({share(self.grayscale_images)}); "
+             f"unreadable: {len(self.unreadable)}", "",
+             "| label | images | share |", "|---|---:|---:|"]
+    lines += [f"| {label} | {count} | {share(count)} |" for label, count in self.label_counts.items()]
+    lines += ["", "| labels per image | images |", "|---:|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in self.labels_per_image.items()]
+    names = list(self.cooccurrence.index)
+    lines += ["", "Co-occurrence (images carrying both labels):", "",
+              "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines += [f"| {row} | " + " | ".join(str(int(v)) for v in self.cooccurrence.loc[row]) + " |" for row in names]
+    sizes = ", ".join(f"{size}: {count}" for size, count in self.image_sizes.head(5).items())
+    lines += ["", f"Image sizes (most frequent of {len(self.image_sizes)}): {sizes}"]
+    if self.rule_violations:
+      lines += ["", "| rule | violations | example ids |", "|---|---:|---|"]
+      lines += [f"| {rule} | {len(ids)} | {', '.join(map(str, ids[:10]))} |"
+                for rule, ids in self.rule_violations.items()]
+    if self.unreadable:
+      lines += ["", f"Unreadable files: {', '.join(self.unreadable[:10])}"]
+    return "\n".join(lines)
+
+
+def _header(path: str) -> tuple[str, tuple[int, int]] | None:
+  """(PIL mode, (width, height)) from the file header, or None when it is not a readable image."""
+  try:
+    with Image.open(path) as image:
+      return image.mode, image.size
+  except OSError:
+    return None
+
+
+def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = ()) -> Exploration:
+  """Statistics of a label frame (``mlc_tf.data.corpus`` layout) and of its image files."""
+  names = corpus_lib.label_columns(frame)
+  for rule in rules:
+    unknown = [label for label in rule if label not in names]
+    if unknown:
+      raise ValueError(f"rule {rule[0]}>{rule[1]} names label(s) {unknown} that the corpus does not have")
+  targets = frame[names].to_numpy().astype(np.int64)
+  counts = pd.Series(targets.sum(axis=0), index=names).sort_values(ascending=False, kind="stable")
+  per_image = pd.Series(targets.sum(axis=1)).value_counts().sort_index()
+  cooccurrence = pd.DataFrame(targets.T @ targets, index=names, columns=names)
+  grayscale, sizes, unreadable = 0, collections.Counter(), []
+  for path in frame[corpus_lib.PATH_COLUMN]:
+    header = _header(path)
+    if header is None:
+      unreadable.append(os.path.basename(path))
+      continue
+    mode, (width, height) = header
+    grayscale += mode in GRAYSCALE_MODES
+    sizes[f"{width}x{height}"] += 1
+  violations = {f"{a}>{b}": [int(i) for i in frame.index[(frame[a] == 1) & (frame[b] == 0)]] for a, b in rules}
+  return Exploration(len(frame), counts, per_image, cooccurrence, grayscale,
+                     pd.Series(dict(sizes.most_common()), dtype=int), unreadable, violations)
+
+
+def write_exploration(result: Exploration, output_dir: str) -> list[str]:
+  """Writes explore.md, explore.json and the label-count and co-occurrence figures; returns their paths."""
+  os.makedirs(output_dir, exist_ok=True)
+  paths = [os.path.join(output_dir, name) for name in ("explore.md", "explore.json")]
+  with open(paths[0], "w") as f:
+    f.write(result.to_markdown() + "\n")
+  with open(paths[1], "w") as f:
+    json.dump(result.to_dict(), f, indent=2)
+  counts = result.label_counts.copy()
+  counts["(no label)"] = result.no_label_images
+  paths.append(plots.label_count_bars(counts, os.path.join(output_dir, "label_counts.png"),
+                                      f"Images per label ({result.num_images} images)", muted=("(no label)",)))
+  paths.append(plots.cooccurrence_heatmap(result.cooccurrence, os.path.join(output_dir, "cooccurrence.png")))
+  return paths

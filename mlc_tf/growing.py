@@ -1,0 +1,108 @@
+"""Progressive growing, the study's way to choose a depth: add conv layers while validation F1 keeps improving.
+
+Starting from one hidden conv layer, a model of each depth is trained from
+scratch on the same split (``cfg.model.depth`` is the knob; any registered
+builder that reads it works). Growing stops at the first depth whose
+validation micro-F1 (at its calibrated thresholds) does not beat the best so
+far by at least ``margin``, or at ``max_depth``. The depth is chosen on the
+validation split only; the test split's F1 is reported alongside, not used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import ml_collections
+
+from mlc_tf import evaluation, models, training
+
+
+@dataclasses.dataclass
+class Step:
+  depth: int
+  parameters: int
+  val_micro_f1: float
+  val_macro_f1: float
+  test_micro_f1: float
+  test_macro_f1: float
+  epochs: int
+  train_seconds: float  # fit + threshold calibration + test evaluation
+
+
+@dataclasses.dataclass
+class Growth:
+  steps: list[Step]
+  best_depth: int
+  stop_reason: str
+
+  def to_markdown(self) -> str:
+    lines = ["| depth | parameters | val micro-F1 | gain | val macro-F1 | test micro-F1 | test macro-F1 | epochs "
+             "| train time (s) |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    previous_best = None
+    for step in self.steps:
+      gain = "" if previous_best is None else f"{step.val_micro_f1 - previous_best:+.3f}"
+      lines.append(f"| {step.depth}{' ←' if step.depth == self.best_depth else ''} | {step.parameters:,} | "
+                   f"{step.val_micro_f1:.3f} | {gain} | {step.val_macro_f1:.3f} | {step.test_micro_f1:.3f} | "
+                   f"{step.test_macro_f1:.3f} | {step.epochs} | {step.train_seconds:.1f} |")
+      previous_best = max(step.val_micro_f1, previous_best or 0.0)
+    lines += ["", f"Chosen depth: {self.best_depth} ({self.stop_reason})"]
+    return "\n".join(lines)
+
+  def to_dict(self) -> dict:
+    return {"best_depth": self.best_depth, "stop_reason": self.stop_reason,
+            "steps": [dataclasses.asdict(step) for step in self.steps]}
+
+
+def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: float = 0.01,
+         start_depth: int = 1, max_depth: int = 8, verbose: int = 2,
+         on_step=None) -> Growth:
+  """Trains depth ``start_depth``, +1, … while validation micro-F1 improves by ``margin``; see the module doc.
+
+  Writes ``depth_<d>/`` (what ``training.train_on`` writes) per depth and
+  ``growth.md`` / ``growth.json`` into ``workdir``. ``on_step(step)`` is
+  called after each depth (e.g. to print progress).
+  """
+  if not 1 <= start_depth <= max_depth:
+    raise ValueError(f"need 1 <= start_depth ({start_depth}) <= max_depth ({max_depth})")
+  data = training.load_and_split(data_dir, cfg)
+  names = data.label_names
+  y_val = data.val[names].to_numpy()
+  steps, best, reason = [], None, f"reached max_depth {max_depth}"
+  for depth in range(start_depth, max_depth + 1):
+    step_cfg = ml_collections.ConfigDict(cfg.to_dict())
+    step_cfg.model.depth = depth
+    try:
+      parameters = models.build(step_cfg.model, len(names), cfg.data.image_size).count_params()
+    except ValueError as error:  # e.g. more pooling steps than the image has pixels
+      reason = f"model {cfg.model.name!r} cannot be built at depth {depth}: {error}"
+      break
+    start = time.perf_counter()
+    result = training.train_on(step_cfg, data, os.path.join(workdir, f"depth_{depth}"), verbose=verbose)
+    seconds = time.perf_counter() - start
+    val_micro, val_macro = evaluation.micro_macro_f1(
+        y_val, evaluation.decide(training.predict(result.model, data.val, names, step_cfg), result.thresholds))
+    test = result.report["at_calibrated"]
+    step = Step(depth, parameters, val_micro, val_macro, test["micro"]["f1"], test["macro"]["f1"],
+                len(next(iter(result.history.values()))), seconds)
+    steps.append(step)
+    keras.backend.clear_session()
+    if on_step is not None:
+      on_step(step)
+    if best is not None and step.val_micro_f1 < best.val_micro_f1 + margin:
+      reason = (f"depth {depth} improved validation micro-F1 by {step.val_micro_f1 - best.val_micro_f1:+.3f}, "
+                f"less than the margin {margin}")
+      break
+    best = step
+  if best is None:
+    raise ValueError(f"no depth could be trained: {reason}")
+  growth = Growth(steps, best.depth, reason)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "growth.md"), "w") as f:
+    f.write(growth.to_markdown() + "\n")
+  with open(os.path.join(workdir, "growth.json"), "w") as f:
+    json.dump(growth.to_dict(), f, indent=2)
+  return growth

@@ -1,0 +1,146 @@
+"""Tagging new images with a trained model: files in, one CSV row per image out, in bounded memory.
+
+Two kinds of model are accepted: the ``model.keras`` training writes (images
+are decoded by the same ``decode_and_resize`` as in training) and an exported
+SavedModel (its ``serving_default`` signature is fed the encoded bytes, so the
+exported graph's own preprocessing runs). Images stream through in batches and
+rows are written as they come, so a folder of any size fits in memory. A file
+that is not a readable image is skipped, counted and named, never fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import json
+import os
+from typing import Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mlc_tf import reports
+from mlc_tf.data import pipeline
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+
+
+def list_images(sources: list[str]) -> list[str]:
+  """Image files from folders (their images, not recursive) and glob patterns, sorted per source, no repeats."""
+  found: dict[str, None] = {}
+  for source in sources:
+    if os.path.isdir(source):
+      matches = [os.path.join(source, name) for name in sorted(os.listdir(source))
+                 if name.lower().endswith(IMAGE_EXTENSIONS)]
+    else:
+      matches = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
+    if not matches:
+      raise FileNotFoundError(f"no image file found at {source!r} (a folder of .jpg/.png/.gif/.bmp or a glob)")
+    found.update(dict.fromkeys(matches))
+  return list(found)
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+  for start in range(0, len(items), size):
+    yield items[start:start + size]
+
+
+class KerasPredictor:
+  """A ``model.keras`` inference model; decoding through tf.data, errors dropped per image."""
+
+  def __init__(self, model: keras.Model):
+    self.model = model
+    layer = reports.decision_layer(model)
+    self.label_names = list(layer.label_names)
+    self.image_size = int(model.inputs[0].shape[1])
+
+  def predict(self, paths: list[str], batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    """Yields (paths, probabilities [B, L], decisions [B, L]) for the readable images, in order."""
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths, dtype=str))
+    ds = ds.map(lambda path: (path, pipeline.decode_and_resize(tf.io.read_file(path), self.image_size)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)  # the path travels with its image
+    for batch_paths, images in ds:
+      outputs = self.model.predict_on_batch(images)
+      yield ([p.decode() for p in batch_paths.numpy()], np.asarray(outputs["probabilities"]),
+             np.asarray(outputs["decisions"]))
+
+
+class SavedModelPredictor:
+  """An exported SavedModel, called through ``serving_default`` with encoded image bytes."""
+
+  def __init__(self, export_dir: str):
+    self.loaded = tf.saved_model.load(export_dir)
+    self.serve = self.loaded.signatures["serving_default"]
+    if "metadata" in self.loaded.signatures:
+      names = self.loaded.signatures["metadata"]()["label_names"].numpy()
+      self.label_names = [name.decode() for name in names]
+    else:
+      with open(os.path.join(export_dir, "labels.json")) as f:
+        self.label_names = json.load(f)["label_names"]
+
+  def _call(self, blobs: list[bytes]) -> dict:
+    outputs = self.serve(image_bytes=tf.constant(blobs, tf.string))
+    return {k: v.numpy() for k, v in outputs.items()}
+
+  def predict(self, paths: list[str], batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    """Yields (paths, probabilities, decisions) for the images the model accepts, in order."""
+    for chunk in _batches(paths, batch_size):
+      readable = []
+      for path in chunk:
+        try:
+          with open(path, "rb") as f:
+            readable.append((path, f.read()))
+        except OSError:
+          continue
+      try:
+        answers = [(readable, self._call([blob for _, blob in readable]))] if readable else []
+      except tf.errors.InvalidArgumentError:  # one bad image fails the whole batch: find it, keep the rest
+        answers = []
+        for item in readable:
+          try:
+            answers.append(([item], self._call([item[1]])))
+          except tf.errors.InvalidArgumentError:
+            continue
+      for items, out in answers:
+        valid = out["valid"].astype(bool) if "valid" in out else np.ones(len(items), bool)
+        yield ([path for (path, _), ok in zip(items, valid) if ok], out["probabilities"][valid],
+               out["decisions"][valid])
+
+
+def load_predictor(path: str) -> KerasPredictor | SavedModelPredictor:
+  """A predictor for ``path``: a SavedModel dir, a TF Serving model dir (its highest version), a .keras
+  file, or a training workdir holding model.keras."""
+  if os.path.isdir(path):
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+      return SavedModelPredictor(path)
+    versions = [name for name in os.listdir(path)
+                if name.isdigit() and os.path.isfile(os.path.join(path, name, "saved_model.pb"))]
+    if versions:
+      return SavedModelPredictor(os.path.join(path, max(versions, key=int)))
+  return KerasPredictor(reports.load_inference_model(path))
+
+
+@dataclasses.dataclass
+class PredictionSummary:
+  written: int
+  skipped: list[str]  # input files that were not readable images
+
+
+def predict_to_csv(predictor: KerasPredictor | SavedModelPredictor, paths: list[str], output: str,
+                   batch_size: int = 64, probabilities: bool = False) -> PredictionSummary:
+  """Writes ``output``: ``file``, one 0/1 column per label and, on request, ``prob_<label>`` columns."""
+  names = predictor.label_names
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  done = set()
+  with open(output, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["file", *names, *([f"prob_{name}" for name in names] if probabilities else [])])
+    for batch_paths, probs, decisions in predictor.predict(paths, batch_size):
+      for path, p, d in zip(batch_paths, probs, decisions):
+        writer.writerow([path, *map(int, d), *([f"{x:.6f}" for x in p] if probabilities else [])])
+        done.add(path)
+      f.flush()
+  return PredictionSummary(len(done), [path for path in paths if path not in done])

@@ -1,0 +1,89 @@
+"""Label suspects: the (image, label) pairs whose given label out-of-fold predictions most confidently contradict.
+
+Out-of-fold means each image is judged by the cross-validation model that
+never trained on it, so a memorised wrong label cannot vouch for itself. A
+pair is a suspect when the model's probability sits on the other side of the
+given label by at least ``min_confidence``: given 1 with probability ≤ 1 -
+min_confidence ("remove"?), or given 0 with probability ≥ min_confidence
+("add"?). Confidence is ``|given - probability|``.
+
+The review CSV starts with the corrections-file columns (``image_id``,
+``label``, ``action``): a reviewer deletes the rows the model got wrong and
+hands the rest to training as ``--config.data.corrections``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from mlc_tf import plots
+
+SHEET_SIZE = 36  # images on the contact sheet: six rows of six
+
+
+def rank_suspects(oof: pd.DataFrame, label_names: list[str], min_confidence: float = 0.5) -> pd.DataFrame:
+  """One row per suspect (image, label), most confident first.
+
+  Args:
+    oof: out-of-fold predictions (``crossval``'s frame): image_id index,
+      ``path``, ``fold``, one given 0/1 column and one ``prob_<label>`` per label.
+    label_names: the labels to judge.
+    min_confidence: how far on the other side the probability must be, in (0, 1].
+
+  Returns:
+    Columns image_id, label, action ("add"/"remove"), given, probability,
+    confidence, fold, path.
+  """
+  if not 0 < min_confidence <= 1:
+    raise ValueError(f"min_confidence must be in (0, 1], got {min_confidence}")
+  parts = []
+  for name in label_names:
+    given, prob = oof[name].to_numpy().astype(int), oof[f"prob_{name}"].to_numpy()
+    confidence = np.abs(given - prob)
+    flagged = confidence >= min_confidence
+    parts.append(pd.DataFrame({
+        "image_id": oof.index[flagged], "label": name,
+        "action": np.where(given[flagged] == 1, "remove", "add"), "given": given[flagged],
+        "probability": prob[flagged].round(4), "confidence": confidence[flagged].round(4),
+        "fold": oof["fold"].to_numpy()[flagged], "path": oof["path"].to_numpy()[flagged]}))
+  ranked = pd.concat(parts, ignore_index=True)
+  return ranked.sort_values(["confidence", "image_id", "label"], ascending=[False, True, True],
+                            kind="stable", ignore_index=True)
+
+
+def contact_sheet(suspects: pd.DataFrame, oof: pd.DataFrame, label_names: list[str], path: str,
+                  max_images: int = SHEET_SIZE) -> str:
+  """The most suspect images (by their most confident row), captioned with given labels and the suggested fixes."""
+  order = suspects.drop_duplicates("image_id")["image_id"].to_numpy()[:max_images]
+  captions = []
+  for image_id in order:
+    given = [name for name in label_names if oof.at[image_id, name] == 1]
+    caption = [(f"id {image_id}", plots.NEUTRAL), (f"given: {', '.join(given) or '(none)'}", plots.NEUTRAL)]
+    for row in suspects[suspects["image_id"] == image_id].itertuples():
+      if row.action == "remove":
+        caption.append((f"− {row.label}? p={row.probability:.2f}", plots.MISSED))
+      else:
+        caption.append((f"+ {row.label}? p={row.probability:.2f}", plots.FALSE_POSITIVE))
+    captions.append(caption)
+  return plots.image_grid(
+      [oof.at[i, "path"] for i in order], captions, path,
+      f"Most suspect labels, {len(order)} of {suspects['image_id'].nunique()} images "
+      "(out-of-fold; − given label the model rejects, + label the model sees but nobody gave)", max_lines=7)
+
+
+def write_suspects(oof: pd.DataFrame, label_names: list[str], output_dir: str, min_confidence: float = 0.5,
+                   top: int | None = None) -> tuple[pd.DataFrame, list[str]]:
+  """Writes suspects.csv (the review / corrections file, ``top`` rows if set) and suspects.png."""
+  os.makedirs(output_dir, exist_ok=True)
+  suspects = rank_suspects(oof, label_names, min_confidence)
+  if top is not None:
+    suspects = suspects.head(top)
+  csv_path = os.path.join(output_dir, "suspects.csv")
+  suspects.to_csv(csv_path, index=False)
+  written = [csv_path]
+  if len(suspects):
+    written.append(contact_sheet(suspects, oof, label_names, os.path.join(output_dir, "suspects.png")))
+  return suspects, written
