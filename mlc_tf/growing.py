@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 
 import keras
@@ -78,7 +79,9 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
     try:
       parameters = models.build(step_cfg.model, len(names), cfg.data.image_size).count_params()
     except ValueError as error:  # e.g. more pooling steps than the image has pixels
-      reason = f"model {cfg.model.name!r} cannot be built at depth {depth}: {error}"
+      message = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())  # Keras colours its messages
+      reason = f"model {cfg.model.name!r} cannot be built at depth {depth} for {cfg.data.image_size}px images: " \
+               f"{message[:300]}"
       break
     start = time.perf_counter()
     result = training.train_on(step_cfg, data, os.path.join(workdir, f"depth_{depth}"), verbose=verbose)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -74,3 +76,15 @@ def fast_config(image_size=16, epochs=2):
   cfg.train.batch_size = 8
   cfg.export.name = "tiny"
   return cfg
+
+
+def run_cli(module, *args, timeout=600):
+  """Runs ``python -m mlc_tf.cli.<module> args`` on this checkout; fails with its stderr; returns its stdout.
+
+  A subprocess per command: each CLI defines its own absl flags, which cannot share one process.
+  """
+  proc = subprocess.run([sys.executable, "-m", f"mlc_tf.cli.{module}", *args], capture_output=True, text=True,
+                        cwd=REPO_ROOT, timeout=timeout,
+                        env={**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout

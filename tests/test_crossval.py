@@ -1,0 +1,122 @@
+"""Cross-validation, label suspects and progressive growing on a tiny corpus (1 epoch, 2 folds)."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlc_tf import crossval, growing, suspects
+from mlc_tf.data import corrections, corpus
+
+from conftest import fast_config, make_tiny_corpus, run_cli
+
+NAMES = ["cat", "dog", "sun"]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("corpus"))
+  make_tiny_corpus(root, num_images=32)
+  return root
+
+
+@pytest.fixture(scope="module")
+def cv_run(corpus_dir, tmp_path_factory):
+  """mlc-cv, 2 folds of 1 epoch: (workdir, its stdout)."""
+  workdir = str(tmp_path_factory.mktemp("cv"))
+  stdout = run_cli("cv", f"--data_dir={corpus_dir}", f"--workdir={workdir}", "--folds=2",
+                   "--config.data.image_size=16", "--config.model.width=4", "--config.model.depth=2",
+                   "--config.train.epochs=1", "--config.train.batch_size=8")
+  return workdir, stdout
+
+
+def test_mlc_cv_folds_summary_and_out_of_fold_predictions(corpus_dir, cv_run):
+  workdir, stdout = cv_run
+  assert "2-fold cross-validation, 32 images" in stdout and "micro F1 @cal" in stdout and "| sun |" in stdout
+  frame, _ = corpus.load_corpus(corpus_dir)
+  assert sorted(os.listdir(workdir)) == ["cv_report.json", "cv_report.md", "fold_1", "fold_2",
+                                         "oof_predictions.csv"]
+  assert {"model.keras", "history.csv", "report.json"} <= set(os.listdir(os.path.join(workdir, "fold_1")))
+  # Every image is predicted exactly once, by the fold that held it out, with its given labels.
+  oof = crossval.read_oof(workdir)
+  assert list(oof.index) == list(frame.index) and set(oof["fold"]) == {1, 2}
+  np.testing.assert_array_equal(oof[NAMES].to_numpy(), frame[NAMES].to_numpy())
+  assert ((oof[[f"prob_{n}" for n in NAMES]] >= 0) & (oof[[f"prob_{n}" for n in NAMES]] <= 1)).all().all()
+  written = json.load(open(os.path.join(workdir, "cv_report.json")))
+  for k, report in enumerate(written["folds"], start=1):
+    assert report["num_images"] == (oof["fold"] == k).sum()
+    # Stratified: each fold holds half of each label's positives, give or take one.
+    for name in NAMES:
+      assert abs(report["at_0.5"]["per_label"][name]["support"] - frame[name].sum() / 2) <= 1
+  micro = [r["at_calibrated"]["micro"]["f1"] for r in written["folds"]]
+  assert written["summary"]["at_calibrated/micro/f1"]["mean"] == pytest.approx(np.mean(micro))
+  assert written["summary"]["at_calibrated/micro/f1"]["std"] == pytest.approx(np.std(micro))
+
+
+def test_summarize_keeps_metrics_every_fold_has():
+  folds = [{"a": 1.0, "b": {"c": 2.0}}, {"a": 3.0, "b": {"c": 4.0}, "only_here": 1.0}]
+  summary = crossval.summarize(folds)
+  assert summary == {"a": {"mean": 2.0, "std": 1.0, "folds": [1.0, 3.0]},
+                     "b/c": {"mean": 3.0, "std": 1.0, "folds": [2.0, 4.0]}}
+
+
+def _oof():
+  return pd.DataFrame({
+      "fold": [1, 1, 2, 2], "path": ["a.jpg", "b.jpg", "c.jpg", "d.jpg"],
+      "cat": [1, 0, 1, 0], "dog": [0, 0, 1, 1],
+      "prob_cat": [0.05, 0.97, 0.9, 0.4], "prob_dog": [0.2, 0.1, 0.45, 0.3]},
+      index=pd.Index([11, 12, 13, 14], name="image_id"))
+
+
+def test_rank_suspects_orders_by_confidence_and_suggests_the_fix():
+  ranked = suspects.rank_suspects(_oof(), ["cat", "dog"], min_confidence=0.5)
+  assert list(zip(ranked["image_id"], ranked["label"], ranked["action"])) == [
+      (12, "cat", "add"), (11, "cat", "remove"), (14, "dog", "remove"), (13, "dog", "remove")]
+  np.testing.assert_allclose(ranked["confidence"], [0.97, 0.95, 0.7, 0.55])
+  assert len(suspects.rank_suspects(_oof(), ["cat", "dog"], min_confidence=0.9)) == 2
+  with pytest.raises(ValueError, match="min_confidence"):
+    suspects.rank_suspects(_oof(), ["cat"], min_confidence=0)
+
+
+def test_suspects_csv_is_a_corrections_file(cv_run, corpus_dir, tmp_path):
+  workdir, _ = cv_run
+  ranked, written = suspects.write_suspects(crossval.read_oof(workdir), NAMES, str(tmp_path), min_confidence=0.3,
+                                            top=5)
+  # After one epoch probabilities sit near 0.5, so far more than 5 pairs disagree by 0.3.
+  assert len(ranked) == 5 and [os.path.basename(p) for p in written] == ["suspects.csv", "suspects.png"]
+  frame, _ = corpus.load_corpus(corpus_dir)
+  fixed, report = corrections.apply_corrections(frame, corrections.read_corrections(written[0]), written[0])
+  assert len(report.added) + len(report.removed) == len(ranked) and not report.already_so
+  for row in ranked.itertuples():
+    assert fixed.at[row.image_id, row.label] == (row.action == "add")
+
+
+def test_mlc_suspects_reuses_the_out_of_fold_predictions(cv_run, corpus_dir, tmp_path):
+  workdir, _ = cv_run
+  out = str(tmp_path / "suspects")
+  stdout = run_cli("suspects", f"--data_dir={corpus_dir}", f"--cv_workdir={workdir}", f"--output_dir={out}",
+                   "--min_confidence=0.2")
+  assert "using the out-of-fold predictions" in stdout and "suspect label(s)" in stdout
+  assert "suspects.csv" in os.listdir(out)
+
+
+def test_grow_adds_layers_until_the_gain_falls_below_the_margin(corpus_dir, tmp_path):
+  cfg = fast_config(epochs=1)
+  growth = growing.grow(cfg, corpus_dir, str(tmp_path), margin=1.0, max_depth=3, verbose=0)
+  # No depth can gain a full 1.0 of F1: depth 1 is kept, depth 2 is tried and stops the growth.
+  assert [step.depth for step in growth.steps] == [1, 2] and growth.best_depth == 1
+  assert "less than the margin 1.0" in growth.stop_reason
+  assert growth.steps[1].parameters > growth.steps[0].parameters
+  assert all(step.train_seconds > 0 and step.epochs == 1 for step in growth.steps)
+  assert {"growth.md", "growth.json", "depth_1", "depth_2"} <= set(os.listdir(tmp_path))
+
+
+def test_mlc_grow_stops_where_the_builder_cannot_go_deeper(corpus_dir, tmp_path):
+  # 16 px images pool to 1 px at depth 4: depth 5 cannot be built, so growth ends after depth 4.
+  stdout = run_cli("grow", f"--data_dir={corpus_dir}", f"--workdir={tmp_path}", "--margin=-1", "--start_depth=4",
+                   "--config.data.image_size=16", "--config.model.width=4", "--config.train.epochs=1",
+                   "--config.train.batch_size=8")
+  assert "depth 4: val micro-F1" in stdout and "cannot be built at depth 5 for 16px images" in stdout
+  assert json.load(open(tmp_path / "growth.json"))["best_depth"] == 4

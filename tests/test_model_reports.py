@@ -1,0 +1,120 @@
+"""mlc-evaluate and mlc-predict on a model trained for one epoch on a tiny corpus."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlc_tf import evaluation, export, prediction, reports, training
+
+from conftest import fast_config, make_tiny_corpus, run_cli
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("corpus"))
+  make_tiny_corpus(root, num_images=40)
+  workdir = str(tmp_path_factory.mktemp("workdir"))
+  result = training.train(fast_config(epochs=1), root, workdir)
+  return root, workdir, result
+
+
+def test_write_evaluation_report_and_figures(trained, tmp_path):
+  root, workdir, result = trained
+  cfg = fast_config(epochs=1)
+  data = training.load_and_split(root, cfg)
+  model = reports.load_inference_model(workdir)
+  layer = reports.decision_layer(model)
+  probs = reports.predict_probabilities(model, data.test, layer.label_names, cfg)
+  report, written = reports.write_evaluation(str(tmp_path), data.test, probs, layer.thresholds.numpy(),
+                                             layer.label_names, history_csv=os.path.join(workdir, "history.csv"))
+  assert report == result.report  # same model, same test split, same numbers as training's own report
+  names = {os.path.basename(p) for p in written}
+  assert {"report.md", "report.json", "training_curves.png", "pr_curves.png", "label_counts.png",
+          "samples.png"} <= names
+  assert ("no_label.png" in names) == bool((data.test[layer.label_names].sum(axis=1) == 0).any())
+  assert all(os.path.getsize(p) > 0 for p in written)
+  assert "mAP" in open(tmp_path / "report.md").read() and "![pr_curves.png](pr_curves.png)" in open(
+      tmp_path / "report.md").read()
+
+
+def test_split_frame_all_is_the_whole_corpus(trained):
+  root, _, _ = trained
+  data = training.load_and_split(root, fast_config())
+  assert list(reports.split_frame(data, "all").index) == list(range(1, 41))
+  with pytest.raises(ValueError, match="unknown split"):
+    reports.split_frame(data, "holdout")
+
+
+def test_mlc_evaluate_rebuilds_the_training_split(trained, tmp_path):
+  root, workdir, result = trained
+  out = str(tmp_path / "eval")
+  stdout = run_cli("evaluate", f"--model={workdir}/model.keras", f"--data_dir={root}", f"--output_dir={out}")
+  assert "Hamming loss" in stdout
+  written = json.load(open(os.path.join(out, "report.json")))
+  assert written["num_images"] == result.report["num_images"]
+  assert written["at_calibrated"]["micro"]["f1"] == pytest.approx(result.report["at_calibrated"]["micro"]["f1"])
+  assert {"report.md", "pr_curves.png", "label_counts.png", "samples.png", "training_curves.png"} <= set(
+      os.listdir(out))
+
+
+@pytest.fixture
+def image_folder(trained, tmp_path):
+  root, _, _ = trained
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  for i in (1, 2, 5, 7, 9):  # im5 is grayscale
+    (folder / f"im{i}.jpg").write_bytes(open(os.path.join(root, "images", f"im{i}.jpg"), "rb").read())
+  (folder / "broken.jpg").write_text("not an image")
+  (folder / "notes.txt").write_text("ignored: not an image extension")
+  return str(folder)
+
+
+def _expected(result, paths):
+  frame = pd.DataFrame({"path": paths, **{name: 0 for name in result.label_names}})
+  return training.predict(result.model, frame, result.label_names, fast_config())
+
+
+def _read(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("kind", ["keras", "saved_model"])
+def test_predict_to_csv_streams_and_skips_unreadable_files(trained, image_folder, tmp_path, kind):
+  _, workdir, result = trained
+  if kind == "keras":
+    predictor = prediction.load_predictor(workdir)
+  else:
+    export.export_saved_model(result.inference_model, label_names=result.label_names, image_size=16,
+                              base_dir=str(tmp_path / "saved"), name="tiny")
+    predictor = prediction.load_predictor(str(tmp_path / "saved" / "tiny"))  # the highest version
+    assert isinstance(predictor, prediction.SavedModelPredictor)
+  paths = prediction.list_images([image_folder])
+  assert [os.path.basename(p) for p in paths] == ["broken.jpg", "im1.jpg", "im2.jpg", "im5.jpg", "im7.jpg",
+                                                  "im9.jpg"]
+  output = str(tmp_path / "out.csv")
+  summary = prediction.predict_to_csv(predictor, paths, output, batch_size=2, probabilities=True)
+  assert summary.written == 5 and [os.path.basename(p) for p in summary.skipped] == ["broken.jpg"]
+  rows = _read(output)
+  assert list(rows[0]) == ["file", "cat", "dog", "sun", "prob_cat", "prob_dog", "prob_sun"]
+  good = [p for p in paths if not p.endswith("broken.jpg")]
+  assert [r["file"] for r in rows] == good
+  probs = np.array([[float(r[f"prob_{n}"]) for n in result.label_names] for r in rows])
+  np.testing.assert_allclose(probs, _expected(result, good), atol=1e-5)
+  decisions = np.array([[int(r[n]) for n in result.label_names] for r in rows])
+  np.testing.assert_array_equal(decisions, evaluation.decide(probs, result.thresholds))
+
+
+def test_mlc_predict_on_a_glob(trained, image_folder, tmp_path):
+  _, workdir, result = trained
+  output = str(tmp_path / "tags.csv")
+  stdout = run_cli("predict", f"--model={workdir}", f"--images={image_folder}/im*.jpg", f"--output={output}")
+  assert "5 image(s), 3 label(s)" in stdout
+  rows = _read(output)
+  assert list(rows[0]) == ["file", "cat", "dog", "sun"] and len(rows) == 5
+  with pytest.raises(FileNotFoundError, match="no image file"):
+    prediction.list_images([os.path.join(image_folder, "*.png")])
