@@ -38,7 +38,7 @@ class CrossValidation:
   label_names: list[str]
   fold_reports: list[dict]   # evaluation.evaluate of each fold's held-out part
   summary: dict[str, dict]   # metric -> {"mean", "std", "folds": [...]}, over every scalar of the reports
-  oof: pd.DataFrame          # image_id index: fold, path, given labels, prob_<label>, pred_<label>
+  oof: pd.DataFrame          # image_id index: fold, path (file sources), given labels, prob_<label>, pred_<label>
 
   def to_markdown(self) -> str:
     k = len(self.fold_reports)
@@ -79,8 +79,7 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
   """
   # The whole corpus, loaded (audited, corrected) exactly as training loads it.
   loaded = training.load_and_split(data_dir, cfg)
-  frame = pd.concat([loaded.train, loaded.val, loaded.test]).sort_index()
-  names = loaded.label_names
+  frame, names = loaded.source.frame, loaded.label_names
   targets = frame[names].to_numpy()
   folds = splits.kfold(targets, num_folds, cfg.data.split_seed)
   os.makedirs(workdir, exist_ok=True)
@@ -91,11 +90,11 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
     rest = np.setdiff1d(np.arange(len(frame)), held_out)
     train, val, _ = splits.train_val_test_split(targets[rest], cfg.data.val_fraction, 0.0, cfg.data.split_seed)
     data = training.Corpus(names, frame.iloc[rest[train]], frame.iloc[rest[val]], frame.iloc[held_out],
-                           loaded.audit)
+                           loaded.audit, loaded.source)
     result = training.train_on(cfg, data, os.path.join(workdir, f"fold_{k + 1}"), verbose=0)
-    probs = training.predict(result.model, data.test, names, cfg)
+    probs = training.predict(result.model, data.test, names, cfg, loaded.source)
     reports.append(result.report)
-    part = data.test[[corpus_lib.PATH_COLUMN, *names]].copy()
+    part = data.test[[c for c in (corpus_lib.PATH_COLUMN, *names) if c in data.test]].copy()
     part.insert(0, "fold", k + 1)
     part[[f"prob_{name}" for name in names]] = probs
     part[[f"pred_{name}" for name in names]] = evaluation.decide(probs, result.thresholds)

@@ -1,7 +1,8 @@
 """What a corpus holds before any training: label counts, empty label sets, co-occurrence, image formats, rule violations.
 
 Image statistics come from each file's header (PIL opens lazily, no pixel
-decoding), once, up front: this is an audit, not the training pipeline.
+decoding), once, up front: this is an audit, not the training pipeline. A
+source without image files (TFDS records) gets the label statistics only.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Exploration:
   label_counts: pd.Series           # label -> images carrying it, most frequent first
   labels_per_image: pd.Series       # number of labels -> images
   cooccurrence: pd.DataFrame        # label x label -> images carrying both (diagonal: label counts)
-  grayscale_images: int
+  grayscale_images: int | None     # None: the source has no image files to look at
   image_sizes: pd.Series            # "WxH" -> images, most frequent first
   unreadable: list[str]             # files whose header could not be read
   rule_violations: dict[str, list[int]]  # "baby>people" -> ids with baby but not people
@@ -70,9 +71,10 @@ class Exploration:
     def share(count: int) -> str:
       return f"{100 * count / n:.1f} %"
 
-    lines = [f"Images: {n}; with no label: {self.no_label_images} ({share(self.no_label_images)}); "
+    files = ("image files: not available from this source" if self.grayscale_images is None else
              f"grayscale (single-channel): {self.grayscale_images} ({share(self.grayscale_images)}); "
-             f"unreadable: {len(self.unreadable)}", "",
+             f"unreadable: {len(self.unreadable)}")
+    lines = [f"Images: {n}; with no label: {self.no_label_images} ({share(self.no_label_images)}); {files}", "",
              "| label | images | share |", "|---|---:|---:|"]
     lines += [f"| {label} | {count} | {share(count)} |" for label, count in self.label_counts.items()]
     lines += ["", "| labels per image | images |", "|---:|---:|"]
@@ -81,8 +83,9 @@ class Exploration:
     lines += ["", "Co-occurrence (images carrying both labels):", "",
               "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     lines += [f"| {row} | " + " | ".join(str(int(v)) for v in self.cooccurrence.loc[row]) + " |" for row in names]
-    sizes = ", ".join(f"{size}: {count}" for size, count in self.image_sizes.head(5).items())
-    lines += ["", f"Image sizes (most frequent of {len(self.image_sizes)}): {sizes}"]
+    if len(self.image_sizes):
+      sizes = ", ".join(f"{size}: {count}" for size, count in self.image_sizes.head(5).items())
+      lines += ["", f"Image sizes (most frequent of {len(self.image_sizes)}): {sizes}"]
     if self.rule_violations:
       lines += ["", "| rule | violations | example ids |", "|---|---:|---|"]
       lines += [f"| {rule} | {len(ids)} | {', '.join(map(str, ids[:10]))} |"
@@ -112,8 +115,9 @@ def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = ()) -> Explorati
   counts = pd.Series(targets.sum(axis=0), index=names).sort_values(ascending=False, kind="stable")
   per_image = pd.Series(targets.sum(axis=1)).value_counts().sort_index()
   cooccurrence = pd.DataFrame(targets.T @ targets, index=names, columns=names)
-  grayscale, sizes, unreadable = 0, collections.Counter(), []
-  for path in frame[corpus_lib.PATH_COLUMN]:
+  has_files = corpus_lib.PATH_COLUMN in frame
+  grayscale, sizes, unreadable = (0 if has_files else None), collections.Counter(), []
+  for path in frame[corpus_lib.PATH_COLUMN] if has_files else []:
     header = _header(path)
     if header is None:
       unreadable.append(os.path.basename(path))

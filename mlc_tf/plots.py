@@ -7,6 +7,7 @@ to call from any process. Every function writes one PNG and returns its path.
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -176,22 +177,22 @@ def decision_caption(true_row: np.ndarray, pred_row: np.ndarray, label_names: li
   return lines or [("(no label, none predicted)", NEUTRAL)]
 
 
-def image_grid(paths: list[str], captions: list[list[tuple[str, str]]], path: str, title: str,
+def image_grid(images: list[str | bytes], captions: list[list[tuple[str, str]]], path: str, title: str,
                columns: int = 6, max_lines: int = 6) -> str:
-  """A contact sheet: thumbnails with coloured caption lines ``(text, colour)`` under each."""
-  if not paths:
+  """A contact sheet: thumbnails (image files or encoded bytes) with coloured caption lines ``(text, colour)``."""
+  if not images:
     raise ValueError("no images for the grid")
-  rows = math.ceil(len(paths) / columns)
+  rows = math.ceil(len(images) / columns)
   cell_w, image_h, line_h, title_h = 1.9, 1.9, 0.16, 0.45  # inches
   caption_h = line_h * (max_lines + 0.5)
   height = rows * (image_h + caption_h) + title_h
   fig = _figure(cell_w * columns, height, layout=None)
   grid = fig.add_gridspec(rows, columns, top=1 - title_h / height, bottom=caption_h / height, left=0.01,
                           right=0.99, hspace=caption_h / image_h, wspace=0.08)
-  for k, (image_path, caption) in enumerate(zip(paths, captions)):
+  for k, (source, caption) in enumerate(zip(images, captions)):
     ax = fig.add_subplot(grid[k // columns, k % columns])
     try:
-      with Image.open(image_path) as image:
+      with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
         ax.imshow(np.asarray(image.convert("RGB")))
     except OSError:
       ax.text(0.5, 0.5, "unreadable", ha="center", va="center", transform=ax.transAxes, color=FALSE_POSITIVE)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from mlc_tf import evaluation, layers, plots, training
 from mlc_tf.data import corpus as corpus_lib
+from mlc_tf.data import sources
 
 SPLITS = ("train", "val", "test", "all")
 GRID_SIZE = 18  # images per sample grid: three rows of six
@@ -39,16 +40,27 @@ def split_frame(data: training.Corpus, split: str) -> pd.DataFrame:
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
   if split == "all":
-    return pd.concat([data.train, data.val, data.test]).sort_index()
+    return data.source.frame if data.source is not None else pd.concat([data.train, data.val, data.test]).sort_index()
   return getattr(data, split)
 
 
 def predict_probabilities(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
-                          cfg: ml_collections.ConfigDict) -> np.ndarray:
+                          cfg: ml_collections.ConfigDict, source: sources.Source | None = None) -> np.ndarray:
   """Probabilities [N, L] of an inference model, through training's own input pipeline."""
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.data.image_size = int(model.inputs[0].shape[1])  # the size the model was trained at, whatever cfg says
-  return np.asarray(training.predict(model, frame, label_names, cfg)["probabilities"])
+  return np.asarray(training.predict(model, frame, label_names, cfg, source)["probabilities"])
+
+
+def images_of(frame: pd.DataFrame, rows: np.ndarray, source: sources.Source | None = None) -> list[str | bytes]:
+  """What ``plots.image_grid`` shows for ``frame``'s rows at positions ``rows``: file paths, else encoded bytes."""
+  if corpus_lib.PATH_COLUMN in frame:
+    return list(frame[corpus_lib.PATH_COLUMN].to_numpy()[rows])
+  if source is None:
+    raise ValueError("the frame has no image paths and no source to read its images from")
+  ordered = np.sort(rows)  # sources stream records in stored order
+  encoded = dict(zip(ordered, (blob.numpy() for blob in source.images(frame.iloc[ordered]))))
+  return [encoded[row] for row in rows]
 
 
 def _captions(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray, names: list[str],
@@ -59,14 +71,15 @@ def _captions(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray, names: 
 
 def write_evaluation(output_dir: str, frame: pd.DataFrame, probs: np.ndarray, thresholds: np.ndarray,
                      label_names: list[str], split: str = "test", history_csv: str | None = None,
-                     seed: int = 0) -> tuple[dict, list[str]]:
+                     seed: int = 0, source: sources.Source | None = None) -> tuple[dict, list[str]]:
   """Evaluates ``probs`` against ``frame``'s labels and writes the report and its figures.
 
   Files: report.md, report.json, pr_curves.png, label_counts.png (predicted vs
   true counts), samples.png (a random sample), false_positives_<label>.png
   (the most confident false positives of the most frequent label),
   no_label.png (images whose label set is empty, where there are any) and
-  training_curves.png when ``history_csv`` exists.
+  training_curves.png when ``history_csv`` exists. Images come from the
+  frame's paths, else from ``source``.
 
   Returns:
     (the evaluation.evaluate report, the paths written).
@@ -75,7 +88,7 @@ def write_evaluation(output_dir: str, frame: pd.DataFrame, probs: np.ndarray, th
   y_true = frame[label_names].to_numpy().astype(np.int32)
   y_pred = evaluation.decide(probs, thresholds)
   result = evaluation.evaluate(y_true, probs, thresholds, label_names)
-  ids, image_paths = frame.index.to_numpy(), frame[corpus_lib.PATH_COLUMN].to_numpy()
+  ids = frame.index.to_numpy()
 
   def join(name: str) -> str:
     return os.path.join(output_dir, name)
@@ -91,7 +104,7 @@ def write_evaluation(output_dir: str, frame: pd.DataFrame, probs: np.ndarray, th
   rng = np.random.default_rng(seed)
   sample = np.sort(rng.choice(len(frame), min(GRID_SIZE, len(frame)), replace=False))
   written.append(plots.image_grid(
-      list(image_paths[sample]), _captions(y_true, y_pred, probs, label_names, sample, ids), join("samples.png"),
+      images_of(frame, sample, source), _captions(y_true, y_pred, probs, label_names, sample, ids), join("samples.png"),
       f"Random {len(sample)} of {len(frame)} {split} images  (✓ right, + false positive, − missed; "
       "numbers: probabilities)"))
   frequent = int(np.argmax(y_true.sum(axis=0)))
@@ -99,7 +112,7 @@ def write_evaluation(output_dir: str, frame: pd.DataFrame, probs: np.ndarray, th
   if len(false_positives):
     worst = false_positives[np.argsort(-probs[false_positives, frequent], kind="stable")][:GRID_SIZE]
     written.append(plots.image_grid(
-        list(image_paths[worst]), _captions(y_true, y_pred, probs, label_names, worst, ids),
+        images_of(frame, worst, source), _captions(y_true, y_pred, probs, label_names, worst, ids),
         join(f"false_positives_{label_names[frequent]}.png"),
         f"Most confident false positives of the most frequent label, {label_names[frequent]!r} "
         f"({len(worst)} of {len(false_positives)})"))
@@ -107,7 +120,7 @@ def write_evaluation(output_dir: str, frame: pd.DataFrame, probs: np.ndarray, th
   if len(empty):
     shown = np.sort(rng.choice(empty, min(GRID_SIZE, len(empty)), replace=False))
     written.append(plots.image_grid(
-        list(image_paths[shown]), _captions(y_true, y_pred, probs, label_names, shown, ids), join("no_label.png"),
+        images_of(frame, shown, source), _captions(y_true, y_pred, probs, label_names, shown, ids), join("no_label.png"),
         f"Images with no label: random {len(shown)} of {len(empty)} (+ marks what the model predicts anyway)"))
 
   evaluation.write_json(result, join("report.json"))

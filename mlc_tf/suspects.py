@@ -29,13 +29,14 @@ def rank_suspects(oof: pd.DataFrame, label_names: list[str], min_confidence: flo
 
   Args:
     oof: out-of-fold predictions (``crossval``'s frame): image_id index,
-      ``path``, ``fold``, one given 0/1 column and one ``prob_<label>`` per label.
+      ``fold``, ``path`` (file sources), one given 0/1 column and one
+      ``prob_<label>`` per label.
     label_names: the labels to judge.
     min_confidence: how far on the other side the probability must be, in (0, 1].
 
   Returns:
     Columns image_id, label, action ("add"/"remove"), given, probability,
-    confidence, fold, path.
+    confidence, fold and, for file sources, path.
   """
   if not 0 < min_confidence <= 1:
     raise ValueError(f"min_confidence must be in (0, 1], got {min_confidence}")
@@ -48,7 +49,8 @@ def rank_suspects(oof: pd.DataFrame, label_names: list[str], min_confidence: flo
         "image_id": oof.index[flagged], "label": name,
         "action": np.where(given[flagged] == 1, "remove", "add"), "given": given[flagged],
         "probability": prob[flagged].round(4), "confidence": confidence[flagged].round(4),
-        "fold": oof["fold"].to_numpy()[flagged], "path": oof["path"].to_numpy()[flagged]}))
+        "fold": oof["fold"].to_numpy()[flagged],
+        **({"path": oof["path"].to_numpy()[flagged]} if "path" in oof else {})}))
   ranked = pd.concat(parts, ignore_index=True)
   return ranked.sort_values(["confidence", "image_id", "label"], ascending=[False, True, True],
                             kind="stable", ignore_index=True)
@@ -76,7 +78,11 @@ def contact_sheet(suspects: pd.DataFrame, oof: pd.DataFrame, label_names: list[s
 
 def write_suspects(oof: pd.DataFrame, label_names: list[str], output_dir: str, min_confidence: float = 0.5,
                    top: int | None = None) -> tuple[pd.DataFrame, list[str]]:
-  """Writes suspects.csv (the review / corrections file, ``top`` rows if set) and suspects.png."""
+  """Writes suspects.csv (the review / corrections file, ``top`` rows if set) and suspects.png.
+
+  The contact sheet needs image files: it is left out for sources without
+  paths (TFDS records), and when there is no suspect.
+  """
   os.makedirs(output_dir, exist_ok=True)
   suspects = rank_suspects(oof, label_names, min_confidence)
   if top is not None:
@@ -84,6 +90,6 @@ def write_suspects(oof: pd.DataFrame, label_names: list[str], output_dir: str, m
   csv_path = os.path.join(output_dir, "suspects.csv")
   suspects.to_csv(csv_path, index=False)
   written = [csv_path]
-  if len(suspects):
+  if len(suspects) and "path" in oof:
     written.append(contact_sheet(suspects, oof, label_names, os.path.join(output_dir, "suspects.png")))
   return suspects, written

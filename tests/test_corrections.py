@@ -1,5 +1,6 @@
 import logging
 
+import pandas as pd
 import pytest
 
 from mlc_tf import training
@@ -42,7 +43,7 @@ def test_corrections_are_applied_and_every_row_is_accounted_for(tiny_corpus, tmp
 
 @pytest.mark.parametrize("text, message", [
     ("id,label,action\n1,cat,add\n", r"lacks column\(s\) \['image_id'\]"),
-    ("image_id,label,action\nx1,cat,add\n", ":2: expected an integer image id, found 'x1'"),
+    ("image_id,label,action\n,cat,add\n", ":2: no image id"),
     ("image_id,label,action\n1,cat,flip\n", ":2: action must be one of"),
     ("image_id,label,action\n1,,add\n", ":2: no label"),
     ("image_id,label,action\n1,cat,add\n\n1,cat,remove\n", ":4: remove 'cat' for image 1 contradicts line 2"),
@@ -51,6 +52,14 @@ def test_bad_corrections_files_name_file_and_line(tmp_path, text, message):
   path = _write(tmp_path / "bad.csv", text)
   with pytest.raises(corrections.CorrectionsError, match=message):
     corrections.read_corrections(path)
+
+
+def test_ids_of_a_csv_source_are_file_names(tmp_path):
+  frame = pd.DataFrame({"cat": [1, 0], "path": ["a/1.jpg", "b.png"]}, index=pd.Index(["a/1.jpg", "b.png"],
+                                                                                   name="image_id"))
+  path = _write(tmp_path / "fix.csv", "image_id,label,action\na/1.jpg,cat,remove\nb.png,cat,add\n1,cat,add\n")
+  fixed, report = corrections.apply_corrections(frame, corrections.read_corrections(path))
+  assert list(fixed["cat"]) == [0, 1] and report.unknown_images == [(4, "1")]
 
 
 def test_training_load_applies_the_configured_file_and_reports_it(tmp_path, caplog):

@@ -20,8 +20,8 @@ from mlc_tf.cli import common
 from mlc_tf.data import builtin, corpus
 
 _CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("demo.py"), "Training config file.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/). "
-                                "Default: the built-in demo corpus, generated on first use.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/) or source spec. "
+                                "Default: config.data.source, else the built-in demo corpus.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Default: workdirs/cv_<export name>.")
 _FOLDS = flags.DEFINE_integer("folds", 5, "Number of folds.", lower_bound=2)
 
@@ -29,7 +29,7 @@ _FOLDS = flags.DEFINE_integer("folds", 5, "Number of folds.", lower_bound=2)
 def main(argv):
   del argv
   cfg = _CONFIG.value
-  data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
+  data_dir = _DATA_DIR.value or cfg.data.source or builtin.ensure_demo_corpus()
   workdir = _WORKDIR.value or os.path.join("workdirs", f"cv_{cfg.export.name}")
   try:
     result = crossval.cross_validate(cfg, data_dir, workdir, _FOLDS.value)

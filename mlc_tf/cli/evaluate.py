@@ -24,8 +24,8 @@ from mlc_tf.data import builtin, corpus
 
 _MODEL = flags.DEFINE_string("model", os.path.join("workdirs", "demo"),
                              "A trained model: model.keras, or the training workdir that holds it.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/). "
-                                "Default: the built-in demo corpus.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/) or source spec. "
+                                "Default: the config's data.source, else the built-in demo corpus.")
 _SPLIT = flags.DEFINE_enum("split", "test", reports.SPLITS, "Which part of the corpus to evaluate on.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config that defines the split. Default: config.json next to the model.")
@@ -42,7 +42,7 @@ def main(argv):
       raise SystemExit(f"mlc-evaluate: error: {saved} not found; pass --config (the training config) "
                        "so the split can be rebuilt")
     cfg = config_lib.load_run_config(saved)
-  data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
+  data_dir = _DATA_DIR.value or cfg.data.source or builtin.ensure_demo_corpus()
   try:
     model = reports.load_inference_model(_MODEL.value)
     decisions = reports.decision_layer(model)
@@ -51,11 +51,11 @@ def main(argv):
   except (FileNotFoundError, ValueError) as error:  # CorpusError is a ValueError
     raise SystemExit(f"mlc-evaluate: error: {error}") from None
   frame = reports.split_frame(data, _SPLIT.value)
-  probs = reports.predict_probabilities(model, frame, decisions.label_names, cfg)
+  probs = reports.predict_probabilities(model, frame, decisions.label_names, cfg, data.source)
   output_dir = _OUTPUT_DIR.value or os.path.join(model_dir, f"evaluation_{_SPLIT.value}")
   result, written = reports.write_evaluation(
       output_dir, frame, probs, decisions.thresholds.numpy(), decisions.label_names, _SPLIT.value,
-      history_csv=os.path.join(model_dir, "history.csv"), seed=cfg.seed)
+      history_csv=os.path.join(model_dir, "history.csv"), seed=cfg.seed, source=data.source)
   print(evaluation.format_report(result, _SPLIT.value))
   print()
   for path in written:

@@ -14,11 +14,11 @@ import os
 
 from absl import app, flags, logging
 
-from mlc_tf import exploration
-from mlc_tf.data import builtin, corpus, corrections
+from mlc_tf import config, exploration
+from mlc_tf.data import builtin, corpus, corrections, sources
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/). "
-                                "Default: the built-in demo corpus, generated on first use.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/) or source spec "
+                                "(folder:, csv:, tfds:). Default: the built-in demo corpus.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where tables and figures go. Default: workdirs/explore.")
 _LABELS = flags.DEFINE_list("labels", None, "Labels to keep. Default: every annotation file.")
 _RULES = flags.DEFINE_list("rules", [], "Label implications to check, 'label>implied', e.g. baby>people.")
@@ -31,8 +31,10 @@ def main(argv):
   output_dir = _OUTPUT_DIR.value or os.path.join("workdirs", "explore")
   try:
     rules = exploration.parse_implications(_RULES.value)
-    frame, audit = corpus.load_corpus(data_dir, _LABELS.value)
-    frame = corrections.apply_file(frame, _CORRECTIONS.value)
+    data_cfg = config.base_config().data
+    data_cfg.labels = _LABELS.value
+    source = sources.open_source(data_dir, data_cfg)
+    frame, audit = corrections.apply_file(source.frame, _CORRECTIONS.value), source.audit
     result = exploration.explore(frame, rules)
   except (corpus.CorpusError, ValueError) as error:
     raise SystemExit(f"mlc-explore: error: {error}") from None

@@ -20,8 +20,8 @@ from mlc_tf.cli import common
 from mlc_tf.data import builtin, corpus
 
 _CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("demo.py"), "Training config file.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/). "
-                                "Default: the built-in demo corpus, generated on first use.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/) or source spec. "
+                                "Default: config.data.source, else the built-in demo corpus.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Default: workdirs/grow_<export name>.")
 _MARGIN = flags.DEFINE_float("margin", 0.01, "Least gain in validation micro-F1 that justifies one more layer.")
 _START = flags.DEFINE_integer("start_depth", 1, "Depth to start from.", lower_bound=1)
@@ -31,7 +31,7 @@ _MAX = flags.DEFINE_integer("max_depth", 8, "Depth to stop at in any case.", low
 def main(argv):
   del argv
   cfg = _CONFIG.value
-  data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
+  data_dir = _DATA_DIR.value or cfg.data.source or builtin.ensure_demo_corpus()
   workdir = _WORKDIR.value or os.path.join("workdirs", f"grow_{cfg.export.name}")
 
   def report(step: growing.Step) -> None:

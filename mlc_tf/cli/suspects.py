@@ -22,8 +22,8 @@ from mlc_tf.cli import common
 from mlc_tf.data import builtin, corpus
 
 _CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("demo.py"), "Training config file.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/). "
-                                "Default: the built-in demo corpus, generated on first use.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/) or source spec. "
+                                "Default: config.data.source, else the built-in demo corpus.")
 _CV_WORKDIR = flags.DEFINE_string("cv_workdir", None, "Cross-validation workdir. Default: workdirs/cv_<export name>.")
 _FOLDS = flags.DEFINE_integer("folds", 5, "Folds, when cross-validation has to run.", lower_bound=2)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Default: <cv_workdir>/suspects.")
@@ -35,7 +35,7 @@ _TOP = flags.DEFINE_integer("top", None, "Keep only the most confident rows.")
 def main(argv):
   del argv
   cfg = _CONFIG.value
-  data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
+  data_dir = _DATA_DIR.value or cfg.data.source or builtin.ensure_demo_corpus()
   cv_workdir = _CV_WORKDIR.value or os.path.join("workdirs", f"cv_{cfg.export.name}")
   try:
     if os.path.isfile(os.path.join(cv_workdir, crossval.OOF_FILE)):
@@ -50,7 +50,7 @@ def main(argv):
   except (corpus.CorpusError, ValueError) as error:
     raise SystemExit(f"mlc-suspects: error: {error}") from None
   print(f"{len(ranked)} suspect label(s) on {ranked['image_id'].nunique()} image(s); most confident:")
-  print(ranked.head(15).drop(columns=["path"]).to_string(index=False))
+  print(ranked.head(15).drop(columns=["path"], errors="ignore").to_string(index=False))
   for path in written:
     print(f"wrote {path}")
 

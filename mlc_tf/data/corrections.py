@@ -10,7 +10,8 @@ human confirmed. Lines starting with ``#`` and blank lines are skipped::
     1234,baby,remove,a puppy
     877,people,add
 
-Nothing is applied silently: the returned report counts and names every change,
+Image ids are the corpus's: integers for the folder layout, the file name as
+written for a CSV source. Nothing is applied silently: the returned report counts and names every change,
 every correction that changed nothing (the label was already so), and every
 row skipped because its image or label is not in this corpus/run.
 """
@@ -36,7 +37,7 @@ class CorrectionsError(corpus_lib.CorpusError):
 
 @dataclasses.dataclass(frozen=True)
 class Correction:
-  image_id: int
+  image_id: str  # as written; matched to integer ids when the corpus has them
   label: str
   action: str  # "add" or "remove"
   line: int    # in the corrections file, for messages
@@ -47,12 +48,12 @@ class CorrectionsReport:
   """What applying a corrections file did."""
 
   path: str
-  added: list[tuple[int, str]] = dataclasses.field(default_factory=list)
-  removed: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+  added: list[tuple[int | str, str]] = dataclasses.field(default_factory=list)
+  removed: list[tuple[int | str, str]] = dataclasses.field(default_factory=list)
   # Corrections that changed nothing: (line, image id, label, action).
-  already_so: list[tuple[int, int, str, str]] = dataclasses.field(default_factory=list)
+  already_so: list[tuple[int, int | str, str, str]] = dataclasses.field(default_factory=list)
   # Skipped rows: (line, image id) / (line, label).
-  unknown_images: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+  unknown_images: list[tuple[int, int | str]] = dataclasses.field(default_factory=list)
   unknown_labels: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
   def lines(self) -> list[str]:
@@ -93,18 +94,18 @@ def read_corrections(path: str) -> list[Correction]:
       continue
     row = dict(zip(header, fields))
     image_id, label, action = (row.get(c, "") for c in REQUIRED_COLUMNS)
-    if not image_id.isdigit():
-      raise CorrectionsError(f"{path}:{number}: expected an integer image id, found {image_id!r}")
+    if not image_id:
+      raise CorrectionsError(f"{path}:{number}: no image id")
     if not label:
       raise CorrectionsError(f"{path}:{number}: no label")
     action = action.lower()
     if action not in ACTIONS:
       raise CorrectionsError(f"{path}:{number}: action must be one of {ACTIONS}, found {action!r}")
-    key = (int(image_id), label)
+    key = (image_id, label)
     if key in seen and seen[key].action != action:
       raise CorrectionsError(f"{path}:{number}: {action} {label!r} for image {image_id} contradicts "
                              f"line {seen[key].line} ({seen[key].action})")
-    correction = Correction(int(image_id), label, action, number)
+    correction = Correction(image_id, label, action, number)
     seen[key] = correction
     corrections.append(correction)
   return corrections
@@ -115,17 +116,19 @@ def apply_corrections(frame: pd.DataFrame, corrections: list[Correction],
   """A corrected copy of a label frame, and the report of what changed."""
   frame = frame.copy()
   labels = set(corpus_lib.label_columns(frame))
+  integer_ids = pd.api.types.is_integer_dtype(frame.index)
   report = CorrectionsReport(path)
   for c in corrections:
+    image_id = int(c.image_id) if integer_ids and c.image_id.isdigit() else c.image_id
     if c.label not in labels:
       report.unknown_labels.append((c.line, c.label))
-    elif c.image_id not in frame.index:
-      report.unknown_images.append((c.line, c.image_id))
-    elif frame.at[c.image_id, c.label] == (c.action == "add"):
-      report.already_so.append((c.line, c.image_id, c.label, c.action))
+    elif image_id not in frame.index:
+      report.unknown_images.append((c.line, image_id))
+    elif frame.at[image_id, c.label] == (c.action == "add"):
+      report.already_so.append((c.line, image_id, c.label, c.action))
     else:
-      frame.at[c.image_id, c.label] = int(c.action == "add")
-      (report.added if c.action == "add" else report.removed).append((c.image_id, c.label))
+      frame.at[image_id, c.label] = int(c.action == "add")
+      (report.added if c.action == "add" else report.removed).append((image_id, c.label))
   return frame, report
 
 
