@@ -143,8 +143,11 @@ def test_tfds_source_matches_the_folder_source(corpus, tfds_dir):
   for image_id, data_bytes in zip(subset.index, encoded):
     with open(folder.frame.loc[image_id, "path"], "rb") as f:
       assert (data_bytes == f.read()) == (image_id not in gray)  # colour JPEGs byte for byte
-  x_tfds, _ = next(iter(pipeline.make_dataset(records.images(subset), subset[LABELS], image_size=8, batch_size=64,
-                                              training=False)))
+  from_records = pipeline.make_dataset(records.images(subset), subset[LABELS], image_size=8, batch_size=64,
+                                      training=False)
+  assert (from_records.options().experimental_distribute.auto_shard_policy  # rows stay aligned across workers
+          == tf.data.experimental.AutoShardPolicy.DATA)
+  x_tfds, _ = next(iter(from_records))
   x_dir, _ = next(iter(pipeline.make_dataset(folder.images(folder.frame.loc[subset.index]), subset[LABELS],
                                              image_size=8, batch_size=64, training=False)))
   colour = np.array([i not in gray for i in subset.index])
@@ -247,3 +250,11 @@ def test_voc_without_split_uses_its_own_splits(tmp_path, monkeypatch):
 def test_unknown_dataset_is_a_clear_error(tmp_path):
   with pytest.raises(corpus_lib.CorpusError, match="no such TFDS dataset"):
     sources.open_source("tfds:surely_not_a_dataset_name", _data(tmp_path))
+
+
+def test_streamed_ids_are_checked_against_the_frame(corpus, tfds_dir):
+  records = sources.open_source("tfds:mlc_corpus", _data(tfds_dir, corpus))
+  first = records.frame.index[0]
+  records.frame = records.frame.rename(index={first: 999})  # as if the records had changed under the frame
+  with pytest.raises(tf.errors.InvalidArgumentError, match="TFDS records changed"):
+    list(records.images(records.frame))

@@ -130,7 +130,7 @@ class TfdsSource(sources.Source):
 
   def __init__(self, spec: str, builder: tfds.core.DatasetBuilder, split: str | None, labels: list[str] | None):
     features = builder.info.features
-    self._builder = builder
+    self.builder = builder
     self._image_key = _image_key(features)
     self._id_key = next((key for key in ID_FEATURES if key in features.keys()), None)  # None: tfds_id
     names, self._to_multi_hot = label_reader(features)
@@ -171,7 +171,7 @@ class TfdsSource(sources.Source):
 
   def _examples(self, split: str) -> tf.data.Dataset:
     read_config = tfds.ReadConfig(add_tfds_id=self._id_key is None, try_autocache=False)
-    return self._builder.as_dataset(split=split, shuffle_files=False, read_config=read_config,
+    return self.builder.as_dataset(split=split, shuffle_files=False, read_config=read_config,
                                     decoders={self._image_key: tfds.decode.SkipDecoding()})
 
   def split(self, val_fraction, test_fraction, seed):
@@ -207,38 +207,33 @@ class TfdsSource(sources.Source):
       if len(inside):
         keep = np.zeros(end - start, bool)
         keep[inside] = True
-        pieces.append(self._stream(split, None if keep.all() else keep))
-    records = functools.reduce(tf.data.Dataset.concatenate, pieces)
-    expected = tf.data.Dataset.from_tensor_slices(np.array([str(i) for i in frame.index], dtype=object))
-    return tf.data.Dataset.zip(records, expected).map(
-        _checked_image, num_parallel_calls=tf.data.AUTOTUNE).apply(tf.data.experimental.assert_cardinality(len(frame)))
+        pieces.append(self._stream(split, self.frame.index[start:end], None if keep.all() else keep))
+    images = functools.reduce(tf.data.Dataset.concatenate, pieces)
+    # Sharding by record file across workers would break the row order that the labels and id checks rely on.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return images.apply(tf.data.experimental.assert_cardinality(len(frame))).with_options(options)
 
-  def _stream(self, split: str, keep: np.ndarray | None) -> tf.data.Dataset:
-    """(id as string, encoded image) of a split's records, only those where ``keep`` is set."""
-    records = self._examples(split).map(
-        lambda example: (_as_string(example[self._id_key or "tfds_id"]), example[self._image_key]))
-    if keep is None:
-      return records
-    keep = tf.constant(keep)
+  def _stream(self, split: str, ids: pd.Index, keep: np.ndarray | None) -> tf.data.Dataset:
+    """A split's encoded images, only where ``keep`` is set, each checked against the id the frame expects."""
+    expected = tf.constant(np.asarray(list(ids)))
+    id_key = self._id_key or "tfds_id"
 
-    def kept(position, record):
-      del record
+    def kept(position, example):
+      del example
       return keep[position]
 
-    def without_position(position, record):
-      del position
-      return record
+    def checked_image(position, example):
+      image_id = example[id_key]
+      if expected.dtype != tf.string:
+        image_id = tf.cast(image_id, expected.dtype)
+      check = tf.debugging.assert_equal(image_id, expected[position], message="TFDS records changed since the "
+                                        "source was opened: a streamed image id is not the frame's")
+      with tf.control_dependencies([check]):
+        return tf.identity(example[self._image_key])
 
-    return records.enumerate().filter(kept).map(without_position)
-
-
-def _as_string(image_id: tf.Tensor) -> tf.Tensor:
-  return image_id if image_id.dtype == tf.string else tf.strings.as_string(image_id)
-
-
-def _checked_image(record, expected_id):
-  image_id, image = record
-  check = tf.debugging.assert_equal(image_id, expected_id, message="TFDS records changed since the source was "
-                                    "opened (the streamed image id is not the frame's)")
-  with tf.control_dependencies([check]):
-    return tf.identity(image)
+    records = self._examples(split).enumerate()
+    if keep is not None:
+      keep = tf.constant(keep)
+      records = records.filter(kept)
+    return records.map(checked_image, num_parallel_calls=tf.data.AUTOTUNE)
