@@ -75,7 +75,8 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
 
   Files: ``fold_<k>/`` (what ``training.train_on`` writes), ``cv_report.md``,
   ``cv_report.json`` and ``oof_predictions.csv``. ``verbose=1`` shows a
-  progress bar across folds, 0 is silent.
+  progress bar across folds and a line as each fold starts, 2 adds each
+  epoch's log line, 0 is silent.
   """
   # The whole corpus, loaded (audited, corrected) exactly as training loads it.
   loaded = training.load_and_split(data_dir, cfg)
@@ -91,7 +92,10 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
     train, val, _ = splits.train_val_test_split(targets[rest], cfg.data.val_fraction, 0.0, cfg.data.split_seed)
     data = training.Corpus(names, frame.iloc[rest[train]], frame.iloc[rest[val]], frame.iloc[held_out],
                            loaded.audit, loaded.source)
-    result = training.train_on(cfg, data, os.path.join(workdir, f"fold_{k + 1}"), verbose=0)
+    if verbose:
+      print(f"fold {k + 1}/{num_folds}: training on {len(data.train)} images, validating on {len(data.val)}, "
+            f"testing on {len(data.test)}", flush=True)
+    result = training.train_on(cfg, data, os.path.join(workdir, f"fold_{k + 1}"), verbose=2 if verbose > 1 else 0)
     probs = training.predict(result.model, data.test, names, cfg, loaded.source)
     reports.append(result.report)
     part = data.test[[c for c in (corpus_lib.PATH_COLUMN, *names) if c in data.test]].copy()

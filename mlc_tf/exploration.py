@@ -1,4 +1,4 @@
-"""What a corpus holds before any training: label counts, empty label sets, co-occurrence, image formats, rule violations.
+"""What a corpus holds before training: label counts, empty label sets, co-occurrence, image formats, rule violations.
 
 Image statistics come from each file's header (PIL opens lazily, no pixel
 decoding), once, up front: this is an audit, not the training pipeline. A

@@ -104,7 +104,8 @@ def write_evaluation(output_dir: str, frame: pd.DataFrame, probs: np.ndarray, th
   rng = np.random.default_rng(seed)
   sample = np.sort(rng.choice(len(frame), min(GRID_SIZE, len(frame)), replace=False))
   written.append(plots.image_grid(
-      images_of(frame, sample, source), _captions(y_true, y_pred, probs, label_names, sample, ids), join("samples.png"),
+      images_of(frame, sample, source), _captions(y_true, y_pred, probs, label_names, sample, ids),
+      join("samples.png"),
       f"Random {len(sample)} of {len(frame)} {split} images  (✓ right, + false positive, − missed; "
       "numbers: probabilities)"))
   frequent = int(np.argmax(y_true.sum(axis=0)))
@@ -120,7 +121,8 @@ def write_evaluation(output_dir: str, frame: pd.DataFrame, probs: np.ndarray, th
   if len(empty):
     shown = np.sort(rng.choice(empty, min(GRID_SIZE, len(empty)), replace=False))
     written.append(plots.image_grid(
-        images_of(frame, shown, source), _captions(y_true, y_pred, probs, label_names, shown, ids), join("no_label.png"),
+        images_of(frame, shown, source), _captions(y_true, y_pred, probs, label_names, shown, ids),
+        join("no_label.png"),
         f"Images with no label: random {len(shown)} of {len(empty)} (+ marks what the model predicts anyway)"))
 
   evaluation.write_json(result, join("report.json"))

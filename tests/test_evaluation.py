@@ -71,6 +71,7 @@ def test_scalar_metrics_flattens_every_number():
   result = evaluation.evaluate(y, p, evaluation.f1_optimal_thresholds(y, p), ["a", "b", "c", "d"])
   flat = evaluation.scalar_metrics(result)
   assert flat["at_calibrated/micro/f1"] == result["at_calibrated"]["micro"]["f1"]
-  assert flat["at_0.5/per_label/b/support"] == 2.0 and flat["average_precision/map"] == result["average_precision"]["map"]
+  assert flat["at_0.5/per_label/b/support"] == 2.0
+  assert flat["average_precision/map"] == result["average_precision"]["map"]
   assert "average_precision/per_label/c" not in flat  # undefined AP is left out, not averaged as 0
   assert all(isinstance(v, float) for v in flat.values())

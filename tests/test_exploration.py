@@ -19,7 +19,8 @@ def test_explore_counts_match_the_truth_written(tmp_path):
   result = exploration.explore(frame, exploration.parse_implications(["cat>dog"]))
   truth[31] = set()
   assert result.num_images == 31
-  assert dict(result.label_counts) == {label: sum(label in s for s in truth.values()) for label in ("cat", "dog", "sun")}
+  assert dict(result.label_counts) == {label: sum(label in s for s in truth.values())
+                                       for label in ("cat", "dog", "sun")}
   assert result.no_label_images == sum(not s for s in truth.values())
   assert result.labels_per_image.sum() == 31
   assert result.cooccurrence.at["cat", "sun"] == sum({"cat", "sun"} <= s for s in truth.values())

@@ -24,6 +24,7 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + a
                                 "Default: config.data.source, else the built-in demo corpus.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Default: workdirs/cv_<export name>.")
 _FOLDS = flags.DEFINE_integer("folds", 5, "Number of folds.", lower_bound=2)
+_EPOCH_LOGS = flags.DEFINE_bool("epoch_logs", False, "Also print each epoch's log line, not only fold progress.")
 
 
 def main(argv):
@@ -32,7 +33,7 @@ def main(argv):
   data_dir = _DATA_DIR.value or cfg.data.source or builtin.ensure_demo_corpus()
   workdir = _WORKDIR.value or os.path.join("workdirs", f"cv_{cfg.export.name}")
   try:
-    result = crossval.cross_validate(cfg, data_dir, workdir, _FOLDS.value)
+    result = crossval.cross_validate(cfg, data_dir, workdir, _FOLDS.value, verbose=2 if _EPOCH_LOGS.value else 1)
   except (corpus.CorpusError, ValueError) as error:
     raise SystemExit(f"mlc-cv: error: {error}") from None
   print()
