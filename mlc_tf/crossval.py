@@ -38,7 +38,7 @@ class CrossValidation:
   label_names: list[str]
   fold_reports: list[dict]   # evaluation.evaluate of each fold's held-out part
   summary: dict[str, dict]   # metric -> {"mean", "std", "folds": [...]}, over every scalar of the reports
-  oof: pd.DataFrame          # image_id index: fold, path (file sources), given labels, prob_<label>, pred_<label>
+  oof: pd.DataFrame  # image_id index: fold, path (file sources), given labels, prob_/pred_/threshold_<label>
 
   def to_markdown(self) -> str:
     k = len(self.fold_reports)
@@ -102,6 +102,7 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
     part.insert(0, "fold", k + 1)
     part[[f"prob_{name}" for name in names]] = probs
     part[[f"pred_{name}" for name in names]] = evaluation.decide(probs, result.thresholds)
+    part[[f"threshold_{name}" for name in names]] = np.broadcast_to(result.thresholds, probs.shape)
     parts.append(part)
     keras.backend.clear_session()  # each fold builds a fresh model; free the last one's graph
     if progress is not None:

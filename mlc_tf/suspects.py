@@ -1,11 +1,16 @@
 """Label suspects: the (image, label) pairs whose given label out-of-fold predictions most confidently contradict.
 
 Out-of-fold means each image is judged by the cross-validation model that
-never trained on it, so a memorised wrong label cannot vouch for itself. A
-pair is a suspect when the model's probability sits on the other side of the
-given label by at least ``min_confidence``: given 1 with probability ≤ 1 -
-min_confidence ("remove"?), or given 0 with probability ≥ min_confidence
-("add"?). Confidence is ``|given - probability|``.
+never trained on it, so a memorised wrong label cannot vouch for itself.
+
+How far a prediction contradicts a label is measured against that model's own
+calibrated threshold for the label, in logits: ``margin = logit(threshold) -
+logit(probability)`` for a given label ("remove"?), ``logit(probability) -
+logit(threshold)`` for a missing one ("add"?). Raw probabilities would not do:
+a model's scores for a rare label can all sit near 0 (its F1-optimal
+threshold then sits near 0 too), and every true positive of that label would
+look like a confident "no". A margin of 2 means odds about e² ≈ 7 times past
+the decision boundary.
 
 The review CSV starts with the corrections-file columns (``image_id``,
 ``label``, ``action``): a reviewer deletes the rows the model got wrong and
@@ -22,37 +27,45 @@ import pandas as pd
 from mlc_tf import plots
 
 SHEET_SIZE = 36  # images on the contact sheet: six rows of six
+_EPSILON = 1e-6  # keeps logits finite for probabilities of exactly 0 or 1
 
 
-def rank_suspects(oof: pd.DataFrame, label_names: list[str], min_confidence: float = 0.5) -> pd.DataFrame:
-  """One row per suspect (image, label), most confident first.
+def _logit(p: np.ndarray) -> np.ndarray:
+  p = np.clip(np.asarray(p, np.float64), _EPSILON, 1 - _EPSILON)
+  return np.log(p / (1 - p))
+
+
+def rank_suspects(oof: pd.DataFrame, label_names: list[str], min_margin: float = 2.0) -> pd.DataFrame:
+  """One row per suspect (image, label), largest margin first.
 
   Args:
     oof: out-of-fold predictions (``crossval``'s frame): image_id index,
-      ``fold``, ``path`` (file sources), one given 0/1 column and one
-      ``prob_<label>`` per label.
+      ``fold``, ``path`` (file sources), and per label its given 0/1 column,
+      ``prob_<label>`` and ``threshold_<label>`` (the fold model's threshold).
     label_names: the labels to judge.
-    min_confidence: how far on the other side the probability must be, in (0, 1].
+    min_margin: how far past the threshold, in logits, the prediction must
+      contradict the given label; > 0.
 
   Returns:
     Columns image_id, label, action ("add"/"remove"), given, probability,
-    confidence, fold and, for file sources, path.
+    threshold, margin, fold and, for file sources, path.
   """
-  if not 0 < min_confidence <= 1:
-    raise ValueError(f"min_confidence must be in (0, 1], got {min_confidence}")
+  if min_margin <= 0:
+    raise ValueError(f"min_margin must be > 0 (logits past the threshold), got {min_margin}")
   parts = []
   for name in label_names:
     given, prob = oof[name].to_numpy().astype(int), oof[f"prob_{name}"].to_numpy()
-    confidence = np.abs(given - prob)
-    flagged = confidence >= min_confidence
+    threshold = oof[f"threshold_{name}"].to_numpy()
+    margin = np.where(given == 1, _logit(threshold) - _logit(prob), _logit(prob) - _logit(threshold))
+    flagged = margin >= min_margin
     parts.append(pd.DataFrame({
         "image_id": oof.index[flagged], "label": name,
         "action": np.where(given[flagged] == 1, "remove", "add"), "given": given[flagged],
-        "probability": prob[flagged].round(4), "confidence": confidence[flagged].round(4),
-        "fold": oof["fold"].to_numpy()[flagged],
+        "probability": prob[flagged].round(4), "threshold": threshold[flagged].round(4),
+        "margin": margin[flagged].round(3), "fold": oof["fold"].to_numpy()[flagged],
         **({"path": oof["path"].to_numpy()[flagged]} if "path" in oof else {})}))
   ranked = pd.concat(parts, ignore_index=True)
-  return ranked.sort_values(["confidence", "image_id", "label"], ascending=[False, True, True],
+  return ranked.sort_values(["margin", "image_id", "label"], ascending=[False, True, True],
                             kind="stable", ignore_index=True)
 
 
@@ -66,9 +79,9 @@ def contact_sheet(suspects: pd.DataFrame, oof: pd.DataFrame, label_names: list[s
     caption = [(f"id {image_id}", plots.NEUTRAL), (f"given: {', '.join(given) or '(none)'}", plots.NEUTRAL)]
     for row in suspects[suspects["image_id"] == image_id].itertuples():
       if row.action == "remove":
-        caption.append((f"− {row.label}? p={row.probability:.2f}", plots.MISSED))
+        caption.append((f"− {row.label}? p={row.probability:.3f} < {row.threshold:.3f}", plots.MISSED))
       else:
-        caption.append((f"+ {row.label}? p={row.probability:.2f}", plots.FALSE_POSITIVE))
+        caption.append((f"+ {row.label}? p={row.probability:.3f} > {row.threshold:.3f}", plots.FALSE_POSITIVE))
     captions.append(caption)
   return plots.image_grid(
       [oof.at[i, "path"] for i in order], captions, path,
@@ -76,7 +89,7 @@ def contact_sheet(suspects: pd.DataFrame, oof: pd.DataFrame, label_names: list[s
       "(out-of-fold; − given label the model rejects, + label the model sees but nobody gave)", max_lines=7)
 
 
-def write_suspects(oof: pd.DataFrame, label_names: list[str], output_dir: str, min_confidence: float = 0.5,
+def write_suspects(oof: pd.DataFrame, label_names: list[str], output_dir: str, min_margin: float = 2.0,
                    top: int | None = None) -> tuple[pd.DataFrame, list[str]]:
   """Writes suspects.csv (the review / corrections file, ``top`` rows if set) and suspects.png.
 
@@ -84,7 +97,7 @@ def write_suspects(oof: pd.DataFrame, label_names: list[str], output_dir: str, m
   paths (TFDS records), and when there is no suspect.
   """
   os.makedirs(output_dir, exist_ok=True)
-  suspects = rank_suspects(oof, label_names, min_confidence)
+  suspects = rank_suspects(oof, label_names, min_margin)
   if top is not None:
     suspects = suspects.head(top)
   csv_path = os.path.join(output_dir, "suspects.csv")

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import logit
 
 from mlc_tf import crossval, growing, suspects
 from mlc_tf.data import corrections, corpus
@@ -47,6 +48,9 @@ def test_mlc_cv_folds_summary_and_out_of_fold_predictions(corpus_dir, cv_run):
   written = json.load(open(os.path.join(workdir, "cv_report.json")))
   for k, report in enumerate(written["folds"], start=1):
     assert report["num_images"] == (oof["fold"] == k).sum()
+    in_fold = oof[oof["fold"] == k]
+    for name in NAMES:  # each image carries its fold model's calibrated threshold
+      np.testing.assert_allclose(in_fold[f"threshold_{name}"], report["thresholds"][name], rtol=1e-6)
     # Stratified: each fold holds half of each label's positives, give or take one.
     for name in NAMES:
       assert abs(report["at_0.5"]["per_label"][name]["support"] - frame[name].sum() / 2) <= 1
@@ -66,25 +70,31 @@ def _oof():
   return pd.DataFrame({
       "fold": [1, 1, 2, 2], "path": ["a.jpg", "b.jpg", "c.jpg", "d.jpg"],
       "cat": [1, 0, 1, 0], "dog": [0, 0, 1, 1],
-      "prob_cat": [0.05, 0.97, 0.9, 0.4], "prob_dog": [0.2, 0.1, 0.45, 0.3]},
+      "prob_cat": [0.05, 0.97, 0.9, 0.4], "prob_dog": [0.2, 0.1, 0.45, 0.3],
+      "threshold_cat": [0.5, 0.5, 0.2, 0.2], "threshold_dog": [0.02, 0.02, 0.02, 0.02]},
       index=pd.Index([11, 12, 13, 14], name="image_id"))
 
 
-def test_rank_suspects_orders_by_confidence_and_suggests_the_fix():
-  ranked = suspects.rank_suspects(_oof(), ["cat", "dog"], min_confidence=0.5)
+def test_rank_suspects_measures_the_margin_past_each_threshold():
+  ranked = suspects.rank_suspects(_oof(), ["cat", "dog"], min_margin=1.0)
   assert list(zip(ranked["image_id"], ranked["label"], ranked["action"])) == [
-      (12, "cat", "add"), (11, "cat", "remove"), (14, "dog", "remove"), (13, "dog", "remove")]
-  np.testing.assert_allclose(ranked["confidence"], [0.97, 0.95, 0.7, 0.55])
-  assert len(suspects.rank_suspects(_oof(), ["cat", "dog"], min_confidence=0.9)) == 2
-  with pytest.raises(ValueError, match="min_confidence"):
-    suspects.rank_suspects(_oof(), ["cat"], min_confidence=0)
+      (12, "cat", "add"), (11, "cat", "remove"), (11, "dog", "add"), (12, "dog", "add")]
+  np.testing.assert_allclose(ranked["margin"], [logit(0.97) - logit(0.5), logit(0.5) - logit(0.05),
+                                                logit(0.2) - logit(0.02), logit(0.1) - logit(0.02)], atol=1e-3)
+  # Dog's positives score 0.45 and 0.3: below 0.5, yet above dog's threshold, so not suspects.
+  assert not ((ranked["label"] == "dog") & (ranked["action"] == "remove")).any()
+  # Image 14 lacks cat at 0.4 against a 0.2 threshold: a margin under 1 logit.
+  assert len(suspects.rank_suspects(_oof(), ["cat", "dog"], min_margin=0.9)) == 5
+  assert len(suspects.rank_suspects(_oof(), ["cat", "dog"], min_margin=2.7)) == 2
+  with pytest.raises(ValueError, match="min_margin"):
+    suspects.rank_suspects(_oof(), ["cat"], min_margin=0)
 
 
 def test_suspects_csv_is_a_corrections_file(cv_run, corpus_dir, tmp_path):
   workdir, _ = cv_run
-  ranked, written = suspects.write_suspects(crossval.read_oof(workdir), NAMES, str(tmp_path), min_confidence=0.3,
+  ranked, written = suspects.write_suspects(crossval.read_oof(workdir), NAMES, str(tmp_path), min_margin=0.01,
                                             top=5)
-  # After one epoch probabilities sit near 0.5, so far more than 5 pairs disagree by 0.3.
+  # After one epoch, far more than 5 of the 96 image-label decisions contradict the given labels.
   assert len(ranked) == 5 and [os.path.basename(p) for p in written] == ["suspects.csv", "suspects.png"]
   frame, _ = corpus.load_corpus(corpus_dir)
   fixed, report = corrections.apply_corrections(frame, corrections.read_corrections(written[0]), written[0])
@@ -97,7 +107,7 @@ def test_mlc_suspects_reuses_the_out_of_fold_predictions(cv_run, corpus_dir, tmp
   workdir, _ = cv_run
   out = str(tmp_path / "suspects")
   stdout = run_cli("suspects", f"--data_dir={corpus_dir}", f"--cv_workdir={workdir}", f"--output_dir={out}",
-                   "--min_confidence=0.2")
+                   "--min_margin=0.01")
   assert "using the out-of-fold predictions" in stdout and "suspect label(s)" in stdout
   assert "suspects.csv" in os.listdir(out)
 

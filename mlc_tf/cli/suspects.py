@@ -27,8 +27,8 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + a
 _CV_WORKDIR = flags.DEFINE_string("cv_workdir", None, "Cross-validation workdir. Default: workdirs/cv_<export name>.")
 _FOLDS = flags.DEFINE_integer("folds", 5, "Folds, when cross-validation has to run.", lower_bound=2)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Default: <cv_workdir>/suspects.")
-_MIN_CONFIDENCE = flags.DEFINE_float("min_confidence", 0.5, "How far on the other side of the given label the "
-                                     "out-of-fold probability must be (0-1].")
+_MIN_MARGIN = flags.DEFINE_float("min_margin", 2.0, "How far past the fold model's threshold, in logits, the "
+                                 "out-of-fold prediction must contradict the given label.")
 _TOP = flags.DEFINE_integer("top", None, "Keep only the most confident rows.")
 
 
@@ -46,7 +46,7 @@ def main(argv):
       result = crossval.cross_validate(cfg, data_dir, cv_workdir, _FOLDS.value)
       oof, names = result.oof, result.label_names
     ranked, written = suspects.write_suspects(oof, names, _OUTPUT_DIR.value or os.path.join(cv_workdir, "suspects"),
-                                              _MIN_CONFIDENCE.value, _TOP.value)
+                                              _MIN_MARGIN.value, _TOP.value)
   except (corpus.CorpusError, ValueError) as error:
     raise SystemExit(f"mlc-suspects: error: {error}") from None
   print(f"{len(ranked)} suspect label(s) on {ranked['image_id'].nunique()} image(s); most confident:")
