@@ -10,7 +10,7 @@ epoch does before the cache: read -> ``decode_and_resize`` -> batch (no
 augmentation, no model), over every image; "read only" passes stop at the
 encoded bytes. A raw Python read of the files, cold and warm, shows that the
 eviction worked. Prints the median over rounds and the TFDS/folder ratios.
-About 2-4 minutes on the flickr14 corpus (7,683 images) on a 2-core CPU.
+About 8 minutes on the flickr14 corpus (7,683 images) on a shared 2-core CPU.
 """
 
 from __future__ import annotations
