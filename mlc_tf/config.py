@@ -15,6 +15,7 @@ import ml_collections
 def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
+  config.strategy = "default"           # default | mirrored (local GPUs) | multi_worker (cluster from TF_CONFIG)
 
   config.data = ml_collections.ConfigDict()
   # folder:<dir> | csv:<file> | tfds:<name>[:<version>][:<split>] (mlc_tf/data/sources.py);
@@ -55,13 +56,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 1e-3
   config.optimizer.momentum = 0.9       # SGD only
+  config.optimizer.lr_scaling = "none"  # none | linear | sqrt: learning_rate x f(global batch / base_batch_size)
+  config.optimizer.base_batch_size = 32  # the global batch learning_rate was tuned at
 
   config.train = ml_collections.ConfigDict()
-  config.train.batch_size = 32
+  config.train.batch_size = 32          # per replica; global batch = batch_size x replicas in sync
   config.train.epochs = 30
   config.train.steps_per_epoch = ml_collections.FieldReference(None, field_type=int)  # None: one pass
   config.train.early_stopping_patience = 5
   config.train.monitor = "val_micro_f1"  # calibrated-threshold F1 on the validation split
+  config.train.backup_every_steps = ml_collections.FieldReference(None, field_type=int)  # None: every epoch only
+  config.train.precision = "float32"    # float32 | mixed_float16 | mixed_bfloat16 (16-bit compute, GPU/TPU)
+  config.train.jit_compile = ml_collections.FieldReference(None, field_type=bool)  # XLA; None: Keras' auto (on GPU)
 
   config.export = ml_collections.ConfigDict()
   config.export.name = "mlc"            # saved_models/<name>/<version>/

@@ -10,9 +10,10 @@ import keras
 import ml_collections
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from mlc_tf import callbacks as callbacks_lib
-from mlc_tf import evaluation, layers, models
+from mlc_tf import distribute, evaluation, layers, models
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import corrections
 from mlc_tf.data import pipeline, sources
@@ -38,6 +39,7 @@ class TrainResult:
   thresholds: np.ndarray
   history: dict
   report: dict                  # evaluation.evaluate on the test split
+  is_chief: bool = True         # False on the other workers of a multi-worker job: they write nothing
 
 
 def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> Corpus:
@@ -83,12 +85,39 @@ def inference_model(model: keras.Model, label_names: list[str], thresholds: np.n
 
 
 def _dataset(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.ConfigDict, training: bool,
-             source: sources.Source | None = None):
+             source: sources.Source | None = None, batch_size: int | None = None, seed: int | None = None,
+             drop_remainder: bool = False):
   images = source.images(frame) if source is not None else frame[corpus_lib.PATH_COLUMN].to_numpy()
   return pipeline.make_dataset(
       images, frame[label_names].to_numpy(),
-      image_size=cfg.data.image_size, batch_size=cfg.train.batch_size, training=training,
-      augment=cfg.augment, seed=cfg.seed, cache=cfg.data.cache)
+      image_size=cfg.data.image_size, batch_size=batch_size or cfg.train.batch_size, training=training,
+      augment=cfg.augment, seed=cfg.seed if seed is None else seed, cache=cfg.data.cache,
+      drop_remainder=drop_remainder)
+
+
+def _distributed_training_data(strategy: tf.distribute.Strategy, frame: pd.DataFrame, label_names: list[str],
+                               cfg: ml_collections.ConfigDict, source: sources.Source):
+  """Each worker reads, decodes and caches only its shard of the training images, batched per replica.
+
+  Every step takes a full global batch (the short batch at the end of a
+  shuffled pass is dropped; shards repeat, so each pass drops different
+  images): all workers run the same steps, and shapes stay static for XLA.
+  """
+  def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+    shard = frame.iloc[context.input_pipeline_id::context.num_input_pipelines]
+    if len(shard) < cfg.train.batch_size:
+      raise ValueError(f"worker {context.input_pipeline_id}'s shard has {len(shard)} training images, fewer than "
+                       f"one batch (config.train.batch_size={cfg.train.batch_size}): lower the batch size")
+    return _dataset(shard, label_names, cfg, training=True, source=source,
+                    seed=cfg.seed + context.input_pipeline_id, drop_remainder=True).repeat()
+  return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def _trim_history(path: str, first_epoch: int) -> None:
+  """Drops the rows of epochs >= ``first_epoch`` from a CSVLogger file, which a resumed run writes again."""
+  if os.path.exists(path):
+    history = pd.read_csv(path)
+    history[history["epoch"] < first_epoch].to_csv(path, index=False)
 
 
 def predict(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
@@ -103,38 +132,79 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) ->
 
   ``data_dir``: a corpus directory or a source spec; ``None`` reads ``cfg.data.source``.
   Writes into ``workdir``: ``history.csv`` (per-epoch log), ``model.keras``
-  (the inference model, thresholds included) and ``report.json``.
+  (the inference model, thresholds included) and ``report.json``; in a
+  multi-worker job only the chief writes. Training state is backed up in
+  ``workdir/backup/`` (every epoch, and every ``cfg.train.backup_every_steps``
+  steps when set): the same call after a crash resumes from there, and a
+  finished run deletes it.
   """
+  strategy = distribute.make_strategy(cfg.strategy)  # first: a multi-worker job sets up collectives at start
   data = load_and_split(data_dir, cfg)
   logging.info("corpus %s: %d train, %d validation, %d test images, %d labels",
                data.source.spec, len(data.train), len(data.val), len(data.test), len(data.label_names))
-  return train_on(cfg, data, workdir)
+  return train_on(cfg, data, workdir, strategy=strategy)
 
 
-def train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbose: int = 2) -> TrainResult:
-  """``train`` on an already loaded and split corpus (e.g. one cross-validation fold)."""
+def train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbose: int = 2,
+             strategy: tf.distribute.Strategy | None = None) -> TrainResult:
+  """``train`` on an already loaded and split corpus (e.g. one cross-validation fold).
+
+  ``strategy``: made from ``cfg.strategy`` when None.
+  """
+  strategy = strategy or distribute.make_strategy(cfg.strategy)
+  with distribute.precision(cfg.train.precision):
+    return _train_on(cfg, data, workdir, verbose, strategy)
+
+
+def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbose: int,
+              strategy: tf.distribute.Strategy) -> TrainResult:
+  chief = distribute.is_chief(strategy)
   keras.utils.set_random_seed(cfg.seed)
   os.makedirs(workdir, exist_ok=True)
   names = data.label_names
+  global_batch = distribute.global_batch_size(cfg.train.batch_size, strategy)
+  logging.info("%s; global batch %d", distribute.describe(strategy), global_batch)
 
-  train_ds = _dataset(data.train, names, cfg, training=True, source=data.source)
-  val_ds = _dataset(data.val, names, cfg, training=False, source=data.source)
-  model = models.build(cfg.model, len(names), cfg.data.image_size)
-  model.compile(optimizer=make_optimizer(cfg.optimizer), loss=make_loss(cfg.loss),
-                metrics=[keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_at_0.5"),
-                         keras.metrics.AUC(multi_label=True, curve="PR", name="map")])
+  train_ds = _distributed_training_data(strategy, data.train, names, cfg, data.source)
+  # Evaluation batches are global: each replica takes its slice, and metrics and predictions cover them all.
+  val_ds = _dataset(data.val, names, cfg, training=False, source=data.source, batch_size=global_batch)
+  val_ds = val_ds.with_options(distribute.data_sharded_options())
+  optimizer_cfg = cfg.optimizer.copy_and_resolve_references()
+  optimizer_cfg.learning_rate = distribute.scaled_learning_rate(
+      cfg.optimizer.learning_rate, global_batch, cfg.optimizer.base_batch_size, cfg.optimizer.lr_scaling)
+  with strategy.scope():
+    model = distribute.for_strategy(models.build(cfg.model, len(names), cfg.data.image_size), strategy)
+    model.compile(optimizer=make_optimizer(optimizer_cfg), loss=make_loss(cfg.loss),
+                  metrics=[keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_at_0.5"),
+                           keras.metrics.AUC(multi_label=True, curve="PR", name="map")],
+                  jit_compile="auto" if cfg.train.jit_compile is None else cfg.train.jit_compile)
   calibration = callbacks_lib.ThresholdCalibration(val_ds.map(lambda x, y: x), data.val[names].to_numpy())
+  backup = callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup"),
+                                                save_freq=cfg.train.backup_every_steps or "epoch", write=chief)
+  history_path = os.path.join(workdir, "history.csv")
+  resume_epoch = backup.backed_up_epoch()
+  if resume_epoch is not None:
+    logging.info("resuming from the backup in %s at epoch %d", backup.backup_dir, resume_epoch + 1)
+    if chief:
+      _trim_history(history_path, resume_epoch)
   history = model.fit(
-      train_ds, validation_data=val_ds, epochs=cfg.train.epochs, steps_per_epoch=cfg.train.steps_per_epoch,
+      train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
+      steps_per_epoch=cfg.train.steps_per_epoch or distribute.steps_per_epoch(len(data.train), global_batch),
       callbacks=[
           calibration,  # first: the callbacks below read the F1 it logs
           keras.callbacks.EarlyStopping(monitor=cfg.train.monitor, mode="max",
                                         patience=cfg.train.early_stopping_patience, restore_best_weights=True),
           keras.callbacks.TerminateOnNaN(),
-          keras.callbacks.CSVLogger(os.path.join(workdir, "history.csv")),
+          *([keras.callbacks.CSVLogger(history_path, append=resume_epoch is not None)] if chief else []),
+          backup,  # last: an epoch counts as done once its log line is written
       ],
       shuffle=False,  # the tf.data pipeline shuffles
       verbose=verbose)
+  # Everything after training is local: a plain copy of the model, outside the strategy, on the whole splits.
+  if cfg.strategy != "default":
+    trained = model
+    model = models.build(cfg.model, len(names), cfg.data.image_size)
+    model.set_weights(trained.get_weights())
 
   # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
   thresholds = evaluation.f1_optimal_thresholds(data.val[names].to_numpy(),
@@ -142,9 +212,12 @@ def train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbose
   report = evaluation.evaluate(data.test[names].to_numpy(), predict(model, data.test, names, cfg, data.source),
                                thresholds, names)
   wrapped = inference_model(model, names, thresholds)
-  wrapped.save(os.path.join(workdir, "model.keras"))
-  evaluation.write_json(report, os.path.join(workdir, "report.json"))
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(cfg.to_json_best_effort(indent=2))
+  if chief:
+    staged = os.path.join(workdir, f".model-{os.getpid()}.keras")
+    wrapped.save(staged)
+    os.replace(staged, os.path.join(workdir, "model.keras"))  # atomic: never a half-written model.keras
+    evaluation.write_json(report, os.path.join(workdir, "report.json"))
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(cfg.to_json_best_effort(indent=2))
   return TrainResult(names, model, wrapped, thresholds, {k: list(map(float, v)) for k, v in history.history.items()},
-                     report)
+                     report, is_chief=chief)

@@ -37,6 +37,8 @@ def main(argv):
     result = training.train(cfg, data_dir, workdir)
   except corpus.CorpusError as error:  # a bad corpus is the user's to fix: say what, not a traceback
     raise SystemExit(f"mlc-train: error: {error}") from None
+  if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
+    return
   print(evaluation.format_report(result.report))
   print(f"\nreport: {os.path.join(workdir, 'report.json')}")
   if _EXPORT.value:
