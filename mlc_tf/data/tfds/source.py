@@ -133,7 +133,7 @@ class TfdsSource(sources.Source):
     self.builder = builder
     self._image_key = _image_key(features)
     self._id_key = next((key for key in ID_FEATURES if key in features.keys()), None)  # None: tfds_id
-    names, self._to_multi_hot = label_reader(features)
+    names, to_multi_hot = label_reader(features)
     self._own_parts = split is None
     if split is None:
       available = list(builder.info.splits.keys())
@@ -148,7 +148,7 @@ class TfdsSource(sources.Source):
     for name in split_names:
       start = len(ids)
       records = self._examples(name).map(lambda example: (example[self._id_key or "tfds_id"],
-                                                         self._to_multi_hot(example)))
+                                                         to_multi_hot(example)))
       for id_batch, target_batch in records.batch(4096).as_numpy_iterator():
         ids.extend(i.decode() if isinstance(i, bytes) else int(i) for i in id_batch)
         targets.append(target_batch)
