@@ -9,84 +9,315 @@ The label frame is a ``pandas.DataFrame`` indexed by integer image id (name
 ``image_id``), one ``uint8`` 0/1 column per label (sorted by name), and a
 ``path`` column with the image file. Every image in ``images/`` is a sample,
 also when no annotation lists it (it then has no label).
+
+Loading checks the corpus in two stages and reports both in one ``CorpusAudit``:
+
+1. layout: file names and annotation files. A missing ``images/`` or
+   ``annotations/``, an unreadable annotation file, or a line that is not an
+   integer id is an error naming the file (and line); blank lines, CRLF,
+   surrounding spaces and duplicate ids are tolerated.
+2. content (``audit_frame``, which any source of label frames can call): every
+   image is read and decoded once, up front, by a parallel tf.data scan with the
+   same ``pipeline.decode_and_resize`` that training and serving use. An image it
+   cannot decode is dropped from the frame and named in the audit, so no epoch
+   ever meets it. A file that cannot be read at all (permissions, dangling
+   link) is an error: that is the machine's problem, not the data's.
+
+With ``strict=True`` every skip or oddity the audit warns about is an error too.
+A label whose annotation file lists no usable image is kept with 0 positives
+and warned about; annotation files of labels not asked for are ignored and
+listed in the audit.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 
+import keras
 import pandas as pd
 import tensorflow as tf
+from PIL import Image
+
+from mlc_tf.data import pipeline
 
 IMAGE_NAME = re.compile(r"^im(\d+)\.(jpe?g|png|gif|bmp)$", re.IGNORECASE)
 PATH_COLUMN = "path"
+# Leading bytes of the formats decode_and_resize reads, whatever the file's extension says.
+_MAGIC = (("jpeg", b"\xff\xd8\xff"), ("png", b"\x89PNG\r\n\x1a\n"), ("gif", b"GIF87a"), ("gif", b"GIF89a"),
+          ("bmp", b"BM"))
+# TensorFlow error messages carry the op's internals around the human part.
+_TF_MESSAGE_NOISE = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", re.DOTALL)
+_EXAMPLES = 5
+_PALETTE_BMP = "palette BMP (TensorFlow would read palette indices, not colours)"
 
 
 class CorpusError(ValueError):
-  """The corpus on disk cannot be used; the message names the file (and line)."""
+  """The corpus cannot be used; the message names the file (and line).
+
+  ``audit`` holds what the scan found when it got that far (None otherwise),
+  so a caller can still write the audit it failed on.
+  """
+
+  def __init__(self, message: str, audit: CorpusAudit | None = None):
+    super().__init__(message)
+    self.audit = audit
 
 
 @dataclasses.dataclass
 class CorpusAudit:
   """What loading a corpus found odd: counted, named, never silently dropped."""
 
-  num_images: int = 0
+  source: str = ""
+  num_images: int = 0   # image files found
+  num_samples: int = 0  # images kept as samples after every check
+  # Content format (from the file's leading bytes) -> count; an extension may lie.
+  image_formats: dict[str, int] = dataclasses.field(default_factory=dict)
+  # Skipped images that cannot be decoded: (path, reason).
+  undecodable_images: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  # Files that cannot be read at all: (path, reason). Always an error.
+  unreadable_files: list[tuple[str, str]] = dataclasses.field(default_factory=list)
   # Annotation ids that have no image file: (label, line number, id).
   missing_images: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
   # Same id listed twice in one annotation file: (label, line number, id).
   duplicate_ids: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
   # Files in images/ that do not follow im<ID>.<ext>.
   unrecognised_files: list[str] = dataclasses.field(default_factory=list)
-  # Labels whose annotation file lists no id.
+  # Labels with no positive sample left: kept, with 0 positives.
   empty_labels: list[str] = dataclasses.field(default_factory=list)
+  # Annotation files of labels that were not asked for (config.data.labels): ignored by request.
+  ignored_label_files: list[str] = dataclasses.field(default_factory=list)
 
   def warnings(self) -> list[str]:
-    """One human-readable line per kind of problem found."""
+    """One human-readable line per kind of skip or oddity; ``strict`` makes each an error."""
     lines = []
+    if self.undecodable_images:
+      examples = ", ".join(f"{os.path.basename(path)}: {reason}" for path, reason in
+                           self.undecodable_images[:_EXAMPLES])
+      lines.append(f"{len(self.undecodable_images)} image(s) cannot be decoded and were skipped ({examples})")
     if self.missing_images:
-      examples = ", ".join(f"{label}.txt:{line} id {i}" for label, line, i in self.missing_images[:5])
+      examples = ", ".join(f"{label}.txt:{line} id {i}" for label, line, i in self.missing_images[:_EXAMPLES])
       lines.append(f"{len(self.missing_images)} annotation id(s) have no image and were ignored ({examples})")
     if self.duplicate_ids:
-      examples = ", ".join(f"{label}.txt:{line} id {i}" for label, line, i in self.duplicate_ids[:5])
+      examples = ", ".join(f"{label}.txt:{line} id {i}" for label, line, i in self.duplicate_ids[:_EXAMPLES])
       lines.append(f"{len(self.duplicate_ids)} duplicate id(s) in annotation files ({examples})")
     if self.unrecognised_files:
       lines.append(f"{len(self.unrecognised_files)} file(s) in images/ not named im<ID>.<ext> were ignored "
-                   f"({', '.join(self.unrecognised_files[:5])})")
+                   f"({', '.join(self.unrecognised_files[:_EXAMPLES])})")
     if self.empty_labels:
-      lines.append(f"label(s) with no positive image: {', '.join(self.empty_labels)}")
+      lines.append(f"label(s) with no positive image, kept with 0 positives: {', '.join(self.empty_labels)}")
     return lines
+
+  def errors(self, strict: bool = False) -> list[str]:
+    """The findings that stop a run: unreadable files always, every warning when ``strict``."""
+    lines = []
+    if self.unreadable_files:
+      examples = ", ".join(f"{path}: {reason}" for path, reason in self.unreadable_files[:_EXAMPLES])
+      lines.append(f"{len(self.unreadable_files)} file(s) cannot be read ({examples}); check their permissions")
+    if strict:
+      lines += [f"{line} [strict]" for line in self.warnings()]
+    return lines
+
+  def summary_table(self) -> str:
+    """A markdown table: one row per check, its count and the first files it names."""
+    def names(items, pick):
+      return ", ".join(pick(item) for item in items[:3]) + (", …" if len(items) > 3 else "")
+    rows = [
+        ("image files", self.num_images, ""),
+        ("samples kept", self.num_samples, ""),
+        ("content formats", sum(self.image_formats.values()),
+         ", ".join(f"{kind} {count}" for kind, count in sorted(self.image_formats.items()))),
+        ("undecodable images (skipped)", len(self.undecodable_images),
+         names(self.undecodable_images, lambda item: os.path.basename(item[0]))),
+        ("unreadable files (error)", len(self.unreadable_files),
+         names(self.unreadable_files, lambda item: os.path.basename(item[0]))),
+        ("annotation ids without image (ignored)", len(self.missing_images),
+         names(self.missing_images, lambda item: f"{item[0]}.txt:{item[1]}")),
+        ("duplicate annotation ids (ignored)", len(self.duplicate_ids),
+         names(self.duplicate_ids, lambda item: f"{item[0]}.txt:{item[1]}")),
+        ("unrecognised files in images/ (ignored)", len(self.unrecognised_files),
+         names(self.unrecognised_files, str)),
+        ("labels with no positive (kept)", len(self.empty_labels), names(self.empty_labels, str)),
+        ("annotation files not asked for (ignored)", len(self.ignored_label_files),
+         names(self.ignored_label_files, str)),
+    ]
+    lines = ["| check | count | files |", "|---|---:|---|"]
+    lines += [f"| {check} | {count} | {detail} |" for check, count, detail in rows]
+    return "\n".join(lines)
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
 
+  def write_json(self, path: str) -> None:
+    with tf.io.gfile.GFile(path, "w") as f:
+      json.dump(self.to_dict(), f, indent=2)
 
-def _parse_annotation(path: str, label: str) -> list[tuple[int, int]]:
-  """(line number, id) pairs; blank lines, CRLF and spaces tolerated, garbage is an error."""
-  with tf.io.gfile.GFile(path, "r") as f:
-    text = f.read()
+
+def _reason(error: Exception) -> str:
+  """The human part of an OS or TensorFlow error message."""
+  message = error.message if isinstance(error, tf.errors.OpError) else str(error)
+  return _TF_MESSAGE_NOISE.sub("", message).strip().splitlines()[0] if message.strip() else type(error).__name__
+
+
+def _image_kind(data: bytes) -> str | None:
+  return next((kind for kind, magic in _MAGIC if data.startswith(magic)), None)
+
+
+def _is_palette_bmp(path: str) -> bool:
+  """True for a BMP whose pixels index a colour palette: TensorFlow would read the indices as gray levels."""
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return Image.open(f).mode in ("P", "1")
+  except (OSError, ValueError, tf.errors.OpError):  # a broken header: the decoder names the problem
+    return False
+
+
+def check_image(path: str) -> tuple[str, str | None, str | None]:
+  """Reads and decodes one image file the way training does, and says what is wrong with it.
+
+  Returns:
+    (content format or "", why it cannot be read or None, why it cannot be decoded or None).
+  """
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      data = f.read()
+  except (OSError, tf.errors.OpError) as error:
+    return "", _reason(error), None
+  if not data:
+    return "", None, "empty file"
+  kind = _image_kind(data)
+  if kind is None:
+    return "", None, "not a JPEG, PNG, GIF or BMP image"
+  if kind == "bmp" and _is_palette_bmp(path):
+    return kind, None, _PALETTE_BMP
+  try:
+    pipeline.decode_and_resize(tf.constant(data), 1)
+  except tf.errors.OpError as error:
+    return kind, None, _reason(error)
+  return kind, None, None
+
+
+def _decodable_heads(paths: list[str], workers: int | None, progress: bool) -> dict[int, bytes]:
+  """Decodes every file with tf.data, in parallel; {index in ``paths``: first bytes} of those that decode.
+
+  A file that fails to read or decode is an error of its element only:
+  ``ignore_errors`` drops it and the scan goes on; the caller asks
+  ``check_image`` why, for those few.
+  """
+  def decode(index, path):
+    data = tf.io.read_file(path)
+    # The pixels are of no interest, decoding them is the check; an output that needs them keeps the
+    # decode in the graph (a control dependency alone gets optimised away).
+    pixel_sum = tf.reduce_sum(pipeline.decode_and_resize(data, 1))
+    return index, tf.strings.substr(data, 0, 8), pixel_sum
+
+  ds = tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string)).enumerate()
+  ds = ds.map(decode, num_parallel_calls=workers or tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.ignore_errors().prefetch(tf.data.AUTOTUNE)
+  bar = keras.utils.Progbar(len(paths), unit_name="image", interval=1.0) if progress else None
+  heads = {}
+  for index, head, _ in ds.as_numpy_iterator():
+    heads[int(index)] = head
+    if bar is not None:
+      bar.update(int(index) + 1)
+  if bar is not None and len(paths) - 1 not in heads:  # the last file failed: the bar has not finished
+    bar.update(len(paths))
+  return heads
+
+
+def audit_frame(frame: pd.DataFrame, audit: CorpusAudit, *, check_images: bool = True, strict: bool = False,
+                workers: int | None = None, progress: bool = False) -> pd.DataFrame:
+  """Checks a label frame's images and finishes its audit; returns the frame without the bad images.
+
+  Any source of label frames (a ``path`` column + 0/1 label columns) calls
+  this after recording its own layout findings in ``audit``.
+
+  Args:
+    frame: the label frame; not modified.
+    audit: filled in place: formats, undecodable and unreadable files, empty labels, counts.
+    check_images: read and decode every image once, up front.
+    strict: every warning of the audit is an error.
+    workers: parallel decodes; ``None``: tf.data's autotuning.
+    progress: show a progress bar while decoding.
+
+  Raises:
+    CorpusError: a file cannot be read, or ``strict`` and the audit has warnings;
+      ``error.audit`` is ``audit``.
+  """
+  keep = [True] * len(frame)
+  if check_images:
+    paths = frame[PATH_COLUMN].tolist()
+    heads = _decodable_heads(paths, workers, progress)
+    formats: dict[str, int] = {}
+    for row, path in enumerate(paths):
+      if row in heads:
+        kind = _image_kind(heads[row])
+        unreadable = None
+        undecodable = _PALETTE_BMP if (
+            kind == "bmp" and _is_palette_bmp(path)) else None
+      else:
+        kind, unreadable, undecodable = check_image(path)
+      if kind:
+        formats[kind] = formats.get(kind, 0) + 1
+      if unreadable:
+        audit.unreadable_files.append((path, unreadable))
+      elif undecodable:
+        audit.undecodable_images.append((path, undecodable))
+      keep[row] = not (unreadable or undecodable)
+    audit.image_formats = dict(sorted(formats.items()))
+  frame = frame[keep]
+  audit.num_samples = len(frame)
+  audit.empty_labels = [label for label in label_columns(frame) if not frame[label].any()]
+  errors = audit.errors(strict)
+  if errors:
+    raise CorpusError(f"{audit.source or 'corpus'}: " + "; ".join(errors), audit)
+  if frame.empty:
+    raise CorpusError(f"{audit.source or 'corpus'}: no usable image left after the checks", audit)
+  return frame
+
+
+def _parse_annotation(path: str) -> list[tuple[int, int]]:
+  """(line number, id) pairs; blank lines, CRLF, a BOM and spaces tolerated, garbage is an error."""
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      text = f.read().decode("utf-8-sig", errors="replace")
+  except (OSError, tf.errors.OpError) as error:
+    raise CorpusError(f"{path}: cannot read the annotation file: {_reason(error)}") from None
   pairs = []
   for number, raw in enumerate(text.splitlines(), start=1):
     token = raw.strip()
     if not token:
       continue
-    if not token.isdigit():
-      raise CorpusError(f"{path}:{number}: expected an integer image id, found {token!r}")
+    if not (token.isascii() and token.isdigit()):
+      raise CorpusError(f"{path}:{number}: expected one integer image id per line, found {token!r}")
     pairs.append((number, int(token)))
   return pairs
 
 
-def load_corpus(root: str, labels: list[str] | None = None) -> tuple[pd.DataFrame, CorpusAudit]:
+def _listdir(path: str) -> list[str]:
+  try:
+    return sorted(tf.io.gfile.listdir(path))
+  except (OSError, tf.errors.OpError) as error:
+    raise CorpusError(f"{path}: cannot list the directory: {_reason(error)}") from None
+
+
+def load_corpus(root: str, labels: list[str] | None = None, *, check_images: bool = True, strict: bool = False,
+                workers: int | None = None, progress: bool = False) -> tuple[pd.DataFrame, CorpusAudit]:
   """Reads ``root`` (images/ + annotations/) into a label frame and an audit.
 
   Args:
     root: corpus directory; any path ``tf.io.gfile`` understands.
     labels: label names to keep, in any order. ``None`` takes every
       annotation file. A requested label without an annotation file is an error.
+    check_images, strict, workers, progress: see ``audit_frame``.
 
   Returns:
     (frame, audit): see the module docstring for the frame's columns.
+
+  Raises:
+    CorpusError: see the module docstring.
   """
   images_dir = os.path.join(root, "images")
   annotations_dir = os.path.join(root, "annotations")
@@ -97,9 +328,9 @@ def load_corpus(root: str, labels: list[str] | None = None) -> tuple[pd.DataFram
       raise CorpusError(f"{root} is not a corpus: it has no {os.path.basename(needed)}/ directory "
                         "(expected images/im<ID>.jpg and annotations/<label>.txt)")
 
-  audit = CorpusAudit()
+  audit = CorpusAudit(source=root)
   paths: dict[int, str] = {}
-  for name in sorted(tf.io.gfile.listdir(images_dir)):
+  for name in _listdir(images_dir):
     match = IMAGE_NAME.match(name)
     if not match:
       audit.unrecognised_files.append(name)
@@ -113,7 +344,7 @@ def load_corpus(root: str, labels: list[str] | None = None) -> tuple[pd.DataFram
   if not paths:
     raise CorpusError(f"{images_dir} holds no image named im<ID>.jpg")
 
-  available = sorted(name[:-4] for name in tf.io.gfile.listdir(annotations_dir) if name.endswith(".txt"))
+  available = [name[:-4] for name in _listdir(annotations_dir) if name.endswith(".txt")]
   if labels is None:
     labels = available
   missing = sorted(set(labels) - set(available))
@@ -122,13 +353,13 @@ def load_corpus(root: str, labels: list[str] | None = None) -> tuple[pd.DataFram
   labels = sorted(labels)
   if not labels:
     raise CorpusError(f"{annotations_dir} holds no <label>.txt annotation file")
+  audit.ignored_label_files = [f"{name}.txt" for name in available if name not in labels]
 
   ids = sorted(paths)
   frame = pd.DataFrame(0, index=pd.Index(ids, name="image_id"), columns=labels, dtype="uint8")
   for label in labels:
-    pairs = _parse_annotation(os.path.join(annotations_dir, f"{label}.txt"), label)
     seen = set()
-    for line, image_id in pairs:
+    for line, image_id in _parse_annotation(os.path.join(annotations_dir, f"{label}.txt")):
       if image_id in seen:
         audit.duplicate_ids.append((label, line, image_id))
         continue
@@ -137,9 +368,8 @@ def load_corpus(root: str, labels: list[str] | None = None) -> tuple[pd.DataFram
         audit.missing_images.append((label, line, image_id))
         continue
       frame.at[image_id, label] = 1
-    if not (seen & paths.keys()):
-      audit.empty_labels.append(label)
   frame[PATH_COLUMN] = [paths[i] for i in ids]
+  frame = audit_frame(frame, audit, check_images=check_images, strict=strict, workers=workers, progress=progress)
   return frame, audit
 
 
