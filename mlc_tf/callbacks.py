@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 
@@ -93,3 +95,91 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
   def on_train_end(self, logs=None):
     if self.write:
       super().on_train_end(logs)
+
+
+class TrainingDiverged(RuntimeError):
+  """The loss or the weights stopped being finite numbers; the message says where and what is kept."""
+
+
+class StopOnNaN(keras.callbacks.Callback):
+  """Stops training by raising ``TrainingDiverged`` at the first non-finite loss, or non-finite weight at an epoch end.
+
+  Keras' ``TerminateOnNaN`` lets the epoch finish, so checkpoints,
+  calibration and backups would run on the diverged weights; raising instead
+  leaves the last epoch-end checkpoint as the last good state, which the
+  message names when ``checkpoint`` is given. Place it before the callbacks
+  that save (checkpoint, CSV log, backup): the weights check at the epoch end
+  must run first. The loss is checked every batch (it syncs with the device,
+  like ``TerminateOnNaN``); the weights once per epoch, since an update can
+  make them non-finite one batch before the loss shows it.
+  """
+
+  def __init__(self, checkpoint: EpochCheckpoint | None = None):
+    super().__init__()
+    self.checkpoint = checkpoint
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not math.isfinite(float(loss)):
+      self._stop(f"the training loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch + 1}")
+
+  def on_epoch_end(self, epoch, logs=None):
+    if not all(np.isfinite(weight).all() for weight in self.model.get_weights()):
+      self._stop(f"the weights became non-finite during epoch {epoch + 1}")
+
+  def _stop(self, what: str):
+    latest = self.checkpoint.latest if self.checkpoint else None
+    kept = (f"the last good checkpoint is {latest}; resume from it, e.g. with a lower learning rate: "
+            f"--config.train.resume_from={latest} --config.optimizer.learning_rate=<lower>" if latest else
+            "no epoch had finished, so there is no checkpoint to resume from")
+    raise TrainingDiverged(f"{what}; training stopped and saved nothing more: {kept}")
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+  """Saves the weights after every finished epoch as ``<directory>/epoch_<N>.weights.h5``, keeping the latest only.
+
+  N, the number of finished epochs, is in the file name, so weights and epoch
+  count can never disagree; each file appears atomically (written aside,
+  then renamed), so a crash leaves the previous one intact. ``train`` resumes
+  from such a file (``config.train.resume_from``). Unlike a backup, the file
+  outlives the run: it is the last good state a diverged run names.
+  ``latest`` is the newest file written, else ``resumed_from`` if it exists.
+  Only the writer (the chief of a multi-worker job) writes.
+  """
+
+  def __init__(self, directory: str, resumed_from: str | None = None, write: bool = True):
+    super().__init__()
+    self.directory = directory
+    self.latest = resumed_from if resumed_from and tf.io.gfile.exists(resumed_from) else None
+    self.write = write
+
+  @staticmethod
+  def path(directory: str, epochs_done: int) -> str:
+    return os.path.join(directory, f"epoch_{epochs_done:03d}.weights.h5")
+
+  def on_epoch_end(self, epoch, logs=None):
+    if not self.write:
+      return
+    path = self.path(self.directory, epoch + 1)
+    tf.io.gfile.makedirs(self.directory)
+    partial = os.path.join(self.directory, ".partial.weights.h5")
+    self.model.save_weights(partial, overwrite=True)
+    tf.io.gfile.rename(partial, path, overwrite=True)
+    self.latest = path
+    for older in tf.io.gfile.glob(os.path.join(self.directory, "epoch_*.weights.h5")):
+      if older != path:
+        tf.io.gfile.remove(older)
+
+
+_CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)\.weights\.h5$")
+
+
+def checkpoint_epochs(path: str) -> int:
+  """How many epochs had finished when ``EpochCheckpoint`` wrote ``path``."""
+  match = _CHECKPOINT_NAME.match(os.path.basename(path))
+  if not match:
+    raise ValueError(f"{path} is not a checkpoint written by training (expected epoch_<N>.weights.h5)")
+  return int(match.group(1))

@@ -16,6 +16,9 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.strategy = "default"           # default | mirrored (local GPUs) | multi_worker (cluster from TF_CONFIG)
+  # Op determinism: same seed + config on the same machine -> the same metrics. Costs speed on GPUs;
+  # once on, it stays on for the rest of the process (TensorFlow has no public switch back).
+  config.deterministic = True
 
   config.data = ml_collections.ConfigDict()
   # folder:<dir> | csv:<file> | tfds:<name>[:<version>][:<split>] (mlc_tf/data/sources.py);
@@ -31,6 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.cache = True              # cache decoded images in memory after the first epoch
   # A reviewed CSV of image_id,label,action (add/remove) applied on load; see mlc_tf/data/corrections.py.
   config.data.corrections = ml_collections.FieldReference(None, field_type=str)
+  config.data.strict = False            # any file the data audit skips or finds odd is an error
 
   config.augment = ml_collections.ConfigDict()  # 0/""/False switches a transform off
   config.augment.flip = "horizontal"
@@ -68,6 +72,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.backup_every_steps = ml_collections.FieldReference(None, field_type=int)  # None: every epoch only
   config.train.precision = "float32"    # float32 | mixed_float16 | mixed_bfloat16 (16-bit compute, GPU/TPU)
   config.train.jit_compile = ml_collections.FieldReference(None, field_type=bool)  # XLA; None: Keras' auto (on GPU)
+  # A <workdir>/checkpoints/epoch_<N>.weights.h5 to continue from, at epoch N+1 (e.g. after a NaN loss,
+  # with a lower learning rate); the model config must match the checkpoint's. A backup of an interrupted
+  # run in the workdir wins over it.
+  config.train.resume_from = ml_collections.FieldReference(None, field_type=str)
 
   config.export = ml_collections.ConfigDict()
   config.export.name = "mlc"            # saved_models/<name>/<version>/

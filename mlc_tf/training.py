@@ -51,6 +51,8 @@ def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> Corp
   source = sources.open_source(data_dir or cfg.data.source, cfg.data)
   source.frame = corrections.apply_file(source.frame, cfg.data.corrections)  # before the split, which reads it
   frame, audit = source.frame, source.audit
+  logging.info("corpus %s: %d image files, %d kept, %d skipped as undecodable", source.spec, audit.num_images,
+               audit.num_samples, len(audit.undecodable_images))
   for line in audit.warnings():
     logging.warning("corpus %s: %s", source.spec, line)
   label_names = corpus_lib.label_columns(frame)
@@ -131,18 +133,38 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) ->
   """Trains, calibrates thresholds on the validation split and evaluates on the test split.
 
   ``data_dir``: a corpus directory or a source spec; ``None`` reads ``cfg.data.source``.
-  Writes into ``workdir``: ``history.csv`` (per-epoch log), ``model.keras``
-  (the inference model, thresholds included) and ``report.json``; in a
-  multi-worker job only the chief writes. Training state is backed up in
-  ``workdir/backup/`` (every epoch, and every ``cfg.train.backup_every_steps``
-  steps when set): the same call after a crash resumes from there, and a
-  finished run deletes it.
+  Writes into ``workdir``: ``data_audit.json`` (what the data check found,
+  also when it stops the run), ``history.csv`` (per-epoch log),
+  ``checkpoints/epoch_<N>.weights.h5`` (the last finished epoch's weights),
+  ``model.keras`` (the inference model, thresholds included) and
+  ``report.json``; in a multi-worker job only the chief writes. Training
+  state is backed up in ``workdir/backup/`` (every epoch, and every
+  ``cfg.train.backup_every_steps`` steps when set): the same call after a
+  crash resumes from there, and a finished or diverged run deletes it.
+
+  Raises:
+    corpus.CorpusError: the corpus cannot be used (before any training).
+    callbacks.TrainingDiverged: the loss or weights became NaN or infinite;
+      the last good checkpoint is kept and named in the message.
   """
   strategy = distribute.make_strategy(cfg.strategy)  # first: a multi-worker job sets up collectives at start
-  data = load_and_split(data_dir, cfg)
+  chief = distribute.is_chief(strategy)
+  try:
+    data = load_and_split(data_dir, cfg)
+  except corpus_lib.CorpusError as error:  # the audit says what to fix
+    if chief and error.audit is not None:
+      _write_audit(error.audit, workdir)
+    raise
+  if chief:
+    _write_audit(data.audit, workdir)
   logging.info("corpus %s: %d train, %d validation, %d test images, %d labels",
                data.source.spec, len(data.train), len(data.val), len(data.test), len(data.label_names))
   return train_on(cfg, data, workdir, strategy=strategy)
+
+
+def _write_audit(audit: corpus_lib.CorpusAudit, workdir: str) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  audit.write_json(os.path.join(workdir, "data_audit.json"))
 
 
 def train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbose: int = 2,
@@ -160,6 +182,8 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
               strategy: tf.distribute.Strategy) -> TrainResult:
   chief = distribute.is_chief(strategy)
   keras.utils.set_random_seed(cfg.seed)
+  if cfg.deterministic:
+    tf.config.experimental.enable_op_determinism()
   os.makedirs(workdir, exist_ok=True)
   names = data.label_names
   global_batch = distribute.global_batch_size(cfg.train.batch_size, strategy)
@@ -172,34 +196,47 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
   optimizer_cfg = cfg.optimizer.copy_and_resolve_references()
   optimizer_cfg.learning_rate = distribute.scaled_learning_rate(
       cfg.optimizer.learning_rate, global_batch, cfg.optimizer.base_batch_size, cfg.optimizer.lr_scaling)
+  backup = callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup"),
+                                                save_freq=cfg.train.backup_every_steps or "epoch", write=chief)
+  backed_up = backup.backed_up_epoch()
+  resume_from = cfg.train.resume_from if backed_up is None else None  # a backup is newer than any checkpoint
+  resume_epoch = callbacks_lib.checkpoint_epochs(resume_from) if resume_from else backed_up
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
   with strategy.scope():
     model = distribute.for_strategy(models.build(cfg.model, len(names), cfg.data.image_size), strategy)
+    if resume_from:
+      model.load_weights(resume_from)  # weights only: the optimizer starts afresh from the config
     model.compile(optimizer=make_optimizer(optimizer_cfg), loss=make_loss(cfg.loss),
                   metrics=[keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_at_0.5"),
                            keras.metrics.AUC(multi_label=True, curve="PR", name="map")],
                   jit_compile="auto" if cfg.train.jit_compile is None else cfg.train.jit_compile)
   calibration = callbacks_lib.ThresholdCalibration(val_ds.map(lambda x, y: x), data.val[names].to_numpy())
-  backup = callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup"),
-                                                save_freq=cfg.train.backup_every_steps or "epoch", write=chief)
   history_path = os.path.join(workdir, "history.csv")
-  resume_epoch = backup.backed_up_epoch()
   if resume_epoch is not None:
-    logging.info("resuming from the backup in %s at epoch %d", backup.backup_dir, resume_epoch + 1)
+    logging.info("resuming at epoch %d from %s", resume_epoch + 1, resume_from or f"the backup in {backup.backup_dir}")
     if chief:
       _trim_history(history_path, resume_epoch)
-  history = model.fit(
-      train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
-      steps_per_epoch=cfg.train.steps_per_epoch or distribute.steps_per_epoch(len(data.train), global_batch),
-      callbacks=[
-          calibration,  # first: the callbacks below read the F1 it logs
-          keras.callbacks.EarlyStopping(monitor=cfg.train.monitor, mode="max",
-                                        patience=cfg.train.early_stopping_patience, restore_best_weights=True),
-          keras.callbacks.TerminateOnNaN(),
-          *([keras.callbacks.CSVLogger(history_path, append=resume_epoch is not None)] if chief else []),
-          backup,  # last: an epoch counts as done once its log line is written
-      ],
-      shuffle=False,  # the tf.data pipeline shuffles
-      verbose=verbose)
+  last_good = resume_from or (callbacks_lib.EpochCheckpoint.path(checkpoint_dir, backed_up)
+                              if backed_up is not None else None)
+  checkpoint = callbacks_lib.EpochCheckpoint(checkpoint_dir, last_good, write=chief)
+  try:
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=cfg.train.epochs, initial_epoch=resume_epoch or 0,
+        steps_per_epoch=cfg.train.steps_per_epoch or distribute.steps_per_epoch(len(data.train), global_batch),
+        callbacks=[
+            calibration,  # first: the callbacks below read the F1 it logs
+            keras.callbacks.EarlyStopping(monitor=cfg.train.monitor, mode="max",
+                                          patience=cfg.train.early_stopping_patience, restore_best_weights=True),
+            callbacks_lib.StopOnNaN(checkpoint),  # before anything that saves: diverged weights are never saved
+            *([keras.callbacks.CSVLogger(history_path, append=resume_epoch is not None)] if chief else []),
+            checkpoint,
+            backup,  # last: an epoch counts as done once its log line is written
+        ],
+        shuffle=False,  # the tf.data pipeline shuffles
+        verbose=verbose)
+  except callbacks_lib.TrainingDiverged:
+    backup.on_train_end()  # the run is over: its backup would only resume the divergence; the checkpoint stays
+    raise
   # Everything after training is local: a plain copy of the model, outside the strategy, on the whole splits.
   if cfg.strategy != "default":
     trained = model

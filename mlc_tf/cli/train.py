@@ -13,7 +13,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mlc_tf import evaluation, export, training
+from mlc_tf import callbacks, evaluation, export, training
 from mlc_tf.cli import common
 from mlc_tf.data import builtin, corpus
 
@@ -35,7 +35,7 @@ def main(argv):
   workdir = _WORKDIR.value or os.path.join("workdirs", cfg.export.name)
   try:
     result = training.train(cfg, data_dir, workdir)
-  except corpus.CorpusError as error:  # a bad corpus is the user's to fix: say what, not a traceback
+  except (corpus.CorpusError, callbacks.TrainingDiverged) as error:  # say what to fix, not a traceback
     raise SystemExit(f"mlc-train: error: {error}") from None
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return

@@ -63,15 +63,16 @@ def open_source(spec: str, data: ml_collections.ConfigDict) -> Source:
   if not spec:
     raise CorpusError("no data source: set config.data.source (folder:, csv: or tfds:) or --data_dir")
   kind, _, rest = spec.partition(":")
-  labels = data.get("labels")
+  labels, strict = data.get("labels"), data.get("strict", False)
   if kind == "csv":
     frame, audit = load_csv(rest, labels)
+    frame = corpus_lib.audit_frame(frame, audit, strict=strict)  # decodes every image once, as for folders
     return Source(spec, frame, audit)
   if kind == "tfds":
     from mlc_tf.data.tfds import source as tfds_source  # TFDS is imported for tfds: sources only
     return tfds_source.open_tfds(spec, rest, data)
   root = rest if kind == "folder" else spec  # a bare directory, also gs://… or C:\…
-  frame, audit = corpus_lib.load_corpus(root, labels)
+  frame, audit = corpus_lib.load_corpus(root, labels, strict=strict)
   return Source(spec, frame, audit)
 
 
@@ -132,7 +133,7 @@ def load_csv(path: str, labels: list[str] | None = None) -> tuple[pd.DataFrame, 
     if "" in columns or len(set(columns)) != len(columns):
       raise CorpusError(f"{path}:1: label columns must have distinct, non-empty names, found {columns}")
 
-  audit = CsvAudit()
+  audit = CsvAudit(source=path)
   rows: dict[str, tuple[int, set[str]]] = {}
   for line, row in body:
     where = f"{path}:{line}"

@@ -165,7 +165,7 @@ class TfdsSource(sources.Source):
       if unknown:
         raise CorpusError(f"{spec}: no label(s) {unknown}; the dataset's labels: {names}")
     frame = frame[sorted(labels or names)]
-    audit = corpus_lib.CorpusAudit(num_images=len(frame),
+    audit = corpus_lib.CorpusAudit(source=spec, num_images=len(frame), num_samples=len(frame),
                                    empty_labels=[label for label in frame.columns if not frame[label].any()])
     super().__init__(spec, frame, audit)
 
