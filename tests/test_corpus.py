@@ -49,7 +49,7 @@ def test_non_integer_token_names_file_and_line(tiny_corpus):
   root, _ = tiny_corpus
   with open(os.path.join(root, "annotations", "dog.txt"), "a") as f:
     f.write("12\r\n\r\n  \nim12\n")
-  with pytest.raises(corpus_lib.CorpusError, match=r"dog\.txt:\d+: expected an integer image id, found 'im12'"):
+  with pytest.raises(corpus_lib.CorpusError, match=r"dog\.txt:\d+: expected one integer image id per line, found 'im12'"):
     corpus_lib.load_corpus(root)
 
 

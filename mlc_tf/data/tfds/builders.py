@@ -126,23 +126,18 @@ class _LayoutBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
     root = self._corpus_root(dl_manager)
+    # The data audit decodes every image once and leaves out (and names) the undecodable ones.
     frame, audit = corpus_lib.load_corpus(root, list(config.label_names))
     for line in audit.warnings():
       logging.warning("%s: %s", root, line)
-    reencode, skipped = set(), {}  # ids; file name -> why
+    reencode = set()  # ids
     for image_id, path in frame[corpus_lib.PATH_COLUMN].items():
       data = _read(path)
-      try:
-        if rgb_jpeg(data) != data:
-          reencode.add(image_id)
-      except tf.errors.InvalidArgumentError as error:
-        skipped[image_id] = (os.path.basename(path), error.message.strip().splitlines()[0])
-    if skipped:
-      logging.warning("%s: %d image(s) are not decodable and were left out: %s", root, len(skipped),
-                      ", ".join(name for name, _ in list(skipped.values())[:5]))
-    self.info.metadata.update(corpus_warnings=audit.warnings(), skipped_images=dict(skipped.values()),
+      if rgb_jpeg(data) != data:
+        reencode.add(image_id)
+    self.info.metadata.update(corpus_warnings=audit.warnings(),
+                              skipped_images={os.path.basename(path): why for path, why in audit.undecodable_images},
                               reencoded_images=len(reencode))
-    frame = frame.drop(index=list(skipped))
     labels = corpus_lib.label_columns(frame)
     train, val, test = splits.train_val_test_split(frame[labels].to_numpy(), config.val_fraction,
                                                    config.test_fraction, config.split_seed)
