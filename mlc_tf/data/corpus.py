@@ -227,8 +227,8 @@ def _decodable_heads(paths: list[str], workers: int | None, progress: bool) -> d
   return heads
 
 
-def audit_frame(frame: pd.DataFrame, audit: CorpusAudit, *, check_images: bool = True, strict: bool = False,
-                workers: int | None = None, progress: bool = False) -> pd.DataFrame:
+def audit_frame(frame: pd.DataFrame, audit: CorpusAudit, *, strict: bool = False, workers: int | None = None,
+                progress: bool = False) -> pd.DataFrame:
   """Checks a label frame's images and finishes its audit; returns the frame without the bad images.
 
   Any source of label frames (a ``path`` column + 0/1 label columns) calls
@@ -237,7 +237,6 @@ def audit_frame(frame: pd.DataFrame, audit: CorpusAudit, *, check_images: bool =
   Args:
     frame: the label frame; not modified.
     audit: filled in place: formats, undecodable and unreadable files, empty labels, counts.
-    check_images: read and decode every image once, up front.
     strict: every warning of the audit is an error.
     workers: parallel decodes; ``None``: tf.data's autotuning.
     progress: show a progress bar while decoding.
@@ -246,27 +245,24 @@ def audit_frame(frame: pd.DataFrame, audit: CorpusAudit, *, check_images: bool =
     CorpusError: a file cannot be read, or ``strict`` and the audit has warnings;
       ``error.audit`` is ``audit``.
   """
-  keep = [True] * len(frame)
-  if check_images:
-    paths = frame[PATH_COLUMN].tolist()
-    heads = _decodable_heads(paths, workers, progress)
-    formats: dict[str, int] = {}
-    for row, path in enumerate(paths):
-      if row in heads:
-        kind = _image_kind(heads[row])
-        unreadable = None
-        undecodable = _PALETTE_BMP if (
-            kind == "bmp" and _is_palette_bmp(path)) else None
-      else:
-        kind, unreadable, undecodable = check_image(path)
-      if kind:
-        formats[kind] = formats.get(kind, 0) + 1
-      if unreadable:
-        audit.unreadable_files.append((path, unreadable))
-      elif undecodable:
-        audit.undecodable_images.append((path, undecodable))
-      keep[row] = not (unreadable or undecodable)
-    audit.image_formats = dict(sorted(formats.items()))
+  paths = frame[PATH_COLUMN].tolist()
+  heads = _decodable_heads(paths, workers, progress)
+  formats: dict[str, int] = {}
+  keep = []
+  for row, path in enumerate(paths):
+    if row in heads:  # it decodes; a palette BMP does too, but to the wrong colours
+      kind = _image_kind(heads[row])
+      unreadable, undecodable = None, _PALETTE_BMP if kind == "bmp" and _is_palette_bmp(path) else None
+    else:
+      kind, unreadable, undecodable = check_image(path)
+    if kind:
+      formats[kind] = formats.get(kind, 0) + 1
+    if unreadable:
+      audit.unreadable_files.append((path, unreadable))
+    elif undecodable:
+      audit.undecodable_images.append((path, undecodable))
+    keep.append(not (unreadable or undecodable))
+  audit.image_formats = dict(sorted(formats.items()))
   frame = frame[keep]
   audit.num_samples = len(frame)
   audit.empty_labels = [label for label in label_columns(frame) if not frame[label].any()]
@@ -303,15 +299,15 @@ def _listdir(path: str) -> list[str]:
     raise CorpusError(f"{path}: cannot list the directory: {_reason(error)}") from None
 
 
-def load_corpus(root: str, labels: list[str] | None = None, *, check_images: bool = True, strict: bool = False,
-                workers: int | None = None, progress: bool = False) -> tuple[pd.DataFrame, CorpusAudit]:
+def load_corpus(root: str, labels: list[str] | None = None, *, strict: bool = False, workers: int | None = None,
+                progress: bool = False) -> tuple[pd.DataFrame, CorpusAudit]:
   """Reads ``root`` (images/ + annotations/) into a label frame and an audit.
 
   Args:
     root: corpus directory; any path ``tf.io.gfile`` understands.
     labels: label names to keep, in any order. ``None`` takes every
       annotation file. A requested label without an annotation file is an error.
-    check_images, strict, workers, progress: see ``audit_frame``.
+    strict, workers, progress: see ``audit_frame``.
 
   Returns:
     (frame, audit): see the module docstring for the frame's columns.
@@ -369,7 +365,7 @@ def load_corpus(root: str, labels: list[str] | None = None, *, check_images: boo
         continue
       frame.at[image_id, label] = 1
   frame[PATH_COLUMN] = [paths[i] for i in ids]
-  frame = audit_frame(frame, audit, check_images=check_images, strict=strict, workers=workers, progress=progress)
+  frame = audit_frame(frame, audit, strict=strict, workers=workers, progress=progress)
   return frame, audit
 
 
