@@ -112,21 +112,21 @@ def test_mlc_suspects_reuses_the_out_of_fold_predictions(cv_run, corpus_dir, tmp
   assert "suspects.csv" in os.listdir(out)
 
 
-def test_grow_adds_layers_until_the_gain_falls_below_the_margin(corpus_dir, tmp_path):
-  cfg = fast_config(epochs=1)
-  growth = growing.grow(cfg, corpus_dir, str(tmp_path), margin=1.0, max_depth=3, verbose=0)
-  # No depth can gain a full 1.0 of F1: depth 1 is kept, depth 2 is tried and stops the growth.
-  assert [step.depth for step in growth.steps] == [1, 2] and growth.best_depth == 1
-  assert "less than the margin 1.0" in growth.stop_reason
-  assert growth.steps[1].parameters > growth.steps[0].parameters
-  assert all(step.train_seconds > 0 and step.epochs == 1 for step in growth.steps)
-  assert {"growth.md", "growth.json", "depth_1", "depth_2"} <= set(os.listdir(tmp_path))
-
-
-def test_mlc_grow_stops_where_the_builder_cannot_go_deeper(corpus_dir, tmp_path):
-  # 16 px images pool to 1 px at depth 4: depth 5 cannot be built, so growth ends after depth 4.
-  stdout = run_cli("grow", f"--data_dir={corpus_dir}", f"--workdir={tmp_path}", "--margin=-1", "--start_depth=4",
+def test_mlc_grow_adds_layers_until_the_gain_falls_below_the_margin(corpus_dir, tmp_path):
+  stdout = run_cli("grow", f"--data_dir={corpus_dir}", f"--workdir={tmp_path}", "--margin=1.0", "--max_depth=3",
                    "--config.data.image_size=16", "--config.model.width=4", "--config.train.epochs=1",
                    "--config.train.batch_size=8")
-  assert "depth 4: val micro-F1" in stdout and "cannot be built at depth 5 for 16px images" in stdout
-  assert json.load(open(tmp_path / "growth.json"))["best_depth"] == 4
+  # No depth can gain a full 1.0 of F1: depth 1 is kept, depth 2 is tried and stops the growth.
+  assert "depth 1: val micro-F1" in stdout and "depth 2: val micro-F1" in stdout and "depth 3" not in stdout
+  assert "Chosen depth: 1 (depth 2 improved validation micro-F1 by" in stdout and "less than the margin 1.0" in stdout
+  growth = json.load(open(tmp_path / "growth.json"))
+  assert growth["best_depth"] == 1 and [step["depth"] for step in growth["steps"]] == [1, 2]
+  assert growth["steps"][1]["parameters"] > growth["steps"][0]["parameters"]
+  assert all(step["train_seconds"] > 0 and step["epochs"] == 1 for step in growth["steps"])
+  assert {"growth.md", "depth_1", "depth_2"} <= set(os.listdir(tmp_path))
+
+
+def test_grow_stops_where_the_builder_cannot_go_deeper(corpus_dir, tmp_path):
+  # 16 px images pool to 1 px at depth 4: simple_cnn cannot be built at depth 5.
+  with pytest.raises(ValueError, match="cannot be built at depth 5 for 16px images: .*zero or negative"):
+    growing.grow(fast_config(), corpus_dir, str(tmp_path), start_depth=5, max_depth=6)
