@@ -2,10 +2,13 @@
 
 Starting from one hidden conv layer, a model of each depth is trained from
 scratch on the same split (``cfg.model.depth`` is the knob; any registered
-builder that reads it works). Growing stops at the first depth whose
-validation micro-F1 (at its calibrated thresholds) does not beat the best so
-far by at least ``margin``, or at ``max_depth``. The depth is chosen on the
-validation split only; the test split's F1 is reported alongside, not used.
+builder that reads it works). Growing stops when ``patience`` depths in a
+row (the study: 1) fail to beat the best validation micro-F1 so far (at
+calibrated thresholds) by at least ``margin``, at ``max_depth``, or where the
+builder cannot go deeper; the chosen depth is the one that set the best. A
+patience of 2 tolerates one unlucky run, which one noisy validation split and
+early stopping can produce. The depth is chosen on the validation split
+only; the test split's F1 is reported alongside, not used.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class Step:
   test_macro_f1: float
   epochs: int
   train_seconds: float  # fit + threshold calibration + test evaluation
+  gain: float | None = None  # val micro-F1 minus the best kept depth's before it (None for the first)
 
 
 @dataclasses.dataclass
@@ -41,15 +45,13 @@ class Growth:
   stop_reason: str
 
   def to_markdown(self) -> str:
-    lines = ["| depth | parameters | val micro-F1 | gain | val macro-F1 | test micro-F1 | test macro-F1 | epochs "
+    lines = ["| depth | parameters | val micro-F1 | gain on best | val macro-F1 | test micro-F1 | test macro-F1 | epochs "
              "| train time (s) |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    previous_best = None
     for step in self.steps:
-      gain = "" if previous_best is None else f"{step.val_micro_f1 - previous_best:+.3f}"
+      gain = "" if step.gain is None else f"{step.gain:+.3f}"
       lines.append(f"| {step.depth}{' ←' if step.depth == self.best_depth else ''} | {step.parameters:,} | "
                    f"{step.val_micro_f1:.3f} | {gain} | {step.val_macro_f1:.3f} | {step.test_micro_f1:.3f} | "
                    f"{step.test_macro_f1:.3f} | {step.epochs} | {step.train_seconds:.1f} |")
-      previous_best = max(step.val_micro_f1, previous_best or 0.0)
     lines += ["", f"Chosen depth: {self.best_depth} ({self.stop_reason})"]
     return "\n".join(lines)
 
@@ -59,7 +61,7 @@ class Growth:
 
 
 def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: float = 0.01,
-         start_depth: int = 1, max_depth: int = 8, verbose: int = 2,
+         start_depth: int = 1, max_depth: int = 8, patience: int = 1, verbose: int = 2,
          on_step=None) -> Growth:
   """Trains depth ``start_depth``, +1, … while validation micro-F1 improves by ``margin``; see the module doc.
 
@@ -69,10 +71,12 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
   """
   if not 1 <= start_depth <= max_depth:
     raise ValueError(f"need 1 <= start_depth ({start_depth}) <= max_depth ({max_depth})")
+  if patience < 1:
+    raise ValueError(f"patience must be at least 1, got {patience}")
   data = training.load_and_split(data_dir, cfg)
   names = data.label_names
   y_val = data.val[names].to_numpy()
-  steps, best, reason = [], None, f"reached max_depth {max_depth}"
+  steps, best, misses, reason = [], None, 0, f"reached max_depth {max_depth}"
   for depth in range(start_depth, max_depth + 1):
     step_cfg = ml_collections.ConfigDict(cfg.to_dict())
     step_cfg.model.depth = depth
@@ -87,19 +91,25 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
     result = training.train_on(step_cfg, data, os.path.join(workdir, f"depth_{depth}"), verbose=verbose)
     seconds = time.perf_counter() - start
     val_micro, val_macro = evaluation.micro_macro_f1(
-        y_val, evaluation.decide(training.predict(result.model, data.val, names, step_cfg), result.thresholds))
+        y_val, evaluation.decide(training.predict(result.model, data.val, names, step_cfg, data.source),
+                                 result.thresholds))
     test = result.report["at_calibrated"]
     step = Step(depth, parameters, val_micro, val_macro, test["micro"]["f1"], test["macro"]["f1"],
-                len(next(iter(result.history.values()))), seconds)
+                len(next(iter(result.history.values()))), seconds,
+                None if best is None else val_micro - best.val_micro_f1)
     steps.append(step)
     keras.backend.clear_session()
     if on_step is not None:
       on_step(step)
-    if best is not None and step.val_micro_f1 < best.val_micro_f1 + margin:
-      reason = (f"depth {depth} improved validation micro-F1 by {step.val_micro_f1 - best.val_micro_f1:+.3f}, "
-                f"less than the margin {margin}")
+    if best is None or step.val_micro_f1 >= best.val_micro_f1 + margin:
+      best, misses = step, 0
+      continue
+    misses += 1
+    if misses == patience:
+      failed = f"depth {depth}" if patience == 1 else f"depths {depth - patience + 1}-{depth}"
+      reason = (f"{failed} did not beat depth {best.depth}'s validation micro-F1 {best.val_micro_f1:.3f} "
+                f"by the margin {margin}")
       break
-    best = step
   if best is None:
     raise ValueError(f"no depth could be trained: {reason}")
   growth = Growth(steps, best.depth, reason)

@@ -113,17 +113,17 @@ def test_mlc_suspects_reuses_the_out_of_fold_predictions(cv_run, corpus_dir, tmp
 
 
 def test_mlc_grow_adds_layers_until_the_gain_falls_below_the_margin(corpus_dir, tmp_path):
-  stdout = run_cli("grow", f"--data_dir={corpus_dir}", f"--workdir={tmp_path}", "--margin=1.0", "--max_depth=3",
-                   "--config.data.image_size=16", "--config.model.width=4", "--config.train.epochs=1",
-                   "--config.train.batch_size=8")
-  # No depth can gain a full 1.0 of F1: depth 1 is kept, depth 2 is tried and stops the growth.
-  assert "depth 1: val micro-F1" in stdout and "depth 2: val micro-F1" in stdout and "depth 3" not in stdout
-  assert "Chosen depth: 1 (depth 2 improved validation micro-F1 by" in stdout and "less than the margin 1.0" in stdout
+  stdout = run_cli("grow", f"--data_dir={corpus_dir}", f"--workdir={tmp_path}", "--margin=1.0", "--patience=2",
+                   "--max_depth=4", "--config.data.image_size=16", "--config.model.width=4",
+                   "--config.train.epochs=1", "--config.train.batch_size=8")
+  # No depth can gain a full 1.0 of F1: depth 1 is kept, depths 2 and 3 (patience 2) are tried, then growth stops.
+  assert all(f"depth {d}: val micro-F1" in stdout for d in (1, 2, 3)) and "depth 4" not in stdout
+  assert "Chosen depth: 1 (depths 2-3 did not beat depth 1's validation micro-F1" in stdout
   growth = json.load(open(tmp_path / "growth.json"))
-  assert growth["best_depth"] == 1 and [step["depth"] for step in growth["steps"]] == [1, 2]
+  assert growth["best_depth"] == 1 and [step["depth"] for step in growth["steps"]] == [1, 2, 3]
   assert growth["steps"][1]["parameters"] > growth["steps"][0]["parameters"]
   assert all(step["train_seconds"] > 0 and step["epochs"] == 1 for step in growth["steps"])
-  assert {"growth.md", "depth_1", "depth_2"} <= set(os.listdir(tmp_path))
+  assert {"growth.md", "depth_1", "depth_2", "depth_3"} <= set(os.listdir(tmp_path))
 
 
 def test_grow_stops_where_the_builder_cannot_go_deeper(corpus_dir, tmp_path):

@@ -26,6 +26,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Default: workdirs/grow_<export 
 _MARGIN = flags.DEFINE_float("margin", 0.01, "Least gain in validation micro-F1 that justifies one more layer.")
 _START = flags.DEFINE_integer("start_depth", 1, "Depth to start from.", lower_bound=1)
 _MAX = flags.DEFINE_integer("max_depth", 8, "Depth to stop at in any case.", lower_bound=1)
+_PATIENCE = flags.DEFINE_integer("patience", 1, "Depths in a row without a --margin gain before stopping "
+                                 "(1: the study's rule).", lower_bound=1)
 
 
 def main(argv):
@@ -39,8 +41,8 @@ def main(argv):
           f"{step.epochs} epochs, {step.train_seconds:.0f} s", flush=True)
 
   try:
-    growth = growing.grow(cfg, data_dir, workdir, _MARGIN.value, _START.value, _MAX.value, verbose=0,
-                          on_step=report)
+    growth = growing.grow(cfg, data_dir, workdir, _MARGIN.value, _START.value, _MAX.value, _PATIENCE.value,
+                          verbose=0, on_step=report)
   except (corpus.CorpusError, ValueError) as error:
     raise SystemExit(f"mlc-grow: error: {error}") from None
   print()
