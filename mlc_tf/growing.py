@@ -84,6 +84,7 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
       parameters = models.build(step_cfg.model, len(names), cfg.data.image_size).count_params()
     except ValueError as error:  # e.g. more pooling steps than the image has pixels
       message = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())  # Keras colours its messages
+      message = message.split(" Arguments received")[0]  # Keras appends the call's arguments
       reason = f"model {cfg.model.name!r} cannot be built at depth {depth} for {cfg.data.image_size}px images: " \
                f"{message[:300]}"
       break

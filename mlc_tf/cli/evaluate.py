@@ -20,7 +20,7 @@ from ml_collections import config_flags
 
 from mlc_tf import config as config_lib
 from mlc_tf import evaluation, reports, training
-from mlc_tf.data import builtin, corpus
+from mlc_tf.data import builtin
 
 _MODEL = flags.DEFINE_string("model", os.path.join("workdirs", "demo"),
                              "A trained model: model.keras, or the training workdir that holds it.")
