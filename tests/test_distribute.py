@@ -56,14 +56,13 @@ def test_precision_is_restored_after_the_block():
   assert keras.config.dtype_policy().name == before
 
 
-def test_mirrored_mixed_precision_xla_run(tmp_path):
+def test_mirrored_mixed_precision_run(tmp_path):
   """The options for accelerators run end to end here (one CPU replica): bf16 compute, float32 outputs."""
   root = str(tmp_path / "corpus")
   make_tiny_corpus(root, num_images=32)
   cfg = fast_config(epochs=1)
   cfg.strategy = "mirrored"
   cfg.train.precision = "mixed_bfloat16"
-  cfg.train.jit_compile = True
   cfg.optimizer.lr_scaling = "linear"
   result = training.train(cfg, root, str(tmp_path / "work"))
   assert keras.config.dtype_policy().name == "float32"  # the run did not leak its policy

@@ -1,0 +1,157 @@
+"""Training images/s with the real input pipeline against in-memory tensors, and FLOP/s against a matmul peak.
+
+  python tools/bench_train.py --data_dir=../shared/datasets/flickr14 --num_images=1024 --steps=20
+
+Same model, same compile, same batch (--config, default configs/flickr14.py):
+  * pipeline: mlc_tf's training input (decode_and_resize, cache, shuffle,
+    batch, augment, prefetch, repeat), timed after one epoch has filled the cache;
+  * in memory: one decoded batch held as a tensor and repeated: no input work.
+The ratio pipeline / in-memory shows whether training waits for its input
+(target >= 0.95). The two are timed in turns (A B A B ...) and each keeps its
+best turn, so that load from other processes hits both alike. Each figure is
+given per second of wall-clock time and per second of this process's CPU
+time (all its threads): where other processes share the CPUs, the first
+follows their load and the second does not.
+config.train.precision and config.train.jit_compile apply, as in training.
+
+FLOP/s: the float operations of one training step (forward, loss and
+gradients, counted by TensorFlow's profiler on the step's graph; the
+optimizer update is not counted) times steps/s, against the peak of this
+machine measured the same way as a --matmul_size square float32 matmul.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mlc_tf import distribute, models, training  # noqa: E402
+from mlc_tf.data import corpus as corpus_lib  # noqa: E402
+from mlc_tf.data import pipeline  # noqa: E402
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CONFIG = config_flags.DEFINE_config_file("config", os.path.join(_REPO, "configs", "flickr14.py"), "Training config.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "../shared/datasets/flickr14", "Corpus directory (images/ + annotations/).")
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 1024, "Training images (the first N of the corpus).")
+_STEPS = flags.DEFINE_integer("steps", 20, "Training steps per timed turn.")
+_TURNS = flags.DEFINE_integer("turns", 3, "Timed turns of each feed, alternating.")
+_MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul that measures the peak.")
+
+
+class Rate:
+  """Work per wall-clock second and per CPU second of this process, over a ``with`` block."""
+
+  def __init__(self, work: float):
+    self.work = work
+
+  def __enter__(self):
+    self.wall, self.cpu = time.perf_counter(), time.process_time()
+    return self
+
+  def __exit__(self, *exc):
+    self.per_wall = self.work / (time.perf_counter() - self.wall)
+    self.per_cpu = self.work / (time.process_time() - self.cpu)
+
+
+def matmul_peak_flops(size: int, repeats: int = 10) -> tuple[float, float]:
+  """Best FLOP per wall second and per CPU second of a float32 [size, size] @ [size, size] matmul."""
+  a = tf.random.normal([size, size])
+  b = tf.random.normal([size, size])
+  tf.matmul(a, b).numpy()  # warm-up
+  rates = []
+  for _ in range(repeats):
+    with Rate(2 * size**3) as rate:
+      tf.matmul(a, b).numpy()
+    rates.append(rate)
+  return max(r.per_wall for r in rates), max(r.per_cpu for r in rates)
+
+
+def train_step_flops(model: keras.Model, loss: keras.losses.Loss, batch: tuple[tf.Tensor, tf.Tensor]) -> int:
+  """Float operations of forward + loss + gradients for ``batch``, from the step's graph."""
+  @tf.function
+  def step(x, y):
+    with tf.GradientTape() as tape:
+      value = loss(y, model(x, training=True))
+    return tape.gradient(value, model.trainable_variables)
+  graph = step.get_concrete_function(*batch).graph
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
+def timed_fit(model: keras.Model, dataset: tf.data.Dataset, steps: int, batch_size: int) -> Rate:
+  """Images per second of ``steps`` training steps (model.fit, as training does, metrics included)."""
+  with Rate(steps * batch_size) as rate:
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+  return rate
+
+
+def main(argv):
+  del argv
+  cfg = _CONFIG.value
+  with distribute.precision(cfg.train.precision):
+    benchmark(cfg)
+
+
+def benchmark(cfg):
+  keras.utils.set_random_seed(cfg.seed)
+  frame, _ = corpus_lib.load_corpus(_DATA_DIR.value, cfg.data.labels)
+  frame = frame.iloc[:_NUM_IMAGES.value]
+  names = corpus_lib.label_columns(frame)
+  size, batch = cfg.data.image_size, cfg.train.batch_size
+  print(f"{len(frame)} images of {_DATA_DIR.value} at {size}x{size}, model {cfg.model.name} "
+        f"(width {cfg.model.width}, depth {cfg.model.depth}), batch {batch}, {os.cpu_count()} CPUs, "
+        f"devices: {', '.join(d.name for d in tf.config.list_logical_devices())}, "
+        f"precision {cfg.train.precision}, jit_compile {cfg.train.jit_compile}")
+
+  real = pipeline.make_dataset(frame[corpus_lib.PATH_COLUMN].to_numpy(), frame[names].to_numpy(),
+                               image_size=size, batch_size=batch, training=True, augment=cfg.augment,
+                               seed=cfg.seed, cache=cfg.data.cache, drop_remainder=True).repeat()
+  in_memory = tf.data.Dataset.from_tensors(next(iter(real))).repeat()
+
+  model = models.build(cfg.model, len(names), size)
+  loss = training.make_loss(cfg.loss)
+  model.compile(optimizer=training.make_optimizer(cfg.optimizer), loss=loss,
+                metrics=[keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_at_0.5"),
+                         keras.metrics.AUC(multi_label=True, curve="PR", name="map")],
+                jit_compile="auto" if cfg.train.jit_compile is None else cfg.train.jit_compile)
+  steps_per_pass = len(frame) // batch
+  with Rate(steps_per_pass * batch) as first:
+    model.fit(real, epochs=1, steps_per_epoch=steps_per_pass, verbose=0)  # traces, and fills the cache
+  print(f"first epoch (decode + cache, tracing included): {first.per_wall:7.1f} images/s wall, "
+        f"{first.per_cpu:7.1f} images/CPU-s")
+  model.fit(in_memory, epochs=1, steps_per_epoch=2, verbose=0)
+
+  turns = {"pipeline": [], "in memory": []}
+  for _ in range(_TURNS.value):
+    turns["pipeline"].append(timed_fit(model, real, _STEPS.value, batch))
+    turns["in memory"].append(timed_fit(model, in_memory, _STEPS.value, batch))
+  wall = {name: max(r.per_wall for r in rates) for name, rates in turns.items()}
+  cpu = {name: max(r.per_cpu for r in rates) for name, rates in turns.items()}
+  for name, rates in turns.items():
+    print(f"training, {name:9s}: {wall[name]:7.1f} images/s wall, {cpu[name]:7.1f} images/CPU-s  "
+          f"(turns, wall: {', '.join(f'{r.per_wall:.1f}' for r in rates)})")
+  print(f"pipeline / in memory: {wall['pipeline'] / wall['in memory']:.3f} wall, "
+        f"{cpu['pipeline'] / cpu['in memory']:.3f} per CPU-s  (target >= 0.95)")
+
+  flops = train_step_flops(model, loss, next(iter(in_memory)))
+  peak_wall, peak_cpu = matmul_peak_flops(_MATMUL_SIZE.value)
+  print(f"training step: {flops / 1e9:.2f} GFLOP per batch of {batch}; achieved "
+        f"{flops * wall['in memory'] / batch / 1e9:.1f} GFLOP/s wall, "
+        f"{flops * cpu['in memory'] / batch / 1e9:.1f} GFLOP/CPU-s")
+  print(f"float32 matmul {_MATMUL_SIZE.value}^2: {peak_wall / 1e9:.1f} GFLOP/s wall, {peak_cpu / 1e9:.1f} GFLOP/CPU-s; "
+        f"training reaches {flops * wall['in memory'] / batch / peak_wall:.1%} (wall), "
+        f"{flops * cpu['in memory'] / batch / peak_cpu:.1%} (per CPU-s) of it")
+
+
+if __name__ == "__main__":
+  app.run(main)
