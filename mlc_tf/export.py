@@ -2,7 +2,23 @@
 
 ``saved_models/<name>/<version>/`` gets a SavedModel whose signatures need
 nothing from mlc_tf to run: the same ``decode_and_resize`` that training used
-is traced into the graph, and label names and thresholds are constants of it.
+is traced into the graph, and label names, thresholds and label rules are
+part of it (the inference model's ``decisions`` output already applies them).
+
+Signatures (docs/serving.md shows them in use):
+
+  serving_default(image_bytes string [B]) ->
+      probabilities float32 [B, L], decisions int32 [B, L],
+      labels string [B, L] (names of the decided labels, most probable first, padded with ""),
+      valid bool [B] (false: not a decodable JPEG/PNG/GIF/BMP; its answers are zeros and "")
+  predict_pixels(pixels float32 [B, H, W, 3] in [0, 255], any H x W) ->
+      probabilities, decisions, labels as above
+  metadata() ->
+      label_names string [L], thresholds float32 [L], image_size int32, max_image_pixels int64,
+      config string (the training config, JSON)
+
+``assets.extra/metadata.json`` holds the same metadata for humans and tools
+(TF Serving ignores that folder's other files).
 """
 
 from __future__ import annotations
@@ -16,7 +32,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mlc_tf import layers
 from mlc_tf.data import pipeline
+from mlc_tf.serving import signatures
+# Headers announcing more pixels are refused before decoding: a few bytes must not make
+# the server allocate gigabytes. 40 MP still admits 6000 x 6000 photos.
+MAX_IMAGE_PIXELS = 40_000_000
 
 
 def next_version(model_dir: str) -> int:
@@ -27,52 +48,153 @@ def next_version(model_dir: str) -> int:
   return max(versions, default=0) + 1
 
 
-def export_saved_model(inference_model: keras.Model, *, label_names: list[str], image_size: int,
-                       base_dir: str, name: str, config_json: str = "{}") -> str:
+def header_pixel_count(image_bytes: tf.Tensor) -> tf.Tensor:
+  """Width x height (int64) read from the header of one JPEG/PNG/GIF/BMP, -1 for any other content.
+
+  Reads only the header, so it is cheap on any input; a header too short to
+  hold the size raises InvalidArgumentError, like the decoder would.
+  """
+  def int_pair(offset, dtype, little_endian):
+    pair = tf.io.decode_raw(tf.strings.substr(image_bytes, offset, 2 * dtype.size), dtype, little_endian)
+    return tf.abs(tf.cast(pair[0], tf.int64) * tf.cast(pair[1], tf.int64))  # BMP heights may be negative
+
+  def jpeg():
+    shape = tf.io.extract_jpeg_shape(image_bytes, output_type=tf.int64)
+    return shape[0] * shape[1]
+
+  head = tf.strings.substr(image_bytes, 0, 8)
+  return tf.case([
+      (tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff"), jpeg),
+      (tf.equal(head, b"\x89PNG\r\n\x1a\n"), lambda: int_pair(16, tf.int32, little_endian=False)),
+      (tf.equal(tf.strings.substr(head, 0, 4), b"GIF8"), lambda: int_pair(6, tf.uint16, little_endian=True)),
+      (tf.equal(tf.strings.substr(head, 0, 2), b"BM"), lambda: int_pair(18, tf.int32, little_endian=True)),
+  ], default=lambda: tf.constant(-1, tf.int64), exclusive=False)
+
+
+def decode_batch(image_bytes: tf.Tensor, image_size: int,
+                 max_image_pixels: int = MAX_IMAGE_PIXELS) -> tuple[tf.Tensor, tf.Tensor]:
+  """Encoded images [B] -> (float32 [B, S, S, 3] from ``decode_and_resize``, valid bool [B]).
+
+  An element whose header is not a JPEG/PNG/GIF/BMP of at most
+  ``max_image_pixels``, or that the decoder rejects (truncated, corrupt),
+  gets zeros and ``valid=False``; the others decode as in training. A decode
+  error inside ``tf.map_fn`` would fail the whole batch, so the decoding runs
+  in a tf.data pipeline whose ``ignore_errors`` drops the failing elements,
+  and each decoded image carries its index back to its place in the batch.
+  """
+  count = tf.shape(image_bytes, out_type=tf.int64)[0]
+
+  def decode(index, one_image):
+    pixels = header_pixel_count(one_image)
+    with tf.control_dependencies([tf.debugging.assert_positive(pixels),
+                                  tf.debugging.assert_less_equal(pixels, tf.constant(max_image_pixels, tf.int64))]):
+      one_image = tf.identity(one_image)  # decode only what passed the header checks
+    return index, pipeline.decode_and_resize(one_image, image_size)
+
+  decoded = (tf.data.Dataset.from_tensor_slices((tf.range(count), image_bytes))
+             .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+             .ignore_errors())
+  # A sentinel at index ``count`` makes exactly one batch, even when nothing decoded.
+  sentinel = tf.data.Dataset.from_tensors((count, tf.zeros([image_size, image_size, 3], tf.float32)))
+  indices, images = decoded.concatenate(sentinel).batch(count + 1).get_single_element()
+  images = tf.scatter_nd(indices[:, None], images, tf.stack([count + 1, image_size, image_size, 3]))[:-1]
+  valid = tf.scatter_nd(indices[:, None], tf.ones_like(indices, tf.int32), tf.reshape(count + 1, [1]))[:-1] > 0
+  return images, valid
+
+
+def predicted_label_names(probabilities: tf.Tensor, decisions: tf.Tensor, label_names: tf.Tensor) -> tf.Tensor:
+  """[B, L] names of the labels decided 1, most probable first, padded with "" to L columns."""
+  score = tf.where(decisions > 0, probabilities, -1.0)
+  order = tf.argsort(score, axis=-1, direction="DESCENDING", stable=True)
+  chosen = tf.gather(decisions, order, batch_dims=1) > 0
+  return tf.where(chosen, tf.gather(label_names, order), "")
+
+
+def thresholds_layer(inference_model: keras.Model) -> layers.DecisionThresholds:
+  """The model's DecisionThresholds layer: calibrated thresholds and label names."""
+  found = [layer for layer in inference_model.layers if isinstance(layer, layers.DecisionThresholds)]
+  if len(found) != 1:
+    raise ValueError(f"{inference_model.name}: expected one DecisionThresholds layer, found {len(found)}; "
+                     "export the inference model (training.inference_model), not the bare network")
+  return found[0]
+
+
+def load_inference_model(path: str) -> keras.Model:
+  """A saved ``model.keras`` (the inference model training writes), loaded with safe_mode=True."""
+  from mlc_tf import training  # noqa: F401  (imports, hence registers, every custom object a model may use)
+  return keras.saving.load_model(path, safe_mode=True)
+
+
+def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str, config_json: str = "{}",
+                       label_names: list[str] | None = None, image_size: int | None = None,
+                       max_image_pixels: int = MAX_IMAGE_PIXELS) -> str:
   """Writes ``inference_model`` as ``<base_dir>/<name>/<next version>/`` and returns that path.
+
+  Label names, thresholds and the input size are read from the model;
+  ``label_names`` and ``image_size``, when given, must agree with it (a guard
+  against exporting a model under the wrong names). ``config_json`` (the
+  training config) travels in the metadata.
 
   The version directory appears atomically (written aside, then renamed), so
   TF Serving never sees a half-written model, and an existing version is
   never overwritten.
-
-  Signatures:
-    serving_default(image_bytes: string [B]) -> probabilities float32 [B, L], decisions int32 [B, L]
-    metadata() -> label_names string [L], thresholds float32 [L], image_size int32, config string
   """
-  thresholds = inference_model.get_layer("decisions").thresholds.numpy()
-  label_tensor = tf.constant(label_names, tf.string)
-  threshold_tensor = tf.constant(np.asarray(thresholds, np.float32))
+  decisions_layer = thresholds_layer(inference_model)
+  model_labels = list(decisions_layer.label_names)
+  model_size = int(inference_model.input_shape[1])
+  if label_names is not None and list(label_names) != model_labels:
+    raise ValueError(f"label_names {list(label_names)} differ from the model's {model_labels}")
+  if image_size is not None and image_size != model_size:
+    raise ValueError(f"image_size {image_size} differs from the model's input size {model_size}")
+  thresholds = np.asarray(decisions_layer.thresholds.numpy(), np.float32)
+  label_tensor = tf.constant(model_labels, tf.string)
 
   archive = keras.export.ExportArchive()
   archive.track(inference_model)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-  def serve_bytes(image_bytes):
-    images = tf.map_fn(lambda b: pipeline.decode_and_resize(b, image_size), image_bytes,
-                       fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
+  def answer(images):
     outputs = inference_model(images, training=False)
-    return {"probabilities": outputs["probabilities"], "decisions": outputs["decisions"]}
+    return outputs["probabilities"], outputs["decisions"]
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=signatures.IMAGE_BYTES)])
+  def serve_bytes(image_bytes):
+    images, valid = decode_batch(image_bytes, model_size, max_image_pixels)
+    probabilities, decisions = answer(images)
+    probabilities = tf.where(valid[:, None], probabilities, 0.0)
+    decisions = tf.where(valid[:, None], decisions, 0)
+    return {"probabilities": probabilities, "decisions": decisions,
+            "labels": predicted_label_names(probabilities, decisions, label_tensor), "valid": valid}
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=signatures.PIXEL_INPUT)])
+  def serve_pixels(pixels):
+    probabilities, decisions = answer(pipeline.resize(pixels, model_size))
+    return {"probabilities": probabilities, "decisions": decisions,
+            "labels": predicted_label_names(probabilities, decisions, label_tensor)}
 
   @tf.function(input_signature=[])
   def metadata():
-    return {"label_names": label_tensor, "thresholds": threshold_tensor,
-            "image_size": tf.constant(image_size, tf.int32), "config": tf.constant(config_json)}
+    return {"label_names": label_tensor, "thresholds": tf.constant(thresholds),
+            "image_size": tf.constant(model_size, tf.int32),
+            "max_image_pixels": tf.constant(max_image_pixels, tf.int64), "config": tf.constant(config_json)}
 
-  archive.add_endpoint("serving_default", serve_bytes)
-  archive.add_endpoint("metadata", metadata)
+  archive.add_endpoint(signatures.SERVING, serve_bytes)
+  archive.add_endpoint(signatures.PIXELS, serve_pixels)
+  archive.add_endpoint(signatures.METADATA, metadata)
 
   model_dir = os.path.join(base_dir, name)
   os.makedirs(model_dir, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".staging-", dir=model_dir)  # not an integer: TF Serving ignores it
   try:
-    archive.write_out(os.path.join(staging, "model"), verbose=False)
-    with open(os.path.join(staging, "model", "labels.json"), "w") as f:  # for humans; signatures hold the same
-      json.dump({"label_names": list(label_names), "thresholds": [float(t) for t in thresholds],
-                 "image_size": image_size}, f, indent=2)
+    staged_model = os.path.join(staging, "model")
+    archive.write_out(staged_model, verbose=False)
+    os.makedirs(os.path.join(staged_model, "assets.extra"))
+    with open(os.path.join(staged_model, "assets.extra", "metadata.json"), "w") as f:
+      json.dump({"label_names": model_labels, "thresholds": thresholds.tolist(), "image_size": model_size,
+                 "max_image_pixels": max_image_pixels, "config": json.loads(config_json)}, f, indent=2)
     while True:
       version_dir = os.path.join(model_dir, str(next_version(model_dir)))
       try:
-        os.rename(os.path.join(staging, "model"), version_dir)  # fails if it exists: never overwrite
+        os.rename(staged_model, version_dir)  # fails if it exists: never overwrite
         return version_dir
       except OSError:
         if not os.path.isdir(version_dir):

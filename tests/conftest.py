@@ -88,3 +88,23 @@ def run_cli(module, *args, timeout=600):
                         env={**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory):
+  """A tiny model trained once per test session: (corpus root, workdir, training.TrainResult)."""
+  from mlc_tf import training
+  root = str(tmp_path_factory.mktemp("tiny_trained_corpus"))
+  make_tiny_corpus(root, num_images=40)
+  workdir = str(tmp_path_factory.mktemp("tiny_trained_workdir"))
+  return root, workdir, training.train(fast_config(), root, workdir)
+
+
+@pytest.fixture(scope="session")
+def tiny_saved_model(tiny_trained, tmp_path_factory):
+  """``tiny_trained`` exported once: the path of saved_models/tiny/1."""
+  from mlc_tf import export
+  _, workdir, result = tiny_trained
+  base_dir = str(tmp_path_factory.mktemp("tiny_saved_models"))
+  with open(os.path.join(workdir, "config.json")) as f:
+    return export.export_saved_model(result.inference_model, base_dir=base_dir, name="tiny", config_json=f.read())

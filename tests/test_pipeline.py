@@ -33,6 +33,17 @@ def test_decode_and_resize_shapes_and_range(mode, fmt):
     np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-4)
 
 
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF", "BMP"])
+def test_decode_and_resize_keeps_8_bit_values(fmt):
+  # Lossless 8-bit formats at their own size come back as the very pixel values, so the export's
+  # predict_pixels (0-255 floats) and its image_bytes path see the same numbers.
+  pixels = np.random.default_rng(0).integers(0, 256, (12, 10, 3)).astype(np.uint8)
+  image = Image.fromarray(pixels)
+  expected = np.asarray(image.quantize(256).convert("RGB") if fmt == "GIF" else image, np.float32)
+  out = pipeline.decode_and_resize(tf.constant(_encode(image if fmt != "GIF" else image.quantize(256), fmt)), 12)
+  np.testing.assert_allclose(pipeline.resize(tf.constant(expected), 12).numpy(), out.numpy(), atol=1e-3)
+
 def test_make_dataset_batches(tiny_corpus):
   root, _ = tiny_corpus
   frame, _ = corpus_lib.load_corpus(root)

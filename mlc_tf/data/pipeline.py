@@ -23,12 +23,22 @@ def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
   Grayscale becomes 3 identical channels, alpha is dropped, a GIF gives its
   first frame, and 16-bit images are scaled to 8-bit range.
   """
-  image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.uint16)
-  image = tf.cast(image, tf.float32) * (255.0 / 65535.0)
-  image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
-  image = tf.clip_by_value(image, 0.0, 255.0)
+  # dtype=float32 scales each format by its own range (8-bit: /255, 16-bit PNG: /65535); decoding
+  # to uint16 instead would scale 8-bit JPEG/GIF/BMP by 256, not 257, and darken them by 0.4%.
+  image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.float32)
+  image = resize(image * 255.0, image_size)
   image.set_shape((image_size, image_size, 3))
   return image
+
+
+def resize(pixels: tf.Tensor, image_size: int) -> tf.Tensor:
+  """Float pixels [..., H, W, 3] in [0, 255] -> [..., image_size, image_size, 3] in [0, 255].
+
+  The one resize of the project: ``decode_and_resize`` uses it, and so does
+  the export's ``predict_pixels`` signature for callers that send pixels.
+  """
+  pixels = tf.image.resize(pixels, (image_size, image_size), method="bilinear", antialias=True)
+  return tf.clip_by_value(pixels, 0.0, 255.0)
 
 
 def build_augmenter(cfg: ml_collections.ConfigDict, seed: int) -> keras.Sequential | None:

@@ -1,0 +1,75 @@
+"""TF Serving's ``models.config``: several exported models in one server, each with a version policy.
+
+    model_config_list {
+      config { name: "demo" base_path: "/models/demo" model_platform: "tensorflow"
+               model_version_policy { latest { num_versions: 2 } } }
+      ...
+    }
+
+``base_path`` is where the server sees ``saved_models/<name>`` (inside the
+container, usually ``/models/<name>``), not where it is on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import Mapping
+
+from google.protobuf import text_format
+from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
+
+VersionPolicy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
+
+
+def version_policy(spec: str) -> VersionPolicy:
+  """``latest:N`` (the N highest versions), ``all``, or ``specific:V1,V2,...`` -> a version policy."""
+  kind, _, arg = spec.partition(":")
+  policy = VersionPolicy()
+  try:
+    if kind == "latest":
+      policy.latest.num_versions = int(arg or 1)
+      if policy.latest.num_versions < 1:
+        raise ValueError
+    elif kind == "all" and not arg:
+      policy.all.SetInParent()
+    elif kind == "specific" and arg:
+      policy.specific.versions.extend(int(v) for v in arg.split(","))
+    else:
+      raise ValueError
+  except ValueError:
+    raise ValueError(f"bad version policy {spec!r}; expected latest:N, all, or specific:V1,V2,...") from None
+  return policy
+
+
+def exported_models(base_dir: str) -> dict[str, list[int]]:
+  """{model name: its integer versions, ascending} for every ``<base_dir>/<name>/<version>/``."""
+  models = {}
+  for name in sorted(os.listdir(base_dir)):
+    model_dir = os.path.join(base_dir, name)
+    if os.path.isdir(model_dir):
+      versions = sorted(int(v) for v in os.listdir(model_dir)
+                        if v.isdigit() and os.path.isfile(os.path.join(model_dir, v, "saved_model.pb")))
+      if versions:
+        models[name] = versions
+  return models
+
+
+def models_config(policies: Mapping[str, str], serving_base: str) -> model_server_config_pb2.ModelServerConfig:
+  """One ``config`` entry per {model name: version policy spec}, served from ``<serving_base>/<name>``."""
+  if not policies:
+    raise ValueError("no models to put in models.config")
+  config = model_server_config_pb2.ModelServerConfig()
+  for name, policy in policies.items():
+    entry = config.model_config_list.config.add()
+    entry.name = name
+    entry.base_path = posixpath.join(serving_base, name)
+    entry.model_platform = "tensorflow"
+    entry.model_version_policy.CopyFrom(version_policy(policy))
+  return config
+
+
+def write_models_config(config: model_server_config_pb2.ModelServerConfig, path: str) -> None:
+  """Writes ``config`` in the text format ``tensorflow_model_server --model_config_file`` reads."""
+  with open(path, "w") as f:
+    f.write(text_format.MessageToString(config))

@@ -1,0 +1,101 @@
+"""Serving speed: the exported SavedModel's signatures against keras.Model.predict, in one run.
+
+  PYTHONPATH=. python tools/bench_serving.py --workdir=workdirs/demo      # after mlc-train (configs/demo.py)
+
+Exports ``<workdir>/model.keras`` to a temporary folder, loads it back with
+``tf.saved_model.load`` and measures, on the same images:
+
+* latency for one JPEG: ``serving_default`` (bytes in: decode + resize +
+  model + labels) vs ``keras.Model.predict`` on the already decoded image;
+* throughput at batch 64: the same pair, plus ``predict_pixels`` and
+  ``Model.predict_on_batch`` on the decoded batch.
+
+Ratios are against ``keras.Model.predict`` measured in the same run, so they
+hold on a busy machine better than the absolute times do. About a minute
+for the demo model on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from mlc_tf import export
+from mlc_tf.data import builtin, corpus, pipeline
+
+_WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Training workdir holding model.keras.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus to take images from. Default: the built-in demo corpus.")
+_LATENCY_CALLS = flags.DEFINE_integer("latency_calls", 300, "Single-image calls per latency measurement.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per call in the throughput measurement.")
+_BATCH_CALLS = flags.DEFINE_integer("batch_calls", 30, "Batches per throughput measurement.")
+
+
+def timed_calls(fn, calls: int, warmup: int = 5) -> np.ndarray:
+  """Seconds taken by each of ``calls`` calls of ``fn``, after ``warmup`` untimed ones."""
+  for _ in range(warmup):
+    fn()
+  seconds = []
+  for _ in range(calls):
+    start = time.perf_counter()
+    fn()
+    seconds.append(time.perf_counter() - start)
+  return np.asarray(seconds)
+
+
+def main(argv):
+  del argv
+  print(f"CPU cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}")
+  model = export.load_inference_model(os.path.join(_WORKDIR.value, "model.keras"))
+  data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
+  frame, _ = corpus.load_corpus(data_dir)
+  paths = frame[corpus.PATH_COLUMN].tolist()[:_BATCH_SIZE.value]
+  if len(paths) < _BATCH_SIZE.value:
+    raise SystemExit(f"bench_serving: error: {data_dir} has {len(paths)} images; need {_BATCH_SIZE.value}")
+  encoded = [open(path, "rb").read() for path in paths]
+  image_size = int(model.input_shape[1])
+  decoded = tf.stack([pipeline.decode_and_resize(data, image_size) for data in encoded]).numpy()
+
+  with tempfile.TemporaryDirectory() as base_dir:
+    served = tf.saved_model.load(export.export_saved_model(model, base_dir=base_dir, name="bench"))
+    serve, pixels = served.signatures["serving_default"], served.signatures["predict_pixels"]
+    one_jpeg, one_decoded = tf.constant(encoded[:1]), decoded[:1]
+    batch_bytes, batch_pixels = tf.constant(encoded), tf.constant(decoded)
+    np.testing.assert_allclose(serve(image_bytes=batch_bytes)["probabilities"].numpy(),
+                               model.predict(decoded, verbose=0)["probabilities"], atol=1e-5)
+
+    latency = {
+        "serving_default (JPEG bytes)": timed_calls(lambda: serve(image_bytes=one_jpeg), _LATENCY_CALLS.value),
+        "keras.Model.predict (decoded)": timed_calls(lambda: model.predict(one_decoded, verbose=0),
+                                                     _LATENCY_CALLS.value),
+    }
+    batch = {
+        "serving_default (JPEG bytes)": timed_calls(lambda: serve(image_bytes=batch_bytes), _BATCH_CALLS.value),
+        "predict_pixels (decoded)": timed_calls(lambda: pixels(pixels=batch_pixels), _BATCH_CALLS.value),
+        "keras.Model.predict (decoded)": timed_calls(lambda: model.predict(decoded, verbose=0), _BATCH_CALLS.value),
+        "keras.Model.predict_on_batch (decoded)": timed_calls(lambda: model.predict_on_batch(decoded),
+                                                              _BATCH_CALLS.value),
+    }
+
+  reference = "keras.Model.predict (decoded)"
+  print(f"\nmodel: {model.name}, input {image_size}x{image_size}, {len(export.thresholds_layer(model).label_names)} "
+        f"labels; images from {data_dir}")
+  print(f"\nlatency, one JPEG ({_LATENCY_CALLS.value} calls)     p50 ms   p99 ms   p50 ratio vs Model.predict")
+  for name, seconds in latency.items():
+    p50, p99 = np.percentile(seconds, [50, 99]) * 1000
+    ratio = np.percentile(latency[reference], 50) * 1000 / p50
+    print(f"  {name:38s} {p50:7.2f}  {p99:7.2f}   {ratio:5.2f}x faster" if name != reference else
+          f"  {name:38s} {p50:7.2f}  {p99:7.2f}   (reference)")
+  print(f"\nthroughput, batch {_BATCH_SIZE.value} ({_BATCH_CALLS.value} calls)     images/s   ratio vs Model.predict")
+  rates = {name: _BATCH_SIZE.value / np.median(seconds) for name, seconds in batch.items()}
+  for name, rate in rates.items():
+    print(f"  {name:42s} {rate:8.0f}   {rate / rates[reference]:5.2f}x")
+  print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+  app.run(main)

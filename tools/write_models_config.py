@@ -1,0 +1,53 @@
+"""Writes TF Serving's models.config for the models exported under saved_models/.
+
+  python tools/write_models_config.py                         # every exported model, latest version only
+  python tools/write_models_config.py --policy=latest:2 \
+      --model=demo=specific:1,2 --model=flickr14              # chosen models; demo pinned to versions 1 and 2
+
+Then serve them all from one container (docs/serving.md):
+
+  docker run --rm -p 8500:8500 -p 8501:8501 -v "$PWD/saved_models:/models" tensorflow/serving \
+      --model_config_file=/models/models.config
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags
+
+from mlc_tf.serving import models_config
+
+_BASE_DIR = flags.DEFINE_string("base_dir", "saved_models", "Where exports live: <base_dir>/<name>/<version>/.")
+_SERVING_BASE = flags.DEFINE_string("serving_base", "/models", "Where the server sees --base_dir (a mount point).")
+_POLICY = flags.DEFINE_string("policy", "latest:1", "Version policy for models without their own: "
+                              "latest:N, all, or specific:V1,V2,...")
+_MODELS = flags.DEFINE_multi_string("model", [], "NAME or NAME=POLICY; repeat for several. Default: every "
+                                    "exported model under --base_dir, with --policy.")
+_OUT = flags.DEFINE_string("out", None, "Output file. Default: <base_dir>/models.config.")
+
+
+def main(argv):
+  del argv
+  exported = models_config.exported_models(_BASE_DIR.value)
+  chosen = [spec.partition("=") for spec in _MODELS.value] or [(name, "", "") for name in exported]
+  policies = {name: policy or _POLICY.value for name, _, policy in chosen}
+  for name, policy in policies.items():
+    if name not in exported:
+      raise SystemExit(f"write_models_config: error: no exported versions of {name!r} under {_BASE_DIR.value}")
+  try:
+    config = models_config.models_config(policies, _SERVING_BASE.value)
+  except ValueError as error:
+    raise SystemExit(f"write_models_config: error: {error}") from None
+  for entry in config.model_config_list.config:  # TF Serving would wait forever for a pinned version that is absent
+    missing = sorted(set(entry.model_version_policy.specific.versions) - set(exported[entry.name]))
+    if missing:
+      raise SystemExit(f"write_models_config: error: {entry.name} has no version(s) {missing}; "
+                       f"it has {exported[entry.name]}")
+  out = _OUT.value or os.path.join(_BASE_DIR.value, "models.config")
+  models_config.write_models_config(config, out)
+  print(f"wrote {out}: " + ", ".join(f"{name} ({policy})" for name, policy in policies.items()))
+
+
+if __name__ == "__main__":
+  app.run(main)
