@@ -90,7 +90,8 @@ def grpc_request(images: Sequence[bytes], model_name: str, *, version: int | Non
   request.model_spec.signature_name = signature_name
   if version is not None:
     request.model_spec.version.value = version
-  request.inputs[signatures.IMAGE_BYTES].CopyFrom(tf.make_tensor_proto(list(images), dtype=tf.string, shape=[len(images)]))
+  request.inputs[signatures.IMAGE_BYTES].CopyFrom(
+      tf.make_tensor_proto(list(images), dtype=tf.string, shape=[len(images)]))
   return request
 
 
