@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mlc_tf import layers
+from mlc_tf import reports
 from mlc_tf.data import pipeline
 from mlc_tf.serving import signatures
 # Headers announcing more pixels are refused before decoding: a few bytes must not make
@@ -110,21 +110,6 @@ def predicted_label_names(probabilities: tf.Tensor, decisions: tf.Tensor, label_
   return tf.where(chosen, tf.gather(label_names, order), "")
 
 
-def thresholds_layer(inference_model: keras.Model) -> layers.DecisionThresholds:
-  """The model's DecisionThresholds layer: calibrated thresholds and label names."""
-  found = [layer for layer in inference_model.layers if isinstance(layer, layers.DecisionThresholds)]
-  if len(found) != 1:
-    raise ValueError(f"{inference_model.name}: expected one DecisionThresholds layer, found {len(found)}; "
-                     "export the inference model (training.inference_model), not the bare network")
-  return found[0]
-
-
-def load_inference_model(path: str) -> keras.Model:
-  """A saved ``model.keras`` (the inference model training writes), loaded with safe_mode=True."""
-  from mlc_tf import training  # noqa: F401  (imports, hence registers, every custom object a model may use)
-  return keras.saving.load_model(path, safe_mode=True)
-
-
 def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str, config_json: str = "{}",
                        label_names: list[str] | None = None, image_size: int | None = None,
                        max_image_pixels: int = MAX_IMAGE_PIXELS) -> str:
@@ -139,7 +124,7 @@ def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str
   TF Serving never sees a half-written model, and an existing version is
   never overwritten.
   """
-  decisions_layer = thresholds_layer(inference_model)
+  decisions_layer = reports.decision_layer(inference_model)
   model_labels = list(decisions_layer.label_names)
   model_size = int(inference_model.input_shape[1])
   if label_names is not None and list(label_names) != model_labels:

@@ -15,7 +15,7 @@ import tensorflow as tf
 from PIL import Image
 
 import image_bytes
-from conftest import REPO_ROOT, fast_config
+from conftest import REPO_ROOT, fast_config, run_cli
 from mlc_tf import export, training
 from mlc_tf.serving import signatures
 
@@ -207,7 +207,7 @@ def test_mlc_export_writes_the_next_version_of_a_workdir(tiny_trained, tmp_path)
   _, workdir, result = tiny_trained
   base_dir = tmp_path / "models"
   (base_dir / "tiny" / "1").mkdir(parents=True)  # the name comes from the workdir's config: export.name
-  out = run([sys.executable, "-m", "mlc_tf.cli.export", f"--workdir={workdir}", f"--base_dir={base_dir}"])
+  out = run_cli("export", f"--workdir={workdir}", f"--base_dir={base_dir}")
   assert out.strip().splitlines()[-1] == f"exported: {base_dir / 'tiny' / '2'}"
   reloaded = tf.saved_model.load(str(base_dir / "tiny" / "2"))
   np.testing.assert_allclose(reloaded.signatures["metadata"]()["thresholds"].numpy(), result.thresholds, rtol=1e-6)

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from mlc_tf import export
+from mlc_tf import export, reports
 from mlc_tf.data import builtin, corpus, pipeline
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Training workdir holding model.keras.")
@@ -50,7 +50,7 @@ def timed_calls(fn, calls: int, warmup: int = 5) -> np.ndarray:
 def main(argv):
   del argv
   print(f"CPU cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}")
-  model = export.load_inference_model(os.path.join(_WORKDIR.value, "model.keras"))
+  model = reports.load_inference_model(_WORKDIR.value)
   data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
   frame, _ = corpus.load_corpus(data_dir)
   paths = frame[corpus.PATH_COLUMN].tolist()[:_BATCH_SIZE.value]
@@ -82,7 +82,7 @@ def main(argv):
     }
 
   reference = "keras.Model.predict (decoded)"
-  print(f"\nmodel: {model.name}, input {image_size}x{image_size}, {len(export.thresholds_layer(model).label_names)} "
+  print(f"\nmodel: {model.name}, input {image_size}x{image_size}, {len(reports.decision_layer(model).label_names)} "
         f"labels; images from {data_dir}")
   print(f"\nlatency, one JPEG ({_LATENCY_CALLS.value} calls)     p50 ms   p99 ms   p50 ratio vs Model.predict")
   for name, seconds in latency.items():
