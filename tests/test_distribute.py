@@ -6,9 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from mlc_tf import config as config_lib
@@ -81,6 +83,7 @@ OVERRIDES = {"data.image_size": 16, "data.val_fraction": 0.25, "data.test_fracti
              "model.depth": 2, "model.dropout": 0.0, "augment.flip": "", "train.epochs": 3,
              "train.early_stopping_patience": 10, "export.name": "tiny"}
 PROBABILITY_TOLERANCE = 0.02  # max |p_2workers - p_1worker| over the test split's images and labels
+F1_TOLERANCE = 0.05  # per epoch, calibrated micro F1 on the validation split (12 images x 3 labels)
 
 
 def free_ports(count: int) -> list[int]:
@@ -106,22 +109,8 @@ def test_two_worker_job_matches_one_worker(tmp_path):
   root = str(tmp_path / "corpus")
   make_tiny_corpus(root, num_images=NUM_IMAGES)
   workdir, export_dir = str(tmp_path / "work"), str(tmp_path / "saved_models")
-  cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
   command = cli_command(root, workdir, export_dir, **{"strategy": "multi_worker", "train.batch_size": 12})
-  workers = []
-  try:
-    for index in range(2):
-      tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-      workers.append(subprocess.Popen(command, env=cli_env(TF_CONFIG=tf_config), cwd=str(tmp_path),
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = [worker.communicate(timeout=420)[0] for worker in workers]
-  finally:
-    for worker in workers:
-      if worker.poll() is None:
-        worker.kill()
-        worker.wait()
-  for index, (worker, output) in enumerate(zip(workers, outputs)):
-    assert worker.returncode == 0, f"worker {index}:\n{output[-4000:]}"
+  outputs = run_two_workers(command, str(tmp_path))
   assert "2 replica(s) in sync; global batch 24" in outputs[0]
   assert "exported:" in outputs[0] and "exported:" not in outputs[1]  # only the chief exports
   assert os.listdir(os.path.join(export_dir, "tiny")) == ["1"]
@@ -143,5 +132,52 @@ def test_two_worker_job_matches_one_worker(tmp_path):
                       - single.model.predict(images, verbose=0)).max()
   print(f"max |p_2workers - p_1worker| = {difference:.2e}")
   assert difference <= PROBABILITY_TOLERANCE
+  f1_two = pd.read_csv(os.path.join(workdir, "history.csv"))["val_micro_f1"].to_numpy()
+  print(f"val_micro_f1 per epoch: 2 workers {f1_two}, 1 worker {single.history['val_micro_f1']}")
+  np.testing.assert_allclose(f1_two, single.history["val_micro_f1"], atol=F1_TOLERANCE)
   report = json.load(open(os.path.join(workdir, "report.json")))
   assert report["num_images"] == len(test_frame) == 12
+
+
+PREDICT_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import keras, numpy as np, tensorflow as tf
+    from mlc_tf import distribute
+    strategy = distribute.make_strategy("multi_worker")
+    rows = np.arange(30, dtype=np.float32).reshape(10, 3)
+    with strategy.scope():
+      inputs = keras.Input((3,))
+      model = distribute.for_strategy(keras.Model(inputs, keras.layers.Dense(2)(inputs)), strategy)
+    # As ThresholdCalibration predicts: global batches (4 + 4 + a short 2), each worker takes its slices.
+    images = tf.data.Dataset.from_tensor_slices(rows).batch(4).with_options(distribute.data_sharded_options())
+    predicted = model.predict(images, verbose=0)
+    kernel, bias = model.get_weights()
+    print(json.dumps({"rows": len(predicted), "error": float(np.abs(predicted - (rows @ kernel + bias)).max())}))
+""")
+
+
+def run_two_workers(args: list[str], cwd: str, timeout: int = 420) -> list[str]:
+  """Runs ``args`` as workers 0 and 1 of a 127.0.0.1 cluster; returns their outputs, checking both exit 0."""
+  cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+  workers = []
+  try:
+    for index in range(2):
+      tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+      workers.append(subprocess.Popen(args, env=cli_env(TF_CONFIG=tf_config), cwd=cwd,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [worker.communicate(timeout=timeout)[0] for worker in workers]
+  finally:
+    for worker in workers:
+      if worker.poll() is None:
+        worker.kill()
+        worker.wait()
+  for index, (worker, output) in enumerate(zip(workers, outputs)):
+    assert worker.returncode == 0, f"worker {index}:\n{output[-4000:]}"
+  return outputs
+
+
+def test_two_worker_predictions_cover_every_row_in_order(tmp_path):
+  """What threshold calibration relies on: predict under 2 workers returns all rows, in dataset order."""
+  for output in run_two_workers([sys.executable, "-c", PREDICT_SCRIPT], str(tmp_path), timeout=300):
+    result = json.loads(output.strip().splitlines()[-1])
+    assert result["rows"] == 10 and result["error"] < 1e-4, result
