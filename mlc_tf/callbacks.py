@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -183,3 +184,23 @@ def checkpoint_epochs(path: str) -> int:
   if not match:
     raise ValueError(f"{path} is not a checkpoint written by training (expected epoch_<N>.weights.h5)")
   return int(match.group(1))
+
+
+def optional_callbacks(cfg, workdir: str) -> list[keras.callbacks.Callback]:
+  """The callbacks config.train switches on: best-epoch model, TensorBoard logs.
+
+  The best-epoch model (``<workdir>/checkpoints/best.keras``, the model as
+  trained, loadable on its own) tracks the same validation F1 as early
+  stopping, so an interrupted run keeps its best epoch, not only its last.
+  Both read logs that ``ThresholdCalibration`` writes: place them after it.
+  """
+  callbacks = []
+  if cfg.get("checkpoint_best", False):
+    callbacks.append(keras.callbacks.ModelCheckpoint(
+        os.path.join(workdir, "checkpoints", "best.keras"), monitor=cfg.monitor, mode="max",
+        save_best_only=True))
+  if cfg.get("tensorboard", False):
+    if importlib.util.find_spec("tensorboard") is None:
+      raise ValueError("config.train.tensorboard needs the tensorboard package: pip install 'mlc_tf[tensorboard]'")
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")))
+  return callbacks

@@ -47,14 +47,39 @@ def base_config() -> ml_collections.ConfigDict:
   config.augment.hue = 0.0
   config.augment.grayscale = 0.0        # probability of turning an image gray
 
+  config.balance = ml_collections.ConfigDict()  # training-set re-balancing, see mlc_tf/data/balance.py
+  config.balance.over_represented = ml_collections.FieldReference([], field_type=list)  # label names
+  config.balance.under_fraction = 0.0   # drop this fraction of images whose labels are all over-represented
+  config.balance.repeat_threshold = 0.0  # repeat-factor over-sampling threshold t; 0: off
+
+  config.rules = ml_collections.ConfigDict()  # see mlc_tf/label_rules.py
+  config.rules.implications = ml_collections.FieldReference([], field_type=list)  # e.g. ["baby=>people"]
+  config.rules.merges = ml_collections.ConfigDict()  # e.g. {"people": ["female", "male", "people"]}
+  config.rules.to_targets = True        # fix training/validation targets that break an implication
+  config.rules.to_predictions = True    # the exported model's decisions obey the implications
+
   config.model = ml_collections.ConfigDict()
   config.model.name = "simple_cnn"
   config.model.width = 32
   config.model.depth = 4
   config.model.dropout = 0.3
+  config.model.blocks = 8               # resnet: residual blocks ...
+  config.model.stages = 4               # ... spread over stages that halve the resolution
+  config.model.stem_stride = 1          # resnet: 1, 2 or 4 (stride-2 conv + max-pool)
+  config.model.se_ratio = 0             # resnet: squeeze-excite bottleneck ratio; 0: off
+  config.model.backbone = "MobileNetV3Small"  # keras_app: a keras.applications model
+  config.model.weights = ml_collections.FieldReference(None, field_type=str)  # keras_app: None or "imagenet"
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = "bce"
+  config.loss.name = "bce"               # bce | mse | weighted_bce | focal | asymmetric, see mlc_tf/losses.py
+  config.loss.fp_weights = ml_collections.ConfigDict()  # weighted_bce, by label name: {"people": 2.0}
+  config.loss.fn_weights = ml_collections.ConfigDict()  # weighted_bce, by label name
+  config.loss.class_weight_power = 0.0  # weighted_bce: positives also weighted (neg/pos) ** power
+  config.loss.gamma = 2.0               # focal
+  config.loss.alpha = 0.25              # focal
+  config.loss.gamma_pos = 0.0           # asymmetric
+  config.loss.gamma_neg = 4.0           # asymmetric
+  config.loss.margin = 0.05             # asymmetric: probability shift of negatives
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"
@@ -62,6 +87,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.momentum = 0.9       # SGD only
   config.optimizer.lr_scaling = "none"  # none | linear | sqrt: learning_rate x f(global batch / base_batch_size)
   config.optimizer.base_batch_size = 32  # the global batch learning_rate was tuned at
+  config.optimizer.weight_decay = 1e-4  # AdamW only
+  config.optimizer.clipnorm = 0.0       # 0: no gradient clipping
+  config.optimizer.schedule = "constant"  # constant | cosine | exponential, see mlc_tf/optimizers.py
+  config.optimizer.warmup_epochs = 0.0
+  config.optimizer.min_lr_fraction = 0.0  # cosine: final rate as a fraction of learning_rate
+  config.optimizer.decay_rate = 0.9     # exponential: factor per epoch
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 32          # per replica; global batch = batch_size x replicas in sync
@@ -76,6 +107,8 @@ def base_config() -> ml_collections.ConfigDict:
   # with a lower learning rate); the model config must match the checkpoint's. A backup of an interrupted
   # run in the workdir wins over it.
   config.train.resume_from = ml_collections.FieldReference(None, field_type=str)
+  config.train.checkpoint_best = True   # keep the best epoch's model in <workdir>/checkpoints/
+  config.train.tensorboard = False      # write TensorBoard logs to <workdir>/tensorboard/
 
   config.export = ml_collections.ConfigDict()
   config.export.name = "mlc"            # saved_models/<name>/<version>/

@@ -13,7 +13,8 @@ import pandas as pd
 import tensorflow as tf
 
 from mlc_tf import callbacks as callbacks_lib
-from mlc_tf import distribute, evaluation, layers, models
+from mlc_tf import distribute, evaluation, label_rules, layers, losses, models, optimizers
+from mlc_tf.data import balance
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import corrections
 from mlc_tf.data import pipeline, sources
@@ -55,50 +56,57 @@ def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> Corp
                audit.num_samples, len(audit.undecodable_images))
   for line in audit.warnings():
     logging.warning("corpus %s: %s", source.spec, line)
+  if cfg.rules.merges:
+    source.frame = label_rules.merge_labels(source.frame, cfg.rules.merges.to_dict())
+  frame = source.frame
   label_names = corpus_lib.label_columns(frame)
   train, val, test = source.split(cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
-  return Corpus(label_names, frame.iloc[train], frame.iloc[val], frame.iloc[test], audit, source)
+  train, val, test = frame.iloc[train], frame.iloc[val], frame.iloc[test]
+  implications = label_rules.parse_implications(cfg.rules.implications)
+  if implications and cfg.rules.to_targets:  # the test split keeps its annotations: it is the judge
+    train, val = (_with_implied_labels(part, label_names, implications) for part in (train, val))
+  return Corpus(label_names, train, val, test, audit, source)
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict) -> keras.optimizers.Optimizer:
-  """config.optimizer -> a Keras optimizer."""
-  if cfg.name == "adam":
-    return keras.optimizers.Adam(cfg.learning_rate)
-  if cfg.name == "sgd":
-    return keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum)
-  raise ValueError(f"unknown optimizer {cfg.name!r}; known: adam, sgd")
+def _with_implied_labels(frame: pd.DataFrame, label_names: list[str], implications) -> pd.DataFrame:
+  fixed = label_rules.apply_implications(frame[label_names].to_numpy(), label_names, implications)
+  changed = int((fixed != frame[label_names].to_numpy()).sum())
+  if changed:
+    logging.info("label rules set %d implied label(s) on %d images", changed, len(frame))
+  frame = frame.copy()
+  frame[label_names] = fixed
+  return frame
 
 
-def make_loss(cfg: ml_collections.ConfigDict) -> keras.losses.Loss:
-  """config.loss -> a Keras loss."""
-  if cfg.name == "bce":
-    return keras.losses.BinaryCrossentropy()
-  if cfg.name == "mse":
-    return keras.losses.MeanSquaredError()
-  raise ValueError(f"unknown loss {cfg.name!r}; known: bce, mse")
+def inference_model(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
+                    implications=()) -> keras.Model:
+  """Wraps a trained model so it also outputs 0/1 decisions at the calibrated thresholds.
 
-
-def inference_model(model: keras.Model, label_names: list[str], thresholds: np.ndarray) -> keras.Model:
-  """Wraps a trained model so it also outputs 0/1 decisions at the calibrated thresholds."""
+  With ``implications`` (``label_rules.parse_implications``), the decisions
+  also obey those rules.
+  """
   probabilities = model.outputs[0]
   decisions = layers.DecisionThresholds(label_names, thresholds, name="decisions")(probabilities)
+  if implications:
+    decisions = label_rules.LabelImplications(label_names, implications, name="label_rules")(decisions)
   return keras.Model(model.inputs, {"probabilities": probabilities, "decisions": decisions},
                      name=f"{model.name}_inference")
 
 
 def _dataset(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.ConfigDict, training: bool,
              source: sources.Source | None = None, batch_size: int | None = None, seed: int | None = None,
-             drop_remainder: bool = False):
+             drop_remainder: bool = False, sample_counts: np.ndarray | None = None):
   images = source.images(frame) if source is not None else frame[corpus_lib.PATH_COLUMN].to_numpy()
   return pipeline.make_dataset(
       images, frame[label_names].to_numpy(),
       image_size=cfg.data.image_size, batch_size=batch_size or cfg.train.batch_size, training=training,
       augment=cfg.augment, seed=cfg.seed if seed is None else seed, cache=cfg.data.cache,
-      drop_remainder=drop_remainder)
+      drop_remainder=drop_remainder, sample_counts=sample_counts)
 
 
 def _distributed_training_data(strategy: tf.distribute.Strategy, frame: pd.DataFrame, label_names: list[str],
-                               cfg: ml_collections.ConfigDict, source: sources.Source):
+                               cfg: ml_collections.ConfigDict, source: sources.Source,
+                               sample_counts: np.ndarray | None = None):
   """Each worker reads, decodes and caches only its shard of the training images, batched per replica.
 
   Every step takes a full global batch (the short batch at the end of a
@@ -106,12 +114,14 @@ def _distributed_training_data(strategy: tf.distribute.Strategy, frame: pd.DataF
   images): all workers run the same steps, and shapes stay static for XLA.
   """
   def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-    shard = frame.iloc[context.input_pipeline_id::context.num_input_pipelines]
+    rows = slice(context.input_pipeline_id, None, context.num_input_pipelines)
+    shard = frame.iloc[rows]
     if len(shard) < cfg.train.batch_size:
       raise ValueError(f"worker {context.input_pipeline_id}'s shard has {len(shard)} training images, fewer than "
                        f"one batch (config.train.batch_size={cfg.train.batch_size}): lower the batch size")
     return _dataset(shard, label_names, cfg, training=True, source=source,
-                    seed=cfg.seed + context.input_pipeline_id, drop_remainder=True).repeat()
+                    seed=cfg.seed + context.input_pipeline_id, drop_remainder=True,
+                    sample_counts=None if sample_counts is None else sample_counts[rows]).repeat()
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
@@ -189,7 +199,14 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
   global_batch = distribute.global_batch_size(cfg.train.batch_size, strategy)
   logging.info("%s; global batch %d", distribute.describe(strategy), global_batch)
 
-  train_ds = _distributed_training_data(strategy, data.train, names, cfg, data.source)
+  train_targets = data.train[names].to_numpy()
+  sample_counts = balance.expected_counts(train_targets, names, cfg.balance)
+  if sample_counts is not None:
+    logging.info("balancing: %.0f training images per epoch on average (of %d)", sample_counts.sum(),
+                 len(train_targets))
+  steps_per_epoch = cfg.train.steps_per_epoch or distribute.steps_per_epoch(
+      len(train_targets) if sample_counts is None else int(np.ceil(sample_counts.sum())), global_batch)
+  train_ds = _distributed_training_data(strategy, data.train, names, cfg, data.source, sample_counts)
   # Evaluation batches are global: each replica takes its slice, and metrics and predictions cover them all.
   val_ds = _dataset(data.val, names, cfg, training=False, source=data.source, batch_size=global_batch)
   val_ds = val_ds.with_options(distribute.data_sharded_options())
@@ -206,7 +223,8 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
     model = distribute.for_strategy(models.build(cfg.model, len(names), cfg.data.image_size), strategy)
     if resume_from:
       model.load_weights(resume_from)  # weights only: the optimizer starts afresh from the config
-    model.compile(optimizer=make_optimizer(optimizer_cfg), loss=make_loss(cfg.loss),
+    model.compile(optimizer=optimizers.make_optimizer(optimizer_cfg, steps_per_epoch, cfg.train.epochs),
+                  loss=losses.make_loss(cfg.loss, names, train_targets),
                   metrics=[keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_at_0.5"),
                            keras.metrics.AUC(multi_label=True, curve="PR", name="map")],
                   jit_compile="auto" if cfg.train.jit_compile is None else cfg.train.jit_compile)
@@ -222,7 +240,7 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
   try:
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=cfg.train.epochs, initial_epoch=resume_epoch or 0,
-        steps_per_epoch=cfg.train.steps_per_epoch or distribute.steps_per_epoch(len(data.train), global_batch),
+        steps_per_epoch=steps_per_epoch,
         callbacks=[
             calibration,  # first: the callbacks below read the F1 it logs
             keras.callbacks.EarlyStopping(monitor=cfg.train.monitor, mode="max",
@@ -230,6 +248,7 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
             callbacks_lib.StopOnNaN(checkpoint),  # before anything that saves: diverged weights are never saved
             *([keras.callbacks.CSVLogger(history_path, append=resume_epoch is not None)] if chief else []),
             checkpoint,
+            *(callbacks_lib.optional_callbacks(cfg.train, workdir) if chief else []),
             backup,  # last: an epoch counts as done once its log line is written
         ],
         shuffle=False,  # the tf.data pipeline shuffles
@@ -246,9 +265,11 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
   # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
   thresholds = evaluation.f1_optimal_thresholds(data.val[names].to_numpy(),
                                                 predict(model, data.val, names, cfg, data.source))
-  report = evaluation.evaluate(data.test[names].to_numpy(), predict(model, data.test, names, cfg, data.source),
-                               thresholds, names)
-  wrapped = inference_model(model, names, thresholds)
+  implications = label_rules.parse_implications(cfg.rules.implications) if cfg.rules.to_predictions else []
+  report = evaluation.evaluate(
+      data.test[names].to_numpy(), predict(model, data.test, names, cfg, data.source), thresholds, names,
+      decision_rules=(lambda d: label_rules.apply_implications(d, names, implications)) if implications else None)
+  wrapped = inference_model(model, names, thresholds, implications)
   if chief:
     staged = os.path.join(workdir, f".model-{os.getpid()}.keras")
     wrapped.save(staged)

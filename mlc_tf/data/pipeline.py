@@ -1,4 +1,4 @@
-"""The tf.data input pipeline: read -> decode_and_resize -> cache -> shuffle -> batch -> augment -> prefetch.
+"""The tf.data input pipeline: read -> decode_and_resize -> cache -> balance -> shuffle -> batch -> augment -> prefetch.
 
 ``decode_and_resize`` is the one place where encoded bytes become a model
 input; the export graph (``mlc_tf.export``) calls the same function, so a
@@ -13,6 +13,8 @@ import keras
 import ml_collections
 import numpy as np
 import tensorflow as tf
+
+from mlc_tf.data import balance
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -74,7 +76,8 @@ def make_dataset(images: list[str] | np.ndarray | tf.data.Dataset,
                  augment: ml_collections.ConfigDict | None = None,
                  seed: int = 0,
                  cache: bool | str = True,
-                 drop_remainder: bool = False) -> tf.data.Dataset:
+                 drop_remainder: bool = False,
+                 sample_counts: np.ndarray | None = None) -> tf.data.Dataset:
   """A batched dataset of (images float32 [B, S, S, 3] in [0, 255], labels float32 [B, L]).
 
   ``images`` are image file paths (read here), or a dataset of encoded image
@@ -84,6 +87,9 @@ def make_dataset(images: list[str] | np.ndarray | tf.data.Dataset,
   ``cache`` is a string) before shuffling and augmentation, so epochs after
   the first decode nothing. Training datasets are shuffled with ``seed`` each
   epoch and augmented per batch; evaluation datasets keep their order.
+  ``sample_counts`` (training only; see ``balance.expected_counts``) re-balances
+  the data: image ``i`` appears ``sample_counts[i]`` times per pass on average,
+  and the dataset repeats endlessly, so fit it with ``steps_per_epoch``.
   """
   labels = np.asarray(labels, np.float32)
   if isinstance(images, tf.data.Dataset):
@@ -98,11 +104,15 @@ def make_dataset(images: list[str] | np.ndarray | tf.data.Dataset,
     raise ValueError(f"{num_images} images but {len(labels)} label rows")
   if num_images == 0:
     raise ValueError("no images to make a dataset from")
+  if sample_counts is not None and len(sample_counts) != len(labels):
+    raise ValueError(f"{len(sample_counts)} sample counts but {len(labels)} images")
   ds = tf.data.Dataset.zip(encoded, tf.data.Dataset.from_tensor_slices(labels))
   ds = ds.map(lambda image, y: (decode_and_resize(read(image), image_size), y),
               num_parallel_calls=AUTOTUNE, deterministic=True)
   if cache:
     ds = ds.cache(cache if isinstance(cache, str) else "")
+  if training and sample_counts is not None:
+    ds = balance.resample(ds, sample_counts, seed).repeat()  # epochs vary in length: fit by steps
   if training:
     ds = ds.shuffle(min(len(labels), 10_000), seed=seed, reshuffle_each_iteration=True)
   ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)

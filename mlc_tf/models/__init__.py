@@ -36,4 +36,4 @@ def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int) -> k
   return _REGISTRY[cfg.name](num_labels, image_size, cfg)
 
 
-from mlc_tf.models import cnn  # noqa: E402,F401  (registers its builders)
+from mlc_tf.models import applications, cnn, resnet  # noqa: E402,F401  (register their builders)

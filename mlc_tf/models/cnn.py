@@ -1,4 +1,4 @@
-"""Plain convolutional networks."""
+"""Plain convolutional networks: the study's first and seed CNNs, and a BatchNorm CNN."""
 
 from __future__ import annotations
 
@@ -19,6 +19,45 @@ def sigmoid_head(x: keras.KerasTensor, num_labels: int, dropout: float) -> keras
   if dropout:
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
   return keras.layers.Dense(num_labels, activation="sigmoid", dtype="float32", name="probabilities")(x)
+
+
+@register("minimal_cnn")
+def minimal_cnn(num_labels: int, image_size: int, cfg: ml_collections.ConfigDict) -> keras.Model:
+  """The study's first, highly simplified CNN: one conv3x3-ReLU, a 2x2 max-pool, flatten, sigmoid units.
+
+  Knobs: width (filters of the conv), dropout.
+  """
+  inputs, x = image_input(image_size)
+  x = keras.layers.Conv2D(cfg.get("width", 16), 3, padding="same", activation="relu", name="conv1")(x)
+  x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+  x = keras.layers.Flatten(name="flatten")(x)
+  return keras.Model(inputs, sigmoid_head(x, num_labels, cfg.get("dropout", 0.0)), name="minimal_cnn")
+
+
+@register("seed_cnn")
+def seed_cnn(num_labels: int, image_size: int, cfg: ml_collections.ConfigDict) -> keras.Model:
+  """The study's seed CNN: ``depth`` convs, 3x3 kernels shrinking to a 1x1 conv at the end.
+
+  Conv ``k`` (1-based) has ``width * 2**((k-1)//2)`` filters; the last is a 1x1
+  conv with ``width`` filters that mixes channels cheaply before the head. A 2x2
+  max-pool follows each conv of the later half only, so early layers see full
+  resolution. Then flatten, dropout and the sigmoid units.
+
+  Knobs: width, depth (number of conv layers, >= 2), dropout.
+  """
+  depth = cfg.get("depth", 4)
+  width = cfg.get("width", 32)
+  if depth < 2:
+    raise ValueError(f"seed_cnn needs depth >= 2 (3x3 convs then a 1x1 conv), got {depth}")
+  inputs, x = image_input(image_size)
+  for k in range(1, depth + 1):
+    last = k == depth
+    x = keras.layers.Conv2D(width if last else width * 2**((k - 1) // 2), 1 if last else 3, padding="same",
+                            activation="relu", name=f"conv{k}")(x)
+    if k > depth // 2 and x.shape[1] >= 2:
+      x = keras.layers.MaxPooling2D(2, name=f"pool{k}")(x)
+  x = keras.layers.Flatten(name="flatten")(x)
+  return keras.Model(inputs, sigmoid_head(x, num_labels, cfg.get("dropout", 0.0)), name="seed_cnn")
 
 
 @register("simple_cnn")

@@ -1,0 +1,110 @@
+"""Label rules: implications (``baby=>people``) and merges (male/female/people -> people).
+
+An implication ``a=>b`` says that every image with label ``a`` also has
+label ``b``. Rules close transitively (``a=>b`` and ``b=>c`` give ``a=>c``).
+They are applied to training targets (fixing annotations that break them)
+and to predictions: the ``LabelImplications`` layer sits in the inference
+model after the thresholds, so the exported model's decisions obey the rules
+without anything from mlc_tf at serving time. Probabilities stay the
+network's own.
+
+A merge replaces several label columns by one whose value is their logical
+OR, e.g. for an ablation that asks whether telling male from female hurts "people".
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+from keras import ops
+
+from mlc_tf.data import corpus as corpus_lib
+
+
+def parse_implications(rules: Iterable[str]) -> list[tuple[str, str]]:
+  """``["baby=>people", ...]`` -> ``[("baby", "people"), ...]``; whitespace is ignored."""
+  pairs = []
+  for rule in rules or ():
+    parts = [part.strip() for part in str(rule).split("=>")]
+    if len(parts) != 2 or not all(parts):
+      raise ValueError(f"label rule {rule!r} is not of the form 'antecedent=>consequent'")
+    if parts[0] == parts[1]:
+      raise ValueError(f"label rule {rule!r} implies itself")
+    pairs.append((parts[0], parts[1]))
+  return pairs
+
+
+def implication_matrix(label_names: Sequence[str], implications: Iterable[tuple[str, str]]) -> np.ndarray:
+  """[L, L] 0/1 matrix, ``M[i, j] = 1`` when label i implies label j (reflexive, transitively closed)."""
+  index = {name: i for i, name in enumerate(label_names)}
+  matrix = np.eye(len(label_names), dtype=np.int64)
+  for antecedent, consequent in implications:
+    unknown = [name for name in (antecedent, consequent) if name not in index]
+    if unknown:
+      raise ValueError(f"label rule {antecedent}=>{consequent} names unknown label(s) {unknown}; "
+                       f"labels: {list(label_names)}")
+    matrix[index[antecedent], index[consequent]] = 1
+  while True:  # transitive closure: at most L rounds
+    closed = np.minimum(matrix @ matrix, 1)
+    if np.array_equal(closed, matrix):
+      return matrix.astype(np.float32)
+    matrix = closed
+
+
+def apply_implications(targets: np.ndarray, label_names: Sequence[str],
+                       implications: Iterable[tuple[str, str]]) -> np.ndarray:
+  """0/1 targets or decisions [N, L] with every implied label set; same dtype as given."""
+  targets = np.asarray(targets)
+  matrix = implication_matrix(label_names, implications)
+  return np.minimum(targets.astype(np.float32) @ matrix, 1).astype(targets.dtype)
+
+
+def merge_labels(frame: pd.DataFrame, merges: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+  """A label frame where each ``merged: [sources]`` entry replaced its source columns by their OR.
+
+  The merged label may reuse a source's name (``people: [male, female, people]``).
+  Label columns stay sorted by name, as ``corpus.load_corpus`` makes them.
+  """
+  frame = frame.copy()
+  labels = set(corpus_lib.label_columns(frame))
+  for merged, sources in (merges or {}).items():
+    sources = list(sources)
+    missing = sorted(set(sources) - labels)
+    if not sources or missing:
+      raise ValueError(f"label merge {merged!r} <- {sources}: unknown or no source label(s) {missing}")
+    if merged in labels and merged not in sources:
+      raise ValueError(f"label merge {merged!r} would overwrite an existing label it does not merge")
+    column = frame[sources].max(axis=1).astype("uint8")
+    frame = frame.drop(columns=sources)
+    frame[merged] = column
+    labels = (labels - set(sources)) | {merged}
+  return frame[sorted(labels) + [corpus_lib.PATH_COLUMN]]
+
+
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class LabelImplications(keras.layers.Layer):
+  """0/1 int32 decisions [B, L] -> the same with every implied label switched on.
+
+  One matrix product with the closed implication matrix (a constant of the
+  graph, rebuilt from the rules in the config), clipped to 1.
+  """
+
+  def __init__(self, label_names, implications, **kwargs):
+    super().__init__(**kwargs)
+    self.label_names = list(label_names)
+    self.implications = [tuple(pair) for pair in implications]
+    self._matrix = implication_matrix(self.label_names, self.implications)
+
+  def call(self, decisions):
+    implied = ops.matmul(ops.cast(decisions, "float32"), ops.convert_to_tensor(self._matrix))
+    return ops.cast(ops.minimum(implied, 1.0), decisions.dtype)
+
+  def compute_output_spec(self, decisions):
+    return keras.KerasTensor(decisions.shape, dtype=decisions.dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "label_names": self.label_names,
+            "implications": [list(pair) for pair in self.implications]}

@@ -1,0 +1,145 @@
+"""Multi-label losses, chosen by name in the config (``config.loss.name``).
+
+Every loss takes targets and sigmoid probabilities of shape [B, L] and
+averages over labels and the batch. The custom ones are small registered
+Keras losses (``get_config`` round-trips), so a compiled model that uses them
+saves and loads with ``safe_mode=True``.
+
+``make_loss`` resolves per-label settings given by label name in the config
+(e.g. ``fp_weights={"people": 2.0}``) against the corpus's label order, and
+can derive positive-class weights from the training split's label frequencies.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import ml_collections
+import numpy as np
+from keras import ops
+
+_EPSILON = 1e-7
+
+
+def _clipped(y_pred):
+  return ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
+
+
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class WeightedBinaryCrossentropy(keras.losses.Loss):
+  """BCE with one weight per label on false negatives (the positive term) and on false positives.
+
+  ``-(fn_w[l] * y * log p + fp_w[l] * (1 - y) * log(1 - p))``, averaged over labels.
+  A weight above 1 on a label's false positives makes the network say that
+  label less readily; the study did this for "people", which dominates the corpus.
+  """
+
+  def __init__(self, fn_weights: Sequence[float], fp_weights: Sequence[float],
+               name="weighted_bce", reduction="sum_over_batch_size", dtype=None):
+    super().__init__(name=name, reduction=reduction, dtype=dtype)
+    if len(fn_weights) != len(fp_weights):
+      raise ValueError(f"{len(fn_weights)} false-negative weights but {len(fp_weights)} false-positive weights")
+    self.fn_weights = [float(w) for w in fn_weights]
+    self.fp_weights = [float(w) for w in fp_weights]
+
+  def call(self, y_true, y_pred):
+    y_true = ops.cast(y_true, y_pred.dtype)
+    p = _clipped(y_pred)
+    fn_w = ops.convert_to_tensor(self.fn_weights, dtype=y_pred.dtype)
+    fp_w = ops.convert_to_tensor(self.fp_weights, dtype=y_pred.dtype)
+    per_label = -(fn_w * y_true * ops.log(p) + fp_w * (1.0 - y_true) * ops.log(1.0 - p))
+    return ops.mean(per_label, axis=-1)
+
+  def get_config(self):
+    return {**super().get_config(), "fn_weights": self.fn_weights, "fp_weights": self.fp_weights}
+
+
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class AsymmetricLoss(keras.losses.Loss):
+  """Asymmetric loss for multi-label imbalance (Ridnik et al., ICCV 2021).
+
+  Positives: ``-(1 - p)^gamma_pos * log p``. Negatives use a shifted
+  probability ``p_m = max(p - margin, 0)``: ``-p_m^gamma_neg * log(1 - p_m)``,
+  so the many easy negatives (most labels are absent from most images) stop
+  dominating the gradient, and very easy ones are discarded entirely.
+  """
+
+  def __init__(self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, margin: float = 0.05,
+               name="asymmetric", reduction="sum_over_batch_size", dtype=None):
+    super().__init__(name=name, reduction=reduction, dtype=dtype)
+    self.gamma_pos = float(gamma_pos)
+    self.gamma_neg = float(gamma_neg)
+    self.margin = float(margin)
+
+  def call(self, y_true, y_pred):
+    y_true = ops.cast(y_true, y_pred.dtype)
+    p = _clipped(y_pred)
+    p_m = ops.maximum(p - self.margin, 0.0) if self.margin else p
+    positive = ops.power(1.0 - p, self.gamma_pos) * ops.log(p)
+    negative = ops.power(p_m, self.gamma_neg) * ops.log(ops.clip(1.0 - p_m, _EPSILON, 1.0))
+    return -ops.mean(y_true * positive + (1.0 - y_true) * negative, axis=-1)
+
+  def get_config(self):
+    return {**super().get_config(), "gamma_pos": self.gamma_pos, "gamma_neg": self.gamma_neg,
+            "margin": self.margin}
+
+
+def names() -> list[str]:
+  return ["asymmetric", "bce", "focal", "mse", "weighted_bce"]
+
+
+def positive_weights(targets: np.ndarray, power: float, max_weight: float = 10.0) -> np.ndarray:
+  """Per-label weights on positives, ``(negatives / positives) ** power``, capped at ``max_weight``.
+
+  ``power=0`` gives all ones; 0.5 is a common compromise between plain BCE and
+  fully balanced classes. A label without positives gets weight 1.
+  """
+  targets = np.asarray(targets, np.float64)
+  positives = targets.sum(axis=0)
+  negatives = len(targets) - positives
+  ratio = np.divide(negatives, positives, out=np.ones_like(positives), where=positives > 0)
+  return np.minimum(ratio**power, max_weight).astype(np.float32)
+
+
+def _per_label(weights_by_name: dict | ml_collections.ConfigDict | None, label_names: list[str],
+               what: str) -> np.ndarray:
+  """{label: weight} -> a weight per label in ``label_names`` order (1 where not named)."""
+  weights = dict(weights_by_name or {})
+  unknown = sorted(set(weights) - set(label_names))
+  if unknown:
+    raise ValueError(f"loss {what} name unknown label(s) {unknown}; labels: {label_names}")
+  return np.array([float(weights.get(name, 1.0)) for name in label_names], np.float32)
+
+
+def make_loss(cfg: ml_collections.ConfigDict, label_names: list[str],
+              train_targets: np.ndarray | None = None) -> keras.losses.Loss:
+  """config.loss -> a Keras loss for the labels ``label_names``.
+
+  ``cfg.class_weight_power > 0`` multiplies each label's positive term by
+  ``positive_weights(train_targets, power)`` (weighted_bce only), i.e. class
+  weights for a multi-label target, which Keras' ``class_weight`` does not support.
+  """
+  name = cfg.name
+  if cfg.get("class_weight_power", 0.0) and name != "weighted_bce":
+    raise ValueError(f"class_weight_power applies to the weighted_bce loss, not {name!r}")
+  if name == "bce":
+    return keras.losses.BinaryCrossentropy()
+  if name == "mse":
+    return keras.losses.MeanSquaredError()
+  if name == "focal":
+    return keras.losses.BinaryFocalCrossentropy(
+        gamma=cfg.get("gamma", 2.0), alpha=cfg.get("alpha", 0.25),
+        apply_class_balancing=cfg.get("focal_class_balancing", False))
+  if name == "asymmetric":
+    return AsymmetricLoss(cfg.get("gamma_pos", 0.0), cfg.get("gamma_neg", 4.0), cfg.get("margin", 0.05))
+  if name == "weighted_bce":
+    fn_weights = _per_label(cfg.get("fn_weights"), label_names, "fn_weights")
+    fp_weights = _per_label(cfg.get("fp_weights"), label_names, "fp_weights")
+    power = cfg.get("class_weight_power", 0.0)
+    if power:
+      if train_targets is None:
+        raise ValueError("class_weight_power needs the training targets")
+      fn_weights = fn_weights * positive_weights(train_targets, power)
+    return WeightedBinaryCrossentropy(fn_weights.tolist(), fp_weights.tolist())
+  raise ValueError(f"unknown loss {name!r}; known: {', '.join(names())}")

@@ -1,0 +1,83 @@
+"""Each loss against a value computed by hand from its formula."""
+
+import math
+
+import keras
+import ml_collections
+import numpy as np
+import pytest
+
+from mlc_tf import losses
+
+Y_TRUE = np.array([[1.0, 0.0]], np.float32)
+Y_PRED = np.array([[0.8, 0.3]], np.float32)
+LABELS = ["people", "sea"]
+
+
+def _loss_cfg(name, **fields):
+  return ml_collections.ConfigDict(dict(name=name, **fields))
+
+
+def _value(loss, y_true=Y_TRUE, y_pred=Y_PRED):
+  return float(loss(y_true, y_pred))
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("bce", -(math.log(0.8) + math.log(0.7)) / 2),
+    ("mse", (0.2**2 + 0.3**2) / 2),
+    # focal, gamma 2, no class balancing: -(1 - p_t)^2 log p_t, p_t = 0.8 and 0.7.
+    ("focal", -(0.2**2 * math.log(0.8) + 0.3**2 * math.log(0.7)) / 2),
+    # asymmetric, gamma_pos 0, gamma_neg 4, margin 0.05: the negative's p shifts to 0.25.
+    ("asymmetric", -(math.log(0.8) + 0.25**4 * math.log(0.75)) / 2),
+    ("weighted_bce", -(math.log(0.8) + math.log(0.7)) / 2),  # all weights 1: plain BCE
+])
+def test_loss_matches_hand_computed_value(name, expected):
+  loss = losses.make_loss(_loss_cfg(name, gamma=2.0, alpha=0.25, gamma_pos=0.0, gamma_neg=4.0, margin=0.05),
+                          LABELS)
+  assert _value(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_weighted_bce_weights_false_negatives_and_false_positives_per_label():
+  loss = losses.make_loss(_loss_cfg("weighted_bce", fn_weights={"people": 2.0}, fp_weights={"sea": 3.0}), LABELS)
+  assert _value(loss) == pytest.approx(-(2 * math.log(0.8) + 3 * math.log(0.7)) / 2, rel=1e-5)
+  # A false-positive weight on "people" does not touch its positive term.
+  people_fp = losses.make_loss(_loss_cfg("weighted_bce", fp_weights={"people": 5.0}), LABELS)
+  assert _value(people_fp) == pytest.approx(-(math.log(0.8) + math.log(0.7)) / 2, rel=1e-5)
+
+
+def test_asymmetric_focuses_positives_and_discards_easy_negatives():
+  loss = losses.AsymmetricLoss(gamma_pos=1.0, gamma_neg=4.0, margin=0.05)
+  assert _value(loss) == pytest.approx(-(0.2 * math.log(0.8) + 0.25**4 * math.log(0.75)) / 2, rel=1e-5)
+  easy_negative = np.array([[0.0, 0.0]], np.float32), np.array([[0.03, 0.04]], np.float32)
+  assert _value(loss, *easy_negative) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_class_weight_power_weights_positives_by_label_rarity():
+  targets = np.array([[1, 0], [0, 0], [1, 1], [0, 0]])  # positives 2 and 1, negatives 2 and 3
+  np.testing.assert_allclose(losses.positive_weights(targets, 1.0), [1.0, 3.0])
+  np.testing.assert_allclose(losses.positive_weights(targets, 0.5), [1.0, math.sqrt(3)], rtol=1e-6)
+  np.testing.assert_allclose(losses.positive_weights(targets, 1.0, max_weight=2.0), [1.0, 2.0])
+  loss = losses.make_loss(_loss_cfg("weighted_bce", class_weight_power=1.0), LABELS, targets)
+  assert loss.fn_weights == [1.0, 3.0] and loss.fp_weights == [1.0, 1.0]
+
+
+def test_bad_loss_settings_are_clear_errors():
+  with pytest.raises(ValueError, match="unknown loss"):
+    losses.make_loss(_loss_cfg("hinge"), LABELS)
+  with pytest.raises(ValueError, match="unknown label"):
+    losses.make_loss(_loss_cfg("weighted_bce", fp_weights={"persons": 2.0}), LABELS)
+  with pytest.raises(ValueError, match="weighted_bce"):
+    losses.make_loss(_loss_cfg("bce", class_weight_power=0.5), LABELS, np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("loss", [losses.WeightedBinaryCrossentropy([2.0, 1.0], [1.0, 3.0]),
+                                  losses.AsymmetricLoss(1.0, 3.0, 0.1)])
+def test_custom_losses_survive_saving_with_safe_mode(loss, tmp_path):
+  inputs = keras.Input((3,))
+  model = keras.Model(inputs, keras.layers.Dense(2, activation="sigmoid")(inputs))
+  model.compile(optimizer="adam", loss=loss)
+  path = str(tmp_path / "model.keras")
+  model.save(path)
+  restored = keras.saving.load_model(path, safe_mode=True).loss
+  assert type(restored) is type(loss) and restored.get_config() == loss.get_config()
+  assert _value(restored) == pytest.approx(_value(loss), rel=1e-6)

@@ -1,0 +1,69 @@
+"""Every registered model builds, ends in one sigmoid per label, and survives a safe-mode save/load."""
+
+import keras
+import ml_collections
+import numpy as np
+import pytest
+
+from mlc_tf import config as config_lib
+from mlc_tf import models
+
+
+def _cfg(name, **fields):
+  cfg = config_lib.base_config().model
+  cfg.update(dict(name=name, width=4, **fields))
+  return cfg
+
+
+@pytest.mark.parametrize("cfg,size", [
+    (_cfg("minimal_cnn"), 16),
+    (_cfg("seed_cnn", depth=4), 16),
+    (_cfg("simple_cnn", depth=2), 16),
+    (_cfg("resnet", blocks=3, stages=2, se_ratio=2), 16),
+    (_cfg("resnet", blocks=2, stages=2, stem_stride=4), 16),
+])
+def test_model_outputs_one_probability_per_label(cfg, size, tmp_path):
+  model = models.build(cfg, 5, size)
+  images = np.random.default_rng(0).uniform(0, 255, size=(2, size, size, 3)).astype(np.float32)
+  probs = model.predict(images, verbose=0)
+  assert probs.shape == (2, 5) and probs.dtype == np.float32 and ((probs >= 0) & (probs <= 1)).all()
+  assert model.layers[-1].activation is keras.activations.sigmoid
+  path = str(tmp_path / "model.keras")
+  model.save(path)
+  np.testing.assert_allclose(keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
+                             atol=1e-6)
+
+
+def test_keras_app_backbone_from_scratch():
+  model = models.build(_cfg("keras_app", backbone="MobileNetV3Small", weights=None), 5, 32)
+  probs = model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)
+  assert probs.shape == (1, 5) and model.layers[-1].activation is keras.activations.sigmoid
+
+
+def _layers(model, cls):
+  return [layer for layer in model.layers if isinstance(layer, cls)]
+
+
+@pytest.mark.parametrize("depth", [2, 3, 5])
+def test_seed_cnn_depth_knob(depth):
+  model = models.build(_cfg("seed_cnn", depth=depth), 3, 16)
+  convs = _layers(model, keras.layers.Conv2D)
+  assert len(convs) == depth
+  assert [c.kernel_size for c in convs] == [(3, 3)] * (depth - 1) + [(1, 1)]
+  assert len(_layers(model, keras.layers.MaxPooling2D)) == depth - depth // 2  # later convs only
+  assert model.get_layer(f"conv{depth // 2 + 1}").output.shape[1] == 16  # full resolution until the later half
+
+
+def test_resnet_blocks_and_stages():
+  model = models.build(_cfg("resnet", blocks=8, stages=4), 3, 32)
+  assert len(_layers(model, keras.layers.Add)) == 8
+  assert model.get_layer("stage4_block2_out").output.shape[1:] == (4, 4, 32)
+  with pytest.raises(ValueError, match="stages"):
+    models.build(_cfg("resnet", blocks=2, stages=3), 3, 32)
+
+
+def test_unknown_model_and_backbone_are_errors():
+  with pytest.raises(ValueError, match="unknown model"):
+    models.build(_cfg("vgg"), 3, 16)
+  with pytest.raises(ValueError, match="preprocesses"):
+    models.build(_cfg("keras_app", backbone="ResNet50"), 3, 32)
