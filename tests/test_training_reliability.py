@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from tensorflow.python.framework import config as tf_config
 
-from mlc_tf import callbacks, models, training
+from mlc_tf import callbacks, losses, models, optimizers, training
 
 from conftest import fast_config, make_tiny_corpus
 
@@ -138,7 +138,7 @@ def test_every_model_saves_without_lambda_and_loads_in_safe_mode(name, tmp_path)
   cfg.model.name = name
   labels = ["cat", "dog", "sun"]
   model = models.build(cfg.model, len(labels), cfg.data.image_size)
-  model.compile(optimizer=training.make_optimizer(cfg.optimizer), loss=training.make_loss(cfg.loss),
+  model.compile(optimizer=optimizers.make_optimizer(cfg.optimizer, 1, 1), loss=losses.make_loss(cfg.loss, labels, None),
                 metrics=[keras.metrics.F1Score(average="micro", threshold=0.5)])
   rng = np.random.default_rng(0)
   images = rng.uniform(0, 255, (4, cfg.data.image_size, cfg.data.image_size, 3)).astype(np.float32)
