@@ -18,7 +18,7 @@ def get_config():
   config = base.base_config()
   config.data.image_size = 64
   config.augment.flip = "horizontal"
-  config.balance.over_represented = ["people", "male", "female"]
+  config.balance.over_represented = ("people", "male", "female")
   config.balance.under_fraction = 0.5
   config.model.name = "seed_cnn"
   config.model.width = 32

@@ -189,7 +189,7 @@ def checkpoint_epochs(path: str) -> int:
 def optional_callbacks(cfg, workdir: str) -> list[keras.callbacks.Callback]:
   """The callbacks config.train switches on: best-epoch model, TensorBoard logs.
 
-  The best-epoch model (``<workdir>/checkpoints/best.keras``, the model as
+  The best-epoch model (``<workdir>/best_epoch.keras``, the model as
   trained, loadable on its own) tracks the same validation F1 as early
   stopping, so an interrupted run keeps its best epoch, not only its last.
   Both read logs that ``ThresholdCalibration`` writes: place them after it.
@@ -197,7 +197,7 @@ def optional_callbacks(cfg, workdir: str) -> list[keras.callbacks.Callback]:
   callbacks = []
   if cfg.get("checkpoint_best", False):
     callbacks.append(keras.callbacks.ModelCheckpoint(
-        os.path.join(workdir, "checkpoints", "best.keras"), monitor=cfg.monitor, mode="max",
+        os.path.join(workdir, "best_epoch.keras"), monitor=cfg.monitor, mode="max",
         save_best_only=True))
   if cfg.get("tensorboard", False):
     if importlib.util.find_spec("tensorboard") is None:

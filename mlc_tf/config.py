@@ -48,12 +48,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.augment.grayscale = 0.0        # probability of turning an image gray
 
   config.balance = ml_collections.ConfigDict()  # training-set re-balancing, see mlc_tf/data/balance.py
-  config.balance.over_represented = ml_collections.FieldReference([], field_type=list)  # label names
+  config.balance.over_represented = ml_collections.FieldReference((), field_type=tuple)  # label names
   config.balance.under_fraction = 0.0   # drop this fraction of images whose labels are all over-represented
   config.balance.repeat_threshold = 0.0  # repeat-factor over-sampling threshold t; 0: off
 
   config.rules = ml_collections.ConfigDict()  # see mlc_tf/label_rules.py
-  config.rules.implications = ml_collections.FieldReference([], field_type=list)  # e.g. ["baby=>people"]
+  config.rules.implications = ml_collections.FieldReference((), field_type=tuple)  # e.g. ("baby=>people",)
   config.rules.merges = ml_collections.ConfigDict()  # e.g. {"people": ["female", "male", "people"]}
   config.rules.to_targets = True        # fix training/validation targets that break an implication
   config.rules.to_predictions = True    # the exported model's decisions obey the implications
@@ -69,6 +69,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.se_ratio = 0             # resnet: squeeze-excite bottleneck ratio; 0: off
   config.model.backbone = "MobileNetV3Small"  # keras_app: a keras.applications model
   config.model.weights = ml_collections.FieldReference(None, field_type=str)  # keras_app: None or "imagenet"
+  # Two networks (the study's idea): one for these labels, one for the rest; []: one network.
+  config.model.first_labels = ml_collections.FieldReference((), field_type=tuple)
 
   config.loss = ml_collections.ConfigDict()
   config.loss.name = "bce"               # bce | mse | weighted_bce | focal | asymmetric, see mlc_tf/losses.py
@@ -107,7 +109,7 @@ def base_config() -> ml_collections.ConfigDict:
   # with a lower learning rate); the model config must match the checkpoint's. A backup of an interrupted
   # run in the workdir wins over it.
   config.train.resume_from = ml_collections.FieldReference(None, field_type=str)
-  config.train.checkpoint_best = True   # keep the best epoch's model in <workdir>/checkpoints/
+  config.train.checkpoint_best = True   # keep the best epoch's model as <workdir>/best_epoch.keras
   config.train.tensorboard = False      # write TensorBoard logs to <workdir>/tensorboard/
 
   config.export = ml_collections.ConfigDict()

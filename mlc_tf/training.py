@@ -220,7 +220,7 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
   resume_epoch = callbacks_lib.checkpoint_epochs(resume_from) if resume_from else backed_up
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   with strategy.scope():
-    model = distribute.for_strategy(models.build(cfg.model, len(names), cfg.data.image_size), strategy)
+    model = distribute.for_strategy(models.build(cfg.model, len(names), cfg.data.image_size, names), strategy)
     if resume_from:
       model.load_weights(resume_from)  # weights only: the optimizer starts afresh from the config
     model.compile(optimizer=optimizers.make_optimizer(optimizer_cfg, steps_per_epoch, cfg.train.epochs),
@@ -259,7 +259,7 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
   # Everything after training is local: a plain copy of the model, outside the strategy, on the whole splits.
   if cfg.strategy != "default":
     trained = model
-    model = models.build(cfg.model, len(names), cfg.data.image_size)
+    model = models.build(cfg.model, len(names), cfg.data.image_size, names)
     model.set_weights(trained.get_weights())
 
   # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.

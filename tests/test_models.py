@@ -67,3 +67,22 @@ def test_unknown_model_and_backbone_are_errors():
     models.build(_cfg("vgg"), 3, 16)
   with pytest.raises(ValueError, match="preprocesses"):
     models.build(_cfg("keras_app", backbone="ResNet50"), 3, 32)
+
+
+def test_two_networks_give_one_output_in_label_order(tmp_path):
+  labels = ["baby", "female", "male", "people", "sea"]
+  cfg = _cfg("simple_cnn", depth=2, first_labels=("people", "female", "male"))
+  model = models.build(cfg, len(labels), 16, labels)
+  images = np.random.default_rng(1).uniform(0, 255, size=(3, 16, 16, 3)).astype(np.float32)
+  probs = model.predict(images, verbose=0)
+  first = model.get_layer("simple_cnn_first").predict(images, verbose=0)  # female, male, people
+  rest = model.get_layer("simple_cnn_rest").predict(images, verbose=0)    # baby, sea
+  np.testing.assert_allclose(probs, np.stack([rest[:, 0], first[:, 0], first[:, 1], first[:, 2], rest[:, 1]], 1),
+                             atol=1e-6)
+  path = str(tmp_path / "two.keras")
+  model.save(path)
+  np.testing.assert_allclose(keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
+                             atol=1e-6)
+  for bad in (("person",), tuple(labels)):
+    with pytest.raises(ValueError, match="first_labels"):
+      models.build(_cfg("simple_cnn", depth=2, first_labels=bad), len(labels), 16, labels)

@@ -20,8 +20,8 @@ def trained(tmp_path_factory):
   cfg.model.update(dict(name="resnet", width=4, blocks=2, stages=2))
   cfg.loss.update(dict(name="weighted_bce", fp_weights={"cat": 2.0}, class_weight_power=0.5))
   cfg.optimizer.update(dict(name="adamw", schedule="cosine", warmup_epochs=0.5))
-  cfg.balance.update(dict(over_represented=["cat"], under_fraction=0.5, repeat_threshold=0.5))
-  cfg.rules.implications = ["dog=>sun"]
+  cfg.balance.update(dict(over_represented=("cat",), under_fraction=0.5, repeat_threshold=0.5))
+  cfg.rules.implications = ("dog=>sun",)
   cfg.train.tensorboard = True
   workdir = str(tmp_path_factory.mktemp("workdir"))
   return cfg, workdir, training.train(cfg, root, workdir)
@@ -29,7 +29,7 @@ def trained(tmp_path_factory):
 
 def test_checkpoint_and_tensorboard_are_written(trained):
   _, workdir, _ = trained
-  assert os.path.exists(os.path.join(workdir, "checkpoints", "best.keras"))
+  assert os.path.exists(os.path.join(workdir, "best_epoch.keras"))
   assert os.listdir(os.path.join(workdir, "tensorboard"))
 
 
@@ -49,7 +49,7 @@ def test_label_rules_fix_training_targets_but_not_the_test_split(tmp_path):
   root = str(tmp_path / "corpus")
   make_tiny_corpus(root, num_images=40)
   cfg = fast_config()
-  cfg.rules.implications = ["dog=>sun"]
+  cfg.rules.implications = ("dog=>sun",)
   data = training.load_and_split(root, cfg)
   for part in (data.train, data.val):
     assert (part["sun"] >= part["dog"]).all()

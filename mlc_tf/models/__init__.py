@@ -29,11 +29,20 @@ def names() -> list[str]:
   return sorted(_REGISTRY)
 
 
-def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int) -> keras.Model:
-  """Builds the model ``cfg.name`` (config.model) for ``num_labels`` labels."""
+def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int,
+          label_names: list[str] | None = None) -> keras.Model:
+  """Builds the model ``cfg.name`` (config.model) for ``num_labels`` labels.
+
+  With ``cfg.first_labels`` set, two such networks, one for those labels and
+  one for the rest (``two_network``); that needs the ``label_names``.
+  """
   if cfg.name not in _REGISTRY:
     raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(names())}")
+  if cfg.get("first_labels"):
+    if label_names is None or len(label_names) != num_labels:
+      raise ValueError("model.first_labels (two networks) needs the label names")
+    return two_network.two_network(_REGISTRY[cfg.name], cfg, label_names, image_size)
   return _REGISTRY[cfg.name](num_labels, image_size, cfg)
 
 
-from mlc_tf.models import applications, cnn, resnet  # noqa: E402,F401  (register their builders)
+from mlc_tf.models import applications, cnn, resnet, two_network  # noqa: E402,F401  (register their builders)

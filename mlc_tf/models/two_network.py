@@ -1,0 +1,58 @@
+"""The study's two-network idea: one network for the over-represented labels, one for the rest.
+
+Both networks are ``config.model.name`` built with the same knobs, each with
+its own sigmoid units; a ``TakeColumns`` layer puts their outputs back into
+the corpus's label order, so the result is one functional model with one
+output, trained, calibrated and exported like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import ml_collections
+import numpy as np
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class TakeColumns(keras.layers.Layer):
+  """[B, N] -> [B, len(indices)]: the columns ``indices`` of the input, in that order."""
+
+  def __init__(self, indices: Sequence[int], **kwargs):
+    super().__init__(**kwargs)
+    self.indices = [int(i) for i in indices]
+
+  def call(self, x):
+    return ops.take(x, ops.convert_to_tensor(self.indices, dtype="int32"), axis=-1)
+
+  def compute_output_shape(self, input_shape):
+    return (*input_shape[:-1], len(self.indices))
+
+  def get_config(self):
+    return {**super().get_config(), "indices": self.indices}
+
+
+def two_network(build_one, cfg: ml_collections.ConfigDict, label_names: Sequence[str],
+                image_size: int) -> keras.Model:
+  """Two ``build_one(num_labels, image_size, cfg)`` networks: ``cfg.first_labels`` and the other labels."""
+  label_names = list(label_names)
+  first = [name for name in label_names if name in set(cfg.first_labels)]
+  unknown = sorted(set(cfg.first_labels) - set(label_names))
+  rest = [name for name in label_names if name not in first]
+  if unknown:
+    raise ValueError(f"model.first_labels names unknown label(s) {unknown}; labels: {label_names}")
+  if not first or not rest:
+    raise ValueError(f"model.first_labels must hold some but not all of the labels {label_names}")
+  inputs = keras.Input((image_size, image_size, 3), name="image")
+  outputs = []
+  for group, part in (("first", first), ("rest", rest)):
+    net = build_one(len(part), image_size, cfg)
+    net = keras.Model(net.inputs, net.outputs[0], name=f"{cfg.name}_{group}")  # unique names inside the pair
+    outputs.append(net(inputs))
+  concatenated = keras.layers.Concatenate(name="both_networks")(outputs)
+  position = {name: i for i, name in enumerate(first + rest)}
+  order = np.array([position[name] for name in label_names])
+  probabilities = TakeColumns(order, dtype="float32", name="probabilities")(concatenated)
+  return keras.Model(inputs, probabilities, name=f"two_{cfg.name}")
