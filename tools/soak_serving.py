@@ -139,6 +139,8 @@ def main(argv):
   print(f"errors: {soak.errors}, wrong answers: {soak.wrong}")
   print(f"resident memory MB: start {rss[0]:.0f}, max {rss.max():.0f}, end {rss[-1]:.0f}; second half: "
         f"{growth:+.1f} MB ({slope:+.2f} MB/min fitted)")
+  marks = [rss[np.searchsorted(times, elapsed * f, side="left").clip(max=len(rss) - 1)] for f in np.linspace(0, 1, 11)]
+  print("resident memory MB at each tenth of the run: " + " ".join(f"{m:.0f}" for m in marks))
   if soak.first_problem:
     print(f"first problem: {soak.first_problem}")
   failed = soak.errors or soak.wrong or growth > _MAX_GROWTH_MB.value
