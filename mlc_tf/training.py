@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 
 import keras
 import ml_collections
@@ -172,6 +173,12 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) ->
   return train_on(cfg, data, workdir, strategy=strategy)
 
 
+def _best_epoch(history: keras.callbacks.History, monitor: str) -> int | None:
+  """1-based epoch with the highest ``monitor``: the one early stopping restores."""
+  values = history.history.get(monitor)
+  return history.epoch[int(np.argmax(values))] + 1 if values else None
+
+
 def _write_audit(audit: corpus_lib.CorpusAudit, workdir: str) -> None:
   os.makedirs(workdir, exist_ok=True)
   audit.write_json(os.path.join(workdir, "data_audit.json"))
@@ -237,6 +244,7 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
   last_good = resume_from or (callbacks_lib.EpochCheckpoint.path(checkpoint_dir, backed_up)
                               if backed_up is not None else None)
   checkpoint = callbacks_lib.EpochCheckpoint(checkpoint_dir, last_good, write=chief)
+  fit_start = time.perf_counter()
   try:
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=cfg.train.epochs, initial_epoch=resume_epoch or 0,
@@ -256,6 +264,7 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
   except callbacks_lib.TrainingDiverged:
     backup.on_train_end()  # the run is over: its backup would only resume the divergence; the checkpoint stays
     raise
+  fit_seconds = time.perf_counter() - fit_start
   # Everything after training is local: a plain copy of the model, outside the strategy, on the whole splits.
   if cfg.strategy != "default":
     trained = model
@@ -269,6 +278,9 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
   report = evaluation.evaluate(
       data.test[names].to_numpy(), predict(model, data.test, names, cfg, data.source), thresholds, names,
       decision_rules=(lambda d: label_rules.apply_implications(d, names, implications)) if implications else None)
+  # How long fit() took in this call (a resumed run counts only its own part) and how many epochs it ran.
+  report["training"] = {"fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
+                        "best_epoch": _best_epoch(history, cfg.train.monitor)}
   wrapped = inference_model(model, names, thresholds, implications)
   if chief:
     staged = os.path.join(workdir, f".model-{os.getpid()}.keras")

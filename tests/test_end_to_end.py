@@ -46,7 +46,10 @@ def test_training_writes_reports_and_model(trained):
   for name in ("history.csv", "model.keras", "report.json", "config.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
   report = json.load(open(os.path.join(workdir, "report.json")))
-  assert set(report) == {"num_images", "thresholds", "average_precision", "at_0.5", "at_calibrated"}
+  assert set(report) == {"num_images", "thresholds", "average_precision", "at_0.5", "at_calibrated", "training"}
+  assert report["training"]["epochs"] == 2 and report["training"]["fit_seconds"] > 0
+  best = int(np.argmax(result.history["val_micro_f1"])) + 1  # the monitored metric's best epoch
+  assert report["training"]["best_epoch"] == best
   assert 8 <= report["num_images"] <= 12 and set(report["thresholds"]) == {"cat", "dog", "sun"}
   assert len(result.history["val_micro_f1"]) == 2  # the calibration callback logged every epoch
   import keras
