@@ -71,6 +71,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.weights = ml_collections.FieldReference(None, field_type=str)  # keras_app: None or "imagenet"
   # Two networks (the study's idea): one for these labels, one for the rest; []: one network.
   config.model.first_labels = ml_collections.FieldReference((), field_type=tuple)
+  # Test-time augmentation: the trained model answers with the mean over the image and its mirror image
+  # (thresholds are calibrated on, and the export serves, that mean); twice the inference cost.
+  config.model.flip_average = False
 
   config.loss = ml_collections.ConfigDict()
   config.loss.name = "bce"               # bce | mse | weighted_bce | focal | asymmetric, see mlc_tf/losses.py

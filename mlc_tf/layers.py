@@ -36,3 +36,11 @@ class DecisionThresholds(keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "label_names": self.label_names,
             "thresholds": [float(t) for t in self._initial]}
+
+
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class HorizontalFlip(keras.layers.Layer):
+  """Images [B, H, W, C] mirrored left-right, always (RandomFlip only flips in training)."""
+
+  def call(self, images):
+    return ops.flip(images, axis=-2)

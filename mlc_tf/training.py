@@ -36,7 +36,7 @@ class Corpus:
 @dataclasses.dataclass
 class TrainResult:
   label_names: list[str]
-  model: keras.Model            # probabilities only, as trained
+  model: keras.Model            # probabilities only, as trained (with model.flip_average: its mirrored mean)
   inference_model: keras.Model  # {"probabilities", "decisions"}, thresholds inside
   thresholds: np.ndarray
   history: dict
@@ -271,6 +271,8 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
     model = models.build(cfg.model, len(names), cfg.data.image_size, names)
     model.set_weights(trained.get_weights())
 
+  if cfg.model.flip_average:
+    model = models.with_flip_average(model)
   # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
   thresholds = evaluation.f1_optimal_thresholds(data.val[names].to_numpy(),
                                                 predict(model, data.val, names, cfg, data.source))

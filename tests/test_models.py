@@ -86,3 +86,17 @@ def test_two_networks_give_one_output_in_label_order(tmp_path):
   for bad in (("person",), tuple(labels)):
     with pytest.raises(ValueError, match="first_labels"):
       models.build(_cfg("simple_cnn", depth=2, first_labels=bad), len(labels), 16, labels)
+
+
+def test_flip_average_is_the_mean_over_the_mirror_image_and_reloads(tmp_path):
+  model = models.build(_cfg("simple_cnn", depth=2), 3, 16)
+  averaged = models.with_flip_average(model)
+  images = np.random.default_rng(2).uniform(0, 255, size=(4, 16, 16, 3)).astype(np.float32)
+  expected = (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1], verbose=0)) / 2
+  probs = averaged.predict(images, verbose=0)
+  np.testing.assert_allclose(probs, expected, atol=1e-6)
+  np.testing.assert_allclose(averaged.predict(images[:, :, ::-1], verbose=0), probs, atol=1e-6)  # mirror-invariant
+  path = str(tmp_path / "flip.keras")
+  averaged.save(path)
+  np.testing.assert_allclose(keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
+                             atol=1e-6)

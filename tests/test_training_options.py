@@ -22,6 +22,7 @@ def trained(tmp_path_factory):
   cfg.optimizer.update(dict(name="adamw", schedule="cosine", warmup_epochs=0.5))
   cfg.balance.update(dict(over_represented=("cat",), under_fraction=0.5, repeat_threshold=0.5))
   cfg.rules.implications = ("dog=>sun",)
+  cfg.model.flip_average = True
   cfg.train.tensorboard = True
   workdir = str(tmp_path_factory.mktemp("workdir"))
   return cfg, workdir, training.train(cfg, root, workdir)
@@ -37,6 +38,7 @@ def test_exported_decisions_obey_the_label_rules(trained):
   _, workdir, result = trained
   model = keras.saving.load_model(os.path.join(workdir, "model.keras"), safe_mode=True)
   assert model.get_layer("label_rules").implications == [("dog", "sun")]
+  assert model.get_layer("flip_average")  # test-time flip averaging is part of the saved model
   images = np.random.default_rng(0).uniform(0, 255, size=(32, 16, 16, 3)).astype(np.float32)
   decisions = model.predict(images, verbose=0)["decisions"]
   dog, sun = result.label_names.index("dog"), result.label_names.index("sun")

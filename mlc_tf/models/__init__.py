@@ -12,6 +12,8 @@ from typing import Callable
 import keras
 import ml_collections
 
+from mlc_tf import layers
+
 Builder = Callable[[int, int, ml_collections.ConfigDict], keras.Model]
 _REGISTRY: dict[str, Builder] = {}
 
@@ -43,6 +45,20 @@ def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int,
       raise ValueError("model.first_labels (two networks) needs the label names")
     return two_network.two_network(_REGISTRY[cfg.name], cfg, label_names, image_size)
   return _REGISTRY[cfg.name](num_labels, image_size, cfg)
+
+
+def with_flip_average(model: keras.Model) -> keras.Model:
+  """Test-time augmentation: the mean of the model's probabilities on the image and on its mirror image.
+
+  The trained model is nested unchanged (same weights); the result is a
+  functional model with the same input and output shapes, saved and served
+  like any other (``layers.HorizontalFlip`` and ``Average`` are built-ins or
+  registered).
+  """
+  images = keras.Input(shape=model.input_shape[1:], name="image")
+  mirrored = layers.HorizontalFlip(name="mirror")(images)
+  probabilities = keras.layers.Average(name="flip_average")([model(images), model(mirrored)])
+  return keras.Model(images, probabilities, name=model.name)
 
 
 from mlc_tf.models import applications, cnn, resnet, two_network  # noqa: E402,F401  (register their builders)
