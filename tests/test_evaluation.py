@@ -75,3 +75,20 @@ def test_scalar_metrics_flattens_every_number():
   assert flat["average_precision/map"] == result["average_precision"]["map"]
   assert "average_precision/per_label/c" not in flat  # undefined AP is left out, not averaged as 0
   assert all(isinstance(v, float) for v in flat.values())
+
+
+def test_bootstrap_interval_brackets_the_score_and_narrows_with_more_images():
+  rng = np.random.default_rng(0)
+  def draw(n):
+    y_true = (rng.random((n, 4)) < 0.3).astype(int)
+    y_pred = np.where(rng.random((n, 4)) < 0.8, y_true, 1 - y_true)  # 80 % of decisions right
+    return y_true, y_pred
+  small, large = draw(100), draw(2000)
+  narrow = evaluation.bootstrap_f1_interval(*large, samples=200)
+  wide = evaluation.bootstrap_f1_interval(*small, samples=200)
+  micro, macro = evaluation.micro_macro_f1(*large)
+  assert narrow["micro_f1"][0] < micro < narrow["micro_f1"][1]
+  assert narrow["macro_f1"][0] < macro < narrow["macro_f1"][1]
+  assert np.diff(wide["micro_f1"]) > 2 * np.diff(narrow["micro_f1"])  # ~ 1/sqrt(n): 4.5x expected
+  assert evaluation.bootstrap_f1_interval(*small, samples=50, seed=3) == evaluation.bootstrap_f1_interval(
+      *small, samples=50, seed=3)

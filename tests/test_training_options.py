@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from mlc_tf import training
+from mlc_tf import reports, training
 
 from conftest import fast_config, make_tiny_corpus
 
@@ -25,17 +25,17 @@ def trained(tmp_path_factory):
   cfg.model.flip_average = True
   cfg.train.tensorboard = True
   workdir = str(tmp_path_factory.mktemp("workdir"))
-  return cfg, workdir, training.train(cfg, root, workdir)
+  return cfg, workdir, training.train(cfg, root, workdir), root
 
 
 def test_checkpoint_and_tensorboard_are_written(trained):
-  _, workdir, _ = trained
+  _, workdir, _, _ = trained
   assert os.path.exists(os.path.join(workdir, "best_epoch.keras"))
   assert os.listdir(os.path.join(workdir, "tensorboard"))
 
 
 def test_exported_decisions_obey_the_label_rules(trained):
-  _, workdir, result = trained
+  _, workdir, result, _ = trained
   model = keras.saving.load_model(os.path.join(workdir, "model.keras"), safe_mode=True)
   assert model.get_layer("label_rules").implications == [("dog", "sun")]
   assert model.get_layer("flip_average")  # test-time flip averaging is part of the saved model
@@ -45,6 +45,18 @@ def test_exported_decisions_obey_the_label_rules(trained):
   assert (decisions[:, sun] >= decisions[:, dog]).all()
   report = json.load(open(os.path.join(workdir, "report.json")))
   assert report["at_calibrated"]["per_label"]["sun"]["support"] >= 1
+
+
+def test_evaluation_decides_like_the_model_label_rules_included(trained, tmp_path):
+  cfg, workdir, result, root = trained
+  model = reports.load_inference_model(workdir)
+  assert reports.model_implications(model) == [("dog", "sun")]
+  data = training.load_and_split(root, cfg)
+  layer = reports.decision_layer(model)
+  probs = reports.predict_probabilities(model, data.test, layer.label_names, cfg)
+  report, _ = reports.write_evaluation(str(tmp_path), data.test, probs, layer.thresholds.numpy(), layer.label_names,
+                                       implications=reports.model_implications(model))
+  assert report["at_calibrated"]["per_label"] == result.report["at_calibrated"]["per_label"]  # rules applied
 
 
 def test_label_rules_fix_training_targets_but_not_the_test_split(tmp_path):

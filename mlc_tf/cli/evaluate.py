@@ -55,7 +55,8 @@ def main(argv):
   output_dir = _OUTPUT_DIR.value or os.path.join(model_dir, f"evaluation_{_SPLIT.value}")
   result, written = reports.write_evaluation(
       output_dir, frame, probs, decisions.thresholds.numpy(), decisions.label_names, _SPLIT.value,
-      history_csv=os.path.join(model_dir, "history.csv"), seed=cfg.seed, source=data.source)
+      history_csv=os.path.join(model_dir, "history.csv"), seed=cfg.seed, source=data.source,
+      implications=reports.model_implications(model))
   print(evaluation.format_report(result, _SPLIT.value))
   print()
   for path in written:
