@@ -211,3 +211,23 @@ def test_mlc_export_writes_the_next_version_of_a_workdir(tiny_trained, tmp_path)
   assert out.strip().splitlines()[-1] == f"exported: {base_dir / 'tiny' / '2'}"
   reloaded = tf.saved_model.load(str(base_dir / "tiny" / "2"))
   np.testing.assert_allclose(reloaded.signatures["metadata"]()["thresholds"].numpy(), result.thresholds, rtol=1e-6)
+
+
+def _resident_mb() -> float:
+  with open("/proc/self/status") as f:
+    return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmRSS from /proc")
+def test_rejected_jpegs_do_not_hold_memory():
+  # TF 2.21's float32 JPEG decode leaks its H x W x 3 scratch buffer whenever it rejects a JPEG: these
+  # 300 rejections of a 512 x 512 JPEG would hold 300 x 768 KB = 225 MB if decode_and_resize decoded JPEGs that way.
+  pixels = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+  jpeg = image_bytes.encode(pixels, "JPEG")
+  decode = tf.function(lambda batch: export.decode_batch(batch, 8), input_signature=[tf.TensorSpec([None], tf.string)])
+  truncated = tf.constant([jpeg[:len(jpeg) // 2]] * 10)
+  assert not decode(truncated)[1].numpy().any()
+  before = _resident_mb()
+  for _ in range(30):
+    decode(truncated)
+  assert _resident_mb() - before < 40

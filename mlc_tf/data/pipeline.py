@@ -25,10 +25,16 @@ def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
   Grayscale becomes 3 identical channels, alpha is dropped, a GIF gives its
   first frame, and 16-bit images are scaled to 8-bit range.
   """
-  # dtype=float32 scales each format by its own range (8-bit: /255, 16-bit PNG: /65535); decoding
-  # to uint16 instead would scale 8-bit JPEG/GIF/BMP by 256, not 257, and darken them by 0.4%.
-  image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.float32)
-  image = resize(image * 255.0, image_size)
+  # PNG may be 16-bit: dtype=float32 scales it by its own range (/65535), where uint8 or uint16 would
+  # truncate it or scale 8-bit images by 256, not 257. JPEG/GIF/BMP are 8-bit, decoded as uint8: TF 2.21's
+  # float32 JPEG decode leaks its scratch buffer (H x W x 3 bytes) on every truncated or corrupt JPEG,
+  # which a server receiving bad uploads would accumulate (docs/serving.md, "Soak").
+  is_png = tf.equal(tf.strings.substr(image_bytes, 0, 8), b"\x89PNG\r\n\x1a\n")
+  image = tf.cond(
+      is_png,
+      lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.float32) * 255.0,
+      lambda: tf.cast(tf.io.decode_image(image_bytes, channels=3, expand_animations=False), tf.float32))
+  image = resize(image, image_size)
   image.set_shape((image_size, image_size, 3))
   return image
 
