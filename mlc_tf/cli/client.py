@@ -14,8 +14,9 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from mlc_tf.cli import common
 from mlc_tf.serving import client
 
 _REST = flags.DEFINE_string("rest", None, "TF Serving REST endpoint, e.g. http://localhost:8501.")
@@ -52,15 +53,13 @@ def main(argv):
   for start in range(0, len(paths), _BATCH_SIZE.value):
     batch = paths[start:start + _BATCH_SIZE.value]
     images = [open(path, "rb").read() for path in batch]
-    try:
+    with common.exit_on_error("mlc-client", client.ServingError, OSError):  # OSError: unreachable server, timeouts
       if _REST.value:
         answers = client.predict_rest(_REST.value, _MODEL.value, images, version=_VERSION.value,
                                       timeout_s=_TIMEOUT_S.value)
       else:
         answers = client.predict_grpc(_GRPC.value, _MODEL.value, images, version=_VERSION.value,
                                       timeout_s=_TIMEOUT_S.value)
-    except (client.ServingError, OSError) as error:  # OSError: unreachable server, timeouts
-      raise SystemExit(f"mlc-client: error: {error}") from None
     for path, answer in zip(batch, answers):
       invalid += not answer.valid
       if _JSON.value:
@@ -73,8 +72,7 @@ def main(argv):
 
 
 def run():
-  logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  common.run(main, logging.WARNING)
 
 
 if __name__ == "__main__":

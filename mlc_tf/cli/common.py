@@ -1,12 +1,77 @@
-"""Flag helpers shared by the absl entry points (only cli/ reads flags)."""
+"""What the absl entry points share: their common flags, how those resolve, errors, and ``run()``.
+
+Only cli/ reads flags. Flags defined by the helpers here belong to the entry
+point that calls them (``flags.disclaim_key_flags``), so its ``--help`` lists them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Callable, Iterator
+
+from absl import app, flags, logging
+import ml_collections
+from ml_collections import config_flags
 
 import mlc_tf
+
+flags.disclaim_key_flags()
+
+DATA_DIR_HELP = ("Corpus directory (images/ + annotations/) or source spec. "
+                 "Default: config.data.source, else the built-in demo corpus.")
 
 
 def repo_config(name: str) -> str:
   """Path of ``configs/<name>`` in the source tree the package was installed from."""
   return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(mlc_tf.__file__))), "configs", name)
+
+
+def define_data_dir_flag(help_text: str = DATA_DIR_HELP) -> flags.FlagHolder[str | None]:
+  """``--data_dir``: the corpus; :func:`data_dir` resolves it."""
+  return flags.DEFINE_string("data_dir", None, help_text)
+
+
+def data_dir(flag_value: str | None, config_source: str | None = None) -> str:
+  """``--data_dir``, else the config's data.source, else the built-in demo corpus (generated on first use)."""
+  source = flag_value or config_source
+  if source:
+    return source
+  from mlc_tf.data import builtin  # imported here: mlc-client, which needs none of this, stays free of TensorFlow
+  return builtin.ensure_demo_corpus()
+
+
+class TrainingFlags:
+  """``--config``, ``--data_dir`` and a workdir flag: what every entry point that trains models takes."""
+
+  def __init__(self, workdir_prefix: str = "", workdir_flag: str = "workdir", workdir_help: str = "",
+               data_dir_help: str = DATA_DIR_HELP):
+    self.config = config_flags.DEFINE_config_file("config", repo_config("demo.py"), "Training config file.")
+    self.data_dir = define_data_dir_flag(data_dir_help)
+    self.workdir = flags.DEFINE_string(workdir_flag, None,
+                                       f"{workdir_help}Default: workdirs/{workdir_prefix}<export name>.")
+    self.workdir_prefix = workdir_prefix
+
+  def resolve(self) -> tuple[ml_collections.ConfigDict, str, str]:
+    """The config, the corpus (see :func:`data_dir`) and the workdir (default: workdirs/<prefix><export name>)."""
+    cfg = self.config.value
+    workdir = self.workdir.value or os.path.join("workdirs", f"{self.workdir_prefix}{cfg.export.name}")
+    return cfg, data_dir(self.data_dir.value, cfg.data.source), workdir
+
+
+@contextlib.contextmanager
+def exit_on_error(program: str, *errors: type[Exception]) -> Iterator[None]:
+  """Turns ``errors`` raised in the block into ``<program>: error: <message>`` and exit status 1.
+
+  For errors that mean bad input: the user is told what to fix, not shown a traceback.
+  """
+  try:
+    yield
+  except errors as error:
+    raise SystemExit(f"{program}: error: {error}") from None
+
+
+def run(main: Callable[[list[str]], None], verbosity: int) -> None:
+  """An entry point's ``run()``: set absl logging's verbosity, parse the flags, call ``main``."""
+  logging.set_verbosity(verbosity)
+  app.run(main)

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from mlc_tf import config as config_lib
 from mlc_tf import evaluation, reports, training
-from mlc_tf.data import builtin
+from mlc_tf.cli import common
 
 _MODEL = flags.DEFINE_string("model", os.path.join("workdirs", "demo"),
                              "A trained model: model.keras, or the training workdir that holds it.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/) or source spec. "
-                                "Default: the config's data.source, else the built-in demo corpus.")
+_DATA_DIR = common.define_data_dir_flag("Corpus directory (images/ + annotations/) or source spec. "
+                                        "Default: the config's data.source, else the built-in demo corpus.")
 _SPLIT = flags.DEFINE_enum("split", "test", reports.SPLITS, "Which part of the corpus to evaluate on.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config that defines the split. Default: config.json next to the model.")
@@ -42,14 +42,12 @@ def main(argv):
       raise SystemExit(f"mlc-evaluate: error: {saved} not found; pass --config (the training config) "
                        "so the split can be rebuilt")
     cfg = config_lib.load_run_config(saved)
-  data_dir = _DATA_DIR.value or cfg.data.source or builtin.ensure_demo_corpus()
-  try:
+  data_dir = common.data_dir(_DATA_DIR.value, cfg.data.source)
+  with common.exit_on_error("mlc-evaluate", FileNotFoundError, ValueError):  # CorpusError is a ValueError
     model = reports.load_inference_model(_MODEL.value)
     decisions = reports.decision_layer(model)
     cfg.data.labels = decisions.label_names  # the model's label columns, in its order
     data = training.load_and_split(data_dir, cfg)
-  except (FileNotFoundError, ValueError) as error:  # CorpusError is a ValueError
-    raise SystemExit(f"mlc-evaluate: error: {error}") from None
   frame = reports.split_frame(data, _SPLIT.value)
   probs = reports.predict_probabilities(model, frame, decisions.label_names, cfg, data.source)
   output_dir = _OUTPUT_DIR.value or os.path.join(model_dir, f"evaluation_{_SPLIT.value}")
@@ -64,8 +62,7 @@ def main(argv):
 
 
 def run():
-  logging.set_verbosity(logging.INFO)
-  app.run(main)
+  common.run(main, logging.INFO)
 
 
 if __name__ == "__main__":

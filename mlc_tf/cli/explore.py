@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from mlc_tf import config, exploration
-from mlc_tf.data import builtin, corpus, corrections, sources
+from mlc_tf.cli import common
+from mlc_tf.data import corpus, corrections, sources
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/) or source spec "
-                                "(folder:, csv:, tfds:). Default: the built-in demo corpus.")
+_DATA_DIR = common.define_data_dir_flag("Corpus directory (images/ + annotations/) or source spec "
+                                        "(folder:, csv:, tfds:). Default: the built-in demo corpus.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where tables and figures go. Default: workdirs/explore.")
 _LABELS = flags.DEFINE_list("labels", None, "Labels to keep. Default: every annotation file.")
 _RULES = flags.DEFINE_list("rules", [], "Label implications to check, 'label>implied', e.g. baby>people.")
@@ -27,17 +28,15 @@ _CORRECTIONS = flags.DEFINE_string("corrections", None, "A corrections CSV to ap
 
 def main(argv):
   del argv
-  data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
+  data_dir = common.data_dir(_DATA_DIR.value)
   output_dir = _OUTPUT_DIR.value or os.path.join("workdirs", "explore")
-  try:
+  with common.exit_on_error("mlc-explore", corpus.CorpusError, ValueError):
     rules = exploration.parse_implications(_RULES.value)
     data_cfg = config.base_config().data
     data_cfg.labels = _LABELS.value
     source = sources.open_source(data_dir, data_cfg)
     frame, audit = corrections.apply_file(source.frame, _CORRECTIONS.value), source.audit
     result = exploration.explore(frame, rules)
-  except (corpus.CorpusError, ValueError) as error:
-    raise SystemExit(f"mlc-explore: error: {error}") from None
   for line in audit.warnings():
     print(f"corpus audit: {line}")
   print(result.to_markdown())
@@ -47,8 +46,7 @@ def main(argv):
 
 
 def run():
-  logging.set_verbosity(logging.INFO)
-  app.run(main)
+  common.run(main, logging.INFO)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from mlc_tf import export, reports
+from mlc_tf.cli import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir (holds model.keras and config.json).",
                                required=True)
@@ -40,8 +41,7 @@ def main(argv):
 
 
 def run():
-  logging.set_verbosity(logging.INFO)
-  app.run(main)
+  common.run(main, logging.INFO)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
 from mlc_tf import growing
 from mlc_tf.cli import common
-from mlc_tf.data import builtin, corpus
+from mlc_tf.data import corpus
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("demo.py"), "Training config file.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/) or source spec. "
-                                "Default: config.data.source, else the built-in demo corpus.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Default: workdirs/grow_<export name>.")
+_TRAINING = common.TrainingFlags(workdir_prefix="grow_")
 _MARGIN = flags.DEFINE_float("margin", 0.01, "Least gain in validation micro-F1 that justifies one more layer.")
 _START = flags.DEFINE_integer("start_depth", 1, "Depth to start from.", lower_bound=1)
 _MAX = flags.DEFINE_integer("max_depth", 8, "Depth to stop at in any case.", lower_bound=1)
@@ -32,27 +28,22 @@ _PATIENCE = flags.DEFINE_integer("patience", 1, "Depths in a row without a --mar
 
 def main(argv):
   del argv
-  cfg = _CONFIG.value
-  data_dir = _DATA_DIR.value or cfg.data.source or builtin.ensure_demo_corpus()
-  workdir = _WORKDIR.value or os.path.join("workdirs", f"grow_{cfg.export.name}")
+  cfg, data_dir, workdir = _TRAINING.resolve()
 
   def report(step: growing.Step) -> None:
     print(f"depth {step.depth}: val micro-F1 {step.val_micro_f1:.3f}, {step.parameters:,} parameters, "
           f"{step.epochs} epochs, {step.train_seconds:.0f} s", flush=True)
 
-  try:
+  with common.exit_on_error("mlc-grow", corpus.CorpusError, ValueError):
     growth = growing.grow(cfg, data_dir, workdir, _MARGIN.value, _START.value, _MAX.value, _PATIENCE.value,
                           verbose=0, on_step=report)
-  except (corpus.CorpusError, ValueError) as error:
-    raise SystemExit(f"mlc-grow: error: {error}") from None
   print()
   print(growth.to_markdown())
   print(f"\nwrote {os.path.join(workdir, 'growth.md')}, growth.json")
 
 
 def run():
-  logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  common.run(main, logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ batches of --batch_size; unreadable files are skipped and listed.
 
 from __future__ import annotations
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from mlc_tf import prediction
+from mlc_tf.cli import common
 
 _MODEL = flags.DEFINE_string("model", None, "model.keras, a training workdir, or a SavedModel (version) dir.",
                              required=True)
@@ -26,11 +27,9 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per batch (bounds m
 
 def main(argv):
   del argv
-  try:
+  with common.exit_on_error("mlc-predict", FileNotFoundError, ValueError):
     paths = prediction.list_images(_IMAGES.value)
     predictor = prediction.load_predictor(_MODEL.value)
-  except (FileNotFoundError, ValueError) as error:
-    raise SystemExit(f"mlc-predict: error: {error}") from None
   summary = prediction.predict_to_csv(predictor, paths, _OUTPUT.value, _BATCH_SIZE.value, _PROBABILITIES.value)
   print(f"wrote {_OUTPUT.value}: {summary.written} image(s), {len(predictor.label_names)} label(s)")
   if summary.skipped:
@@ -39,8 +38,7 @@ def main(argv):
 
 
 def run():
-  logging.set_verbosity(logging.INFO)
-  app.run(main)
+  common.run(main, logging.INFO)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
 from mlc_tf import crossval, suspects
 from mlc_tf.cli import common
-from mlc_tf.data import builtin, corpus
+from mlc_tf.data import corpus
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("demo.py"), "Training config file.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/) or source spec. "
-                                "Default: config.data.source, else the built-in demo corpus.")
-_CV_WORKDIR = flags.DEFINE_string("cv_workdir", None, "Cross-validation workdir. Default: workdirs/cv_<export name>.")
+_TRAINING = common.TrainingFlags(workdir_prefix="cv_", workdir_flag="cv_workdir",
+                                 workdir_help="Cross-validation workdir. ")
 _FOLDS = flags.DEFINE_integer("folds", 5, "Folds, when cross-validation has to run.", lower_bound=2)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Default: <cv_workdir>/suspects.")
 _MIN_MARGIN = flags.DEFINE_float("min_margin", 2.0, "How far past the fold model's threshold, in logits, the "
@@ -34,10 +31,8 @@ _TOP = flags.DEFINE_integer("top", None, "Keep only the most confident rows.")
 
 def main(argv):
   del argv
-  cfg = _CONFIG.value
-  data_dir = _DATA_DIR.value or cfg.data.source or builtin.ensure_demo_corpus()
-  cv_workdir = _CV_WORKDIR.value or os.path.join("workdirs", f"cv_{cfg.export.name}")
-  try:
+  cfg, data_dir, cv_workdir = _TRAINING.resolve()
+  with common.exit_on_error("mlc-suspects", corpus.CorpusError, ValueError):
     if os.path.isfile(os.path.join(cv_workdir, crossval.OOF_FILE)):
       print(f"using the out-of-fold predictions in {cv_workdir}")
       oof = crossval.read_oof(cv_workdir)
@@ -47,8 +42,6 @@ def main(argv):
       oof, names = result.oof, result.label_names
     ranked, written = suspects.write_suspects(oof, names, _OUTPUT_DIR.value or os.path.join(cv_workdir, "suspects"),
                                               _MIN_MARGIN.value, _TOP.value)
-  except (corpus.CorpusError, ValueError) as error:
-    raise SystemExit(f"mlc-suspects: error: {error}") from None
   print(f"{len(ranked)} suspect label(s) on {ranked['image_id'].nunique()} image(s); most confident:")
   print(ranked.head(15).drop(columns=["path"], errors="ignore").to_string(index=False))
   for path in written:
@@ -56,8 +49,7 @@ def main(argv):
 
 
 def run():
-  logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  common.run(main, logging.WARNING)
 
 
 if __name__ == "__main__":

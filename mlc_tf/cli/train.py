@@ -11,32 +11,25 @@ from __future__ import annotations
 import os
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from mlc_tf import callbacks, evaluation, export, training
 from mlc_tf.cli import common
-from mlc_tf.data import builtin, corpus
+from mlc_tf.data import corpus
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("demo.py"), "Training config file.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/), short for "
-                                "--config.data.source=folder:<dir>. Default: config.data.source, else the "
-                                "built-in demo corpus, generated on first use.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where logs, the .keras model and reports go. "
-                               "Default: workdirs/<export name>.")
+_TRAINING = common.TrainingFlags(
+    workdir_help="Where logs, the .keras model and reports go. ",
+    data_dir_help="Corpus directory (images/ + annotations/), short for --config.data.source=folder:<dir>. "
+                  "Default: config.data.source, else the built-in demo corpus, generated on first use.")
 _EXPORT = flags.DEFINE_bool("export", True, "Export a SavedModel to <config.export.base_dir>/<name>/<version>/.")
 
 
 def main(argv):
   del argv
-  cfg = _CONFIG.value
-  if _DATA_DIR.value and cfg.data.source:
+  if _TRAINING.data_dir.value and _TRAINING.config.value.data.source:
     raise app.UsageError("give either --data_dir or --config.data.source, not both")
-  data_dir = _DATA_DIR.value or cfg.data.source or builtin.ensure_demo_corpus()
-  workdir = _WORKDIR.value or os.path.join("workdirs", cfg.export.name)
-  try:
+  cfg, data_dir, workdir = _TRAINING.resolve()
+  with common.exit_on_error("mlc-train", corpus.CorpusError, callbacks.TrainingDiverged):
     result = training.train(cfg, data_dir, workdir)
-  except (corpus.CorpusError, callbacks.TrainingDiverged) as error:  # say what to fix, not a traceback
-    raise SystemExit(f"mlc-train: error: {error}") from None
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return
   print(evaluation.format_report(result.report))
@@ -49,8 +42,7 @@ def main(argv):
 
 
 def run():
-  logging.set_verbosity(logging.INFO)
-  app.run(main)
+  common.run(main, logging.INFO)
 
 
 if __name__ == "__main__":

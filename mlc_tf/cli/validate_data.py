@@ -10,8 +10,9 @@ used (unreadable files, garbage in an annotation file, or any skip under
 
 from __future__ import annotations
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from mlc_tf.cli import common
 from mlc_tf.data import corpus
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/).", required=True)
@@ -42,8 +43,7 @@ def main(argv):
 
 
 def run():
-  logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  common.run(main, logging.WARNING)
 
 
 if __name__ == "__main__":
