@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import ml_collections
 import numpy as np
@@ -34,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mlc_tf.data import corpus as corpus_lib  # noqa: E402
 from mlc_tf.data import pipeline  # noqa: E402
+from tools import timing  # noqa: E402
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/datasets/flickr14", "Corpus directory (images/ + annotations/).")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 2000, "Images to load per epoch.")
@@ -71,10 +71,10 @@ def tutorial_loader(dataset: TutorialDataset, batch_size: int, seed: int):
 
 def images_per_second(batches) -> tuple[float, float]:
   """Images per wall-clock second and per CPU second of this process, over one pass of ``batches``."""
-  wall, cpu, count = time.perf_counter(), time.process_time(), 0
-  for x, _ in batches:
-    count += len(x)
-  return count / (time.perf_counter() - wall), count / (time.process_time() - cpu)
+  with timing.Rate() as rate:
+    for x, _ in batches:
+      rate.work += len(x)
+  return rate.per_wall, rate.per_cpu
 
 
 def main(argv):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import keras
 import numpy as np
@@ -36,30 +35,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mlc_tf import distribute, models, training  # noqa: E402
 from mlc_tf.data import corpus as corpus_lib  # noqa: E402
+from mlc_tf.cli import common  # noqa: E402
 from mlc_tf.data import pipeline  # noqa: E402
+from tools import timing  # noqa: E402
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_CONFIG = config_flags.DEFINE_config_file("config", os.path.join(_REPO, "configs", "flickr14.py"), "Training config.")
+_CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("flickr14.py"), "Training config.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/datasets/flickr14", "Corpus directory (images/ + annotations/).")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 1024, "Training images (the first N of the corpus).")
 _STEPS = flags.DEFINE_integer("steps", 20, "Training steps per timed turn.")
 _TURNS = flags.DEFINE_integer("turns", 3, "Timed turns of each feed, alternating.")
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul that measures the peak.")
-
-
-class Rate:
-  """Work per wall-clock second and per CPU second of this process, over a ``with`` block."""
-
-  def __init__(self, work: float):
-    self.work = work
-
-  def __enter__(self):
-    self.wall, self.cpu = time.perf_counter(), time.process_time()
-    return self
-
-  def __exit__(self, *exc):
-    self.per_wall = self.work / (time.perf_counter() - self.wall)
-    self.per_cpu = self.work / (time.process_time() - self.cpu)
 
 
 def matmul_peak_flops(size: int, repeats: int = 10) -> tuple[float, float]:
@@ -69,7 +54,7 @@ def matmul_peak_flops(size: int, repeats: int = 10) -> tuple[float, float]:
   tf.matmul(a, b).numpy()  # warm-up
   rates = []
   for _ in range(repeats):
-    with Rate(2 * size**3) as rate:
+    with timing.Rate(2 * size**3) as rate:
       tf.matmul(a, b).numpy()
     rates.append(rate)
   return max(r.per_wall for r in rates), max(r.per_cpu for r in rates)
@@ -88,9 +73,9 @@ def train_step_flops(model: keras.Model, loss: keras.losses.Loss, batch: tuple[t
   return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
 
 
-def timed_fit(model: keras.Model, dataset: tf.data.Dataset, steps: int, batch_size: int) -> Rate:
+def timed_fit(model: keras.Model, dataset: tf.data.Dataset, steps: int, batch_size: int) -> timing.Rate:
   """Images per second of ``steps`` training steps (model.fit, as training does, metrics included)."""
-  with Rate(steps * batch_size) as rate:
+  with timing.Rate(steps * batch_size) as rate:
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
   return rate
 
@@ -125,7 +110,7 @@ def benchmark(cfg):
                          keras.metrics.AUC(multi_label=True, curve="PR", name="map")],
                 jit_compile="auto" if cfg.train.jit_compile is None else cfg.train.jit_compile)
   steps_per_pass = len(frame) // batch
-  with Rate(steps_per_pass * batch) as first:
+  with timing.Rate(steps_per_pass * batch) as first:
     model.fit(real, epochs=1, steps_per_epoch=steps_per_pass, verbose=0)  # traces, and fills the cache
   print(f"first epoch (decode + cache, tracing included): {first.per_wall:7.1f} images/s wall, "
         f"{first.per_cpu:7.1f} images/CPU-s")
