@@ -33,7 +33,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mlc_tf import distribute, models, training  # noqa: E402
+from mlc_tf import distribute, losses, models, optimizers  # noqa: E402
 from mlc_tf.data import corpus as corpus_lib  # noqa: E402
 from mlc_tf.cli import common  # noqa: E402
 from mlc_tf.data import pipeline  # noqa: E402
@@ -103,9 +103,9 @@ def benchmark(cfg):
                                seed=cfg.seed, cache=cfg.data.cache, drop_remainder=True).repeat()
   in_memory = tf.data.Dataset.from_tensors(next(iter(real))).repeat()
 
-  model = models.build(cfg.model, len(names), size)
-  loss = training.make_loss(cfg.loss)
-  model.compile(optimizer=training.make_optimizer(cfg.optimizer), loss=loss,
+  model = models.build(cfg.model, len(names), size, names)
+  loss = losses.make_loss(cfg.loss, names, frame[names].to_numpy())
+  model.compile(optimizer=optimizers.make_optimizer(cfg.optimizer), loss=loss,
                 metrics=[keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_at_0.5"),
                          keras.metrics.AUC(multi_label=True, curve="PR", name="map")],
                 jit_compile="auto" if cfg.train.jit_compile is None else cfg.train.jit_compile)
