@@ -42,7 +42,10 @@ def data_dir(flag_value: str | None, config_source: str | None = None) -> str:
 
 
 class TrainingFlags:
-  """``--config``, ``--data_dir`` and a workdir flag: what every entry point that trains models takes."""
+  """``--config``, ``--data_dir`` and a workdir flag: what every entry point that trains models takes.
+
+  ``workdir_help`` opens the workdir flag's help; "Default: workdirs/<prefix><export name>." ends it.
+  """
 
   def __init__(self, workdir_prefix: str = "", workdir_flag: str = "workdir", workdir_help: str = "",
                data_dir_help: str = DATA_DIR_HELP):
@@ -50,12 +53,12 @@ class TrainingFlags:
     self.data_dir = define_data_dir_flag(data_dir_help)
     self.workdir = flags.DEFINE_string(workdir_flag, None,
                                        f"{workdir_help}Default: workdirs/{workdir_prefix}<export name>.")
-    self.workdir_prefix = workdir_prefix
+    self._workdir_prefix = workdir_prefix
 
   def resolve(self) -> tuple[ml_collections.ConfigDict, str, str]:
     """The config, the corpus (see :func:`data_dir`) and the workdir (default: workdirs/<prefix><export name>)."""
     cfg = self.config.value
-    workdir = self.workdir.value or os.path.join("workdirs", f"{self.workdir_prefix}{cfg.export.name}")
+    workdir = self.workdir.value or os.path.join("workdirs", f"{self._workdir_prefix}{cfg.export.name}")
     return cfg, data_dir(self.data_dir.value, cfg.data.source), workdir
 
 
