@@ -8,7 +8,8 @@
   are dropped at random each epoch (under-sampling), and false positives of
   "people" cost twice as much (weighted BCE), as the study did.
 - Adam, horizontal flips, F1-optimal threshold per label on the validation split.
-Measured time and scores: docs/results.md.
+Run time and scores not measured yet on flickr14 (docs/results.md, "Configs and ablation", says
+why); its seed CNN convolves at the full 64 px, so it is slower per epoch than configs/best.py.
 """
 
 from mlc_tf import config as base
