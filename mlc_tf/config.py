@@ -65,7 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.dropout = 0.3
   config.model.blocks = 8               # resnet: residual blocks ...
   config.model.stages = 4               # ... spread over stages that halve the resolution
-  config.model.stem_stride = 1          # resnet: 1, 2 or 4 (stride-2 conv + max-pool)
+  config.model.stem_stride = 1          # resnet: 1, 2 or 4 (stride-2 conv + max-pool); simple_cnn: 1 or 2
   config.model.se_ratio = 0             # resnet: squeeze-excite bottleneck ratio; 0: off
   config.model.backbone = "MobileNetV3Small"  # keras_app: a keras.applications model
   config.model.weights = ml_collections.FieldReference(None, field_type=str)  # keras_app: None or "imagenet"

@@ -19,6 +19,7 @@ def _cfg(name, **fields):
     (_cfg("minimal_cnn"), 16),
     (_cfg("seed_cnn", depth=4), 16),
     (_cfg("simple_cnn", depth=2), 16),
+    (_cfg("simple_cnn", depth=2, stem_stride=2), 16),
     (_cfg("resnet", blocks=3, stages=2, se_ratio=2), 16),
     (_cfg("resnet", blocks=2, stages=2, stem_stride=4), 16),
 ])
@@ -32,6 +33,14 @@ def test_model_outputs_one_probability_per_label(cfg, size, tmp_path):
   model.save(path)
   np.testing.assert_allclose(keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
                              atol=1e-6)
+
+
+def test_simple_cnn_stem_stride_halves_the_first_feature_map():
+  strided = models.build(_cfg("simple_cnn", depth=2, stem_stride=2), 5, 32)
+  assert strided.get_layer("conv1").output.shape[1:3] == (16, 16)
+  assert strided.count_params() == models.build(_cfg("simple_cnn", depth=2), 5, 32).count_params()
+  with pytest.raises(ValueError, match="stem_stride"):
+    models.build(_cfg("simple_cnn", stem_stride=4), 5, 32)
 
 
 def test_keras_app_backbone_from_scratch():

@@ -64,12 +64,18 @@ def seed_cnn(num_labels: int, image_size: int, cfg: ml_collections.ConfigDict) -
 def simple_cnn(num_labels: int, image_size: int, cfg: ml_collections.ConfigDict) -> keras.Model:
   """``cfg.depth`` blocks of conv3x3-BN-ReLU + max-pool, doubling width, then global pooling.
 
-  Knobs: width (filters of the first block), depth, dropout.
+  Knobs: width (filters of the first block), depth, dropout, stem_stride (1 or 2:
+  the first conv strides, so a 128-px input costs what a 64-px one does while
+  its first filters still see every pixel).
   """
+  stem_stride = cfg.get("stem_stride", 1)
+  if stem_stride not in (1, 2):
+    raise ValueError(f"simple_cnn stem_stride must be 1 or 2, got {stem_stride}")
   inputs, x = image_input(image_size)
   for block in range(cfg.get("depth", 4)):
     filters = cfg.get("width", 32) * 2**block
-    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block + 1}")(x)
+    x = keras.layers.Conv2D(filters, 3, strides=stem_stride if block == 0 else 1, padding="same", use_bias=False,
+                            name=f"conv{block + 1}")(x)
     x = keras.layers.BatchNormalization(name=f"bn{block + 1}")(x)
     x = keras.layers.ReLU(name=f"relu{block + 1}")(x)
     x = keras.layers.MaxPooling2D(2, name=f"pool{block + 1}")(x)
