@@ -1,0 +1,34 @@
+"""The scripts under tools/ that turn runs into the figures of docs/."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def _results_table(*args):
+  return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tools", "results_table.py"), *args],
+                        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+
+
+def test_results_table_prints_a_row_from_a_training_report(tiny_trained):
+  _, workdir, _ = tiny_trained
+  proc = _results_table(f"--run=tiny, two epochs={workdir}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  header, rule, row = proc.stdout.strip().splitlines()
+  assert header.startswith("| run | micro P |") and rule.startswith("|---|")
+  with open(os.path.join(workdir, "report.json")) as f:
+    report = json.load(f)
+  cells = [cell.strip() for cell in row.strip("|").split("|")]
+  assert cells[0] == "tiny, two epochs"
+  assert cells[3] == f"{report['at_calibrated']['micro']['f1']:.3f}"
+  assert cells[7] == f"{report['average_precision']['map']:.3f}"
+  assert cells[8] == f"{report['training']['epochs']} ({report['training']['best_epoch']})"
+  assert len(cells) == len(header.strip("|").split("|"))
+
+
+def test_results_table_rejects_a_run_without_a_label():
+  proc = _results_table("--run=workdirs/best")
+  assert proc.returncode != 0 and "LABEL=WORKDIR" in proc.stderr
