@@ -2,10 +2,10 @@
 
   mlc-train --config=configs/flickr14.py --data_dir=../shared/datasets/flickr14 --workdir=workdirs/flickr14
 
-Not timed to the end at 64 px: a run here, sharing the 2 cores with two other trainings at lower priority, did 9 of
-its 30 epochs in 22 minutes (validation micro-F1 0.63 by then) before it was stopped to free the
-CPU. Each epoch costs about what one of configs/best.py's at 64 px does, so up to ~30 epochs of
-about a minute alone, fewer when early stopping ends it.
+Not timed to the end at 64 px: a run here, sharing the 2 cores with two other trainings at lower
+priority, did 9 of its 30 epochs in 22 minutes (validation micro-F1 0.63 by then) before it was
+stopped to free the CPU. Each epoch costs about what one of configs/best.py's at 64 px does, so up
+to ~30 epochs of about a minute alone, fewer when early stopping ends it.
 """
 
 from mlc_tf import config as base
