@@ -65,8 +65,8 @@ def simple_cnn(num_labels: int, image_size: int, cfg: ml_collections.ConfigDict)
   """``cfg.depth`` blocks of conv3x3-BN-ReLU + max-pool, doubling width, then global pooling.
 
   Knobs: width (filters of the first block), depth, dropout, stem_stride (1 or 2:
-  the first conv strides, so a 128-px input costs what a 64-px one does while
-  its first filters still see every pixel).
+  the first conv strides, so the convolutions on a 128-px input cost what
+  they do on a 64-px one while the first filters still see every pixel).
   """
   stem_stride = cfg.get("stem_stride", 1)
   if stem_stride not in (1, 2):
