@@ -52,7 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.balance.under_fraction = 0.0   # drop this fraction of images whose labels are all over-represented
   config.balance.repeat_threshold = 0.0  # repeat-factor over-sampling threshold t; 0: off
 
-  config.rules = ml_collections.ConfigDict()  # see mlc_tf/label_rules.py
+  config.rules = ml_collections.ConfigDict()  # see mlc_tf/data/label_rules.py
   config.rules.implications = ml_collections.FieldReference((), field_type=tuple)  # e.g. ("baby=>people",)
   config.rules.merges = ml_collections.ConfigDict()  # e.g. {"people": ["female", "male", "people"]}
   config.rules.to_targets = True        # fix training/validation targets that break an implication
@@ -76,7 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.flip_average = False
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = "bce"               # bce | mse | weighted_bce | focal | asymmetric, see mlc_tf/losses.py
+  config.loss.name = "bce"               # bce | mse | weighted_bce | focal | asymmetric, see mlc_tf/train/losses.py
   config.loss.fp_weights = ml_collections.ConfigDict()  # weighted_bce, by label name: {"people": 2.0}
   config.loss.fn_weights = ml_collections.ConfigDict()  # weighted_bce, by label name
   config.loss.class_weight_power = 0.0  # weighted_bce: positives also weighted (neg/pos) ** power
@@ -94,7 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.base_batch_size = 32  # the global batch learning_rate was tuned at
   config.optimizer.weight_decay = 1e-4  # AdamW only
   config.optimizer.clipnorm = 0.0       # 0: no gradient clipping
-  config.optimizer.schedule = "constant"  # constant | cosine | exponential, see mlc_tf/optimizers.py
+  config.optimizer.schedule = "constant"  # constant | cosine | exponential, see mlc_tf/train/optimizers.py
   config.optimizer.warmup_epochs = 0.0
   config.optimizer.min_lr_fraction = 0.0  # cosine: final rate as a fraction of learning_rate
   config.optimizer.decay_rate = 0.9     # exponential: factor per epoch

@@ -93,7 +93,7 @@ def run_cli(module, *args, timeout=600):
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory):
   """A tiny model trained once per test session: (corpus root, workdir, training.TrainResult)."""
-  from mlc_tf import training
+  from mlc_tf.train import training
   root = str(tmp_path_factory.mktemp("tiny_trained_corpus"))
   make_tiny_corpus(root, num_images=40)
   workdir = str(tmp_path_factory.mktemp("tiny_trained_workdir"))
@@ -103,7 +103,7 @@ def tiny_trained(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_saved_model(tiny_trained, tmp_path_factory):
   """``tiny_trained`` exported once: the path of saved_models/tiny/1."""
-  from mlc_tf import export
+  from mlc_tf.serving import export
   _, workdir, result = tiny_trained
   base_dir = str(tmp_path_factory.mktemp("tiny_saved_models"))
   with open(os.path.join(workdir, "config.json")) as f:

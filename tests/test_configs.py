@@ -5,10 +5,10 @@ import importlib.util
 import os
 
 import pytest
-
-from mlc_tf import losses, models, optimizers
-
 from conftest import REPO_ROOT
+
+from mlc_tf import models
+from mlc_tf.train import losses, optimizers
 
 FLICKR14_LABELS = ["baby", "bird", "car", "clouds", "dog", "female", "flower", "male", "night", "people",
                    "portrait", "river", "sea", "tree"]

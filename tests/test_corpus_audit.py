@@ -10,12 +10,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import make_tiny_corpus
 from PIL import Image
 
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import pipeline
-
-from conftest import make_tiny_corpus
 
 COLOUR = (200, 30, 60)
 SIZE = 8  # the configured image size of these tests

@@ -2,11 +2,9 @@ import logging
 
 import pandas as pd
 import pytest
-
-from mlc_tf import training
-from mlc_tf.data import corpus, corrections
-
 from conftest import fast_config, make_tiny_corpus
+
+from mlc_tf.data import corpus, corrections, split_corpus
 
 
 def _write(path, text):
@@ -69,7 +67,7 @@ def test_training_load_applies_the_configured_file_and_reports_it(tmp_path, capl
   cfg = fast_config()
   cfg.data.corrections = _write(tmp_path / "fix.csv", f"image_id,label,action\n{with_cat},cat,remove\n")
   with caplog.at_level(logging.WARNING):
-    data = training.load_and_split(root, cfg)
+    data = split_corpus.load_and_split(root, cfg)
   frames = [data.train, data.val, data.test]
   row = next(f.loc[with_cat] for f in frames if with_cat in f.index)
   assert row["cat"] == 0
@@ -77,4 +75,4 @@ def test_training_load_applies_the_configured_file_and_reports_it(tmp_path, capl
   assert "1 label(s) added" not in caplog.text and "0 label(s) added, 1 removed" in caplog.text
   cfg.data.corrections = str(tmp_path / "missing.csv")
   with pytest.raises(corpus.CorpusError, match="does not exist"):
-    training.load_and_split(root, cfg)
+    split_corpus.load_and_split(root, cfg)

@@ -6,12 +6,11 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fast_config, make_tiny_corpus, run_cli
 from scipy.special import logit
 
-from mlc_tf import crossval, growing, suspects
-from mlc_tf.data import corrections, corpus
-
-from conftest import fast_config, make_tiny_corpus, run_cli
+from mlc_tf.data import corpus, corrections
+from mlc_tf.evaluate import crossval, growing, suspects
 
 NAMES = ["cat", "dog", "sun"]
 

@@ -12,12 +12,11 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO_ROOT, fast_config, make_tiny_corpus
 
 from mlc_tf import config as config_lib
-from mlc_tf import distribute, training
-from mlc_tf.data import pipeline
-
-from conftest import REPO_ROOT, fast_config, make_tiny_corpus
+from mlc_tf.data import pipeline, split_corpus
+from mlc_tf.train import distribute, training
 
 
 def test_default_strategy_is_one_chief_replica():
@@ -125,7 +124,7 @@ def test_two_worker_job_matches_one_worker(tmp_path):
     cfg[group][field] = value
   single = training.train(cfg, root, str(tmp_path / "single"))
   two_worker = keras.saving.load_model(os.path.join(workdir, "model.keras"), safe_mode=True)
-  test_frame = training.load_and_split(root, cfg).test
+  test_frame = split_corpus.load_and_split(root, cfg).test
   images = pipeline.make_dataset(test_frame["path"].to_numpy(), test_frame[single.label_names].to_numpy(),
                                  image_size=16, batch_size=8, training=False).map(lambda x, y: x)
   difference = np.abs(two_worker.predict(images, verbose=0)["probabilities"]
@@ -142,7 +141,7 @@ def test_two_worker_job_matches_one_worker(tmp_path):
 PREDICT_SCRIPT = textwrap.dedent("""
     import json, sys
     import keras, numpy as np, tensorflow as tf
-    from mlc_tf import distribute
+    from mlc_tf.train import distribute
     strategy = distribute.make_strategy("multi_worker")
     rows = np.arange(30, dtype=np.float32).reshape(10, 3)
     with strategy.scope():

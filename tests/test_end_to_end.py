@@ -8,10 +8,10 @@ import textwrap
 
 import numpy as np
 import pytest
-
-from mlc_tf import export, training
-
 from conftest import fast_config
+
+from mlc_tf.serving import export
+from mlc_tf.train import training
 
 SERVE_SCRIPT = textwrap.dedent("""
     import json, sys

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mlc_tf import evaluation
+from mlc_tf.evaluate import metrics
 
 
 def test_f1_optimal_thresholds_known_answer():
@@ -11,9 +11,9 @@ def test_f1_optimal_thresholds_known_answer():
   # Label 2: no positive -> default 0.5.
   y = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0]])
   p = np.array([[0.3, 0.1, 0.2], [0.4, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.7, 0.9], [0.9, 0.5, 0.1]])
-  t = evaluation.f1_optimal_thresholds(y, p)
+  t = metrics.f1_optimal_thresholds(y, p)
   np.testing.assert_allclose(t, [0.25, 0.55, 0.5], rtol=1e-6)
-  d = evaluation.decide(p, t)
+  d = metrics.decide(p, t)
   assert skm.f1_score(y[:, 0], d[:, 0]) == pytest.approx(0.8) and skm.f1_score(y[:, 1], d[:, 1]) == 1.0
 
 
@@ -21,14 +21,14 @@ def test_report_matches_sklearn():
   rng = np.random.default_rng(0)
   y = (rng.random((200, 4)) < 0.3).astype(int)
   p = np.clip(y * 0.4 + rng.random((200, 4)) * 0.6, 0, 1)
-  thresholds = evaluation.f1_optimal_thresholds(y, p)
-  result = evaluation.evaluate(y, p, thresholds, ["a", "b", "c", "d"])
-  d = evaluation.decide(p, thresholds)
+  thresholds = metrics.f1_optimal_thresholds(y, p)
+  result = metrics.evaluate(y, p, thresholds, ["a", "b", "c", "d"])
+  d = metrics.decide(p, thresholds)
   assert result["at_calibrated"]["micro"]["f1"] == skm.f1_score(y, d, average="micro")
   assert result["at_calibrated"]["macro"]["f1"] == skm.f1_score(y, d, average="macro")
   assert result["at_0.5"]["per_label"]["b"]["recall"] == skm.recall_score(y[:, 1], (p[:, 1] >= 0.5))
   assert result["at_calibrated"]["micro"]["f1"] >= result["at_0.5"]["micro"]["f1"]
-  table = evaluation.format_report(result)
+  table = metrics.format_report(result)
   assert table.count("\n| ") == (1 + 4 + 3) + (1 + 2) and "**micro**" in table and "Hamming loss" in table
 
 
@@ -42,8 +42,8 @@ def _fixed_arrays():
 
 def test_set_level_scores_match_sklearn():
   y, p = _fixed_arrays()
-  d = evaluation.decide(p, 0.5)
-  report = evaluation.classification_report(y, d, ["a", "b", "c", "d"])
+  d = metrics.decide(p, 0.5)
+  report = metrics.classification_report(y, d, ["a", "b", "c", "d"])
   assert report["samples"]["f1"] == pytest.approx(skm.f1_score(y, d, average="samples", zero_division=1.0))
   assert report["exact_match"] == pytest.approx(skm.accuracy_score(y, d))
   assert report["hamming_loss"] == pytest.approx(skm.hamming_loss(y, d))
@@ -57,7 +57,7 @@ def test_set_level_scores_match_sklearn():
 
 def test_average_precision_matches_sklearn_and_skips_labels_without_positives():
   y, p = _fixed_arrays()
-  ap = evaluation.average_precision(y, p, ["a", "b", "c", "d"])
+  ap = metrics.average_precision(y, p, ["a", "b", "c", "d"])
   assert ap["per_label"]["c"] is None  # no positive: undefined, not 0
   for k, name in enumerate("abd"):
     column = "abcd".index(name)
@@ -68,8 +68,8 @@ def test_average_precision_matches_sklearn_and_skips_labels_without_positives():
 
 def test_scalar_metrics_flattens_every_number():
   y, p = _fixed_arrays()
-  result = evaluation.evaluate(y, p, evaluation.f1_optimal_thresholds(y, p), ["a", "b", "c", "d"])
-  flat = evaluation.scalar_metrics(result)
+  result = metrics.evaluate(y, p, metrics.f1_optimal_thresholds(y, p), ["a", "b", "c", "d"])
+  flat = metrics.scalar_metrics(result)
   assert flat["at_calibrated/micro/f1"] == result["at_calibrated"]["micro"]["f1"]
   assert flat["at_0.5/per_label/b/support"] == 2.0
   assert flat["average_precision/map"] == result["average_precision"]["map"]
@@ -84,11 +84,11 @@ def test_bootstrap_interval_brackets_the_score_and_narrows_with_more_images():
     y_pred = np.where(rng.random((n, 4)) < 0.8, y_true, 1 - y_true)  # 80 % of decisions right
     return y_true, y_pred
   small, large = draw(100), draw(2000)
-  narrow = evaluation.bootstrap_f1_interval(*large, samples=200)
-  wide = evaluation.bootstrap_f1_interval(*small, samples=200)
-  micro, macro = evaluation.micro_macro_f1(*large)
+  narrow = metrics.bootstrap_f1_interval(*large, samples=200)
+  wide = metrics.bootstrap_f1_interval(*small, samples=200)
+  micro, macro = metrics.micro_macro_f1(*large)
   assert narrow["micro_f1"][0] < micro < narrow["micro_f1"][1]
   assert narrow["macro_f1"][0] < macro < narrow["macro_f1"][1]
   assert np.diff(wide["micro_f1"]) > 2 * np.diff(narrow["micro_f1"])  # ~ 1/sqrt(n): 4.5x expected
-  assert evaluation.bootstrap_f1_interval(*small, samples=50, seed=3) == evaluation.bootstrap_f1_interval(
+  assert metrics.bootstrap_f1_interval(*small, samples=50, seed=3) == metrics.bootstrap_f1_interval(
       *small, samples=50, seed=3)

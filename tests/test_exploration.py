@@ -3,12 +3,11 @@ import os
 
 import numpy as np
 import pytest
+from conftest import make_tiny_corpus, run_cli
 from PIL import Image
 
-from mlc_tf import exploration
 from mlc_tf.data import corpus
-
-from conftest import make_tiny_corpus, run_cli
+from mlc_tf.evaluate import exploration
 
 
 def test_explore_counts_match_the_truth_written(tmp_path):

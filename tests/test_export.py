@@ -3,21 +3,20 @@
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
 
+import image_bytes
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from conftest import REPO_ROOT, fast_config, run_cli
 from PIL import Image
 
-import image_bytes
-from conftest import REPO_ROOT, fast_config, run_cli
-from mlc_tf import export, training
-from mlc_tf.serving import signatures
+from mlc_tf.serving import export, signatures
+from mlc_tf.train import training
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 VALID_FILES = ("color.jpg", "gray.jpg", "rgba.png", "animated.gif", "picture.bmp", "deep16.png")

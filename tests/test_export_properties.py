@@ -8,6 +8,7 @@ and the real images in the same batch keep the answers they get alone.
 import dataclasses
 import os
 
+import image_bytes
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,9 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import image_bytes
-from mlc_tf import export
-from mlc_tf.serving import signatures
+from mlc_tf.serving import export, signatures
 
 HUGE_SIDE = 8000  # 8000 x 8000 = 64 M pixels, over export.MAX_IMAGE_PIXELS
 assert HUGE_SIDE**2 > export.MAX_IMAGE_PIXELS

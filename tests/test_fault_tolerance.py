@@ -9,12 +9,10 @@ import time
 import keras
 import numpy as np
 import pandas as pd
-import pytest
-
-from mlc_tf import callbacks
-
 from conftest import make_tiny_corpus
 from test_distribute import cli_command, cli_env
+
+from mlc_tf.train import callbacks
 
 EPOCHS, STEPS, EVERY = 3, 40, 2
 

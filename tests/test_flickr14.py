@@ -1,6 +1,5 @@
 """Smoke test on a handful of real flickr14 images (skipped where ../shared is absent; fails under CI)."""
 
-import os
 
 import numpy as np
 

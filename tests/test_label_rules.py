@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlc_tf import label_rules
+from mlc_tf.data import label_rules
+from mlc_tf.models import layers
 
 LABELS = ["baby", "female", "male", "people", "sea"]
 
@@ -29,7 +30,7 @@ def test_implications_close_transitively_and_fix_targets():
 def test_layer_matches_numpy_and_survives_saving(tmp_path):
   rules = label_rules.parse_implications(["baby=>people", "male=>people", "female=>people"])
   inputs = keras.Input((len(LABELS),), dtype="int32")
-  layer = label_rules.LabelImplications(LABELS, rules, name="label_rules")
+  layer = layers.LabelImplications(LABELS, rules, name="label_rules")
   model = keras.Model(inputs, layer(inputs))
   decisions = np.random.default_rng(0).integers(0, 2, size=(64, len(LABELS))).astype(np.int32)
   expected = label_rules.apply_implications(decisions, LABELS, rules)

@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mlc_tf import losses
+from mlc_tf.train import losses
 
 Y_TRUE = np.array([[1.0, 0.0]], np.float32)
 Y_PRED = np.array([[0.8, 0.3]], np.float32)

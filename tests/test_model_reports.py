@@ -7,10 +7,13 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-
-from mlc_tf import evaluation, export, prediction, reports, training
-
 from conftest import fast_config, make_tiny_corpus, run_cli
+
+from mlc_tf.data import split_corpus
+from mlc_tf.evaluate import metrics, reports
+from mlc_tf.models import inference
+from mlc_tf.serving import export, prediction
+from mlc_tf.train import training
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +28,9 @@ def trained(tmp_path_factory):
 def test_write_evaluation_report_and_figures(trained, tmp_path):
   root, workdir, result = trained
   cfg = fast_config(epochs=1)
-  data = training.load_and_split(root, cfg)
-  model = reports.load_inference_model(workdir)
-  layer = reports.decision_layer(model)
+  data = split_corpus.load_and_split(root, cfg)
+  model = inference.load(workdir)
+  layer = inference.decision_layer(model)
   probs = reports.predict_probabilities(model, data.test, layer.label_names, cfg)
   report, written = reports.write_evaluation(str(tmp_path), data.test, probs, layer.thresholds.numpy(),
                                              layer.label_names, history_csv=os.path.join(workdir, "history.csv"))
@@ -48,7 +51,7 @@ def test_write_evaluation_report_and_figures(trained, tmp_path):
 
 def test_split_frame_all_is_the_whole_corpus(trained):
   root, _, _ = trained
-  data = training.load_and_split(root, fast_config())
+  data = split_corpus.load_and_split(root, fast_config())
   assert list(reports.split_frame(data, "all").index) == list(range(1, 41))
   with pytest.raises(ValueError, match="unknown split"):
     reports.split_frame(data, "holdout")
@@ -111,7 +114,7 @@ def test_predict_to_csv_streams_and_skips_unreadable_files(trained, image_folder
   probs = np.array([[float(r[f"prob_{n}"]) for n in result.label_names] for r in rows])
   np.testing.assert_allclose(probs, _expected(result, good), atol=1e-5)
   decisions = np.array([[int(r[n]) for n in result.label_names] for r in rows])
-  np.testing.assert_array_equal(decisions, evaluation.decide(probs, result.thresholds))
+  np.testing.assert_array_equal(decisions, metrics.decide(probs, result.thresholds))
 
 
 def test_mlc_predict_on_a_glob(trained, image_folder, tmp_path):

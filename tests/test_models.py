@@ -1,12 +1,12 @@
 """Every registered model builds, ends in one sigmoid per label, and survives a safe-mode save/load."""
 
 import keras
-import ml_collections
 import numpy as np
 import pytest
 
 from mlc_tf import config as config_lib
 from mlc_tf import models
+from mlc_tf.models import inference
 
 
 def _cfg(name, **fields):
@@ -99,7 +99,7 @@ def test_two_networks_give_one_output_in_label_order(tmp_path):
 
 def test_flip_average_is_the_mean_over_the_mirror_image_and_reloads(tmp_path):
   model = models.build(_cfg("simple_cnn", depth=2), 3, 16)
-  averaged = models.with_flip_average(model)
+  averaged = inference.with_flip_average(model)
   images = np.random.default_rng(2).uniform(0, 255, size=(4, 16, 16, 3)).astype(np.float32)
   expected = (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1], verbose=0)) / 2
   probs = averaged.predict(images, verbose=0)

@@ -1,10 +1,9 @@
 import keras
-import ml_collections
 import numpy as np
 import pytest
 
 from mlc_tf import config as config_lib
-from mlc_tf import optimizers
+from mlc_tf.train import optimizers
 
 
 def _cfg(**fields):

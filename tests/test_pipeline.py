@@ -1,5 +1,4 @@
 import io
-import os
 
 import ml_collections
 import numpy as np

@@ -3,11 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_tiny_corpus
 from PIL import Image
 
-from mlc_tf import plots
-
-from conftest import make_tiny_corpus
+from mlc_tf.evaluate import plots
 
 
 def assert_png(path, min_width=300):

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO_ROOT
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from conftest import REPO_ROOT
 from mlc_tf.serving import client, models_config, signatures
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

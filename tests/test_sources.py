@@ -4,13 +4,12 @@ import os
 
 import numpy as np
 import pytest
+from conftest import fast_config
 
 from mlc_tf import config as config_lib
-from mlc_tf import training
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import pipeline, sources
-
-from conftest import fast_config
+from mlc_tf.data import pipeline, sources, split_corpus
+from mlc_tf.train import training
 
 
 def _data(**overrides):
@@ -123,7 +122,7 @@ def test_training_reads_config_data_source(tiny_corpus):
   _write(os.path.join(root, "labels.csv"), "\n".join(lines))
   cfg = fast_config(epochs=1)
   cfg.data.source = f"csv:{os.path.join(root, 'labels.csv')}"
-  data = training.load_and_split(None, cfg)
+  data = split_corpus.load_and_split(None, cfg)
   assert data.source.spec == cfg.data.source and data.label_names == ["cat", "dog", "sun"]
   parts = [set(part.index) for part in (data.train, data.val, data.test)]
   assert set.union(*parts) == {f"images/im{i}.jpg" for i in truth} and sum(map(len, parts)) == len(truth)

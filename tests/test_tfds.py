@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from conftest import fast_config, make_tiny_corpus
 from PIL import Image
 
 from mlc_tf import config as config_lib
-from mlc_tf import training
-from mlc_tf.data import builtin, pipeline, sources
+from mlc_tf.data import builtin, pipeline, sources, split_corpus
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import tfds as mlc_tfds
 from mlc_tf.data.tfds import source as tfds_source
-
-from conftest import fast_config, make_tiny_corpus
+from mlc_tf.train import training
 
 LABELS = ["cat", "dog", "sun"]
 
@@ -176,8 +175,8 @@ def test_training_loads_tfds_records(corpus, tfds_dir):
   cfg.data.source = "tfds:mlc_corpus"
   cfg.data.tfds_data_dir = str(tfds_dir)
   cfg.data.tfds_manual_dir = corpus
-  data = training.load_and_split(None, cfg)
-  folder = training.load_and_split(corpus, cfg)
+  data = split_corpus.load_and_split(None, cfg)
+  folder = split_corpus.load_and_split(corpus, cfg)
   for part, folder_part in ((data.train, folder.train), (data.val, folder.val), (data.test, folder.test)):
     assert sorted(part.index) == sorted(folder_part.index)
   batches = list(training._dataset(data.val, data.label_names, cfg, training=False, source=data.source))

@@ -6,10 +6,12 @@ import os
 import keras
 import numpy as np
 import pytest
-
-from mlc_tf import reports, training
-
 from conftest import fast_config, make_tiny_corpus
+
+from mlc_tf.data import split_corpus
+from mlc_tf.evaluate import reports
+from mlc_tf.models import inference
+from mlc_tf.train import training
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +51,13 @@ def test_exported_decisions_obey_the_label_rules(trained):
 
 def test_evaluation_decides_like_the_model_label_rules_included(trained, tmp_path):
   cfg, workdir, result, root = trained
-  model = reports.load_inference_model(workdir)
-  assert reports.model_implications(model) == [("dog", "sun")]
-  data = training.load_and_split(root, cfg)
-  layer = reports.decision_layer(model)
+  model = inference.load(workdir)
+  assert inference.implications(model) == [("dog", "sun")]
+  data = split_corpus.load_and_split(root, cfg)
+  layer = inference.decision_layer(model)
   probs = reports.predict_probabilities(model, data.test, layer.label_names, cfg)
   report, _ = reports.write_evaluation(str(tmp_path), data.test, probs, layer.thresholds.numpy(), layer.label_names,
-                                       implications=reports.model_implications(model))
+                                       implications=inference.implications(model))
   assert report["at_calibrated"]["per_label"] == result.report["at_calibrated"]["per_label"]  # rules applied
 
 
@@ -64,7 +66,7 @@ def test_label_rules_fix_training_targets_but_not_the_test_split(tmp_path):
   make_tiny_corpus(root, num_images=40)
   cfg = fast_config()
   cfg.rules.implications = ("dog=>sun",)
-  data = training.load_and_split(root, cfg)
+  data = split_corpus.load_and_split(root, cfg)
   for part in (data.train, data.val):
     assert (part["sun"] >= part["dog"]).all()
   assert ((data.test["dog"] == 1) & (data.test["sun"] == 0)).any() or len(data.test) < 5

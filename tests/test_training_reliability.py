@@ -11,11 +11,12 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fast_config, make_tiny_corpus
 from tensorflow.python.framework import config as tf_config
 
-from mlc_tf import callbacks, losses, models, optimizers, training
-
-from conftest import fast_config, make_tiny_corpus
+from mlc_tf import models
+from mlc_tf.models import inference
+from mlc_tf.train import callbacks, losses, optimizers, training
 
 
 def _digest(path: str) -> str:
@@ -146,7 +147,7 @@ def test_every_model_saves_without_lambda_and_loads_in_safe_mode(name, tmp_path)
   rng = np.random.default_rng(0)
   images = rng.uniform(0, 255, (4, cfg.data.image_size, cfg.data.image_size, 3)).astype(np.float32)
   model.fit(images, (rng.random((4, len(labels))) < 0.5).astype(np.float32), epochs=1, verbose=0)  # builds its state
-  wrapped = training.inference_model(model, labels, np.array([0.3, 0.5, 0.7], np.float32))
+  wrapped = inference.build(model, labels, np.array([0.3, 0.5, 0.7], np.float32))
   for saved in (model, wrapped):
     path = str(tmp_path / f"{saved.name}.keras")
     saved.save(path)

@@ -26,8 +26,9 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from mlc_tf import export, reports
 from mlc_tf.data import builtin, corpus, pipeline
+from mlc_tf.models import inference
+from mlc_tf.serving import export
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Training workdir holding model.keras.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus to take images from. Default: the built-in demo corpus.")
@@ -51,7 +52,7 @@ def timed_calls(fn, calls: int, warmup: int = 5) -> np.ndarray:
 def main(argv):
   del argv
   print(f"CPU cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}")
-  model = reports.load_inference_model(_WORKDIR.value)
+  model = inference.load(_WORKDIR.value)
   data_dir = _DATA_DIR.value or builtin.ensure_demo_corpus()
   frame, _ = corpus.load_corpus(data_dir)
   paths = frame[corpus.PATH_COLUMN].tolist()[:_BATCH_SIZE.value]
@@ -85,7 +86,7 @@ def main(argv):
     }
 
   reference, on_batch = "keras.Model.predict (decoded)", "keras.Model.predict_on_batch (decoded)"
-  print(f"\nmodel: {model.name}, input {image_size}x{image_size}, {len(reports.decision_layer(model).label_names)} "
+  print(f"\nmodel: {model.name}, input {image_size}x{image_size}, {len(inference.decision_layer(model).label_names)} "
         f"labels; images from {data_dir}")
   print(f"\nlatency, one JPEG ({_LATENCY_CALLS.value} calls)          p50 ms   p99 ms   speed-up at p50 vs "
         "predict / predict_on_batch")

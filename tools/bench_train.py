@@ -26,17 +26,17 @@ import os
 import sys
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mlc_tf import distribute, losses, models, optimizers  # noqa: E402
-from mlc_tf.data import corpus as corpus_lib  # noqa: E402
+from mlc_tf import models  # noqa: E402
 from mlc_tf.cli import common  # noqa: E402
+from mlc_tf.data import corpus as corpus_lib  # noqa: E402
 from mlc_tf.data import pipeline  # noqa: E402
+from mlc_tf.train import distribute, losses, optimizers
 from tools import timing  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("flickr14.py"), "Training config.")

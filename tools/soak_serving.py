@@ -14,7 +14,6 @@ answer or growth above --max_growth_mb.
 
 from __future__ import annotations
 
-import os
 import struct
 import threading
 import time

@@ -10,8 +10,8 @@ import contextlib
 import os
 from typing import Callable, Iterator
 
-from absl import app, flags, logging
 import ml_collections
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 import mlc_tf

@@ -19,8 +19,10 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from mlc_tf import config as config_lib
-from mlc_tf import evaluation, reports, training
 from mlc_tf.cli import common
+from mlc_tf.data import split_corpus
+from mlc_tf.evaluate import metrics, reports
+from mlc_tf.models import inference
 
 _MODEL = flags.DEFINE_string("model", os.path.join("workdirs", "demo"),
                              "A trained model: model.keras, or the training workdir that holds it.")
@@ -44,18 +46,18 @@ def main(argv):
     cfg = config_lib.load_run_config(saved)
   data_dir = common.data_dir(_DATA_DIR.value, cfg.data.source)
   with common.exit_on_error("mlc-evaluate", FileNotFoundError, ValueError):  # CorpusError is a ValueError
-    model = reports.load_inference_model(_MODEL.value)
-    decisions = reports.decision_layer(model)
+    model = inference.load(_MODEL.value)
+    decisions = inference.decision_layer(model)
     cfg.data.labels = decisions.label_names  # the model's label columns, in its order
-    data = training.load_and_split(data_dir, cfg)
+    data = split_corpus.load_and_split(data_dir, cfg)
   frame = reports.split_frame(data, _SPLIT.value)
   probs = reports.predict_probabilities(model, frame, decisions.label_names, cfg, data.source)
   output_dir = _OUTPUT_DIR.value or os.path.join(model_dir, f"evaluation_{_SPLIT.value}")
   result, written = reports.write_evaluation(
       output_dir, frame, probs, decisions.thresholds.numpy(), decisions.label_names, _SPLIT.value,
       history_csv=os.path.join(model_dir, "history.csv"), seed=cfg.seed, source=data.source,
-      implications=reports.model_implications(model))
-  print(evaluation.format_report(result, _SPLIT.value))
+      implications=inference.implications(model))
+  print(metrics.format_report(result, _SPLIT.value))
   print()
   for path in written:
     print(f"wrote {path}")

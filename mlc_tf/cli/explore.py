@@ -14,9 +14,10 @@ import os
 
 from absl import flags, logging
 
-from mlc_tf import config, exploration
+from mlc_tf import config
 from mlc_tf.cli import common
 from mlc_tf.data import corpus, corrections, sources
+from mlc_tf.evaluate import exploration
 
 _DATA_DIR = common.define_data_dir_flag("Corpus directory (images/ + annotations/) or source spec "
                                         "(folder:, csv:, tfds:). Default: the built-in demo corpus.")

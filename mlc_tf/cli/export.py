@@ -14,8 +14,9 @@ import os
 
 from absl import flags, logging
 
-from mlc_tf import export, reports
 from mlc_tf.cli import common
+from mlc_tf.models import inference
+from mlc_tf.serving import export
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir (holds model.keras and config.json).",
                                required=True)
@@ -35,7 +36,7 @@ def main(argv):
   export_config = json.loads(config_json).get("export", {})
   name = _NAME.value or export_config.get("name") or os.path.basename(os.path.normpath(_WORKDIR.value))
   base_dir = _BASE_DIR.value or export_config.get("base_dir") or "saved_models"
-  path = export.export_saved_model(reports.load_inference_model(model_path), base_dir=base_dir, name=name,
+  path = export.export_saved_model(inference.load(model_path), base_dir=base_dir, name=name,
                                    config_json=config_json, max_image_pixels=_MAX_IMAGE_PIXELS.value)
   print(f"exported: {path}")
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from absl import flags, logging
 
-from mlc_tf import prediction
 from mlc_tf.cli import common
+from mlc_tf.serving import prediction
 
 _MODEL = flags.DEFINE_string("model", None, "model.keras, a training workdir, or a SavedModel (version) dir.",
                              required=True)

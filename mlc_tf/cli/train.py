@@ -12,9 +12,11 @@ import os
 
 from absl import app, flags, logging
 
-from mlc_tf import callbacks, evaluation, export, training
 from mlc_tf.cli import common
 from mlc_tf.data import corpus
+from mlc_tf.evaluate import metrics
+from mlc_tf.serving import export
+from mlc_tf.train import callbacks, training
 
 _TRAINING = common.TrainingFlags(
     workdir_help="Where logs, the .keras model and reports go. ",
@@ -32,7 +34,7 @@ def main(argv):
     result = training.train(cfg, data_dir, workdir)
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return
-  print(evaluation.format_report(result.report))
+  print(metrics.format_report(result.report))
   print(f"\nreport: {os.path.join(workdir, 'report.json')}")
   if _EXPORT.value:
     path = export.export_saved_model(result.inference_model, label_names=result.label_names,

@@ -1,7 +1,7 @@
 """The tf.data input pipeline: read -> decode_and_resize -> cache -> balance -> shuffle -> batch -> augment -> prefetch.
 
 ``decode_and_resize`` is the one place where encoded bytes become a model
-input; the export graph (``mlc_tf.export``) calls the same function, so a
+input; the export graph (``mlc_tf.serving.export``) calls the same function, so a
 served model sees exactly what training saw. Images are float32 in [0, 255]
 (the models rescale them first), which is also the value range Keras'
 preprocessing layers expect.

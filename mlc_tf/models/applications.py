@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import ml_collections
 
-from mlc_tf.models import register
 from mlc_tf.models.cnn import sigmoid_head
+from mlc_tf.models.registry import register
 
 # Families whose Keras models take [0, 255] pixels and normalise inside the graph,
 # like every mlc_tf model (others need a preprocess_input function outside it).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import ml_collections
 
-from mlc_tf.models import register
+from mlc_tf.models.registry import register
 
 
 def image_input(image_size: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:

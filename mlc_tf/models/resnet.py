@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import ml_collections
 
-from mlc_tf.models import register
 from mlc_tf.models.cnn import image_input, sigmoid_head
+from mlc_tf.models.registry import register
 
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = True):

@@ -13,25 +13,8 @@ from typing import Sequence
 import keras
 import ml_collections
 import numpy as np
-from keras import ops
 
-
-@keras.saving.register_keras_serializable(package="mlc_tf")
-class TakeColumns(keras.layers.Layer):
-  """[B, N] -> [B, len(indices)]: the columns ``indices`` of the input, in that order."""
-
-  def __init__(self, indices: Sequence[int], **kwargs):
-    super().__init__(**kwargs)
-    self.indices = [int(i) for i in indices]
-
-  def call(self, x):
-    return ops.take(x, ops.convert_to_tensor(self.indices, dtype="int32"), axis=-1)
-
-  def compute_output_shape(self, input_shape):
-    return (*input_shape[:-1], len(self.indices))
-
-  def get_config(self):
-    return {**super().get_config(), "indices": self.indices}
+from mlc_tf.models.layers import TakeColumns
 
 
 def two_network(build_one, cfg: ml_collections.ConfigDict, label_names: Sequence[str],

@@ -1,1 +1,4 @@
-"""Talking to TF Serving: a REST/gRPC client and the models.config writer (needs the `serving` extra)."""
+"""Shipping a trained model: SavedModel export, batch prediction, TF Serving clients and models.config.
+
+export and prediction need TensorFlow only; client and models_config need the `serving` extra.
+"""

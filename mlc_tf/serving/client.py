@@ -1,4 +1,4 @@
-"""Client for a model exported by ``mlc_tf.export`` and served by TF Serving.
+"""Client for a model exported by ``mlc_tf.serving.export`` and served by TF Serving.
 
 REST: ``POST <server>/v1/models/<name>[/versions/<v>]:predict`` with
 ``{"instances": [{"b64": ...}, ...]}`` (TF Serving decodes each ``b64`` into

@@ -3,7 +3,7 @@
 An implication ``a=>b`` says that every image with label ``a`` also has
 label ``b``. Rules close transitively (``a=>b`` and ``b=>c`` give ``a=>c``).
 They are applied to training targets (fixing annotations that break them)
-and to predictions: the ``LabelImplications`` layer sits in the inference
+and to predictions: the ``LabelImplications`` layer (``mlc_tf.models.layers``) sits in the inference
 model after the thresholds, so the exported model's decisions obey the rules
 without anything from mlc_tf at serving time. Probabilities stay the
 network's own.
@@ -16,10 +16,8 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
-import keras
 import numpy as np
 import pandas as pd
-from keras import ops
 
 from mlc_tf.data import corpus as corpus_lib
 
@@ -82,29 +80,3 @@ def merge_labels(frame: pd.DataFrame, merges: Mapping[str, Sequence[str]]) -> pd
     frame[merged] = column
     labels = (labels - set(sources)) | {merged}
   return frame[sorted(labels) + [corpus_lib.PATH_COLUMN]]
-
-
-@keras.saving.register_keras_serializable(package="mlc_tf")
-class LabelImplications(keras.layers.Layer):
-  """0/1 int32 decisions [B, L] -> the same with every implied label switched on.
-
-  One matrix product with the closed implication matrix (a constant of the
-  graph, rebuilt from the rules in the config), clipped to 1.
-  """
-
-  def __init__(self, label_names, implications, **kwargs):
-    super().__init__(**kwargs)
-    self.label_names = list(label_names)
-    self.implications = [tuple(pair) for pair in implications]
-    self._matrix = implication_matrix(self.label_names, self.implications)
-
-  def call(self, decisions):
-    implied = ops.matmul(ops.cast(decisions, "float32"), ops.convert_to_tensor(self._matrix))
-    return ops.cast(ops.minimum(implied, 1.0), decisions.dtype)
-
-  def compute_output_spec(self, decisions):
-    return keras.KerasTensor(decisions.shape, dtype=decisions.dtype)
-
-  def get_config(self):
-    return {**super().get_config(), "label_names": self.label_names,
-            "implications": [list(pair) for pair in self.implications]}

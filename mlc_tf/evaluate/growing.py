@@ -22,7 +22,10 @@ import time
 import keras
 import ml_collections
 
-from mlc_tf import evaluation, models, training
+from mlc_tf import models
+from mlc_tf.data import split_corpus
+from mlc_tf.evaluate import metrics
+from mlc_tf.train import training
 
 
 @dataclasses.dataclass
@@ -73,7 +76,7 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
     raise ValueError(f"need 1 <= start_depth ({start_depth}) <= max_depth ({max_depth})")
   if patience < 1:
     raise ValueError(f"patience must be at least 1, got {patience}")
-  data = training.load_and_split(data_dir, cfg)
+  data = split_corpus.load_and_split(data_dir, cfg)
   names = data.label_names
   y_val = data.val[names].to_numpy()
   steps, best, misses, reason = [], None, 0, f"reached max_depth {max_depth}"
@@ -91,8 +94,8 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
     start = time.perf_counter()
     result = training.train_on(step_cfg, data, os.path.join(workdir, f"depth_{depth}"), verbose=verbose)
     seconds = time.perf_counter() - start
-    val_micro, val_macro = evaluation.micro_macro_f1(
-        y_val, evaluation.decide(training.predict(result.model, data.val, names, step_cfg, data.source),
+    val_micro, val_macro = metrics.micro_macro_f1(
+        y_val, metrics.decide(training.predict(result.model, data.val, names, step_cfg, data.source),
                                  result.thresholds))
     test = result.report["at_calibrated"]
     step = Step(depth, parameters, val_micro, val_macro, test["micro"]["f1"], test["macro"]["f1"],

@@ -9,39 +9,16 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from mlc_tf import evaluation, label_rules, layers, plots, training
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import sources
+from mlc_tf.data import label_rules, sources, split_corpus
+from mlc_tf.evaluate import metrics, plots
+from mlc_tf.train import training
 
 SPLITS = ("train", "val", "test", "all")
 GRID_SIZE = 18  # images per sample grid: three rows of six
 
 
-def load_inference_model(path: str) -> keras.Model:
-  """The model ``training`` saved: a ``.keras`` file, or the workdir that holds ``model.keras``."""
-  if os.path.isdir(path):
-    path = os.path.join(path, "model.keras")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no trained model at {path} (expected a .keras file or a workdir with model.keras)")
-  return keras.saving.load_model(path, safe_mode=True)
-
-
-def decision_layer(model: keras.Model) -> layers.DecisionThresholds:
-  """The layer that holds the label names and calibrated thresholds of an inference model."""
-  found = [layer for layer in model.layers if isinstance(layer, layers.DecisionThresholds)]
-  if len(found) != 1:
-    raise ValueError(f"model {model.name} has {len(found)} DecisionThresholds layers, expected 1: "
-                     "is it the inference model that training saves as model.keras?")
-  return found[0]
-
-
-def model_implications(model: keras.Model) -> list[tuple[str, str]]:
-  """The label rules an inference model applies to its decisions (none when it has no rules layer)."""
-  return [pair for layer in model.layers if isinstance(layer, label_rules.LabelImplications)
-          for pair in layer.implications]
-
-
-def split_frame(data: training.Corpus, split: str) -> pd.DataFrame:
+def split_frame(data: split_corpus.SplitCorpus, split: str) -> pd.DataFrame:
   """One part of a split corpus by name, or all of it (in image id order) for ``"all"``."""
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
@@ -94,16 +71,16 @@ def write_evaluation(output_dir: str, frame: pd.DataFrame, probs: np.ndarray, th
   frame's paths, else from ``source``.
 
   Returns:
-    (the evaluation.evaluate report, the paths written).
+    (the metrics.evaluate report, the paths written).
   """
   os.makedirs(output_dir, exist_ok=True)
   y_true = frame[label_names].to_numpy().astype(np.int32)
   def rules(decisions: np.ndarray) -> np.ndarray:
     return label_rules.apply_implications(decisions, label_names, implications)
 
-  y_pred = rules(evaluation.decide(probs, thresholds))
-  result = evaluation.evaluate(y_true, probs, thresholds, label_names, decision_rules=rules)
-  result["at_calibrated"]["interval_95"] = evaluation.bootstrap_f1_interval(y_true, y_pred, seed=seed)
+  y_pred = rules(metrics.decide(probs, thresholds))
+  result = metrics.evaluate(y_true, probs, thresholds, label_names, decision_rules=rules)
+  result["at_calibrated"]["interval_95"] = metrics.bootstrap_f1_interval(y_true, y_pred, seed=seed)
   ids = frame.index.to_numpy()
 
   def join(name: str) -> str:
@@ -141,8 +118,8 @@ def write_evaluation(output_dir: str, frame: pd.DataFrame, probs: np.ndarray, th
         join("no_label.png"),
         f"Images with no label: random {len(shown)} of {len(empty)} (+ marks what the model predicts anyway)"))
 
-  evaluation.write_json(result, join("report.json"))
+  metrics.write_json(result, join("report.json"))
   figures = "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in written)
   with open(join("report.md"), "w") as f:
-    f.write(f"# Evaluation, {split} split\n\n{evaluation.format_report(result, split)}\n\n{figures}\n")
+    f.write(f"# Evaluation, {split} split\n\n{metrics.format_report(result, split)}\n\n{figures}\n")
   return result, [join("report.md"), join("report.json")] + written

@@ -21,8 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mlc_tf import reports
 from mlc_tf.data import pipeline
+from mlc_tf.models import inference
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
@@ -52,7 +52,7 @@ class KerasPredictor:
 
   def __init__(self, model: keras.Model):
     self.model = model
-    layer = reports.decision_layer(model)
+    layer = inference.decision_layer(model)
     self.label_names = list(layer.label_names)
     self.image_size = int(model.inputs[0].shape[1])
 
@@ -120,7 +120,7 @@ def load_predictor(path: str) -> KerasPredictor | SavedModelPredictor:
                 if name.isdigit() and os.path.isfile(os.path.join(path, name, "saved_model.pb"))]
     if versions:
       return SavedModelPredictor(os.path.join(path, max(versions, key=int)))
-  return KerasPredictor(reports.load_inference_model(path))
+  return KerasPredictor(inference.load(path))
 
 
 @dataclasses.dataclass

@@ -13,24 +13,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from mlc_tf import callbacks as callbacks_lib
-from mlc_tf import distribute, evaluation, label_rules, layers, losses, models, optimizers
-from mlc_tf.data import balance
+from mlc_tf import models
+from mlc_tf.data import balance, label_rules, pipeline, sources, split_corpus
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import corrections
-from mlc_tf.data import pipeline, sources
-
-
-@dataclasses.dataclass
-class Corpus:
-  """A loaded corpus split into parts: frames share the label frame's columns."""
-
-  label_names: list[str]
-  train: pd.DataFrame
-  val: pd.DataFrame
-  test: pd.DataFrame
-  audit: corpus_lib.CorpusAudit
-  source: sources.Source | None = None  # where the frames' images are; None: their `path` column
+from mlc_tf.evaluate import metrics
+from mlc_tf.models import inference
+from mlc_tf.train import callbacks as callbacks_lib
+from mlc_tf.train import distribute, losses, optimizers
 
 
 @dataclasses.dataclass
@@ -40,58 +29,8 @@ class TrainResult:
   inference_model: keras.Model  # {"probabilities", "decisions"}, thresholds inside
   thresholds: np.ndarray
   history: dict
-  report: dict                  # evaluation.evaluate on the test split
+  report: dict                  # metrics.evaluate on the test split
   is_chief: bool = True         # False on the other workers of a multi-worker job: they write nothing
-
-
-def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> Corpus:
-  """Opens the corpus and splits it as ``cfg.data`` says.
-
-  ``data_dir`` is a corpus directory or a source spec (``folder:``, ``csv:``,
-  ``tfds:``, see ``mlc_tf.data.sources``); ``None`` reads ``cfg.data.source``.
-  """
-  source = sources.open_source(data_dir or cfg.data.source, cfg.data)
-  source.frame = corrections.apply_file(source.frame, cfg.data.corrections)  # before the split, which reads it
-  frame, audit = source.frame, source.audit
-  logging.info("corpus %s: %d image files, %d kept, %d skipped as undecodable", source.spec, audit.num_images,
-               audit.num_samples, len(audit.undecodable_images))
-  for line in audit.warnings():
-    logging.warning("corpus %s: %s", source.spec, line)
-  if cfg.rules.merges:
-    source.frame = label_rules.merge_labels(source.frame, cfg.rules.merges.to_dict())
-  frame = source.frame
-  label_names = corpus_lib.label_columns(frame)
-  train, val, test = source.split(cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
-  train, val, test = frame.iloc[train], frame.iloc[val], frame.iloc[test]
-  implications = label_rules.parse_implications(cfg.rules.implications)
-  if implications and cfg.rules.to_targets:  # the test split keeps its annotations: it is the judge
-    train, val = (_with_implied_labels(part, label_names, implications) for part in (train, val))
-  return Corpus(label_names, train, val, test, audit, source)
-
-
-def _with_implied_labels(frame: pd.DataFrame, label_names: list[str], implications) -> pd.DataFrame:
-  fixed = label_rules.apply_implications(frame[label_names].to_numpy(), label_names, implications)
-  changed = int((fixed != frame[label_names].to_numpy()).sum())
-  if changed:
-    logging.info("label rules set %d implied label(s) on %d images", changed, len(frame))
-  frame = frame.copy()
-  frame[label_names] = fixed
-  return frame
-
-
-def inference_model(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
-                    implications=()) -> keras.Model:
-  """Wraps a trained model so it also outputs 0/1 decisions at the calibrated thresholds.
-
-  With ``implications`` (``label_rules.parse_implications``), the decisions
-  also obey those rules.
-  """
-  probabilities = model.outputs[0]
-  decisions = layers.DecisionThresholds(label_names, thresholds, name="decisions")(probabilities)
-  if implications:
-    decisions = label_rules.LabelImplications(label_names, implications, name="label_rules")(decisions)
-  return keras.Model(model.inputs, {"probabilities": probabilities, "decisions": decisions},
-                     name=f"{model.name}_inference")
 
 
 def _dataset(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.ConfigDict, training: bool,
@@ -161,7 +100,7 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) ->
   strategy = distribute.make_strategy(cfg.strategy)  # first: a multi-worker job sets up collectives at start
   chief = distribute.is_chief(strategy)
   try:
-    data = load_and_split(data_dir, cfg)
+    data = split_corpus.load_and_split(data_dir, cfg)
   except corpus_lib.CorpusError as error:  # the audit says what to fix
     if chief and error.audit is not None:
       _write_audit(error.audit, workdir)
@@ -184,7 +123,7 @@ def _write_audit(audit: corpus_lib.CorpusAudit, workdir: str) -> None:
   audit.write_json(os.path.join(workdir, "data_audit.json"))
 
 
-def train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbose: int = 2,
+def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str, verbose: int = 2,
              strategy: tf.distribute.Strategy | None = None) -> TrainResult:
   """``train`` on an already loaded and split corpus (e.g. one cross-validation fold).
 
@@ -195,7 +134,7 @@ def train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbose
     return _train_on(cfg, data, workdir, verbose, strategy)
 
 
-def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbose: int,
+def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str, verbose: int,
               strategy: tf.distribute.Strategy) -> TrainResult:
   chief = distribute.is_chief(strategy)
   keras.utils.set_random_seed(cfg.seed)
@@ -272,23 +211,23 @@ def _train_on(cfg: ml_collections.ConfigDict, data: Corpus, workdir: str, verbos
     model.set_weights(trained.get_weights())
 
   if cfg.model.flip_average:
-    model = models.with_flip_average(model)
+    model = inference.with_flip_average(model)
   # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
-  thresholds = evaluation.f1_optimal_thresholds(data.val[names].to_numpy(),
+  thresholds = metrics.f1_optimal_thresholds(data.val[names].to_numpy(),
                                                 predict(model, data.val, names, cfg, data.source))
   implications = label_rules.parse_implications(cfg.rules.implications) if cfg.rules.to_predictions else []
-  report = evaluation.evaluate(
+  report = metrics.evaluate(
       data.test[names].to_numpy(), predict(model, data.test, names, cfg, data.source), thresholds, names,
       decision_rules=(lambda d: label_rules.apply_implications(d, names, implications)) if implications else None)
   # How long fit() took in this call (a resumed run counts only its own part) and how many epochs it ran.
   report["training"] = {"fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
                         "best_epoch": _best_epoch(history, cfg.train.monitor)}
-  wrapped = inference_model(model, names, thresholds, implications)
+  wrapped = inference.build(model, names, thresholds, implications)
   if chief:
     staged = os.path.join(workdir, f".model-{os.getpid()}.keras")
     wrapped.save(staged)
     os.replace(staged, os.path.join(workdir, "model.keras"))  # atomic: never a half-written model.keras
-    evaluation.write_json(report, os.path.join(workdir, "report.json"))
+    metrics.write_json(report, os.path.join(workdir, "report.json"))
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(cfg.to_json_best_effort(indent=2))
   return TrainResult(names, model, wrapped, thresholds, {k: list(map(float, v)) for k, v in history.history.items()},

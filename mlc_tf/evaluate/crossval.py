@@ -5,7 +5,7 @@ more (stratified, ``cfg.data.val_fraction``) into training and the validation
 part that calibrates thresholds and stops training early. The result is every
 metric's mean ± standard deviation across folds, and out-of-fold predictions:
 for every image, the probabilities of the one model that never trained on it
-(the input of ``mlc_tf.suspects``).
+(the input of ``mlc_tf.evaluate.suspects``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from mlc_tf import evaluation, training
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import splits
+from mlc_tf.data import split_corpus, splits
+from mlc_tf.evaluate import metrics
+from mlc_tf.train import training
 
 OOF_FILE = "oof_predictions.csv"
 # The headline metrics of the markdown summary (the JSON has every metric).
@@ -36,7 +37,7 @@ HEADLINE = (("mAP", "average_precision/map"),
 @dataclasses.dataclass
 class CrossValidation:
   label_names: list[str]
-  fold_reports: list[dict]   # evaluation.evaluate of each fold's held-out part
+  fold_reports: list[dict]   # metrics.evaluate of each fold's held-out part
   summary: dict[str, dict]   # metric -> {"mean", "std", "folds": [...]}, over every scalar of the reports
   oof: pd.DataFrame  # image_id index: fold, path (file sources), given labels, prob_/pred_/threshold_<label>
 
@@ -63,7 +64,7 @@ class CrossValidation:
 
 def summarize(reports: list[dict]) -> dict[str, dict]:
   """Mean, standard deviation (ddof=0) and per-fold values of every scalar the reports share."""
-  flats = [evaluation.scalar_metrics(report) for report in reports]
+  flats = [metrics.scalar_metrics(report) for report in reports]
   keys = [key for key in flats[0] if all(key in flat for flat in flats)]
   return {key: {"mean": float(np.mean(values)), "std": float(np.std(values)), "folds": values}
           for key in keys for values in [[flat[key] for flat in flats]]}
@@ -79,7 +80,7 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
   epoch's log line, 0 is silent.
   """
   # The whole corpus, loaded (audited, corrected) exactly as training loads it.
-  loaded = training.load_and_split(data_dir, cfg)
+  loaded = split_corpus.load_and_split(data_dir, cfg)
   frame, names = loaded.source.frame, loaded.label_names
   targets = frame[names].to_numpy()
   folds = splits.kfold(targets, num_folds, cfg.data.split_seed)
@@ -90,7 +91,7 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
   for k, held_out in enumerate(folds):
     rest = np.setdiff1d(np.arange(len(frame)), held_out)
     train, val, _ = splits.train_val_test_split(targets[rest], cfg.data.val_fraction, 0.0, cfg.data.split_seed)
-    data = training.Corpus(names, frame.iloc[rest[train]], frame.iloc[rest[val]], frame.iloc[held_out],
+    data = split_corpus.SplitCorpus(names, frame.iloc[rest[train]], frame.iloc[rest[val]], frame.iloc[held_out],
                            loaded.audit, loaded.source)
     if verbose:
       print(f"fold {k + 1}/{num_folds}: training on {len(data.train)} images, validating on {len(data.val)}, "
@@ -101,7 +102,7 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
     part = data.test[[c for c in (corpus_lib.PATH_COLUMN, *names) if c in data.test]].copy()
     part.insert(0, "fold", k + 1)
     part[[f"prob_{name}" for name in names]] = probs
-    part[[f"pred_{name}" for name in names]] = evaluation.decide(probs, result.thresholds)
+    part[[f"pred_{name}" for name in names]] = metrics.decide(probs, result.thresholds)
     part[[f"threshold_{name}" for name in names]] = np.broadcast_to(result.thresholds, probs.shape)
     parts.append(part)
     keras.backend.clear_session()  # each fold builds a fresh model; free the last one's graph

@@ -32,9 +32,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mlc_tf import reports
 from mlc_tf.data import pipeline
+from mlc_tf.models import inference
 from mlc_tf.serving import signatures
+
 # Headers announcing more pixels are refused before decoding: a few bytes must not make
 # the server allocate gigabytes. 40 MP still admits 6000 x 6000 photos.
 MAX_IMAGE_PIXELS = 40_000_000
@@ -124,7 +125,7 @@ def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str
   TF Serving never sees a half-written model, and an existing version is
   never overwritten.
   """
-  decisions_layer = reports.decision_layer(inference_model)
+  decisions_layer = inference.decision_layer(inference_model)
   model_labels = list(decisions_layer.label_names)
   model_size = int(inference_model.input_shape[1])
   if label_names is not None and list(label_names) != model_labels:

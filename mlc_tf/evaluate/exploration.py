@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from mlc_tf import plots
 from mlc_tf.data import corpus as corpus_lib
+from mlc_tf.evaluate import plots
 
 # PIL modes of single-channel files (8/16/32-bit gray, 1-bit, gray with alpha).
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mlc_tf import evaluation
+from mlc_tf.evaluate import metrics
 
 
 class ThresholdCalibration(keras.callbacks.Callback):
@@ -36,12 +36,12 @@ class ThresholdCalibration(keras.callbacks.Callback):
     probs = self.model.predict(self.val_images, verbose=0)
     if len(probs) != len(self.val_targets):  # e.g. a strategy that dropped or padded rows
       raise ValueError(f"validation predictions cover {len(probs)} images, not all {len(self.val_targets)}")
-    self.thresholds = evaluation.f1_optimal_thresholds(self.val_targets, probs)
-    micro, macro = evaluation.micro_macro_f1(self.val_targets, evaluation.decide(probs, self.thresholds))
+    self.thresholds = metrics.f1_optimal_thresholds(self.val_targets, probs)
+    micro, macro = metrics.micro_macro_f1(self.val_targets, metrics.decide(probs, self.thresholds))
     if logs is not None:
       logs["val_micro_f1"] = micro
       logs["val_macro_f1"] = macro
-      logs["val_micro_f1_at_0.5"] = evaluation.micro_macro_f1(self.val_targets, evaluation.decide(probs, 0.5))[0]
+      logs["val_micro_f1_at_0.5"] = metrics.micro_macro_f1(self.val_targets, metrics.decide(probs, 0.5))[0]
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):

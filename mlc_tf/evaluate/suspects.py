@@ -24,7 +24,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from mlc_tf import plots
+from mlc_tf.evaluate import plots
 
 SHEET_SIZE = 36  # images on the contact sheet: six rows of six
 _EPSILON = 1e-6  # keeps logits finite for probabilities of exactly 0 or 1

@@ -1,0 +1,1 @@
+"""Judging models and corpora: metrics, reports and figures, exploration, suspects, cross-validation, growing."""

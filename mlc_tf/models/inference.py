@@ -1,0 +1,70 @@
+"""The inference model, in one place: built by training, saved as model.keras, loaded by evaluation,
+export and prediction, and taken apart here only.
+
+An inference model is the trained network (probabilities [B, L]) wrapped so
+that it also answers ``decisions`` at its calibrated per-label thresholds,
+after its label rules: ``{"probabilities", "decisions"}``. Its layers are all
+in ``mlc_tf.models.layers``, so it loads with ``safe_mode=True``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+from mlc_tf.models import layers
+
+
+def build(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
+          implications=()) -> keras.Model:
+  """Wraps a trained model so it also outputs 0/1 decisions at the calibrated thresholds.
+
+  With ``implications`` (``mlc_tf.data.label_rules.parse_implications``), the decisions
+  also obey those rules.
+  """
+  probabilities = model.outputs[0]
+  decisions = layers.DecisionThresholds(label_names, thresholds, name="decisions")(probabilities)
+  if implications:
+    decisions = layers.LabelImplications(label_names, implications, name="label_rules")(decisions)
+  return keras.Model(model.inputs, {"probabilities": probabilities, "decisions": decisions},
+                     name=f"{model.name}_inference")
+
+
+def with_flip_average(model: keras.Model) -> keras.Model:
+  """Test-time augmentation: the mean of the model's probabilities on the image and on its mirror image.
+
+  The trained model is nested unchanged (same weights); the result is a
+  functional model with the same input and output shapes, saved and served
+  like any other (``layers.HorizontalFlip`` and ``Average`` are built-ins or
+  registered).
+  """
+  images = keras.Input(shape=model.input_shape[1:], name="image")
+  mirrored = layers.HorizontalFlip(name="mirror")(images)
+  probabilities = keras.layers.Average(name="flip_average")([model(images), model(mirrored)])
+  return keras.Model(images, probabilities, name=model.name)
+
+
+def load(path: str) -> keras.Model:
+  """The model ``training`` saved: a ``.keras`` file, or the workdir that holds ``model.keras``."""
+  if os.path.isdir(path):
+    path = os.path.join(path, "model.keras")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no trained model at {path} (expected a .keras file or a workdir with model.keras)")
+  return keras.saving.load_model(path, safe_mode=True)
+
+
+def decision_layer(model: keras.Model) -> layers.DecisionThresholds:
+  """The layer that holds the label names and calibrated thresholds of an inference model."""
+  found = [layer for layer in model.layers if isinstance(layer, layers.DecisionThresholds)]
+  if len(found) != 1:
+    raise ValueError(f"model {model.name} has {len(found)} DecisionThresholds layers, expected 1: "
+                     "is it the inference model that training saves as model.keras?")
+  return found[0]
+
+
+def implications(model: keras.Model) -> list[tuple[str, str]]:
+  """The label rules an inference model applies to its decisions (none when it has no rules layer)."""
+  return [pair for layer in model.layers if isinstance(layer, layers.LabelImplications)
+          for pair in layer.implications]

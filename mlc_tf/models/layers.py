@@ -1,0 +1,97 @@
+"""Every custom Keras layer that travels inside a saved model (registered, serializable, no Lambda).
+
+Kept in one module so loading any saved model needs only this import.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from mlc_tf.data.label_rules import implication_matrix
+
+
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class DecisionThresholds(keras.layers.Layer):
+  """Probabilities [B, L] -> 0/1 int32 decisions with one threshold per label.
+
+  The thresholds are a non-trainable weight, so calibration (``assign``) is
+  saved with the model, and the label names are part of the layer's config:
+  a saved model knows what its outputs mean.
+  """
+
+  def __init__(self, label_names, thresholds=None, **kwargs):
+    super().__init__(**kwargs)
+    self.label_names = list(label_names)
+    initial = np.full(len(self.label_names), 0.5, np.float32) if thresholds is None else thresholds
+    self._initial = np.asarray(initial, np.float32).reshape(len(self.label_names))
+
+  def build(self, input_shape):
+    self.thresholds = self.add_weight(
+        name="thresholds", shape=(len(self.label_names),), trainable=False,
+        initializer=keras.initializers.Constant(self._initial))
+
+  def call(self, probabilities):
+    return ops.cast(ops.greater_equal(probabilities, ops.cast(self.thresholds, probabilities.dtype)), "int32")
+
+  def compute_output_spec(self, probabilities):
+    return keras.KerasTensor(probabilities.shape, dtype="int32")
+
+  def get_config(self):
+    return {**super().get_config(), "label_names": self.label_names,
+            "thresholds": [float(t) for t in self._initial]}
+
+
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class HorizontalFlip(keras.layers.Layer):
+  """Images [B, H, W, C] mirrored left-right, always (RandomFlip only flips in training)."""
+
+  def call(self, images):
+    return ops.flip(images, axis=-2)
+
+
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class LabelImplications(keras.layers.Layer):
+  """0/1 int32 decisions [B, L] -> the same with every implied label switched on.
+
+  One matrix product with the closed implication matrix (a constant of the
+  graph, rebuilt from the rules in the config), clipped to 1.
+  """
+
+  def __init__(self, label_names, implications, **kwargs):
+    super().__init__(**kwargs)
+    self.label_names = list(label_names)
+    self.implications = [tuple(pair) for pair in implications]
+    self._matrix = implication_matrix(self.label_names, self.implications)
+
+  def call(self, decisions):
+    implied = ops.matmul(ops.cast(decisions, "float32"), ops.convert_to_tensor(self._matrix))
+    return ops.cast(ops.minimum(implied, 1.0), decisions.dtype)
+
+  def compute_output_spec(self, decisions):
+    return keras.KerasTensor(decisions.shape, dtype=decisions.dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "label_names": self.label_names,
+            "implications": [list(pair) for pair in self.implications]}
+
+
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class TakeColumns(keras.layers.Layer):
+  """[B, N] -> [B, len(indices)]: the columns ``indices`` of the input, in that order."""
+
+  def __init__(self, indices: Sequence[int], **kwargs):
+    super().__init__(**kwargs)
+    self.indices = [int(i) for i in indices]
+
+  def call(self, x):
+    return ops.take(x, ops.convert_to_tensor(self.indices, dtype="int32"), axis=-1)
+
+  def compute_output_shape(self, input_shape):
+    return (*input_shape[:-1], len(self.indices))
+
+  def get_config(self):
+    return {**super().get_config(), "indices": self.indices}

@@ -1,0 +1,1 @@
+"""Training: the run (fit, calibrate, evaluate, save), its callbacks, losses, optimizers and distribution."""

@@ -1,0 +1,62 @@
+"""The package layout's import rules (docs/architecture.md), read from the import statements."""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "mlc_tf"
+# package -> the other mlc_tf packages it may import from
+ALLOWED = {
+    "data": set(),
+    "models": {"data"},
+    "serving": {"models", "data"},
+    "train": {"data", "models", "evaluate"},
+    "evaluate": {"data", "models", "train"},
+}
+
+
+def _imported_packages(path: pathlib.Path) -> set[str]:
+  """The mlc_tf sub-packages a module imports (``from mlc_tf.x ...``, ``from mlc_tf import x``, ``import mlc_tf.x``)."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "mlc_tf":
+      parts = node.module.split(".")
+      found.update([parts[1]] if len(parts) > 1 else [alias.name for alias in node.names])
+    elif isinstance(node, ast.Import):
+      found.update(alias.name.split(".")[1] for alias in node.names
+                   if alias.name.startswith("mlc_tf.") and alias.name.count(".") >= 1)
+  return found
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_packages_import_only_what_the_layout_allows(package):
+  for path in sorted((PACKAGE / package).rglob("*.py")):
+    imported = _imported_packages(path) - {package, "config"}
+    assert imported <= ALLOWED[package], f"{path.relative_to(PACKAGE)} imports {sorted(imported - ALLOWED[package])}"
+
+
+def test_nothing_in_the_library_imports_the_entry_points():
+  for path in sorted(PACKAGE.rglob("*.py")):
+    if path.parent.name != "cli":
+      assert "cli" not in _imported_packages(path), path.relative_to(PACKAGE)
+
+
+def test_exporting_and_predicting_load_no_training_or_evaluation_code():
+  code = ("import sys, mlc_tf.cli.export, mlc_tf.cli.predict; "
+          "print(sorted(m for m in sys.modules if m.startswith(('mlc_tf.train', 'mlc_tf.evaluate'))))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+  assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_the_layers_module_registers_every_custom_layer_of_the_library():
+  """A saved model loads after importing models.layers alone: no other module defines a Keras layer."""
+  for path in sorted(PACKAGE.rglob("*.py")):
+    if path.name == "layers.py":
+      continue
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.ClassDef):
+        bases = {ast.unparse(base) for base in node.bases}
+        assert not bases & {"keras.layers.Layer", "layers.Layer"}, f"{path.relative_to(PACKAGE)}: {node.name}"
