@@ -139,8 +139,16 @@ def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str
   archive.track(inference_model)
 
   def answer(images):
-    outputs = inference_model(images, training=False)
-    return outputs["probabilities"], outputs["decisions"]
+    def run_network():
+      outputs = inference_model(images, training=False)
+      return outputs["probabilities"], outputs["decisions"]
+
+    def no_rows():
+      return tf.zeros([0, len(model_labels)], tf.float32), tf.zeros([0, len(model_labels)], tf.int32)
+
+    # An empty batch never reaches the network: oneDNN's batch norm rejects 0-row inputs on some CPUs
+    # (AVX-512/AMX hosts: "Incompatible shapes: [C] vs. [0,H,W,C]").
+    return tf.cond(tf.shape(images)[0] > 0, run_network, no_rows)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=signatures.IMAGE_BYTES)])
   def serve_bytes(image_bytes):
