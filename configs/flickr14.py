@@ -2,21 +2,27 @@
 
   mlc-train --config=configs/flickr14.py --data_dir=../shared/datasets/flickr14 --workdir=workdirs/flickr14
 
-Not timed to the end at 64 px: a run here, sharing the 2 cores with two other trainings at lower
-priority, did 9 of its 30 epochs in 22 minutes (validation micro-F1 0.63 by then) before it was
-stopped to free the CPU. Each epoch costs about what one of configs/best.py's at 64 px does, so up
-to ~30 epochs of about a minute alone, fewer when early stopping ends it.
+Up to ~30 epochs of about a minute each alone on a 2-core CPU, fewer when early stopping ends it
+(not timed to the end: docs/results.md).
 """
 
-from mlc_tf import config as base
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))  # configs/, for common.py
+import common  # noqa: E402
+
+from mlc_tf import config as base  # noqa: E402
 
 
-def get_config():
+def get_config(arg=None):
+  choices = common.parse_arg(arg)
   config = base.base_config()
-  config.data.labels = ["baby", "bird", "car", "clouds", "dog", "female", "flower", "male", "night", "people",
-                        "portrait", "river", "sea", "tree"]
+  config.data.labels = list(common.FLICKR14_LABELS)
   config.data.image_size = 64
-  config.model.width = 32
+  common.choose(config, "model", "simple_cnn", choices, width=32, depth=4, dropout=0.3)
+  common.choose(config, "loss", "bce", choices)
+  common.choose(config, "optimizer", "adam", choices)
   config.train.epochs = 30
   config.train.batch_size = 64
   config.export.name = "flickr14"

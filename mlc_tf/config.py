@@ -1,15 +1,18 @@
-"""The configuration schema: every field a training run reads, with its default.
+"""The configuration schema: every shared field a training run reads, with its default.
 
-Recipes under ``configs/`` start from ``base_config()`` and change what they
-need; any field can then be overridden on the command line, e.g.
-``mlc-train --config=configs/demo.py --config.model.width=64``.
+Recipes under ``configs/`` start from ``base_config()``, choose a model, loss
+and optimizer with their knobs (``configs/common.py``) and change what they
+need; any field a recipe declares can then be overridden on the command line,
+e.g. ``mlc-train --config=configs/demo.py --config.model.width=64``.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any, Mapping
 
 import ml_collections
+from absl import logging
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -58,41 +61,25 @@ def base_config() -> ml_collections.ConfigDict:
   config.rules.to_targets = True        # fix training/validation targets that break an implication
   config.rules.to_predictions = True    # the exported model's decisions obey the implications
 
+  # The model, loss and optimizer each hold their name and the fields every choice shares; the knobs of one
+  # choice (a model's width, SGD's momentum, focal's gamma) are its builder's keyword arguments, with their
+  # defaults there, and a recipe declares them where it makes the choice (configs/common.py).
   config.model = ml_collections.ConfigDict()
-  config.model.name = "simple_cnn"
-  config.model.width = 32
-  config.model.depth = 4
-  config.model.dropout = 0.3
-  config.model.blocks = 8               # resnet: residual blocks ...
-  config.model.stages = 4               # ... spread over stages that halve the resolution
-  config.model.stem_stride = 1          # resnet: 1, 2 or 4 (stride-2 conv + max-pool); simple_cnn: 1 or 2
-  config.model.se_ratio = 0             # resnet: squeeze-excite bottleneck ratio; 0: off
-  config.model.backbone = "MobileNetV3Small"  # keras_app: a keras.applications model
-  config.model.weights = ml_collections.FieldReference(None, field_type=str)  # keras_app: None or "imagenet"
-  # Two networks (the study's idea): one for these labels, one for the rest; []: one network.
+  config.model.name = "simple_cnn"      # a builder in mlc_tf/models/ (registry.names()); knobs: registry.knobs(name)
+  # Two networks (the study's idea), each the chosen model: one for these labels, one for the rest; (): one network.
   config.model.first_labels = ml_collections.FieldReference((), field_type=tuple)
   # Test-time augmentation: the trained model answers with the mean over the image and its mirror image
   # (thresholds are calibrated on, and the export serves, that mean); twice the inference cost.
   config.model.flip_average = False
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = "bce"               # bce | mse | weighted_bce | focal | asymmetric, see mlc_tf/train/losses.py
-  config.loss.fp_weights = ml_collections.ConfigDict()  # weighted_bce, by label name: {"people": 2.0}
-  config.loss.fn_weights = ml_collections.ConfigDict()  # weighted_bce, by label name
-  config.loss.class_weight_power = 0.0  # weighted_bce: positives also weighted (neg/pos) ** power
-  config.loss.gamma = 2.0               # focal
-  config.loss.alpha = 0.25              # focal
-  config.loss.gamma_pos = 0.0           # asymmetric
-  config.loss.gamma_neg = 4.0           # asymmetric
-  config.loss.margin = 0.05             # asymmetric: probability shift of negatives
+  config.loss.name = "bce"               # mlc_tf/train/losses.py: names(); knobs: losses.knobs(name)
 
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = "adam"
+  config.optimizer.name = "adam"        # sgd | adam | adamw; knobs: mlc_tf/train/optimizers.py knobs(name)
   config.optimizer.learning_rate = 1e-3
-  config.optimizer.momentum = 0.9       # SGD only
   config.optimizer.lr_scaling = "none"  # none | linear | sqrt: learning_rate x f(global batch / base_batch_size)
   config.optimizer.base_batch_size = 32  # the global batch learning_rate was tuned at
-  config.optimizer.weight_decay = 1e-4  # AdamW only
   config.optimizer.clipnorm = 0.0       # 0: no gradient clipping
   config.optimizer.schedule = "constant"  # constant | cosine | exponential, see mlc_tf/train/optimizers.py
   config.optimizer.warmup_epochs = 0.0
@@ -121,14 +108,35 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def checked_knobs(kind: str, name: str, given: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict[str, Any]:
+  """``given`` when every key is one of the ``knobs`` (name -> default) of the ``kind`` called ``name``; else an error."""
+  unknown = sorted(set(given) - set(knobs))
+  if unknown:
+    declared = ", ".join(f"{knob}={default!r}" for knob, default in knobs.items()) or "none"
+    raise ValueError(f"{kind} {name!r} takes no {', '.join(unknown)}; its knobs: {declared}. Choose another "
+                     f"{kind} with --config=<recipe>.py:{kind}=<name>, which declares that one's knobs")
+  return dict(given)
+
+
 def load_run_config(path: str) -> ml_collections.ConfigDict:
   """The ``config.json`` a training run wrote into its workdir, over today's defaults.
 
   Lets a later command (evaluation, cross-validation) rebuild exactly the
-  run's split and preprocessing without the original config file.
+  run's split and preprocessing without the original config file. Older runs
+  saved every knob of every model, loss and optimizer; those the run's choice
+  does not take are dropped, with a log line.
   """
+  # Imported here: the builders import this module (checked_knobs).
+  from mlc_tf.models import registry
+  from mlc_tf.train import losses, optimizers
   with open(path) as f:
     saved = json.load(f)
   config = base_config()
+  for kind, knobs in (("model", registry.knobs), ("loss", losses.knobs), ("optimizer", optimizers.knobs)):
+    group = saved.get(kind, {})
+    taken = set(config[kind]) | set(knobs(group.get("name", config[kind].name)))
+    for field in sorted(set(group) - taken):
+      logging.info("%s: dropping %s.%s=%r, which %s %r does not take", path, kind, field, group.pop(field), kind,
+                   group.get("name", config[kind].name))
   config.update(saved)
   return config

@@ -32,8 +32,7 @@ def _value(loss, y_true=Y_TRUE, y_pred=Y_PRED):
     ("weighted_bce", -(math.log(0.8) + math.log(0.7)) / 2),  # all weights 1: plain BCE
 ])
 def test_loss_matches_hand_computed_value(name, expected):
-  loss = losses.make_loss(_loss_cfg(name, gamma=2.0, alpha=0.25, gamma_pos=0.0, gamma_neg=4.0, margin=0.05),
-                          LABELS)
+  loss = losses.make_loss(_loss_cfg(name, **losses.knobs(name)), LABELS)  # every knob at its default
   assert _value(loss) == pytest.approx(expected, rel=1e-5)
 
 
@@ -66,8 +65,10 @@ def test_bad_loss_settings_are_clear_errors():
     losses.make_loss(_loss_cfg("hinge"), LABELS)
   with pytest.raises(ValueError, match="unknown label"):
     losses.make_loss(_loss_cfg("weighted_bce", fp_weights={"persons": 2.0}), LABELS)
-  with pytest.raises(ValueError, match="weighted_bce"):
+  with pytest.raises(ValueError, match="loss 'bce' takes no class_weight_power; its knobs: none"):
     losses.make_loss(_loss_cfg("bce", class_weight_power=0.5), LABELS, np.ones((2, 2)))
+  with pytest.raises(ValueError, match=r"loss 'focal' takes no margin; its knobs: gamma=2.0, alpha=0.25, .*:loss="):
+    losses.make_loss(_loss_cfg("focal", margin=0.1), LABELS)
 
 
 @pytest.mark.parametrize("loss", [losses.WeightedBinaryCrossentropy([2.0, 1.0], [1.0, 3.0]),

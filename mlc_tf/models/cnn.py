@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keras
-import ml_collections
 
 from mlc_tf.models.registry import register
 
@@ -22,20 +21,21 @@ def sigmoid_head(x: keras.KerasTensor, num_labels: int, dropout: float) -> keras
 
 
 @register("minimal_cnn")
-def minimal_cnn(num_labels: int, image_size: int, cfg: ml_collections.ConfigDict) -> keras.Model:
+def minimal_cnn(num_labels: int, image_size: int, *, width: int = 16, dropout: float = 0.0) -> keras.Model:
   """The study's first, highly simplified CNN: one conv3x3-ReLU, a 2x2 max-pool, flatten, sigmoid units.
 
-  Knobs: width (filters of the conv), dropout.
+  ``width``: filters of the conv.
   """
   inputs, x = image_input(image_size)
-  x = keras.layers.Conv2D(cfg.get("width", 16), 3, padding="same", activation="relu", name="conv1")(x)
+  x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="conv1")(x)
   x = keras.layers.MaxPooling2D(2, name="pool1")(x)
   x = keras.layers.Flatten(name="flatten")(x)
-  return keras.Model(inputs, sigmoid_head(x, num_labels, cfg.get("dropout", 0.0)), name="minimal_cnn")
+  return keras.Model(inputs, sigmoid_head(x, num_labels, dropout), name="minimal_cnn")
 
 
 @register("seed_cnn")
-def seed_cnn(num_labels: int, image_size: int, cfg: ml_collections.ConfigDict) -> keras.Model:
+def seed_cnn(num_labels: int, image_size: int, *, width: int = 32, depth: int = 4,
+             dropout: float = 0.0) -> keras.Model:
   """The study's seed CNN: ``depth`` convs, 3x3 kernels shrinking to a 1x1 conv at the end.
 
   Conv ``k`` (1-based) has ``width * 2**((k-1)//2)`` filters; the last is a 1x1
@@ -43,10 +43,8 @@ def seed_cnn(num_labels: int, image_size: int, cfg: ml_collections.ConfigDict) -
   max-pool follows each conv of the later half only, so early layers see full
   resolution. Then flatten, dropout and the sigmoid units.
 
-  Knobs: width, depth (number of conv layers, >= 2), dropout.
+  ``depth``: number of conv layers, >= 2.
   """
-  depth = cfg.get("depth", 4)
-  width = cfg.get("width", 32)
   if depth < 2:
     raise ValueError(f"seed_cnn needs depth >= 2 (3x3 convs then a 1x1 conv), got {depth}")
   inputs, x = image_input(image_size)
@@ -57,27 +55,27 @@ def seed_cnn(num_labels: int, image_size: int, cfg: ml_collections.ConfigDict) -
     if k > depth // 2 and x.shape[1] >= 2:
       x = keras.layers.MaxPooling2D(2, name=f"pool{k}")(x)
   x = keras.layers.Flatten(name="flatten")(x)
-  return keras.Model(inputs, sigmoid_head(x, num_labels, cfg.get("dropout", 0.0)), name="seed_cnn")
+  return keras.Model(inputs, sigmoid_head(x, num_labels, dropout), name="seed_cnn")
 
 
 @register("simple_cnn")
-def simple_cnn(num_labels: int, image_size: int, cfg: ml_collections.ConfigDict) -> keras.Model:
-  """``cfg.depth`` blocks of conv3x3-BN-ReLU + max-pool, doubling width, then global pooling.
+def simple_cnn(num_labels: int, image_size: int, *, width: int = 32, depth: int = 4, dropout: float = 0.0,
+               stem_stride: int = 1) -> keras.Model:
+  """``depth`` blocks of conv3x3-BN-ReLU + max-pool, doubling width, then global pooling.
 
-  Knobs: width (filters of the first block), depth, dropout, stem_stride (1 or 2:
-  the first conv strides, so the convolutions on a 128-px input cost what
-  they do on a 64-px one while the first filters still see every pixel).
+  ``width``: filters of the first block. ``stem_stride`` (1 or 2): the first
+  conv strides, so the convolutions on a 128-px input cost what they do on a
+  64-px one while the first filters still see every pixel.
   """
-  stem_stride = cfg.get("stem_stride", 1)
   if stem_stride not in (1, 2):
     raise ValueError(f"simple_cnn stem_stride must be 1 or 2, got {stem_stride}")
   inputs, x = image_input(image_size)
-  for block in range(cfg.get("depth", 4)):
-    filters = cfg.get("width", 32) * 2**block
+  for block in range(depth):
+    filters = width * 2**block
     x = keras.layers.Conv2D(filters, 3, strides=stem_stride if block == 0 else 1, padding="same", use_bias=False,
                             name=f"conv{block + 1}")(x)
     x = keras.layers.BatchNormalization(name=f"bn{block + 1}")(x)
     x = keras.layers.ReLU(name=f"relu{block + 1}")(x)
     x = keras.layers.MaxPooling2D(2, name=f"pool{block + 1}")(x)
   x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-  return keras.Model(inputs, sigmoid_head(x, num_labels, cfg.get("dropout", 0.0)), name="simple_cnn")
+  return keras.Model(inputs, sigmoid_head(x, num_labels, dropout), name="simple_cnn")

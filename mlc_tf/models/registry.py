@@ -1,22 +1,30 @@
-"""The model registry: builders by name (``config.model.name``) and ``build``.
+"""The model registry: builders by name (``config.model.name``), their knobs, and ``build``.
 
-Every builder is ``fn(num_labels, image_size, cfg) -> keras.Model``: a
-functional model taking float32 images in [0, 255] and ending in one sigmoid
-unit per label. Builder modules register themselves on import; importing
-``mlc_tf.models`` imports them all.
+Every builder is ``fn(num_labels, image_size, *, knob=default, ...) -> keras.Model``:
+a functional model taking float32 images in [0, 255] and ending in one sigmoid
+unit per label. Its keyword arguments are the model's knobs and their defaults
+the only defaults (big_vision's way: the config holds ``name`` and the knobs,
+fed as ``**config.model``). Builder modules register themselves on import;
+importing ``mlc_tf.models`` imports them all.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
+import inspect
+from typing import Any, Callable
 
 import keras
 import ml_collections
 
+from mlc_tf import config as config_lib
 from mlc_tf.models import two_network
 
-Builder = Callable[[int, int, ml_collections.ConfigDict], keras.Model]
+Builder = Callable[..., keras.Model]
 _REGISTRY: dict[str, Builder] = {}
+# Fields of config.model that are no builder's knob: they apply to whichever model is chosen.
+WRAPPING = ("first_labels",   # two networks of the chosen model (two_network.py)
+            "flip_average")   # test-time mirror averaging, added by training (inference.with_flip_average)
 
 
 def register(name: str) -> Callable[[Builder], Builder]:
@@ -32,17 +40,33 @@ def names() -> list[str]:
   return sorted(_REGISTRY)
 
 
+def _builder(name: str) -> Builder:
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(names())}")
+  return _REGISTRY[name]
+
+
+def knobs(name: str) -> dict[str, Any]:
+  """The knobs of model ``name`` with their defaults: its builder's keyword-only arguments."""
+  parameters = inspect.signature(_builder(name)).parameters.values()
+  return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
 def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int,
           label_names: list[str] | None = None) -> keras.Model:
-  """Builds the model ``cfg.name`` (config.model) for ``num_labels`` labels.
+  """Builds the model ``cfg.name`` (config.model) for ``num_labels`` labels, with the knobs ``cfg`` sets.
 
-  With ``cfg.first_labels`` set, two such networks, one for those labels and
-  one for the rest (``two_network``); that needs the ``label_names``.
+  A knob the model does not take is an error naming its knobs. With
+  ``cfg.first_labels`` set, two such networks, one for those labels and one
+  for the rest (``two_network``); that needs the ``label_names``.
   """
-  if cfg.name not in _REGISTRY:
-    raise ValueError(f"unknown model {cfg.name!r}; known: {', '.join(names())}")
-  if cfg.get("first_labels"):
+  fields = dict(cfg)
+  name = fields.pop("name")
+  first_labels = fields.pop("first_labels", ())
+  fields.pop("flip_average", None)
+  builder = functools.partial(_builder(name), **config_lib.checked_knobs("model", name, fields, knobs(name)))
+  if first_labels:
     if label_names is None or len(label_names) != num_labels:
       raise ValueError("model.first_labels (two networks) needs the label names")
-    return two_network.two_network(_REGISTRY[cfg.name], cfg, label_names, image_size)
-  return _REGISTRY[cfg.name](num_labels, image_size, cfg)
+    return two_network.two_network(builder, name, first_labels, label_names, image_size)
+  return builder(num_labels, image_size)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keras
-import ml_collections
 
 from mlc_tf.models.cnn import image_input, sigmoid_head
 from mlc_tf.models.registry import register
@@ -46,25 +45,24 @@ def stage_blocks(blocks: int, stages: int) -> list[int]:
 
 
 @register("resnet")
-def resnet(num_labels: int, image_size: int, cfg: ml_collections.ConfigDict) -> keras.Model:
+def resnet(num_labels: int, image_size: int, *, width: int = 32, blocks: int = 8, stages: int = 4,
+           stem_stride: int = 1, se_ratio: int = 0, dropout: float = 0.0) -> keras.Model:
   """Stem conv, then ``blocks`` basic residual blocks in ``stages`` stages doubling width, global pooling.
 
-  Knobs: width (filters of the stem and first stage), blocks (default 8),
-  stages (default 4; each after the first halves the resolution),
-  stem_stride (1, 2, or 4 = stride-2 conv + 2x2 max-pool: the cheap way to
-  feed larger images), se_ratio (0: no squeeze-excite), dropout.
+  ``width``: filters of the stem and first stage. Each stage after the first
+  halves the resolution. ``stem_stride``: 1, 2, or 4 = stride-2 conv + 2x2
+  max-pool, the cheap way to feed larger images. ``se_ratio``: the
+  squeeze-excite bottleneck ratio; 0: none.
   """
-  width = cfg.get("width", 32)
-  stem_stride = cfg.get("stem_stride", 1)
   if stem_stride not in (1, 2, 4):
     raise ValueError(f"resnet stem_stride must be 1, 2 or 4, got {stem_stride}")
   inputs, x = image_input(image_size)
   x = _conv_bn(x, width, 3, min(stem_stride, 2), "stem")
   if stem_stride == 4:
     x = keras.layers.MaxPooling2D(2, name="stem_pool")(x)
-  for stage, count in enumerate(stage_blocks(cfg.get("blocks", 8), cfg.get("stages", 4))):
+  for stage, count in enumerate(stage_blocks(blocks, stages)):
     for block in range(count):
       stride = 2 if (stage > 0 and block == 0) else 1
-      x = _basic_block(x, width * 2**stage, stride, cfg.get("se_ratio", 0), f"stage{stage + 1}_block{block + 1}")
+      x = _basic_block(x, width * 2**stage, stride, se_ratio, f"stage{stage + 1}_block{block + 1}")
   x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-  return keras.Model(inputs, sigmoid_head(x, num_labels, cfg.get("dropout", 0.0)), name="resnet")
+  return keras.Model(inputs, sigmoid_head(x, num_labels, dropout), name="resnet")

@@ -8,21 +8,20 @@ output, trained, calibrated and exported like any other.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
-import ml_collections
 import numpy as np
 
 from mlc_tf.models.layers import TakeColumns
 
 
-def two_network(build_one, cfg: ml_collections.ConfigDict, label_names: Sequence[str],
-                image_size: int) -> keras.Model:
-  """Two ``build_one(num_labels, image_size, cfg)`` networks: ``cfg.first_labels`` and the other labels."""
+def two_network(build_one: Callable[[int, int], keras.Model], model_name: str, first_labels: Sequence[str],
+                label_names: Sequence[str], image_size: int) -> keras.Model:
+  """Two ``build_one(num_labels, image_size)`` networks (model ``model_name``): ``first_labels`` and the rest."""
   label_names = list(label_names)
-  first = [name for name in label_names if name in set(cfg.first_labels)]
-  unknown = sorted(set(cfg.first_labels) - set(label_names))
+  first = [name for name in label_names if name in set(first_labels)]
+  unknown = sorted(set(first_labels) - set(label_names))
   rest = [name for name in label_names if name not in first]
   if unknown:
     raise ValueError(f"model.first_labels names unknown label(s) {unknown}; labels: {label_names}")
@@ -31,11 +30,11 @@ def two_network(build_one, cfg: ml_collections.ConfigDict, label_names: Sequence
   inputs = keras.Input((image_size, image_size, 3), name="image")
   outputs = []
   for group, part in (("first", first), ("rest", rest)):
-    net = build_one(len(part), image_size, cfg)
-    net = keras.Model(net.inputs, net.outputs[0], name=f"{cfg.name}_{group}")  # unique names inside the pair
+    net = build_one(len(part), image_size)
+    net = keras.Model(net.inputs, net.outputs[0], name=f"{model_name}_{group}")  # unique names inside the pair
     outputs.append(net(inputs))
   concatenated = keras.layers.Concatenate(name="both_networks")(outputs)
   position = {name: i for i, name in enumerate(first + rest)}
   order = np.array([position[name] for name in label_names])
   probabilities = TakeColumns(order, dtype="float32", name="probabilities")(concatenated)
-  return keras.Model(inputs, probabilities, name=f"two_{cfg.name}")
+  return keras.Model(inputs, probabilities, name=f"two_{model_name}")

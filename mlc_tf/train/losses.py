@@ -12,14 +12,26 @@ can derive positive-class weights from the training split's label frequencies.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import keras
 import ml_collections
 import numpy as np
 from keras import ops
 
+from mlc_tf import config as config_lib
+
 _EPSILON = 1e-7
+# Each loss's knobs, with their defaults.
+KNOBS: dict[str, dict[str, Any]] = {
+    "asymmetric": {"gamma_pos": 0.0, "gamma_neg": 4.0, "margin": 0.05},  # margin: probability shift of negatives
+    "bce": {},
+    "focal": {"gamma": 2.0, "alpha": 0.25, "class_balancing": False},
+    "mse": {},
+    # By label name, e.g. fp_weights={"people": 2.0}; class_weight_power: positives also weighted
+    # (negatives / positives) ** power, from the training split.
+    "weighted_bce": {"fp_weights": {}, "fn_weights": {}, "class_weight_power": 0.0},
+}
 
 
 def _clipped(y_pred):
@@ -86,7 +98,14 @@ class AsymmetricLoss(keras.losses.Loss):
 
 
 def names() -> list[str]:
-  return ["asymmetric", "bce", "focal", "mse", "weighted_bce"]
+  return sorted(KNOBS)
+
+
+def knobs(name: str) -> dict[str, Any]:
+  """The knobs of loss ``name`` with their defaults."""
+  if name not in KNOBS:
+    raise ValueError(f"unknown loss {name!r}; known: {', '.join(names())}")
+  return dict(KNOBS[name])
 
 
 def positive_weights(targets: np.ndarray, power: float, max_weight: float = 10.0) -> np.ndarray:
@@ -116,30 +135,30 @@ def make_loss(cfg: ml_collections.ConfigDict, label_names: list[str],
               train_targets: np.ndarray | None = None) -> keras.losses.Loss:
   """config.loss -> a Keras loss for the labels ``label_names``.
 
-  ``cfg.class_weight_power > 0`` multiplies each label's positive term by
-  ``positive_weights(train_targets, power)`` (weighted_bce only), i.e. class
-  weights for a multi-label target, which Keras' ``class_weight`` does not support.
+  ``cfg`` holds ``name`` and knobs of that loss (``KNOBS``; a knob it does
+  not take is an error naming its knobs). weighted_bce's ``class_weight_power
+  > 0`` multiplies each label's positive term by ``positive_weights(train_targets,
+  power)``, i.e. class weights for a multi-label target, which Keras'
+  ``class_weight`` does not support.
   """
   name = cfg.name
-  if cfg.get("class_weight_power", 0.0) and name != "weighted_bce":
-    raise ValueError(f"class_weight_power applies to the weighted_bce loss, not {name!r}")
+  defaults = knobs(name)
+  own = {field: value for field, value in cfg.items() if field != "name"}
+  values = {**defaults, **config_lib.checked_knobs("loss", name, own, defaults)}
   if name == "bce":
     return keras.losses.BinaryCrossentropy()
   if name == "mse":
     return keras.losses.MeanSquaredError()
   if name == "focal":
-    return keras.losses.BinaryFocalCrossentropy(
-        gamma=cfg.get("gamma", 2.0), alpha=cfg.get("alpha", 0.25),
-        apply_class_balancing=cfg.get("focal_class_balancing", False))
+    return keras.losses.BinaryFocalCrossentropy(gamma=values["gamma"], alpha=values["alpha"],
+                                                apply_class_balancing=values["class_balancing"])
   if name == "asymmetric":
-    return AsymmetricLoss(cfg.get("gamma_pos", 0.0), cfg.get("gamma_neg", 4.0), cfg.get("margin", 0.05))
-  if name == "weighted_bce":
-    fn_weights = _per_label(cfg.get("fn_weights"), label_names, "fn_weights")
-    fp_weights = _per_label(cfg.get("fp_weights"), label_names, "fp_weights")
-    power = cfg.get("class_weight_power", 0.0)
-    if power:
-      if train_targets is None:
-        raise ValueError("class_weight_power needs the training targets")
-      fn_weights = fn_weights * positive_weights(train_targets, power)
-    return WeightedBinaryCrossentropy(fn_weights.tolist(), fp_weights.tolist())
-  raise ValueError(f"unknown loss {name!r}; known: {', '.join(names())}")
+    return AsymmetricLoss(values["gamma_pos"], values["gamma_neg"], values["margin"])
+  fn_weights = _per_label(values["fn_weights"], label_names, "fn_weights")
+  fp_weights = _per_label(values["fp_weights"], label_names, "fp_weights")
+  power = values["class_weight_power"]
+  if power:
+    if train_targets is None:
+      raise ValueError("class_weight_power needs the training targets")
+    fn_weights = fn_weights * positive_weights(train_targets, power)
+  return WeightedBinaryCrossentropy(fn_weights.tolist(), fp_weights.tolist())

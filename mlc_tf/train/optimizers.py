@@ -1,12 +1,33 @@
-"""Optimizers and learning-rate schedules, chosen by name in the config (``config.optimizer``)."""
+"""Optimizers and learning-rate schedules, chosen by name in the config (``config.optimizer``).
+
+The fields every optimizer shares (learning rate, schedule, clipping) are
+declared in ``mlc_tf/config.py``; the knobs of one optimizer and their
+defaults live here, in ``KNOBS``.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import keras
 import ml_collections
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+from mlc_tf import config as config_lib
+
+# Each optimizer's own knobs, with their defaults.
+KNOBS: dict[str, dict[str, Any]] = {
+    "sgd": {"momentum": 0.9, "nesterov": False},
+    "adam": {},
+    "adamw": {"weight_decay": 1e-4},
+}
 SCHEDULES = ("constant", "cosine", "exponential")
+
+
+def knobs(name: str) -> dict[str, Any]:
+  """The knobs of optimizer ``name`` with their defaults."""
+  if name not in KNOBS:
+    raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(KNOBS)}")
+  return dict(KNOBS[name])
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, epochs: int):
@@ -16,37 +37,38 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, epochs: 
   cosine decay to ``learning_rate * min_lr_fraction`` at the last epoch.
   ``exponential``: multiplied by ``decay_rate`` every epoch (after warm-up, if any).
   """
-  schedule = cfg.get("schedule", "constant")
+  schedule = cfg.schedule
   if schedule not in SCHEDULES:
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
   if schedule == "constant":
     return cfg.learning_rate
   steps_per_epoch = max(1, int(steps_per_epoch))
-  warmup_steps = int(cfg.get("warmup_epochs", 0) * steps_per_epoch)
+  warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
   if schedule == "cosine":
     total_steps = max(1, epochs * steps_per_epoch - warmup_steps)
     if warmup_steps:
       return keras.optimizers.schedules.CosineDecay(
-          0.0, total_steps, alpha=cfg.get("min_lr_fraction", 0.0),
+          0.0, total_steps, alpha=cfg.min_lr_fraction,
           warmup_target=cfg.learning_rate, warmup_steps=warmup_steps)
     return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total_steps,
-                                                  alpha=cfg.get("min_lr_fraction", 0.0))
+                                                  alpha=cfg.min_lr_fraction)
   return keras.optimizers.schedules.ExponentialDecay(cfg.learning_rate, steps_per_epoch,
-                                                     cfg.get("decay_rate", 0.9))
+                                                     cfg.decay_rate)
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int = 1,
                    epochs: int = 1) -> keras.optimizers.Optimizer:
   """config.optimizer -> a Keras optimizer with its learning-rate schedule.
 
-  ``steps_per_epoch`` and ``epochs`` size the schedule; a constant rate ignores them.
+  ``steps_per_epoch`` and ``epochs`` size the schedule; a constant rate ignores
+  them. A knob the optimizer does not take is an error naming its knobs.
   """
-  learning_rate = make_schedule(cfg, steps_per_epoch, epochs)
-  common = {"learning_rate": learning_rate, "clipnorm": cfg.get("clipnorm", None) or None}
+  defaults = knobs(cfg.name)
+  own = {field: value for field, value in cfg.items() if field not in config_lib.base_config().optimizer}
+  values = {**defaults, **config_lib.checked_knobs("optimizer", cfg.name, own, defaults)}
+  common = {"learning_rate": make_schedule(cfg, steps_per_epoch, epochs), "clipnorm": cfg.clipnorm or None}
   if cfg.name == "sgd":
-    return keras.optimizers.SGD(momentum=cfg.get("momentum", 0.9), nesterov=cfg.get("nesterov", False), **common)
+    return keras.optimizers.SGD(momentum=values["momentum"], nesterov=values["nesterov"], **common)
   if cfg.name == "adam":
     return keras.optimizers.Adam(**common)
-  if cfg.name == "adamw":
-    return keras.optimizers.AdamW(weight_decay=cfg.get("weight_decay", 1e-4), **common)
-  raise ValueError(f"unknown optimizer {cfg.name!r}; known: {', '.join(OPTIMIZERS)}")
+  return keras.optimizers.AdamW(weight_decay=values["weight_decay"], **common)
