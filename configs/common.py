@@ -14,19 +14,14 @@ declares that choice's knobs, keeping the recipe's values for the knobs it also 
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import ml_collections
 
 from mlc_tf import config as config_lib
-from mlc_tf import models
-from mlc_tf.train import losses, optimizers
 
 # The study's corpus, configs/flickr14.py and the recipes derived from it.
 FLICKR14_LABELS = ("baby", "bird", "car", "clouds", "dog", "female", "flower", "male", "night", "people",
                    "portrait", "river", "sea", "tree")
-KNOBS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "model": models.registry.knobs, "loss": losses.knobs, "optimizer": optimizers.knobs}
+KNOBS = config_lib.knob_lookups()
 
 
 def parse_arg(arg: str | None) -> dict[str, str]:

@@ -9,7 +9,7 @@ e.g. ``mlc-train --config=configs/demo.py --config.model.width=64``.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import ml_collections
 from absl import logging
@@ -118,6 +118,22 @@ def checked_knobs(kind: str, name: str, given: Mapping[str, Any], knobs: Mapping
   return dict(given)
 
 
+def knob_lookups() -> dict[str, Callable[[str], dict[str, Any]]]:
+  """For model, loss and optimizer: name -> that choice's knobs with their defaults."""
+  # Imported here: those modules import this one (checked_knobs).
+  from mlc_tf.models import registry
+  from mlc_tf.train import losses, optimizers
+  return {"model": registry.knobs, "loss": losses.knobs, "optimizer": optimizers.knobs}
+
+
+def check_choices(config: ml_collections.ConfigDict) -> None:
+  """A ValueError, naming the choice's knobs, if config.model/loss/optimizer sets a knob its choice does not take."""
+  shared = base_config()
+  for kind, knobs in knob_lookups().items():
+    own = {field: value for field, value in config[kind].items() if field not in shared[kind]}
+    checked_knobs(kind, config[kind].name, own, knobs(config[kind].name))
+
+
 def load_run_config(path: str) -> ml_collections.ConfigDict:
   """The ``config.json`` a training run wrote into its workdir, over today's defaults.
 
@@ -126,17 +142,14 @@ def load_run_config(path: str) -> ml_collections.ConfigDict:
   saved every knob of every model, loss and optimizer; those the run's choice
   does not take are dropped, with a log line.
   """
-  # Imported here: the builders import this module (checked_knobs).
-  from mlc_tf.models import registry
-  from mlc_tf.train import losses, optimizers
   with open(path) as f:
     saved = json.load(f)
   config = base_config()
-  for kind, knobs in (("model", registry.knobs), ("loss", losses.knobs), ("optimizer", optimizers.knobs)):
+  for kind, knobs in knob_lookups().items():
     group = saved.get(kind, {})
-    taken = set(config[kind]) | set(knobs(group.get("name", config[kind].name)))
-    for field in sorted(set(group) - taken):
+    name = group.get("name", config[kind].name)
+    for field in sorted(set(group) - set(config[kind]) - set(knobs(name))):
       logging.info("%s: dropping %s.%s=%r, which %s %r does not take", path, kind, field, group.pop(field), kind,
-                   group.get("name", config[kind].name))
+                   name)
   config.update(saved)
   return config

@@ -1,27 +1,84 @@
-"""Every recipe in configs/ loads, names real options, and builds its model and loss for the real labels."""
+"""Every recipe in configs/ loads, declares its choices' knobs, and builds its model and loss for the real labels."""
 
 import glob
 import importlib.util
+import json
 import os
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_cli
 
+from mlc_tf import config as config_lib
 from mlc_tf import models
 from mlc_tf.train import losses, optimizers
 
-FLICKR14_LABELS = ["baby", "bird", "car", "clouds", "dog", "female", "flower", "male", "night", "people",
-                   "portrait", "river", "sea", "tree"]
-CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "*.py")))
+CONFIGS = sorted(path for path in glob.glob(os.path.join(REPO_ROOT, "configs", "*.py"))
+                 if os.path.basename(path) != "common.py")
+
+
+def _load(path):
+  spec = importlib.util.spec_from_file_location("recipe", path)
+  recipe = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(recipe)
+  return recipe
+
+
+COMMON = _load(os.path.join(REPO_ROOT, "configs", "common.py"))
+FLICKR14_LABELS = list(COMMON.FLICKR14_LABELS)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_config_builds(path):
-  spec = importlib.util.spec_from_file_location("recipe", path)
-  recipe = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(recipe)
+  recipe = _load(path)
   cfg = recipe.get_config()
   assert cfg.export.name and "mlc-train" in recipe.__doc__  # the docstring gives the command
+  for kind, knobs in config_lib.knob_lookups().items():  # every knob of each choice declared, none of another
+    shared = set(config_lib.base_config()[kind])
+    assert set(cfg[kind]) - shared == set(knobs(cfg[kind].name)), kind
   models.build(cfg.model, len(FLICKR14_LABELS), cfg.data.image_size)
   losses.make_loss(cfg.loss, FLICKR14_LABELS, [[1] * len(FLICKR14_LABELS), [0] * len(FLICKR14_LABELS)])
   optimizers.make_optimizer(cfg.optimizer, 10, cfg.train.epochs)
+
+
+def test_recipe_values_and_builder_defaults():
+  best = _load(os.path.join(REPO_ROOT, "configs", "best.py")).get_config()
+  assert dict(best.model) == {"name": "simple_cnn", "width": 32, "depth": 4, "dropout": 0.3, "stem_stride": 2,
+                              "first_labels": (), "flip_average": False}
+  assert best.optimizer.weight_decay == 0.05 and "momentum" not in best.optimizer
+  baseline = _load(os.path.join(REPO_ROOT, "configs", "seed_baseline.py")).get_config()
+  assert baseline.optimizer.momentum == 0.9 and baseline.optimizer.nesterov is False
+  assert models.registry.knobs("simple_cnn") == {"width": 32, "depth": 4, "dropout": 0.0, "stem_stride": 1}
+
+
+def test_config_argument_chooses_another_model_keeping_the_knobs_it_shares():
+  recipe = _load(os.path.join(REPO_ROOT, "configs", "best.py"))
+  cfg = recipe.get_config("model=resnet,optimizer=adam")
+  assert cfg.model.name == "resnet" and "depth" not in cfg.model
+  assert (cfg.model.width, cfg.model.stem_stride, cfg.model.dropout, cfg.model.blocks) == (32, 2, 0.3, 8)
+  assert cfg.optimizer.name == "adam" and "weight_decay" not in cfg.optimizer
+  config_lib.check_choices(cfg)
+  with pytest.raises(ValueError, match="model=<name>"):
+    recipe.get_config("modle=resnet")
+
+
+def test_old_workdir_config_drops_knobs_its_model_does_not_take(tmp_path):
+  """A config.json from before per-model knobs held every model's, loss's and optimizer's knobs."""
+  old = config_lib.base_config().to_dict()
+  old["model"].update(name="simple_cnn", width=8, depth=2, dropout=0.3, blocks=8, stages=4, stem_stride=1,
+                      se_ratio=0, backbone="MobileNetV3Small", weights=None)
+  old["loss"].update(gamma=2.0, alpha=0.25, margin=0.05, fp_weights={})
+  old["optimizer"].update(momentum=0.9, weight_decay=1e-4)
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(old))
+  cfg = config_lib.load_run_config(str(path))
+  assert dict(cfg.model) == {"name": "simple_cnn", "width": 8, "depth": 2, "dropout": 0.3, "stem_stride": 1,
+                             "first_labels": (), "flip_average": False}
+  assert dict(cfg.loss) == {"name": "bce"} and "momentum" not in cfg.optimizer
+  assert models.build(cfg.model, 3, 16).name == "simple_cnn"
+
+
+def test_override_of_an_undeclared_knob_names_the_new_spelling():
+  with pytest.raises(AssertionError, match=r"--config.model.blocks: the config has no such field.*:model=<name>"):
+    run_cli("train", "--config=configs/demo.py", "--config.model.blocks=2", "--workdir=/nonexistent")
+  with pytest.raises(AssertionError, match=r"model 'resnet' takes no depth; its knobs: width=32, .*:model=<name>"):
+    run_cli("train", "--config=configs/demo.py", "--config.model.name=resnet", "--workdir=/nonexistent")

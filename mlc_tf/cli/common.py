@@ -15,6 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import mlc_tf
+from mlc_tf import config as config_lib
 
 flags.disclaim_key_flags()
 
@@ -58,6 +59,10 @@ class TrainingFlags:
   def resolve(self) -> tuple[ml_collections.ConfigDict, str, str]:
     """The config, the corpus (see :func:`data_dir`) and the workdir (default: workdirs/<prefix><export name>)."""
     cfg = self.config.value
+    try:
+      config_lib.check_choices(cfg)
+    except ValueError as error:  # e.g. --config.model.name=resnet on a recipe that declares simple_cnn's knobs
+      raise app.UsageError(str(error)) from None
     workdir = self.workdir.value or os.path.join("workdirs", f"{self._workdir_prefix}{cfg.export.name}")
     return cfg, data_dir(self.data_dir.value, cfg.data.source), workdir
 
@@ -74,7 +79,26 @@ def exit_on_error(program: str, *errors: type[Exception]) -> Iterator[None]:
     raise SystemExit(f"{program}: error: {error}") from None
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing; a ``--config.<field>=`` override of a field the config lacks is a usage error.
+
+  ml_collections raises a bare AttributeError naming only the last part of the
+  field; recipes declare the knobs of the model, loss and optimizer they
+  choose and no others (configs/common.py), so the message says how to choose another.
+  """
+  try:
+    return app.parse_flags_with_usage(argv)
+  except AttributeError as error:
+    missing = str(error).strip("\"'")
+    overrides = [arg.split("=")[0] for arg in argv[1:] if arg.startswith("--config.")]
+    named = [arg for arg in overrides if arg.rsplit(".", 1)[-1] == missing] or overrides
+    raise SystemExit(f"{os.path.basename(argv[0])}: error: {', '.join(named)}: the config has no such field. A "
+                     "recipe declares only the knobs of the model, loss and optimizer it chooses; choose another "
+                     "with --config=<recipe>.py:model=<name> (also loss=, optimizer=; comma-separated), whose "
+                     "knobs it then declares (configs/common.py)") from None
+
+
 def run(main: Callable[[list[str]], None], verbosity: int) -> None:
   """An entry point's ``run()``: set absl logging's verbosity, parse the flags, call ``main``."""
   logging.set_verbosity(verbosity)
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -76,6 +76,9 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
     raise ValueError(f"need 1 <= start_depth ({start_depth}) <= max_depth ({max_depth})")
   if patience < 1:
     raise ValueError(f"patience must be at least 1, got {patience}")
+  if "depth" not in models.registry.knobs(cfg.model.name):
+    raise ValueError(f"model {cfg.model.name!r} has no depth knob to grow; its knobs: "
+                     f"{', '.join(models.registry.knobs(cfg.model.name))}")
   data = split_corpus.load_and_split(data_dir, cfg)
   names = data.label_names
   y_val = data.val[names].to_numpy()
