@@ -10,8 +10,10 @@ from mlc_tf.models import inference
 
 
 def _cfg(name, **fields):
+  """config.model for ``name``; narrow (width 4) unless told otherwise, for the models that have a width."""
   cfg = config_lib.base_config().model
-  cfg.update(dict(name=name, width=4, **fields))
+  cfg.update(dict(name=name, **({"width": 4} if name in ("minimal_cnn", "seed_cnn", "simple_cnn", "resnet") else {}),
+                  **fields))
   return cfg
 
 
@@ -44,7 +46,7 @@ def test_simple_cnn_stem_stride_halves_the_first_feature_map():
 
 
 def test_keras_app_backbone_from_scratch():
-  model = models.build(_cfg("keras_app", backbone="MobileNetV3Small", weights=None), 5, 32)
+  model = models.build(_cfg("keras_app", backbone="MobileNetV3Small", weights=""), 5, 32)
   probs = model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)
   assert probs.shape == (1, 5) and model.layers[-1].activation is keras.activations.sigmoid
 
@@ -109,3 +111,19 @@ def test_flip_average_is_the_mean_over_the_mirror_image_and_reloads(tmp_path):
   averaged.save(path)
   np.testing.assert_allclose(keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
                              atol=1e-6)
+
+
+def test_builder_keyword_defaults_are_the_only_defaults():
+  cfg = config_lib.base_config().model  # the name and what wraps any model; no knobs
+  assert set(cfg) == {"name", "first_labels", "flip_average"}
+  model = models.build(cfg, 3, 16)
+  assert model.get_layer("conv1").filters == 32 and "head_dropout" not in [layer.name for layer in model.layers]
+  assert models.registry.knobs("resnet") == {"width": 32, "blocks": 8, "stages": 4, "stem_stride": 1,
+                                             "se_ratio": 0, "dropout": 0.0}
+
+
+def test_a_knob_the_model_does_not_take_is_an_error_naming_its_knobs():
+  with pytest.raises(ValueError, match=r"model 'simple_cnn' takes no blocks, se_ratio; its knobs: width=32, "
+                                       r"depth=4, dropout=0.0, stem_stride=1\. Choose another model with "
+                                       r"--config=<recipe>.py:model=<name>"):
+    models.build(_cfg("simple_cnn", blocks=2, se_ratio=4), 3, 16)

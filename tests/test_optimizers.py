@@ -49,3 +49,11 @@ def test_unknown_names_are_errors():
     optimizers.make_optimizer(_cfg(name="rmsprop"))
   with pytest.raises(ValueError, match="schedule"):
     optimizers.make_optimizer(_cfg(schedule="linear"))
+
+
+def test_optimizer_knobs_are_its_own():
+  sgd = optimizers.make_optimizer(_cfg(name="sgd", momentum=0.5, nesterov=True))
+  assert sgd.momentum == pytest.approx(0.5) and sgd.nesterov
+  assert "momentum" not in config_lib.base_config().optimizer  # declared where SGD is chosen
+  with pytest.raises(ValueError, match=r"optimizer 'adam' takes no weight_decay; its knobs: none"):
+    optimizers.make_optimizer(_cfg(name="adam", weight_decay=0.1))
