@@ -16,7 +16,7 @@ from mlc_tf import config as base  # noqa: E402
 
 
 def get_config(arg=None):
-  choices = common.parse_arg(arg)
+  choices = base.parse_choices(arg)
   config = base.base_config()
   config.data.labels = list(common.FLICKR14_LABELS)
   # The corpus's native 128 px through a stride-2 first conv (model.stem_stride): the convolutions cost what
@@ -33,12 +33,12 @@ def get_config(arg=None):
   config.rules.implications = ("baby=>people", "female=>people", "male=>people")
   # A plain conv-BN-ReLU-pool CNN with global pooling beat larger ResNets here: they overfit 5,400 training
   # images (docs/results.md).
-  common.choose(config, "model", "simple_cnn", choices, width=32, depth=4, dropout=0.3, stem_stride=2)
+  base.choose(config, "model", "simple_cnn", choices, width=32, depth=4, dropout=0.3, stem_stride=2)
   # Mirror averaging at test time measured neutral here for twice the inference cost: off. The 64-px
   # ablation rows of docs/results.md were run with it on.
   config.model.flip_average = False
-  common.choose(config, "loss", "bce", choices)
-  common.choose(config, "optimizer", "adamw", choices, weight_decay=0.05)
+  base.choose(config, "loss", "bce", choices)
+  base.choose(config, "optimizer", "adamw", choices, weight_decay=0.05)
   config.optimizer.learning_rate = 2e-3
   config.optimizer.schedule = "cosine"
   config.optimizer.warmup_epochs = 1.0

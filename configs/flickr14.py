@@ -16,13 +16,13 @@ from mlc_tf import config as base  # noqa: E402
 
 
 def get_config(arg=None):
-  choices = common.parse_arg(arg)
+  choices = base.parse_choices(arg)
   config = base.base_config()
   config.data.labels = list(common.FLICKR14_LABELS)
   config.data.image_size = 64
-  common.choose(config, "model", "simple_cnn", choices, width=32, depth=4, dropout=0.3)
-  common.choose(config, "loss", "bce", choices)
-  common.choose(config, "optimizer", "adam", choices)
+  base.choose(config, "model", "simple_cnn", choices, width=32, depth=4, dropout=0.3)
+  base.choose(config, "loss", "bce", choices)
+  base.choose(config, "optimizer", "adam", choices)
   config.train.epochs = 30
   config.train.batch_size = 64
   config.export.name = "flickr14"

@@ -9,23 +9,17 @@ a flat 0.5 threshold (what the study started with) and calibrated per-label
 thresholds.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))  # configs/, for common.py
-import common  # noqa: E402
-
-from mlc_tf import config as base  # noqa: E402
+from mlc_tf import config as base
 
 
 def get_config(arg=None):
-  choices = common.parse_arg(arg)
+  choices = base.parse_choices(arg)
   config = base.base_config()
   config.data.image_size = 32
   config.augment.flip = ""
-  common.choose(config, "model", "minimal_cnn", choices, width=16, dropout=0.0)
-  common.choose(config, "loss", "mse", choices)
-  common.choose(config, "optimizer", "sgd", choices, momentum=0.9)
+  base.choose(config, "model", "minimal_cnn", choices, width=16, dropout=0.0)
+  base.choose(config, "loss", "mse", choices)
+  base.choose(config, "optimizer", "sgd", choices, momentum=0.9)
   config.optimizer.learning_rate = 0.01
   config.train.batch_size = 4
   config.train.epochs = 10

@@ -12,25 +12,19 @@ At least 14 minutes alone on a 2-core CPU (37 minutes with two other trainings s
 - Adam, horizontal flips, F1-optimal threshold per label on the validation split.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))  # configs/, for common.py
-import common  # noqa: E402
-
-from mlc_tf import config as base  # noqa: E402
+from mlc_tf import config as base
 
 
 def get_config(arg=None):
-  choices = common.parse_arg(arg)
+  choices = base.parse_choices(arg)
   config = base.base_config()
   config.data.image_size = 64
   config.augment.flip = "horizontal"
   config.balance.over_represented = ("people", "male", "female")
   config.balance.under_fraction = 0.5
-  common.choose(config, "model", "seed_cnn", choices, width=32, depth=4, dropout=0.5)
-  common.choose(config, "loss", "weighted_bce", choices, fp_weights={"people": 2.0})
-  common.choose(config, "optimizer", "adam", choices)
+  base.choose(config, "model", "seed_cnn", choices, width=32, depth=4, dropout=0.5)
+  base.choose(config, "loss", "weighted_bce", choices, fp_weights={"people": 2.0})
+  base.choose(config, "optimizer", "adam", choices)
   config.optimizer.learning_rate = 1e-3
   config.train.batch_size = 32
   config.train.epochs = 30

@@ -1,8 +1,7 @@
 """The configuration schema: every shared field a training run reads, with its default.
 
-Recipes under ``configs/`` start from ``base_config()``, choose a model, loss
-and optimizer with their knobs (``configs/common.py``) and change what they
-need; any field a recipe declares can then be overridden on the command line,
+Recipes under ``configs/`` start from ``base_config()``, ``choose`` a model,
+loss and optimizer, which declares their knobs, and change what they need; any field a recipe declares can then be overridden on the command line,
 e.g. ``mlc-train --config=configs/demo.py --config.model.width=64``.
 """
 
@@ -63,7 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # The model, loss and optimizer each hold their name and the fields every choice shares; the knobs of one
   # choice (a model's width, SGD's momentum, focal's gamma) are its builder's keyword arguments, with their
-  # defaults there, and a recipe declares them where it makes the choice (configs/common.py).
+  # defaults there, and a recipe declares them where it makes the choice (choose, below).
   config.model = ml_collections.ConfigDict()
   config.model.name = "simple_cnn"      # a builder in mlc_tf/models/ (registry.names()); knobs: registry.knobs(name)
   # Two networks (the study's idea), each the chosen model: one for these labels, one for the rest; (): one network.
@@ -132,6 +131,38 @@ def check_choices(config: ml_collections.ConfigDict) -> None:
   for kind, knobs in knob_lookups().items():
     own = {field: value for field, value in config[kind].items() if field not in shared[kind]}
     checked_knobs(kind, config[kind].name, own, knobs(config[kind].name))
+
+
+def parse_choices(arg: str | None) -> dict[str, str]:
+  """A recipe's config argument (after ``:`` in ``--config=<recipe>.py:...``), ``model=resnet,loss=focal``, as a dict."""
+  kinds = ("model", "loss", "optimizer")
+  choices = {}
+  for item in filter(None, (arg or "").split(",")):
+    kind, equals, name = item.partition("=")
+    if not equals or kind not in kinds:
+      raise ValueError(f"config argument {item!r}: expected {', '.join(f'{k}=<name>' for k in kinds)}, "
+                       "comma-separated")
+    choices[kind] = name
+  return choices
+
+
+def choose(config: ml_collections.ConfigDict, kind: str, name: str, choices: Mapping[str, str] | None = None,
+           **values) -> None:
+  """Sets ``config.<kind>.name`` (``choices[kind]`` if given, else ``name``) and declares every knob of it.
+
+  Each knob gets its value from ``values``, else its default, so each can be
+  overridden on the command line. ``values`` are the recipe's for ``name``,
+  checked against its knobs; when ``choices`` (the config argument) picked
+  another, only those the other takes carry over.
+  """
+  chosen = (choices or {}).get(kind, name)
+  knobs = knob_lookups()[kind](chosen)
+  if chosen == name:
+    checked_knobs(kind, name, values, knobs)
+  group = config[kind]
+  group.name = chosen
+  for knob, default in knobs.items():
+    group[knob] = values.get(knob, default)
 
 
 def load_run_config(path: str) -> ml_collections.ConfigDict:

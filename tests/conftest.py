@@ -64,14 +64,13 @@ def flickr14_dir():
   pytest.skip(message)
 
 
-def fast_config(image_size=16, epochs=2):
-  """A config that trains in seconds on a tiny corpus."""
+def fast_config(image_size=16, epochs=2, model="simple_cnn"):
+  """A config that trains in seconds on a tiny corpus: ``model`` narrow and shallow where it has those knobs."""
   cfg = config_lib.base_config()
   cfg.data.image_size = image_size
   cfg.data.val_fraction = 0.25
   cfg.data.test_fraction = 0.25
-  cfg.model.width = 4
-  cfg.model.depth = 2
+  config_lib.choose(cfg, "model", "simple_cnn", {"model": model}, width=4, depth=2, dropout=0.3)
   cfg.train.epochs = epochs
   cfg.train.batch_size = 8
   cfg.export.name = "tiny"

@@ -18,8 +18,8 @@ from mlc_tf.train import training
 def trained(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("corpus"))
   make_tiny_corpus(root, num_images=40)
-  cfg = fast_config(epochs=1)
-  cfg.model.update(dict(name="resnet", width=4, blocks=2, stages=2))
+  cfg = fast_config(epochs=1, model="resnet")
+  cfg.model.update(dict(blocks=2, stages=2))
   cfg.loss.update(dict(name="weighted_bce", fp_weights={"cat": 2.0}, class_weight_power=0.5))
   cfg.optimizer.update(dict(name="adamw", schedule="cosine", warmup_epochs=0.5))
   cfg.balance.update(dict(over_represented=("cat",), under_fraction=0.5, repeat_threshold=0.5))

@@ -138,8 +138,7 @@ def _layer_classes(config) -> set[str]:
 
 @pytest.mark.parametrize("name", models.names())
 def test_every_model_saves_without_lambda_and_loads_in_safe_mode(name, tmp_path):
-  cfg = fast_config(image_size=32 if name == "keras_app" else 16)  # keras.applications need >= 32 px
-  cfg.model.name = name
+  cfg = fast_config(image_size=32 if name == "keras_app" else 16, model=name)  # keras.applications need >= 32 px
   labels = ["cat", "dog", "sun"]
   model = models.build(cfg.model, len(labels), cfg.data.image_size)
   model.compile(optimizer=optimizers.make_optimizer(cfg.optimizer, 1, 1), loss=losses.make_loss(cfg.loss, labels, None),

@@ -84,7 +84,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
   ml_collections raises a bare AttributeError naming only the last part of the
   field; recipes declare the knobs of the model, loss and optimizer they
-  choose and no others (configs/common.py), so the message says how to choose another.
+  choose and no others (``config.choose``), so the message says how to choose another.
   """
   try:
     return app.parse_flags_with_usage(argv)
@@ -95,7 +95,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     raise SystemExit(f"{os.path.basename(argv[0])}: error: {', '.join(named)}: the config has no such field. A "
                      "recipe declares only the knobs of the model, loss and optimizer it chooses; choose another "
                      "with --config=<recipe>.py:model=<name> (also loss=, optimizer=; comma-separated), whose "
-                     "knobs it then declares (configs/common.py)") from None
+                     "knobs it then declares (mlc_tf/config.py: choose)") from None
 
 
 def run(main: Callable[[list[str]], None], verbosity: int) -> None:
