@@ -1,8 +1,9 @@
 """The configuration schema: every shared field a training run reads, with its default.
 
 Recipes under ``configs/`` start from ``base_config()``, ``choose`` a model,
-loss and optimizer, which declares their knobs, and change what they need; any field a recipe declares can then be overridden on the command line,
-e.g. ``mlc-train --config=configs/demo.py --config.model.width=64``.
+loss and optimizer, which declares their knobs, and change what they need;
+any field a recipe declares can then be overridden on the command line, e.g.
+``mlc-train --config=configs/demo.py --config.model.width=64``.
 """
 
 from __future__ import annotations
@@ -125,12 +126,20 @@ def knob_lookups() -> dict[str, Callable[[str], dict[str, Any]]]:
   return {"model": registry.knobs, "loss": losses.knobs, "optimizer": optimizers.knobs}
 
 
+def knob_values(kind: str, group: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict[str, Any]:
+  """The knobs ``group`` (config.<kind>) sets, over their defaults ``knobs``; its shared fields left out.
+
+  A knob its choice does not take is an error naming the knobs it does.
+  """
+  shared = base_config()[kind]
+  given = {field: value for field, value in group.items() if field not in shared}
+  return {**knobs, **checked_knobs(kind, group["name"], given, knobs)}
+
+
 def check_choices(config: ml_collections.ConfigDict) -> None:
   """A ValueError, naming the choice's knobs, if config.model/loss/optimizer sets a knob its choice does not take."""
-  shared = base_config()
   for kind, knobs in knob_lookups().items():
-    own = {field: value for field, value in config[kind].items() if field not in shared[kind]}
-    checked_knobs(kind, config[kind].name, own, knobs(config[kind].name))
+    knob_values(kind, config[kind], knobs(config[kind].name))
 
 
 def parse_choices(arg: str | None) -> dict[str, str]:

@@ -22,9 +22,6 @@ from mlc_tf.models import two_network
 
 Builder = Callable[..., keras.Model]
 _REGISTRY: dict[str, Builder] = {}
-# Fields of config.model that are no builder's knob: they apply to whichever model is chosen.
-WRAPPING = ("first_labels",   # two networks of the chosen model (two_network.py)
-            "flip_average")   # test-time mirror averaging, added by training (inference.with_flip_average)
 
 
 def register(name: str) -> Callable[[Builder], Builder]:
@@ -56,15 +53,15 @@ def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int,
           label_names: list[str] | None = None) -> keras.Model:
   """Builds the model ``cfg.name`` (config.model) for ``num_labels`` labels, with the knobs ``cfg`` sets.
 
-  A knob the model does not take is an error naming its knobs. With
-  ``cfg.first_labels`` set, two such networks, one for those labels and one
-  for the rest (``two_network``); that needs the ``label_names``.
+  A knob the model does not take is an error naming its knobs. The fields of
+  config.model that apply to any model are not knobs: with ``cfg.first_labels``
+  set, two such networks, one for those labels and one for the rest
+  (``two_network``; that needs the ``label_names``); ``flip_average`` is
+  training's (``inference.with_flip_average``).
   """
-  fields = dict(cfg)
-  name = fields.pop("name")
-  first_labels = fields.pop("first_labels", ())
-  fields.pop("flip_average", None)
-  builder = functools.partial(_builder(name), **config_lib.checked_knobs("model", name, fields, knobs(name)))
+  name = cfg["name"]
+  builder = functools.partial(_builder(name), **config_lib.knob_values("model", cfg, knobs(name)))
+  first_labels = cfg.get("first_labels", ())
   if first_labels:
     if label_names is None or len(label_names) != num_labels:
       raise ValueError("model.first_labels (two networks) needs the label names")

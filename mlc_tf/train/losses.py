@@ -142,9 +142,7 @@ def make_loss(cfg: ml_collections.ConfigDict, label_names: list[str],
   ``class_weight`` does not support.
   """
   name = cfg.name
-  defaults = knobs(name)
-  own = {field: value for field, value in cfg.items() if field != "name"}
-  values = {**defaults, **config_lib.checked_knobs("loss", name, own, defaults)}
+  values = config_lib.knob_values("loss", cfg, knobs(name))
   if name == "bce":
     return keras.losses.BinaryCrossentropy()
   if name == "mse":

@@ -63,9 +63,7 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int = 1,
   ``steps_per_epoch`` and ``epochs`` size the schedule; a constant rate ignores
   them. A knob the optimizer does not take is an error naming its knobs.
   """
-  defaults = knobs(cfg.name)
-  own = {field: value for field, value in cfg.items() if field not in config_lib.base_config().optimizer}
-  values = {**defaults, **config_lib.checked_knobs("optimizer", cfg.name, own, defaults)}
+  values = config_lib.knob_values("optimizer", cfg, knobs(cfg.name))
   common = {"learning_rate": make_schedule(cfg, steps_per_epoch, epochs), "clipnorm": cfg.clipnorm or None}
   if cfg.name == "sgd":
     return keras.optimizers.SGD(momentum=values["momentum"], nesterov=values["nesterov"], **common)
