@@ -1,4 +1,7 @@
 import logging
+import multiprocessing
+import os
+import threading
 
 import pandas as pd
 import pytest
@@ -76,3 +79,59 @@ def test_training_load_applies_the_configured_file_and_reports_it(tmp_path, capl
   cfg.data.corrections = str(tmp_path / "missing.csv")
   with pytest.raises(corpus.CorpusError, match="does not exist"):
     split_corpus.load_and_split(root, cfg)
+
+
+def test_parse_corrections_reports_bad_rows_by_line_and_keeps_the_good_ones():
+  text = "# by hand\nimage_id,label,action\n1,cat,add\n2,cat,flip\n,dog,add\n1,cat,remove\n3,dog,remove\n"
+  found, problems = corrections.parse_corrections(text)
+  assert [(c.image_id, c.label, c.action, c.line) for c in found] == [("1", "cat", "add", 3), ("3", "dog", "remove", 7)]
+  assert [p.line for p in problems] == [4, 5, 6]
+  assert "found 'flip'" in problems[0].message and "contradicts line 3" in problems[2].message
+
+
+def test_upsert_replaces_a_pairs_row_and_keeps_every_other_line(tmp_path):
+  path = str(tmp_path / "fix.csv")
+  corrections.upsert_corrections(path, [("7", "cat", "remove", "reviewed")])
+  assert open(path).read() == "image_id,label,action,note\n7,cat,remove,reviewed\n"
+  with open(path, "a") as f:
+    f.write("# a comment\n8,dog,bogus,kept as written\n")
+  corrections.upsert_corrections(path, [("7", "cat", "add", 'says "yes", twice'), ("9", "sun", "add", "")])
+  assert open(path).read().splitlines() == [
+      "image_id,label,action,note", '7,cat,add,"says ""yes"", twice"', "# a comment", "8,dog,bogus,kept as written",
+      "9,sun,add,"]
+  found, problems = corrections.parse_corrections(open(path).read())
+  assert [(c.image_id, c.action) for c in found] == [("7", "add"), ("9", "add")] and [p.line for p in problems] == [4]
+  assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary file left
+
+
+def test_upsert_writes_the_columns_of_an_existing_header_only(tmp_path):
+  path = _write(tmp_path / "suspects.csv", "image_id,label,action,probability\n1,cat,remove,0.01\n")
+  corrections.upsert_corrections(path, [("2", "dog", "add", "a note")])
+  assert open(path).read() == "image_id,label,action,probability\n1,cat,remove,0.01\n2,dog,add,\n"
+  bad = _write(tmp_path / "bad.csv", "id,label\n")
+  with pytest.raises(corrections.CorrectionsError, match="lacks column"):
+    corrections.upsert_corrections(bad, [("2", "dog", "add", "")])
+  with pytest.raises(ValueError, match="action"):
+    corrections.upsert_corrections(path, [("2", "dog", "flip", "")])
+
+
+def _upsert_many(path, writer, count):
+  for k in range(count):
+    corrections.upsert_corrections(path, [(str(k), f"label{writer}", "add" if k % 2 else "remove", f"w{writer}")])
+
+
+def test_concurrent_writers_never_lose_or_corrupt_a_row(tmp_path):
+  path = str(tmp_path / "fix.csv")
+  count = 15
+  processes = [multiprocessing.get_context("fork").Process(target=_upsert_many, args=(path, w, count))
+               for w in range(2)]
+  threads = [threading.Thread(target=_upsert_many, args=(path, w, count)) for w in range(2, 4)]
+  for worker in processes + threads:
+    worker.start()
+  for worker in processes + threads:
+    worker.join()
+  assert all(p.exitcode == 0 for p in processes)
+  found, problems = corrections.parse_corrections(open(path).read())
+  assert not problems
+  assert sorted((c.image_id, c.label) for c in found) == sorted((str(k), f"label{w}") for k in range(count)
+                                                                for w in range(4))

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
+import io
 import logging
+import os
+import shutil
+import tempfile
+from typing import Iterable
 
 import pandas as pd
 import tensorflow as tf
@@ -74,13 +80,21 @@ class CorrectionsReport:
     return dataclasses.asdict(self)
 
 
-def read_corrections(path: str) -> list[Correction]:
-  """Parses a corrections CSV; garbage and contradictions are errors naming the line."""
-  if not tf.io.gfile.exists(path):
-    raise CorrectionsError(f"corrections file {path} does not exist")
-  with tf.io.gfile.GFile(path, "r") as f:
-    text = f.read()
-  header, corrections, seen = None, [], {}
+@dataclasses.dataclass(frozen=True)
+class RowProblem:
+  """A line of a corrections file that cannot be used, and why."""
+
+  line: int
+  message: str
+
+
+def parse_corrections(text: str) -> tuple[list[Correction], list[RowProblem]]:
+  """The usable corrections of a corrections file's text, and every line that is not (by line number).
+
+  A bad header makes every row unusable: it is the one problem then. A row
+  that contradicts an earlier one is a problem; the earlier row stands.
+  """
+  header, corrections, problems, seen = None, [], [], {}
   for number, raw in enumerate(text.splitlines(), start=1):
     if not raw.strip() or raw.lstrip().startswith("#"):
       continue
@@ -89,26 +103,116 @@ def read_corrections(path: str) -> list[Correction]:
       header = fields
       missing = [c for c in REQUIRED_COLUMNS if c not in header]
       if missing:
-        raise CorrectionsError(f"{path}:{number}: header {raw!r} lacks column(s) {missing} "
-                               f"(expected {','.join(REQUIRED_COLUMNS)})")
+        return [], [RowProblem(number, f"header {raw!r} lacks column(s) {missing} "
+                                       f"(expected {','.join(REQUIRED_COLUMNS)})")]
       continue
     row = dict(zip(header, fields))
     image_id, label, action = (row.get(c, "") for c in REQUIRED_COLUMNS)
-    if not image_id:
-      raise CorrectionsError(f"{path}:{number}: no image id")
-    if not label:
-      raise CorrectionsError(f"{path}:{number}: no label")
     action = action.lower()
-    if action not in ACTIONS:
-      raise CorrectionsError(f"{path}:{number}: action must be one of {ACTIONS}, found {action!r}")
     key = (image_id, label)
-    if key in seen and seen[key].action != action:
-      raise CorrectionsError(f"{path}:{number}: {action} {label!r} for image {image_id} contradicts "
-                             f"line {seen[key].line} ({seen[key].action})")
-    correction = Correction(image_id, label, action, number)
-    seen[key] = correction
-    corrections.append(correction)
+    if not image_id:
+      problems.append(RowProblem(number, "no image id"))
+    elif not label:
+      problems.append(RowProblem(number, "no label"))
+    elif action not in ACTIONS:
+      problems.append(RowProblem(number, f"action must be one of {ACTIONS}, found {action!r}"))
+    elif key in seen and seen[key].action != action:
+      problems.append(RowProblem(number, f"{action} {label!r} for image {image_id} contradicts "
+                                         f"line {seen[key].line} ({seen[key].action})"))
+    else:
+      correction = Correction(image_id, label, action, number)
+      seen.setdefault(key, correction)
+      corrections.append(correction)
+  return corrections, problems
+
+
+def read_corrections(path: str) -> list[Correction]:
+  """Parses a corrections CSV; garbage and contradictions are errors naming the line."""
+  if not tf.io.gfile.exists(path):
+    raise CorrectionsError(f"corrections file {path} does not exist")
+  with tf.io.gfile.GFile(path, "r") as f:
+    corrections, problems = parse_corrections(f.read())
+  if problems:
+    raise CorrectionsError(f"{path}:{problems[0].line}: {problems[0].message}")
   return corrections
+
+
+def upsert_corrections(path: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
+  """Writes (image id, label, action, note) rows into a local corrections file, replacing each pair's earlier row.
+
+  For a reviewer who decides one label at a time and may change their mind:
+  the file is rewritten whole under an exclusive lock (``<path>.lock``, so
+  two writers, threads or processes, take turns) into a temporary file that
+  then replaces it, so a reader or a killed writer sees the old file or the
+  new one, never half of one. Lines this does not touch (comments, other
+  columns, rows it cannot parse) stay as written; a new file gets the header
+  ``image_id,label,action,note``; a column the file's header lacks is not written.
+  """
+  rows = [tuple(str(value) for value in row) for row in rows]
+  for image_id, label, action, _ in rows:
+    if not image_id or not label or action not in ACTIONS:
+      raise ValueError(f"a correction needs an image id, a label and an action in {ACTIONS}: "
+                       f"{(image_id, label, action)}")
+  pending = {(image_id, label): row for row in rows for image_id, label in [row[:2]]}
+  with open(path + ".lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the lock file closes
+    text = ""
+    if os.path.exists(path):
+      with open(path, newline="") as f:
+        text = f.read()
+    header, lines, replaced = None, [], set()
+    for raw in text.splitlines():
+      if not raw.strip() or raw.lstrip().startswith("#"):
+        lines.append(raw)
+        continue
+      fields = [field.strip() for field in next(csv.reader([raw]))]
+      if header is None:
+        header = fields
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+          raise CorrectionsError(f"{path}: header {raw!r} lacks column(s) {missing}: not writing into it")
+        lines.append(raw)
+        continue
+      row = dict(zip(header, fields))
+      key = (row.get("image_id", ""), row.get("label", ""))
+      if key in replaced:  # an older duplicate of a pair just rewritten
+        continue
+      if key in pending:
+        lines.append(_csv_line(header, pending.pop(key)))
+        replaced.add(key)
+      else:
+        lines.append(raw)
+    if header is None:
+      header = [*REQUIRED_COLUMNS, "note"]
+      lines.append(",".join(header))
+    lines += [_csv_line(header, row) for row in pending.values()]
+    _replace_file(path, "".join(f"{line}\n" for line in lines))
+
+
+def _csv_line(header: list[str], row: tuple[str, str, str, str]) -> str:
+  values = dict(zip((*REQUIRED_COLUMNS, "note"), row))
+  out = io.StringIO()
+  csv.writer(out, lineterminator="").writerow([values.get(column, "") for column in header])
+  return out.getvalue()
+
+
+def _replace_file(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` atomically: a synced temporary file in the same folder, renamed over it."""
+  directory = os.path.dirname(os.path.abspath(path))
+  handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+  try:
+    with os.fdopen(handle, "w", newline="") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    if os.path.exists(path):
+      shutil.copymode(path, temporary)
+    else:
+      os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the file from other users
+    os.replace(temporary, path)
+  except BaseException:
+    os.unlink(temporary)
+    raise
 
 
 def apply_corrections(frame: pd.DataFrame, corrections: list[Correction],
