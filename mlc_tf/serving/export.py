@@ -111,32 +111,18 @@ def predicted_label_names(probabilities: tf.Tensor, decisions: tf.Tensor, label_
   return tf.where(chosen, tf.gather(label_names, order), "")
 
 
-def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str, config_json: str = "{}",
-                       label_names: list[str] | None = None, image_size: int | None = None,
-                       max_image_pixels: int = MAX_IMAGE_PIXELS) -> str:
-  """Writes ``inference_model`` as ``<base_dir>/<name>/<next version>/`` and returns that path.
+def signature_functions(inference_model: keras.Model, config_json: str = "{}",
+                        max_image_pixels: int = MAX_IMAGE_PIXELS) -> dict:
+  """The exported signatures as tf.functions, by name (``signatures``): what a SavedModel serves, in memory.
 
-  Label names, thresholds and the input size are read from the model;
-  ``label_names`` and ``image_size``, when given, must agree with it (a guard
-  against exporting a model under the wrong names). ``config_json`` (the
-  training config) travels in the metadata.
-
-  The version directory appears atomically (written aside, then renamed), so
-  TF Serving never sees a half-written model, and an existing version is
-  never overwritten.
+  ``export_saved_model`` writes exactly these; a caller holding a model.keras
+  can ask ``serving_default`` the same question TF Serving would be asked.
   """
   decisions_layer = inference.decision_layer(inference_model)
   model_labels = list(decisions_layer.label_names)
   model_size = int(inference_model.input_shape[1])
-  if label_names is not None and list(label_names) != model_labels:
-    raise ValueError(f"label_names {list(label_names)} differ from the model's {model_labels}")
-  if image_size is not None and image_size != model_size:
-    raise ValueError(f"image_size {image_size} differs from the model's input size {model_size}")
   thresholds = np.asarray(decisions_layer.thresholds.numpy(), np.float32)
   label_tensor = tf.constant(model_labels, tf.string)
-
-  archive = keras.export.ExportArchive()
-  archive.track(inference_model)
 
   def answer(images):
     def run_network():
@@ -171,9 +157,36 @@ def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str
             "image_size": tf.constant(model_size, tf.int32),
             "max_image_pixels": tf.constant(max_image_pixels, tf.int64), "config": tf.constant(config_json)}
 
-  archive.add_endpoint(signatures.SERVING, serve_bytes)
-  archive.add_endpoint(signatures.PIXELS, serve_pixels)
-  archive.add_endpoint(signatures.METADATA, metadata)
+  return {signatures.SERVING: serve_bytes, signatures.PIXELS: serve_pixels, signatures.METADATA: metadata}
+
+
+def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str, config_json: str = "{}",
+                       label_names: list[str] | None = None, image_size: int | None = None,
+                       max_image_pixels: int = MAX_IMAGE_PIXELS) -> str:
+  """Writes ``inference_model`` as ``<base_dir>/<name>/<next version>/`` and returns that path.
+
+  Label names, thresholds and the input size are read from the model;
+  ``label_names`` and ``image_size``, when given, must agree with it (a guard
+  against exporting a model under the wrong names). ``config_json`` (the
+  training config) travels in the metadata.
+
+  The version directory appears atomically (written aside, then renamed), so
+  TF Serving never sees a half-written model, and an existing version is
+  never overwritten.
+  """
+  decisions_layer = inference.decision_layer(inference_model)
+  model_labels = list(decisions_layer.label_names)
+  model_size = int(inference_model.input_shape[1])
+  if label_names is not None and list(label_names) != model_labels:
+    raise ValueError(f"label_names {list(label_names)} differ from the model's {model_labels}")
+  if image_size is not None and image_size != model_size:
+    raise ValueError(f"image_size {image_size} differs from the model's input size {model_size}")
+  thresholds = np.asarray(decisions_layer.thresholds.numpy(), np.float32)
+
+  archive = keras.export.ExportArchive()
+  archive.track(inference_model)
+  for signature_name, function in signature_functions(inference_model, config_json, max_image_pixels).items():
+    archive.add_endpoint(signature_name, function)
 
   model_dir = os.path.join(base_dir, name)
   os.makedirs(model_dir, exist_ok=True)
