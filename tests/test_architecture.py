@@ -15,6 +15,7 @@ ALLOWED = {
     "serving": {"models", "data"},
     "train": {"data", "models", "evaluate"},
     "evaluate": {"data", "models", "train"},
+    "review": {"data", "models", "serving"},
 }
 
 
@@ -44,8 +45,10 @@ def test_nothing_in_the_library_imports_the_entry_points():
       assert "cli" not in _imported_packages(path), path.relative_to(PACKAGE)
 
 
-def test_exporting_and_predicting_load_no_training_or_evaluation_code():
-  code = ("import sys, mlc_tf.cli.export, mlc_tf.cli.predict; "
+# One process each: mlc-review defines --model too, and absl flags cannot be defined twice.
+@pytest.mark.parametrize("entry_points", [("mlc_tf.cli.export", "mlc_tf.cli.predict"), ("mlc_tf.cli.review",)])
+def test_exporting_predicting_and_reviewing_load_no_training_or_evaluation_code(entry_points):
+  code = (f"import sys, {', '.join(entry_points)}; "
           "print(sorted(m for m in sys.modules if m.startswith(('mlc_tf.train', 'mlc_tf.evaluate'))))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
   assert out.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,176 @@
+"""The review web app: Flask, pages rendered on the server, a little JavaScript for keyboard and drop.
+
+Pages: ``/suspects`` (accept or reject mlc-suspects' proposals one by one),
+``/browse`` (the corpus as a paged grid, filtered) and ``/photo/<id>`` (one
+photo, with a label edit), ``/tag`` (upload a photo, the model answers).
+Images are served by corpus id only (``/image/<id>``): no path from a URL
+reaches the file system, and a file whose links lead out of the corpus's
+images/ is refused. Every asset is served by the app; nothing comes from the net.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import urllib.parse
+
+import flask
+from werkzeug import exceptions
+
+from mlc_tf.data import corrections as corrections_lib
+from mlc_tf.review import state as state_lib
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+PAGE_SIZE = 48
+BROWSE_VIEWS = {
+    "all": "all photos",
+    "labelled": "labelled with",
+    "predicted": "predicted as",
+    "false_positives": "false positives of (predicted, not labelled; most confident first)",
+    "false_negatives": "false negatives of (labelled, not predicted; least confident first)",
+}
+_IMAGE_TYPES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF8", "image/gif"),
+                (b"BM", "image/bmp"))
+
+
+def _image_type(data: bytes) -> str | None:
+  return next((mime for magic, mime in _IMAGE_TYPES if data.startswith(magic)), None)
+
+
+def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> flask.Flask:
+  """The app for one loaded review; serve it with any WSGI server (mlc-review uses werkzeug's)."""
+  app = flask.Flask(__name__)
+  app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
+
+  @app.before_request
+  def refuse_cross_site_posts():
+    """A page of another site must not write the corrections file through the user's browser."""
+    origin = flask.request.headers.get("Origin")
+    if flask.request.method == "POST" and origin and urllib.parse.urlsplit(origin).netloc != flask.request.host:
+      flask.abort(403, "a form of another site tried to post here")
+
+  @app.context_processor
+  def common_context():
+    corrections = state.read_corrections()
+    decided = sum(state.suspect_decision(s, corrections) is not None for s in state.suspects)
+    return {"state": state, "corrections": corrections, "decided": decided}
+
+  @app.errorhandler(exceptions.HTTPException)
+  def http_error(error):
+    if error.code == 413 and flask.request.endpoint == "tag":
+      return render_tag(message=f"The upload is larger than the limit of {max_upload_bytes // 1024} KiB."), 413
+    return flask.render_template("message.html", title=f"{error.code} {error.name}", message=error.description), \
+        error.code
+
+  @app.errorhandler(corrections_lib.CorrectionsError)
+  def corrections_error(error):
+    return flask.render_template("message.html", title="The corrections file cannot be written",
+                                 message=f"{error} Fix it by hand; nothing was written."), 409
+
+  @app.get("/")
+  def home():
+    return flask.redirect(flask.url_for("suspects" if state.suspects else "browse"))
+
+  @app.get("/suspects")
+  def suspects():
+    index = state_lib.first_undecided(state, state.read_corrections())
+    if index is None:
+      return flask.render_template("suspects.html", index=None)
+    return flask.redirect(flask.url_for("suspect", index=index))
+
+  @app.get("/suspects/<int:index>")
+  def suspect(index):
+    if not 0 <= index < len(state.suspects):
+      flask.abort(404, f"there is no suspect number {index + 1}")
+    corrections = state.read_corrections()
+    item = state.suspects[index]
+    return flask.render_template("suspects.html", index=index, suspect=item,
+                                 decision=state.suspect_decision(item, corrections),
+                                 labels=state.current_labels(corrections).loc[item.image_id],
+                                 predictions=_predictions(item.image_id))
+
+  @app.post("/suspects/<int:index>")
+  def decide(index):
+    if not 0 <= index < len(state.suspects):
+      flask.abort(404, f"there is no suspect number {index + 1}")
+    decision = flask.request.form.get("decision")
+    if decision not in ("accept", "reject"):
+      flask.abort(400, "the decision must be accept or reject")
+    state.decide_suspect(index, decision == "accept")
+    following = state_lib.first_undecided(state, state.read_corrections(), index + 1)
+    return flask.redirect(flask.url_for("suspects" if following is None else "suspect", **(
+        {} if following is None else {"index": following})), 303)
+
+  @app.get("/browse")
+  def browse():
+    show = flask.request.args.get("show", "all")
+    label = flask.request.args.get("label") or None
+    if show not in BROWSE_VIEWS:
+      flask.abort(400, f"unknown view {show!r}")
+    if label is not None and label not in state.label_names:
+      flask.abort(400, f"unknown label {label!r}")
+    labels = state.current_labels(state.read_corrections())
+    ids = state_lib.ranked_images(state, labels, show, label)
+    pages = max(1, math.ceil(len(ids) / PAGE_SIZE))
+    page = min(max(flask.request.args.get("page", 1, type=int), 1), pages)
+    shown = ids[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    return flask.render_template("browse.html", views=BROWSE_VIEWS, show=show, label=label, ids=shown, page=page,
+                                 pages=pages, total=len(ids), labels=labels,
+                                 probability=(lambda i: _probability(i, label)))
+
+  @app.route("/photo/<int:image_id>", methods=["GET", "POST"])
+  def photo(image_id):
+    if image_id not in state.frame.index:
+      flask.abort(404, f"there is no image {image_id} in the corpus")
+    if flask.request.method == "POST":
+      changed = state.edit_labels(image_id, set(flask.request.form.getlist("label")) & set(state.label_names))
+      return flask.redirect(flask.url_for("photo", image_id=image_id, saved=changed), 303)
+    corrections = state.read_corrections()
+    return flask.render_template("photo.html", image_id=image_id,
+                                 labels=state.current_labels(corrections).loc[image_id], given=state.frame.loc[image_id], predictions=_predictions(image_id),
+                                 saved=flask.request.args.get("saved", type=int))
+
+  @app.get("/image/<int:image_id>")
+  def image(image_id):
+    path = state.image_path(image_id)
+    if path is None:
+      flask.abort(404, f"no image {image_id} in the corpus")
+    return flask.send_file(path, max_age=3600)
+
+  def render_tag(answer=None, message=None, preview=None, filename=None):
+    return flask.render_template("tag.html", answer=answer, message=message, preview=preview, filename=filename,
+                                 max_upload_kib=max_upload_bytes // 1024)
+
+  @app.route("/tag", methods=["GET", "POST"])
+  def tag():
+    if flask.request.method == "GET":
+      return render_tag()
+    if state.tagger is None:
+      return render_tag(message="No model was given (start mlc-review with --model)."), 400
+    upload = flask.request.files.get("photo")
+    if upload is None or not upload.filename:
+      return render_tag(message="Choose a JPEG or PNG photo first."), 400
+    data = upload.read()
+    mime = _image_type(data)
+    answer = state.tagger.tag(data) if mime else None
+    if answer is None or not answer.valid:
+      return render_tag(message=f"{upload.filename!r} is not a JPEG, PNG, GIF or BMP image the model can decode "
+                                f"({'empty file' if not data else 'unknown format' if not mime else 'broken image'}).",
+                        filename=upload.filename), 400
+    preview = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    return render_tag(answer=answer, preview=preview, filename=upload.filename)
+
+  def _predictions(image_id):
+    """{label: (probability, threshold, decided)} for one corpus image, or None without a model."""
+    if state.predictions is None or image_id not in state.predictions.index:
+      return None
+    row = state.predictions.loc[image_id]
+    return {name: (row[f"prob_{name}"], threshold, bool(row[f"decided_{name}"]))
+            for name, threshold in zip(state.tagger.label_names, state.tagger.thresholds)}
+
+  def _probability(image_id, label):
+    if state.predictions is None or not label or f"prob_{label}" not in state.predictions:
+      return None
+    return state.predictions.at[image_id, f"prob_{label}"] if image_id in state.predictions.index else None
+
+  return app

@@ -1,0 +1,209 @@
+"""What the review pages show: the corpus, the model's predictions, the suspects and the corrections file.
+
+The corrections file is the one ``--config.data.corrections`` reads, and the
+only state the app writes: every decision is upserted into it at once
+(``corrections.upsert_corrections``), and every page reads it afresh, so a
+restarted server, a second tab or a hand edit are all seen as they are.
+
+A decision is written as the label's reviewed truth: accepting a suspect
+writes its proposed action; rejecting it writes the opposite action, which
+confirms the label as given (training reports such rows as "changed
+nothing"), so that the review knows that suspect is decided and resumes after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pandas as pd
+
+from mlc_tf.data import corpus as corpus_lib
+from mlc_tf.data import corrections as corrections_lib
+from mlc_tf.review import tagger as tagger_lib
+
+SUSPECT_COLUMNS = ("image_id", "label", "action")
+ACCEPTED_NOTE = "review: suspect accepted"
+REJECTED_NOTE = "review: suspect rejected, label kept as given"
+EDITED_NOTE = "review: edited"
+
+
+class ReviewError(ValueError):
+  """An input the review cannot start with; the message says which and why."""
+
+
+@dataclasses.dataclass
+class Suspect:
+  """One row of mlc-suspects' CSV: the change proposed for one label of one photo."""
+
+  image_id: int
+  label: str
+  action: str  # "add" or "remove": what the model proposes
+  probability: float | None
+  threshold: float | None
+
+
+@dataclasses.dataclass
+class Corrections:
+  """The corrections file as it is now: its usable rows by (image id, label), and its bad rows."""
+
+  actions: dict[tuple[int, str], str]
+  problems: list[corrections_lib.RowProblem]
+
+
+@dataclasses.dataclass
+class ReviewState:
+  """Everything loaded once at start; the corrections file is read on each request."""
+
+  data_dir: str
+  frame: pd.DataFrame  # the corpus's label frame as annotated (corpus.load_corpus)
+  corrections_path: str
+  tagger: tagger_lib.Tagger | None = None
+  predictions: pd.DataFrame | None = None  # tagger.predict_corpus's frame
+  suspects: list[Suspect] = dataclasses.field(default_factory=list)
+  suspects_path: str | None = None
+  skipped_suspects: list[str] = dataclasses.field(default_factory=list)  # rows not of this corpus, and why
+
+  @property
+  def label_names(self) -> list[str]:
+    return corpus_lib.label_columns(self.frame)
+
+  def image_path(self, image_id: int) -> str | None:
+    """The image file of a corpus id, only when it lies inside the corpus's images/ once links are resolved."""
+    if image_id not in self.frame.index:
+      return None
+    images_dir = os.path.realpath(os.path.join(self.data_dir, "images"))
+    path = os.path.realpath(self.frame.at[image_id, corpus_lib.PATH_COLUMN])
+    return path if os.path.commonpath([images_dir, path]) == images_dir and os.path.isfile(path) else None
+
+  def read_corrections(self) -> Corrections:
+    if not os.path.exists(self.corrections_path):
+      return Corrections({}, [])
+    with open(self.corrections_path, newline="") as f:
+      rows, problems = corrections_lib.parse_corrections(f.read())
+    actions = {}
+    for row in rows:
+      if row.image_id.isdigit():
+        actions.setdefault((int(row.image_id), row.label), row.action)
+    return Corrections(actions, problems)
+
+  def current_labels(self, corrections: Corrections) -> pd.DataFrame:
+    """The corpus's 0/1 labels with the corrections file applied (rows of other images or labels ignored)."""
+    labels = self.frame[self.label_names].copy()
+    for (image_id, label), action in corrections.actions.items():
+      if image_id in labels.index and label in labels.columns:
+        labels.at[image_id, label] = int(action == "add")
+    return labels
+
+  def suspect_decision(self, suspect: Suspect, corrections: Corrections) -> str | None:
+    """"accepted", "rejected" or None (undecided), from the corrections file."""
+    action = corrections.actions.get((suspect.image_id, suspect.label))
+    if action is None:
+      return None
+    return "accepted" if action == suspect.action else "rejected"
+
+  def decide_suspect(self, index: int, accept: bool) -> None:
+    suspect = self.suspects[index]
+    action = suspect.action if accept else ("add" if suspect.action == "remove" else "remove")
+    corrections_lib.upsert_corrections(self.corrections_path, [(str(suspect.image_id), suspect.label, action,
+                                                                ACCEPTED_NOTE if accept else REJECTED_NOTE)])
+
+  def edit_labels(self, image_id: int, checked: set[str]) -> int:
+    """Writes the labels of one photo that differ from its current labels; returns how many."""
+    current = self.current_labels(self.read_corrections()).loc[image_id]
+    rows = [(str(image_id), label, "add" if label in checked else "remove", EDITED_NOTE)
+            for label in self.label_names if bool(current[label]) != (label in checked)]
+    if rows:
+      corrections_lib.upsert_corrections(self.corrections_path, rows)
+    return len(rows)
+
+
+def read_suspects(path: str, frame: pd.DataFrame) -> tuple[list[Suspect], list[str]]:
+  """mlc-suspects' CSV (or any CSV with image_id,label,action): its rows of this corpus, and the others, named."""
+  try:
+    table = pd.read_csv(path, dtype={"image_id": str, "label": str, "action": str})
+  except (OSError, ValueError) as error:
+    raise ReviewError(f"cannot read the suspects file {path}: {error}") from None
+  missing = [column for column in SUSPECT_COLUMNS if column not in table.columns]
+  if missing:
+    raise ReviewError(f"{path}: the suspects file lacks column(s) {missing} (mlc-suspects writes "
+                      f"{','.join(SUSPECT_COLUMNS)},...)")
+  labels = set(corpus_lib.label_columns(frame))
+  suspects, skipped = [], []
+  for number, row in enumerate(table.itertuples(index=False), start=2):  # line 1 is the header
+    image_id, label, action = (str(getattr(row, column)).strip() for column in SUSPECT_COLUMNS)
+    if not image_id.isdigit() or int(image_id) not in frame.index:
+      skipped.append(f"line {number}: image {image_id!r} is not in the corpus")
+    elif label not in labels:
+      skipped.append(f"line {number}: label {label!r} is not in the corpus")
+    elif action not in corrections_lib.ACTIONS:
+      skipped.append(f"line {number}: action {action!r} is not one of {corrections_lib.ACTIONS}")
+    else:
+      suspects.append(Suspect(int(image_id), label, action, _number(row, "probability"), _number(row, "threshold")))
+  return suspects, skipped
+
+
+def _number(row, column: str) -> float | None:
+  value = getattr(row, column, None)
+  try:
+    return None if value is None or pd.isna(value) else float(value)
+  except (TypeError, ValueError):
+    return None
+
+
+def load_state(data_dir: str, corrections_path: str, model_path: str | None = None,
+               suspects_path: str | None = None, batch_size: int = 64) -> ReviewState:
+  """Loads the corpus (folder layout, audited), the model and its predictions on every image, the suspects.
+
+  Raises:
+    corpus.CorpusError: the corpus cannot be used.
+    ReviewError: the suspects file cannot be used, or the corrections file's folder does not exist.
+    FileNotFoundError, ValueError: no model at ``model_path``.
+  """
+  folder = os.path.dirname(os.path.abspath(corrections_path))
+  if not os.path.isdir(folder):
+    raise ReviewError(f"the corrections file's folder {folder} does not exist")
+  frame, _ = corpus_lib.load_corpus(data_dir)
+  state = ReviewState(data_dir, frame, corrections_path, suspects_path=suspects_path)
+  if model_path:
+    state.tagger = tagger_lib.load_tagger(model_path)
+    state.predictions = state.tagger.predict_corpus(frame, batch_size)
+  if suspects_path:
+    state.suspects, state.skipped_suspects = read_suspects(suspects_path, frame)
+  return state
+
+
+def ranked_images(state: ReviewState, labels: pd.DataFrame, show: str, label: str | None) -> list[int]:
+  """The image ids the browse grid shows, in order.
+
+  ``show``: "all"; "labelled" / "predicted" (images with ``label``, as given
+  or corrected / as the model decides); "false_positives" (the model decides
+  ``label``, the labels lack it; most confident first); "false_negatives"
+  (the labels have it, the model does not decide it; least confident first).
+  """
+  if show == "all" or not label:
+    return list(labels.index)
+  if show == "labelled":
+    return list(labels.index[labels[label] == 1])
+  predictions = state.predictions
+  if predictions is None or f"prob_{label}" not in predictions:
+    return []
+  decided = predictions[f"decided_{label}"] == 1
+  given = labels[label].reindex(predictions.index).fillna(0).to_numpy() == 1
+  probability = predictions[f"prob_{label}"]
+  if show == "predicted":
+    chosen, descending = decided.to_numpy(), True
+  elif show == "false_positives":
+    chosen, descending = decided.to_numpy() & ~given, True
+  elif show == "false_negatives":
+    chosen, descending = ~decided.to_numpy() & given, False
+  else:
+    raise ValueError(f"unknown view {show!r}")
+  picked = probability[chosen].sort_values(ascending=not descending, kind="stable")
+  return [int(i) for i in picked.index]
+
+
+def first_undecided(state: ReviewState, corrections: Corrections, start: int = 0) -> int | None:
+  """The index of the first undecided suspect at or after ``start`` (then from the top), None when all are."""
+  order = list(range(start, len(state.suspects))) + list(range(min(start, len(state.suspects))))
+  return next((i for i in order if state.suspect_decision(state.suspects[i], corrections) is None), None)

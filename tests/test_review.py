@@ -1,0 +1,172 @@
+"""mlc-review's pages through Flask's test client: decisions, browsing, tagging, and the safety rules."""
+
+import dataclasses
+import io
+import os
+
+import pytest
+from conftest import make_tiny_corpus
+
+from mlc_tf.data import corrections
+from mlc_tf.review import app as app_lib
+from mlc_tf.review import state as state_lib
+
+
+def write_suspects(path, rows):
+  with open(path, "w") as f:
+    f.write("image_id,label,action,given,probability,threshold,margin,fold\n")
+    f.writelines(f"{image_id},{label},{action},{int(action == 'remove')},0.05,0.4,3.1,0\n"
+                 for image_id, label, action in rows)
+  return str(path)
+
+
+def suspect_rows(truth, count=3):
+  """(id, label, action) rows proposing to flip the first ``count`` images' "cat" label."""
+  return [(i, "cat", "remove" if "cat" in truth[i] else "add") for i in sorted(truth)[:count]]
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_trained, tmp_path_factory):
+  """The review of the tiny corpus with its trained model and three suspects (corrections file: set per test)."""
+  root, workdir, _ = tiny_trained
+  folder = tmp_path_factory.mktemp("review")
+  truth = {i: set() for i in range(1, 41)}  # the corpus as annotated: {id: labels}
+  for label in ("cat", "dog", "sun"):
+    with open(os.path.join(root, "annotations", f"{label}.txt")) as f:
+      for line in f:
+        truth[int(line)].add(label)
+  suspects = write_suspects(folder / "suspects.csv", suspect_rows(truth) + [(999, "cat", "add"), (1, "zebra", "add")])
+  return state_lib.load_state(root, str(folder / "unused.csv"), workdir, suspects), truth
+
+
+@pytest.fixture
+def review(loaded, tmp_path):
+  state, truth = loaded
+  state = dataclasses.replace(state, corrections_path=str(tmp_path / "corrections.csv"))
+  return state, app_lib.create_app(state, max_upload_bytes=64 * 1024).test_client(), truth
+
+
+def test_suspects_are_decided_into_the_corrections_file_and_the_review_resumes(review):
+  state, client, truth = review
+  assert len(state.suspects) == 3 and len(state.skipped_suspects) == 2
+  assert "image '999' is not in the corpus" in state.skipped_suspects[0] and "'zebra'" in state.skipped_suspects[1]
+  first, second, third = state.suspects
+  assert client.get("/").headers["Location"].endswith("/suspects")
+  assert client.get("/suspects").headers["Location"].endswith("/suspects/0")
+  page = client.get("/suspects/0").get_data(as_text=True)
+  assert "0 / 3 decided" in page and f"{first.action} “cat”" in page and "probability 0.050" in page
+  answer = client.post("/suspects/0", data={"decision": "accept"})
+  assert answer.status_code == 303 and answer.headers["Location"].endswith("/suspects/1")
+  assert client.post("/suspects/1", data={"decision": "reject"}).headers["Location"].endswith("/suspects/2")
+  found, problems = corrections.parse_corrections(open(state.corrections_path).read())
+  opposite = {"add": "remove", "remove": "add"}
+  assert not problems and [(c.image_id, c.label, c.action) for c in found] == [
+      (str(first.image_id), "cat", first.action), (str(second.image_id), "cat", opposite[second.action])]
+  # A new app on the same file (a restarted server) resumes at the first undecided suspect.
+  restarted = app_lib.create_app(state).test_client()
+  assert restarted.get("/suspects").headers["Location"].endswith("/suspects/2")
+  assert "2 / 3 decided" in restarted.get("/suspects/2").get_data(as_text=True)
+  assert 'class="decision accepted"' in restarted.get("/suspects/0").get_data(as_text=True)
+  # Changing one's mind replaces the row; the last decision leaves nothing undecided.
+  client.post("/suspects/0", data={"decision": "reject"})
+  assert client.post("/suspects/2", data={"decision": "accept"}).headers["Location"].endswith("/suspects")
+  assert "All 3 suspects are decided" in client.get("/suspects").get_data(as_text=True)
+  found, _ = corrections.parse_corrections(open(state.corrections_path).read())
+  assert len(found) == 3 and found[0].action == opposite[first.action]
+  assert client.post("/suspects/0", data={"decision": "maybe"}).status_code == 400
+  assert client.get("/suspects/7").status_code == 404
+
+
+def test_browse_filters_and_ranks_by_the_models_disagreement(review):
+  state, client, truth = review
+  page = client.get("/browse").get_data(as_text=True)
+  assert f"{len(truth)} photo(s)" in page and page.count('class="cell"') == len(truth)
+  cats = [i for i, labels in truth.items() if "cat" in labels]
+  assert f"{len(cats)} photo(s)" in client.get("/browse?show=labelled&label=cat").get_data(as_text=True)
+  predictions = state.predictions
+  given = state.frame["cat"]
+  false_positives = predictions.index[(predictions["decided_cat"] == 1) & (given == 0)]
+  ids = state_lib.ranked_images(state, state.frame[state.label_names], "false_positives", "cat")
+  assert sorted(ids) == sorted(false_positives)
+  probabilities = [predictions.at[i, "prob_cat"] for i in ids]
+  assert probabilities == sorted(probabilities, reverse=True)
+  ids = state_lib.ranked_images(state, state.frame[state.label_names], "false_negatives", "cat")
+  assert all(given[i] == 1 and predictions.at[i, "decided_cat"] == 0 for i in ids)
+  assert client.get("/browse?show=nonsense").status_code == 400
+  assert client.get("/browse?show=labelled&label=zebra").status_code == 400
+
+
+def test_a_photos_label_edit_goes_to_the_corrections_file(review):
+  state, client, truth = review
+  image_id = next(i for i, labels in truth.items() if labels == {"cat"})
+  answer = client.post(f"/photo/{image_id}", data={"label": ["dog", "cat", "<script>"]})
+  assert answer.status_code == 303
+  assert "Saved: 1 label change(s)" in client.get(answer.headers["Location"]).get_data(as_text=True)
+  assert open(state.corrections_path).read().splitlines()[1:] == [f"{image_id},dog,add,{state_lib.EDITED_NOTE}"]
+  client.post(f"/photo/{image_id}", data={})
+  found, _ = corrections.parse_corrections(open(state.corrections_path).read())
+  assert sorted((c.label, c.action) for c in found) == [("cat", "remove"), ("dog", "remove")]
+  assert client.get("/photo/99999").status_code == 404
+
+
+def test_tagging_answers_through_the_serving_signature_and_refuses_what_is_not_an_image(review):
+  state, client, _ = review
+  with open(state.frame.at[1, "path"], "rb") as f:
+    photo = f.read()
+  page = client.post("/tag", data={"photo": (io.BytesIO(photo), "<b>cat</b>.jpg")}).get_data(as_text=True)
+  answer = state.tagger.tag(photo)
+  assert answer.valid and "&lt;b&gt;cat&lt;/b&gt;.jpg" in page and "<b>cat</b>" not in page
+  for row in answer.per_label:
+    assert f"{row.probability:.3f}" in page
+  expected = state.predictions.loc[1]
+  assert [round(row.probability, 4) for row in answer.per_label] == [
+      round(expected[f"prob_{name}"], 4) for name in state.tagger.label_names]
+  for name, content, reason in [("notes.jpg", b"plain text", "unknown format"), ("empty.png", b"", "empty file"),
+                                ("broken.jpg", photo[:len(photo) // 3], "broken image")]:
+    response = client.post("/tag", data={"photo": (io.BytesIO(content), name)})
+    assert response.status_code == 400 and reason in response.get_data(as_text=True), name
+  response = client.post("/tag", data={"photo": (io.BytesIO(b"\xff\xd8\xff" + bytes(100_000)), "huge.jpg")})
+  assert response.status_code == 413 and "larger than the limit of 64 KiB" in response.get_data(as_text=True)
+  assert client.post("/tag", data={}).status_code == 400
+
+
+def test_posts_from_another_site_are_refused(review):
+  state, client, _ = review
+  assert client.post("/suspects/0", data={"decision": "accept"}, headers={"Origin": "http://evil.example"}
+                     ).status_code == 403
+  assert not os.path.exists(state.corrections_path)
+
+
+def test_only_images_of_the_corpus_are_served(tmp_path):
+  root = str(tmp_path / "corpus")
+  make_tiny_corpus(root, num_images=4)
+  outside = tmp_path / "secret.jpg"
+  os.rename(os.path.join(root, "images", "im4.jpg"), outside)
+  os.symlink(outside, os.path.join(root, "images", "im4.jpg"))  # a link out of the corpus
+  state = state_lib.load_state(root, str(tmp_path / "corrections.csv"))
+  client = app_lib.create_app(state).test_client()
+  assert client.get("/image/1").status_code == 200 and client.get("/image/1").data[:3] == b"\xff\xd8\xff"
+  assert client.get("/image/4").status_code == 404  # in the frame, but its file lies outside images/
+  for url in ["/image/../../secret.jpg", "/image/..%2F..%2Fsecret.jpg", "/image/%2e%2e/secret.jpg",
+              "/static/../../../etc/passwd", "/static/%2e%2e/app.py", "/image/99", "/image/-1"]:
+    response = client.get(url)
+    assert response.status_code in (404, 400) and b"\xff\xd8\xff" not in response.data, url
+  assert "No model was given" in client.post("/tag", data={}).get_data(as_text=True)
+
+
+def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_path):
+  root = str(tmp_path / "corpus")
+  truth = make_tiny_corpus(root, num_images=4, labels=("cat", "d&o<g>"))
+  path = tmp_path / "corrections.csv"
+  path.write_text("image_id,label,action\n1,cat,add\n2,cat,maybe\n")
+  state = state_lib.load_state(root, str(path))
+  client = app_lib.create_app(state).test_client()
+  page = client.get("/browse").get_data(as_text=True)
+  assert "row 3: action must be one of" in page and "d&amp;o&lt;g&gt;" in page and "o<g>" not in page
+  flipped = sorted(truth[3] ^ {"cat"})  # image 3's labels with "cat" flipped
+  assert client.post("/photo/3", data={"label": flipped}).status_code == 303
+  assert path.read_text().splitlines() == ["image_id,label,action", "1,cat,add", "2,cat,maybe",
+                                           f"3,cat,{'add' if 'cat' in flipped else 'remove'}"]
+  path.write_text("id,label\n")
+  response = client.post("/photo/3", data={"label": []})
+  assert response.status_code == 409 and "lacks column" in response.get_data(as_text=True)
