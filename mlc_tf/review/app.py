@@ -26,8 +26,8 @@ BROWSE_VIEWS = {
     "all": "all photos",
     "labelled": "labelled with",
     "predicted": "predicted as",
-    "false_positives": "false positives of (predicted, not labelled; most confident first)",
-    "false_negatives": "false negatives of (labelled, not predicted; least confident first)",
+    "false_positives": "false positives of",  # predicted, not labelled; most confident first
+    "false_negatives": "false negatives of",  # labelled, not predicted; least confident first
 }
 _IMAGE_TYPES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF8", "image/gif"),
                 (b"BM", "image/bmp"))
