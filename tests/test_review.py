@@ -170,3 +170,5 @@ def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_
   path.write_text("id,label\n")
   response = client.post("/photo/3", data={"label": []})
   assert response.status_code == 409 and "lacks column" in response.get_data(as_text=True)
+  with pytest.raises(state_lib.ReviewError, match="corrections file of their own"):
+    state_lib.load_state(root, str(path), suspects_path=str(path))

@@ -163,6 +163,9 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
   folder = os.path.dirname(os.path.abspath(corrections_path))
   if not os.path.isdir(folder):
     raise ReviewError(f"the corrections file's folder {folder} does not exist")
+  if suspects_path and os.path.abspath(suspects_path) == os.path.abspath(corrections_path):
+    raise ReviewError("the decisions need a corrections file of their own: written into the suspects file, "
+                      "every suspect left undecided would be applied as a correction")
   frame, _ = corpus_lib.load_corpus(data_dir)
   state = ReviewState(data_dir, frame, corrections_path, suspects_path=suspects_path)
   if model_path:
