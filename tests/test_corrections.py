@@ -1,6 +1,7 @@
 import logging
 import multiprocessing
 import os
+import pathlib
 import threading
 
 import pandas as pd
@@ -92,14 +93,14 @@ def test_parse_corrections_reports_bad_rows_by_line_and_keeps_the_good_ones():
 def test_upsert_replaces_a_pairs_row_and_keeps_every_other_line(tmp_path):
   path = str(tmp_path / "fix.csv")
   corrections.upsert_corrections(path, [("7", "cat", "remove", "reviewed")])
-  assert open(path).read() == "image_id,label,action,note\n7,cat,remove,reviewed\n"
+  assert pathlib.Path(path).read_text() == "image_id,label,action,note\n7,cat,remove,reviewed\n"
   with open(path, "a") as f:
     f.write("# a comment\n8,dog,bogus,kept as written\n")
   corrections.upsert_corrections(path, [("7", "cat", "add", 'says "yes", twice'), ("9", "sun", "add", "")])
-  assert open(path).read().splitlines() == [
+  assert pathlib.Path(path).read_text().splitlines() == [
       "image_id,label,action,note", '7,cat,add,"says ""yes"", twice"', "# a comment", "8,dog,bogus,kept as written",
       "9,sun,add,"]
-  found, problems = corrections.parse_corrections(open(path).read())
+  found, problems = corrections.parse_corrections(pathlib.Path(path).read_text())
   assert [(c.image_id, c.action) for c in found] == [("7", "add"), ("9", "add")] and [p.line for p in problems] == [4]
   assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary file left
 
@@ -107,7 +108,7 @@ def test_upsert_replaces_a_pairs_row_and_keeps_every_other_line(tmp_path):
 def test_upsert_writes_the_columns_of_an_existing_header_only(tmp_path):
   path = _write(tmp_path / "suspects.csv", "image_id,label,action,probability\n1,cat,remove,0.01\n")
   corrections.upsert_corrections(path, [("2", "dog", "add", "a note")])
-  assert open(path).read() == "image_id,label,action,probability\n1,cat,remove,0.01\n2,dog,add,\n"
+  assert pathlib.Path(path).read_text() == "image_id,label,action,probability\n1,cat,remove,0.01\n2,dog,add,\n"
   bad = _write(tmp_path / "bad.csv", "id,label\n")
   with pytest.raises(corrections.CorrectionsError, match="lacks column"):
     corrections.upsert_corrections(bad, [("2", "dog", "add", "")])
@@ -131,7 +132,7 @@ def test_concurrent_writers_never_lose_or_corrupt_a_row(tmp_path):
   for worker in processes + threads:
     worker.join()
   assert all(p.exitcode == 0 for p in processes)
-  found, problems = corrections.parse_corrections(open(path).read())
+  found, problems = corrections.parse_corrections(pathlib.Path(path).read_text())
   assert not problems
   assert sorted((c.image_id, c.label) for c in found) == sorted((str(k), f"label{w}") for k in range(count)
                                                                 for w in range(4))

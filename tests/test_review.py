@@ -3,26 +3,15 @@
 import dataclasses
 import io
 import os
+import pathlib
 
 import pytest
 from conftest import make_tiny_corpus
+from review_helpers import annotated_labels, suspect_rows, write_suspects
 
 from mlc_tf.data import corrections
 from mlc_tf.review import app as app_lib
 from mlc_tf.review import state as state_lib
-
-
-def write_suspects(path, rows):
-  with open(path, "w") as f:
-    f.write("image_id,label,action,given,probability,threshold,margin,fold\n")
-    f.writelines(f"{image_id},{label},{action},{int(action == 'remove')},0.05,0.4,3.1,0\n"
-                 for image_id, label, action in rows)
-  return str(path)
-
-
-def suspect_rows(truth, count=3):
-  """(id, label, action) rows proposing to flip the first ``count`` images' "cat" label."""
-  return [(i, "cat", "remove" if "cat" in truth[i] else "add") for i in sorted(truth)[:count]]
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +19,7 @@ def loaded(tiny_trained, tmp_path_factory):
   """The review of the tiny corpus with its trained model and three suspects (corrections file: set per test)."""
   root, workdir, _ = tiny_trained
   folder = tmp_path_factory.mktemp("review")
-  truth = {i: set() for i in range(1, 41)}  # the corpus as annotated: {id: labels}
-  for label in ("cat", "dog", "sun"):
-    with open(os.path.join(root, "annotations", f"{label}.txt")) as f:
-      for line in f:
-        truth[int(line)].add(label)
+  truth = annotated_labels(root, 40)
   suspects = write_suspects(folder / "suspects.csv", suspect_rows(truth) + [(999, "cat", "add"), (1, "zebra", "add")])
   return state_lib.load_state(root, str(folder / "unused.csv"), workdir, suspects), truth
 
@@ -47,10 +32,10 @@ def review(loaded, tmp_path):
 
 
 def test_suspects_are_decided_into_the_corrections_file_and_the_review_resumes(review):
-  state, client, truth = review
+  state, client, _ = review
   assert len(state.suspects) == 3 and len(state.skipped_suspects) == 2
   assert "image '999' is not in the corpus" in state.skipped_suspects[0] and "'zebra'" in state.skipped_suspects[1]
-  first, second, third = state.suspects
+  first, second, _ = state.suspects
   assert client.get("/").headers["Location"].endswith("/suspects")
   assert client.get("/suspects").headers["Location"].endswith("/suspects/0")
   page = client.get("/suspects/0").get_data(as_text=True)
@@ -58,7 +43,7 @@ def test_suspects_are_decided_into_the_corrections_file_and_the_review_resumes(r
   answer = client.post("/suspects/0", data={"decision": "accept"})
   assert answer.status_code == 303 and answer.headers["Location"].endswith("/suspects/1")
   assert client.post("/suspects/1", data={"decision": "reject"}).headers["Location"].endswith("/suspects/2")
-  found, problems = corrections.parse_corrections(open(state.corrections_path).read())
+  found, problems = corrections.parse_corrections(pathlib.Path(state.corrections_path).read_text())
   opposite = {"add": "remove", "remove": "add"}
   assert not problems and [(c.image_id, c.label, c.action) for c in found] == [
       (str(first.image_id), "cat", first.action), (str(second.image_id), "cat", opposite[second.action])]
@@ -71,7 +56,7 @@ def test_suspects_are_decided_into_the_corrections_file_and_the_review_resumes(r
   client.post("/suspects/0", data={"decision": "reject"})
   assert client.post("/suspects/2", data={"decision": "accept"}).headers["Location"].endswith("/suspects")
   assert "All 3 suspects are decided" in client.get("/suspects").get_data(as_text=True)
-  found, _ = corrections.parse_corrections(open(state.corrections_path).read())
+  found, _ = corrections.parse_corrections(pathlib.Path(state.corrections_path).read_text())
   assert len(found) == 3 and found[0].action == opposite[first.action]
   assert client.post("/suspects/0", data={"decision": "maybe"}).status_code == 400
   assert client.get("/suspects/7").status_code == 404
@@ -102,9 +87,10 @@ def test_a_photos_label_edit_goes_to_the_corrections_file(review):
   answer = client.post(f"/photo/{image_id}", data={"label": ["dog", "cat", "<script>"]})
   assert answer.status_code == 303
   assert "Saved: 1 label change(s)" in client.get(answer.headers["Location"]).get_data(as_text=True)
-  assert open(state.corrections_path).read().splitlines()[1:] == [f"{image_id},dog,add,{state_lib.EDITED_NOTE}"]
+  written = pathlib.Path(state.corrections_path).read_text().splitlines()
+  assert written[1:] == [f"{image_id},dog,add,{state_lib.EDITED_NOTE}"]
   client.post(f"/photo/{image_id}", data={})
-  found, _ = corrections.parse_corrections(open(state.corrections_path).read())
+  found, _ = corrections.parse_corrections(pathlib.Path(state.corrections_path).read_text())
   assert sorted((c.label, c.action) for c in found) == [("cat", "remove"), ("dog", "remove")]
   assert client.get("/photo/99999").status_code == 404
 

@@ -7,6 +7,7 @@ of each view there (docs/review/ holds the README's).
 """
 
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -17,7 +18,7 @@ import tempfile
 import pytest
 from conftest import REPO_ROOT
 from PIL import Image
-from test_review import suspect_rows, write_suspects
+from review_helpers import annotated_labels, suspect_rows, write_suspects
 
 from mlc_tf.data import corrections
 
@@ -92,11 +93,7 @@ class ReviewServer:
 def review_files(tiny_trained, tiny_saved_model, tmp_path_factory):
   """(corpus, SavedModel, suspects CSV, {id: labels}) for a review of the tiny corpus."""
   root, _, _ = tiny_trained
-  truth = {i: set() for i in range(1, 41)}
-  for label in ("cat", "dog", "sun"):
-    with open(os.path.join(root, "annotations", f"{label}.txt")) as f:
-      for line in f:
-        truth[int(line)].add(label)
+  truth = annotated_labels(root, 40)
   suspects = write_suspects(tmp_path_factory.mktemp("browser") / "suspects.csv", suspect_rows(truth, 6))
   return root, tiny_saved_model, suspects, truth
 
@@ -120,7 +117,7 @@ def wait_for_url(driver, suffix):
 
 
 def decided_rows(path):
-  found, problems = corrections.parse_corrections(open(path).read())
+  found, problems = corrections.parse_corrections(pathlib.Path(path).read_text())
   assert not problems
   return [(int(c.image_id), c.label, c.action) for c in found]
 

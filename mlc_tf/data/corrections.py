@@ -26,7 +26,7 @@ import logging
 import os
 import shutil
 import tempfile
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 import tensorflow as tf

@@ -127,7 +127,8 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
       return flask.redirect(flask.url_for("photo", image_id=image_id, saved=changed), 303)
     corrections = state.read_corrections()
     return flask.render_template("photo.html", image_id=image_id,
-                                 labels=state.current_labels(corrections).loc[image_id], given=state.frame.loc[image_id], predictions=_predictions(image_id),
+                                 labels=state.current_labels(corrections).loc[image_id],
+                                 given=state.frame.loc[image_id], predictions=_predictions(image_id),
                                  saved=flask.request.args.get("saved", type=int))
 
   @app.get("/image/<int:image_id>")
