@@ -67,6 +67,11 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
     return flask.render_template("message.html", title="The corrections file cannot be written",
                                  message=f"{error} Fix it by hand; nothing was written."), 409
 
+  @app.errorhandler(OSError)
+  def file_error(error):
+    return flask.render_template("message.html", title="A file cannot be read or written",
+                                 message=f"{error}. Nothing was written; the decisions before it are kept."), 500
+
   @app.get("/")
   def home():
     return flask.redirect(flask.url_for("suspects" if state.suspects else "browse"))
