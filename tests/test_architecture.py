@@ -63,3 +63,12 @@ def test_the_layers_module_registers_every_custom_layer_of_the_library():
       if isinstance(node, ast.ClassDef):
         bases = {ast.unparse(base) for base in node.bases}
         assert not bases & {"keras.layers.Layer", "layers.Layer"}, f"{path.relative_to(PACKAGE)}: {node.name}"
+
+
+def test_tests_share_helpers_through_a_module_not_conftest():
+  """conftest.py is pytest's (fixtures); importing it by name breaks as soon as two conftest files exist."""
+  for path in sorted((PACKAGE.parent / "tests").glob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+      modules = ([node.module] if isinstance(node, ast.ImportFrom) else
+                 [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+      assert "conftest" not in modules, f"tests/{path.name} imports conftest"

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from conftest import REPO_ROOT, run_cli
+from helpers import REPO_ROOT, run_cli
 
 from mlc_tf import config as config_lib
 from mlc_tf import models

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_tiny_corpus
+from helpers import make_tiny_corpus
 from PIL import Image
 
 from mlc_tf.data import corpus as corpus_lib

@@ -6,7 +6,7 @@ import threading
 
 import pandas as pd
 import pytest
-from conftest import fast_config, make_tiny_corpus
+from helpers import fast_config, make_tiny_corpus
 
 from mlc_tf.data import corpus, corrections, split_corpus
 

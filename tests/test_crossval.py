@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fast_config, make_tiny_corpus, run_cli
+from helpers import fast_config, make_tiny_corpus, run_cli
 from scipy.special import logit
 
 from mlc_tf.data import corpus, corrections

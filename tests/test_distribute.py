@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, fast_config, make_tiny_corpus
+from helpers import REPO_ROOT, fast_config, make_tiny_corpus
 
 from mlc_tf import config as config_lib
 from mlc_tf.data import pipeline, split_corpus

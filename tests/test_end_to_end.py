@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import fast_config
+from helpers import fast_config
 
 from mlc_tf.serving import export
 from mlc_tf.train import training
@@ -33,7 +33,7 @@ SERVE_SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  from conftest import make_tiny_corpus
+  from helpers import make_tiny_corpus
   root = str(tmp_path_factory.mktemp("corpus"))
   make_tiny_corpus(root, num_images=40)
   workdir = str(tmp_path_factory.mktemp("workdir"))

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import make_tiny_corpus, run_cli
+from helpers import make_tiny_corpus, run_cli
 from PIL import Image
 
 from mlc_tf.data import corpus

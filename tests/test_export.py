@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import REPO_ROOT, fast_config, run_cli
+from helpers import REPO_ROOT, fast_config, run_cli
 from PIL import Image
 
 from mlc_tf.serving import export, signatures

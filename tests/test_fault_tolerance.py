@@ -9,7 +9,7 @@ import time
 import keras
 import numpy as np
 import pandas as pd
-from conftest import make_tiny_corpus
+from helpers import make_tiny_corpus
 from test_distribute import cli_command, cli_env
 
 from mlc_tf.train import callbacks

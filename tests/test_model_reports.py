@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fast_config, make_tiny_corpus, run_cli
+from helpers import fast_config, make_tiny_corpus, run_cli
 
 from mlc_tf.data import split_corpus
 from mlc_tf.evaluate import metrics, reports

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_tiny_corpus
+from helpers import make_tiny_corpus
 from PIL import Image
 
 from mlc_tf.evaluate import plots

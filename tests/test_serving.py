@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO_ROOT
 from google.protobuf import text_format
+from helpers import REPO_ROOT
 from tensorflow_serving.config import model_server_config_pb2
 
 from mlc_tf.serving import client, models_config, signatures

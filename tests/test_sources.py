@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import fast_config
+from helpers import fast_config
 
 from mlc_tf import config as config_lib
 from mlc_tf.data import corpus as corpus_lib

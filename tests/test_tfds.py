@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from conftest import fast_config, make_tiny_corpus
+from helpers import fast_config, make_tiny_corpus
 from PIL import Image
 
 from mlc_tf import config as config_lib

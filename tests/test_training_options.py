@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import fast_config, make_tiny_corpus
+from helpers import fast_config, make_tiny_corpus
 
 from mlc_tf.data import split_corpus
 from mlc_tf.evaluate import reports

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fast_config, make_tiny_corpus
+from helpers import fast_config, make_tiny_corpus
 from tensorflow.python.framework import config as tf_config
 
 from mlc_tf import models
