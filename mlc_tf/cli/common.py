@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Callable, Iterator
 
 import ml_collections
@@ -100,5 +101,23 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run(main: Callable[[list[str]], None], verbosity: int) -> None:
   """An entry point's ``run()``: set absl logging's verbosity, parse the flags, call ``main``."""
+  _help_describes(sys.modules[main.__module__])
   logging.set_verbosity(verbosity)
   app.run(main, flags_parser=parse_flags)
+
+
+def _help_describes(entry_point) -> None:
+  """Makes ``--help`` show ``entry_point``'s docstring and flags when a console script's shim is ``__main__``.
+
+  absl's ``--help`` lists the key flags of the module named ``sys.argv[0]``
+  and prints ``__main__``'s docstring; under ``mlc-train`` both are the
+  generated shim's, which has neither (``python -m`` runs the entry point as
+  ``__main__`` itself).
+  """
+  if entry_point.__name__ == "__main__":
+    return
+  for flag in flags.FLAGS.get_key_flags_for_module(entry_point.__name__):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  shim = sys.modules["__main__"]
+  if not shim.__doc__:
+    shim.__doc__ = entry_point.__doc__
