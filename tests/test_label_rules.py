@@ -1,3 +1,5 @@
+import logging
+
 import keras
 import numpy as np
 import pandas as pd
@@ -15,6 +17,14 @@ def test_parse_implications():
   for bad in ("baby", "baby=>", "=>people", "a=>b=>c", "people=>people"):
     with pytest.raises(ValueError, match="label rule"):
       label_rules.parse_implications([bad])
+
+
+def test_the_old_explore_syntax_still_parses_with_a_warning(caplog):
+  with caplog.at_level(logging.WARNING):
+    assert label_rules.parse_implications(["baby > people", "male=>people"]) == [("baby", "people"),
+                                                                                ("male", "people")]
+  assert [record.getMessage() for record in caplog.records] == [
+      "label rule 'baby > people': the 'a>b' form is deprecated, write 'a=>b' as configs do"]
 
 
 def test_implications_close_transitively_and_fix_targets():

@@ -14,6 +14,7 @@ OR, e.g. for an ablation that asks whether telling male from female hurts "peopl
 
 from __future__ import annotations
 
+import logging
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -23,10 +24,18 @@ from mlc_tf.data import corpus as corpus_lib
 
 
 def parse_implications(rules: Iterable[str]) -> list[tuple[str, str]]:
-  """``["baby=>people", ...]`` -> ``[("baby", "people"), ...]``; whitespace is ignored."""
+  """``["baby=>people", ...]`` -> ``[("baby", "people"), ...]``; whitespace is ignored.
+
+  The one parser of label rules, for configs and ``mlc-explore --rules`` alike.
+  The older ``baby>people`` (mlc-explore's first syntax) is still read, with a warning.
+  """
   pairs = []
   for rule in rules or ():
-    parts = [part.strip() for part in str(rule).split("=>")]
+    text = str(rule)
+    if "=>" not in text and text.count(">") == 1:
+      logging.warning("label rule %r: the 'a>b' form is deprecated, write 'a=>b' as configs do", text)
+      text = text.replace(">", "=>")
+    parts = [part.strip() for part in text.split("=>")]
     if len(parts) != 2 or not all(parts):
       raise ValueError(f"label rule {rule!r} is not of the form 'antecedent=>consequent'")
     if parts[0] == parts[1]:

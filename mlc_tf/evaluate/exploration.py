@@ -23,17 +23,6 @@ from mlc_tf.evaluate import plots
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 
 
-def parse_implications(specs: list[str]) -> list[tuple[str, str]]:
-  """``["baby>people"]`` -> ``[("baby", "people")]``: an image with the first label should carry the second."""
-  rules = []
-  for spec in specs:
-    parts = [part.strip() for part in spec.split(">")]
-    if len(parts) != 2 or not all(parts):
-      raise ValueError(f"a label rule reads 'label>implied_label', e.g. 'baby>people'; got {spec!r}")
-    rules.append((parts[0], parts[1]))
-  return rules
-
-
 @dataclasses.dataclass
 class Exploration:
   """Corpus statistics; ``to_dict`` is the JSON form, ``to_markdown`` the tables."""
@@ -45,7 +34,7 @@ class Exploration:
   grayscale_images: int | None     # None: the source has no image files to look at
   image_sizes: pd.Series            # "WxH" -> images, most frequent first
   unreadable: list[str]             # files whose header could not be read
-  rule_violations: dict[str, list[int]]  # "baby>people" -> ids with baby but not people
+  rule_violations: dict[str, list[int]]  # "baby=>people" -> ids with baby but not people
 
   @property
   def no_label_images(self) -> int:
@@ -105,12 +94,15 @@ def _header(path: str) -> tuple[str, tuple[int, int]] | None:
 
 
 def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = ()) -> Exploration:
-  """Statistics of a label frame (``mlc_tf.data.corpus`` layout) and of its image files."""
+  """Statistics of a label frame (``mlc_tf.data.corpus`` layout) and of its image files.
+
+  ``rules``: label implications (``label_rules.parse_implications``) whose violations are counted.
+  """
   names = corpus_lib.label_columns(frame)
   for rule in rules:
     unknown = [label for label in rule if label not in names]
     if unknown:
-      raise ValueError(f"rule {rule[0]}>{rule[1]} names label(s) {unknown} that the corpus does not have")
+      raise ValueError(f"rule {rule[0]}=>{rule[1]} names label(s) {unknown} that the corpus does not have")
   targets = frame[names].to_numpy().astype(np.int64)
   counts = pd.Series(targets.sum(axis=0), index=names).sort_values(ascending=False, kind="stable")
   per_image = pd.Series(targets.sum(axis=1)).value_counts().sort_index()
@@ -125,7 +117,7 @@ def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = ()) -> Explorati
     mode, (width, height) = header
     grayscale += mode in GRAYSCALE_MODES
     sizes[f"{width}x{height}"] += 1
-  violations = {f"{a}>{b}": [int(i) for i in frame.index[(frame[a] == 1) & (frame[b] == 0)]] for a, b in rules}
+  violations = {f"{a}=>{b}": [int(i) for i in frame.index[(frame[a] == 1) & (frame[b] == 0)]] for a, b in rules}
   return Exploration(len(frame), counts, per_image, cooccurrence, grayscale,
                      pd.Series(dict(sizes.most_common()), dtype=int), unreadable, violations)
 
