@@ -35,7 +35,7 @@ def _imported_packages(path: pathlib.Path) -> set[str]:
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_packages_import_only_what_the_layout_allows(package):
   for path in sorted((PACKAGE / package).rglob("*.py")):
-    imported = _imported_packages(path) - {package, "config"}
+    imported = _imported_packages(path) - {package, "config", "atomic_files"}  # leaf modules
     assert imported <= ALLOWED[package], f"{path.relative_to(PACKAGE)} imports {sorted(imported - ALLOWED[package])}"
 
 
@@ -72,3 +72,13 @@ def test_tests_share_helpers_through_a_module_not_conftest():
       modules = ([node.module] if isinstance(node, ast.ImportFrom) else
                  [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
       assert "conftest" not in modules, f"tests/{path.name} imports conftest"
+
+
+def test_every_file_the_library_opens_is_closed_by_a_with_block():
+  for path in sorted(PACKAGE.rglob("*.py")):
+    tree = ast.parse(path.read_text())
+    in_with = {id(item.context_expr) for node in ast.walk(tree) if isinstance(node, (ast.With, ast.AsyncWith))
+               for item in node.items}
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Call) and ast.unparse(node.func) == "open":
+        assert id(node) in in_with, f"{path.relative_to(PACKAGE)}:{node.lineno}: open() outside a with block"

@@ -136,3 +136,18 @@ def test_concurrent_writers_never_lose_or_corrupt_a_row(tmp_path):
   assert not problems
   assert sorted((c.image_id, c.label) for c in found) == sorted((str(k), f"label{w}") for k in range(count)
                                                                 for w in range(4))
+
+
+def test_the_split_corpus_is_the_corrected_merged_corpus_split(tiny_corpus, tmp_path):
+  root, truth = tiny_corpus
+  with_cat = next(i for i, labels in truth.items() if "cat" in labels)
+  cfg = fast_config()
+  cfg.data.corrections = _write(tmp_path / "fix.csv", f"image_id,label,action\n{with_cat},cat,remove\n")
+  cfg.rules.merges = {"pets": ["cat", "dog"]}
+  data = split_corpus.load_and_split(root, cfg)
+  whole = data.source.frame  # what cross-validation and `--split=all` read
+  assert data.label_names == ["pets", "sun"] and corpus.label_columns(whole) == ["pets", "sun"]
+  assert whole.at[with_cat, "pets"] == int("dog" in truth[with_cat])
+  parts = pd.concat([data.train, data.val, data.test])
+  assert sorted(parts.index) == sorted(whole.index)
+  pd.testing.assert_frame_equal(data.test, whole.loc[data.test.index])

@@ -125,6 +125,14 @@ def test_mlc_grow_adds_layers_until_the_gain_falls_below_the_margin(corpus_dir, 
   assert {"growth.md", "depth_1", "depth_2", "depth_3"} <= set(os.listdir(tmp_path))
 
 
+def test_grow_builds_two_network_models_with_their_label_names(corpus_dir, tmp_path):
+  cfg = fast_config(epochs=1)
+  cfg.model.first_labels = ("cat",)  # two networks: needs the label names at every depth
+  growth = growing.grow(cfg, corpus_dir, str(tmp_path), start_depth=1, max_depth=1)
+  assert [step.depth for step in growth.steps] == [1] and growth.best_depth == 1
+  assert growth.steps[0].parameters > 0
+
+
 def test_grow_stops_where_the_builder_cannot_go_deeper(corpus_dir, tmp_path):
   # 16 px images pool to 1 px at depth 4: simple_cnn cannot be built at depth 5.
   with pytest.raises(ValueError, match="cannot be built at depth 5 for 16px images: .*zero or negative"):

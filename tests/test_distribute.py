@@ -147,7 +147,7 @@ PREDICT_SCRIPT = textwrap.dedent("""
     with strategy.scope():
       inputs = keras.Input((3,))
       model = distribute.for_strategy(keras.Model(inputs, keras.layers.Dense(2)(inputs)), strategy)
-    # As ThresholdCalibration predicts: global batches (4 + 4 + a short 2), each worker takes its slices.
+    # As CalibratedValidationF1 predicts: global batches (4 + 4 + a short 2), each worker takes its slices.
     images = tf.data.Dataset.from_tensor_slices(rows).batch(4).with_options(distribute.data_sharded_options())
     predicted = model.predict(images, verbose=0)
     kernel, bias = model.get_weights()

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from helpers import fast_config, make_tiny_corpus, run_cli
 
 from mlc_tf.data import split_corpus
@@ -31,8 +32,8 @@ def test_write_evaluation_report_and_figures(trained, tmp_path):
   data = split_corpus.load_and_split(root, cfg)
   model = inference.load(workdir)
   layer = inference.decision_layer(model)
-  probs = reports.predict_probabilities(model, data.test, layer.label_names, cfg)
-  report, written = reports.write_evaluation(str(tmp_path), data.test, probs, layer.thresholds.numpy(),
+  answers = reports.predict_answers(model, data.test, layer.label_names, cfg)
+  report, written = reports.write_evaluation(str(tmp_path), data.test, answers, layer.thresholds.numpy(),
                                              layer.label_names, history_csv=os.path.join(workdir, "history.csv"))
   interval = report["at_calibrated"].pop("interval_95")
   # Same model, same test split: the same numbers as training's own report (which also times the run).
@@ -47,6 +48,20 @@ def test_write_evaluation_report_and_figures(trained, tmp_path):
   assert all(os.path.getsize(p) > 0 for p in written)
   assert "mAP" in open(tmp_path / "report.md").read() and "![pr_curves.png](pr_curves.png)" in open(
       tmp_path / "report.md").read()
+
+
+def test_a_training_result_carries_what_its_inference_model_answers(trained):
+  root, _, result = trained
+  cfg = fast_config(epochs=1)
+  data = split_corpus.load_and_split(root, cfg)
+  names = result.label_names
+  for part, answers in ((data.val, result.val), (data.test, result.test)):
+    outputs = training.predict(result.inference_model, part, names, cfg)
+    np.testing.assert_allclose(answers.probabilities, outputs["probabilities"], atol=1e-6)
+    np.testing.assert_array_equal(answers.decisions, outputs["decisions"])
+  # The report scores those decisions, the ones the export serves.
+  assert result.report["at_calibrated"]["per_label"] == metrics.classification_report(
+      data.test[names].to_numpy(), result.test.decisions, names)["per_label"]
 
 
 def test_split_frame_all_is_the_whole_corpus(trained):
@@ -126,3 +141,13 @@ def test_mlc_predict_on_a_glob(trained, image_folder, tmp_path):
   assert list(rows[0]) == ["file", "cat", "dog", "sun"] and len(rows) == 5
   with pytest.raises(FileNotFoundError, match="no image file"):
     prediction.list_images([os.path.join(image_folder, "*.png")])
+
+
+def test_a_saved_model_without_metadata_is_refused_clearly(tmp_path):
+  module = tf.Module()
+  module.serve = tf.function(lambda image_bytes: {"probabilities": tf.zeros([tf.size(image_bytes), 2])},
+                             input_signature=[tf.TensorSpec([None], tf.string)])
+  path = str(tmp_path / "foreign")
+  tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+  with pytest.raises(ValueError, match="no 'metadata' signature naming its labels"):
+    prediction.load_predictor(path)

@@ -6,7 +6,7 @@ import os
 import pathlib
 
 import pytest
-from conftest import make_tiny_corpus
+from helpers import make_tiny_corpus
 from review_helpers import annotated_labels, suspect_rows, write_suspects
 
 from mlc_tf.data import corrections

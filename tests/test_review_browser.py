@@ -16,7 +16,7 @@ import sys
 import tempfile
 
 import pytest
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from PIL import Image
 from review_helpers import annotated_labels, suspect_rows, write_suspects
 

@@ -55,8 +55,8 @@ def test_evaluation_decides_like_the_model_label_rules_included(trained, tmp_pat
   assert inference.implications(model) == [("dog", "sun")]
   data = split_corpus.load_and_split(root, cfg)
   layer = inference.decision_layer(model)
-  probs = reports.predict_probabilities(model, data.test, layer.label_names, cfg)
-  report, _ = reports.write_evaluation(str(tmp_path), data.test, probs, layer.thresholds.numpy(), layer.label_names,
+  answers = reports.predict_answers(model, data.test, layer.label_names, cfg)
+  report, _ = reports.write_evaluation(str(tmp_path), data.test, answers, layer.thresholds.numpy(), layer.label_names,
                                        implications=inference.implications(model))
   assert report["at_calibrated"]["per_label"] == result.report["at_calibrated"]["per_label"]  # rules applied
 

@@ -52,7 +52,7 @@ def main(argv):
   invalid = 0
   for start in range(0, len(paths), _BATCH_SIZE.value):
     batch = paths[start:start + _BATCH_SIZE.value]
-    images = [open(path, "rb").read() for path in batch]
+    images = [_read(path) for path in batch]
     with common.exit_on_error("mlc-client", client.ServingError, OSError):  # OSError: unreachable server, timeouts
       if _REST.value:
         answers = client.predict_rest(_REST.value, _MODEL.value, images, version=_VERSION.value,
@@ -69,6 +69,11 @@ def main(argv):
       else:
         print(f"{path}\tINVALID (not a decodable JPEG/PNG/GIF/BMP)")
   print(f"{len(paths)} images, {invalid} invalid", file=sys.stderr)
+
+
+def _read(path: str) -> bytes:
+  with open(path, "rb") as f:
+    return f.read()
 
 
 def run():

@@ -47,14 +47,14 @@ def main(argv):
   data_dir = common.data_dir(_DATA_DIR.value, cfg.data.source)
   with common.exit_on_error("mlc-evaluate", FileNotFoundError, ValueError):  # CorpusError is a ValueError
     model = inference.load(_MODEL.value)
-    decisions = inference.decision_layer(model)
-    cfg.data.labels = decisions.label_names  # the model's label columns, in its order
+    thresholds_layer = inference.decision_layer(model)
+    cfg.data.labels = thresholds_layer.label_names  # the model's label columns, in its order
     data = split_corpus.load_and_split(data_dir, cfg)
   frame = reports.split_frame(data, _SPLIT.value)
-  probs = reports.predict_probabilities(model, frame, decisions.label_names, cfg, data.source)
+  answers = reports.predict_answers(model, frame, thresholds_layer.label_names, cfg, data.source)
   output_dir = _OUTPUT_DIR.value or os.path.join(model_dir, f"evaluation_{_SPLIT.value}")
   result, written = reports.write_evaluation(
-      output_dir, frame, probs, decisions.thresholds.numpy(), decisions.label_names, _SPLIT.value,
+      output_dir, frame, answers, thresholds_layer.thresholds.numpy(), thresholds_layer.label_names, _SPLIT.value,
       history_csv=os.path.join(model_dir, "history.csv"), seed=cfg.seed, source=data.source,
       implications=inference.implications(model))
   print(metrics.format_report(result, _SPLIT.value))

@@ -32,7 +32,10 @@ def main(argv):
   if not os.path.isfile(model_path):
     raise SystemExit(f"mlc-export: error: no trained model at {model_path} (run mlc-train first)")
   config_path = os.path.join(_WORKDIR.value, "config.json")
-  config_json = open(config_path).read() if os.path.isfile(config_path) else "{}"
+  config_json = "{}"
+  if os.path.isfile(config_path):
+    with open(config_path) as f:
+      config_json = f.read()
   export_config = json.loads(config_json).get("export", {})
   name = _NAME.value or export_config.get("name") or os.path.basename(os.path.normpath(_WORKDIR.value))
   base_dir = _BASE_DIR.value or export_config.get("base_dir") or "saved_models"

@@ -41,13 +41,9 @@ import pandas as pd
 import tensorflow as tf
 from PIL import Image
 
-from mlc_tf.data import pipeline
+from mlc_tf.data import image_formats, pipeline
 
-IMAGE_NAME = re.compile(r"^im(\d+)\.(jpe?g|png|gif|bmp)$", re.IGNORECASE)
 PATH_COLUMN = "path"
-# Leading bytes of the formats decode_and_resize reads, whatever the file's extension says.
-_MAGIC = (("jpeg", b"\xff\xd8\xff"), ("png", b"\x89PNG\r\n\x1a\n"), ("gif", b"GIF87a"), ("gif", b"GIF89a"),
-          ("bmp", b"BM"))
 # TensorFlow error messages carry the op's internals around the human part.
 _TF_MESSAGE_NOISE = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", re.DOTALL)
 _EXAMPLES = 5
@@ -161,10 +157,6 @@ def _reason(error: Exception) -> str:
   return _TF_MESSAGE_NOISE.sub("", message).strip().splitlines()[0] if message.strip() else type(error).__name__
 
 
-def _image_kind(data: bytes) -> str | None:
-  return next((kind for kind, magic in _MAGIC if data.startswith(magic)), None)
-
-
 def _is_palette_bmp(path: str) -> bool:
   """True for a BMP whose pixels index a colour palette: TensorFlow would read the indices as gray levels."""
   try:
@@ -187,7 +179,7 @@ def check_image(path: str) -> tuple[str, str | None, str | None]:
     return "", _reason(error), None
   if not data:
     return "", None, "empty file"
-  kind = _image_kind(data)
+  kind = image_formats.format_of(data)
   if kind is None:
     return "", None, "not a JPEG, PNG, GIF or BMP image"
   if kind == "bmp" and _is_palette_bmp(path):
@@ -251,7 +243,7 @@ def audit_frame(frame: pd.DataFrame, audit: CorpusAudit, *, strict: bool = False
   keep = []
   for row, path in enumerate(paths):
     if row in heads:  # it decodes; a palette BMP does too, but to the wrong colours
-      kind = _image_kind(heads[row])
+      kind = image_formats.format_of(heads[row])
       unreadable, undecodable = None, _PALETTE_BMP if kind == "bmp" and _is_palette_bmp(path) else None
     else:
       kind, unreadable, undecodable = check_image(path)
@@ -315,6 +307,21 @@ def load_corpus(root: str, labels: list[str] | None = None, *, strict: bool = Fa
   Raises:
     CorpusError: see the module docstring.
   """
+  images_dir, annotations_dir = _corpus_dirs(root)
+  audit = CorpusAudit(source=root)
+  paths = _image_files(images_dir, audit)
+  labels = _annotated_labels(annotations_dir, labels, audit)
+  ids = sorted(paths)
+  frame = pd.DataFrame(0, index=pd.Index(ids, name="image_id"), columns=labels, dtype="uint8")
+  for label in labels:
+    frame.loc[_annotated_ids(annotations_dir, label, paths, audit), label] = 1
+  frame[PATH_COLUMN] = [paths[i] for i in ids]
+  frame = audit_frame(frame, audit, strict=strict, workers=workers, progress=progress)
+  return frame, audit
+
+
+def _corpus_dirs(root: str) -> tuple[str, str]:
+  """``root``'s images/ and annotations/ directories; an error unless both exist."""
   images_dir = os.path.join(root, "images")
   annotations_dir = os.path.join(root, "annotations")
   if not tf.io.gfile.isdir(root):
@@ -323,11 +330,14 @@ def load_corpus(root: str, labels: list[str] | None = None, *, strict: bool = Fa
     if not tf.io.gfile.isdir(needed):
       raise CorpusError(f"{root} is not a corpus: it has no {os.path.basename(needed)}/ directory "
                         "(expected images/im<ID>.jpg and annotations/<label>.txt)")
+  return images_dir, annotations_dir
 
-  audit = CorpusAudit(source=root)
+
+def _image_files(images_dir: str, audit: CorpusAudit) -> dict[int, str]:
+  """{image id: path} of the files named im<ID>.<image extension>; the others are listed in the audit."""
   paths: dict[int, str] = {}
   for name in _listdir(images_dir):
-    match = IMAGE_NAME.match(name)
+    match = image_formats.CORPUS_IMAGE_NAME.match(name)
     if not match:
       audit.unrecognised_files.append(name)
       continue
@@ -339,7 +349,11 @@ def load_corpus(root: str, labels: list[str] | None = None, *, strict: bool = Fa
   audit.num_images = len(paths)
   if not paths:
     raise CorpusError(f"{images_dir} holds no image named im<ID>.jpg")
+  return paths
 
+
+def _annotated_labels(annotations_dir: str, labels: list[str] | None, audit: CorpusAudit) -> list[str]:
+  """The labels to load, sorted: ``labels`` (each needs its file), or every <label>.txt when None."""
   available = [name[:-4] for name in _listdir(annotations_dir) if name.endswith(".txt")]
   if labels is None:
     labels = available
@@ -350,23 +364,22 @@ def load_corpus(root: str, labels: list[str] | None = None, *, strict: bool = Fa
   if not labels:
     raise CorpusError(f"{annotations_dir} holds no <label>.txt annotation file")
   audit.ignored_label_files = [f"{name}.txt" for name in available if name not in labels]
+  return labels
 
-  ids = sorted(paths)
-  frame = pd.DataFrame(0, index=pd.Index(ids, name="image_id"), columns=labels, dtype="uint8")
-  for label in labels:
-    seen = set()
-    for line, image_id in _parse_annotation(os.path.join(annotations_dir, f"{label}.txt")):
-      if image_id in seen:
-        audit.duplicate_ids.append((label, line, image_id))
-        continue
-      seen.add(image_id)
-      if image_id not in paths:
-        audit.missing_images.append((label, line, image_id))
-        continue
-      frame.at[image_id, label] = 1
-  frame[PATH_COLUMN] = [paths[i] for i in ids]
-  frame = audit_frame(frame, audit, strict=strict, workers=workers, progress=progress)
-  return frame, audit
+
+def _annotated_ids(annotations_dir: str, label: str, paths: dict[int, str], audit: CorpusAudit) -> list[int]:
+  """The ids <label>.txt lists that have an image; repeats and ids without image go to the audit."""
+  seen, ids = set(), []
+  for line, image_id in _parse_annotation(os.path.join(annotations_dir, f"{label}.txt")):
+    if image_id in seen:
+      audit.duplicate_ids.append((label, line, image_id))
+      continue
+    seen.add(image_id)
+    if image_id not in paths:
+      audit.missing_images.append((label, line, image_id))
+      continue
+    ids.append(image_id)
+  return ids
 
 
 def label_columns(frame: pd.DataFrame) -> list[str]:

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from mlc_tf.data import balance
+from mlc_tf.data import balance, image_formats
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -29,9 +29,8 @@ def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
   # truncate it or scale 8-bit images by 256, not 257. JPEG/GIF/BMP are 8-bit, decoded as uint8: TF 2.21's
   # float32 JPEG decode leaks its scratch buffer (H x W x 3 bytes) on every truncated or corrupt JPEG,
   # which a server receiving bad uploads would accumulate (docs/serving.md, "Soak").
-  is_png = tf.equal(tf.strings.substr(image_bytes, 0, 8), b"\x89PNG\r\n\x1a\n")
   image = tf.cond(
-      is_png,
+      image_formats.is_png(image_bytes),
       lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.float32) * 255.0,
       lambda: tf.cast(tf.io.decode_image(image_bytes, channels=3, expand_animations=False), tf.float32))
   image = resize(image, image_size)

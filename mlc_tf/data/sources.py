@@ -125,44 +125,10 @@ def load_csv(path: str, labels: list[str] | None = None) -> tuple[pd.DataFrame, 
   """
   root = os.path.dirname(path)
   header, body = _read_csv_rows(path)
-  space_separated = len(header) == 2 and header[1].lower() in SPACE_SEPARATED_HEADERS
-  columns = [] if space_separated else header[1:]
-  if not space_separated:
-    if not columns:
-      raise CorpusError(f"{path}:1: the header names no label column (expected `file,labels` or `file,<label>,…`)")
-    if "" in columns or len(set(columns)) != len(columns):
-      raise CorpusError(f"{path}:1: label columns must have distinct, non-empty names, found {columns}")
-
+  columns = _label_columns(path, header)
+  rows = _parse_csv_rows(path, root, header, body, columns)
+  available = _chosen_labels(path, rows, columns, labels)
   audit = CsvAudit(source=path)
-  rows: dict[str, tuple[int, set[str]]] = {}
-  for line, row in body:
-    where = f"{path}:{line}"
-    if len(row) != len(header):
-      raise CorpusError(f"{where}: expected {len(header)} columns as in the header, found {len(row)}")
-    name = row[0].replace("\\", "/")
-    if not name:
-      raise CorpusError(f"{where}: empty image path")
-    resolve_under(root, name, where)
-    if name in rows:
-      raise CorpusError(f"{where}: {name} is listed twice (first on line {rows[name][0]})")
-    if space_separated:
-      present = set(row[1].split())
-    else:
-      bad = [(label, value) for label, value in zip(columns, row[1:]) if value not in ("0", "1")]
-      if bad:
-        raise CorpusError(f"{where}: label columns hold 0 or 1, found {bad[0][0]}={bad[0][1]!r}")
-      present = {label for label, value in zip(columns, row[1:]) if value == "1"}
-    rows[name] = (line, present)
-
-  available = sorted(columns or set().union(*(present for _, present in rows.values())))
-  if labels is not None:
-    unknown = sorted(set(labels) - set(available))
-    if unknown and not space_separated:
-      raise CorpusError(f"{path}: no column for label(s) {unknown}; columns: {columns}")
-    available = sorted(labels)
-  if not available:
-    raise CorpusError(f"{path}: no row carries any label, and config.data.labels names none")
-
   present_files = _existing_files(root, rows)
   kept = []
   for name, (line, _) in rows.items():
@@ -178,6 +144,57 @@ def load_csv(path: str, labels: list[str] | None = None) -> tuple[pd.DataFrame, 
   audit.num_images = len(frame)
   audit.empty_labels = [label for label in available if not frame[label].any()]
   return frame, audit
+
+
+def _label_columns(path: str, header: list[str]) -> list[str] | None:
+  """The 0/1 label columns the header names; None for the ``file,labels`` layout (space-separated names)."""
+  if len(header) == 2 and header[1].lower() in SPACE_SEPARATED_HEADERS:
+    return None
+  columns = header[1:]
+  if not columns:
+    raise CorpusError(f"{path}:1: the header names no label column (expected `file,labels` or `file,<label>,…`)")
+  if "" in columns or len(set(columns)) != len(columns):
+    raise CorpusError(f"{path}:1: label columns must have distinct, non-empty names, found {columns}")
+  return columns
+
+
+def _parse_csv_rows(path: str, root: str, header: list[str], body: list[tuple[int, list[str]]],
+                    columns: list[str] | None) -> dict[str, tuple[int, set[str]]]:
+  """{image path as written: (CSV line, its labels)}; any malformed row is an error naming its line."""
+  rows: dict[str, tuple[int, set[str]]] = {}
+  for line, row in body:
+    where = f"{path}:{line}"
+    if len(row) != len(header):
+      raise CorpusError(f"{where}: expected {len(header)} columns as in the header, found {len(row)}")
+    name = row[0].replace("\\", "/")
+    if not name:
+      raise CorpusError(f"{where}: empty image path")
+    resolve_under(root, name, where)
+    if name in rows:
+      raise CorpusError(f"{where}: {name} is listed twice (first on line {rows[name][0]})")
+    if columns is None:
+      present = set(row[1].split())
+    else:
+      bad = [(label, value) for label, value in zip(columns, row[1:]) if value not in ("0", "1")]
+      if bad:
+        raise CorpusError(f"{where}: label columns hold 0 or 1, found {bad[0][0]}={bad[0][1]!r}")
+      present = {label for label, value in zip(columns, row[1:]) if value == "1"}
+    rows[name] = (line, present)
+  return rows
+
+
+def _chosen_labels(path: str, rows: dict[str, tuple[int, set[str]]], columns: list[str] | None,
+                   labels: list[str] | None) -> list[str]:
+  """The frame's label columns, sorted: ``labels`` when given, else every column or every label a row names."""
+  available = sorted(columns or set().union(*(present for _, present in rows.values())))
+  if labels is not None:
+    unknown = sorted(set(labels) - set(available))
+    if unknown and columns is not None:
+      raise CorpusError(f"{path}: no column for label(s) {unknown}; columns: {columns}")
+    available = sorted(labels)
+  if not available:
+    raise CorpusError(f"{path}: no row carries any label, and config.data.labels names none")
+  return available
 
 
 def _existing_files(root: str, rows: dict) -> set[str]:

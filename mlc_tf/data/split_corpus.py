@@ -31,22 +31,26 @@ def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> Spli
   ``tfds:``, see ``mlc_tf.data.sources``); ``None`` reads ``cfg.data.source``.
   """
   source = sources.open_source(data_dir or cfg.data.source, cfg.data)
-  source.frame = corrections.apply_file(source.frame, cfg.data.corrections)  # before the split, which reads it
-  frame, audit = source.frame, source.audit
-  logging.info("corpus %s: %d image files, %d kept, %d skipped as undecodable", source.spec, audit.num_images,
-               audit.num_samples, len(audit.undecodable_images))
-  for line in audit.warnings():
-    logging.warning("corpus %s: %s", source.spec, line)
+  _log_audit(source.spec, source.audit)
+  frame = corrections.apply_file(source.frame, cfg.data.corrections)
   if cfg.rules.merges:
-    source.frame = label_rules.merge_labels(source.frame, cfg.rules.merges.to_dict())
-  frame = source.frame
+    frame = label_rules.merge_labels(frame, cfg.rules.merges.to_dict())
+  # The one edit of the source: its split stratifies on these labels, and it is the whole corpus as trained on.
+  source.frame = frame
   label_names = corpus_lib.label_columns(frame)
   train, val, test = source.split(cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
   train, val, test = frame.iloc[train], frame.iloc[val], frame.iloc[test]
   implications = label_rules.parse_implications(cfg.rules.implications)
   if implications and cfg.rules.to_targets:  # the test split keeps its annotations: it is the judge
     train, val = (_with_implied_labels(part, label_names, implications) for part in (train, val))
-  return SplitCorpus(label_names, train, val, test, audit, source)
+  return SplitCorpus(label_names, train, val, test, source.audit, source)
+
+
+def _log_audit(spec: str, audit: corpus_lib.CorpusAudit) -> None:
+  logging.info("corpus %s: %d image files, %d kept, %d skipped as undecodable", spec, audit.num_images,
+               audit.num_samples, len(audit.undecodable_images))
+  for line in audit.warnings():
+    logging.warning("corpus %s: %s", spec, line)
 
 
 def _with_implied_labels(frame: pd.DataFrame, label_names: list[str], implications) -> pd.DataFrame:

@@ -70,6 +70,17 @@ def summarize(reports: list[dict]) -> dict[str, dict]:
           for key in keys for values in [[flat[key] for flat in flats]]}
 
 
+def _out_of_fold_part(held_out: pd.DataFrame, names: list[str], fold: int,
+                      result: training.TrainResult) -> pd.DataFrame:
+  """The held-out images' rows of the out-of-fold frame: what the fold's inference model answered for them."""
+  part = held_out[[c for c in (corpus_lib.PATH_COLUMN, *names) if c in held_out]].copy()
+  part.insert(0, "fold", fold)
+  part[[f"prob_{name}" for name in names]] = result.test.probabilities
+  part[[f"pred_{name}" for name in names]] = result.test.decisions
+  part[[f"threshold_{name}" for name in names]] = np.broadcast_to(result.thresholds, result.test.probabilities.shape)
+  return part
+
+
 def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, num_folds: int,
                    verbose: int = 1) -> CrossValidation:
   """Trains ``num_folds`` models, each tested on its held-out fold; writes into ``workdir``.
@@ -97,14 +108,8 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
       print(f"fold {k + 1}/{num_folds}: training on {len(data.train)} images, validating on {len(data.val)}, "
             f"testing on {len(data.test)}", flush=True)
     result = training.train_on(cfg, data, os.path.join(workdir, f"fold_{k + 1}"), verbose=2 if verbose > 1 else 0)
-    probs = training.predict(result.model, data.test, names, cfg, loaded.source)
     reports.append(result.report)
-    part = data.test[[c for c in (corpus_lib.PATH_COLUMN, *names) if c in data.test]].copy()
-    part.insert(0, "fold", k + 1)
-    part[[f"prob_{name}" for name in names]] = probs
-    part[[f"pred_{name}" for name in names]] = metrics.decide(probs, result.thresholds)
-    part[[f"threshold_{name}" for name in names]] = np.broadcast_to(result.thresholds, probs.shape)
-    parts.append(part)
+    parts.append(_out_of_fold_part(data.test, names, k + 1, result))
     keras.backend.clear_session()  # each fold builds a fresh model; free the last one's graph
     if progress is not None:
       progress.update(k + 1, [("micro_f1", result.report["at_calibrated"]["micro"]["f1"]),

@@ -87,7 +87,7 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
     step_cfg = ml_collections.ConfigDict(cfg.to_dict())
     step_cfg.model.depth = depth
     try:
-      parameters = models.build(step_cfg.model, len(names), cfg.data.image_size).count_params()
+      parameters = models.build(step_cfg.model, len(names), cfg.data.image_size, names).count_params()
     except ValueError as error:  # e.g. more pooling steps than the image has pixels
       message = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())  # Keras colours its messages
       message = message.split(" Arguments received")[0]  # Keras appends the call's arguments
@@ -97,9 +97,7 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
     start = time.perf_counter()
     result = training.train_on(step_cfg, data, os.path.join(workdir, f"depth_{depth}"), verbose=verbose)
     seconds = time.perf_counter() - start
-    val_micro, val_macro = metrics.micro_macro_f1(
-        y_val, metrics.decide(training.predict(result.model, data.val, names, step_cfg, data.source),
-                                 result.thresholds))
+    val_micro, val_macro = metrics.micro_macro_f1(y_val, result.val.decisions)
     test = result.report["at_calibrated"]
     step = Step(depth, parameters, val_micro, val_macro, test["micro"]["f1"], test["macro"]["f1"],
                 len(next(iter(result.history.values()))), seconds,

@@ -94,19 +94,25 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: l
 
 
 def evaluate(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, label_names: list[str],
-             decision_rules: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+             decision_rules: Callable[[np.ndarray], np.ndarray] | None = None,
+             decisions: np.ndarray | None = None) -> dict:
   """Average precision, and reports at a flat 0.5 and at the calibrated per-label thresholds.
 
-  ``decision_rules`` post-processes 0/1 decisions as the exported model does
-  (e.g. label implications) before they are scored.
+  ``decisions``: what the model decided at its calibrated thresholds (the
+  inference model's ``decisions`` output, which the export serves); without
+  them they are derived from ``thresholds``. ``decision_rules`` post-processes
+  derived 0/1 decisions as the exported model does (e.g. label implications)
+  before they are scored.
   """
   rules = decision_rules or (lambda decisions: decisions)
+  if decisions is None:
+    decisions = rules(decide(probs, thresholds))
   return {
       "num_images": int(len(y_true)),
       "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
       "average_precision": average_precision(y_true, probs, label_names),
       "at_0.5": classification_report(y_true, rules(decide(probs, 0.5)), label_names),
-      "at_calibrated": classification_report(y_true, rules(decide(probs, thresholds)), label_names),
+      "at_calibrated": classification_report(y_true, decisions, label_names),
   }
 
 

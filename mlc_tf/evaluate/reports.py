@@ -27,12 +27,12 @@ def split_frame(data: split_corpus.SplitCorpus, split: str) -> pd.DataFrame:
   return getattr(data, split)
 
 
-def predict_probabilities(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
-                          cfg: ml_collections.ConfigDict, source: sources.Source | None = None) -> np.ndarray:
-  """Probabilities [N, L] of an inference model, through training's own input pipeline."""
+def predict_answers(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
+                    cfg: ml_collections.ConfigDict, source: sources.Source | None = None) -> training.SplitAnswers:
+  """An inference model's probabilities and decisions for ``frame``, through training's own input pipeline."""
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.data.image_size = int(model.inputs[0].shape[1])  # the size the model was trained at, whatever cfg says
-  return np.asarray(training.predict(model, frame, label_names, cfg, source)["probabilities"])
+  return training.answer(model, frame, label_names, cfg, source)
 
 
 def images_of(frame: pd.DataFrame, rows: np.ndarray, source: sources.Source | None = None) -> list[str | bytes]:
@@ -52,16 +52,17 @@ def _captions(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray, names: 
           for i in rows]
 
 
-def write_evaluation(output_dir: str, frame: pd.DataFrame, probs: np.ndarray, thresholds: np.ndarray,
+def write_evaluation(output_dir: str, frame: pd.DataFrame, answers: training.SplitAnswers, thresholds: np.ndarray,
                      label_names: list[str], split: str = "test", history_csv: str | None = None,
                      seed: int = 0, source: sources.Source | None = None,
                      implications=()) -> tuple[dict, list[str]]:
-  """Evaluates ``probs`` against ``frame``'s labels and writes the report and its figures.
+  """Evaluates the inference model's ``answers`` against ``frame``'s labels and writes the report and its figures.
 
-  Decisions are made as the exported model makes them: calibrated
-  ``thresholds``, then the label rules ``implications`` (``model_implications``).
-  The report adds a 95 % bootstrap interval of micro and macro F1 at the
-  calibrated thresholds (``at_calibrated.interval_95``).
+  The calibrated decisions scored are the model's own (its ``decisions``
+  output, as the export serves them); ``thresholds`` and the label rules
+  ``implications`` (``inference.implications``) make the reference decisions
+  at 0.5. The report adds a 95 % bootstrap interval of micro and macro F1 at
+  the calibrated thresholds (``at_calibrated.interval_95``).
 
   Files: report.md, report.json, pr_curves.png, label_counts.png (predicted vs
   true counts), samples.png (a random sample), false_positives_<label>.png
@@ -75,51 +76,66 @@ def write_evaluation(output_dir: str, frame: pd.DataFrame, probs: np.ndarray, th
   """
   os.makedirs(output_dir, exist_ok=True)
   y_true = frame[label_names].to_numpy().astype(np.int32)
-  def rules(decisions: np.ndarray) -> np.ndarray:
-    return label_rules.apply_implications(decisions, label_names, implications)
-
-  y_pred = rules(metrics.decide(probs, thresholds))
-  result = metrics.evaluate(y_true, probs, thresholds, label_names, decision_rules=rules)
-  result["at_calibrated"]["interval_95"] = metrics.bootstrap_f1_interval(y_true, y_pred, seed=seed)
-  ids = frame.index.to_numpy()
-
-  def join(name: str) -> str:
-    return os.path.join(output_dir, name)
-
+  result = metrics.evaluate(
+      y_true, answers.probabilities, thresholds, label_names, decisions=answers.decisions,
+      decision_rules=lambda decisions: label_rules.apply_implications(decisions, label_names, implications))
+  result["at_calibrated"]["interval_95"] = metrics.bootstrap_f1_interval(y_true, answers.decisions, seed=seed)
+  figures = _Figures(output_dir, frame, y_true, answers, label_names, split, source)
   written = []
   if history_csv and os.path.isfile(history_csv):
-    written.append(plots.training_curves(pd.read_csv(history_csv), join("training_curves.png")))
-  written.append(plots.pr_curves(y_true, probs, label_names, join("pr_curves.png"), thresholds))
+    written.append(plots.training_curves(pd.read_csv(history_csv), figures.path("training_curves.png")))
+  written.append(plots.pr_curves(y_true, answers.probabilities, label_names, figures.path("pr_curves.png"),
+                                 thresholds))
   written.append(plots.predicted_vs_true_counts(
-      y_true, y_pred, label_names, join("label_counts.png"),
+      y_true, answers.decisions, label_names, figures.path("label_counts.png"),
       f"Images per label, {split} split ({len(frame)} images): true vs predicted at calibrated thresholds"))
+  written += figures.sample_grids(np.random.default_rng(seed))
+  _write_report(output_dir, result, split, written)
+  return result, [os.path.join(output_dir, "report.md"), os.path.join(output_dir, "report.json")] + written
 
-  rng = np.random.default_rng(seed)
-  sample = np.sort(rng.choice(len(frame), min(GRID_SIZE, len(frame)), replace=False))
-  written.append(plots.image_grid(
-      images_of(frame, sample, source), _captions(y_true, y_pred, probs, label_names, sample, ids),
-      join("samples.png"),
-      f"Random {len(sample)} of {len(frame)} {split} images  (✓ right, + false positive, − missed; "
-      "numbers: probabilities)"))
-  frequent = int(np.argmax(y_true.sum(axis=0)))
-  false_positives = np.flatnonzero((y_true[:, frequent] == 0) & (y_pred[:, frequent] == 1))
-  if len(false_positives):
-    worst = false_positives[np.argsort(-probs[false_positives, frequent], kind="stable")][:GRID_SIZE]
-    written.append(plots.image_grid(
-        images_of(frame, worst, source), _captions(y_true, y_pred, probs, label_names, worst, ids),
-        join(f"false_positives_{label_names[frequent]}.png"),
-        f"Most confident false positives of the most frequent label, {label_names[frequent]!r} "
-        f"({len(worst)} of {len(false_positives)})"))
-  empty = np.flatnonzero(y_true.sum(axis=1) == 0)
-  if len(empty):
-    shown = np.sort(rng.choice(empty, min(GRID_SIZE, len(empty)), replace=False))
-    written.append(plots.image_grid(
-        images_of(frame, shown, source), _captions(y_true, y_pred, probs, label_names, shown, ids),
-        join("no_label.png"),
-        f"Images with no label: random {len(shown)} of {len(empty)} (+ marks what the model predicts anyway)"))
 
-  metrics.write_json(result, join("report.json"))
-  figures = "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in written)
-  with open(join("report.md"), "w") as f:
-    f.write(f"# Evaluation, {split} split\n\n{metrics.format_report(result, split)}\n\n{figures}\n")
-  return result, [join("report.md"), join("report.json")] + written
+class _Figures:
+  """The image grids of one evaluation: a random sample, confident false positives, images with no label."""
+
+  def __init__(self, output_dir: str, frame: pd.DataFrame, y_true: np.ndarray, answers: training.SplitAnswers,
+               label_names: list[str], split: str, source: sources.Source | None):
+    self.output_dir, self.frame, self.y_true, self.answers = output_dir, frame, y_true, answers
+    self.label_names, self.split, self.source = label_names, split, source
+
+  def path(self, name: str) -> str:
+    return os.path.join(self.output_dir, name)
+
+  def _grid(self, rows: np.ndarray, name: str, title: str) -> str:
+    captions = _captions(self.y_true, self.answers.decisions, self.answers.probabilities, self.label_names, rows,
+                         self.frame.index.to_numpy())
+    return plots.image_grid(images_of(self.frame, rows, self.source), captions, self.path(name), title)
+
+  def sample_grids(self, rng: np.random.Generator) -> list[str]:
+    """samples.png, false_positives_<most frequent label>.png and no_label.png, where each has images to show."""
+    y_true, y_pred, probs, count = self.y_true, self.answers.decisions, self.answers.probabilities, len(self.frame)
+    sample = np.sort(rng.choice(count, min(GRID_SIZE, count), replace=False))
+    written = [self._grid(sample, "samples.png",
+                          f"Random {len(sample)} of {count} {self.split} images  (✓ right, + false positive, "
+                          "− missed; numbers: probabilities)")]
+    frequent = int(np.argmax(y_true.sum(axis=0)))
+    false_positives = np.flatnonzero((y_true[:, frequent] == 0) & (y_pred[:, frequent] == 1))
+    if len(false_positives):
+      worst = false_positives[np.argsort(-probs[false_positives, frequent], kind="stable")][:GRID_SIZE]
+      name = self.label_names[frequent]
+      written.append(self._grid(worst, f"false_positives_{name}.png",
+                                f"Most confident false positives of the most frequent label, {name!r} "
+                                f"({len(worst)} of {len(false_positives)})"))
+    empty = np.flatnonzero(y_true.sum(axis=1) == 0)
+    if len(empty):
+      shown = np.sort(rng.choice(empty, min(GRID_SIZE, len(empty)), replace=False))
+      written.append(self._grid(shown, "no_label.png", f"Images with no label: random {len(shown)} of {len(empty)} "
+                                "(+ marks what the model predicts anyway)"))
+    return written
+
+
+def _write_report(output_dir: str, result: dict, split: str, figures: list[str]) -> None:
+  """report.json, and report.md: the tables, then the figures."""
+  metrics.write_json(result, os.path.join(output_dir, "report.json"))
+  links = "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures)
+  with open(os.path.join(output_dir, "report.md"), "w") as f:
+    f.write(f"# Evaluation, {split} split\n\n{metrics.format_report(result, split)}\n\n{links}\n")

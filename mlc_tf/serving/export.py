@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from mlc_tf.data import pipeline
+from mlc_tf import atomic_files
+from mlc_tf.data import image_formats, pipeline
 from mlc_tf.models import inference
 from mlc_tf.serving import signatures
 
@@ -49,29 +48,6 @@ def next_version(model_dir: str) -> int:
   return max(versions, default=0) + 1
 
 
-def header_pixel_count(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Width x height (int64) read from the header of one JPEG/PNG/GIF/BMP, -1 for any other content.
-
-  Reads only the header, so it is cheap on any input; a header too short to
-  hold the size raises InvalidArgumentError, like the decoder would.
-  """
-  def int_pair(offset, dtype, little_endian):
-    pair = tf.io.decode_raw(tf.strings.substr(image_bytes, offset, 2 * dtype.size), dtype, little_endian)
-    return tf.abs(tf.cast(pair[0], tf.int64) * tf.cast(pair[1], tf.int64))  # BMP heights may be negative
-
-  def jpeg():
-    shape = tf.io.extract_jpeg_shape(image_bytes, output_type=tf.int64)
-    return shape[0] * shape[1]
-
-  head = tf.strings.substr(image_bytes, 0, 8)
-  return tf.case([
-      (tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff"), jpeg),
-      (tf.equal(head, b"\x89PNG\r\n\x1a\n"), lambda: int_pair(16, tf.int32, little_endian=False)),
-      (tf.equal(tf.strings.substr(head, 0, 4), b"GIF8"), lambda: int_pair(6, tf.uint16, little_endian=True)),
-      (tf.equal(tf.strings.substr(head, 0, 2), b"BM"), lambda: int_pair(18, tf.int32, little_endian=True)),
-  ], default=lambda: tf.constant(-1, tf.int64), exclusive=False)
-
-
 def decode_batch(image_bytes: tf.Tensor, image_size: int,
                  max_image_pixels: int = MAX_IMAGE_PIXELS) -> tuple[tf.Tensor, tf.Tensor]:
   """Encoded images [B] -> (float32 [B, S, S, 3] from ``decode_and_resize``, valid bool [B]).
@@ -86,7 +62,7 @@ def decode_batch(image_bytes: tf.Tensor, image_size: int,
   count = tf.shape(image_bytes, out_type=tf.int64)[0]
 
   def decode(index, one_image):
-    pixels = header_pixel_count(one_image)
+    pixels = image_formats.header_pixel_count(one_image)
     with tf.control_dependencies([tf.debugging.assert_positive(pixels),
                                   tf.debugging.assert_less_equal(pixels, tf.constant(max_image_pixels, tf.int64))]):
       one_image = tf.identity(one_image)  # decode only what passed the header checks
@@ -118,11 +94,9 @@ def signature_functions(inference_model: keras.Model, config_json: str = "{}",
   ``export_saved_model`` writes exactly these; a caller holding a model.keras
   can ask ``serving_default`` the same question TF Serving would be asked.
   """
-  decisions_layer = inference.decision_layer(inference_model)
-  model_labels = list(decisions_layer.label_names)
-  model_size = int(inference_model.input_shape[1])
-  thresholds = np.asarray(decisions_layer.thresholds.numpy(), np.float32)
-  label_tensor = tf.constant(model_labels, tf.string)
+  metadata = _metadata(inference_model, config_json, max_image_pixels)
+  num_labels, model_size = len(metadata["label_names"]), metadata["image_size"]
+  label_tensor = tf.constant(metadata["label_names"], tf.string)
 
   def answer(images):
     def run_network():
@@ -130,7 +104,7 @@ def signature_functions(inference_model: keras.Model, config_json: str = "{}",
       return outputs["probabilities"], outputs["decisions"]
 
     def no_rows():
-      return tf.zeros([0, len(model_labels)], tf.float32), tf.zeros([0, len(model_labels)], tf.int32)
+      return tf.zeros([0, num_labels], tf.float32), tf.zeros([0, num_labels], tf.int32)
 
     # An empty batch never reaches the network: oneDNN's batch norm rejects 0-row inputs on some CPUs
     # (AVX-512/AMX hosts: "Incompatible shapes: [C] vs. [0,H,W,C]").
@@ -152,12 +126,21 @@ def signature_functions(inference_model: keras.Model, config_json: str = "{}",
             "labels": predicted_label_names(probabilities, decisions, label_tensor)}
 
   @tf.function(input_signature=[])
-  def metadata():
-    return {"label_names": label_tensor, "thresholds": tf.constant(thresholds),
+  def metadata_signature():
+    return {"label_names": label_tensor, "thresholds": tf.constant(metadata["thresholds"], tf.float32),
             "image_size": tf.constant(model_size, tf.int32),
             "max_image_pixels": tf.constant(max_image_pixels, tf.int64), "config": tf.constant(config_json)}
 
-  return {signatures.SERVING: serve_bytes, signatures.PIXELS: serve_pixels, signatures.METADATA: metadata}
+  return {signatures.SERVING: serve_bytes, signatures.PIXELS: serve_pixels, signatures.METADATA: metadata_signature}
+
+
+def _metadata(inference_model: keras.Model, config_json: str, max_image_pixels: int) -> dict:
+  """What the metadata signature answers and assets.extra/metadata.json holds, read from the model."""
+  decisions_layer = inference.decision_layer(inference_model)
+  return {"label_names": list(decisions_layer.label_names),
+          "thresholds": np.asarray(decisions_layer.thresholds.numpy(), np.float32).tolist(),
+          "image_size": int(inference_model.input_shape[1]), "max_image_pixels": max_image_pixels,
+          "config": json.loads(config_json)}
 
 
 def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str, config_json: str = "{}",
@@ -174,37 +157,32 @@ def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str
   TF Serving never sees a half-written model, and an existing version is
   never overwritten.
   """
-  decisions_layer = inference.decision_layer(inference_model)
-  model_labels = list(decisions_layer.label_names)
-  model_size = int(inference_model.input_shape[1])
-  if label_names is not None and list(label_names) != model_labels:
-    raise ValueError(f"label_names {list(label_names)} differ from the model's {model_labels}")
-  if image_size is not None and image_size != model_size:
-    raise ValueError(f"image_size {image_size} differs from the model's input size {model_size}")
-  thresholds = np.asarray(decisions_layer.thresholds.numpy(), np.float32)
-
+  metadata = _metadata(inference_model, config_json, max_image_pixels)
+  if label_names is not None and list(label_names) != metadata["label_names"]:
+    raise ValueError(f"label_names {list(label_names)} differ from the model's {metadata['label_names']}")
+  if image_size is not None and image_size != metadata["image_size"]:
+    raise ValueError(f"image_size {image_size} differs from the model's input size {metadata['image_size']}")
   archive = keras.export.ExportArchive()
   archive.track(inference_model)
   for signature_name, function in signature_functions(inference_model, config_json, max_image_pixels).items():
     archive.add_endpoint(signature_name, function)
-
   model_dir = os.path.join(base_dir, name)
   os.makedirs(model_dir, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=".staging-", dir=model_dir)  # not an integer: TF Serving ignores it
-  try:
-    staged_model = os.path.join(staging, "model")
-    archive.write_out(staged_model, verbose=False)
-    os.makedirs(os.path.join(staged_model, "assets.extra"))
-    with open(os.path.join(staged_model, "assets.extra", "metadata.json"), "w") as f:
-      json.dump({"label_names": model_labels, "thresholds": thresholds.tolist(), "image_size": model_size,
-                 "max_image_pixels": max_image_pixels, "config": json.loads(config_json)}, f, indent=2)
-    while True:
-      version_dir = os.path.join(model_dir, str(next_version(model_dir)))
-      try:
-        os.rename(staged_model, version_dir)  # fails if it exists: never overwrite
-        return version_dir
-      except OSError:
-        if not os.path.isdir(version_dir):
-          raise
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
+  with atomic_files.staged_beside(os.path.join(model_dir, "version")) as staged:  # not an integer: TF Serving
+    archive.write_out(staged, verbose=False)                                      # ignores it
+    os.makedirs(os.path.join(staged, "assets.extra"))
+    with open(os.path.join(staged, "assets.extra", "metadata.json"), "w") as f:
+      json.dump(metadata, f, indent=2)
+    return _publish_as_next_version(staged, model_dir)
+
+
+def _publish_as_next_version(staged: str, model_dir: str) -> str:
+  """Renames the finished ``staged`` directory to ``model_dir/<next version>``, never onto an existing version."""
+  while True:
+    version_dir = os.path.join(model_dir, str(next_version(model_dir)))
+    try:
+      os.rename(staged, version_dir)  # fails if it exists: never overwrite
+      return version_dir
+    except OSError:
+      if not os.path.isdir(version_dir):
+        raise

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import glob
-import json
 import os
 from typing import Iterator
 
@@ -21,10 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mlc_tf.data import pipeline
+from mlc_tf.data import image_formats, pipeline
 from mlc_tf.models import inference
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+from mlc_tf.serving import signatures
 
 
 def list_images(sources: list[str]) -> list[str]:
@@ -33,7 +31,7 @@ def list_images(sources: list[str]) -> list[str]:
   for source in sources:
     if os.path.isdir(source):
       matches = [os.path.join(source, name) for name in sorted(os.listdir(source))
-                 if name.lower().endswith(IMAGE_EXTENSIONS)]
+                 if name.lower().endswith(image_formats.EXTENSIONS)]
     else:
       matches = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
     if not matches:
@@ -73,13 +71,12 @@ class SavedModelPredictor:
 
   def __init__(self, export_dir: str):
     self.loaded = tf.saved_model.load(export_dir)
-    self.serve = self.loaded.signatures["serving_default"]
-    if "metadata" in self.loaded.signatures:
-      names = self.loaded.signatures["metadata"]()["label_names"].numpy()
-      self.label_names = [name.decode() for name in names]
-    else:
-      with open(os.path.join(export_dir, "labels.json")) as f:
-        self.label_names = json.load(f)["label_names"]
+    if signatures.METADATA not in self.loaded.signatures:  # what the probability columns mean
+      raise ValueError(f"{export_dir} has no {signatures.METADATA!r} signature naming its labels: "
+                       "not a model mlc_tf exported (mlc-export)")
+    self.serve = self.loaded.signatures[signatures.SERVING]
+    names = self.loaded.signatures[signatures.METADATA]()["label_names"].numpy()
+    self.label_names = [name.decode() for name in names]
 
   def _call(self, blobs: list[bytes]) -> dict:
     outputs = self.serve(image_bytes=tf.constant(blobs, tf.string))

@@ -14,30 +14,32 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mlc_tf import atomic_files
 from mlc_tf.evaluate import metrics
 
 
-class ThresholdCalibration(keras.callbacks.Callback):
-  """At each epoch end, finds each label's F1-optimal threshold on the validation split.
+class CalibratedValidationF1(keras.callbacks.Callback):
+  """At each epoch end, logs validation F1 at that epoch's own F1-optimal per-label thresholds.
 
   Adds to the epoch's logs, for early stopping and the CSV log:
-  ``val_micro_f1`` and ``val_macro_f1`` at the calibrated thresholds, and
-  ``val_micro_f1_at_0.5``. ``thresholds`` holds the latest calibration.
-  Place it before callbacks that read these logs (EarlyStopping, CSVLogger).
+  ``val_micro_f1`` and ``val_macro_f1`` at the thresholds calibrated on the
+  validation split, and ``val_micro_f1_at_0.5``. The thresholds themselves
+  are thrown away: training calibrates the final ones once, on the weights
+  early stopping keeps. Place it before callbacks that read these logs
+  (EarlyStopping, CSVLogger).
   """
 
   def __init__(self, val_images: tf.data.Dataset, val_targets: np.ndarray):
     super().__init__()
     self.val_images = val_images
     self.val_targets = np.asarray(val_targets)
-    self.thresholds = np.full(self.val_targets.shape[1], 0.5, np.float32)
 
   def on_epoch_end(self, epoch, logs=None):
     probs = self.model.predict(self.val_images, verbose=0)
     if len(probs) != len(self.val_targets):  # e.g. a strategy that dropped or padded rows
       raise ValueError(f"validation predictions cover {len(probs)} images, not all {len(self.val_targets)}")
-    self.thresholds = metrics.f1_optimal_thresholds(self.val_targets, probs)
-    micro, macro = metrics.micro_macro_f1(self.val_targets, metrics.decide(probs, self.thresholds))
+    thresholds = metrics.f1_optimal_thresholds(self.val_targets, probs)
+    micro, macro = metrics.micro_macro_f1(self.val_targets, metrics.decide(probs, thresholds))
     if logs is not None:
       logs["val_micro_f1"] = micro
       logs["val_macro_f1"] = macro
@@ -86,9 +88,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     self.model.save_weights(os.path.join(staging, "latest.weights.h5"))
     with open(os.path.join(staging, "training_metadata.json"), "w") as f:
       json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
-    link = os.path.join(self.backup_dir, f".state-link-{os.getpid()}")
-    os.symlink(os.path.basename(staging), link)
-    os.replace(link, self._state_dir)  # the publishing step: atomic on POSIX
+    atomic_files.write_aside(self._state_dir, lambda link: os.symlink(os.path.basename(staging), link))
     for name in os.listdir(self.backup_dir):  # older backups and leftovers of killed writes
       if name.startswith("state-") and name != os.path.basename(staging):
         shutil.rmtree(os.path.join(self.backup_dir, name), ignore_errors=True)
@@ -164,11 +164,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     if not self.write:
       return
-    path = self.path(self.directory, epoch + 1)
-    tf.io.gfile.makedirs(self.directory)
-    partial = os.path.join(self.directory, ".partial.weights.h5")
-    self.model.save_weights(partial, overwrite=True)
-    tf.io.gfile.rename(partial, path, overwrite=True)
+    path = atomic_files.write_aside(self.path(self.directory, epoch + 1), self.model.save_weights)
     self.latest = path
     for older in tf.io.gfile.glob(os.path.join(self.directory, "epoch_*.weights.h5")):
       if older != path:
@@ -192,7 +188,7 @@ def optional_callbacks(cfg, workdir: str) -> list[keras.callbacks.Callback]:
   The best-epoch model (``<workdir>/best_epoch.keras``, the model as
   trained, loadable on its own) tracks the same validation F1 as early
   stopping, so an interrupted run keeps its best epoch, not only its last.
-  Both read logs that ``ThresholdCalibration`` writes: place them after it.
+  Both read logs that ``CalibratedValidationF1`` writes: place them after it.
   """
   callbacks = []
   if cfg.get("checkpoint_best", False):

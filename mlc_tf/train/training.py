@@ -13,13 +13,21 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from mlc_tf import models
+from mlc_tf import atomic_files, models
 from mlc_tf.data import balance, label_rules, pipeline, sources, split_corpus
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.evaluate import metrics
 from mlc_tf.models import inference
 from mlc_tf.train import callbacks as callbacks_lib
 from mlc_tf.train import distribute, losses, optimizers
+
+
+@dataclasses.dataclass
+class SplitAnswers:
+  """What an inference model answers for the images of one split, in its row order."""
+
+  probabilities: np.ndarray  # [N, L]
+  decisions: np.ndarray      # [N, L] 0/1: calibrated thresholds, then the label rules the model has
 
 
 @dataclasses.dataclass
@@ -30,6 +38,8 @@ class TrainResult:
   thresholds: np.ndarray
   history: dict
   report: dict                  # metrics.evaluate on the test split
+  val: SplitAnswers             # the inference model's answers on the validation split (thresholds calibrated there)
+  test: SplitAnswers            # and on the test split (what ``report`` scores)
   is_chief: bool = True         # False on the other workers of a multi-worker job: they write nothing
 
 
@@ -77,6 +87,13 @@ def predict(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
   """Probabilities [N, L] for the images of ``frame`` (from ``source``, else its paths), in its row order."""
   ds = _dataset(frame, label_names, cfg, training=False, source=source).map(lambda x, y: x)
   return model.predict(ds, verbose=0)
+
+
+def answer(inference_model: keras.Model, frame: pd.DataFrame, label_names: list[str],
+           cfg: ml_collections.ConfigDict, source: sources.Source | None = None) -> SplitAnswers:
+  """The inference model's probabilities and decisions for the images of ``frame``, in its row order."""
+  outputs = predict(inference_model, frame, label_names, cfg, source)
+  return SplitAnswers(np.asarray(outputs["probabilities"]), np.asarray(outputs["decisions"]))
 
 
 def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) -> TrainResult:
@@ -137,14 +154,53 @@ def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wor
 def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str, verbose: int,
               strategy: tf.distribute.Strategy) -> TrainResult:
   chief = distribute.is_chief(strategy)
+  _seed(cfg)
+  os.makedirs(workdir, exist_ok=True)
+  names = data.label_names
+  inputs = _training_inputs(cfg, data, strategy)
+  resume = _resume_point(cfg, workdir, chief)
+  model = _compiled_model(cfg, names, strategy, inputs, resume.weights)
+  history, fit_seconds = _fit(cfg, model, inputs, data.val[names].to_numpy(), resume, workdir, chief, verbose)
+  model = _local_copy(cfg, model, names, strategy)
+  # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
+  val_probabilities = predict(model, data.val, names, cfg, data.source)
+  thresholds = metrics.f1_optimal_thresholds(data.val[names].to_numpy(), val_probabilities)
+  implications = label_rules.parse_implications(cfg.rules.implications) if cfg.rules.to_predictions else []
+  wrapped = inference.build(model, names, thresholds, implications)
+  val = SplitAnswers(val_probabilities, inference.decide(wrapped, val_probabilities))
+  test = answer(wrapped, data.test, names, cfg, data.source)
+  report = _test_report(data.test[names].to_numpy(), test, thresholds, names, implications)
+  # How long fit() took in this call (a resumed run counts only its own part) and how many epochs it ran.
+  report["training"] = {"fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
+                        "best_epoch": _best_epoch(history, cfg.train.monitor)}
+  if chief:
+    _save(workdir, wrapped, report, cfg)
+  return TrainResult(names, model, wrapped, thresholds, {k: list(map(float, v)) for k, v in history.history.items()},
+                     report, val, test, is_chief=chief)
+
+
+def _seed(cfg: ml_collections.ConfigDict) -> None:
+  """Seeds Python, NumPy and TensorFlow; with ``cfg.deterministic``, TensorFlow's ops too."""
   keras.utils.set_random_seed(cfg.seed)
   if cfg.deterministic:
     tf.config.experimental.enable_op_determinism()
-  os.makedirs(workdir, exist_ok=True)
+
+
+@dataclasses.dataclass
+class _Inputs:
+  train: tf.distribute.DistributedDataset
+  val: tf.data.Dataset
+  train_targets: np.ndarray
+  steps_per_epoch: int
+  global_batch: int
+
+
+def _training_inputs(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus,
+                     strategy: tf.distribute.Strategy) -> _Inputs:
+  """The distributed training data (balanced as ``cfg.balance`` says) and the validation data, in global batches."""
   names = data.label_names
   global_batch = distribute.global_batch_size(cfg.train.batch_size, strategy)
   logging.info("%s; global batch %d", distribute.describe(strategy), global_batch)
-
   train_targets = data.train[names].to_numpy()
   sample_counts = balance.expected_counts(train_targets, names, cfg.balance)
   if sample_counts is not None:
@@ -155,80 +211,103 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
   train_ds = _distributed_training_data(strategy, data.train, names, cfg, data.source, sample_counts)
   # Evaluation batches are global: each replica takes its slice, and metrics and predictions cover them all.
   val_ds = _dataset(data.val, names, cfg, training=False, source=data.source, batch_size=global_batch)
-  val_ds = val_ds.with_options(distribute.data_sharded_options())
-  optimizer_cfg = cfg.optimizer.copy_and_resolve_references()
-  optimizer_cfg.learning_rate = distribute.scaled_learning_rate(
-      cfg.optimizer.learning_rate, global_batch, cfg.optimizer.base_batch_size, cfg.optimizer.lr_scaling)
+  return _Inputs(train_ds, val_ds.with_options(distribute.data_sharded_options()), train_targets, steps_per_epoch,
+                 global_batch)
+
+
+@dataclasses.dataclass
+class _ResumePoint:
+  backup: callbacks_lib.AtomicBackupAndRestore
+  weights: str | None     # a checkpoint to load before fitting (config.train.resume_from), None: the backup's or none
+  epoch: int | None       # finished epochs the run starts after, None: a fresh run
+  last_good: str | None   # the checkpoint a diverged run names
+
+
+def _resume_point(cfg: ml_collections.ConfigDict, workdir: str, chief: bool) -> _ResumePoint:
+  """Where the run starts: its backup in ``workdir`` if any (newer than any checkpoint), else ``resume_from``."""
   backup = callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup"),
                                                 save_freq=cfg.train.backup_every_steps or "epoch", write=chief)
   backed_up = backup.backed_up_epoch()
-  resume_from = cfg.train.resume_from if backed_up is None else None  # a backup is newer than any checkpoint
-  resume_epoch = callbacks_lib.checkpoint_epochs(resume_from) if resume_from else backed_up
-  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  weights = cfg.train.resume_from if backed_up is None else None
+  epoch = callbacks_lib.checkpoint_epochs(weights) if weights else backed_up
+  last_good = weights or (callbacks_lib.EpochCheckpoint.path(os.path.join(workdir, "checkpoints"), backed_up)
+                          if backed_up is not None else None)
+  return _ResumePoint(backup, weights, epoch, last_good)
+
+
+def _compiled_model(cfg: ml_collections.ConfigDict, names: list[str], strategy: tf.distribute.Strategy,
+                    inputs: _Inputs, weights: str | None) -> keras.Model:
+  """The network, built and compiled under ``strategy``, with ``weights`` loaded when given."""
+  optimizer_cfg = cfg.optimizer.copy_and_resolve_references()
+  optimizer_cfg.learning_rate = distribute.scaled_learning_rate(
+      cfg.optimizer.learning_rate, inputs.global_batch, cfg.optimizer.base_batch_size, cfg.optimizer.lr_scaling)
   with strategy.scope():
     model = distribute.for_strategy(models.build(cfg.model, len(names), cfg.data.image_size, names), strategy)
-    if resume_from:
-      model.load_weights(resume_from)  # weights only: the optimizer starts afresh from the config
-    model.compile(optimizer=optimizers.make_optimizer(optimizer_cfg, steps_per_epoch, cfg.train.epochs),
-                  loss=losses.make_loss(cfg.loss, names, train_targets),
+    if weights:
+      model.load_weights(weights)  # weights only: the optimizer starts afresh from the config
+    model.compile(optimizer=optimizers.make_optimizer(optimizer_cfg, inputs.steps_per_epoch, cfg.train.epochs),
+                  loss=losses.make_loss(cfg.loss, names, inputs.train_targets),
                   metrics=[keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_at_0.5"),
                            keras.metrics.AUC(multi_label=True, curve="PR", name="map")],
                   jit_compile="auto" if cfg.train.jit_compile is None else cfg.train.jit_compile)
-  calibration = callbacks_lib.ThresholdCalibration(val_ds.map(lambda x, y: x), data.val[names].to_numpy())
+  return model
+
+
+def _fit(cfg: ml_collections.ConfigDict, model: keras.Model, inputs: _Inputs, val_targets: np.ndarray,
+         resume: _ResumePoint, workdir: str, chief: bool, verbose: int) -> tuple[keras.callbacks.History, float]:
+  """``model.fit`` with the run's callbacks; (its history, its wall time in seconds)."""
   history_path = os.path.join(workdir, "history.csv")
-  if resume_epoch is not None:
-    logging.info("resuming at epoch %d from %s", resume_epoch + 1, resume_from or f"the backup in {backup.backup_dir}")
+  if resume.epoch is not None:
+    logging.info("resuming at epoch %d from %s", resume.epoch + 1,
+                 resume.weights or f"the backup in {resume.backup.backup_dir}")
     if chief:
-      _trim_history(history_path, resume_epoch)
-  last_good = resume_from or (callbacks_lib.EpochCheckpoint.path(checkpoint_dir, backed_up)
-                              if backed_up is not None else None)
-  checkpoint = callbacks_lib.EpochCheckpoint(checkpoint_dir, last_good, write=chief)
-  fit_start = time.perf_counter()
+      _trim_history(history_path, resume.epoch)
+  checkpoint = callbacks_lib.EpochCheckpoint(os.path.join(workdir, "checkpoints"), resume.last_good, write=chief)
+  start = time.perf_counter()
   try:
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=cfg.train.epochs, initial_epoch=resume_epoch or 0,
-        steps_per_epoch=steps_per_epoch,
+        inputs.train, validation_data=inputs.val, epochs=cfg.train.epochs, initial_epoch=resume.epoch or 0,
+        steps_per_epoch=inputs.steps_per_epoch,
         callbacks=[
-            calibration,  # first: the callbacks below read the F1 it logs
+            # first: the callbacks below read the F1 it logs
+            callbacks_lib.CalibratedValidationF1(inputs.val.map(lambda x, y: x), val_targets),
             keras.callbacks.EarlyStopping(monitor=cfg.train.monitor, mode="max",
                                           patience=cfg.train.early_stopping_patience, restore_best_weights=True),
             callbacks_lib.StopOnNaN(checkpoint),  # before anything that saves: diverged weights are never saved
-            *([keras.callbacks.CSVLogger(history_path, append=resume_epoch is not None)] if chief else []),
+            *([keras.callbacks.CSVLogger(history_path, append=resume.epoch is not None)] if chief else []),
             checkpoint,
             *(callbacks_lib.optional_callbacks(cfg.train, workdir) if chief else []),
-            backup,  # last: an epoch counts as done once its log line is written
+            resume.backup,  # last: an epoch counts as done once its log line is written
         ],
         shuffle=False,  # the tf.data pipeline shuffles
         verbose=verbose)
   except callbacks_lib.TrainingDiverged:
-    backup.on_train_end()  # the run is over: its backup would only resume the divergence; the checkpoint stays
+    resume.backup.on_train_end()  # the run is over: its backup would only resume the divergence; the checkpoint stays
     raise
-  fit_seconds = time.perf_counter() - fit_start
-  # Everything after training is local: a plain copy of the model, outside the strategy, on the whole splits.
+  return history, time.perf_counter() - start
+
+
+def _local_copy(cfg: ml_collections.ConfigDict, model: keras.Model, names: list[str],
+                strategy: tf.distribute.Strategy) -> keras.Model:
+  """The trained network as everything after training uses it: outside the strategy, flip-averaged if asked."""
   if cfg.strategy != "default":
     trained = model
     model = models.build(cfg.model, len(names), cfg.data.image_size, names)
     model.set_weights(trained.get_weights())
+  return inference.with_flip_average(model) if cfg.model.flip_average else model
 
-  if cfg.model.flip_average:
-    model = inference.with_flip_average(model)
-  # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
-  thresholds = metrics.f1_optimal_thresholds(data.val[names].to_numpy(),
-                                                predict(model, data.val, names, cfg, data.source))
-  implications = label_rules.parse_implications(cfg.rules.implications) if cfg.rules.to_predictions else []
-  report = metrics.evaluate(
-      data.test[names].to_numpy(), predict(model, data.test, names, cfg, data.source), thresholds, names,
+
+def _test_report(y_test: np.ndarray, test: SplitAnswers, thresholds: np.ndarray, names: list[str],
+                 implications: list[tuple[str, str]]) -> dict:
+  """``metrics.evaluate`` of the inference model's answers on the test split (its rules also at 0.5)."""
+  return metrics.evaluate(
+      y_test, test.probabilities, thresholds, names, decisions=test.decisions,
       decision_rules=(lambda d: label_rules.apply_implications(d, names, implications)) if implications else None)
-  # How long fit() took in this call (a resumed run counts only its own part) and how many epochs it ran.
-  report["training"] = {"fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
-                        "best_epoch": _best_epoch(history, cfg.train.monitor)}
-  wrapped = inference.build(model, names, thresholds, implications)
-  if chief:
-    staged = os.path.join(workdir, f".model-{os.getpid()}.keras")
-    wrapped.save(staged)
-    os.replace(staged, os.path.join(workdir, "model.keras"))  # atomic: never a half-written model.keras
-    metrics.write_json(report, os.path.join(workdir, "report.json"))
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json_best_effort(indent=2))
-  return TrainResult(names, model, wrapped, thresholds, {k: list(map(float, v)) for k, v in history.history.items()},
-                     report, is_chief=chief)
+
+
+def _save(workdir: str, inference_model: keras.Model, report: dict, cfg: ml_collections.ConfigDict) -> None:
+  """model.keras (never seen half-written), report.json and config.json."""
+  atomic_files.write_aside(os.path.join(workdir, "model.keras"), inference_model.save)
+  metrics.write_json(report, os.path.join(workdir, "report.json"))
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(cfg.to_json_best_effort(indent=2))

@@ -1,0 +1,51 @@
+"""Files that appear whole or not at all: written aside under a hidden name, then renamed into place.
+
+The one home of that step, for everything a reader may look at while it is
+written: ``model.keras``, epoch checkpoints, the backup's ``state`` link and
+exported model versions. A rename within one filesystem is atomic, so a reader
+(a resumed run, TF Serving) sees the old file or the new one, never half of one.
+Like ``config``, a leaf module every package may import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from typing import Callable, Iterator
+
+import tensorflow as tf
+
+
+@contextlib.contextmanager
+def staged_beside(path: str) -> Iterator[str]:
+  """A hidden path next to ``path`` to write a file, a directory or a link to; whatever is left there is removed.
+
+  The name ends with ``path``'s own (Keras picks the format from the suffix:
+  ``.keras``, ``.weights.h5``) and a random part, so concurrent writers do
+  not collide; a process killed mid-write leaves only a hidden leftover.
+  """
+  directory, name = os.path.split(path)
+  staged = os.path.join(directory, f".staging-{uuid.uuid4().hex[:12]}-{name}")
+  try:
+    yield staged
+  finally:
+    if os.path.islink(staged):
+      os.remove(staged)
+    elif tf.io.gfile.isdir(staged):
+      tf.io.gfile.rmtree(staged)
+    elif tf.io.gfile.exists(staged):
+      tf.io.gfile.remove(staged)
+
+
+def write_aside(path: str, write: Callable[[str], None]) -> str:
+  """Calls ``write(staged)`` with a path beside ``path``, then renames ``staged`` onto ``path``; returns ``path``.
+
+  An existing ``path`` is replaced only once the new one is complete; if
+  ``write`` fails, ``path`` is left as it was.
+  """
+  tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+  with staged_beside(path) as staged:
+    write(staged)
+    tf.io.gfile.rename(staged, path, overwrite=True)
+  return path
