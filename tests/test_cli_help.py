@@ -21,6 +21,7 @@ OWN_FLAGS = {
     "mlc-validate-data": ("--data_dir", "--[no]strict"),
     "mlc-export": ("--workdir", "--base_dir", "--max_image_pixels"),
     "mlc-client": ("--rest", "--grpc", "--model"),
+    "mlc-review": ("--data_dir", "--corrections", "--port"),
 }
 
 
