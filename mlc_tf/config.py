@@ -49,6 +49,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.augment.saturation = 0.0
   config.augment.hue = 0.0
   config.augment.grayscale = 0.0        # probability of turning an image gray
+  config.augment.translate = 0.0        # random crop of a zero-padded image: fraction of the side (0.125 = 8 of 64 px)
+  config.augment.randaugment = 0        # RandAugment: random ops per image
+  config.augment.erasing = 0.0          # probability of erasing a random rectangle (random erasing / cutout)
+  config.augment.mixup = 0.0            # MixUp alpha: blends image pairs and their label vectors
+  config.augment.cutmix = 0.0           # CutMix factor: pastes a patch of another image, labels by area
 
   config.balance = ml_collections.ConfigDict()  # training-set re-balancing, see mlc_tf/data/balance.py
   config.balance.over_represented = ml_collections.FieldReference((), field_type=tuple)  # label names
@@ -81,6 +86,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.lr_scaling = "none"  # none | linear | sqrt: learning_rate x f(global batch / base_batch_size)
   config.optimizer.base_batch_size = 32  # the global batch learning_rate was tuned at
   config.optimizer.clipnorm = 0.0       # 0: no gradient clipping
+  # Exponential moving average of the weights (e.g. 0.999): validation, calibration, early stopping and
+  # the saved model use the averaged weights; 0: off.
+  config.optimizer.ema_momentum = 0.0
   config.optimizer.schedule = "constant"  # constant | cosine | exponential, see mlc_tf/train/optimizers.py
   config.optimizer.warmup_epochs = 0.0
   config.optimizer.min_lr_fraction = 0.0  # cosine: final rate as a fraction of learning_rate

@@ -71,6 +71,15 @@ def test_bad_loss_settings_are_clear_errors():
     losses.make_loss(_loss_cfg("focal", margin=0.1), LABELS)
 
 
+def test_label_smoothing_pulls_bce_targets_towards_one_half():
+  loss = losses.make_loss(_loss_cfg("bce", label_smoothing=0.2), LABELS)
+  # targets 1 -> 0.9 and 0 -> 0.1
+  expected = -(0.9 * math.log(0.8) + 0.1 * math.log(0.2) + 0.1 * math.log(0.3) + 0.9 * math.log(0.7)) / 2
+  assert _value(loss) == pytest.approx(expected, rel=1e-5)
+  with pytest.raises(ValueError, match="takes no label_smoothing"):
+    losses.make_loss(_loss_cfg("mse", label_smoothing=0.1), LABELS)
+
+
 @pytest.mark.parametrize("loss", [losses.WeightedBinaryCrossentropy([2.0, 1.0], [1.0, 3.0]),
                                   losses.AsymmetricLoss(1.0, 3.0, 0.1)])
 def test_custom_losses_survive_saving_with_safe_mode(loss, tmp_path):

@@ -57,3 +57,9 @@ def test_optimizer_knobs_are_its_own():
   assert "momentum" not in config_lib.base_config().optimizer  # declared where SGD is chosen
   with pytest.raises(ValueError, match=r"optimizer 'adam' takes no weight_decay; its knobs: none"):
     optimizers.make_optimizer(_cfg(name="adam", weight_decay=0.1))
+
+
+def test_ema_momentum_turns_on_weight_averaging():
+  assert not optimizers.make_optimizer(_cfg(name="adamw")).use_ema
+  optimizer = optimizers.make_optimizer(_cfg(name="adamw", ema_momentum=0.999))
+  assert optimizer.use_ema and optimizer.ema_momentum == pytest.approx(0.999)

@@ -82,3 +82,46 @@ def test_split_keeps_label_proportions():
     np.testing.assert_allclose(targets[part].mean(axis=0), targets.mean(axis=0), atol=0.02)
     empty = (targets[part].sum(axis=1) == 0).mean()
     assert abs(empty - (targets.sum(axis=1) == 0).mean()) < 0.03
+
+
+def _encoded_images(count, size=20, seed=0):
+  rng = np.random.default_rng(seed)
+  blobs = [tf.io.encode_jpeg(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).numpy() for _ in range(count)]
+  return tf.data.Dataset.from_tensor_slices(blobs)
+
+
+def test_decoded_images_are_whole_intensities_so_the_uint8_cache_is_lossless():
+  blob = next(iter(_encoded_images(1)))
+  image = pipeline.decode_and_resize(blob, 13).numpy()
+  np.testing.assert_array_equal(image, np.round(image))
+  cached = pipeline.make_dataset(_encoded_images(1), np.zeros((1, 2)), image_size=13, batch_size=1, training=False)
+  np.testing.assert_array_equal(next(iter(cached))[0].numpy()[0], image)
+
+
+def test_every_image_augmentation_of_the_table_runs_and_keeps_labels():
+  augment = ml_collections.ConfigDict(dict(flip="horizontal", translate=0.125, randaugment=2, erasing=1.0))
+  labels = np.eye(4, dtype=np.float32)
+  ds = pipeline.make_dataset(_encoded_images(4), labels, image_size=16, batch_size=4, training=True,
+                             augment=augment, seed=0, cache=False)
+  plain = pipeline.make_dataset(_encoded_images(4), labels, image_size=16, batch_size=4, training=False)
+  x, y = next(iter(ds))
+  assert x.shape == (4, 16, 16, 3) and float(tf.reduce_min(x)) >= 0 and float(tf.reduce_max(x)) <= 255
+  assert sorted(map(tuple, y.numpy())) == sorted(map(tuple, labels))  # shuffled, not mixed
+  assert not np.allclose(np.sort(x.numpy(), axis=None), np.sort(next(iter(plain))[0].numpy(), axis=None))
+
+
+@pytest.mark.parametrize("field,value", [("mixup", 0.4), ("cutmix", 1.0)])
+def test_label_mixing_augmentations_mix_the_label_vectors_too(field, value):
+  augment = ml_collections.ConfigDict({field: value})
+  labels = np.eye(8, dtype=np.float32)
+  ds = pipeline.make_dataset(_encoded_images(8, size=32), labels, image_size=32, batch_size=8, training=True,
+                             augment=augment, seed=3, cache=False)
+  _, y = next(iter(ds))
+  y = y.numpy()
+  np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-5)  # convex mixtures of one-hot rows
+  assert ((y > 0.01) & (y < 0.99)).any()  # some rows mix two images' labels
+
+
+def test_an_unknown_augmentation_is_named_in_the_error():
+  with pytest.raises(ValueError, match="unknown augmentation.*'flipp'"):
+    pipeline.build_augmenter(ml_collections.ConfigDict(dict(flipp="horizontal")), seed=0)

@@ -1,4 +1,4 @@
-"""The tf.data input pipeline: read -> decode_and_resize -> cache -> balance -> shuffle -> batch -> augment -> prefetch.
+"""tf.data input: read -> decode_and_resize -> cache (uint8) -> balance -> shuffle -> batch -> augment -> prefetch.
 
 ``decode_and_resize`` is the one place where encoded bytes become a model
 input; the export graph (``mlc_tf.serving.export``) calls the same function, so a
@@ -45,31 +45,63 @@ def resize(pixels: tf.Tensor, image_size: int) -> tf.Tensor:
   the export's ``predict_pixels`` signature for callers that send pixels.
   """
   pixels = tf.image.resize(pixels, (image_size, image_size), method="bilinear", antialias=True)
-  return tf.clip_by_value(pixels, 0.0, 255.0)
+  # Whole intensities, as 8-bit images have: the training cache holds them as uint8 without loss, and
+  # serving rounds the same way.
+  return tf.round(tf.clip_by_value(pixels, 0.0, 255.0))
+
+
+# config.augment field -> the Keras preprocessing layer its value switches on (0 / "" / False: off), in the
+# order they run on a batch of images. Values: flip a mode ("horizontal"...); rotation a fraction of a
+# full turn; translate a fraction of the side (random crop of a zero-padded image); randaugment the
+# number of RandAugment ops per image; erasing the probability of erasing a random rectangle; the others
+# Keras' factors.
+_IMAGE_AUGMENTATIONS = {
+    "flip": lambda value, seed: keras.layers.RandomFlip(value, seed=seed),
+    "translate": lambda value, seed: keras.layers.RandomTranslation(value, value, fill_mode="constant", seed=seed),
+    "rotation": lambda value, seed: keras.layers.RandomRotation(value, fill_mode="reflect", seed=seed),
+    "shear": lambda value, seed: keras.layers.RandomShear(x_factor=value, y_factor=value, fill_mode="reflect",
+                                                          seed=seed),
+    "zoom": lambda value, seed: keras.layers.RandomZoom(value, fill_mode="reflect", seed=seed),
+    "brightness": lambda value, seed: keras.layers.RandomBrightness(value, value_range=(0, 255), seed=seed),
+    "contrast": lambda value, seed: keras.layers.RandomContrast(value, value_range=(0, 255), seed=seed),
+    "saturation": lambda value, seed: keras.layers.RandomSaturation(value, value_range=(0, 255), seed=seed),
+    "hue": lambda value, seed: keras.layers.RandomHue(value, value_range=(0, 255), seed=seed),
+    "grayscale": lambda value, seed: keras.layers.RandomGrayscale(value, seed=seed),
+    "randaugment": lambda value, seed: keras.layers.RandAugment(value_range=(0, 255), num_ops=int(value), seed=seed),
+    "erasing": lambda value, seed: keras.layers.RandomErasing(factor=value, value_range=(0, 255), seed=seed),
+}
+# Augmentations that mix two images of a batch, and so their label vectors too (soft targets for BCE):
+# mixup is MixUp's alpha, cutmix CutMix's factor.
+_LABEL_MIXING_AUGMENTATIONS = {
+    "mixup": lambda value, seed: keras.layers.MixUp(alpha=value, seed=seed),
+    "cutmix": lambda value, seed: keras.layers.CutMix(factor=value, seed=seed),
+}
 
 
 def build_augmenter(cfg: ml_collections.ConfigDict, seed: int) -> keras.Sequential | None:
-  """Keras preprocessing layers for training-time augmentation, from ``cfg`` (config.augment)."""
-  layers = []
-  if cfg.get("flip"):
-    layers.append(keras.layers.RandomFlip(cfg.flip, seed=seed))
-  if cfg.get("rotation"):
-    layers.append(keras.layers.RandomRotation(cfg.rotation, fill_mode="reflect", seed=seed))
-  if cfg.get("shear"):
-    layers.append(keras.layers.RandomShear(x_factor=cfg.shear, y_factor=cfg.shear, fill_mode="reflect", seed=seed))
-  if cfg.get("zoom"):
-    layers.append(keras.layers.RandomZoom(cfg.zoom, fill_mode="reflect", seed=seed))
-  if cfg.get("brightness"):
-    layers.append(keras.layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=seed))
-  if cfg.get("contrast"):
-    layers.append(keras.layers.RandomContrast(cfg.contrast, value_range=(0, 255), seed=seed))
-  if cfg.get("saturation"):
-    layers.append(keras.layers.RandomSaturation(cfg.saturation, value_range=(0, 255), seed=seed))
-  if cfg.get("hue"):
-    layers.append(keras.layers.RandomHue(cfg.hue, value_range=(0, 255), seed=seed))
-  if cfg.get("grayscale"):
-    layers.append(keras.layers.RandomGrayscale(cfg.grayscale, seed=seed))
+  """Keras preprocessing layers for training-time augmentation of images, from ``cfg`` (config.augment)."""
+  unknown = sorted(set(cfg) - set(_IMAGE_AUGMENTATIONS) - set(_LABEL_MIXING_AUGMENTATIONS))
+  if unknown:
+    raise ValueError(f"unknown augmentation(s) {unknown}; known: "
+                     f"{', '.join(sorted({**_IMAGE_AUGMENTATIONS, **_LABEL_MIXING_AUGMENTATIONS}))}")
+  layers = [make(cfg[name], seed) for name, make in _IMAGE_AUGMENTATIONS.items() if cfg.get(name)]
   return keras.Sequential(layers, name="augment") if layers else None
+
+
+def build_label_mixers(cfg: ml_collections.ConfigDict, seed: int) -> list[keras.layers.Layer]:
+  """MixUp / CutMix layers from ``cfg`` (config.augment): each maps {"images", "labels"} to mixed ones."""
+  return [make(cfg[name], seed) for name, make in _LABEL_MIXING_AUGMENTATIONS.items() if cfg.get(name)]
+
+
+def _augment(augmenter: keras.Sequential | None, mixers: list[keras.layers.Layer]):
+  def augment(images, labels):
+    if augmenter is not None:
+      images = augmenter(images, training=True)
+    for mixer in mixers:
+      mixed = mixer({"images": images, "labels": labels}, training=True)
+      images, labels = mixed["images"], mixed["labels"]
+    return images, labels
+  return augment
 
 
 def make_dataset(images: list[str] | np.ndarray | tf.data.Dataset,
@@ -112,7 +144,8 @@ def make_dataset(images: list[str] | np.ndarray | tf.data.Dataset,
   if sample_counts is not None and len(sample_counts) != len(labels):
     raise ValueError(f"{len(sample_counts)} sample counts but {len(labels)} images")
   ds = tf.data.Dataset.zip(encoded, tf.data.Dataset.from_tensor_slices(labels))
-  ds = ds.map(lambda image, y: (decode_and_resize(read(image), image_size), y),
+  # Cached as uint8, a quarter of float32's memory and lossless: ``resize`` rounds to whole intensities.
+  ds = ds.map(lambda image, y: (tf.cast(decode_and_resize(read(image), image_size), tf.uint8), y),
               num_parallel_calls=AUTOTUNE, deterministic=True)
   if cache:
     ds = ds.cache(cache if isinstance(cache, str) else "")
@@ -121,7 +154,9 @@ def make_dataset(images: list[str] | np.ndarray | tf.data.Dataset,
   if training:
     ds = ds.shuffle(min(len(labels), 10_000), seed=seed, reshuffle_each_iteration=True)
   ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-  augmenter = build_augmenter(augment, seed) if (training and augment) else None
-  if augmenter is not None:
-    ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
+  ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+  if training and augment:
+    augmenter, mixers = build_augmenter(augment, seed), build_label_mixers(augment, seed)
+    if augmenter is not None or mixers:
+      ds = ds.map(_augment(augmenter, mixers), num_parallel_calls=AUTOTUNE)
   return ds.prefetch(AUTOTUNE)

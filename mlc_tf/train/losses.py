@@ -25,8 +25,9 @@ _EPSILON = 1e-7
 # Each loss's knobs, with their defaults.
 KNOBS: dict[str, dict[str, Any]] = {
     "asymmetric": {"gamma_pos": 0.0, "gamma_neg": 4.0, "margin": 0.05},  # margin: probability shift of negatives
-    "bce": {},
-    "focal": {"gamma": 2.0, "alpha": 0.25, "class_balancing": False},
+    # label_smoothing: targets pulled towards 0.5 by this much (against noisy labels).
+    "bce": {"label_smoothing": 0.0},
+    "focal": {"gamma": 2.0, "alpha": 0.25, "class_balancing": False, "label_smoothing": 0.0},
     "mse": {},
     # By label name, e.g. fp_weights={"people": 2.0}; class_weight_power: positives also weighted
     # (negatives / positives) ** power, from the training split.
@@ -144,12 +145,13 @@ def make_loss(cfg: ml_collections.ConfigDict, label_names: list[str],
   name = cfg.name
   values = config_lib.knob_values("loss", cfg, knobs(name))
   if name == "bce":
-    return keras.losses.BinaryCrossentropy()
+    return keras.losses.BinaryCrossentropy(label_smoothing=values["label_smoothing"])
   if name == "mse":
     return keras.losses.MeanSquaredError()
   if name == "focal":
     return keras.losses.BinaryFocalCrossentropy(gamma=values["gamma"], alpha=values["alpha"],
-                                                apply_class_balancing=values["class_balancing"])
+                                                apply_class_balancing=values["class_balancing"],
+                                                label_smoothing=values["label_smoothing"])
   if name == "asymmetric":
     return AsymmetricLoss(values["gamma_pos"], values["gamma_neg"], values["margin"])
   fn_weights = _per_label(values["fn_weights"], label_names, "fn_weights")

@@ -65,6 +65,8 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int = 1,
   """
   values = config_lib.knob_values("optimizer", cfg, knobs(cfg.name))
   common = {"learning_rate": make_schedule(cfg, steps_per_epoch, epochs), "clipnorm": cfg.clipnorm or None}
+  if cfg.get("ema_momentum"):  # Polyak averaging of the weights; training swaps them in to validate
+    common.update(use_ema=True, ema_momentum=cfg.ema_momentum)
   if cfg.name == "sgd":
     return keras.optimizers.SGD(momentum=values["momentum"], nesterov=values["nesterov"], **common)
   if cfg.name == "adam":

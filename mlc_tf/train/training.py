@@ -269,7 +269,10 @@ def _fit(cfg: ml_collections.ConfigDict, model: keras.Model, inputs: _Inputs, va
         inputs.train, validation_data=inputs.val, epochs=cfg.train.epochs, initial_epoch=resume.epoch or 0,
         steps_per_epoch=inputs.steps_per_epoch,
         callbacks=[
-            # first: the callbacks below read the F1 it logs
+            # With weight averaging, the averaged weights are in the model from each epoch's end to the next
+            # epoch's start: calibration, early stopping and checkpoints see and keep them.
+            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.optimizer.get("ema_momentum") else []),
+            # before the callbacks below, which read the F1 it logs
             callbacks_lib.CalibratedValidationF1(inputs.val.map(lambda x, y: x), val_targets),
             keras.callbacks.EarlyStopping(monitor=cfg.train.monitor, mode="max",
                                           patience=cfg.train.early_stopping_patience, restore_best_weights=True),
