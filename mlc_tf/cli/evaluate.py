@@ -50,7 +50,7 @@ def main(argv):
     thresholds_layer = inference.decision_layer(model)
     cfg.data.labels = thresholds_layer.label_names  # the model's label columns, in its order
     data = split_corpus.load_and_split(data_dir, cfg)
-  frame = reports.split_frame(data, _SPLIT.value)
+    frame = reports.split_frame(data, _SPLIT.value)
   answers = reports.predict_answers(model, frame, thresholds_layer.label_names, cfg, data.source)
   output_dir = _OUTPUT_DIR.value or os.path.join(model_dir, f"evaluation_{_SPLIT.value}")
   result, written = reports.write_evaluation(

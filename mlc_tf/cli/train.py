@@ -34,7 +34,7 @@ def main(argv):
     result = training.train(cfg, data_dir, workdir)
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return
-  print(metrics.format_report(result.report))
+  print(metrics.format_report(result.report, result.report["split"]))
   print(f"\nreport: {os.path.join(workdir, 'report.json')}")
   if _EXPORT.value:
     path = export.export_saved_model(result.inference_model, label_names=result.label_names,

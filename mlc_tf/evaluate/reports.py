@@ -24,7 +24,11 @@ def split_frame(data: split_corpus.SplitCorpus, split: str) -> pd.DataFrame:
     raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
   if split == "all":
     return data.source.frame if data.source is not None else pd.concat([data.train, data.val, data.test]).sort_index()
-  return getattr(data, split)
+  frame = getattr(data, split)
+  if frame.empty:
+    raise ValueError(f"the {split} split is empty (a final fit, data.test_fraction=0, has no test split): "
+                     "evaluate another split, or the run's protocol runs")
+  return frame
 
 
 def predict_answers(model: keras.Model, frame: pd.DataFrame, label_names: list[str],

@@ -39,7 +39,7 @@ class TrainResult:
   history: dict
   report: dict                  # metrics.evaluate on the test split
   val: SplitAnswers             # the inference model's answers on the validation split (thresholds calibrated there)
-  test: SplitAnswers            # and on the test split (what ``report`` scores)
+  test: SplitAnswers | None     # and on the test split (what ``report`` scores); None in a final fit
   is_chief: bool = True         # False on the other workers of a multi-worker job: they write nothing
 
 
@@ -168,8 +168,8 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
   implications = label_rules.parse_implications(cfg.rules.implications) if cfg.rules.to_predictions else []
   wrapped = inference.build(model, names, thresholds, implications)
   val = SplitAnswers(val_probabilities, inference.decide(wrapped, val_probabilities))
-  test = answer(wrapped, data.test, names, cfg, data.source)
-  report = _test_report(data.test[names].to_numpy(), test, thresholds, names, implications)
+  test = answer(wrapped, data.test, names, cfg, data.source) if len(data.test) else None
+  report = _report(data, val, test, thresholds, implications)
   # How long fit() took in this call (a resumed run counts only its own part) and how many epochs it ran.
   report["training"] = {"fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
                         "best_epoch": _best_epoch(history, cfg.train.monitor)}
@@ -306,6 +306,18 @@ def _test_report(y_test: np.ndarray, test: SplitAnswers, thresholds: np.ndarray,
   return metrics.evaluate(
       y_test, test.probabilities, thresholds, names, decisions=test.decisions,
       decision_rules=(lambda d: label_rules.apply_implications(d, names, implications)) if implications else None)
+
+
+def _report(data: split_corpus.SplitCorpus, val: SplitAnswers, test: SplitAnswers | None, thresholds: np.ndarray,
+            implications: list[tuple[str, str]]) -> dict:
+  """The test split's report; a final fit (data.test_fraction=0, no test split) scores the validation split."""
+  names = data.label_names
+  if test is None:
+    logging.warning("no test split (data.test_fraction=0, a final fit on every labelled image): report.json scores "
+                    "the validation split, whose images chose the epoch and the thresholds, so it is optimistic; "
+                    "quote figures from runs with a test split")
+    return {**_test_report(data.val[names].to_numpy(), val, thresholds, names, implications), "split": "validation"}
+  return {**_test_report(data.test[names].to_numpy(), test, thresholds, names, implications), "split": "test"}
 
 
 def _save(workdir: str, inference_model: keras.Model, report: dict, cfg: ml_collections.ConfigDict) -> None:
