@@ -1,9 +1,14 @@
-"""Our best recipe on the real corpus: a small BN CNN on 128 px, AdamW + cosine, augmentation, label rules.
+"""Our best recipe on the real corpus: a ResNet-18-shaped network that keeps 64x64 feature maps in its first stage,
+random crops, AdamW + warm-up + cosine, bfloat16 compute, and a final fit on every labelled image.
 
-  mlc-train --config=configs/best.py --data_dir=../shared/datasets/flickr14 \
-            --workdir=workdirs/best --noexport
+  mlc-train --config=configs/best.py --data_dir=../shared/datasets/flickr14 --workdir=workdirs/best
 
-About 27 minutes alone on a 2-core CPU. Its test figures, its ablation and the commands: docs/results.md.
+About 55 minutes alone on a 2-core CPU with bfloat16 support (AVX512-BF16/AMX), export included (the estimate
+and how it was made: docs/results.md). The protocol run it is scored by (a test split, 70 % training):
+
+  mlc-train --config=configs/best.py --data_dir=../shared/datasets/flickr14 --workdir=workdirs/best_protocol \
+            --config.data.val_fraction=0.15 --config.data.test_fraction=0.15 --config.train.epochs=40 \
+            --config.train.early_stopping_patience=40 --config.optimizer.warmup_epochs=2 --noexport
 """
 
 import os
@@ -19,32 +24,31 @@ def get_config(arg=None):
   choices = base.parse_choices(arg)
   config = base.base_config()
   config.data.labels = list(common.FLICKR14_LABELS)
-  # The corpus's native 128 px through a stride-2 first conv (model.stem_stride): the convolutions cost what
-  # they do at 64 px (the input pipeline, on 4x the pixels, makes an epoch ~1.4x longer). Against 64 px it
-  # was not worse on two splits, maybe better: within the seed-to-seed spread (docs/results.md).
-  config.data.image_size = 128
+  config.data.image_size = 64
+  # A final fit: every labelled image trains but the 10 % that choose the epoch and calibrate the thresholds.
+  # Its own report scores that validation part (optimistic); the figures come from the protocol run above.
+  config.data.val_fraction = 0.10
+  config.data.test_fraction = 0.0
   config.augment.flip = "horizontal"
-  config.augment.zoom = 0.1
-  config.augment.rotation = 0.03
+  config.augment.translate = 0.125  # random 64-px crop of the image padded by 8 px
   config.augment.brightness = 0.1
   config.augment.contrast = 0.1
-  config.augment.grayscale = 0.1
   # Only humans are labelled male/female, and a baby is a person: targets that break this are labelling errors.
   config.rules.implications = ("baby=>people", "female=>people", "male=>people")
-  # A plain conv-BN-ReLU-pool CNN with global pooling beat larger ResNets here: they overfit 5,400 training
-  # images (docs/results.md).
-  base.choose(config, "model", "simple_cnn", choices, width=32, depth=4, dropout=0.3, stem_stride=2)
-  # Mirror averaging at test time measured neutral here for twice the inference cost: off. The 64-px
-  # ablation rows of docs/results.md were run with it on.
-  config.model.flip_average = False
+  # Basic blocks 2-2-2-2, widths 32-64-128-256, a stride-1 stem: the first stage sees 64x64 feature maps.
+  base.choose(config, "model", "resnet", choices, width=32, blocks=8, stages=4, stem_stride=1, dropout=0.3)
   base.choose(config, "loss", "bce", choices)
-  base.choose(config, "optimizer", "adamw", choices, weight_decay=0.05)
+  base.choose(config, "optimizer", "adamw", choices, weight_decay=5e-4)
   config.optimizer.learning_rate = 2e-3
   config.optimizer.schedule = "cosine"
-  config.optimizer.warmup_epochs = 1.0
+  config.optimizer.warmup_epochs = 1.5  # 5 % of the run
   config.optimizer.min_lr_fraction = 0.01
   config.train.batch_size = 64
-  config.train.epochs = 20
-  config.train.early_stopping_patience = 20  # the cosine schedule decides the length; the best epoch is kept
+  # 30 epochs of 90 % of the images are as many steps as the protocol run's 40 epochs of 70 %.
+  config.train.epochs = 30
+  config.train.early_stopping_patience = 30  # the cosine schedule decides the length; the best epoch is kept
+  # bfloat16 convolutions run 1.7x faster per CPU-second than float32 here (tools/bench_train.py); on a CPU
+  # without bfloat16 support set --config.train.precision=float32.
+  config.train.precision = "mixed_bfloat16"
   config.export.name = "best"
   return config

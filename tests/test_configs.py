@@ -42,9 +42,9 @@ def test_config_builds(path):
 
 def test_recipe_values_and_builder_defaults():
   best = _load(os.path.join(REPO_ROOT, "configs", "best.py")).get_config()
-  assert dict(best.model) == {"name": "simple_cnn", "width": 32, "depth": 4, "dropout": 0.3, "stem_stride": 2,
-                              "first_labels": (), "flip_average": False}
-  assert best.optimizer.weight_decay == 0.05 and "momentum" not in best.optimizer
+  assert dict(best.model) == {"name": "resnet", "width": 32, "blocks": 8, "stages": 4, "stem_stride": 1,
+                              "se_ratio": 0, "dropout": 0.3, "first_labels": (), "flip_average": False}
+  assert best.optimizer.weight_decay == 5e-4 and "momentum" not in best.optimizer
   baseline = _load(os.path.join(REPO_ROOT, "configs", "seed_baseline.py")).get_config()
   assert baseline.optimizer.momentum == 0.9 and baseline.optimizer.nesterov is False
   assert models.registry.knobs("simple_cnn") == {"width": 32, "depth": 4, "dropout": 0.0, "stem_stride": 1}
@@ -52,9 +52,9 @@ def test_recipe_values_and_builder_defaults():
 
 def test_config_argument_chooses_another_model_keeping_the_knobs_it_shares():
   recipe = _load(os.path.join(REPO_ROOT, "configs", "best.py"))
-  cfg = recipe.get_config("model=resnet,optimizer=adam")
-  assert cfg.model.name == "resnet" and "depth" not in cfg.model
-  assert (cfg.model.width, cfg.model.stem_stride, cfg.model.dropout, cfg.model.blocks) == (32, 2, 0.3, 8)
+  cfg = recipe.get_config("model=simple_cnn,optimizer=adam")
+  assert cfg.model.name == "simple_cnn" and "blocks" not in cfg.model
+  assert (cfg.model.width, cfg.model.stem_stride, cfg.model.dropout, cfg.model.depth) == (32, 1, 0.3, 4)
   assert cfg.optimizer.name == "adam" and "weight_decay" not in cfg.optimizer
   config_lib.check_choices(cfg)
   with pytest.raises(ValueError, match="model=<name>"):

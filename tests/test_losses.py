@@ -65,7 +65,7 @@ def test_bad_loss_settings_are_clear_errors():
     losses.make_loss(_loss_cfg("hinge"), LABELS)
   with pytest.raises(ValueError, match="unknown label"):
     losses.make_loss(_loss_cfg("weighted_bce", fp_weights={"persons": 2.0}), LABELS)
-  with pytest.raises(ValueError, match="loss 'bce' takes no class_weight_power; its knobs: none"):
+  with pytest.raises(ValueError, match="loss 'bce' takes no class_weight_power; its knobs: label_smoothing=0.0"):
     losses.make_loss(_loss_cfg("bce", class_weight_power=0.5), LABELS, np.ones((2, 2)))
   with pytest.raises(ValueError, match=r"loss 'focal' takes no margin; its knobs: gamma=2.0, alpha=0.25, .*:loss="):
     losses.make_loss(_loss_cfg("focal", margin=0.1), LABELS)
