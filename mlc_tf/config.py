@@ -110,6 +110,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_best = True   # keep the best epoch's model as <workdir>/best_epoch.keras
   config.train.tensorboard = False      # write TensorBoard logs to <workdir>/tensorboard/
 
+  config.calibration = ml_collections.ConfigDict()  # the operating points, see mlc_tf/evaluate/operating_points.py
+  # Per-label threshold policies, as mlc-calibrate's --policy: a default (f1 | precision:P | recall:R | a fixed
+  # threshold) and "label=policy" overrides, e.g. ("f1", "people=precision:0.9"); chosen on the validation split.
+  config.calibration.policy = ml_collections.FieldReference(("f1",), field_type=tuple)
+
   config.export = ml_collections.ConfigDict()
   config.export.name = "mlc"            # saved_models/<name>/<version>/
   config.export.base_dir = "saved_models"

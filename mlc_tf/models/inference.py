@@ -18,13 +18,17 @@ from mlc_tf.models import layers
 
 
 def build(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
-          implications=()) -> keras.Model:
+          implications=(), priors: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
   """Wraps a trained model so it also outputs 0/1 decisions at the calibrated thresholds.
 
   With ``implications`` (``mlc_tf.data.label_rules.parse_implications``), the decisions
-  also obey those rules.
+  also obey those rules. With ``priors`` (train prior, target prior per label),
+  the probabilities are first adapted to the target's label mix
+  (``layers.PriorShift``) and ``thresholds`` apply to the adapted ones.
   """
   probabilities = model.outputs[0]
+  if priors is not None:
+    probabilities = layers.PriorShift(label_names, *priors, name="prior_shift")(probabilities)
   decisions = layers.DecisionThresholds(label_names, thresholds, name="decisions")(probabilities)
   if implications:
     decisions = layers.LabelImplications(label_names, implications, name="label_rules")(decisions)
@@ -72,6 +76,17 @@ def decision_layer(model: keras.Model) -> layers.DecisionThresholds:
     raise ValueError(f"model {model.name} has {len(found)} DecisionThresholds layers, expected 1: "
                      "is it the inference model that training saves as model.keras?")
   return found[0]
+
+
+def network(model: keras.Model) -> keras.Model:
+  """The trained network inside an inference model: image -> probabilities as learnt, before any prior shift.
+
+  Shares the inference model's layers and weights; ``build`` wraps it again
+  with new thresholds or priors.
+  """
+  found = [layer for layer in model.layers if isinstance(layer, layers.PriorShift)]
+  probabilities = found[0].input if found else decision_layer(model).input
+  return keras.Model(model.inputs, probabilities, name=model.name.removesuffix("_inference"))
 
 
 def implications(model: keras.Model) -> list[tuple[str, str]]:

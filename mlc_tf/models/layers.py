@@ -95,3 +95,38 @@ class TakeColumns(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "indices": self.indices}
+
+
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class PriorShift(keras.layers.Layer):
+  """Probabilities [B, L] learnt under one label mix -> the same under another (per label, odds rescaled).
+
+  Bayes' rule with the class-conditional image distribution held fixed
+  (Saerens, Latinne & Decaestecker 2002): p' = p*r / (p*r + (1-p)*s), with
+  r = target prior / train prior and s = (1 - target prior) / (1 - train prior).
+  Both priors are in the config, so a saved model says what it was adapted to.
+  """
+
+  def __init__(self, label_names, train_prior, target_prior, **kwargs):
+    super().__init__(**kwargs)
+    self.label_names = list(label_names)
+    self.train_prior = [float(p) for p in train_prior]
+    self.target_prior = [float(p) for p in target_prior]
+    for name, priors in (("train_prior", self.train_prior), ("target_prior", self.target_prior)):
+      if len(priors) != len(self.label_names) or not all(0 < p < 1 for p in priors):
+        raise ValueError(f"{name} needs one value in (0, 1) per label, got {priors}")
+    train, target = np.asarray(self.train_prior), np.asarray(self.target_prior)
+    self._positive_scale = (target / train).astype(np.float32)
+    self._negative_scale = ((1 - target) / (1 - train)).astype(np.float32)
+
+  def call(self, probabilities):
+    positive = probabilities * ops.cast(self._positive_scale, probabilities.dtype)
+    negative = (1 - probabilities) * ops.cast(self._negative_scale, probabilities.dtype)
+    return positive / (positive + negative)
+
+  def compute_output_spec(self, probabilities):
+    return keras.KerasTensor(probabilities.shape, dtype=probabilities.dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "label_names": self.label_names, "train_prior": self.train_prior,
+            "target_prior": self.target_prior}

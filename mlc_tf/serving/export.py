@@ -145,13 +145,14 @@ def _metadata(inference_model: keras.Model, config_json: str, max_image_pixels: 
 
 def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str, config_json: str = "{}",
                        label_names: list[str] | None = None, image_size: int | None = None,
-                       max_image_pixels: int = MAX_IMAGE_PIXELS) -> str:
+                       max_image_pixels: int = MAX_IMAGE_PIXELS, extra_assets: dict[str, str] | None = None) -> str:
   """Writes ``inference_model`` as ``<base_dir>/<name>/<next version>/`` and returns that path.
 
   Label names, thresholds and the input size are read from the model;
   ``label_names`` and ``image_size``, when given, must agree with it (a guard
   against exporting a model under the wrong names). ``config_json`` (the
-  training config) travels in the metadata.
+  training config) travels in the metadata; ``extra_assets`` (file name ->
+  text, e.g. a calibration report) go next to it in ``assets.extra/``.
 
   The version directory appears atomically (written aside, then renamed), so
   TF Serving never sees a half-written model, and an existing version is
@@ -173,6 +174,9 @@ def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str
     os.makedirs(os.path.join(staged, "assets.extra"))
     with open(os.path.join(staged, "assets.extra", "metadata.json"), "w") as f:
       json.dump(metadata, f, indent=2)
+    for file_name, text in (extra_assets or {}).items():
+      with open(os.path.join(staged, "assets.extra", file_name), "w") as f:
+        f.write(text)
     return _publish_as_next_version(staged, model_dir)
 
 

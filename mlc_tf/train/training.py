@@ -16,7 +16,7 @@ import tensorflow as tf
 from mlc_tf import atomic_files, models
 from mlc_tf.data import balance, label_rules, pipeline, sources, split_corpus
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.evaluate import metrics
+from mlc_tf.evaluate import metrics, operating_points
 from mlc_tf.models import inference
 from mlc_tf.train import callbacks as callbacks_lib
 from mlc_tf.train import distribute, losses, optimizers
@@ -164,7 +164,9 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
   model = _local_copy(cfg, model, names, strategy)
   # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
   val_probabilities = predict(model, data.val, names, cfg, data.source)
-  thresholds = metrics.f1_optimal_thresholds(data.val[names].to_numpy(), val_probabilities)
+  thresholds = operating_points.choose_thresholds(
+      data.val[names].to_numpy(), val_probabilities, operating_points.parse_policies(cfg.calibration.policy, names),
+      names).thresholds
   implications = label_rules.parse_implications(cfg.rules.implications) if cfg.rules.to_predictions else []
   wrapped = inference.build(model, names, thresholds, implications)
   val = SplitAnswers(val_probabilities, inference.decide(wrapped, val_probabilities))

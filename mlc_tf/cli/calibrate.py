@@ -1,0 +1,136 @@
+"""mlc-calibrate: set a trained model's operating points again, optionally for a stream with another label mix.
+
+  mlc-calibrate --model=workdirs/flickr14 --data_dir=../shared/datasets/flickr14 \\
+                --policy=f1 --policy=people=precision:0.9          # thresholds chosen on the validation split
+  mlc-calibrate --model=workdirs/flickr14 --data_dir=../shared/datasets/flickr14 \\
+                --target_images=photos/ --prevalence=stream_prevalence.csv   # or --prevalence=estimate
+
+No retraining: the trained network is wrapped again with new per-label
+thresholds (and, for a stream, a ``PriorShift`` layer that adapts its
+probabilities to the stream's prevalences) and exported as the next version
+of saved_models/<name>/ (never overwriting one). The report (printed, and in
+the export's assets.extra/calibration.md and .json) gives each label's
+threshold with the precision and recall to expect (95 % bootstrap interval),
+says which targets cannot be met, puts each label's and no label's predicted
+share of the stream beside the expected one, and compares micro P/R/F1 on the
+labelled test split at the model's old and new operating points. Policies and
+the maths: mlc_tf/evaluate/operating_points.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mlc_tf import config as config_lib
+from mlc_tf.cli import common
+from mlc_tf.data import split_corpus
+from mlc_tf.evaluate import operating_points, reports
+from mlc_tf.models import inference
+from mlc_tf.serving import export, prediction
+
+_MODEL = flags.DEFINE_string("model", None, "A trained model: model.keras, or the training workdir that holds it.",
+                             required=True)
+_DATA_DIR = common.define_data_dir_flag("The run's corpus (images/ + annotations/) or source spec: its split is "
+                                        "rebuilt for the training prior and the labelled images. "
+                                        "Default: the config's data.source, else the built-in demo corpus.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config that defines the split. Default: config.json next to the model.")
+_SPLIT = flags.DEFINE_enum("split", "val", reports.SPLITS, "The labelled images the thresholds are chosen on.")
+_POLICY = flags.DEFINE_multi_string(
+    "policy", None, "f1 | precision:P | recall:R | share (stream only) | a fixed threshold; 'label=policy' for "
+    "one label. Repeatable. Default: the config's calibration.policy.")
+_TARGET_IMAGES = flags.DEFINE_list("target_images", None,
+                                   "Folders and/or globs of untagged photos of the stream to adapt to.")
+_PREVALENCE = flags.DEFINE_string(
+    "prevalence", None, "With --target_images: a CSV 'label,prevalence' (fractions of the stream's photos; "
+    f"an optional '{operating_points.NO_LABEL}' row is the share with no label), or 'estimate' (EM on the "
+    "target photos). Default: estimate.")
+_NAME = flags.DEFINE_string("name", None, "Model name: saved_models/<name>/. Default: the config's export.name.")
+_BASE_DIR = flags.DEFINE_string("base_dir", None, "Where model folders go. Default: the config's export.base_dir.")
+_BOOTSTRAP_SAMPLES = flags.DEFINE_integer("bootstrap_samples", 1000, "Resamples for the intervals.", lower_bound=10)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Target photos per batch (bounds memory).", lower_bound=1)
+
+
+def _stream(model, label_names, train_prior) -> operating_points.Stream | None:
+  """The target photos' probabilities and prevalences, or None without --target_images."""
+  if not _TARGET_IMAGES.value:
+    if _PREVALENCE.value:
+      raise app.UsageError("--prevalence needs --target_images (the stream's photos)")
+    return None
+  paths = prediction.list_images(_TARGET_IMAGES.value)
+  logging.info("predicting %d target photos", len(paths))
+  done, probs = [], []
+  for batch_paths, batch_probs, _ in prediction.KerasPredictor(model).predict(paths, _BATCH_SIZE.value):
+    done += batch_paths
+    probs.append(batch_probs)
+  if not done:
+    raise ValueError(f"none of the {len(paths)} target file(s) is a readable image")
+  skipped = sorted(set(paths) - set(done))
+  if skipped:
+    logging.warning("skipped %d target file(s) that are not readable images", len(skipped))
+  probs = np.concatenate(probs)
+  if _PREVALENCE.value in (None, "estimate"):
+    prevalence, iterations = operating_points.estimate_prevalence(probs, train_prior)
+    return operating_points.Stream(probs, prevalence, f"estimated by EM in {iterations} iterations",
+                                   skipped=skipped)
+  read = operating_points.read_prevalence(_PREVALENCE.value, label_names, train_prior)
+  if read.missing:
+    logging.warning("%s lacks %s: kept at the training prior", _PREVALENCE.value, ", ".join(read.missing))
+  return operating_points.Stream(probs, read.values, _PREVALENCE.value, read.missing, read.no_label, skipped)
+
+
+def main(argv):
+  del argv
+  model_dir = _MODEL.value if os.path.isdir(_MODEL.value) else os.path.dirname(_MODEL.value)
+  cfg = _CONFIG.value
+  config_path = os.path.join(model_dir, "config.json")
+  if cfg is None:
+    if not os.path.isfile(config_path):
+      raise SystemExit(f"mlc-calibrate: error: {config_path} not found; pass --config (the training config) "
+                       "so the split can be rebuilt")
+    cfg = config_lib.load_run_config(config_path)
+  with common.exit_on_error("mlc-calibrate", FileNotFoundError, ValueError):  # CorpusError is a ValueError
+    model = inference.load(_MODEL.value)
+    layer = inference.decision_layer(model)
+    names, current = list(layer.label_names), layer.thresholds.numpy()
+    implications = inference.implications(model)
+    policies = operating_points.parse_policies(_POLICY.value or cfg.calibration.policy, names)
+    cfg.data.labels = names
+    data = split_corpus.load_and_split(common.data_dir(_DATA_DIR.value, cfg.data.source), cfg)
+    network = inference.network(model)
+    plain = inference.build(network, names, current)  # answers the network's own probabilities
+    train_prior = operating_points.training_prior(data.train[names].to_numpy())
+    stream = _stream(plain, names, train_prior)
+    labelled = reports.split_frame(data, _SPLIT.value)
+
+    def probabilities(frame):
+      return reports.predict_probabilities(plain, frame, names, cfg, data.source)
+
+    points, report = operating_points.calibrate(
+        labelled[names].to_numpy(), probabilities(labelled), policies, names, train_prior, stream, implications,
+        test=(data.test[names].to_numpy(), probabilities(data.test), current),
+        samples=_BOOTSTRAP_SAMPLES.value, seed=cfg.seed)
+  report.update(model=_MODEL.value, split=_SPLIT.value)
+  text = operating_points.format_report(report)
+  adapted = inference.build(network, names, points.thresholds, implications,
+                            priors=None if stream is None else (train_prior, stream.prevalence))
+  cfg.calibration.policy = tuple(_POLICY.value or cfg.calibration.policy)
+  path = export.export_saved_model(
+      adapted, base_dir=_BASE_DIR.value or cfg.export.base_dir, name=_NAME.value or cfg.export.name,
+      config_json=cfg.to_json_best_effort(),
+      extra_assets={"calibration.md": text + "\n", "calibration.json": json.dumps(report, indent=2)})
+  print(text)
+  print(f"\nexported: {path}")
+
+
+def run():
+  common.run(main, logging.INFO)
+
+
+if __name__ == "__main__":
+  run()

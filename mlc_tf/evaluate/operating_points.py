@@ -1,0 +1,397 @@
+"""Operating points: per-label threshold policies, and adapting a model to a stream with another label mix.
+
+A policy says how one label's threshold is chosen on labelled images:
+``f1`` (the F1-optimal one, as training calibrates), ``precision:0.9`` (the
+lowest threshold whose precision reaches 0.9), ``recall:0.8`` (the highest
+whose recall reaches 0.8), a fixed number such as ``0.35``, or, on a target
+stream, ``share`` (the label is predicted on as many stream photos as its
+prevalence). Specs are a default and ``label=policy`` overrides:
+``("f1", "people=precision:0.9")``.
+
+On a target stream (untagged photos with a known or estimated prevalence per
+label) the probabilities are first adapted to the stream's priors
+(``prior_shift``, the EM of Saerens, Latinne & Decaestecker 2002 estimates the
+priors when they are not known). Thresholds are then chosen for the stream:
+recall at a threshold is measured on the labelled positives (a positive looks
+alike in both), while how many stream photos a threshold tags is counted on
+the stream itself, so expected precision = prevalence x recall / tagged share.
+That holds even when the stream has photos unlike any labelled one (e.g. with
+no label at all), where the labelled negatives would mislead.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import warnings
+
+import numpy as np
+
+from mlc_tf.data import label_rules
+from mlc_tf.evaluate import metrics
+
+POLICY_KINDS = ("f1", "precision", "recall", "fixed", "share")
+NO_LABEL = "(none)"  # prevalence-file row: the share of stream photos that carry none of the labels
+PRIOR_EPSILON = 1e-6  # priors are kept inside (0, 1): the odds correction divides by p and 1 - p
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+  kind: str            # one of POLICY_KINDS
+  value: float | None  # the precision/recall target or the fixed threshold; None for f1 and share
+
+  def __str__(self) -> str:
+    if self.kind in ("f1", "share"):
+      return self.kind
+    return f"{self.value:g}" if self.kind == "fixed" else f"{self.kind}:{self.value:g}"
+
+
+def parse_policy(spec: str) -> Policy:
+  """``f1`` | ``share`` | ``precision:P`` | ``recall:R`` | a threshold in [0, 1]."""
+  spec = spec.strip()
+  if spec in ("f1", "share"):
+    return Policy(spec, None)
+  kind, _, value = spec.partition(":")
+  try:
+    number = float(value if value else kind)
+  except ValueError:
+    number = None
+  if kind in ("precision", "recall") and value and number is not None and 0 < number <= 1:
+    return Policy(kind, number)
+  if not value and number is not None and 0 <= number <= 1:
+    return Policy("fixed", number)
+  raise ValueError(f"bad policy {spec!r}: expected f1, share, precision:P or recall:R with 0 < P, R <= 1, "
+                   "or a fixed threshold in [0, 1]")
+
+
+def parse_policies(specs, label_names: list[str]) -> list[Policy]:
+  """One policy per label from a default spec and ``label=spec`` overrides (the last default wins)."""
+  default, overrides = Policy("f1", None), {}
+  for spec in specs:
+    name, sep, policy = spec.partition("=")
+    if not sep:
+      default = parse_policy(spec)
+    elif name.strip() not in label_names:
+      raise ValueError(f"policy {spec!r} names an unknown label {name.strip()!r}; labels: {', '.join(label_names)}")
+    else:
+      overrides[name.strip()] = parse_policy(policy)
+  return [overrides.get(name, default) for name in label_names]
+
+
+def prior_shift(probs: np.ndarray, train_prior: np.ndarray, target_prior: np.ndarray) -> np.ndarray:
+  """Probabilities adapted to ``target_prior`` (numpy twin of ``layers.PriorShift``)."""
+  probs = np.asarray(probs, np.float64)
+  positive = probs * (np.asarray(target_prior) / np.asarray(train_prior))
+  negative = (1 - probs) * ((1 - np.asarray(target_prior)) / (1 - np.asarray(train_prior)))
+  return positive / (positive + negative)
+
+
+def estimate_prevalence(target_probs: np.ndarray, train_prior: np.ndarray, max_iterations: int = 1000,
+                        tolerance: float = 1e-6) -> tuple[np.ndarray, int]:
+  """Each label's prevalence on untagged photos by EM (Saerens et al. 2002); returns (prevalence, iterations).
+
+  Alternates adapting the probabilities to the current prior estimate and
+  taking their mean as the next estimate. Assumes calibrated probabilities and
+  photos of a label that look alike in training and in the stream.
+  """
+  train_prior = np.asarray(train_prior, np.float64)
+  prior = train_prior.copy()
+  for iteration in range(1, max_iterations + 1):
+    estimate = np.clip(prior_shift(target_probs, train_prior, prior).mean(axis=0), PRIOR_EPSILON, 1 - PRIOR_EPSILON)
+    converged = np.max(np.abs(estimate - prior)) < tolerance
+    prior = estimate
+    if converged:
+      break
+  return prior, iteration
+
+
+def training_prior(train_targets: np.ndarray) -> np.ndarray:
+  """Each label's share of the training images, kept inside (0, 1)."""
+  return np.clip(np.asarray(train_targets, np.float64).mean(axis=0), PRIOR_EPSILON, 1 - PRIOR_EPSILON)
+
+
+@dataclasses.dataclass
+class Prevalence:
+  """A stream's label prevalences as read from a file: every label has one."""
+
+  values: np.ndarray           # [L]
+  missing: list[str]           # labels the file lacks, kept at the training prior
+  no_label: float | None       # the file's NO_LABEL row, if any
+
+
+def read_prevalence(path: str, label_names: list[str], train_prior: np.ndarray) -> Prevalence:
+  """A ``label,prevalence`` CSV (header optional): fractions of the stream's photos, each in (0, 1).
+
+  Unknown labels, values outside (0, 1) and repeated labels are errors naming
+  the line; labels the file lacks keep their training prior (listed in
+  ``missing``, to be warned about).
+  """
+  values, no_label = {}, None
+  with open(path, newline="") as f:
+    for line_number, row in enumerate(csv.reader(f), start=1):
+      cells = [cell.strip() for cell in row]
+      if not any(cells) or (line_number == 1 and cells == ["label", "prevalence"]):
+        continue
+      where = f"{path}:{line_number}"
+      if len(cells) != 2:
+        raise ValueError(f"{where}: expected 'label,prevalence', got {','.join(row)!r}")
+      name, text = cells
+      try:
+        value = float(text)
+      except ValueError:
+        raise ValueError(f"{where}: prevalence {text!r} of {name!r} is not a number") from None
+      if not 0 < value < 1:
+        raise ValueError(f"{where}: prevalence {value:g} of {name!r} is outside (0, 1)")
+      if name != NO_LABEL and name not in label_names:
+        raise ValueError(f"{where}: unknown label {name!r}; the model's labels: {', '.join(label_names)}")
+      if name in values or (name == NO_LABEL and no_label is not None):
+        raise ValueError(f"{where}: {name!r} appears twice")
+      if name == NO_LABEL:
+        no_label = value
+      else:
+        values[name] = value
+  missing = [name for name in label_names if name not in values]
+  prevalence = np.array([values.get(name, p) for name, p in zip(label_names, train_prior)], np.float64)
+  return Prevalence(prevalence, missing, no_label)
+
+
+def _curve(scores: np.ndarray, positives: np.ndarray, target_scores: np.ndarray | None,
+           prevalence: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """(thresholds, precision, recall, share tagged) at every distinct score, highest threshold first.
+
+  Each threshold lies midway between a score and the next lower one (as
+  ``metrics.f1_optimal_thresholds`` places them). Without a target, precision
+  and the tagged share are counted on the labelled images; with one, the share
+  is counted on the target and precision = prevalence x recall / share.
+  """
+  pool = scores if target_scores is None else np.concatenate([scores[positives], target_scores])
+  candidates = np.unique(pool)[::-1]
+  thresholds = (candidates + np.append(candidates[1:], 0.0)) / 2
+  positive_scores = np.sort(scores[positives])
+  recall = (len(positive_scores) - np.searchsorted(positive_scores, thresholds)) / max(len(positive_scores), 1)
+  counted = np.sort(scores if target_scores is None else target_scores)
+  share = (len(counted) - np.searchsorted(counted, thresholds)) / len(counted)
+  if target_scores is None:
+    tagged = share * len(counted)
+    precision = np.divide(recall * len(positive_scores), tagged, out=np.zeros_like(tagged), where=tagged > 0)
+  else:
+    precision = np.minimum(1.0, np.divide(prevalence * recall, share, out=np.ones_like(share), where=share > 0))
+  return thresholds, precision, recall, share
+
+
+def _pick(policy: Policy, thresholds, precision, recall, share, prevalence) -> tuple[float, str | None]:
+  """(threshold, why the policy's target is not met or None) from one label's curve."""
+  if policy.kind == "fixed":
+    return policy.value, None
+  if policy.kind == "f1":
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
+                   where=(precision + recall) > 0)
+    return float(thresholds[len(f1) - 1 - int(np.argmax(f1[::-1]))]), None  # ties: the lowest threshold
+  if policy.kind == "share":
+    return float(thresholds[int(np.argmin(np.abs(share - prevalence)))]), None
+  reached = np.flatnonzero((precision if policy.kind == "precision" else recall) >= policy.value)
+  if policy.kind == "precision":
+    if len(reached):
+      return float(thresholds[reached[-1]]), None
+    best = int(np.argmax(precision))
+    return float(thresholds[best]), f"precision {policy.value:g} not reached: at most {precision[best]:.3f}"
+  return float(thresholds[reached[0]]), None  # recall 1 at the lowest threshold: always reached
+
+
+@dataclasses.dataclass
+class OperatingPoints:
+  label_names: list[str]
+  policies: list[Policy]
+  thresholds: np.ndarray       # [L] float32
+  notes: dict[str, str]        # label -> why its policy's target is not met
+
+
+def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, policies: list[Policy], label_names: list[str],
+                      target_probs: np.ndarray | None = None,
+                      prevalence: np.ndarray | None = None) -> OperatingPoints:
+  """Each label's threshold by its policy, on labelled images or, given ``target_probs``, for that stream.
+
+  ``probs`` and ``target_probs`` are on the same scale (both adapted to the
+  stream's priors, or neither). Without a target, ``f1`` gives exactly
+  ``metrics.f1_optimal_thresholds``. A label without a positive example keeps
+  0.5 (fixed policies excepted) and is noted.
+  """
+  y_true, probs = np.asarray(y_true), np.asarray(probs, np.float64)
+  if any(policy.kind == "share" for policy in policies) and target_probs is None:
+    raise ValueError("the share policy needs a target stream (target images and a prevalence)")
+  thresholds = np.full(len(label_names), 0.5, np.float32)
+  if target_probs is None and any(policy.kind == "f1" for policy in policies):
+    thresholds = metrics.f1_optimal_thresholds(y_true, probs)
+  notes = {}
+  for k, (name, policy) in enumerate(zip(label_names, policies)):
+    positives = y_true[:, k] > 0
+    if not positives.any() and policy.kind != "fixed":
+      notes[name] = "no positive labelled image: threshold left at 0.5"
+      thresholds[k] = 0.5
+      continue
+    if policy.kind == "f1" and target_probs is None:
+      continue  # f1_optimal_thresholds above
+    curve = _curve(probs[:, k], positives, None if target_probs is None else np.asarray(target_probs)[:, k],
+                   None if prevalence is None else float(prevalence[k]))
+    thresholds[k], note = _pick(policy, *curve, None if prevalence is None else prevalence[k])
+    if note:
+      notes[name] = note
+  return OperatingPoints(list(label_names), list(policies), thresholds, notes)
+
+
+def expected_precision_recall(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray,
+                              target_probs: np.ndarray | None = None, prevalence: np.ndarray | None = None,
+                              samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+  """Per label, the precision and recall the thresholds are expected to give, with a bootstrap interval.
+
+  On labelled images: counted there. For a stream: recall on the labelled
+  positives, precision = prevalence x recall / share of the stream tagged.
+  The interval resamples the labelled images (and the stream's) with
+  replacement. Returns ``{"precision"|"recall": {"value", "low", "high"}}`` of
+  [L] arrays (NaN where undefined).
+  """
+  y_true = np.asarray(y_true) > 0
+  decided = np.asarray(probs) >= thresholds
+  stream = None if target_probs is None else np.asarray(target_probs) >= thresholds
+  rng = np.random.default_rng(seed)
+
+  def precision_recall(rows, stream_rows):
+    truth, tagged = y_true[rows], decided[rows]
+    hits = (truth & tagged).sum(axis=-2).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+      recall = hits / truth.sum(axis=-2)
+      if stream is None:
+        precision = hits / tagged.sum(axis=-2)
+      else:
+        precision = np.minimum(1.0, prevalence * recall / stream[stream_rows].mean(axis=-2))
+    return precision, recall
+
+  point = precision_recall(np.arange(len(y_true)), np.arange(0 if stream is None else len(stream)))
+  resampled = precision_recall(rng.integers(0, len(y_true), (samples, len(y_true))),
+                               None if stream is None else rng.integers(0, len(stream), (samples, len(stream))))
+  tail = 50 * (1 - confidence)
+  result = {}
+  for name, value, draws in zip(("precision", "recall"), point, resampled):
+    with warnings.catch_warnings():  # a label never positive (or never tagged) has no value: NaN, not a warning
+      warnings.simplefilter("ignore", RuntimeWarning)
+      low, high = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
+    result[name] = {"value": value, "low": low, "high": high}
+  return result
+
+
+def decisions(probs: np.ndarray, thresholds: np.ndarray, label_names: list[str], implications=()) -> np.ndarray:
+  """0/1 decisions as the exported model makes them: thresholds, then label rules."""
+  return label_rules.apply_implications(metrics.decide(probs, thresholds), label_names, implications)
+
+
+def predicted_shares(decided: np.ndarray, label_names: list[str]) -> dict[str, float]:
+  """Share of images each label is decided on, and of images with no label (``NO_LABEL``)."""
+  decided = np.asarray(decided)
+  shares = {name: float(decided[:, k].mean()) for k, name in enumerate(label_names)}
+  shares[NO_LABEL] = float((decided.sum(axis=1) == 0).mean())
+  return shares
+
+
+@dataclasses.dataclass
+class Stream:
+  """A target stream: the network's (unadapted) probabilities on its photos, and its label prevalences."""
+
+  probs: np.ndarray            # [N, L]
+  prevalence: np.ndarray       # [L]
+  source: str                  # where the prevalences come from, for the report
+  missing: list[str] = dataclasses.field(default_factory=list)  # labels kept at the training prior
+  no_label: float | None = None  # expected share of photos with no label, when known
+  skipped: list[str] = dataclasses.field(default_factory=list)  # photos that could not be read or decoded
+
+
+def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list[Policy], label_names: list[str],
+              train_prior: np.ndarray, stream: Stream | None = None, implications=(),
+              test: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, samples: int = 1000,
+              seed: int = 0) -> tuple[OperatingPoints, dict]:
+  """New operating points, and the report that says what to expect of them.
+
+  With a ``stream``, probabilities are adapted to its prevalences and the
+  thresholds are chosen for it; the report then adds each label's (and no
+  label's) predicted share of the stream beside the expected one. ``test``
+  (targets, unadapted probabilities, the model's current thresholds) adds
+  micro precision/recall/F1 on those labelled images before and after.
+  """
+  def adapted(probs):
+    return probs if stream is None else prior_shift(probs, train_prior, stream.prevalence)
+
+  stream_probs = None if stream is None else adapted(stream.probs)
+  prevalence = None if stream is None else stream.prevalence
+  points = choose_thresholds(y_labelled, adapted(labelled_probs), policies, label_names, stream_probs, prevalence)
+  expected = expected_precision_recall(y_labelled, adapted(labelled_probs), points.thresholds, stream_probs,
+                                       prevalence, samples=samples, seed=seed)
+  per_label = {}
+  for k, name in enumerate(label_names):
+    row = {"policy": str(points.policies[k]), "threshold": float(points.thresholds[k]),
+           "train_prior": float(train_prior[k]), "note": points.notes.get(name)}
+    for measure in ("precision", "recall"):
+      row[measure] = {key: _finite(values[k]) for key, values in expected[measure].items()}
+    per_label[name] = row
+  report = {"labelled_images": int(len(y_labelled)), "per_label": per_label}
+  if stream is not None:
+    shares = predicted_shares(decisions(stream_probs, points.thresholds, label_names, implications), label_names)
+    for k, name in enumerate(label_names):
+      per_label[name].update(target_prior=float(stream.prevalence[k]), predicted_share=shares[name])
+    report["stream"] = {"images": int(len(stream.probs)), "prevalence_source": stream.source,
+                        "missing_labels": stream.missing, "skipped_images": stream.skipped,
+                        "no_label": {"expected": stream.no_label, "predicted_share": shares[NO_LABEL]}}
+  if test is not None:
+    y_test, test_probs, current = test
+    before = decisions(test_probs, current, label_names, implications)
+    after = decisions(adapted(test_probs), points.thresholds, label_names, implications)
+    report["test"] = {"images": int(len(y_test)),
+                      "before": metrics.classification_report(y_test, before, label_names)["micro"],
+                      "after": metrics.classification_report(y_test, after, label_names)["micro"]}
+  return points, report
+
+
+def _finite(value) -> float | None:
+  return float(value) if np.isfinite(value) else None
+
+
+def _interval(measure: dict) -> str:
+  if measure["value"] is None:
+    return "–"
+  if measure["low"] is None:
+    return f"{measure['value']:.3f}"
+  return f"{measure['value']:.3f} ({measure['low']:.3f}–{measure['high']:.3f})"
+
+
+def format_report(report: dict) -> str:
+  """Markdown: per label the policy, threshold and expected P/R (95 % interval), then the stream and test checks."""
+  stream = report.get("stream")
+  where = (f"a stream of {stream['images']} untagged photos (prevalence: {stream['prevalence_source']})"
+           if stream else f"{report['labelled_images']} labelled images")
+  lines = [f"Operating points for {where}; recall measured on {report['labelled_images']} labelled images.", "",
+           "| label | policy | threshold | expected precision (95 %) | expected recall (95 %) |"
+           + (" train prior | prevalence | predicted share |" if stream else ""),
+           "|---|---|---:|---:|---:|" + ("---:|---:|---:|" if stream else "")]
+  for name, row in report["per_label"].items():
+    line = (f"| {name} | {row['policy']} | {row['threshold']:.3f} | {_interval(row['precision'])} | "
+            f"{_interval(row['recall'])} |")
+    if stream:
+      line += f" {row['train_prior']:.3f} | {row['target_prior']:.3f} | {row['predicted_share']:.3f} |"
+    lines.append(line)
+  if stream:
+    no_label = stream["no_label"]
+    expected = "–" if no_label["expected"] is None else f"{no_label['expected']:.3f}"
+    lines.append(f"| *no label* | | | | | | {expected} | {no_label['predicted_share']:.3f} |")
+  notes = [f"- {name}: {row['note']}" for name, row in report["per_label"].items() if row["note"]]
+  if stream and stream["missing_labels"]:
+    notes.append(f"- not in the prevalence file, kept at the training prior: {', '.join(stream['missing_labels'])}")
+  if stream and stream["skipped_images"]:
+    shown = ", ".join(stream["skipped_images"][:10]) + (" …" if len(stream["skipped_images"]) > 10 else "")
+    notes.append(f"- skipped {len(stream['skipped_images'])} stream file(s) that are not readable images: {shown}")
+  if notes:
+    lines += ["", *notes]
+  if "test" in report:
+    test = report["test"]
+    lines += ["", f"Labelled test split ({test['images']} images), micro averages:", "",
+              "| operating points | precision | recall | F1 |", "|---|---:|---:|---:|"]
+    lines += [f"| {when} | {test[key]['precision']:.3f} | {test[key]['recall']:.3f} | {test[key]['f1']:.3f} |"
+              for when, key in (("the model's", "before"), ("new", "after"))]
+  return "\n".join(lines)
