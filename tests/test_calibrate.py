@@ -1,0 +1,140 @@
+"""mlc-calibrate end to end: the PriorShift layer, the adapted export, its report, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import REPO_ROOT, fast_config, make_tiny_corpus, run_cli
+
+from mlc_tf.data import pipeline
+from mlc_tf.evaluate import operating_points
+from mlc_tf.models import inference, layers
+from mlc_tf.train import training
+
+TRAIN_PRIOR, TARGET_PRIOR = [0.5, 0.4, 0.3], [0.1, 0.4, 0.6]
+
+
+def test_prior_shift_layer_matches_the_maths_and_survives_a_safe_mode_round_trip(tiny_trained, tmp_path):
+  _, _, result = tiny_trained
+  names = result.label_names
+  adapted = inference.build(inference.network(result.inference_model), names, np.full(3, 0.4, np.float32),
+                            priors=(np.array(TRAIN_PRIOR), np.array(TARGET_PRIOR)))
+  adapted.save(tmp_path / "adapted.keras")
+  loaded = keras.saving.load_model(tmp_path / "adapted.keras", safe_mode=True)
+  images = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+  raw = result.inference_model.predict(images, verbose=0)["probabilities"]
+  out = loaded.predict(images, verbose=0)
+  np.testing.assert_allclose(out["probabilities"], operating_points.prior_shift(raw, TRAIN_PRIOR, TARGET_PRIOR),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(out["decisions"], (out["probabilities"] >= 0.4).astype(np.int32))
+  # the network inside is the trained one, before the shift
+  np.testing.assert_allclose(inference.network(loaded).predict(images, verbose=0), raw, rtol=1e-6)
+  with pytest.raises(ValueError, match="one value in \\(0, 1\\) per label"):
+    layers.PriorShift(names, TRAIN_PRIOR, [0.1, 0.0, 0.5])
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+  """Untagged photos of a stream (a fresh tiny corpus' images) plus one file that is not an image."""
+  root = str(tmp_path_factory.mktemp("stream"))
+  make_tiny_corpus(root, num_images=20, seed=7)
+  images = os.path.join(root, "images")
+  with open(os.path.join(images, "broken.jpg"), "wb") as f:
+    f.write(b"not an image")
+  return images
+
+
+def calibrate(*args):
+  """Runs mlc-calibrate; returns (exit status, stdout, stderr)."""
+  proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.calibrate", *args], capture_output=True, text=True,
+                        cwd=REPO_ROOT, timeout=600,
+                        env={**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_adapted_export_is_the_next_version_with_shifted_probabilities_and_a_report(tiny_trained, stream, tmp_path):
+  root, workdir, result = tiny_trained
+  prevalence = tmp_path / "prevalence.csv"
+  prevalence.write_text("label,prevalence\ncat,0.1\ndog,0.2\n(none),0.6\n")  # sun missing
+  base_dir = str(tmp_path / "saved_models")
+  common = [f"--model={workdir}", f"--data_dir={root}", f"--base_dir={base_dir}", "--name=tiny",
+            "--bootstrap_samples=50"]
+  status, out, err = calibrate(*common, f"--target_images={stream}", f"--prevalence={prevalence}",
+                               "--policy=f1", "--policy=dog=recall:0.8")
+  assert status == 0, err[-3000:]
+  assert "exported: " + os.path.join(base_dir, "tiny", "1") in out
+  assert "lacks sun: kept at the training prior" in err
+
+  export_dir = os.path.join(base_dir, "tiny", "1")
+  with open(os.path.join(export_dir, "assets.extra", "calibration.json")) as f:
+    report = json.load(f)
+  stream_report = report["stream"]
+  assert stream_report["images"] == 20 and [os.path.basename(p) for p in stream_report["skipped_images"]] == [
+      "broken.jpg"]
+  assert stream_report["missing_labels"] == ["sun"] and stream_report["no_label"]["expected"] == 0.6
+  rows = report["per_label"]
+  assert [rows[name]["policy"] for name in result.label_names] == ["f1", "recall:0.8", "f1"]
+  assert rows["cat"]["target_prior"] == 0.1 and rows["sun"]["target_prior"] == rows["sun"]["train_prior"]
+  assert set(report["test"]) == {"images", "before", "after"}
+  assert "| *no label* |" in out and "skipped 1 stream file(s)" in out
+
+  # the export answers the shifted probabilities at the reported thresholds
+  loaded = tf.saved_model.load(export_dir)
+  metadata = loaded.signatures["metadata"]()
+  thresholds = metadata["thresholds"].numpy()
+  np.testing.assert_allclose(thresholds, [rows[name]["threshold"] for name in result.label_names], rtol=1e-6)
+  assert json.loads(metadata["config"].numpy())["calibration"]["policy"] == ["f1", "dog=recall:0.8"]
+  photo = open(os.path.join(stream, "im1.jpg"), "rb").read()
+  answer = loaded.signatures["serving_default"](image_bytes=tf.constant([photo]))
+  keras_model = inference.load(workdir)
+  raw = keras_model.predict(pipeline.decode_and_resize(tf.constant(photo), 16)[None].numpy(), verbose=0)
+  train_prior = [rows[name]["train_prior"] for name in result.label_names]
+  target_prior = [rows[name]["target_prior"] for name in result.label_names]
+  np.testing.assert_allclose(answer["probabilities"].numpy(),
+                             operating_points.prior_shift(raw["probabilities"], train_prior, target_prior), atol=1e-5)
+
+  # again, with the prevalence estimated: the next version, the first one untouched
+  status, out, err = calibrate(*common, f"--target_images={stream}")
+  assert status == 0, err[-3000:]
+  assert "estimated by EM" in out and os.path.isdir(os.path.join(base_dir, "tiny", "2"))
+  assert np.allclose(tf.saved_model.load(export_dir).signatures["metadata"]()["thresholds"].numpy(), thresholds)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unknown_label", "unknown label 'bird'"),
+    ("empty_folder", "no image file found"),
+    ("undecodable_only", "none of the 1 target file(s) is a readable image"),
+])
+def test_bad_stream_input_is_a_clear_error_and_exports_nothing(tiny_trained, tmp_path, case, message):
+  root, workdir, _ = tiny_trained
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  if case != "empty_folder":
+    (folder / "broken.jpg").write_bytes(b"" if case == "undecodable_only" else open(
+        os.path.join(root, "images", "im1.jpg"), "rb").read())
+  prevalence = tmp_path / "prevalence.csv"
+  prevalence.write_text("cat,0.2\nbird,0.1\n" if case == "unknown_label" else "cat,0.2\n")
+  base_dir = tmp_path / "saved_models"
+  status, _, err = calibrate(f"--model={workdir}", f"--data_dir={root}", f"--base_dir={base_dir}",
+                             f"--target_images={folder}", f"--prevalence={prevalence}")
+  assert status == 1 and "mlc-calibrate: error: " in err and message in err, err[-3000:]
+  assert not base_dir.exists() or not any(base_dir.rglob("saved_model.pb"))
+
+
+def test_a_training_config_sets_the_policy_the_model_is_saved_with(tiny_corpus, tmp_path):
+  root, _ = tiny_corpus
+  cfg = fast_config(epochs=1)
+  cfg.calibration.policy = ("0.3", "dog=0.7")
+  result = training.train(cfg, root, str(tmp_path / "workdir"))
+  np.testing.assert_allclose(result.thresholds, [0.3, 0.7, 0.3])
+  np.testing.assert_allclose(inference.decision_layer(result.inference_model).thresholds.numpy(), [0.3, 0.7, 0.3])
+  assert result.report["thresholds"] == pytest.approx({"cat": 0.3, "dog": 0.7, "sun": 0.3})
+  # mlc-evaluate reports at the model's own operating points
+  out = run_cli("evaluate", f"--model={tmp_path / 'workdir'}", f"--data_dir={root}",
+                f"--output_dir={tmp_path / 'evaluation'}")
+  assert "| dog |" in out and "| 0.700 |" in out
