@@ -86,6 +86,9 @@ def _stream(model, label_names, train_prior) -> operating_points.Stream | None:
 
 def main(argv):
   del argv
+  if os.path.isfile(os.path.join(_MODEL.value, "saved_model.pb")):
+    raise SystemExit(f"mlc-calibrate: error: {_MODEL.value} is an export; pass the training workdir (or its "
+                     "model.keras) it came from: the network is rewrapped from there")
   model_dir = _MODEL.value if os.path.isdir(_MODEL.value) else os.path.dirname(_MODEL.value)
   cfg = _CONFIG.value
   config_path = os.path.join(model_dir, "config.json")
