@@ -118,3 +118,19 @@ def test_prevalence_file_header_no_label_row_and_missing_labels_kept_at_training
   read = op.read_prevalence(str(path), NAMES, np.array([0.5, 0.2, 0.1]))
   np.testing.assert_allclose(read.values, [0.25, 0.2, 0.1])
   assert read.missing == ["dog", "sun"] and read.no_label == 0.5
+
+
+def test_stream_thresholds_count_labels_tagged_through_a_rule():
+  """With female=>people, people's own threshold only tops up what female already tags, to its prevalence."""
+  rng = np.random.default_rng(3)
+  names = ["female", "people"]
+  y = np.array([[1, 1]] * 50 + [[0, 1]] * 50 + [[0, 0]] * 100)
+  probs = np.clip(0.5 * y + 0.5 * rng.random(y.shape), 0, 1)
+  stream = rng.random((1000, 2))
+  prevalence = np.array([0.2, 0.3])
+  points = op.choose_thresholds(y, probs, op.parse_policies(["share"], names), names, stream, prevalence,
+                                implications=[("female", "people")])
+  served = op.predicted_shares(op.decisions(stream, points.thresholds, names, [("female", "people")]), names)
+  assert served["female"] == pytest.approx(0.2, abs=0.01) and served["people"] == pytest.approx(0.3, abs=0.01)
+  alone = op.choose_thresholds(y, probs, op.parse_policies(["share"], names), names, stream, prevalence)
+  assert points.thresholds[1] > alone.thresholds[1]  # without the rule, people would be tagged on 0.3 + extra

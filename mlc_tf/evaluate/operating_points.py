@@ -160,12 +160,15 @@ def _curve(scores: np.ndarray, positives: np.ndarray, target_scores: np.ndarray 
   """(thresholds, precision, recall, share tagged) at every distinct score, highest threshold first.
 
   Each threshold lies midway between a score and the next lower one (as
-  ``metrics.f1_optimal_thresholds`` places them). Without a target, precision
+  ``metrics.f1_optimal_thresholds`` places them); a score of inf is always
+  tagged (through a label rule). Without a target, precision
   and the tagged share are counted on the labelled images; with one, the share
   is counted on the target and precision = prevalence x recall / share.
   """
   pool = scores if target_scores is None else np.concatenate([scores[positives], target_scores])
-  candidates = np.unique(pool)[::-1]
+  candidates = np.unique(pool[np.isfinite(pool)])[::-1]
+  if not len(candidates):  # every image is tagged through a rule: any threshold does
+    candidates = np.zeros(1)
   thresholds = (candidates + np.append(candidates[1:], 0.0)) / 2
   positive_scores = np.sort(scores[positives])
   recall = (len(positive_scores) - np.searchsorted(positive_scores, thresholds)) / max(len(positive_scores), 1)
@@ -207,52 +210,67 @@ class OperatingPoints:
 
 
 def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, policies: list[Policy], label_names: list[str],
-                      target_probs: np.ndarray | None = None,
-                      prevalence: np.ndarray | None = None) -> OperatingPoints:
+                      target_probs: np.ndarray | None = None, prevalence: np.ndarray | None = None,
+                      implications=()) -> OperatingPoints:
   """Each label's threshold by its policy, on labelled images or, given ``target_probs``, for that stream.
 
   ``probs`` and ``target_probs`` are on the same scale (both adapted to the
-  stream's priors, or neither). Without a target, ``f1`` gives exactly
-  ``metrics.f1_optimal_thresholds``. A label without a positive example keeps
-  0.5 (fixed policies excepted) and is noted.
+  stream's priors, or neither). A label is judged on the decisions the model
+  serves: tagged when its own probability reaches the threshold or when a
+  label that implies it (``implications``) is tagged, so labels are chosen
+  antecedents first. Without a target, ``f1`` ignores the rules and gives
+  exactly ``metrics.f1_optimal_thresholds``, as training calibrates. A label
+  without a positive example keeps 0.5 (fixed policies excepted) and is noted.
   """
   y_true, probs = np.asarray(y_true), np.asarray(probs, np.float64)
-  if any(policy.kind == "share" for policy in policies) and target_probs is None:
+  target = None if target_probs is None else np.asarray(target_probs, np.float64)
+  if any(policy.kind == "share" for policy in policies) and target is None:
     raise ValueError("the share policy needs a target stream (target images and a prevalence)")
   thresholds = np.full(len(label_names), 0.5, np.float32)
-  if target_probs is None and any(policy.kind == "f1" for policy in policies):
+  if target is None and any(policy.kind == "f1" for policy in policies):
     thresholds = metrics.f1_optimal_thresholds(y_true, probs)
+  implies = label_rules.implication_matrix(label_names, implications) > 0  # [i, j]: i implies j
+  np.fill_diagonal(implies, False)
+  tagged = np.zeros(probs.shape, bool)  # each label's own decisions, filled in as its threshold is chosen
+  target_tagged = None if target is None else np.zeros(target.shape, bool)
   notes = {}
-  for k, (name, policy) in enumerate(zip(label_names, policies)):
-    positives = y_true[:, k] > 0
+  for k in np.argsort(implies.sum(axis=0), kind="stable"):  # a label implied by fewer labels first
+    name, policy, positives = label_names[k], policies[k], y_true[:, k] > 0
     if not positives.any() and policy.kind != "fixed":
       notes[name] = "no positive labelled image: threshold left at 0.5"
       thresholds[k] = 0.5
-      continue
-    if policy.kind == "f1" and target_probs is None:
-      continue  # f1_optimal_thresholds above
-    curve = _curve(probs[:, k], positives, None if target_probs is None else np.asarray(target_probs)[:, k],
-                   None if prevalence is None else float(prevalence[k]))
-    thresholds[k], note = _pick(policy, *curve, None if prevalence is None else prevalence[k])
-    if note:
-      notes[name] = note
+    elif policy.kind != "f1" or target is not None:  # (f1 without a target: f1_optimal_thresholds above)
+      def with_rules(scores, own):  # an image tagged through a rule counts as above any threshold
+        return np.where(own[:, implies[:, k]].any(axis=1), np.inf, scores)
+      curve = _curve(with_rules(probs[:, k], tagged), positives,
+                     None if target is None else with_rules(target[:, k], target_tagged),
+                     None if prevalence is None else float(prevalence[k]))
+      thresholds[k], note = _pick(policy, *curve, None if prevalence is None else prevalence[k])
+      if note:
+        notes[name] = note
+    tagged[:, k] = probs[:, k] >= thresholds[k]
+    if target is not None:
+      target_tagged[:, k] = target[:, k] >= thresholds[k]
   return OperatingPoints(list(label_names), list(policies), thresholds, notes)
 
 
 def expected_precision_recall(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray,
                               target_probs: np.ndarray | None = None, prevalence: np.ndarray | None = None,
-                              samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+                              label_names: list[str] | None = None, implications=(), samples: int = 1000,
+                              confidence: float = 0.95, seed: int = 0) -> dict:
   """Per label, the precision and recall the thresholds are expected to give, with a bootstrap interval.
 
-  On labelled images: counted there. For a stream: recall on the labelled
+  Decisions are the served ones (thresholds, then ``implications`` among
+  ``label_names``). On labelled images: counted there. For a stream: recall on the labelled
   positives, precision = prevalence x recall / share of the stream tagged.
   The interval resamples the labelled images (and the stream's) with
   replacement. Returns ``{"precision"|"recall": {"value", "low", "high"}}`` of
   [L] arrays (NaN where undefined).
   """
   y_true = np.asarray(y_true) > 0
-  decided = np.asarray(probs) >= thresholds
-  stream = None if target_probs is None else np.asarray(target_probs) >= thresholds
+  names = label_names or [str(k) for k in range(y_true.shape[1])]
+  decided = decisions(probs, thresholds, names, implications) > 0
+  stream = None if target_probs is None else decisions(target_probs, thresholds, names, implications) > 0
   rng = np.random.default_rng(seed)
 
   def precision_recall(rows, stream_rows):
@@ -321,9 +339,10 @@ def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list
 
   stream_probs = None if stream is None else adapted(stream.probs)
   prevalence = None if stream is None else stream.prevalence
-  points = choose_thresholds(y_labelled, adapted(labelled_probs), policies, label_names, stream_probs, prevalence)
+  points = choose_thresholds(y_labelled, adapted(labelled_probs), policies, label_names, stream_probs, prevalence,
+                             implications)
   expected = expected_precision_recall(y_labelled, adapted(labelled_probs), points.thresholds, stream_probs,
-                                       prevalence, samples=samples, seed=seed)
+                                       prevalence, label_names, implications, samples=samples, seed=seed)
   per_label = {}
   for k, name in enumerate(label_names):
     row = {"policy": str(points.policies[k]), "threshold": float(points.thresholds[k]),
