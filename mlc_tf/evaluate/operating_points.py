@@ -161,9 +161,9 @@ def _curve(scores: np.ndarray, positives: np.ndarray, target_scores: np.ndarray 
 
   Each threshold lies midway between a score and the next lower one (as
   ``metrics.f1_optimal_thresholds`` places them); a score of inf is always
-  tagged (through a label rule). Without a target, precision
-  and the tagged share are counted on the labelled images; with one, the share
-  is counted on the target and precision = prevalence x recall / share.
+  tagged (through a label rule). Without a target, precision and the tagged
+  share are counted on the labelled images; with one, the share is counted on
+  the target and precision = prevalence x recall / share.
   """
   pool = scores if target_scores is None else np.concatenate([scores[positives], target_scores])
   candidates = np.unique(pool[np.isfinite(pool)])[::-1]
