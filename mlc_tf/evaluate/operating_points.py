@@ -201,6 +201,11 @@ def _pick(policy: Policy, thresholds, precision, recall, share, prevalence) -> t
   return float(thresholds[reached[0]]), None  # recall 1 at the lowest threshold: always reached
 
 
+def _with_rules(scores: np.ndarray, tagged: np.ndarray, antecedents: np.ndarray) -> np.ndarray:
+  """One label's scores, inf where a label that implies it is ``tagged``: above any threshold."""
+  return np.where(tagged[:, antecedents].any(axis=1), np.inf, scores)
+
+
 @dataclasses.dataclass
 class OperatingPoints:
   label_names: list[str]
@@ -240,10 +245,9 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, policies: list[Poli
       notes[name] = "no positive labelled image: threshold left at 0.5"
       thresholds[k] = 0.5
     elif policy.kind != "f1" or target is not None:  # (f1 without a target: f1_optimal_thresholds above)
-      def with_rules(scores, own):  # an image tagged through a rule counts as above any threshold
-        return np.where(own[:, implies[:, k]].any(axis=1), np.inf, scores)
-      curve = _curve(with_rules(probs[:, k], tagged), positives,
-                     None if target is None else with_rules(target[:, k], target_tagged),
+      antecedents = implies[:, k]
+      curve = _curve(_with_rules(probs[:, k], tagged, antecedents), positives,
+                     None if target is None else _with_rules(target[:, k], target_tagged, antecedents),
                      None if prevalence is None else float(prevalence[k]))
       thresholds[k], note = _pick(policy, *curve, None if prevalence is None else prevalence[k])
       if note:
@@ -350,19 +354,19 @@ def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list
     for measure in ("precision", "recall"):
       row[measure] = {key: _finite(values[k]) for key, values in expected[measure].items()}
     per_label[name] = row
-  report = {"labelled_images": int(len(y_labelled)), "per_label": per_label}
+  report = {"labelled_images": len(y_labelled), "per_label": per_label}
   if stream is not None:
     shares = predicted_shares(decisions(stream_probs, points.thresholds, label_names, implications), label_names)
     for k, name in enumerate(label_names):
       per_label[name].update(target_prior=float(stream.prevalence[k]), predicted_share=shares[name])
-    report["stream"] = {"images": int(len(stream.probs)), "prevalence_source": stream.source,
+    report["stream"] = {"images": len(stream.probs), "prevalence_source": stream.source,
                         "missing_labels": stream.missing, "skipped_images": stream.skipped,
                         "no_label": {"expected": stream.no_label, "predicted_share": shares[NO_LABEL]}}
   if test is not None:
     y_test, test_probs, current = test
     before = decisions(test_probs, current, label_names, implications)
     after = decisions(adapted(test_probs), points.thresholds, label_names, implications)
-    report["test"] = {"images": int(len(y_test)),
+    report["test"] = {"images": len(y_test),
                       "before": metrics.classification_report(y_test, before, label_names)["micro"],
                       "after": metrics.classification_report(y_test, after, label_names)["micro"]}
   return points, report
