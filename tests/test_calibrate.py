@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO_ROOT, fast_config, make_tiny_corpus, run_cli
+from helpers import REPO_ROOT, fast_config, make_tiny_corpus, run_cli
 
 from mlc_tf.data import pipeline
 from mlc_tf.evaluate import operating_points

@@ -20,6 +20,7 @@ OWN_FLAGS = {
     "mlc-suspects": ("--cv_workdir", "--min_margin", "--top"),
     "mlc-validate-data": ("--data_dir", "--[no]strict"),
     "mlc-export": ("--workdir", "--base_dir", "--max_image_pixels"),
+    "mlc-calibrate": ("--model", "--policy", "--target_images", "--prevalence"),
     "mlc-client": ("--rest", "--grpc", "--model"),
     "mlc-review": ("--data_dir", "--corrections", "--port"),
 }
