@@ -112,7 +112,7 @@ def main(argv):
     labelled = reports.split_frame(data, _SPLIT.value)
 
     def probabilities(frame):
-      return reports.predict_probabilities(plain, frame, names, cfg, data.source)
+      return reports.predict_answers(plain, frame, names, cfg, data.source).probabilities
 
     points, report = operating_points.calibrate(
         labelled[names].to_numpy(), probabilities(labelled), policies, names, train_prior, stream, implications,
