@@ -46,7 +46,9 @@ def test_training_writes_reports_and_model(trained):
   for name in ("history.csv", "model.keras", "report.json", "config.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
   report = json.load(open(os.path.join(workdir, "report.json")))
-  assert set(report) == {"num_images", "thresholds", "average_precision", "at_0.5", "at_calibrated", "training"}
+  assert set(report) == {"num_images", "thresholds", "average_precision", "at_0.5", "at_calibrated", "training",
+                         "split"}
+  assert report["split"] == "test"
   assert report["training"]["epochs"] == 2 and report["training"]["fit_seconds"] > 0
   best = int(np.argmax(result.history["val_micro_f1"])) + 1  # the monitored metric's best epoch
   assert report["training"]["best_epoch"] == best

@@ -84,6 +84,7 @@ def write_evaluation(output_dir: str, frame: pd.DataFrame, answers: training.Spl
       y_true, answers.probabilities, thresholds, label_names, decisions=answers.decisions,
       decision_rules=lambda decisions: label_rules.apply_implications(decisions, label_names, implications))
   result["at_calibrated"]["interval_95"] = metrics.bootstrap_f1_interval(y_true, answers.decisions, seed=seed)
+  result["split"] = split  # as training's report.json says which split it scores
   figures = _Figures(output_dir, frame, y_true, answers, label_names, split, source)
   written = []
   if history_csv and os.path.isfile(history_csv):
