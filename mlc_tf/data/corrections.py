@@ -88,25 +88,41 @@ class RowProblem:
   message: str
 
 
+def _lines(text: str):
+  """(line number, raw line, kind, value) for each line of a corrections file's text: kind "skip" (blank
+  or comment; value None), "header" (the first other line; value its fields) or "row" (value the row as
+  a dict by header column). The one reading of the format, for the parser and the writer."""
+  header = None
+  for number, raw in enumerate(text.splitlines(), start=1):
+    if not raw.strip() or raw.lstrip().startswith("#"):
+      yield number, raw, "skip", None
+      continue
+    fields = [field.strip() for field in next(csv.reader([raw]))]
+    if header is None:
+      header = fields
+      yield number, raw, "header", header
+    else:
+      yield number, raw, "row", dict(zip(header, fields))
+
+
+def _missing_columns(header: list[str]) -> list[str]:
+  return [column for column in REQUIRED_COLUMNS if column not in header]
+
+
 def parse_corrections(text: str) -> tuple[list[Correction], list[RowProblem]]:
   """The usable corrections of a corrections file's text, and every line that is not (by line number).
 
   A bad header makes every row unusable: it is the one problem then. A row
   that contradicts an earlier one is a problem; the earlier row stands.
   """
-  header, corrections, problems, seen = None, [], [], {}
-  for number, raw in enumerate(text.splitlines(), start=1):
-    if not raw.strip() or raw.lstrip().startswith("#"):
+  corrections, problems, seen = [], [], {}
+  for number, raw, kind, value in _lines(text):
+    if kind == "header" and _missing_columns(value):
+      return [], [RowProblem(number, f"header {raw!r} lacks column(s) {_missing_columns(value)} "
+                                     f"(expected {','.join(REQUIRED_COLUMNS)})")]
+    if kind != "row":
       continue
-    fields = [field.strip() for field in next(csv.reader([raw]))]
-    if header is None:
-      header = fields
-      missing = [c for c in REQUIRED_COLUMNS if c not in header]
-      if missing:
-        return [], [RowProblem(number, f"header {raw!r} lacks column(s) {missing} "
-                                       f"(expected {','.join(REQUIRED_COLUMNS)})")]
-      continue
-    row = dict(zip(header, fields))
+    row = value
     image_id, label, action = (row.get(c, "") for c in REQUIRED_COLUMNS)
     action = action.lower()
     key = (image_id, label)
@@ -161,19 +177,16 @@ def upsert_corrections(path: str, rows: Iterable[tuple[str, str, str, str]]) -> 
       with open(path, newline="") as f:
         text = f.read()
     header, lines, replaced = None, [], set()
-    for raw in text.splitlines():
-      if not raw.strip() or raw.lstrip().startswith("#"):
+    for _, raw, kind, value in _lines(text):
+      if kind == "header":
+        header = value
+        if _missing_columns(header):
+          raise CorrectionsError(f"{path}: header {raw!r} lacks column(s) {_missing_columns(header)}: "
+                                 "not writing into it")
+      if kind != "row":
         lines.append(raw)
         continue
-      fields = [field.strip() for field in next(csv.reader([raw]))]
-      if header is None:
-        header = fields
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-          raise CorrectionsError(f"{path}: header {raw!r} lacks column(s) {missing}: not writing into it")
-        lines.append(raw)
-        continue
-      row = dict(zip(header, fields))
+      row = value
       key = (row.get("image_id", ""), row.get("label", ""))
       if key in replaced:  # an older duplicate of a pair just rewritten
         continue
