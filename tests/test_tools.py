@@ -26,7 +26,25 @@ def test_results_table_prints_a_row_from_a_training_report(tiny_trained):
   assert cells[3] == f"{report['at_calibrated']['micro']['f1']:.3f}"
   assert cells[7] == f"{report['average_precision']['map']:.3f}"
   assert cells[8] == f"{report['training']['epochs']} ({report['training']['best_epoch']})"
+  assert cells[10] == f"{report['training']['images_per_second']:.0f}"
   assert len(cells) == len(header.strip("|").split("|"))
+
+
+def test_results_table_averages_the_runs_of_one_row(tiny_trained, tmp_path):
+  _, workdir, _ = tiny_trained
+  with open(os.path.join(workdir, "report.json")) as f:
+    report = json.load(f)
+  other = tmp_path / "other"
+  other.mkdir()
+  shifted = json.loads(json.dumps(report))
+  shifted["at_calibrated"]["micro"]["f1"] += 0.1
+  (other / "report.json").write_text(json.dumps(shifted))
+  proc = _results_table(f"--run=two seeds={workdir},{other}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  cells = [cell.strip() for cell in proc.stdout.strip().splitlines()[-1].strip("|").split("|")]
+  f1 = report["at_calibrated"]["micro"]["f1"]
+  assert cells[3] == f"{f1 + 0.05:.3f} ± {0.05:.3f}"
+  assert cells[7] == f"{report['average_precision']['map']:.3f} ± 0.000"
 
 
 def test_results_table_rejects_a_run_without_a_label():

@@ -173,8 +173,11 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
   test = answer(wrapped, data.test, names, cfg, data.source) if len(data.test) else None
   report = _report(data, val, test, thresholds, implications)
   # How long fit() took in this call (a resumed run counts only its own part) and how many epochs it ran.
+  # images_per_second: training images stepped through per second of fit's wall time, validation passes included.
   report["training"] = {"fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
-                        "best_epoch": _best_epoch(history, cfg.train.monitor)}
+                        "best_epoch": _best_epoch(history, cfg.train.monitor), "train_images": len(data.train),
+                        "images_per_second": round(len(history.epoch) * inputs.steps_per_epoch * inputs.global_batch
+                                                   / max(fit_seconds, 1e-9), 1)}
   if chief:
     _save(workdir, wrapped, report, cfg)
   return TrainResult(names, model, wrapped, thresholds, {k: list(map(float, v)) for k, v in history.history.items()},
