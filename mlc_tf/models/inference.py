@@ -42,12 +42,44 @@ def with_flip_average(model: keras.Model) -> keras.Model:
   The trained model is nested unchanged (same weights); the result is a
   functional model with the same input and output shapes, saved and served
   like any other (``layers.HorizontalFlip`` and ``Average`` are built-ins or
-  registered).
+  registered). A model that already averages over the mirror image is
+  returned as it is: a second average would change nothing and cost twice.
   """
+  if any(isinstance(layer, layers.HorizontalFlip) for layer in model.layers):
+    return model
   images = keras.Input(shape=model.input_shape[1:], name="image")
   mirrored = layers.HorizontalFlip(name="mirror")(images)
   probabilities = keras.layers.Average(name="flip_average")([model(images), model(mirrored)])
   return keras.Model(images, probabilities, name=model.name)
+
+
+def ensemble(networks: list[keras.Model], flip_average: bool = False) -> keras.Model:
+  """One network whose probabilities are the mean of ``networks``' probabilities: an ensemble in one graph.
+
+  Each member is nested unchanged (same weights) as ``member_<k>``, fed the
+  same image input; with ``flip_average`` each member first averages over
+  the mirror image (``with_flip_average``). The members must take the same
+  input size and answer the same number of labels. The result is wrapped by
+  ``build`` like any trained network, and costs about the sum of its
+  members (twice that with ``flip_average``).
+  """
+  if len(networks) < 2:
+    raise ValueError(f"an ensemble needs at least 2 networks, got {len(networks)}")
+  first = networks[0]
+  for k, net in enumerate(networks[1:], start=2):
+    if net.input_shape[1:] != first.input_shape[1:]:
+      raise ValueError(f"member {k} takes images of shape {net.input_shape[1:]}, member 1 {first.input_shape[1:]}: "
+                       "ensemble members must be trained at the same image size")
+    if net.output_shape[-1] != first.output_shape[-1]:
+      raise ValueError(f"member {k} answers {net.output_shape[-1]} labels, member 1 {first.output_shape[-1]}: "
+                       "ensemble members must answer the same labels")
+  images = keras.Input(shape=first.input_shape[1:], name="image")
+  members = []
+  for k, net in enumerate(networks, start=1):
+    member = with_flip_average(net) if flip_average else net
+    # Renamed: the members are often the same architecture under the same name, and nested names must differ.
+    members.append(keras.Model(member.inputs, member.outputs[0], name=f"member_{k}")(images))
+  return keras.Model(images, keras.layers.Average(name="ensemble_average")(members), name="ensemble")
 
 
 def load(path: str) -> keras.Model:
