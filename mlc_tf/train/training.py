@@ -163,25 +163,51 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
   history, fit_seconds = _fit(cfg, model, inputs, data.val[names].to_numpy(), resume, workdir, chief, verbose)
   model = _local_copy(cfg, model, names, strategy)
   # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
+  implications = label_rules.parse_implications(cfg.rules.implications) if cfg.rules.to_predictions else []
+  calibrated = calibrate(model, data, cfg, implications)
+  # How long fit() took in this call (a resumed run counts only its own part) and how many epochs it ran.
+  # images_per_second: training images stepped through per second of fit's wall time, validation passes included.
+  calibrated.report["training"] = {
+      "fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
+      "best_epoch": _best_epoch(history, cfg.train.monitor), "train_images": len(data.train),
+      "images_per_second": round(len(history.epoch) * inputs.steps_per_epoch * inputs.global_batch
+                                 / max(fit_seconds, 1e-9), 1)}
+  if chief:
+    save(workdir, calibrated.inference_model, calibrated.report, cfg)
+  return TrainResult(names, model, calibrated.inference_model, calibrated.thresholds,
+                     {k: list(map(float, v)) for k, v in history.history.items()}, calibrated.report,
+                     calibrated.val, calibrated.test, is_chief=chief)
+
+
+@dataclasses.dataclass
+class Calibrated:
+  """A network wrapped at thresholds calibrated on the validation split, with its answers and its report."""
+
+  inference_model: keras.Model
+  thresholds: np.ndarray
+  val: SplitAnswers
+  test: SplitAnswers | None  # None in a final fit
+  report: dict               # the test split's, else (final fit) the validation split's; "split" names it
+
+
+def calibrate(model: keras.Model, data: split_corpus.SplitCorpus, cfg: ml_collections.ConfigDict,
+              implications: list[tuple[str, str]]) -> Calibrated:
+  """Chooses per-label thresholds on the validation split by ``cfg.calibration.policy``, wraps ``model``
+  (``inference.build``, with the label rules ``implications``) and scores it on the test split.
+
+  What every trained network goes through before it is saved: a training
+  run's, and an ensemble's (``mlc_tf.evaluate.ensembles``), so both are
+  calibrated and reported alike.
+  """
+  names = data.label_names
   val_probabilities = predict(model, data.val, names, cfg, data.source)
   thresholds = operating_points.choose_thresholds(
       data.val[names].to_numpy(), val_probabilities, operating_points.parse_policies(cfg.calibration.policy, names),
       names).thresholds
-  implications = label_rules.parse_implications(cfg.rules.implications) if cfg.rules.to_predictions else []
   wrapped = inference.build(model, names, thresholds, implications)
   val = SplitAnswers(val_probabilities, inference.decide(wrapped, val_probabilities))
   test = answer(wrapped, data.test, names, cfg, data.source) if len(data.test) else None
-  report = _report(data, val, test, thresholds, implications)
-  # How long fit() took in this call (a resumed run counts only its own part) and how many epochs it ran.
-  # images_per_second: training images stepped through per second of fit's wall time, validation passes included.
-  report["training"] = {"fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
-                        "best_epoch": _best_epoch(history, cfg.train.monitor), "train_images": len(data.train),
-                        "images_per_second": round(len(history.epoch) * inputs.steps_per_epoch * inputs.global_batch
-                                                   / max(fit_seconds, 1e-9), 1)}
-  if chief:
-    _save(workdir, wrapped, report, cfg)
-  return TrainResult(names, model, wrapped, thresholds, {k: list(map(float, v)) for k, v in history.history.items()},
-                     report, val, test, is_chief=chief)
+  return Calibrated(wrapped, thresholds, val, test, _report(data, val, test, thresholds, implications))
 
 
 def _seed(cfg: ml_collections.ConfigDict) -> None:
@@ -325,8 +351,9 @@ def _report(data: split_corpus.SplitCorpus, val: SplitAnswers, test: SplitAnswer
   return {**_test_report(data.test[names].to_numpy(), test, thresholds, names, implications), "split": "test"}
 
 
-def _save(workdir: str, inference_model: keras.Model, report: dict, cfg: ml_collections.ConfigDict) -> None:
-  """model.keras (never seen half-written), report.json and config.json."""
+def save(workdir: str, inference_model: keras.Model, report: dict, cfg: ml_collections.ConfigDict) -> None:
+  """model.keras (never seen half-written), report.json and config.json: what evaluation, export and
+  calibration read from a workdir."""
   atomic_files.write_aside(os.path.join(workdir, "model.keras"), inference_model.save)
   metrics.write_json(report, os.path.join(workdir, "report.json"))
   with open(os.path.join(workdir, "config.json"), "w") as f:
