@@ -21,6 +21,7 @@ OWN_FLAGS = {
     "mlc-validate-data": ("--data_dir", "--[no]strict"),
     "mlc-export": ("--workdir", "--base_dir", "--max_image_pixels"),
     "mlc-calibrate": ("--model", "--policy", "--target_images", "--prevalence"),
+    "mlc-ensemble": ("--members", "--workdir", "--data_dir", "--[no]flip_average", "--[no]export"),
     "mlc-client": ("--rest", "--grpc", "--model"),
     "mlc-review": ("--data_dir", "--corrections", "--port"),
 }

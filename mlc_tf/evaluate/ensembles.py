@@ -1,0 +1,133 @@
+"""Ensembles: several training runs' networks as one model, calibrated and reported as a training run is.
+
+``build`` takes the workdirs of runs trained on the same split (``mlc-train``
+with other seeds, recipes or models), averages their networks' probabilities
+inside one graph (``inference.ensemble``, each member optionally averaged
+over the mirror image too), chooses the thresholds on the validation split
+and scores the test split with training's own code (``training.calibrate``),
+and writes a workdir as training does (model.keras, report.json,
+config.json): mlc-evaluate, mlc-export, mlc-calibrate and mlc-predict take it
+as they take a training workdir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import keras
+import ml_collections
+
+from mlc_tf import config as config_lib
+from mlc_tf.data import split_corpus
+from mlc_tf.models import inference
+from mlc_tf.train import training
+
+# What decides which images each split holds, their targets, the input size and how thresholds are chosen:
+# members that differ in any of these were not calibrated and tested on the same images.
+SPLIT_FIELDS = ("data.source", "data.tfds_data_dir", "data.split_seed", "data.val_fraction", "data.test_fraction",
+                "data.corrections", "data.image_size", "rules.merges", "rules.implications", "rules.to_targets",
+                "calibration.policy")
+# Each member's own figures, from its report.json, beside the ensemble's: key -> (table title, path in a report).
+FIGURES = {"micro_f1": ("micro F1 @cal", ("at_calibrated", "micro", "f1")),
+           "macro_f1": ("macro F1 @cal", ("at_calibrated", "macro", "f1")),
+           "map": ("mAP", ("average_precision", "map"))}
+
+
+@dataclasses.dataclass
+class Ensemble:
+  inference_model: keras.Model    # {"probabilities", "decisions"}: the members' mean, calibrated thresholds inside
+  report: dict                    # training's report of it; "ensemble": flip_average and each member's figures
+  config: ml_collections.ConfigDict  # the first member's, plus "ensemble": members and flip_average
+
+
+def _lookup(tree, keys):
+  for key in keys:
+    tree = tree[key]
+  return tree
+
+
+def _field(cfg: ml_collections.ConfigDict, dotted: str):
+  value = _lookup(cfg, dotted.split("."))
+  return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+
+
+def read_configs(workdirs: list[str]) -> list[ml_collections.ConfigDict]:
+  """Each member's config.json (``config.load_run_config``), checked to describe the same split (``SPLIT_FIELDS``)."""
+  if len(workdirs) < 2:
+    raise ValueError(f"an ensemble needs at least 2 member workdirs, got {len(workdirs)}")
+  configs = []
+  for workdir in workdirs:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"{path} not found: each member must be a finished mlc-train workdir")
+    configs.append(config_lib.load_run_config(path))
+  for workdir, cfg in zip(workdirs[1:], configs[1:]):
+    for field in SPLIT_FIELDS:
+      if _field(cfg, field) != _field(configs[0], field):
+        raise ValueError(f"member {workdir} has {field}={_field(cfg, field)!r}, member {workdirs[0]} "
+                         f"{_field(configs[0], field)!r}: ensemble members must be trained on the same split, "
+                         "at the same image size, with the same label rules and calibration policy")
+  return configs
+
+
+def _member_figures(workdir: str, split: str) -> dict:
+  """The member's own figures on ``split``, from the report.json its training run wrote."""
+  path = os.path.join(workdir, "report.json")
+  with open(path) as f:
+    report = json.load(f)
+  if report.get("split") != split:
+    raise ValueError(f"{path} scores the {report.get('split')} split, the ensemble the {split} split")
+  return {"workdir": workdir, **{key: _lookup(report, path) for key, (_, path) in FIGURES.items()}}
+
+
+def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average: bool = False,
+          export_name: str | None = None) -> Ensemble:
+  """The ensemble of the training runs in ``workdirs``, calibrated and scored on their split, saved in ``workdir``.
+
+  ``data_dir``: the corpus the members trained on (a directory or a source
+  spec; ``None`` reads their ``data.source``). ``export_name``: the
+  config's export.name, which mlc-export uses; default: the first member's
+  name + ``_ensemble``. The label names and label rules are the first
+  member's; every member must have the same.
+  """
+  configs = read_configs(workdirs)
+  models = [inference.load(member) for member in workdirs]
+  names = list(inference.decision_layer(models[0]).label_names)
+  rules = inference.implications(models[0])
+  for member, model in zip(workdirs[1:], models[1:]):
+    if list(inference.decision_layer(model).label_names) != names:
+      raise ValueError(f"member {member} answers labels {list(inference.decision_layer(model).label_names)}, "
+                       f"member {workdirs[0]} {names}: ensemble members must answer the same labels in one order")
+    if inference.implications(model) != rules:
+      raise ValueError(f"member {member} applies the label rules {inference.implications(model)}, member "
+                       f"{workdirs[0]} {rules}: ensemble members must apply the same rules")
+  cfg = configs[0]
+  cfg.data.labels = names  # the models' label columns, in their order
+  data = split_corpus.load_and_split(data_dir, cfg)
+  network = inference.ensemble([inference.network(model) for model in models], flip_average)
+  calibrated = training.calibrate(network, data, cfg, rules)
+  members = [_member_figures(member, calibrated.report["split"]) for member in workdirs]
+  report = {**calibrated.report, "ensemble": {"flip_average": flip_average, "members": members}}
+  cfg.ensemble = ml_collections.ConfigDict({"members": list(workdirs), "flip_average": flip_average})
+  cfg.export.name = export_name or f"{cfg.export.name}_ensemble"
+  training.save(workdir, calibrated.inference_model, report, cfg)
+  return Ensemble(calibrated.inference_model, report, cfg)
+
+
+def format_comparison(report: dict) -> str:
+  """Markdown: each member's own figures (its report.json) and the ensemble's, on the same split."""
+  record = report["ensemble"]
+  lines = [f"{report['split']} split, {report['num_images']} images", "",
+           "| model | " + " | ".join(title for title, _ in FIGURES.values()) + " |", "|---|" + "---:|" * len(FIGURES)]
+  for k, member in enumerate(record["members"], start=1):
+    lines.append(f"| member {k}: {member['workdir']} | " + " | ".join(_number(member[key]) for key in FIGURES) + " |")
+  flip = ", each flip-averaged" if record["flip_average"] else ""
+  lines.append(f"| **ensemble of {len(record['members'])}{flip}** | " +
+               " | ".join(f"**{_number(_lookup(report, path))}**" for _, path in FIGURES.values()) + " |")
+  return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+  return "–" if value is None else f"{value:.3f}"

@@ -1,0 +1,122 @@
+"""Ensembles as one model: the members' mean in one graph, calibrated, reported and exported as a training run is."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import fast_config, make_tiny_corpus, run_cli
+
+from mlc_tf import config as config_lib
+from mlc_tf import models
+from mlc_tf.data import pipeline
+from mlc_tf.evaluate import ensembles
+from mlc_tf.models import inference
+from mlc_tf.train import training
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+  """(corpus root, two workdirs): tiny models trained with seeds 0 and 1 on the same split."""
+  root = str(tmp_path_factory.mktemp("ensemble_corpus"))
+  make_tiny_corpus(root, num_images=40)
+  workdirs = []
+  for seed in (0, 1):
+    cfg = fast_config(epochs=1)
+    cfg.seed = seed
+    workdirs.append(str(tmp_path_factory.mktemp(f"member_{seed}")))
+    training.train(cfg, root, workdirs[-1])
+  return root, workdirs
+
+
+def corpus_jpegs(root, count=4):
+  return [open(os.path.join(root, "images", f"im{i}.jpg"), "rb").read() for i in range(1, count + 1)]
+
+
+def members_mean(workdirs, pixels, flip_average=False):
+  """The mean of the members' own probabilities, each network run alone (mirrored too with ``flip_average``)."""
+  answers = []
+  for workdir in workdirs:
+    network = inference.network(inference.load(workdir))
+    answers.append(network.predict(pixels, verbose=0))
+    if flip_average:
+      answers[-1] = (answers[-1] + network.predict(pixels[:, :, ::-1], verbose=0)) / 2
+  return np.mean(answers, axis=0)
+
+
+def test_ensemble_answers_the_members_mean_reloads_in_safe_mode_and_reports_like_training(members, tmp_path):
+  root, workdirs = members
+  out = str(tmp_path / "ensemble")
+  built = ensembles.build(workdirs, root, out)
+  pixels = np.random.default_rng(0).uniform(0, 255, size=(6, 16, 16, 3)).astype(np.float32)
+  reloaded = inference.load(out)  # safe_mode=True
+  np.testing.assert_allclose(reloaded.predict(pixels, verbose=0)["probabilities"], members_mean(workdirs, pixels),
+                             atol=1e-6)
+  assert [layer.name for layer in inference.network(reloaded).layers] == [
+      "image", "member_1", "member_2", "ensemble_average"]
+
+  with open(os.path.join(out, "report.json")) as f:
+    report = json.load(f)
+  assert report["split"] == "test" and report["num_images"] == built.report["num_images"]
+  assert report["thresholds"] == dict(zip(["cat", "dog", "sun"],
+                                          inference.decision_layer(reloaded).thresholds.numpy().tolist()))
+  for workdir, member in zip(workdirs, report["ensemble"]["members"]):
+    with open(os.path.join(workdir, "report.json")) as f:
+      own = json.load(f)
+    assert member == {"workdir": workdir, "micro_f1": own["at_calibrated"]["micro"]["f1"],
+                      "macro_f1": own["at_calibrated"]["macro"]["f1"], "map": own["average_precision"]["map"]}
+  table = ensembles.format_comparison(report)
+  assert "| member 2: " in table and "**ensemble of 2**" in table
+
+  cfg = config_lib.load_run_config(os.path.join(out, "config.json"))  # what mlc-evaluate/-calibrate/-export read
+  assert list(cfg.ensemble.members) == workdirs and cfg.ensemble.flip_average is False
+  assert cfg.export.name == "tiny_ensemble" and cfg.data.split_seed == 0
+
+
+def test_members_of_another_split_are_refused_naming_the_field(members, tmp_path):
+  root, workdirs = members
+  other = str(tmp_path / "other_split")
+  shutil.copytree(workdirs[1], other)
+  with open(os.path.join(other, "config.json")) as f:
+    saved = json.load(f)
+  saved["data"]["split_seed"] = 7
+  with open(os.path.join(other, "config.json"), "w") as f:
+    json.dump(saved, f)
+  out = tmp_path / "refused"
+  with pytest.raises(ValueError, match=r"member .*other_split has data.split_seed=7, member .* 0: .*same split"):
+    ensembles.build([workdirs[0], other], root, str(out))
+  assert not out.exists()
+  with pytest.raises(ValueError, match="at least 2"):
+    ensembles.read_configs(workdirs[:1])
+
+
+def test_networks_of_other_input_sizes_or_label_counts_are_refused():
+  cfg = fast_config().model
+  small, other_size, other_labels = models.build(cfg, 3, 16), models.build(cfg, 3, 24), models.build(cfg, 4, 16)
+  with pytest.raises(ValueError, match="member 2 takes images of shape"):
+    inference.ensemble([small, other_size])
+  with pytest.raises(ValueError, match="member 2 answers 4 labels, member 1 3"):
+    inference.ensemble([small, other_labels])
+  averaged = inference.with_flip_average(small)
+  assert inference.with_flip_average(averaged) is averaged  # a flip-averaged member is not mirrored twice
+
+
+def test_mlc_ensemble_flip_average_exports_a_serving_default_that_answers_the_mirrored_mean(members, tmp_path):
+  root, workdirs = members
+  out, base_dir = str(tmp_path / "flipped"), str(tmp_path / "saved_models")
+  stdout = run_cli("ensemble", f"--members={','.join(workdirs)}", f"--workdir={out}", f"--data_dir={root}",
+                   "--flip_average", f"--base_dir={base_dir}", "--name=tiny_pair")
+  assert "**ensemble of 2, each flip-averaged**" in stdout
+  exported = stdout.strip().splitlines()[-1].removeprefix("exported: ")
+  assert exported == os.path.join(base_dir, "tiny_pair", "1")
+  with open(os.path.join(out, "config.json")) as f:
+    assert json.load(f)["ensemble"] == {"members": workdirs, "flip_average": True}
+
+  jpegs = corpus_jpegs(root)
+  served = tf.saved_model.load(exported).signatures["serving_default"](image_bytes=tf.constant(jpegs))
+  pixels = np.stack([pipeline.decode_and_resize(jpeg, 16).numpy() for jpeg in jpegs])
+  np.testing.assert_allclose(served["probabilities"].numpy(), members_mean(workdirs, pixels, flip_average=True),
+                             atol=1e-5)
+  assert served["valid"].numpy().all()
