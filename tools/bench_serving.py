@@ -14,6 +14,13 @@ Ratios are against ``keras.Model.predict`` (which builds a tf.data pipeline
 on every call) and ``predict_on_batch`` (which does not), measured in the
 same run, so they hold on a busy machine better than the absolute times do.
 About three minutes for the demo model on 2 busy CPU cores.
+
+The cost of an ensemble (``mlc-ensemble``) against one of its members:
+
+  PYTHONPATH=. python tools/bench_serving.py --workdir=workdirs/ensemble --baseline=workdirs/seed0
+
+also exports ``--baseline``'s model and times its ``serving_default`` in the
+same run, and prints both exports' latency and throughput with their ratio.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus to take images from. D
 _LATENCY_CALLS = flags.DEFINE_integer("latency_calls", 300, "Single-image calls per latency measurement.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per call in the throughput measurement.")
 _BATCH_CALLS = flags.DEFINE_integer("batch_calls", 30, "Batches per throughput measurement.")
+_BASELINE = flags.DEFINE_string("baseline", None, "Another workdir (e.g. one member of the ensemble in --workdir): "
+                                "its export is timed too, and --workdir's cost printed relative to it.")
 
 
 def timed_calls(fn, calls: int, warmup: int = 5) -> np.ndarray:
@@ -84,6 +93,15 @@ def main(argv):
         "keras.Model.predict_on_batch (decoded)": timed_calls(lambda: model.predict_on_batch(decoded),
                                                               _BATCH_CALLS.value),
     }
+    if _BASELINE.value:
+      baseline = tf.saved_model.load(export.export_saved_model(inference.load(_BASELINE.value), base_dir=base_dir,
+                                                               name="baseline"))
+      serve_baseline = baseline.signatures["serving_default"]
+      # Timed again, each right after the other: the ratio then holds when the machine's load changes.
+      against = [timed_calls(lambda: serve(image_bytes=one_jpeg), _LATENCY_CALLS.value),
+                 timed_calls(lambda: serve_baseline(image_bytes=one_jpeg), _LATENCY_CALLS.value),
+                 timed_calls(lambda: serve(image_bytes=batch_bytes), _BATCH_CALLS.value),
+                 timed_calls(lambda: serve_baseline(image_bytes=batch_bytes), _BATCH_CALLS.value)]
 
   reference, on_batch = "keras.Model.predict (decoded)", "keras.Model.predict_on_batch (decoded)"
   print(f"\nmodel: {model.name}, input {image_size}x{image_size}, {len(inference.decision_layer(model).label_names)} "
@@ -99,7 +117,21 @@ def main(argv):
   rates = {name: _BATCH_SIZE.value / np.median(seconds) for name, seconds in batch.items()}
   for name, rate in rates.items():
     print(f"  {name:42s} {rate:8.0f}   {rate / rates[reference]:6.2f}x / {rate / rates[on_batch]:5.2f}x")
+  if _BASELINE.value:
+    _print_against_baseline(*against)
   print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
+
+
+def _print_against_baseline(latency: np.ndarray, baseline_latency: np.ndarray, batch: np.ndarray,
+                            baseline_batch: np.ndarray) -> None:
+  """serving_default of --workdir and of --baseline: p50 latency of one JPEG, images/s at the batch size, ratios."""
+  p50 = np.percentile(latency, 50), np.percentile(baseline_latency, 50)
+  rates = _BATCH_SIZE.value / np.median(batch), _BATCH_SIZE.value / np.median(baseline_batch)
+  print(f"\nserving_default, --workdir={_WORKDIR.value} against --baseline={_BASELINE.value}")
+  print(f"  {'':26s} p50 ms, one JPEG   images/s, batch {_BATCH_SIZE.value}")
+  print(f"  {'--workdir':26s} {p50[0] * 1000:16.2f}   {rates[0]:18.0f}")
+  print(f"  {'--baseline':26s} {p50[1] * 1000:16.2f}   {rates[1]:18.0f}")
+  print(f"  {'ratio, workdir / baseline':26s} {p50[0] / p50[1]:15.2f}x   {rates[0] / rates[1]:17.2f}x")
 
 
 if __name__ == "__main__":
