@@ -75,21 +75,41 @@ def test_ensemble_answers_the_members_mean_reloads_in_safe_mode_and_reports_like
   assert cfg.export.name == "tiny_ensemble" and cfg.data.split_seed == 0
 
 
+def edited_copy(workdir, copy, file_name, edit):
+  """``workdir`` copied to ``copy``, its JSON file ``file_name`` changed in place by ``edit``."""
+  shutil.copytree(workdir, copy)
+  with open(os.path.join(copy, file_name)) as f:
+    saved = json.load(f)
+  edit(saved)
+  with open(os.path.join(copy, file_name), "w") as f:
+    json.dump(saved, f)
+  return copy
+
+
 def test_members_of_another_split_are_refused_naming_the_field(members, tmp_path):
   root, workdirs = members
-  other = str(tmp_path / "other_split")
-  shutil.copytree(workdirs[1], other)
-  with open(os.path.join(other, "config.json")) as f:
-    saved = json.load(f)
-  saved["data"]["split_seed"] = 7
-  with open(os.path.join(other, "config.json"), "w") as f:
-    json.dump(saved, f)
+  other = edited_copy(workdirs[1], str(tmp_path / "other_split"), "config.json",
+                      lambda saved: saved["data"].update(split_seed=7))
   out = tmp_path / "refused"
   with pytest.raises(ValueError, match=r"member .*other_split has data.split_seed=7, member .* 0: .*same split"):
     ensembles.build([workdirs[0], other], root, str(out))
   assert not out.exists()
   with pytest.raises(ValueError, match="at least 2"):
     ensembles.read_configs(workdirs[:1])
+
+
+def test_final_fit_members_score_the_validation_split_as_training_does(members, tmp_path):
+  """Members whose configs have no test split (test_fraction=0): the report scores the validation split."""
+  root, workdirs = members
+  no_test = [edited_copy(workdir, str(tmp_path / f"no_test_{k}"), "config.json",
+                         lambda saved: saved["data"].update(test_fraction=0.0)) for k, workdir in enumerate(workdirs)]
+  with pytest.raises(ValueError, match="report.json scores the test split, the ensemble the validation split"):
+    ensembles.build(no_test, root, str(tmp_path / "refused"))
+  final_fits = [edited_copy(workdir, str(tmp_path / f"final_{k}"), "report.json",  # as a final fit reports
+                            lambda saved: saved.update(split="validation")) for k, workdir in enumerate(no_test)]
+  built = ensembles.build(final_fits, root, str(tmp_path / "ensemble"))
+  assert built.report["split"] == "validation"
+  assert "validation split" in ensembles.format_comparison(built.report)
 
 
 def test_networks_of_other_input_sizes_or_label_counts_are_refused():

@@ -72,13 +72,20 @@ def read_configs(workdirs: list[str]) -> list[ml_collections.ConfigDict]:
   return configs
 
 
-def _member_figures(workdir: str, split: str) -> dict:
-  """The member's own figures on ``split``, from the report.json its training run wrote."""
+def _member_report(workdir: str) -> dict:
+  """The report.json the member's training run wrote: its own figures."""
   path = os.path.join(workdir, "report.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} not found: each member must be a finished mlc-train workdir")
   with open(path) as f:
-    report = json.load(f)
+    return json.load(f)
+
+
+def _member_figures(workdir: str, report: dict, split: str) -> dict:
+  """The member's own figures (``FIGURES``) from its ``report``, which must score ``split``."""
   if report.get("split") != split:
-    raise ValueError(f"{path} scores the {report.get('split')} split, the ensemble the {split} split")
+    raise ValueError(f"{os.path.join(workdir, 'report.json')} scores the {report.get('split')} split, the ensemble "
+                     f"the {split} split")
   return {"workdir": workdir, **{key: _lookup(report, path) for key, (_, path) in FIGURES.items()}}
 
 
@@ -93,6 +100,7 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
   member's; every member must have the same.
   """
   configs = read_configs(workdirs)
+  member_reports = [_member_report(member) for member in workdirs]  # before minutes of predicting
   models = [inference.load(member) for member in workdirs]
   names = list(inference.decision_layer(models[0]).label_names)
   rules = inference.implications(models[0])
@@ -108,7 +116,8 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
   data = split_corpus.load_and_split(data_dir, cfg)
   network = inference.ensemble([inference.network(model) for model in models], flip_average)
   calibrated = training.calibrate(network, data, cfg, rules)
-  members = [_member_figures(member, calibrated.report["split"]) for member in workdirs]
+  members = [_member_figures(member, report, calibrated.report["split"])
+             for member, report in zip(workdirs, member_reports)]
   report = {**calibrated.report, "ensemble": {"flip_average": flip_average, "members": members}}
   cfg.ensemble = ml_collections.ConfigDict({"members": list(workdirs), "flip_average": flip_average})
   cfg.export.name = export_name or f"{cfg.export.name}_ensemble"
