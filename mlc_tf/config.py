@@ -38,6 +38,10 @@ def base_config() -> ml_collections.ConfigDict:
   # A reviewed CSV of image_id,label,action (add/remove) applied on load; see mlc_tf/data/corrections.py.
   config.data.corrections = ml_collections.FieldReference(None, field_type=str)
   config.data.strict = False            # any file the data audit skips or finds odd is an error
+  # Untagged images for self-training (config.self_training): a folder of JPEG/PNG/GIF/BMP files, or one that
+  # holds images/ as a corpus does. They join the training split only, with a teacher's answers as targets;
+  # validation and test stay labelled. None or "": off.
+  config.data.unlabeled = ml_collections.FieldReference(None, field_type=str)
 
   config.augment = ml_collections.ConfigDict()  # 0/""/False switches a transform off
   config.augment.flip = "horizontal"
@@ -109,6 +113,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.resume_from = ml_collections.FieldReference(None, field_type=str)
   config.train.checkpoint_best = True   # keep the best epoch's model as <workdir>/best_epoch.keras
   config.train.tensorboard = False      # write TensorBoard logs to <workdir>/tensorboard/
+
+  # Noisy-student self-training (mlc_tf/train/self_training.py): a teacher labels data.unlabeled once, un-augmented,
+  # before training; the student then learns from those answers and the labelled images under this config's
+  # augmentation and dropout.
+  config.self_training = ml_collections.ConfigDict()
+  # A trained workdir or model.keras whose inference model labels the untagged images; needed with data.unlabeled.
+  config.self_training.teacher = ml_collections.FieldReference(None, field_type=str)
+  config.self_training.targets = "soft"  # soft: the teacher's probabilities | hard: its decisions (calibrated)
+  config.self_training.max_images = 0   # 0: every untagged image; else at most this many, drawn with config.seed
+  # The teacher's config.json must split the corpus as this config does (else its training images may be this
+  # run's test images, and the report would flatter the student): an error unless this is True.
+  config.self_training.allow_split_mismatch = False
 
   config.calibration = ml_collections.ConfigDict()  # the operating points, see mlc_tf/evaluate/operating_points.py
   # Per-label threshold policies, as mlc-calibrate's --policy: a default (f1 | precision:P | recall:R | a fixed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import FLICKR14, fast_config, make_tiny_corpus
+from helpers import FLICKR14, FLICKR14_UNLABELED, fast_config, make_tiny_corpus
 
 
 @pytest.fixture
@@ -15,15 +15,26 @@ def tiny_corpus(tmp_path):
   return root, truth
 
 
+def _shared_dataset(path: str, env_var: str, what: str) -> str:
+  """``path`` when it holds images/; else a skip naming ``env_var``, except under CI, which has the shared data."""
+  if os.path.isdir(os.path.join(path, "images")):
+    return path
+  message = f"{what} not found at {os.path.normpath(path)} (set {env_var} to point at it)"
+  if os.environ.get("CI"):
+    pytest.fail(f"CI has the {what}, but: {message}")
+  pytest.skip(message)
+
+
 @pytest.fixture
 def flickr14_dir():
   """The real corpus; skipped where absent, except under CI, which has it."""
-  if os.path.isdir(os.path.join(FLICKR14, "images")):
-    return FLICKR14
-  message = f"real corpus not found at {os.path.normpath(FLICKR14)} (set MLC_FLICKR14_DIR to point at it)"
-  if os.environ.get("CI"):
-    pytest.fail(f"CI has the real corpus, but: {message}")
-  pytest.skip(message)
+  return _shared_dataset(FLICKR14, "MLC_FLICKR14_DIR", "real corpus")
+
+
+@pytest.fixture
+def flickr14_unlabeled_dir():
+  """The real corpus's 5,000 untagged photos; skipped where absent, except under CI, which has them."""
+  return _shared_dataset(FLICKR14_UNLABELED, "MLC_FLICKR14_UNLABELED_DIR", "folder of untagged photos")
 
 
 @pytest.fixture(scope="session")

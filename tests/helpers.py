@@ -17,6 +17,8 @@ from mlc_tf import config as config_lib
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLICKR14 = os.environ.get("MLC_FLICKR14_DIR",
                           os.path.join(REPO_ROOT, "..", "shared", "datasets", "flickr14"))
+FLICKR14_UNLABELED = os.environ.get("MLC_FLICKR14_UNLABELED_DIR",
+                                    os.path.join(REPO_ROOT, "..", "shared", "datasets", "flickr14-unlabeled"))
 
 
 def make_tiny_corpus(root, labels=("cat", "dog", "sun"), num_images=24, size=16, seed=0, grayscale_every=5):

@@ -16,7 +16,7 @@ from mlc_tf.cli import common
 from mlc_tf.data import corpus
 from mlc_tf.evaluate import metrics
 from mlc_tf.serving import export
-from mlc_tf.train import callbacks, training
+from mlc_tf.train import callbacks, self_training, training
 
 _TRAINING = common.TrainingFlags(
     workdir_help="Where logs, the .keras model and reports go. ",
@@ -30,7 +30,8 @@ def main(argv):
   if _TRAINING.data_dir.value and _TRAINING.config.value.data.source:
     raise app.UsageError("give either --data_dir or --config.data.source, not both")
   cfg, data_dir, workdir = _TRAINING.resolve()
-  with common.exit_on_error("mlc-train", corpus.CorpusError, callbacks.TrainingDiverged):
+  with common.exit_on_error("mlc-train", corpus.CorpusError, callbacks.TrainingDiverged,
+                            self_training.SelfTrainingError):
     result = training.train(cfg, data_dir, workdir)
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return

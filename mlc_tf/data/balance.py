@@ -12,6 +12,10 @@ afresh every epoch (``floor(e)`` copies plus one more with probability
   fraction ``f_c`` of the images gets ``r_c = max(1, sqrt(t / f_c))``, and an
   image is repeated ``max_c r_c`` times over its labels, so rare labels are
   seen more often without touching the frequent ones.
+
+Targets may be soft (a teacher's probabilities, ``mlc_tf.train.self_training``):
+an image carries a label when its target is at least 0.5, and a label's
+frequency is its mean target.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+PRESENT = 0.5  # a (soft) target from which the image counts as carrying the label
 
 def repeat_factors(targets: np.ndarray, threshold: float) -> np.ndarray:
   """Per image, LVIS repeat factor ``max over its labels of max(1, sqrt(threshold / f_label))``.
@@ -33,7 +38,7 @@ def repeat_factors(targets: np.ndarray, threshold: float) -> np.ndarray:
     return np.ones(len(targets))
   frequency = targets.mean(axis=0)
   per_label = np.maximum(1.0, np.sqrt(threshold / np.maximum(frequency, 1e-12)))
-  return np.max(np.where(targets > 0, per_label, 1.0), axis=1, initial=1.0)
+  return np.max(np.where(targets >= PRESENT, per_label, 1.0), axis=1, initial=1.0)
 
 
 def only_over_represented(targets: np.ndarray, label_names: Sequence[str],
@@ -42,7 +47,7 @@ def only_over_represented(targets: np.ndarray, label_names: Sequence[str],
   unknown = sorted(set(over_represented) - set(label_names))
   if unknown:
     raise ValueError(f"over-represented label(s) {unknown} are not labels of the corpus: {list(label_names)}")
-  targets = np.asarray(targets) > 0
+  targets = np.asarray(targets) >= PRESENT
   over = np.isin(np.asarray(label_names), list(over_represented))
   return targets.any(axis=1) & ~(targets & ~over).any(axis=1)
 

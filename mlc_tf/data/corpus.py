@@ -284,7 +284,8 @@ def _parse_annotation(path: str) -> list[tuple[int, int]]:
   return pairs
 
 
-def _listdir(path: str) -> list[str]:
+def listdir(path: str) -> list[str]:
+  """The sorted names in a directory; a CorpusError naming it when it cannot be listed."""
   try:
     return sorted(tf.io.gfile.listdir(path))
   except (OSError, tf.errors.OpError) as error:
@@ -336,7 +337,7 @@ def _corpus_dirs(root: str) -> tuple[str, str]:
 def _image_files(images_dir: str, audit: CorpusAudit) -> dict[int, str]:
   """{image id: path} of the files named im<ID>.<image extension>; the others are listed in the audit."""
   paths: dict[int, str] = {}
-  for name in _listdir(images_dir):
+  for name in listdir(images_dir):
     match = image_formats.CORPUS_IMAGE_NAME.match(name)
     if not match:
       audit.unrecognised_files.append(name)
@@ -354,7 +355,7 @@ def _image_files(images_dir: str, audit: CorpusAudit) -> dict[int, str]:
 
 def _annotated_labels(annotations_dir: str, labels: list[str] | None, audit: CorpusAudit) -> list[str]:
   """The labels to load, sorted: ``labels`` (each needs its file), or every <label>.txt when None."""
-  available = [name[:-4] for name in _listdir(annotations_dir) if name.endswith(".txt")]
+  available = [name[:-4] for name in listdir(annotations_dir) if name.endswith(".txt")]
   if labels is None:
     labels = available
   missing = sorted(set(labels) - set(available))

@@ -63,10 +63,14 @@ def implication_matrix(label_names: Sequence[str], implications: Iterable[tuple[
 
 def apply_implications(targets: np.ndarray, label_names: Sequence[str],
                        implications: Iterable[tuple[str, str]]) -> np.ndarray:
-  """0/1 targets or decisions [N, L] with every implied label set; same dtype as given."""
+  """Targets or decisions [N, L] in [0, 1] with every implied label raised to its antecedents'; same dtype.
+
+  0/1 rows get every implied label set; soft targets (probabilities) get ``b = max(b, a)`` for ``a=>b``,
+  since an image is at least as likely to carry ``b`` as ``a``.
+  """
   targets = np.asarray(targets)
   matrix = implication_matrix(label_names, implications)
-  return np.minimum(targets.astype(np.float32) @ matrix, 1).astype(targets.dtype)
+  return np.max(targets.astype(np.float32)[:, :, None] * matrix, axis=1).astype(targets.dtype)
 
 
 def merge_labels(frame: pd.DataFrame, merges: Mapping[str, Sequence[str]]) -> pd.DataFrame:

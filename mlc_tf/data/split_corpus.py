@@ -22,6 +22,8 @@ class SplitCorpus:
   test: pd.DataFrame
   audit: corpus_lib.CorpusAudit
   source: sources.Source | None = None  # where the frames' images are; None: their `path` column
+  # What self-training added to ``train`` (untagged images, teacher's targets; mlc_tf/train/self_training.py).
+  unlabeled: dict | None = None
 
 
 def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> SplitCorpus:

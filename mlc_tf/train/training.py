@@ -19,7 +19,7 @@ from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.evaluate import metrics, operating_points
 from mlc_tf.models import inference
 from mlc_tf.train import callbacks as callbacks_lib
-from mlc_tf.train import distribute, losses, optimizers
+from mlc_tf.train import distribute, losses, optimizers, self_training
 
 
 @dataclasses.dataclass
@@ -104,13 +104,15 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) ->
   also when it stops the run), ``history.csv`` (per-epoch log),
   ``checkpoints/epoch_<N>.weights.h5`` (the last finished epoch's weights),
   ``model.keras`` (the inference model, thresholds included) and
-  ``report.json``; in a multi-worker job only the chief writes. Training
+  ``report.json``; with ``cfg.data.unlabeled`` (self-training) also
+  ``unlabeled_audit.json``; in a multi-worker job only the chief writes. Training
   state is backed up in ``workdir/backup/`` (every epoch, and every
   ``cfg.train.backup_every_steps`` steps when set): the same call after a
   crash resumes from there, and a finished or diverged run deletes it.
 
   Raises:
-    corpus.CorpusError: the corpus cannot be used (before any training).
+    corpus.CorpusError: the corpus or the untagged images cannot be used (before any training).
+    self_training.SelfTrainingError: ``cfg.self_training`` cannot run (no teacher, other labels or split).
     callbacks.TrainingDiverged: the loss or weights became NaN or infinite;
       the last good checkpoint is kept and named in the message.
   """
@@ -124,6 +126,8 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) ->
     raise
   if chief:
     _write_audit(data.audit, workdir)
+  if cfg.data.get("unlabeled"):
+    data = self_training.with_pseudo_labels(cfg, data, workdir if chief else None)
   logging.info("corpus %s: %d train, %d validation, %d test images, %d labels",
                data.source.spec, len(data.train), len(data.val), len(data.test), len(data.label_names))
   return train_on(cfg, data, workdir, strategy=strategy)
@@ -172,6 +176,8 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
       "best_epoch": _best_epoch(history, cfg.train.monitor), "train_images": len(data.train),
       "images_per_second": round(len(history.epoch) * inputs.steps_per_epoch * inputs.global_batch
                                  / max(fit_seconds, 1e-9), 1)}
+  if data.unlabeled:
+    calibrated.report["self_training"] = data.unlabeled
   if chief:
     save(workdir, calibrated.inference_model, calibrated.report, cfg)
   return TrainResult(names, model, calibrated.inference_model, calibrated.thresholds,
