@@ -158,6 +158,9 @@ def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wor
 def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str, verbose: int,
               strategy: tf.distribute.Strategy) -> TrainResult:
   chief = distribute.is_chief(strategy)
+  if cfg.data.get("unlabeled") and data.unlabeled is None:
+    logging.warning("config.data.unlabeled is set, but only mlc-train (training.train) self-trains: this run "
+                    "(a cross-validation fold, a growing step) trains on the labelled images alone")
   _seed(cfg)
   os.makedirs(workdir, exist_ok=True)
   names = data.label_names
