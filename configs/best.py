@@ -3,8 +3,8 @@ random crops, AdamW + warm-up + cosine, bfloat16 compute, and a final fit on eve
 
   mlc-train --config=configs/best.py --data_dir=../shared/datasets/flickr14 --workdir=workdirs/best
 
-About 50-56 minutes alone on a 2-core CPU with bfloat16 support (AVX512-BF16/AMX), export included: an
-estimate from the idle training throughput, not a timed run (docs/results.md). The protocol run it is scored by (a test split, 70 % training):
+49 minutes on a 2-core CPU with bfloat16 support (AVX512-BF16/AMX), export included: timed end to end
+(docs/results.md). The protocol run it is scored by (a test split, 70 % training):
 
   mlc-train --config=configs/best.py --data_dir=../shared/datasets/flickr14 --workdir=workdirs/best_protocol \
             --config.data.val_fraction=0.15 --config.data.test_fraction=0.15 --config.train.epochs=40 \
