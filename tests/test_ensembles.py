@@ -121,6 +121,9 @@ def test_networks_of_other_input_sizes_or_label_counts_are_refused():
     inference.ensemble([small, other_labels])
   averaged = inference.with_flip_average(small)
   assert inference.with_flip_average(averaged) is averaged  # a flip-averaged member is not mirrored twice
+  with pytest.raises(ValueError, match="at least 2 networks"):
+    inference.ensemble([small])
+  assert inference.ensemble([small], flip_average=True).get_layer("flip_average") is not None  # one run's TTA
 
 
 def test_mlc_ensemble_flip_average_exports_a_serving_default_that_answers_the_mirrored_mean(members, tmp_path):

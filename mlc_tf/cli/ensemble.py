@@ -3,6 +3,7 @@
   mlc-ensemble --members=workdirs/seed0,workdirs/seed1,workdirs/seed2 --workdir=workdirs/ensemble3 \\
                --data_dir=../shared/datasets/flickr14               # -> saved_models/<name>_ensemble/<version>/
   mlc-ensemble --members=workdirs/a,workdirs/b --workdir=workdirs/ab --flip_average --noexport
+  mlc-ensemble --members=workdirs/a --workdir=workdirs/a_flip --flip_average --noexport   # one run's TTA
 
 The members must be mlc-train workdirs trained on the same split (the same
 corpus, split seed and fractions, corrections, image size, label rules and

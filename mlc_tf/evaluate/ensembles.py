@@ -53,10 +53,13 @@ def _field(cfg: ml_collections.ConfigDict, dotted: str):
   return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
 
 
-def read_configs(workdirs: list[str]) -> list[ml_collections.ConfigDict]:
-  """Each member's config.json (``config.load_run_config``), checked to describe the same split (``SPLIT_FIELDS``)."""
-  if len(workdirs) < 2:
-    raise ValueError(f"an ensemble needs at least 2 member workdirs, got {len(workdirs)}")
+def read_configs(workdirs: list[str], flip_average: bool = False) -> list[ml_collections.ConfigDict]:
+  """Each member's config.json (``config.load_run_config``), checked to describe the same split (``SPLIT_FIELDS``).
+
+  One workdir is enough with ``flip_average`` (test-time flip averaging of one run).
+  """
+  if len(workdirs) < (1 if flip_average else 2):
+    raise ValueError(f"an ensemble needs at least 2 member workdirs (1 with flip_average), got {len(workdirs)}")
   configs = []
   for workdir in workdirs:
     path = os.path.join(workdir, "config.json")
@@ -99,7 +102,7 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
   name + ``_ensemble``. The label names and label rules are the first
   member's; every member must have the same.
   """
-  configs = read_configs(workdirs)
+  configs = read_configs(workdirs, flip_average)
   member_reports = [_member_report(member) for member in workdirs]  # before minutes of predicting
   models = [inference.load(member) for member in workdirs]
   names = list(inference.decision_layer(models[0]).label_names)

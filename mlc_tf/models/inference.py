@@ -61,10 +61,13 @@ def ensemble(networks: list[keras.Model], flip_average: bool = False) -> keras.M
   the mirror image (``with_flip_average``). The members must take the same
   input size and answer the same number of labels. The result is wrapped by
   ``build`` like any trained network, and costs about the sum of its
-  members (twice that with ``flip_average``).
+  members (twice that with ``flip_average``). One network with
+  ``flip_average`` is its test-time flip averaging alone.
   """
-  if len(networks) < 2:
-    raise ValueError(f"an ensemble needs at least 2 networks, got {len(networks)}")
+  if len(networks) < (1 if flip_average else 2):
+    raise ValueError(f"an ensemble needs at least 2 networks (1 with flip_average), got {len(networks)}")
+  if len(networks) == 1:  # test-time augmentation of one network
+    return with_flip_average(networks[0])
   first = networks[0]
   for k, net in enumerate(networks[1:], start=2):
     if net.input_shape[1:] != first.input_shape[1:]:
