@@ -43,7 +43,7 @@ _BASE_DIR = flags.DEFINE_string("base_dir", None, "Where model folders go. Defau
 def main(argv):
   del argv
   with common.exit_on_error("mlc-ensemble", FileNotFoundError, ValueError):  # CorpusError is a ValueError
-    first = ensembles.read_configs(_MEMBERS.value)[0]
+    first = ensembles.read_configs(_MEMBERS.value, _FLIP_AVERAGE.value)[0]
     ensemble = ensembles.build(_MEMBERS.value, common.data_dir(_DATA_DIR.value, first.data.source), _WORKDIR.value,
                                flip_average=_FLIP_AVERAGE.value, export_name=_NAME.value)
   print(metrics.format_report(ensemble.report, ensemble.report["split"]))

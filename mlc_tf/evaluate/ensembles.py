@@ -135,8 +135,10 @@ def format_comparison(report: dict) -> str:
            "| model | " + " | ".join(title for title, _ in FIGURES.values()) + " |", "|---|" + "---:|" * len(FIGURES)]
   for k, member in enumerate(record["members"], start=1):
     lines.append(f"| member {k}: {member['workdir']} | " + " | ".join(_number(member[key]) for key in FIGURES) + " |")
-  flip = ", each flip-averaged" if record["flip_average"] else ""
-  lines.append(f"| **ensemble of {len(record['members'])}{flip}** | " +
+  count = len(record["members"])
+  title = (f"ensemble of {count}" + (", each flip-averaged" if record["flip_average"] else "") if count > 1
+           else "flip-averaged (test-time augmentation)")
+  lines.append(f"| **{title}** | " +
                " | ".join(f"**{_number(_lookup(report, path))}**" for _, path in FIGURES.values()) + " |")
   return "\n".join(lines)
 
