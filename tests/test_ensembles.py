@@ -143,3 +143,16 @@ def test_mlc_ensemble_flip_average_exports_a_serving_default_that_answers_the_mi
   np.testing.assert_allclose(served["probabilities"].numpy(), members_mean(workdirs, pixels, flip_average=True),
                              atol=1e-5)
   assert served["valid"].numpy().all()
+
+
+def test_one_member_with_flip_average_is_that_runs_test_time_augmentation(members, tmp_path):
+  root, workdirs = members
+  out = str(tmp_path / "flipped_one")
+  stdout = run_cli("ensemble", f"--members={workdirs[0]}", f"--workdir={out}", f"--data_dir={root}",
+                   "--flip_average", "--noexport")
+  assert "**flip-averaged (test-time augmentation)**" in stdout
+  pixels = np.stack([pipeline.decode_and_resize(jpeg, 16).numpy() for jpeg in corpus_jpegs(root)])
+  answered = inference.load(out).predict(pixels, verbose=0)["probabilities"]
+  np.testing.assert_allclose(answered, members_mean(workdirs[:1], pixels, flip_average=True), atol=1e-5)
+  with pytest.raises(AssertionError, match="at least 2 member workdirs"):
+    run_cli("ensemble", f"--members={workdirs[0]}", f"--workdir={out}_plain", f"--data_dir={root}", "--noexport")
