@@ -8,6 +8,7 @@ from PIL import Image
 
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import pipeline, splits
+from mlc_tf.train import distribute
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
@@ -120,6 +121,16 @@ def test_label_mixing_augmentations_mix_the_label_vectors_too(field, value):
   y = y.numpy()
   np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-5)  # convex mixtures of one-hot rows
   assert ((y > 0.01) & (y < 0.99)).any()  # some rows mix two images' labels
+
+
+def test_augmentation_computes_in_float32_under_a_mixed_precision_policy():
+  augment = ml_collections.ConfigDict(dict(flip="horizontal", brightness=0.1, contrast=0.1, mixup=0.2, cutmix=1.0))
+  with distribute.precision("mixed_bfloat16"):  # as training builds its pipeline with config.train.precision
+    ds = pipeline.make_dataset(_encoded_images(8, size=32), np.eye(8, dtype=np.float32), image_size=32,
+                               batch_size=8, training=True, augment=augment, seed=3, cache=False)
+    x, y = next(iter(ds))
+  assert x.dtype == tf.float32 and y.dtype == tf.float32
+  np.testing.assert_allclose(y.numpy().sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_an_unknown_augmentation_is_named_in_the_error():

@@ -56,25 +56,29 @@ def resize(pixels: tf.Tensor, image_size: int) -> tf.Tensor:
 # number of RandAugment ops per image; erasing the probability of erasing a random rectangle; the others
 # Keras' factors.
 _IMAGE_AUGMENTATIONS = {
-    "flip": lambda value, seed: keras.layers.RandomFlip(value, seed=seed),
-    "translate": lambda value, seed: keras.layers.RandomTranslation(value, value, fill_mode="constant", seed=seed),
-    "rotation": lambda value, seed: keras.layers.RandomRotation(value, fill_mode="reflect", seed=seed),
-    "shear": lambda value, seed: keras.layers.RandomShear(x_factor=value, y_factor=value, fill_mode="reflect",
-                                                          seed=seed),
-    "zoom": lambda value, seed: keras.layers.RandomZoom(value, fill_mode="reflect", seed=seed),
-    "brightness": lambda value, seed: keras.layers.RandomBrightness(value, value_range=(0, 255), seed=seed),
-    "contrast": lambda value, seed: keras.layers.RandomContrast(value, value_range=(0, 255), seed=seed),
-    "saturation": lambda value, seed: keras.layers.RandomSaturation(value, value_range=(0, 255), seed=seed),
-    "hue": lambda value, seed: keras.layers.RandomHue(value, value_range=(0, 255), seed=seed),
-    "grayscale": lambda value, seed: keras.layers.RandomGrayscale(value, seed=seed),
-    "randaugment": lambda value, seed: keras.layers.RandAugment(value_range=(0, 255), num_ops=int(value), seed=seed),
-    "erasing": lambda value, seed: keras.layers.RandomErasing(factor=value, value_range=(0, 255), seed=seed),
+    "flip": lambda value, **common: keras.layers.RandomFlip(value, **common),
+    "translate": lambda value, **common: keras.layers.RandomTranslation(value, value, fill_mode="constant", **common),
+    "rotation": lambda value, **common: keras.layers.RandomRotation(value, fill_mode="reflect", **common),
+    "shear": lambda value, **common: keras.layers.RandomShear(x_factor=value, y_factor=value, fill_mode="reflect",
+                                                              **common),
+    "zoom": lambda value, **common: keras.layers.RandomZoom(value, fill_mode="reflect", **common),
+    "brightness": lambda value, **common: keras.layers.RandomBrightness(value, value_range=(0, 255), **common),
+    "contrast": lambda value, **common: keras.layers.RandomContrast(value, value_range=(0, 255), **common),
+    "saturation": lambda value, **common: keras.layers.RandomSaturation(value, value_range=(0, 255), **common),
+    "hue": lambda value, **common: keras.layers.RandomHue(value, value_range=(0, 255), **common),
+    "grayscale": lambda value, **common: keras.layers.RandomGrayscale(value, **common),
+    "randaugment": lambda value, **common: keras.layers.RandAugment(value_range=(0, 255), num_ops=int(value),
+                                                                    **common),
+    "erasing": lambda value, **common: keras.layers.RandomErasing(factor=value, value_range=(0, 255), **common),
 }
+# The input pipeline computes in float32 whatever the model's precision (config.train.precision): under a mixed
+# policy Keras' layers would compute in 16 bits, lose 8-bit pixel values and fail on float32 labels (MixUp).
+_AUGMENTATION_DTYPE = "float32"
 # Augmentations that mix two images of a batch, and so their label vectors too (soft targets for BCE):
 # mixup is MixUp's alpha, cutmix CutMix's factor.
 _LABEL_MIXING_AUGMENTATIONS = {
-    "mixup": lambda value, seed: keras.layers.MixUp(alpha=value, seed=seed),
-    "cutmix": lambda value, seed: keras.layers.CutMix(factor=value, seed=seed),
+    "mixup": lambda value, **common: keras.layers.MixUp(alpha=value, **common),
+    "cutmix": lambda value, **common: keras.layers.CutMix(factor=value, **common),
 }
 
 
@@ -84,13 +88,15 @@ def build_augmenter(cfg: ml_collections.ConfigDict, seed: int) -> keras.Sequenti
   if unknown:
     raise ValueError(f"unknown augmentation(s) {unknown}; known: "
                      f"{', '.join(sorted({**_IMAGE_AUGMENTATIONS, **_LABEL_MIXING_AUGMENTATIONS}))}")
-  layers = [make(cfg[name], seed) for name, make in _IMAGE_AUGMENTATIONS.items() if cfg.get(name)]
+  layers = [make(cfg[name], seed=seed, dtype=_AUGMENTATION_DTYPE) for name, make in _IMAGE_AUGMENTATIONS.items()
+            if cfg.get(name)]
   return keras.Sequential(layers, name="augment") if layers else None
 
 
 def build_label_mixers(cfg: ml_collections.ConfigDict, seed: int) -> list[keras.layers.Layer]:
   """MixUp / CutMix layers from ``cfg`` (config.augment): each maps {"images", "labels"} to mixed ones."""
-  return [make(cfg[name], seed) for name, make in _LABEL_MIXING_AUGMENTATIONS.items() if cfg.get(name)]
+  return [make(cfg[name], seed=seed, dtype=_AUGMENTATION_DTYPE) for name, make in _LABEL_MIXING_AUGMENTATIONS.items()
+          if cfg.get(name)]
 
 
 def _augment(augmenter: keras.Sequential | None, mixers: list[keras.layers.Layer]):
