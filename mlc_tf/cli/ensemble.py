@@ -18,13 +18,10 @@ ensemble's. Serving costs about the sum of the members (twice with
 
 from __future__ import annotations
 
-import os
-
 from absl import flags, logging
 
-from mlc_tf.cli import common
-from mlc_tf.evaluate import ensembles, metrics
-from mlc_tf.serving import export
+from mlc_tf.cli import common, finish
+from mlc_tf.evaluate import ensembles
 
 _MEMBERS = flags.DEFINE_list("members", None, "Training workdirs (model.keras + config.json), comma-separated.",
                              required=True)
@@ -46,15 +43,8 @@ def main(argv):
     first = ensembles.read_configs(_MEMBERS.value, _FLIP_AVERAGE.value)[0]
     ensemble = ensembles.build(_MEMBERS.value, common.data_dir(_DATA_DIR.value, first.data.source), _WORKDIR.value,
                                flip_average=_FLIP_AVERAGE.value, export_name=_NAME.value)
-  print(metrics.format_report(ensemble.report, ensemble.report["split"]))
-  print()
-  print(ensembles.format_comparison(ensemble.report))
-  print(f"\nreport: {os.path.join(_WORKDIR.value, 'report.json')}")
-  if _EXPORT.value:
-    cfg = ensemble.config
-    path = export.export_saved_model(ensemble.inference_model, base_dir=_BASE_DIR.value or cfg.export.base_dir,
-                                     name=cfg.export.name, config_json=cfg.to_json_best_effort())
-    print(f"exported: {path}")
+  finish.report_and_export(ensemble.report, _WORKDIR.value, ensemble.inference_model, ensemble.config,
+                           _EXPORT.value, base_dir=_BASE_DIR.value, details=ensembles.format_comparison(ensemble.report))
 
 
 def run():

@@ -8,14 +8,10 @@
 
 from __future__ import annotations
 
-import os
-
 from absl import app, flags, logging
 
-from mlc_tf.cli import common
+from mlc_tf.cli import common, finish
 from mlc_tf.data import corpus
-from mlc_tf.evaluate import metrics
-from mlc_tf.serving import export
 from mlc_tf.train import callbacks, self_training, training
 
 _TRAINING = common.TrainingFlags(
@@ -35,13 +31,7 @@ def main(argv):
     result = training.train(cfg, data_dir, workdir)
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return
-  print(metrics.format_report(result.report, result.report["split"]))
-  print(f"\nreport: {os.path.join(workdir, 'report.json')}")
-  if _EXPORT.value:
-    path = export.export_saved_model(result.inference_model, label_names=result.label_names,
-                                     image_size=cfg.data.image_size, base_dir=cfg.export.base_dir,
-                                     name=cfg.export.name, config_json=cfg.to_json_best_effort())
-    print(f"exported: {path}")
+  finish.report_and_export(result.report, workdir, result.inference_model, cfg, _EXPORT.value)
 
 
 def run():
