@@ -103,7 +103,9 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
   member's; every member must have the same.
   """
   configs = read_configs(workdirs, flip_average)
-  member_reports = [_member_report(member) for member in workdirs]  # before minutes of predicting
+  split = "test" if configs[0].data.test_fraction else "validation"  # what training.calibrate will score
+  # Checked before minutes of predicting: every member's own report scores that split.
+  members = [_member_figures(member, _member_report(member), split) for member in workdirs]
   models = [inference.load(member) for member in workdirs]
   names = list(inference.decision_layer(models[0]).label_names)
   rules = inference.implications(models[0])
@@ -119,8 +121,6 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
   data = split_corpus.load_and_split(data_dir, cfg)
   network = inference.ensemble([inference.network(model) for model in models], flip_average)
   calibrated = training.calibrate(network, data, cfg, rules)
-  members = [_member_figures(member, report, calibrated.report["split"])
-             for member, report in zip(workdirs, member_reports)]
   report = {**calibrated.report, "ensemble": {"flip_average": flip_average, "members": members}}
   cfg.ensemble = ml_collections.ConfigDict({"members": list(workdirs), "flip_average": flip_average})
   cfg.export.name = export_name or f"{cfg.export.name}_ensemble"
