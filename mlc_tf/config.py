@@ -120,6 +120,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.self_training = ml_collections.ConfigDict()
   # A trained workdir or model.keras whose inference model labels the untagged images; needed with data.unlabeled.
   config.self_training.teacher = ml_collections.FieldReference(None, field_type=str)
+  # With no teacher given: > 0 trains one first, in the same run, for this many epochs of this config on the labelled
+  # images alone, into <workdir>/teacher (a rerun reuses a finished one); the student then trains train.epochs.
+  config.self_training.teacher_epochs = 0
   config.self_training.targets = "soft"  # soft: the teacher's probabilities | hard: its decisions (calibrated)
   config.self_training.max_images = 0   # 0: every untagged image; else at most this many, drawn with config.seed
   # The teacher's config.json must split the corpus as this config does (else its training images may be this

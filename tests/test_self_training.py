@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import fast_config, run_cli
+from helpers import fast_config, make_tiny_corpus, run_cli
 from PIL import Image
 
 from mlc_tf.data import balance, label_rules, pipeline, split_corpus, unlabeled
@@ -171,3 +171,33 @@ def test_real_untagged_photos_are_listed_and_all_decode(flickr14_unlabeled_dir):
     with Image.open(path) as image:
       grayscale += image.mode == "L"
   assert grayscale == 316  # single-channel JPEGs: decoded to 3 channels like the rest (the audit decoded them all)
+
+
+def test_teacher_epochs_trains_the_teacher_first_in_the_same_run_and_a_rerun_reuses_it(tmp_path):
+  from mlc_tf.train import training
+  corpus_root = str(tmp_path / "corpus")
+  make_tiny_corpus(corpus_root, num_images=24)
+  cfg = fast_config(epochs=1)
+  cfg.data.unlabeled = _untagged_folder(str(tmp_path / "untagged"))
+  cfg.self_training.teacher_epochs = 2
+  workdir = str(tmp_path / "student")
+  result = training.train(cfg, corpus_root, workdir)
+  teacher_dir = os.path.join(workdir, self_training.TEACHER_DIR)
+  with open(os.path.join(teacher_dir, "report.json")) as f:
+    teacher_report = json.load(f)
+  with open(os.path.join(teacher_dir, "config.json")) as f:
+    teacher_config = json.load(f)
+  # The teacher trained its own epochs on the labelled images alone, split as the student.
+  assert teacher_report["training"]["epochs"] == 2 and teacher_config["data"]["unlabeled"] is None
+  assert teacher_report["training"]["train_images"] == result.report["self_training"]["labelled_train"]
+  assert teacher_config["data"]["split_seed"] == cfg.data.split_seed
+  summary = result.report["self_training"]
+  assert summary["teacher"] == teacher_dir and summary["joined"] == NUM_UNTAGGED
+  assert summary["teacher_training"] == teacher_report["training"]
+  assert result.report["training"]["epochs"] == 1
+  assert result.report["training"]["train_images"] == summary["labelled_train"] + NUM_UNTAGGED
+  # A rerun (e.g. after the student crashed) keeps the finished teacher instead of training it again.
+  modified = os.path.getmtime(os.path.join(teacher_dir, "model.keras"))
+  again = training.train(cfg, corpus_root, str(tmp_path / "student"))
+  assert os.path.getmtime(os.path.join(teacher_dir, "model.keras")) == modified
+  assert again.report["self_training"]["teacher_training"] == teacher_report["training"]

@@ -11,6 +11,11 @@ on them and the labelled images with the config's augmentation and dropout
 (the noise); validation (thresholds, early stopping) and test (the report)
 stay labelled images.
 
+With ``config.self_training.teacher_epochs`` and no teacher given, ``mlc-train``
+trains the teacher first, in the same run (``teacher_config``: the student's
+config on the labelled images alone, for that many epochs), so one command does
+both stages.
+
 The teacher must have been trained on the same split (its ``config.json``
 says so): a teacher that trained on the student's validation or test images
 passes their labels on, and the report would flatter the student. A
@@ -39,6 +44,7 @@ from mlc_tf.models import inference
 
 TARGETS = ("soft", "hard")
 AUDIT_FILE = "unlabeled_audit.json"
+TEACHER_DIR = "teacher"  # <workdir>/teacher: the teacher a run with self_training.teacher_epochs trains first
 # The config fields that decide which labelled images train, validate and test (beside the label names).
 SPLIT_FIELDS = (("data", "split_seed"), ("data", "val_fraction"), ("data", "test_fraction"),
                 ("data", "corrections"), ("rules", "merges"))
@@ -65,7 +71,8 @@ def with_pseudo_labels(cfg: ml_collections.ConfigDict, data: split_corpus.SplitC
     raise SelfTrainingError(f"config.self_training.targets={settings.targets!r}: expected one of {TARGETS}")
   if not settings.teacher:
     raise SelfTrainingError("config.data.unlabeled is set but config.self_training.teacher is not: give the "
-                            "workdir (or model.keras) of a model trained on this corpus to label the untagged images")
+                            "workdir (or model.keras) of a model trained on this corpus to label the untagged images, "
+                            "or config.self_training.teacher_epochs=N to train one first in this run")
   if corpus_lib.PATH_COLUMN not in data.train:
     raise SelfTrainingError("config.data.unlabeled needs a file source (folder: or csv:): the training images of "
                             "a TFDS source are records, which untagged files cannot join")
@@ -82,9 +89,22 @@ def with_pseudo_labels(cfg: ml_collections.ConfigDict, data: split_corpus.SplitC
              "image_files": audit.num_images, "drawn": audit.num_drawn, "joined": len(pseudo),
              "skipped_undecodable": len(audit.undecodable_images), "labelled_train": len(data.train),
              "mean_target": dict(zip(data.label_names, np.round(targets.mean(axis=0), 4).tolist()))}
+  teacher_training = _teacher_training(settings.teacher)
+  if teacher_training:
+    summary["teacher_training"] = teacher_training
   logging.info("self-training: %d untagged images join the %d labelled training images with the teacher's %s "
                "targets (%s)", len(pseudo), len(data.train), settings.targets, settings.teacher)
   return dataclasses.replace(data, train=pd.concat([data.train, pseudo]), unlabeled=summary)
+
+
+def teacher_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config of the teacher a student's run trains first: ``cfg`` without the untagged images, for
+  ``cfg.self_training.teacher_epochs`` epochs (the learning-rate schedule spans those), split as the student."""
+  teacher = cfg.copy_and_resolve_references()
+  teacher.data.unlabeled = None
+  teacher.self_training.teacher_epochs = 0
+  teacher.train.epochs = cfg.self_training.teacher_epochs
+  return teacher
 
 
 def teacher_answers(teacher: keras.Model, paths: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
@@ -107,6 +127,16 @@ def _load_teacher(path: str, label_names: list[str]) -> keras.Model:
         f"the teacher {path} answers for labels {teacher_names}, this run trains {label_names}: a teacher must "
         "know exactly the student's labels (same config.data.labels and rules.merges)")
   return teacher
+
+
+def _teacher_training(teacher: str) -> dict | None:
+  """The ``training`` record (fit time, epochs, images/s) of the teacher's report.json, where it has one: the
+  student's report then tells what both stages cost."""
+  path = os.path.join(teacher if os.path.isdir(teacher) else os.path.dirname(teacher), "report.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get("training")
 
 
 def _check_split(cfg: ml_collections.ConfigDict, teacher: str, allow_mismatch: bool) -> None:

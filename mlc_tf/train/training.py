@@ -127,10 +127,29 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) ->
   if chief:
     _write_audit(data.audit, workdir)
   if cfg.data.get("unlabeled"):
+    cfg = _with_trained_teacher(cfg, data, workdir, strategy)
     data = self_training.with_pseudo_labels(cfg, data, workdir if chief else None)
   logging.info("corpus %s: %d train, %d validation, %d test images, %d labels",
                data.source.spec, len(data.train), len(data.val), len(data.test), len(data.label_names))
   return train_on(cfg, data, workdir, strategy=strategy)
+
+
+def _with_trained_teacher(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str,
+                          strategy: tf.distribute.Strategy) -> ml_collections.ConfigDict:
+  """``cfg`` naming its teacher: with ``self_training.teacher_epochs`` and no teacher given, one trained here first on
+  the labelled images into ``workdir/teacher`` (a finished one, with its report.json, is reused)."""
+  if cfg.self_training.teacher or not cfg.self_training.teacher_epochs:
+    return cfg
+  teacher_dir = os.path.join(workdir, self_training.TEACHER_DIR)
+  if os.path.isfile(os.path.join(teacher_dir, "report.json")):
+    logging.info("self-training: reusing the finished teacher in %s", teacher_dir)
+  else:
+    logging.info("self-training: training the teacher first, %d epochs on the labelled images, into %s",
+                 cfg.self_training.teacher_epochs, teacher_dir)
+    train_on(self_training.teacher_config(cfg), data, teacher_dir, strategy=strategy)
+  cfg = cfg.copy_and_resolve_references()
+  cfg.self_training.teacher = teacher_dir
+  return cfg
 
 
 def _best_epoch(history: keras.callbacks.History, monitor: str) -> int | None:
