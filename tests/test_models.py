@@ -127,3 +127,38 @@ def test_a_knob_the_model_does_not_take_is_an_error_naming_its_knobs():
                                        r"depth=4, dropout=0.0, stem_stride=1\. Choose another model with "
                                        r"--config=<recipe>.py:model=<name>"):
     models.build(_cfg("simple_cnn", blocks=2, se_ratio=4), 3, 16)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batch_norm_matches_keras_batch_norm_outputs_statistics_and_gradients(policy):
+  import tensorflow as tf
+  from mlc_tf.models import layers
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    x = tf.constant(np.random.default_rng(0).normal(2, 3, (8, 5, 5, 6)).astype(np.float32))
+    reference, fused = keras.layers.BatchNormalization(), layers.FusedBatchNormalization()
+    reference.build(x.shape)
+    fused.build(x.shape)
+    reference.set_weights([np.full(6, 0.5 + i, np.float32) for i in range(4)])  # gamma, beta, moving mean, var
+    fused.set_weights(reference.get_weights())
+    tolerance = 1e-5 if policy == "float32" else 2e-2
+    for training in (True, False):  # the training call also moves the statistics the inference call uses
+      outputs, gradients = [], []
+      for layer in (reference, fused):
+        with tf.GradientTape() as tape:
+          tape.watch(x)
+          y = tf.cast(layer(x, training=training), tf.float32)
+          loss = tf.reduce_sum(y * tf.range(6, dtype=tf.float32))
+        outputs.append(y.numpy())
+        gradients.append([g.numpy() for g in tape.gradient(loss, [x, layer.gamma, layer.beta])])
+      assert outputs[1].dtype == outputs[0].dtype
+      np.testing.assert_allclose(outputs[1], outputs[0], atol=tolerance, rtol=tolerance)
+      for got, expected in zip(gradients[1], gradients[0]):
+        np.testing.assert_allclose(got, expected, atol=tolerance * 10, rtol=tolerance)
+      for got, expected in zip(fused.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(got, expected, atol=1e-6, rtol=1e-6)
+    assert type(models.build(_cfg("resnet", blocks=2, stages=2), 3, 16).get_layer("stem_bn")).__name__ == \
+        "FusedBatchNormalization"
+  finally:
+    keras.mixed_precision.set_global_policy(previous)

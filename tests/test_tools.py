@@ -50,3 +50,22 @@ def test_results_table_averages_the_runs_of_one_row(tiny_trained, tmp_path):
 def test_results_table_rejects_a_run_without_a_label():
   proc = _results_table("--run=workdirs/best")
   assert proc.returncode != 0 and "LABEL=WORKDIR" in proc.stderr
+
+
+def test_bench_batch_norm_times_both_layers_on_a_tiny_resnet():
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "tools", "bench_batch_norm.py"), "--config=configs/best.py",
+       "--config.data.image_size=16", "--config.model.width=4", "--config.model.blocks=2", "--config.model.stages=2",
+       "--config.train.batch_size=4", "--steps=1", "--turns=1"],
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env={**os.environ, "PYTHONPATH": REPO_ROOT})
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  lines = proc.stdout.strip().splitlines()
+  assert lines[1].startswith("training, keras BatchNormalization") and "images/CPU-s" in lines[1]
+  assert lines[2].startswith("training, FusedBatchNormalization") and lines[3].startswith("fused / keras: ")
+
+
+def test_bench_batch_norm_refuses_a_model_without_batch_norm():
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "tools", "bench_batch_norm.py"), "--config=configs/seed_baseline.py"],
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env={**os.environ, "PYTHONPATH": REPO_ROOT})
+  assert proc.returncode != 0 and "has no batch normalization to compare" in proc.stderr

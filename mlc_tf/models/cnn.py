@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from mlc_tf.models import layers
 from mlc_tf.models.registry import register
 
 
@@ -74,7 +75,7 @@ def simple_cnn(num_labels: int, image_size: int, *, width: int = 32, depth: int 
     filters = width * 2**block
     x = keras.layers.Conv2D(filters, 3, strides=stem_stride if block == 0 else 1, padding="same", use_bias=False,
                             name=f"conv{block + 1}")(x)
-    x = keras.layers.BatchNormalization(name=f"bn{block + 1}")(x)
+    x = layers.FusedBatchNormalization(name=f"bn{block + 1}")(x)
     x = keras.layers.ReLU(name=f"relu{block + 1}")(x)
     x = keras.layers.MaxPooling2D(2, name=f"pool{block + 1}")(x)
   x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from mlc_tf.models import layers
 from mlc_tf.models.cnn import image_input, sigmoid_head
 from mlc_tf.models.registry import register
 
@@ -11,7 +12,7 @@ from mlc_tf.models.registry import register
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = True):
   x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
                           kernel_initializer="he_normal", name=f"{name}_conv")(x)
-  x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+  x = layers.FusedBatchNormalization(name=f"{name}_bn")(x)
   return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
