@@ -50,10 +50,22 @@ def main(argv):
   del argv
   cfg = _CONFIG.value
   with distribute.precision(cfg.train.precision):
-    benchmark(cfg)
+    turns = timed_turns(cfg)
+  print(f"model {cfg.model.name} ({', '.join(f'{k} {v}' for k, v in cfg.model.items() if k != 'name')}) at "
+        f"{cfg.data.image_size}x{cfg.data.image_size}, batch {cfg.train.batch_size}, "
+        f"precision {cfg.train.precision}, {os.cpu_count()} CPUs")
+  wall = {name: max(r.per_wall for r in rates) for name, rates in turns.items()}
+  cpu = {name: max(r.per_cpu for r in rates) for name, rates in turns.items()}
+  for name, rates in turns.items():
+    print(f"training, {name:24s}: {wall[name]:7.1f} images/s wall, {cpu[name]:7.1f} images/CPU-s  "
+          f"(turns, wall: {', '.join(f'{r.per_wall:.1f}' for r in rates)})")
+  keras_name, fused_name = turns
+  print(f"fused / keras: {wall[fused_name] / wall[keras_name]:.2f}x wall, "
+        f"{cpu[fused_name] / cpu[keras_name]:.2f}x per CPU-s")
 
 
-def benchmark(cfg):
+def timed_turns(cfg) -> dict[str, list[timing.Rate]]:
+  """The timed turns of the config's model with Keras' layer and with the fused one, alternating."""
   keras.utils.set_random_seed(cfg.seed)
   size, batch = cfg.data.image_size, cfg.train.batch_size
   fused = models.build(cfg.model, _NUM_LABELS, size)
@@ -68,20 +80,11 @@ def benchmark(cfg):
     model.compile(optimizer=optimizers.make_optimizer(cfg.optimizer), loss="binary_crossentropy",
                   jit_compile="auto" if cfg.train.jit_compile is None else cfg.train.jit_compile)
     model.fit(data, epochs=1, steps_per_epoch=2, verbose=0)  # traces
-  print(f"model {cfg.model.name} ({', '.join(f'{k} {v}' for k, v in cfg.model.items() if k != 'name')}) at "
-        f"{size}x{size}, batch {batch}, precision {cfg.train.precision}, {os.cpu_count()} CPUs")
   turns = {name: [] for name in candidates}
   for _ in range(_TURNS.value):
     for name, model in candidates.items():
       turns[name].append(timing.timed_fit(model, data, _STEPS.value, batch))
-  wall = {name: max(r.per_wall for r in rates) for name, rates in turns.items()}
-  cpu = {name: max(r.per_cpu for r in rates) for name, rates in turns.items()}
-  for name, rates in turns.items():
-    print(f"training, {name:24s}: {wall[name]:7.1f} images/s wall, {cpu[name]:7.1f} images/CPU-s  "
-          f"(turns, wall: {', '.join(f'{r.per_wall:.1f}' for r in rates)})")
-  keras_name, fused_name = candidates
-  print(f"fused / keras: {wall[fused_name] / wall[keras_name]:.2f}x wall, "
-        f"{cpu[fused_name] / cpu[keras_name]:.2f}x per CPU-s")
+  return turns
 
 
 if __name__ == "__main__":
