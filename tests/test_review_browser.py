@@ -24,6 +24,7 @@ from mlc_tf.data import corrections
 
 try:
   from selenium import webdriver
+  from selenium.common.exceptions import StaleElementReferenceException
   from selenium.webdriver.common.action_chains import ActionChains
   from selenium.webdriver.common.by import By
   from selenium.webdriver.common.keys import Keys
@@ -116,6 +117,14 @@ def wait_for_url(driver, suffix):
   WebDriverWait(driver, 15).until(lambda d: d.current_url.endswith(suffix))
 
 
+def wait_for_text(driver, element_id, expected):
+  """The text of element ``element_id`` once it contains ``expected``: a submit reloads the page, and an element
+  read before the reload is the old page's (or stale)."""
+  WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
+      lambda d: expected in d.find_element(By.ID, element_id).text)
+  return driver.find_element(By.ID, element_id).text
+
+
 def decided_rows(path):
   found, problems = corrections.parse_corrections(pathlib.Path(path).read_text())
   assert not problems
@@ -184,7 +193,7 @@ def test_browse_tag_and_refusals(browser, review_files, tmp_path):
     Select(browser.find_element(By.ID, "label")).select_by_value("dog")
     browser.find_element(By.CSS_SELECTOR, ".filters button").click()
     dogs = sorted(i for i, labels in truth.items() if "dog" in labels)
-    assert browser.find_element(By.ID, "count").text.startswith(f"{len(dogs)} photo(s)")
+    assert wait_for_text(browser, "count", f"{len(dogs)} photo(s)").startswith(f"{len(dogs)} photo(s)")
     WebDriverWait(browser, 15).until(lambda d: d.execute_script(  # every photo of the grid arrived
         "return document.images.length > 0 && [...document.images].every(i => i.complete && i.naturalWidth > 0)"))
     screenshot(browser, "browse")
@@ -199,7 +208,7 @@ def test_browse_tag_and_refusals(browser, review_files, tmp_path):
     browser.get(server.url + "/tag")
     browser.find_element(By.ID, "photo").send_keys(os.path.join(root, "images", "im2.jpg"))
     browser.find_element(By.ID, "tag").click()
-    table = browser.find_element(By.ID, "answer").text
+    table = wait_for_text(browser, "answer", "sun")
     for label in ("cat", "dog", "sun"):
       assert re.search(rf"{label} .*\d\.\d{{3}} \d\.\d{{3}}", table), table
     screenshot(browser, "tag")
@@ -208,12 +217,12 @@ def test_browse_tag_and_refusals(browser, review_files, tmp_path):
     not_an_image.write_text("plain text, not a photo")
     browser.find_element(By.ID, "photo").send_keys(str(not_an_image))
     browser.find_element(By.ID, "tag").click()
-    assert "is not a JPEG, PNG, GIF or BMP image" in browser.find_element(By.ID, "error").text
+    wait_for_text(browser, "error", "is not a JPEG, PNG, GIF or BMP image")
     too_large = tmp_path / "large.png"
     Image.effect_noise((200, 200), 80).convert("RGB").save(too_large)
     browser.find_element(By.ID, "photo").send_keys(str(too_large))
     browser.find_element(By.ID, "tag").click()
-    assert "larger than the limit of 32 KiB" in browser.find_element(By.ID, "error").text
+    wait_for_text(browser, "error", "larger than the limit of 32 KiB")
 
     outside = tmp_path / "secret.txt"
     outside.write_text("secret")
