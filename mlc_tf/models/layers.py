@@ -137,8 +137,8 @@ class PriorShift(keras.layers.Layer):
 class FusedBatchNormalization(keras.layers.BatchNormalization):
   """``keras.layers.BatchNormalization`` through TensorFlow's fused kernel: the same weights, statistics and outputs.
 
-  Keras 3 normalizes with separate moments, casts and element-wise ops; on the 2-core CPU they took about two
-  thirds of the ResNet's training step, and the fused op (``FusedBatchNormV3``) about doubles its training
+  Keras 3 normalizes with separate moments, casts and element-wise ops; on the 2-core CPU they took at least
+  half of the ResNet's training step: the fused op (``FusedBatchNormV3``) about doubles its training
   throughput (tools/bench_batch_norm.py). Where the fused op does not apply (another Keras backend, inputs not
   4-D channels-last, a mask, renorm, synchronized statistics, no scale or center) it is the Keras layer.
   """
