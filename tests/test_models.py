@@ -143,19 +143,25 @@ def test_fused_batch_norm_matches_keras_batch_norm_outputs_statistics_and_gradie
     reference.set_weights([np.full(6, 0.5 + i, np.float32) for i in range(4)])  # gamma, beta, moving mean, var
     fused.set_weights(reference.get_weights())
     tolerance = 1e-5 if policy == "float32" else 2e-2
+    # A random upstream gradient: a per-channel constant makes every gradient but beta's zero in exact
+    # arithmetic, and the test then compares two layers' rounding noise.
+    upstream = tf.constant(np.random.default_rng(1).normal(size=(8, 5, 5, 6)).astype(np.float32))
     for training in (True, False):  # the training call also moves the statistics the inference call uses
       outputs, gradients = [], []
       for layer in (reference, fused):
         with tf.GradientTape() as tape:
           tape.watch(x)
           y = tf.cast(layer(x, training=training), tf.float32)
-          loss = tf.reduce_sum(y * tf.range(6, dtype=tf.float32))
+          loss = tf.reduce_sum(y * upstream)
         outputs.append(y.numpy())
         gradients.append([g.numpy() for g in tape.gradient(loss, [x, layer.gamma, layer.beta])])
       assert outputs[1].dtype == outputs[0].dtype
       np.testing.assert_allclose(outputs[1], outputs[0], atol=tolerance, rtol=tolerance)
       for got, expected in zip(gradients[1], gradients[0]):
-        np.testing.assert_allclose(got, expected, atol=tolerance * 10, rtol=tolerance)
+        # Round-off grows with the sums behind a gradient (oneDNN or not, AVX2 or AMX): compare
+        # against the gradient's own scale, not a fixed epsilon.
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(got, expected, atol=tolerance * 10 * scale, rtol=tolerance)
       for got, expected in zip(fused.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(got, expected, atol=1e-6, rtol=1e-6)
     assert type(models.build(_cfg("resnet", blocks=2, stages=2), 3, 16).get_layer("stem_bn")).__name__ == \
