@@ -27,6 +27,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference import base
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult
 
 from mlc_tf.data import image_formats
 from mlc_tf.serving import prediction, signatures
@@ -62,6 +63,7 @@ class SavedModelHandler(base.ModelHandler):
             for blob, p, d, v in zip(batch, probabilities, decisions, valid)]
 
   def get_num_bytes(self, batch) -> int:
+    """A batch's bytes for RunInference's metrics: the images' sizes (the default pickles the batch)."""
     return sum(len(blob) for blob in batch)
 
 
@@ -192,13 +194,13 @@ def predict_to_shards(model: str, sources: list[str], output: str, pipeline_args
   ``<prefix>-failures-00000-of-00001.csv``. ``model`` must be an export (a SavedModel or a TF Serving
   model dir), which is what the workers load.
   """
+  if min_batch_size > max_batch_size:
+    raise ValueError(f"the smallest batch ({min_batch_size}) is larger than the largest ({max_batch_size})")
   export_dir = prediction.saved_model_dir(model)
   if export_dir is None:
     raise ValueError(f"{model} is not an exported SavedModel (nor a dir of versions): Beam workers load an "
                      "export; make one with mlc-export --workdir=<the training workdir>")
   label_names = prediction.SavedModelPredictor(export_dir).label_names  # checked and named on the launcher
-  if min_batch_size > max_batch_size:
-    raise ValueError(f"the smallest batch ({min_batch_size}) is larger than the largest ({max_batch_size})")
   patterns = _check_matches(sources)
   prefix = output[:-len(".csv")] if output.endswith(".csv") else output
   with beam.Pipeline(options=PipelineOptions(pipeline_args)) as pipeline:
@@ -211,7 +213,7 @@ def predict_to_shards(model: str, sources: list[str], output: str, pipeline_args
   return BatchSummary(counters, counters_path)
 
 
-def _counters(result: beam.runners.runner.PipelineResult, label_names: list[str]) -> dict:
+def _counters(result: PipelineResult, label_names: list[str]) -> dict:
   """The run's metrics in our namespace, summed over steps; a counter never incremented is 0."""
   totals: dict[str, int] = {}
   for counter in result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
