@@ -13,8 +13,9 @@ ALLOWED = {
     "data": set(),
     "models": {"data"},
     "serving": {"models", "data"},
+    "evaluate": {"data", "models"},
     "train": {"data", "models", "evaluate"},
-    "evaluate": {"data", "models", "train"},
+    "experiments": {"data", "models", "evaluate", "train"},
     "review": {"data", "models", "serving"},
 }
 
@@ -39,6 +40,19 @@ def test_packages_import_only_what_the_layout_allows(package):
     assert imported <= ALLOWED[package], f"{path.relative_to(PACKAGE)} imports {sorted(imported - ALLOWED[package])}"
 
 
+def test_every_package_of_the_library_has_its_import_rule():
+  packages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+  assert packages - {"cli"} == set(ALLOWED)
+
+
+def test_the_import_rules_run_one_way():
+  """No package may import, however indirectly, a package that may import it."""
+  def reachable(package, seen=()):
+    return set().union(*({other} | reachable(other, seen + (other,)) for other in ALLOWED[package] if other not in seen))
+  for package in ALLOWED:
+    assert package not in reachable(package), package
+
+
 def test_nothing_in_the_library_imports_the_entry_points():
   for path in sorted(PACKAGE.rglob("*.py")):
     if path.parent.name != "cli":
@@ -49,7 +63,7 @@ def test_nothing_in_the_library_imports_the_entry_points():
 @pytest.mark.parametrize("entry_points", [("mlc_tf.cli.export", "mlc_tf.cli.predict"), ("mlc_tf.cli.review",)])
 def test_exporting_predicting_and_reviewing_load_no_training_or_evaluation_code(entry_points):
   code = (f"import sys, {', '.join(entry_points)}; "
-          "print(sorted(m for m in sys.modules if m.startswith(('mlc_tf.train', 'mlc_tf.evaluate'))))")
+          "print(sorted(m for m in sys.modules if m.startswith(('mlc_tf.train', 'mlc_tf.evaluate', 'mlc_tf.experiments'))))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
   assert out.strip().splitlines()[-1] == "[]"
 

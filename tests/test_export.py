@@ -15,8 +15,8 @@ import tensorflow as tf
 from helpers import REPO_ROOT, fast_config, run_cli
 from PIL import Image
 
+from mlc_tf.evaluate import scoring
 from mlc_tf.serving import export, signatures
-from mlc_tf.train import training
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 VALID_FILES = ("color.jpg", "gray.jpg", "rgba.png", "animated.gif", "picture.bmp", "deep16.png")
@@ -78,7 +78,7 @@ def loaded(tiny_saved_model):
 def expected_answers(result, paths):
   """What the in-memory inference model says about ``paths`` through the training input pipeline."""
   frame = pd.DataFrame({"path": list(paths), **{name: 0 for name in result.label_names}})
-  return training.predict(result.inference_model, frame, result.label_names, fast_config())
+  return scoring.predict(result.inference_model, frame, result.label_names, fast_config())
 
 
 def run(command):

@@ -21,7 +21,7 @@ from __future__ import annotations
 from absl import flags, logging
 
 from mlc_tf.cli import common, finish
-from mlc_tf.evaluate import ensembles
+from mlc_tf.experiments import ensembles
 
 _MEMBERS = flags.DEFINE_list("members", None, "Training workdirs (model.keras + config.json), comma-separated.",
                              required=True)

@@ -16,7 +16,7 @@ from absl import flags, logging
 
 from mlc_tf.cli import common
 from mlc_tf.data import corpus
-from mlc_tf.evaluate import growing
+from mlc_tf.experiments import growing
 
 _TRAINING = common.TrainingFlags(workdir_prefix="grow_")
 _MARGIN = flags.DEFINE_float("margin", 0.01, "Least gain in validation micro-F1 that justifies one more layer.")

@@ -4,7 +4,7 @@
 with other seeds, recipes or models), averages their networks' probabilities
 inside one graph (``inference.ensemble``, each member optionally averaged
 over the mirror image too), chooses the thresholds on the validation split
-and scores the test split with training's own code (``training.calibrate``),
+and scores the test split with training's own code (``scoring.wrap_and_score``),
 and writes a workdir as training does (model.keras, report.json,
 config.json): mlc-evaluate, mlc-export, mlc-calibrate and mlc-predict take it
 as they take a training workdir.
@@ -21,6 +21,7 @@ import ml_collections
 
 from mlc_tf import config as config_lib
 from mlc_tf.data import split_corpus
+from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
 from mlc_tf.train import training
 
@@ -103,7 +104,7 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
   member's; every member must have the same.
   """
   configs = read_configs(workdirs, flip_average)
-  split = "test" if configs[0].data.test_fraction else "validation"  # what training.calibrate will score
+  split = "test" if configs[0].data.test_fraction else "validation"  # what scoring.wrap_and_score will score
   # Checked before minutes of predicting: every member's own report scores that split.
   members = [_member_figures(member, _member_report(member), split) for member in workdirs]
   models = [inference.load(member) for member in workdirs]
@@ -120,12 +121,12 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
   cfg.data.labels = names  # the models' label columns, in their order
   data = split_corpus.load_and_split(data_dir, cfg)
   network = inference.ensemble([inference.network(model) for model in models], flip_average)
-  calibrated = training.calibrate(network, data, cfg, rules)
-  report = {**calibrated.report, "ensemble": {"flip_average": flip_average, "members": members}}
+  scored = scoring.wrap_and_score(network, data, cfg, rules)
+  report = {**scored.report, "ensemble": {"flip_average": flip_average, "members": members}}
   cfg.ensemble = ml_collections.ConfigDict({"members": list(workdirs), "flip_average": flip_average})
   cfg.export.name = export_name or f"{cfg.export.name}_ensemble"
-  training.save(workdir, calibrated.inference_model, report, cfg)
-  return Ensemble(calibrated.inference_model, report, cfg)
+  training.save(workdir, scored.inference_model, report, cfg)
+  return Ensemble(scored.inference_model, report, cfg)
 
 
 def format_comparison(report: dict) -> str:

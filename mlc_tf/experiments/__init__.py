@@ -1,0 +1,1 @@
+"""Experiment drivers that run training several times: cross-validation, growing, ensembles of trained runs."""
