@@ -76,7 +76,8 @@ def base_config() -> ml_collections.ConfigDict:
   # defaults there, and a recipe declares them where it makes the choice (choose, below).
   config.model = ml_collections.ConfigDict()
   config.model.name = "simple_cnn"      # a builder in mlc_tf/models/; names, knobs: mlc_tf/registry.py
-  # Two networks (the study's idea), each the chosen model: one for these labels, one for the rest; (): one network.
+  # Two networks (the Flickr study's idea), each the chosen model: one for these labels, one for the rest;
+  # (): one network.
   config.model.first_labels = ml_collections.FieldReference((), field_type=tuple)
   # Test-time augmentation: the trained model answers with the mean over the image and its mirror image
   # (thresholds are calibrated on, and the export serves, that mean); twice the inference cost.
@@ -142,7 +143,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def checked_knobs(kind: str, name: str, given: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict[str, Any]:
-  """``given`` when every key is one of the ``knobs`` (name -> default) of the ``kind`` called ``name``; else an error."""
+  """``given`` if every key is one of the ``knobs`` (name -> default) of the ``kind`` called ``name``, else an error."""
   unknown = sorted(set(given) - set(knobs))
   if unknown:
     declared = ", ".join(f"{knob}={default!r}" for knob, default in knobs.items()) or "none"
@@ -178,7 +179,7 @@ def check_choices(config: ml_collections.ConfigDict) -> None:
 
 
 def parse_choices(arg: str | None) -> dict[str, str]:
-  """A recipe's config argument (after ``:`` in ``--config=<recipe>.py:...``), ``model=resnet,loss=focal``, as a dict."""
+  """A recipe's config argument (after ``:`` in ``--config=<recipe>.py:...``), ``model=resnet,loss=focal``: a dict."""
   kinds = ("model", "loss", "optimizer")
   choices = {}
   for item in filter(None, (arg or "").split(",")):

@@ -1,4 +1,6 @@
-"""One registry for every choice a config names: models, losses and optimizers (Model Garden's register/lookup).
+"""One registry for the choices a config names: models, losses, optimizers.
+
+Model Garden's ``register``/``lookup``.
 
 A builder registers under its kind and name; its keyword-only arguments are
 the choice's knobs and their defaults the only defaults (``knobs``), so a

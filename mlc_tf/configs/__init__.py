@@ -1,1 +1,1 @@
-"""What the recipes in configs/ share, importable (``import mlc_tf.configs.common as mcc``); not recipes."""
+"""What the recipes in configs/ share (``import mlc_tf.configs.common as mcc``)."""

@@ -1,4 +1,4 @@
-"""Pieces the recipes in configs/ share: the flickr14 corpus's label names and label rules, a recipe's base.
+"""Pieces the recipes in configs/ share: flickr14's label names and rules, a recipe's base.
 
 A recipe chooses its model, loss and optimizer with ``mlc_tf.config.choose``,
 which declares every knob of each choice with the builder's default, so each
@@ -24,7 +24,7 @@ FLICKR14_RULES = ("baby=>people", "female=>people", "male=>people")
 
 
 def recipe(config_file: str, name: str) -> types.ModuleType:
-  """The recipe ``<name>.py`` beside ``config_file`` (a recipe's ``__file__``), for a recipe built on another.
+  """The recipe ``<name>.py`` beside ``config_file``: for a recipe built on another.
 
   Recipes are files that ``--config=configs/<name>.py`` loads by path, not a
   package, so one imports another by path too.

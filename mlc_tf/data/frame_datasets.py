@@ -14,7 +14,7 @@ from mlc_tf.data import pipeline, sources
 def make(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.ConfigDict, training: bool,
          source: sources.Source | None = None, batch_size: int | None = None, seed: int | None = None,
          drop_remainder: bool = False, sample_counts: np.ndarray | None = None) -> tf.data.Dataset:
-  """``pipeline.make_dataset`` of ``frame``'s rows, in its order, at ``cfg``'s image size, batch, augmentation.
+  """``frame``'s rows as batches of (image, targets), in its order, as ``cfg`` sets the pipeline.
 
   Args:
     frame: rows of a label frame: its ``label_names`` columns are the targets.

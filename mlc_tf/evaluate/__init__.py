@@ -1,1 +1,1 @@
-"""Judging models and corpora without fitting one: metrics, operating points, scoring, reports, figures."""
+"""Judging models and corpora without fitting: metrics, operating points, scoring, reports."""

@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
+from mlc_tf import atomic_files
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import label_rules, sources, split_corpus
 from mlc_tf.evaluate import metrics, plots, scoring
@@ -139,7 +140,6 @@ class _Figures:
 
 def _write_report(output_dir: str, result: dict, split: str, figures: list[str]) -> None:
   """report.json, and report.md: the tables, then the figures."""
-  metrics.write_json(result, os.path.join(output_dir, "report.json"))
   links = "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures)
-  with open(os.path.join(output_dir, "report.md"), "w") as f:
-    f.write(f"# Evaluation, {split} split\n\n{metrics.format_report(result, split)}\n\n{links}\n")
+  atomic_files.write_report(output_dir, "report",
+                            f"# Evaluation, {split} split\n\n{metrics.format_report(result, split)}\n\n{links}", result)

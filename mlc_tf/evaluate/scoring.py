@@ -1,4 +1,4 @@
-"""A trained network's answers on a split, and its wrapping at thresholds chosen on the validation split.
+"""Scoring a trained network: its answers on a split, thresholds chosen, the test split scored.
 
 What every trained network goes through before it is saved: a training
 run's (``train/training.py``) and an ensemble's (``experiments/ensembles.py``),
@@ -30,7 +30,7 @@ class SplitAnswers:
 
 def predict(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
             cfg: ml_collections.ConfigDict, source: sources.Source | None = None) -> np.ndarray:
-  """Probabilities [N, L] for the images of ``frame`` (from ``source``, else its paths), in its row order."""
+  """Probabilities [N, L] for ``frame``'s images (from ``source``, else its paths), in its order."""
   ds = frame_datasets.make(frame, label_names, cfg, training=False, source=source).map(lambda x, y: x)
   return model.predict(ds, verbose=0)
 
@@ -74,7 +74,7 @@ def wrap_and_score(model: keras.Model, data: split_corpus.SplitCorpus, cfg: ml_c
       data.val[names].to_numpy(), val_probabilities, operating_points.parse_policies(cfg.calibration.policy, names),
       names).thresholds
   wrapped = inference.build(model, names, thresholds, implications)
-  val = SplitAnswers(val_probabilities, inference.decide(wrapped, val_probabilities))
+  val = SplitAnswers(val_probabilities, metrics.decide(val_probabilities, thresholds, names, implications))
   test = answer(wrapped, data.test, names, cfg, data.source) if len(data.test) else None
   return Scored(wrapped, thresholds, val, test, _report(data, val, test, thresholds, implications))
 

@@ -1,1 +1,1 @@
-"""Experiment drivers that run training several times: cross-validation, growing, ensembles of trained runs."""
+"""Experiment drivers that fit many times: cross-validation, growing, ensembles of runs."""

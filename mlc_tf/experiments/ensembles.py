@@ -20,6 +20,7 @@ import keras
 import ml_collections
 
 from mlc_tf import config as config_lib
+from mlc_tf import markdown
 from mlc_tf.data import split_corpus
 from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
@@ -95,13 +96,25 @@ def _member_figures(workdir: str, report: dict, split: str) -> dict:
 
 def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average: bool = False,
           export_name: str | None = None) -> Ensemble:
-  """The ensemble of the training runs in ``workdirs``, calibrated and scored on their split, saved in ``workdir``.
+  """The ensemble of the runs in ``workdirs``, thresholded and scored on their split.
 
-  ``data_dir``: the corpus the members trained on (a directory or a source
-  spec; ``None`` reads their ``data.source``). ``export_name``: the
-  config's export.name, which mlc-export uses; default: the first member's
-  name + ``_ensemble``. The label names and label rules are the first
-  member's; every member must have the same.
+  Args:
+    workdirs: training runs on the same split, answering the same labels
+      under the same label rules (the first member's).
+    data_dir: the corpus the members trained on (a directory or a source
+      spec; ``None`` reads their ``data.source``).
+    workdir: where the ensemble's workdir is saved, as a training run's.
+    flip_average: each member also averaged over the mirror image.
+    export_name: the config's export.name, which mlc-export uses; default:
+      the first member's name + ``_ensemble``.
+
+  Returns:
+    The inference model, its report (with each member's own figures) and its config.
+
+  Raises:
+    FileNotFoundError: a member is not a finished mlc-train workdir.
+    ValueError: fewer than two members (one with ``flip_average``), or members that split, label or rule
+      differently, or whose report scores another split.
   """
   configs = read_configs(workdirs, flip_average)
   split = "test" if configs[0].data.test_fraction else "validation"  # what scoring.wrap_and_score will score
@@ -132,16 +145,14 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
 def format_comparison(report: dict) -> str:
   """Markdown: each member's own figures (its report.json) and the ensemble's, on the same split."""
   record = report["ensemble"]
-  lines = [f"{report['split']} split, {report['num_images']} images", "",
-           "| model | " + " | ".join(title for title, _ in FIGURES.values()) + " |", "|---|" + "---:|" * len(FIGURES)]
-  for k, member in enumerate(record["members"], start=1):
-    lines.append(f"| member {k}: {member['workdir']} | " + " | ".join(_number(member[key]) for key in FIGURES) + " |")
+  rows = [[f"member {k}: {member['workdir']}", *(_number(member[key]) for key in FIGURES)]
+          for k, member in enumerate(record["members"], start=1)]
   count = len(record["members"])
   title = (f"ensemble of {count}" + (", each flip-averaged" if record["flip_average"] else "") if count > 1
            else "flip-averaged (test-time augmentation)")
-  lines.append(f"| **{title}** | " +
-               " | ".join(f"**{_number(_lookup(report, path))}**" for _, path in FIGURES.values()) + " |")
-  return "\n".join(lines)
+  rows.append([f"**{title}**", *(f"**{_number(_lookup(report, path))}**" for _, path in FIGURES.values())])
+  return "\n".join([f"{report['split']} split, {report['num_images']} images", "",
+                    *markdown.table(["model", *(title for title, _ in FIGURES.values())], rows)])
 
 
 def _number(value: float | None) -> str:

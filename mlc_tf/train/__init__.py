@@ -1,1 +1,1 @@
-"""Fitting: the training run (fit, then save), its callbacks, losses, optimizers, distribution, self-training."""
+"""Fitting: the training run, its callbacks, losses, optimizers, distribution, self-training."""

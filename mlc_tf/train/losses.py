@@ -35,7 +35,7 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
 
   ``-(fn_w[l] * y * log p + fp_w[l] * (1 - y) * log(1 - p))``, averaged over labels.
   A weight above 1 on a label's false positives makes the network say that
-  label less readily; the study did this for "people", which dominates the corpus.
+  label less readily; the Flickr study did this for "people", which dominates its corpus.
   """
 
   def __init__(self, fn_weights: Sequence[float], fp_weights: Sequence[float],

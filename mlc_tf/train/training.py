@@ -16,7 +16,7 @@ import tensorflow as tf
 from mlc_tf import atomic_files, models
 from mlc_tf.data import balance, frame_datasets, label_rules, sources, split_corpus
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.evaluate import metrics, scoring
+from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
 from mlc_tf.train import callbacks as callbacks_lib
 from mlc_tf.train import distribute, losses, optimizers, self_training
@@ -24,7 +24,7 @@ from mlc_tf.train import distribute, losses, optimizers, self_training
 
 @dataclasses.dataclass
 class TrainResult:
-  """What a training run leaves in memory: the fitted network, its inference model, thresholds and answers."""
+  """What a training run returns: the network, its inference model, thresholds, answers."""
 
   label_names: list[str]
   model: keras.Model            # probabilities only, as trained (with model.flip_average: its mirrored mean)
@@ -66,9 +66,17 @@ def _trim_history(path: str, first_epoch: int) -> None:
 
 
 def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) -> TrainResult:
-  """Trains, calibrates thresholds on the validation split and evaluates on the test split.
+  """Fits a network, chooses its thresholds on the validation split, scores the test split.
 
-  ``data_dir``: a corpus directory or a source spec; ``None`` reads ``cfg.data.source``.
+  Args:
+    cfg: a run's config (``mlc_tf/config.py``, a recipe in configs/).
+    data_dir: a corpus directory or a source spec; ``None`` reads ``cfg.data.source``.
+    workdir: where the run's files go (below), and its backup.
+
+  Returns:
+    The fitted network, its inference model and thresholds, the history,
+    the test report and the answers on the validation and test splits.
+
   Writes into ``workdir``: ``data_audit.json`` (what the data check found,
   also when it stops the run), ``history.csv`` (per-epoch log),
   ``checkpoints/epoch_<N>.weights.h5`` (the last finished epoch's weights),
@@ -136,7 +144,14 @@ def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wor
              strategy: tf.distribute.Strategy | None = None) -> TrainResult:
   """``train`` on an already loaded and split corpus (e.g. one cross-validation fold).
 
-  ``strategy``: made from ``cfg.strategy`` when None.
+  Args:
+    data: the split corpus; its untagged images (``data.unlabeled``) are
+      used only if ``train`` added them.
+    verbose: ``model.fit``'s verbosity.
+    strategy: made from ``cfg.strategy`` when None.
+
+  Raises:
+    callbacks.TrainingDiverged: as ``train``.
   """
   strategy = strategy or distribute.make_strategy(cfg.strategy)
   with distribute.precision(cfg.train.precision):
@@ -298,9 +313,10 @@ def _local_copy(cfg: ml_collections.ConfigDict, model: keras.Model, names: list[
 
 
 def save(workdir: str, inference_model: keras.Model, report: dict, cfg: ml_collections.ConfigDict) -> None:
-  """model.keras (never seen half-written), report.json and config.json: what evaluation, export and
-  calibration read from a workdir."""
+  """Writes a workdir's model.keras, report.json and config.json, each atomically.
+
+  What evaluation, export and mlc-calibrate read from a workdir.
+  """
   atomic_files.write_aside(os.path.join(workdir, "model.keras"), inference_model.save)
-  metrics.write_json(report, os.path.join(workdir, "report.json"))
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(cfg.to_json_best_effort(indent=2))
+  atomic_files.write_json(os.path.join(workdir, "report.json"), report)
+  atomic_files.write_text(os.path.join(workdir, "config.json"), cfg.to_json_best_effort(indent=2))

@@ -1,4 +1,4 @@
-"""TFDS builders: a corpus in the study's layout (``mlc_corpus``) and the built-in demo corpus (``mlc_digits``).
+"""TFDS builders: a corpus folder (``mlc_corpus``) and the built-in demo corpus (``mlc_digits``).
 
 Both write the same features: ``image`` (a 3-channel JPEG), ``labels`` (multi-hot,
 the label names in the feature info) and ``image_id`` (the ``<ID>`` of
@@ -157,7 +157,7 @@ def _read(path: str) -> bytes:
 
 
 class MlcCorpus(_LayoutBuilder):
-  """A multi-label image corpus in the study's layout: images/im<ID>.jpg + annotations/<label>.txt.
+  """A multi-label image corpus folder: images/im<ID>.jpg + annotations/<label>.txt.
 
   The default config holds the flickr14 corpus's 14 labels; mlc_tf's ``tfds:mlc_corpus``
   source makes a config from ``config.data`` (labels, split fractions and seed).
