@@ -48,8 +48,12 @@ def image_files(tiny_trained, tmp_path_factory):
   """{file name: path}: the corpus' pictures in every accepted format, then three files that are not images."""
   root, _, _ = tiny_trained
   folder = tmp_path_factory.mktemp("formats")
-  corpus_image = lambda i: os.path.join(root, "images", f"im{i}.jpg")
-  pixels = lambda i: np.asarray(Image.open(corpus_image(i)).convert("RGB"))
+  def corpus_image(i):
+    return os.path.join(root, "images", f"im{i}.jpg")
+
+  def pixels(i):
+    return np.asarray(Image.open(corpus_image(i)).convert("RGB"))
+
   color_jpeg = open(corpus_image(1), "rb").read()
   contents = {
       "color.jpg": color_jpeg,

@@ -54,8 +54,8 @@ def test_csv_one_column_per_label_subset_and_missing_file(tiny_corpus):
   root, truth = tiny_corpus
   os.makedirs(os.path.join(root, "lists"))
   os.rename(os.path.join(root, "images"), os.path.join(root, "lists", "images"))
-  lines = ["image,sun,dog,cat"] + [f"images/im{i}.jpg,{int('sun' in l)},{int('dog' in l)},{int('cat' in l)}"
-                                   for i, l in truth.items()]
+  lines = ["image,sun,dog,cat"] + [f"images/im{i}.jpg,{int('sun' in tags)},{int('dog' in tags)},{int('cat' in tags)}"
+                                   for i, tags in truth.items()]
   lines.append("images/im999.jpg,1,0,0")
   _write(os.path.join(root, "lists", "labels.csv"), "\n".join(lines) + "\n")
   source = sources.open_source(f"csv:{os.path.join(root, 'lists', 'labels.csv')}", _data(labels=["sun", "dog"]))

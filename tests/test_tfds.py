@@ -223,7 +223,7 @@ def test_voc_labels_come_from_the_objects(tmp_path):
     assert len(records.label_names) == 20 and "person" in records.label_names
     assert list(records.frame.index) == list(VOC_IMAGES["train"])
     for name, classes in VOC_IMAGES["train"].items():
-      assert {l for l in records.label_names if records.frame.at[name, l]} == set(classes)
+      assert {label for label in records.label_names if records.frame.at[name, label]} == set(classes)
     encoded = list(records.images(records.frame.iloc[[1, 3]]).as_numpy_iterator())
     assert encoded == [_voc_jpeg("000007.jpg"), _voc_jpeg("000012.jpg")]  # bytes as stored, decoded by mlc_tf
     subset = sources.open_source("tfds:voc/2007:train+validation", _data(tmp_path, labels=["cat", "person"]))

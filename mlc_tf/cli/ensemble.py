@@ -44,7 +44,8 @@ def main(argv):
     ensemble = ensembles.build(_MEMBERS.value, common.data_dir(_DATA_DIR.value, first.data.source), _WORKDIR.value,
                                flip_average=_FLIP_AVERAGE.value, export_name=_NAME.value)
   finish.report_and_export(ensemble.report, _WORKDIR.value, ensemble.inference_model, ensemble.config,
-                           _EXPORT.value, base_dir=_BASE_DIR.value, details=ensembles.format_comparison(ensemble.report))
+                           _EXPORT.value, base_dir=_BASE_DIR.value,
+                           details=ensembles.format_comparison(ensemble.report))
 
 
 def run():
