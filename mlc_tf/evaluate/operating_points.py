@@ -385,20 +385,18 @@ def format_report(report: dict) -> str:
   stream = report.get("stream")
   where = (f"a stream of {stream['images']} untagged photos (prevalence: {stream['prevalence_source']})"
            if stream else f"{report['labelled_images']} labelled images")
-  lines = [f"Operating points for {where}; recall measured on {report['labelled_images']} labelled images.", "",
-           "| label | policy | threshold | expected precision (95 %) | expected recall (95 %) |"
-           + (" train prior | prevalence | predicted share |" if stream else ""),
-           "|---|---|---:|---:|---:|" + ("---:|---:|---:|" if stream else "")]
-  for name, row in report["per_label"].items():
-    line = (f"| {name} | {row['policy']} | {row['threshold']:.3f} | {_interval(row['precision'])} | "
-            f"{_interval(row['recall'])} |")
-    if stream:
-      line += f" {row['train_prior']:.3f} | {row['target_prior']:.3f} | {row['predicted_share']:.3f} |"
-    lines.append(line)
+  header = ["label", "policy", "threshold", "expected precision (95 %)", "expected recall (95 %)"]
+  rows = [[name, row["policy"], f"{row['threshold']:.3f}", _interval(row["precision"]), _interval(row["recall"])]
+          for name, row in report["per_label"].items()]
   if stream:
+    header += ["train prior", "prevalence", "predicted share"]
+    for cells, row in zip(rows, report["per_label"].values()):
+      cells += [f"{row[key]:.3f}" for key in ("train_prior", "target_prior", "predicted_share")]
     no_label = stream["no_label"]
     expected = "–" if no_label["expected"] is None else f"{no_label['expected']:.3f}"
-    lines.append(f"| *no label* | | | | | | {expected} | {no_label['predicted_share']:.3f} |")
+    rows.append(["*no label*", *[""] * 5, expected, f"{no_label['predicted_share']:.3f}"])
+  lines = [f"Operating points for {where}; recall measured on {report['labelled_images']} labelled images.", "",
+           *markdown.table(header, rows, align="ll" + "r" * (len(header) - 2))]
   notes = [f"- {name}: {row['note']}" for name, row in report["per_label"].items() if row["note"]]
   if stream and stream["missing_labels"]:
     notes.append(f"- not in the prevalence file, kept at the training prior: {', '.join(stream['missing_labels'])}")
