@@ -1,24 +1,18 @@
-"""The foundation's plain recipe on the real corpus: simple_cnn, BCE, Adam, 64 px, calibrated thresholds.
+"""The plain recipe on the flickr14 corpus: simple_cnn, BCE, Adam, 64 px, calibrated thresholds.
 
   mlc-train --config=configs/flickr14.py --data_dir=../shared/datasets/flickr14 --workdir=workdirs/flickr14
 
-Up to ~30 epochs of about a minute each alone on a 2-core CPU, fewer when early stopping ends it
-(not timed to the end: docs/results.md).
+Up to 30 epochs of about a minute each on a 2-core CPU, fewer when early stopping ends it.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))  # configs/, for common.py
-import common  # noqa: E402
-
-from mlc_tf import config as base  # noqa: E402
+import mlc_tf.configs.common as mcc
+from mlc_tf import config as base
 
 
 def get_config(arg=None):
   choices = base.parse_choices(arg)
   config = base.base_config()
-  config.data.labels = list(common.FLICKR14_LABELS)
+  config.data.labels = list(mcc.FLICKR14_LABELS)
   config.data.image_size = 64
   base.choose(config, "model", "simple_cnn", choices, width=32, depth=4, dropout=0.3)
   base.choose(config, "loss", "bce", choices)

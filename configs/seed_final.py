@@ -3,7 +3,7 @@
   mlc-train --config=configs/seed_final.py --data_dir=../shared/datasets/flickr14 \
             --workdir=workdirs/seed_final --noexport
 
-At least 14 minutes alone on a 2-core CPU (37 minutes with two other trainings sharing it; docs/results.md).
+At least 14 minutes on a 2-core CPU (docs/results.md).
 
 - seed_cnn: four conv layers (3x3 shrinking to 1x1), max-pooling after the later ones, dropout.
 - Balanced data: half of the images whose labels are only people/male/female

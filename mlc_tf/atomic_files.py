@@ -1,8 +1,9 @@
 """Files that appear whole or not at all: written aside under a hidden name, then renamed into place.
 
 The one home of that step, for everything a reader may look at while it is
-written: ``model.keras``, epoch checkpoints, the backup's ``state`` link and
-exported model versions. A rename within one filesystem is atomic, so a reader
+written: ``model.keras``, epoch checkpoints, the backup's ``state`` link,
+exported model versions, reports (``report.json``, ``config.json``, the
+markdown beside them), the corrections file and the demo corpus. A rename within one filesystem is atomic, so a reader
 (a resumed run, TF Serving) sees the old file or the new one, never half of one.
 Like ``config``, a leaf module every package may import.
 """
@@ -10,7 +11,9 @@ Like ``config``, a leaf module every package may import.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import uuid
 from typing import Callable, Iterator
 
@@ -49,3 +52,30 @@ def write_aside(path: str, write: Callable[[str], None]) -> str:
     write(staged)
     tf.io.gfile.rename(staged, path, overwrite=True)
   return path
+
+
+def write_text(path: str, text: str) -> str:
+  """``text`` into ``path`` whole or not at all: synced before the rename, an existing file's mode kept."""
+  def write(staged: str) -> None:
+    with open(staged, "w", newline="") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    if os.path.exists(path):
+      shutil.copymode(path, staged)
+  return write_aside(path, write)
+
+
+def write_json(path: str, value) -> str:
+  """``value`` as indented JSON into ``path``, atomically (``write_text``)."""
+  return write_text(path, json.dumps(value, indent=2))
+
+
+def write_report(directory: str, name: str, markdown: str, value) -> list[str]:
+  """``<name>.md`` and ``<name>.json`` in ``directory``, each written atomically; their paths.
+
+  The markdown (``markdown``, a newline added) and the JSON (``value``) of one
+  report: evaluation, cross-validation, growing and exploration all write so.
+  """
+  return [write_text(os.path.join(directory, f"{name}.md"), markdown + "\n"),
+          write_json(os.path.join(directory, f"{name}.json"), value)]

@@ -8,6 +8,7 @@ any field a recipe declares can then be overridden on the command line, e.g.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Callable, Mapping
 
@@ -74,18 +75,19 @@ def base_config() -> ml_collections.ConfigDict:
   # choice (a model's width, SGD's momentum, focal's gamma) are its builder's keyword arguments, with their
   # defaults there, and a recipe declares them where it makes the choice (choose, below).
   config.model = ml_collections.ConfigDict()
-  config.model.name = "simple_cnn"      # a builder in mlc_tf/models/ (registry.names()); knobs: registry.knobs(name)
-  # Two networks (the study's idea), each the chosen model: one for these labels, one for the rest; (): one network.
+  config.model.name = "simple_cnn"      # a builder in mlc_tf/models/; names, knobs: mlc_tf/registry.py
+  # Two networks (the Flickr study's idea), each the chosen model: one for these labels, one for the rest;
+  # (): one network.
   config.model.first_labels = ml_collections.FieldReference((), field_type=tuple)
   # Test-time augmentation: the trained model answers with the mean over the image and its mirror image
   # (thresholds are calibrated on, and the export serves, that mean); twice the inference cost.
   config.model.flip_average = False
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = "bce"               # mlc_tf/train/losses.py: names(); knobs: losses.knobs(name)
+  config.loss.name = "bce"               # a builder in mlc_tf/train/losses.py; names, knobs: mlc_tf/registry.py
 
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = "adam"        # sgd | adam | adamw; knobs: mlc_tf/train/optimizers.py knobs(name)
+  config.optimizer.name = "adam"        # sgd | adam | adamw (mlc_tf/train/optimizers.py); knobs: mlc_tf/registry.py
   config.optimizer.learning_rate = 1e-3
   config.optimizer.lr_scaling = "none"  # none | linear | sqrt: learning_rate x f(global batch / base_batch_size)
   config.optimizer.base_batch_size = 32  # the global batch learning_rate was tuned at
@@ -141,7 +143,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def checked_knobs(kind: str, name: str, given: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict[str, Any]:
-  """``given`` when every key is one of the ``knobs`` (name -> default) of the ``kind`` called ``name``; else an error."""
+  """``given`` if every key is one of the ``knobs`` (name -> default) of the ``kind`` called ``name``, else an error."""
   unknown = sorted(set(given) - set(knobs))
   if unknown:
     declared = ", ".join(f"{knob}={default!r}" for knob, default in knobs.items()) or "none"
@@ -152,10 +154,12 @@ def checked_knobs(kind: str, name: str, given: Mapping[str, Any], knobs: Mapping
 
 def knob_lookups() -> dict[str, Callable[[str], dict[str, Any]]]:
   """For model, loss and optimizer: name -> that choice's knobs with their defaults."""
-  # Imported here: those modules import this one (checked_knobs).
-  from mlc_tf.models import registry
-  from mlc_tf.train import losses, optimizers
-  return {"model": registry.knobs, "loss": losses.knobs, "optimizer": optimizers.knobs}
+  # Imported here, for the builders they register: those modules import this one (knob_values).
+  import mlc_tf.models  # noqa: F401
+  import mlc_tf.train.losses  # noqa: F401
+  import mlc_tf.train.optimizers  # noqa: F401
+  from mlc_tf import registry
+  return {kind: functools.partial(registry.knobs, kind) for kind in registry.KINDS}
 
 
 def knob_values(kind: str, group: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,7 +179,7 @@ def check_choices(config: ml_collections.ConfigDict) -> None:
 
 
 def parse_choices(arg: str | None) -> dict[str, str]:
-  """A recipe's config argument (after ``:`` in ``--config=<recipe>.py:...``), ``model=resnet,loss=focal``, as a dict."""
+  """A recipe's config argument (after ``:`` in ``--config=<recipe>.py:...``), ``model=resnet,loss=focal``: a dict."""
   kinds = ("model", "loss", "optimizer")
   choices = {}
   for item in filter(None, (arg or "").split(",")):

@@ -8,13 +8,17 @@ import sys
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "mlc_tf"
+# Modules (and the configs package) any package may import: they import no other mlc_tf package.
+LEAVES = {"config", "atomic_files", "registry", "markdown", "configs"}
 # package -> the other mlc_tf packages it may import from
 ALLOWED = {
+    "configs": set(),  # what the recipes share; a leaf like config.py
     "data": set(),
     "models": {"data"},
     "serving": {"models", "data"},
+    "evaluate": {"data", "models"},
     "train": {"data", "models", "evaluate"},
-    "evaluate": {"data", "models", "train"},
+    "experiments": {"data", "models", "evaluate", "train"},
     "review": {"data", "models", "serving"},
 }
 
@@ -35,8 +39,22 @@ def _imported_packages(path: pathlib.Path) -> set[str]:
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_packages_import_only_what_the_layout_allows(package):
   for path in sorted((PACKAGE / package).rglob("*.py")):
-    imported = _imported_packages(path) - {package, "config", "atomic_files"}  # leaf modules
+    imported = _imported_packages(path) - {package} - LEAVES
     assert imported <= ALLOWED[package], f"{path.relative_to(PACKAGE)} imports {sorted(imported - ALLOWED[package])}"
+
+
+def test_every_package_of_the_library_has_its_import_rule():
+  packages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+  assert packages - {"cli"} == set(ALLOWED)
+
+
+def test_the_import_rules_run_one_way():
+  """No package may import, however indirectly, a package that may import it."""
+  def reachable(package, seen=()):
+    return set().union(*({other} | reachable(other, seen + (other,)) for other in ALLOWED[package]
+                         if other not in seen))
+  for package in ALLOWED:
+    assert package not in reachable(package), package
 
 
 def test_nothing_in_the_library_imports_the_entry_points():
@@ -48,8 +66,8 @@ def test_nothing_in_the_library_imports_the_entry_points():
 # One process each: mlc-review defines --model too, and absl flags cannot be defined twice.
 @pytest.mark.parametrize("entry_points", [("mlc_tf.cli.export", "mlc_tf.cli.predict"), ("mlc_tf.cli.review",)])
 def test_exporting_predicting_and_reviewing_load_no_training_or_evaluation_code(entry_points):
-  code = (f"import sys, {', '.join(entry_points)}; "
-          "print(sorted(m for m in sys.modules if m.startswith(('mlc_tf.train', 'mlc_tf.evaluate'))))")
+  code = (f"import sys, {', '.join(entry_points)}; print(sorted(m for m in sys.modules "
+          "if m.startswith(('mlc_tf.train', 'mlc_tf.evaluate', 'mlc_tf.experiments'))))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
   assert out.strip().splitlines()[-1] == "[]"
 

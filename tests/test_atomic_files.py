@@ -1,5 +1,6 @@
 """Written aside, then renamed: a reader sees the old file or the new one, never half of one."""
 
+import json
 import os
 
 import pytest
@@ -46,3 +47,15 @@ def test_a_link_or_a_directory_can_be_written_aside(tmp_path):
   with atomic_files.staged_beside(str(tmp_path / "version")) as staged:
     os.makedirs(os.path.join(staged, "variables"))
   assert sorted(os.listdir(tmp_path)) == ["state", "state-1", "state-2"]  # an unpublished directory is removed
+
+
+def test_text_json_and_reports_replace_a_file_whole_keeping_its_mode(tmp_path):
+  path = tmp_path / "report.json"
+  path.write_text("old")
+  os.chmod(path, 0o640)
+  atomic_files.write_json(str(path), {"f1": 0.5})
+  assert json.loads(path.read_text()) == {"f1": 0.5} and os.stat(path).st_mode & 0o777 == 0o640
+  written = atomic_files.write_report(str(tmp_path), "growth", "| a |", {"best": 2})
+  assert [os.path.basename(p) for p in written] == ["growth.md", "growth.json"]
+  assert (tmp_path / "growth.md").read_text() == "| a |\n" and sorted(os.listdir(tmp_path)) == [
+      "growth.json", "growth.md", "report.json"]  # nothing staged left behind

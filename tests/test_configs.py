@@ -8,12 +8,12 @@ import os
 import pytest
 from helpers import REPO_ROOT, run_cli
 
+import mlc_tf.configs.common as mcc
 from mlc_tf import config as config_lib
 from mlc_tf import models
 from mlc_tf.train import losses, optimizers
 
-CONFIGS = sorted(path for path in glob.glob(os.path.join(REPO_ROOT, "configs", "*.py"))
-                 if os.path.basename(path) != "common.py")
+CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "*.py")))
 
 
 def _load(path):
@@ -23,8 +23,7 @@ def _load(path):
   return recipe
 
 
-COMMON = _load(os.path.join(REPO_ROOT, "configs", "common.py"))
-FLICKR14_LABELS = list(COMMON.FLICKR14_LABELS)
+FLICKR14_LABELS = list(mcc.FLICKR14_LABELS)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
@@ -38,6 +37,16 @@ def test_config_builds(path):
   models.build(cfg.model, len(FLICKR14_LABELS), cfg.data.image_size)
   losses.make_loss(cfg.loss, FLICKR14_LABELS, [[1] * len(FLICKR14_LABELS), [0] * len(FLICKR14_LABELS)])
   optimizers.make_optimizer(cfg.optimizer, 10, cfg.train.epochs)
+
+
+def test_recipes_import_what_they_share_as_a_package():
+  """No recipe puts configs/ on sys.path: shared pieces come from mlc_tf.configs, a recipe built on another loads it."""
+  for path in CONFIGS:
+    with open(path) as f:
+      assert "sys.path" not in f.read(), os.path.basename(path)
+  student = _load(os.path.join(REPO_ROOT, "configs", "self_training.py")).get_config()
+  assert student.model == _load(os.path.join(REPO_ROOT, "configs", "best.py")).get_config().model
+  assert student.data.unlabeled and student.export.name == "self_training"
 
 
 def test_recipe_values_and_builder_defaults():

@@ -13,7 +13,7 @@ def test_round_trip(tiny_corpus):
   assert corpus_lib.label_columns(frame) == ["cat", "dog", "sun"]
   assert list(frame.index) == sorted(truth)
   for image_id, present in truth.items():
-    assert {l for l in ("cat", "dog", "sun") if frame.at[image_id, l] == 1} == present
+    assert {label for label in ("cat", "dog", "sun") if frame.at[image_id, label] == 1} == present
   assert frame["path"].map(os.path.exists).all()
   assert audit.num_images == len(truth) and audit.warnings() == []
 
@@ -49,7 +49,8 @@ def test_non_integer_token_names_file_and_line(tiny_corpus):
   root, _ = tiny_corpus
   with open(os.path.join(root, "annotations", "dog.txt"), "a") as f:
     f.write("12\r\n\r\n  \nim12\n")
-  with pytest.raises(corpus_lib.CorpusError, match=r"dog\.txt:\d+: expected one integer image id per line, found 'im12'"):
+  with pytest.raises(corpus_lib.CorpusError,
+                     match=r"dog\.txt:\d+: expected one integer image id per line, found 'im12'"):
     corpus_lib.load_corpus(root)
 
 

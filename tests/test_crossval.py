@@ -10,7 +10,8 @@ from helpers import fast_config, make_tiny_corpus, run_cli
 from scipy.special import logit
 
 from mlc_tf.data import corpus, corrections
-from mlc_tf.evaluate import crossval, growing, suspects
+from mlc_tf.evaluate import suspects
+from mlc_tf.experiments import crossval, growing
 
 NAMES = ["cat", "dog", "sun"]
 

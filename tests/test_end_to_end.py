@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from helpers import fast_config
 
+from mlc_tf.evaluate import scoring
 from mlc_tf.serving import export
 from mlc_tf.train import training
 
@@ -80,6 +81,6 @@ def test_export_serves_jpeg_bytes_without_mlc_tf(trained, tmp_path):
 
   import pandas as pd
   frame = pd.DataFrame({"path": images, "cat": 0, "dog": 0, "sun": 0})
-  expected = training.predict(result.model, frame, result.label_names, fast_config())
+  expected = scoring.predict(result.model, frame, result.label_names, fast_config())
   np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
   np.testing.assert_array_equal(served["decisions"], (expected >= result.thresholds).astype(int))

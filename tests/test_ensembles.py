@@ -12,7 +12,7 @@ from helpers import fast_config, make_tiny_corpus, run_cli
 from mlc_tf import config as config_lib
 from mlc_tf import models
 from mlc_tf.data import pipeline
-from mlc_tf.evaluate import ensembles
+from mlc_tf.experiments import ensembles
 from mlc_tf.models import inference
 from mlc_tf.train import training
 

@@ -15,8 +15,8 @@ import tensorflow as tf
 from helpers import REPO_ROOT, fast_config, run_cli
 from PIL import Image
 
+from mlc_tf.evaluate import scoring
 from mlc_tf.serving import export, signatures
-from mlc_tf.train import training
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 VALID_FILES = ("color.jpg", "gray.jpg", "rgba.png", "animated.gif", "picture.bmp", "deep16.png")
@@ -48,8 +48,12 @@ def image_files(tiny_trained, tmp_path_factory):
   """{file name: path}: the corpus' pictures in every accepted format, then three files that are not images."""
   root, _, _ = tiny_trained
   folder = tmp_path_factory.mktemp("formats")
-  corpus_image = lambda i: os.path.join(root, "images", f"im{i}.jpg")
-  pixels = lambda i: np.asarray(Image.open(corpus_image(i)).convert("RGB"))
+  def corpus_image(i):
+    return os.path.join(root, "images", f"im{i}.jpg")
+
+  def pixels(i):
+    return np.asarray(Image.open(corpus_image(i)).convert("RGB"))
+
   color_jpeg = open(corpus_image(1), "rb").read()
   contents = {
       "color.jpg": color_jpeg,
@@ -78,7 +82,7 @@ def loaded(tiny_saved_model):
 def expected_answers(result, paths):
   """What the in-memory inference model says about ``paths`` through the training input pipeline."""
   frame = pd.DataFrame({"path": list(paths), **{name: 0 for name in result.label_names}})
-  return training.predict(result.inference_model, frame, result.label_names, fast_config())
+  return scoring.predict(result.inference_model, frame, result.label_names, fast_config())
 
 
 def run(command):

@@ -33,7 +33,9 @@ class Element:
 def served(tiny_trained, tiny_saved_model):
   """(serving_default, {name: encoded image}, {name: its answers when sent alone})."""
   root, _, _ = tiny_trained
-  pixels = lambda i: np.asarray(Image.open(os.path.join(root, "images", f"im{i}.jpg")).convert("RGB"))
+  def pixels(i):
+    return np.asarray(Image.open(os.path.join(root, "images", f"im{i}.jpg")).convert("RGB"))
+
   images = {"jpeg": open(os.path.join(root, "images", "im1.jpg"), "rb").read(),
             "png": image_bytes.encode(pixels(2), "PNG"),
             "gif": image_bytes.encode(pixels(3), "GIF"),

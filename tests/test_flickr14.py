@@ -3,11 +3,11 @@
 
 import numpy as np
 
+import mlc_tf.configs.common as mcc
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import pipeline
 
-FLICKR14_LABELS = ["baby", "bird", "car", "clouds", "dog", "female", "flower", "male", "night", "people",
-                   "portrait", "river", "sea", "tree"]
+FLICKR14_LABELS = list(mcc.FLICKR14_LABELS)
 
 
 def test_real_corpus_loads_and_decodes(flickr14_dir):

@@ -11,7 +11,7 @@ import tensorflow as tf
 from helpers import fast_config, make_tiny_corpus, run_cli
 
 from mlc_tf.data import split_corpus
-from mlc_tf.evaluate import metrics, reports
+from mlc_tf.evaluate import metrics, reports, scoring
 from mlc_tf.models import inference
 from mlc_tf.serving import export, prediction
 from mlc_tf.train import training
@@ -56,7 +56,7 @@ def test_a_training_result_carries_what_its_inference_model_answers(trained):
   data = split_corpus.load_and_split(root, cfg)
   names = result.label_names
   for part, answers in ((data.val, result.val), (data.test, result.test)):
-    outputs = training.predict(result.inference_model, part, names, cfg)
+    outputs = scoring.predict(result.inference_model, part, names, cfg)
     np.testing.assert_allclose(answers.probabilities, outputs["probabilities"], atol=1e-6)
     np.testing.assert_array_equal(answers.decisions, outputs["decisions"])
   # The report scores those decisions, the ones the export serves.
@@ -98,7 +98,7 @@ def image_folder(trained, tmp_path):
 
 def _expected(result, paths):
   frame = pd.DataFrame({"path": paths, **{name: 0 for name in result.label_names}})
-  return training.predict(result.model, frame, result.label_names, fast_config())
+  return scoring.predict(result.model, frame, result.label_names, fast_config())
 
 
 def _read(path):

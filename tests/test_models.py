@@ -132,6 +132,7 @@ def test_a_knob_the_model_does_not_take_is_an_error_naming_its_knobs():
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_fused_batch_norm_matches_keras_batch_norm_outputs_statistics_and_gradients(policy):
   import tensorflow as tf
+
   from mlc_tf.models import layers
   previous = keras.mixed_precision.global_policy()
   keras.mixed_precision.set_global_policy(policy)

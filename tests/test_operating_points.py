@@ -130,7 +130,7 @@ def test_stream_thresholds_count_labels_tagged_through_a_rule():
   prevalence = np.array([0.2, 0.3])
   points = op.choose_thresholds(y, probs, op.parse_policies(["share"], names), names, stream, prevalence,
                                 implications=[("female", "people")])
-  served = op.predicted_shares(op.decisions(stream, points.thresholds, names, [("female", "people")]), names)
+  served = op.predicted_shares(metrics.decide(stream, points.thresholds, names, [("female", "people")]), names)
   assert served["female"] == pytest.approx(0.2, abs=0.01) and served["people"] == pytest.approx(0.3, abs=0.01)
   alone = op.choose_thresholds(y, probs, op.parse_policies(["share"], names), names, stream, prevalence)
   assert points.thresholds[1] > alone.thresholds[1]  # without the rule, people would be tagged on 0.3 + extra

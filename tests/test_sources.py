@@ -8,8 +8,7 @@ from helpers import fast_config
 
 from mlc_tf import config as config_lib
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import pipeline, sources, split_corpus
-from mlc_tf.train import training
+from mlc_tf.data import frame_datasets, pipeline, sources, split_corpus
 
 
 def _data(**overrides):
@@ -55,8 +54,8 @@ def test_csv_one_column_per_label_subset_and_missing_file(tiny_corpus):
   root, truth = tiny_corpus
   os.makedirs(os.path.join(root, "lists"))
   os.rename(os.path.join(root, "images"), os.path.join(root, "lists", "images"))
-  lines = ["image,sun,dog,cat"] + [f"images/im{i}.jpg,{int('sun' in l)},{int('dog' in l)},{int('cat' in l)}"
-                                   for i, l in truth.items()]
+  lines = ["image,sun,dog,cat"] + [f"images/im{i}.jpg,{int('sun' in tags)},{int('dog' in tags)},{int('cat' in tags)}"
+                                   for i, tags in truth.items()]
   lines.append("images/im999.jpg,1,0,0")
   _write(os.path.join(root, "lists", "labels.csv"), "\n".join(lines) + "\n")
   source = sources.open_source(f"csv:{os.path.join(root, 'lists', 'labels.csv')}", _data(labels=["sun", "dog"]))
@@ -126,6 +125,6 @@ def test_training_reads_config_data_source(tiny_corpus):
   assert data.source.spec == cfg.data.source and data.label_names == ["cat", "dog", "sun"]
   parts = [set(part.index) for part in (data.train, data.val, data.test)]
   assert set.union(*parts) == {f"images/im{i}.jpg" for i in truth} and sum(map(len, parts)) == len(truth)
-  ds = training._dataset(data.val, data.label_names, cfg, training=False, source=data.source)
+  ds = frame_datasets.make(data.val, data.label_names, cfg, training=False, source=data.source)
   assert sum(len(y) for _, y in ds) == len(data.val)
 

@@ -11,11 +11,10 @@ from helpers import fast_config, make_tiny_corpus
 from PIL import Image
 
 from mlc_tf import config as config_lib
-from mlc_tf.data import builtin, pipeline, sources, split_corpus
+from mlc_tf.data import builtin, frame_datasets, pipeline, sources, split_corpus
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import tfds as mlc_tfds
 from mlc_tf.data.tfds import source as tfds_source
-from mlc_tf.train import training
 
 LABELS = ["cat", "dog", "sun"]
 
@@ -179,7 +178,7 @@ def test_training_loads_tfds_records(corpus, tfds_dir):
   folder = split_corpus.load_and_split(corpus, cfg)
   for part, folder_part in ((data.train, folder.train), (data.val, folder.val), (data.test, folder.test)):
     assert sorted(part.index) == sorted(folder_part.index)
-  batches = list(training._dataset(data.val, data.label_names, cfg, training=False, source=data.source))
+  batches = list(frame_datasets.make(data.val, data.label_names, cfg, training=False, source=data.source))
   np.testing.assert_array_equal(np.concatenate([y for _, y in batches]), data.val[LABELS].to_numpy())
   assert batches[0][0].shape[1:] == (16, 16, 3)
 
@@ -224,7 +223,7 @@ def test_voc_labels_come_from_the_objects(tmp_path):
     assert len(records.label_names) == 20 and "person" in records.label_names
     assert list(records.frame.index) == list(VOC_IMAGES["train"])
     for name, classes in VOC_IMAGES["train"].items():
-      assert {l for l in records.label_names if records.frame.at[name, l]} == set(classes)
+      assert {label for label in records.label_names if records.frame.at[name, label]} == set(classes)
     encoded = list(records.images(records.frame.iloc[[1, 3]]).as_numpy_iterator())
     assert encoded == [_voc_jpeg("000007.jpg"), _voc_jpeg("000012.jpg")]  # bytes as stored, decoded by mlc_tf
     subset = sources.open_source("tfds:voc/2007:train+validation", _data(tmp_path, labels=["cat", "person"]))

@@ -104,7 +104,7 @@ def main(argv):
   print(f"{'':52s} images/s wall   images/CPU-s   vs PIL (wall, CPU-s)")
   print(f"{'PIL + NumPy loader (tutorial Dataset, num_workers=0)':52s} {reference[0]:14.0f} {reference[1]:14.0f}"
         f"   (wall before/after: {before[0]:.0f}/{after[0]:.0f})")
-  for name, rate in ((f"tf.data, first epoch (decode + resize + flip)", first),
+  for name, rate in (("tf.data, first epoch (decode + resize + flip)", first),
                      (f"tf.data, cached epochs (flip only), mean of {_CACHED_EPOCHS.value}", cached)):
     print(f"{name:52s} {rate[0]:14.0f} {rate[1]:14.0f}   {rate[0] / reference[0]:.2f}x, {rate[1] / reference[1]:.2f}x")
 

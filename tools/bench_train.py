@@ -88,7 +88,8 @@ def benchmark(cfg):
   names = corpus_lib.label_columns(frame)
   size, batch = cfg.data.image_size, cfg.train.batch_size
   print(f"{len(frame)} images of {_DATA_DIR.value} at {size}x{size}, model {cfg.model.name} "
-        f"({', '.join(f'{k} {v}' for k, v in cfg.model.items() if k != 'name')}), batch {batch}, {os.cpu_count()} CPUs, "
+        f"({', '.join(f'{k} {v}' for k, v in cfg.model.items() if k != 'name')}), batch {batch}, "
+        f"{os.cpu_count()} CPUs, "
         f"devices: {', '.join(d.name for d in tf.config.list_logical_devices())}, "
         f"precision {cfg.train.precision}, jit_compile {cfg.train.jit_compile}")
 

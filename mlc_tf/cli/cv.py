@@ -16,7 +16,7 @@ from absl import flags, logging
 
 from mlc_tf.cli import common
 from mlc_tf.data import corpus
-from mlc_tf.evaluate import crossval
+from mlc_tf.experiments import crossval
 
 _TRAINING = common.TrainingFlags(workdir_prefix="cv_")
 _FOLDS = flags.DEFINE_integer("folds", 5, "Number of folds.", lower_bound=2)

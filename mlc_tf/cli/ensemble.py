@@ -21,7 +21,7 @@ from __future__ import annotations
 from absl import flags, logging
 
 from mlc_tf.cli import common, finish
-from mlc_tf.evaluate import ensembles
+from mlc_tf.experiments import ensembles
 
 _MEMBERS = flags.DEFINE_list("members", None, "Training workdirs (model.keras + config.json), comma-separated.",
                              required=True)
@@ -44,7 +44,8 @@ def main(argv):
     ensemble = ensembles.build(_MEMBERS.value, common.data_dir(_DATA_DIR.value, first.data.source), _WORKDIR.value,
                                flip_average=_FLIP_AVERAGE.value, export_name=_NAME.value)
   finish.report_and_export(ensemble.report, _WORKDIR.value, ensemble.inference_model, ensemble.config,
-                           _EXPORT.value, base_dir=_BASE_DIR.value, details=ensembles.format_comparison(ensemble.report))
+                           _EXPORT.value, base_dir=_BASE_DIR.value,
+                           details=ensembles.format_comparison(ensemble.report))
 
 
 def run():

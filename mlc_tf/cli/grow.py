@@ -16,14 +16,14 @@ from absl import flags, logging
 
 from mlc_tf.cli import common
 from mlc_tf.data import corpus
-from mlc_tf.evaluate import growing
+from mlc_tf.experiments import growing
 
 _TRAINING = common.TrainingFlags(workdir_prefix="grow_")
 _MARGIN = flags.DEFINE_float("margin", 0.01, "Least gain in validation micro-F1 that justifies one more layer.")
 _START = flags.DEFINE_integer("start_depth", 1, "Depth to start from.", lower_bound=1)
 _MAX = flags.DEFINE_integer("max_depth", 8, "Depth to stop at in any case.", lower_bound=1)
 _PATIENCE = flags.DEFINE_integer("patience", 1, "Depths in a row without a --margin gain before stopping "
-                                 "(1: the study's rule).", lower_bound=1)
+                                 "(1: the Flickr study's rule).", lower_bound=1)
 
 
 def main(argv):

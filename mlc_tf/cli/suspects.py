@@ -18,7 +18,8 @@ from absl import flags, logging
 
 from mlc_tf.cli import common
 from mlc_tf.data import corpus
-from mlc_tf.evaluate import crossval, suspects
+from mlc_tf.evaluate import suspects
+from mlc_tf.experiments import crossval
 
 _TRAINING = common.TrainingFlags(workdir_prefix="cv_", workdir_flag="cv_workdir",
                                  workdir_help="Cross-validation workdir. ")

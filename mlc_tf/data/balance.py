@@ -5,7 +5,7 @@ it appears in an epoch, on average); ``resample`` draws each image's count
 afresh every epoch (``floor(e)`` copies plus one more with probability
 ``e - floor(e)``), so a different random subset is dropped or repeated each time.
 
-- Under-sampling (the study's balancing): an image whose labels are all
+- Under-sampling (the Flickr study's balancing): an image whose labels are all
   over-represented ones (e.g. only people/male/female) is kept with
   probability ``1 - under_fraction``.
 - Repeat-factor sampling (Gupta et al., LVIS 2019): label ``c`` present in a

@@ -13,13 +13,12 @@ JPEGs; and a few labels are wrong.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from mlc_tf import atomic_files
 from mlc_tf.data import corpus as corpus_lib
 
 VERSION = "1"
@@ -98,14 +97,11 @@ def ensure_demo_corpus(cache_dir: str | None = None, num_images: int = 1500, see
   if os.path.isdir(root):
     return root
   os.makedirs(cache_dir, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=".digits-", dir=cache_dir)
-  try:
-    generate(os.path.join(staging, "corpus"), num_images=num_images, seed=seed)
+  with atomic_files.staged_beside(root) as staged:
+    generate(staged, num_images=num_images, seed=seed)
     try:
-      os.rename(os.path.join(staging, "corpus"), root)
+      os.rename(staged, root)  # not write_aside's overwriting rename: the first copy stays
     except OSError:  # another process won the race; its copy is identical
       if not os.path.isdir(root):
         raise
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
   return root

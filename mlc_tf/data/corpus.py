@@ -1,6 +1,6 @@
 """The corpus layout on disk -> a tidy label frame, plus an audit of what was odd.
 
-Layout (the Flickr study's own format)::
+Layout (the Flickr study's format, see ``mlc_tf/__init__.py``)::
 
     <root>/images/im<ID>.jpg          one image per id
     <root>/annotations/<label>.txt    one image id per line: the images with <label>
@@ -41,6 +41,7 @@ import pandas as pd
 import tensorflow as tf
 from PIL import Image
 
+from mlc_tf import markdown
 from mlc_tf.data import image_formats, pipeline
 
 PATH_COLUMN = "path"
@@ -139,9 +140,7 @@ class CorpusAudit:
         ("annotation files not asked for (ignored)", len(self.ignored_label_files),
          names(self.ignored_label_files, str)),
     ]
-    lines = ["| check | count | files |", "|---|---:|---|"]
-    lines += [f"| {check} | {count} | {detail} |" for check, count, detail in rows]
-    return "\n".join(lines)
+    return "\n".join(markdown.table(["check", "count", "files"], rows, align="lrl"))
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)

@@ -24,13 +24,12 @@ import fcntl
 import io
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 
 import pandas as pd
 import tensorflow as tf
 
+from mlc_tf import atomic_files
 from mlc_tf.data import corpus as corpus_lib
 
 ACTIONS = ("add", "remove")
@@ -199,7 +198,7 @@ def upsert_corrections(path: str, rows: Iterable[tuple[str, str, str, str]]) -> 
       header = [*REQUIRED_COLUMNS, "note"]
       lines.append(",".join(header))
     lines += [_csv_line(header, row) for row in pending.values()]
-    _replace_file(path, "".join(f"{line}\n" for line in lines))
+    atomic_files.write_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def _csv_line(header: list[str], row: tuple[str, str, str, str]) -> str:
@@ -208,24 +207,6 @@ def _csv_line(header: list[str], row: tuple[str, str, str, str]) -> str:
   csv.writer(out, lineterminator="").writerow([values.get(column, "") for column in header])
   return out.getvalue()
 
-
-def _replace_file(path: str, text: str) -> None:
-  """Writes ``text`` to ``path`` atomically: a synced temporary file in the same folder, renamed over it."""
-  directory = os.path.dirname(os.path.abspath(path))
-  handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-  try:
-    with os.fdopen(handle, "w", newline="") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    if os.path.exists(path):
-      shutil.copymode(path, temporary)
-    else:
-      os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the file from other users
-    os.replace(temporary, path)
-  except BaseException:
-    os.unlink(temporary)
-    raise
 
 
 def apply_corrections(frame: pd.DataFrame, corrections: list[Correction],

@@ -1,6 +1,6 @@
 """Where a corpus comes from: ``config.data.source``.
 
-  folder:<dir>                        the study's layout, images/ + annotations/ (a bare directory means the same)
+  folder:<dir>                        a corpus folder, images/ + annotations/ (a bare directory means the same)
   csv:<file>                          a CSV of image file names and their labels, images under the CSV's folder
   tfds:<name>[:<version>][:<split>]   TFDS records: mlc_tf's own builders (mlc_corpus, mlc_digits) or a public
                                       multi-label dataset such as voc/2007

@@ -1,1 +1,1 @@
-"""Judging models and corpora: metrics, reports and figures, exploration, suspects, cross-validation, growing."""
+"""Judging models and corpora without fitting: metrics, operating points, scoring, reports."""

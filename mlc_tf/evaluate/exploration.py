@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from mlc_tf import atomic_files, markdown
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.evaluate import plots
 
@@ -64,21 +64,19 @@ class Exploration:
              f"grayscale (single-channel): {self.grayscale_images} ({share(self.grayscale_images)}); "
              f"unreadable: {len(self.unreadable)}")
     lines = [f"Images: {n}; with no label: {self.no_label_images} ({share(self.no_label_images)}); {files}", "",
-             "| label | images | share |", "|---|---:|---:|"]
-    lines += [f"| {label} | {count} | {share(count)} |" for label, count in self.label_counts.items()]
-    lines += ["", "| labels per image | images |", "|---:|---:|"]
-    lines += [f"| {k} | {v} |" for k, v in self.labels_per_image.items()]
+             *markdown.table(["label", "images", "share"],
+                             [[label, count, share(count)] for label, count in self.label_counts.items()])]
+    lines += ["", *markdown.table(["labels per image", "images"], self.labels_per_image.items(), align="rr")]
     names = list(self.cooccurrence.index)
     lines += ["", "Co-occurrence (images carrying both labels):", "",
-              "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    lines += [f"| {row} | " + " | ".join(str(int(v)) for v in self.cooccurrence.loc[row]) + " |" for row in names]
+              *markdown.table(["", *names], [[row, *(int(v) for v in self.cooccurrence.loc[row])] for row in names])]
     if len(self.image_sizes):
       sizes = ", ".join(f"{size}: {count}" for size, count in self.image_sizes.head(5).items())
       lines += ["", f"Image sizes (most frequent of {len(self.image_sizes)}): {sizes}"]
     if self.rule_violations:
-      lines += ["", "| rule | violations | example ids |", "|---|---:|---|"]
-      lines += [f"| {rule} | {len(ids)} | {', '.join(map(str, ids[:10]))} |"
-                for rule, ids in self.rule_violations.items()]
+      lines += ["", *markdown.table(["rule", "violations", "example ids"],
+                                    [[rule, len(ids), ", ".join(map(str, ids[:10]))]
+                                     for rule, ids in self.rule_violations.items()], align="lrl")]
     if self.unreadable:
       lines += ["", f"Unreadable files: {', '.join(self.unreadable[:10])}"]
     return "\n".join(lines)
@@ -125,11 +123,7 @@ def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = ()) -> Explorati
 def write_exploration(result: Exploration, output_dir: str) -> list[str]:
   """Writes explore.md, explore.json and the label-count and co-occurrence figures; returns their paths."""
   os.makedirs(output_dir, exist_ok=True)
-  paths = [os.path.join(output_dir, name) for name in ("explore.md", "explore.json")]
-  with open(paths[0], "w") as f:
-    f.write(result.to_markdown() + "\n")
-  with open(paths[1], "w") as f:
-    json.dump(result.to_dict(), f, indent=2)
+  paths = atomic_files.write_report(output_dir, "explore", result.to_markdown(), result.to_dict())
   counts = result.label_counts.copy()
   counts["(no label)"] = result.no_label_images
   paths.append(plots.label_count_bars(counts, os.path.join(output_dir, "label_counts.png"),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Callable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
+
+from mlc_tf import markdown
+from mlc_tf.data import label_rules
 
 
 def f1_optimal_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float = 0.5) -> np.ndarray:
@@ -33,9 +35,24 @@ def f1_optimal_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float 
   return thresholds
 
 
-def decide(probs: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
-  """0/1 decisions: 1 where the probability reaches the label's threshold."""
-  return (np.asarray(probs) >= np.asarray(thresholds)).astype(np.int32)
+def decide(probs: np.ndarray, thresholds: np.ndarray | float, label_names: Sequence[str] = (),
+           implications: Iterable[tuple[str, str]] = ()) -> np.ndarray:
+  """0/1 decisions [N, L] as the inference model makes them: thresholds, then label rules.
+
+  The one place probabilities become decisions outside the graph. Thresholds
+  are compared in the probabilities' dtype, as ``layers.DecisionThresholds``
+  does, so the decisions match the served model's.
+
+  Args:
+    thresholds: one per label, or one for all.
+    label_names, implications: the label rules (``a=>b``) raised after the
+      thresholds, over the labels in this order; none by default.
+  """
+  probs = np.asarray(probs)
+  dtype = probs.dtype if np.issubdtype(probs.dtype, np.floating) else np.float64
+  decided = (probs >= np.asarray(thresholds, dtype)).astype(np.int32)
+  implications = list(implications)
+  return label_rules.apply_implications(decided, label_names, implications) if implications else decided
 
 
 def micro_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
@@ -124,28 +141,27 @@ def format_report(result: dict, split: str = "test") -> str:
   """Markdown: one row per label and the averages at 0.5 and calibrated thresholds, then set-level scores."""
   names = list(result["thresholds"])
   ap = result["average_precision"]
-  lines = [f"{split.capitalize()} images: {result['num_images']}; mAP {_number(ap['map'])}", "",
-           "| label | support | AP | threshold | P@0.5 | R@0.5 | F1@0.5 | P@cal | R@cal | F1@cal |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   flat, cal = result["at_0.5"], result["at_calibrated"]
-  for name in names:
-    a, b = flat["per_label"][name], cal["per_label"][name]
-    lines.append(f"| {name} | {a['support']} | {_number(ap['per_label'][name])} | {result['thresholds'][name]:.3f} | "
-                 f"{a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | "
-                 f"{b['precision']:.3f} | {b['recall']:.3f} | {b['f1']:.3f} |")
-  for average in ("micro", "macro"):
-    a, b = flat[average], cal[average]
-    lines.append(f"| **{average}** | | | | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | "
-                 f"{b['precision']:.3f} | {b['recall']:.3f} | {b['f1']:.3f} |")
-  lines.append(f"| **samples** | | | | | | {flat['samples']['f1']:.3f} | | | {cal['samples']['f1']:.3f} |")
+
+  def scores(a: dict, b: dict) -> list[str]:
+    return [f"{side[key]:.3f}" for side in (a, b) for key in ("precision", "recall", "f1")]
+
+  rows = [[name, flat["per_label"][name]["support"], _number(ap["per_label"][name]),
+           f"{result['thresholds'][name]:.3f}", *scores(flat["per_label"][name], cal["per_label"][name])]
+          for name in names]
+  rows += [[f"**{average}**", "", "", "", *scores(flat[average], cal[average])] for average in ("micro", "macro")]
+  rows.append(["**samples**", *[""] * 5, f"{flat['samples']['f1']:.3f}", "", "", f"{cal['samples']['f1']:.3f}"])
+  lines = [f"{split.capitalize()} images: {result['num_images']}; mAP {_number(ap['map'])}", "",
+           *markdown.table(["label", "support", "AP", "threshold", "P@0.5", "R@0.5", "F1@0.5", "P@cal", "R@cal",
+                            "F1@cal"], rows)]
   if "interval_95" in cal:
     interval = cal["interval_95"]
     lines += ["", "95 % bootstrap interval over images, at calibrated thresholds: micro-F1 "
               f"{interval['micro_f1'][0]:.3f}–{interval['micro_f1'][1]:.3f}, macro-F1 "
               f"{interval['macro_f1'][0]:.3f}–{interval['macro_f1'][1]:.3f}"]
-  lines += ["", "| image-level | @0.5 | @calibrated |", "|---|---:|---:|",
-            f"| exact-match ratio | {flat['exact_match']:.3f} | {cal['exact_match']:.3f} |",
-            f"| Hamming loss | {flat['hamming_loss']:.4f} | {cal['hamming_loss']:.4f} |"]
+  lines += ["", *markdown.table(["image-level", "@0.5", "@calibrated"],
+                                [["exact-match ratio", f"{flat['exact_match']:.3f}", f"{cal['exact_match']:.3f}"],
+                                 ["Hamming loss", f"{flat['hamming_loss']:.4f}", f"{cal['hamming_loss']:.4f}"]])]
   return "\n".join(lines)
 
 
@@ -165,8 +181,3 @@ def scalar_metrics(result: dict) -> dict[str, float]:
 
   walk("", result)
   return flat
-
-
-def write_json(result: dict, path: str) -> None:
-  with open(path, "w") as f:
-    json.dump(result, f, indent=2)

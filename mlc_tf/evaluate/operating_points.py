@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from mlc_tf import markdown
 from mlc_tf.data import label_rules
 from mlc_tf.evaluate import metrics
 
@@ -273,8 +274,8 @@ def expected_precision_recall(y_true: np.ndarray, probs: np.ndarray, thresholds:
   """
   y_true = np.asarray(y_true) > 0
   names = label_names or [str(k) for k in range(y_true.shape[1])]
-  decided = decisions(probs, thresholds, names, implications) > 0
-  stream = None if target_probs is None else decisions(target_probs, thresholds, names, implications) > 0
+  decided = metrics.decide(probs, thresholds, names, implications) > 0
+  stream = None if target_probs is None else metrics.decide(target_probs, thresholds, names, implications) > 0
   rng = np.random.default_rng(seed)
 
   def precision_recall(rows, stream_rows):
@@ -299,11 +300,6 @@ def expected_precision_recall(y_true: np.ndarray, probs: np.ndarray, thresholds:
       low, high = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
     result[name] = {"value": value, "low": low, "high": high}
   return result
-
-
-def decisions(probs: np.ndarray, thresholds: np.ndarray, label_names: list[str], implications=()) -> np.ndarray:
-  """0/1 decisions as the exported model makes them: thresholds, then label rules."""
-  return label_rules.apply_implications(metrics.decide(probs, thresholds), label_names, implications)
 
 
 def predicted_shares(decided: np.ndarray, label_names: list[str]) -> dict[str, float]:
@@ -356,7 +352,7 @@ def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list
     per_label[name] = row
   report = {"labelled_images": len(y_labelled), "per_label": per_label}
   if stream is not None:
-    shares = predicted_shares(decisions(stream_probs, points.thresholds, label_names, implications), label_names)
+    shares = predicted_shares(metrics.decide(stream_probs, points.thresholds, label_names, implications), label_names)
     for k, name in enumerate(label_names):
       per_label[name].update(target_prior=float(stream.prevalence[k]), predicted_share=shares[name])
     report["stream"] = {"images": len(stream.probs), "prevalence_source": stream.source,
@@ -364,8 +360,8 @@ def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list
                         "no_label": {"expected": stream.no_label, "predicted_share": shares[NO_LABEL]}}
   if test is not None:
     y_test, test_probs, current = test
-    before = decisions(test_probs, current, label_names, implications)
-    after = decisions(adapted(test_probs), points.thresholds, label_names, implications)
+    before = metrics.decide(test_probs, current, label_names, implications)
+    after = metrics.decide(adapted(test_probs), points.thresholds, label_names, implications)
     report["test"] = {"images": len(y_test),
                       "before": metrics.classification_report(y_test, before, label_names)["micro"],
                       "after": metrics.classification_report(y_test, after, label_names)["micro"]}
@@ -389,20 +385,18 @@ def format_report(report: dict) -> str:
   stream = report.get("stream")
   where = (f"a stream of {stream['images']} untagged photos (prevalence: {stream['prevalence_source']})"
            if stream else f"{report['labelled_images']} labelled images")
-  lines = [f"Operating points for {where}; recall measured on {report['labelled_images']} labelled images.", "",
-           "| label | policy | threshold | expected precision (95 %) | expected recall (95 %) |"
-           + (" train prior | prevalence | predicted share |" if stream else ""),
-           "|---|---|---:|---:|---:|" + ("---:|---:|---:|" if stream else "")]
-  for name, row in report["per_label"].items():
-    line = (f"| {name} | {row['policy']} | {row['threshold']:.3f} | {_interval(row['precision'])} | "
-            f"{_interval(row['recall'])} |")
-    if stream:
-      line += f" {row['train_prior']:.3f} | {row['target_prior']:.3f} | {row['predicted_share']:.3f} |"
-    lines.append(line)
+  header = ["label", "policy", "threshold", "expected precision (95 %)", "expected recall (95 %)"]
+  rows = [[name, row["policy"], f"{row['threshold']:.3f}", _interval(row["precision"]), _interval(row["recall"])]
+          for name, row in report["per_label"].items()]
   if stream:
+    header += ["train prior", "prevalence", "predicted share"]
+    for cells, row in zip(rows, report["per_label"].values()):
+      cells += [f"{row[key]:.3f}" for key in ("train_prior", "target_prior", "predicted_share")]
     no_label = stream["no_label"]
     expected = "–" if no_label["expected"] is None else f"{no_label['expected']:.3f}"
-    lines.append(f"| *no label* | | | | | | {expected} | {no_label['predicted_share']:.3f} |")
+    rows.append(["*no label*", *[""] * 5, expected, f"{no_label['predicted_share']:.3f}"])
+  lines = [f"Operating points for {where}; recall measured on {report['labelled_images']} labelled images.", "",
+           *markdown.table(header, rows, align="ll" + "r" * (len(header) - 2))]
   notes = [f"- {name}: {row['note']}" for name, row in report["per_label"].items() if row["note"]]
   if stream and stream["missing_labels"]:
     notes.append(f"- not in the prevalence file, kept at the training prior: {', '.join(stream['missing_labels'])}")
@@ -414,7 +408,7 @@ def format_report(report: dict) -> str:
   if "test" in report:
     test = report["test"]
     lines += ["", f"Labelled test split ({test['images']} images), micro averages:", "",
-              "| operating points | precision | recall | F1 |", "|---|---:|---:|---:|"]
-    lines += [f"| {when} | {test[key]['precision']:.3f} | {test[key]['recall']:.3f} | {test[key]['f1']:.3f} |"
-              for when, key in (("the model's", "before"), ("new", "after"))]
+              *markdown.table(["operating points", "precision", "recall", "F1"],
+                              [[when, *(f"{test[key][measure]:.3f}" for measure in ("precision", "recall", "f1"))]
+                               for when, key in (("the model's", "before"), ("new", "after"))])]
   return "\n".join(lines)

@@ -9,10 +9,10 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
+from mlc_tf import atomic_files
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import label_rules, sources, split_corpus
-from mlc_tf.evaluate import metrics, plots
-from mlc_tf.train import training
+from mlc_tf.evaluate import metrics, plots, scoring
 
 SPLITS = ("train", "val", "test", "all")
 GRID_SIZE = 18  # images per sample grid: three rows of six
@@ -32,11 +32,11 @@ def split_frame(data: split_corpus.SplitCorpus, split: str) -> pd.DataFrame:
 
 
 def predict_answers(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
-                    cfg: ml_collections.ConfigDict, source: sources.Source | None = None) -> training.SplitAnswers:
+                    cfg: ml_collections.ConfigDict, source: sources.Source | None = None) -> scoring.SplitAnswers:
   """An inference model's probabilities and decisions for ``frame``, through training's own input pipeline."""
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.data.image_size = int(model.inputs[0].shape[1])  # the size the model was trained at, whatever cfg says
-  return training.answer(model, frame, label_names, cfg, source)
+  return scoring.answer(model, frame, label_names, cfg, source)
 
 
 def images_of(frame: pd.DataFrame, rows: np.ndarray, source: sources.Source | None = None) -> list[str | bytes]:
@@ -56,7 +56,7 @@ def _captions(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray, names: 
           for i in rows]
 
 
-def write_evaluation(output_dir: str, frame: pd.DataFrame, answers: training.SplitAnswers, thresholds: np.ndarray,
+def write_evaluation(output_dir: str, frame: pd.DataFrame, answers: scoring.SplitAnswers, thresholds: np.ndarray,
                      label_names: list[str], split: str = "test", history_csv: str | None = None,
                      seed: int = 0, source: sources.Source | None = None,
                      implications=()) -> tuple[dict, list[str]]:
@@ -102,7 +102,7 @@ def write_evaluation(output_dir: str, frame: pd.DataFrame, answers: training.Spl
 class _Figures:
   """The image grids of one evaluation: a random sample, confident false positives, images with no label."""
 
-  def __init__(self, output_dir: str, frame: pd.DataFrame, y_true: np.ndarray, answers: training.SplitAnswers,
+  def __init__(self, output_dir: str, frame: pd.DataFrame, y_true: np.ndarray, answers: scoring.SplitAnswers,
                label_names: list[str], split: str, source: sources.Source | None):
     self.output_dir, self.frame, self.y_true, self.answers = output_dir, frame, y_true, answers
     self.label_names, self.split, self.source = label_names, split, source
@@ -140,7 +140,6 @@ class _Figures:
 
 def _write_report(output_dir: str, result: dict, split: str, figures: list[str]) -> None:
   """report.json, and report.md: the tables, then the figures."""
-  metrics.write_json(result, os.path.join(output_dir, "report.json"))
   links = "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in figures)
-  with open(os.path.join(output_dir, "report.md"), "w") as f:
-    f.write(f"# Evaluation, {split} split\n\n{metrics.format_report(result, split)}\n\n{links}\n")
+  atomic_files.write_report(output_dir, "report",
+                            f"# Evaluation, {split} split\n\n{metrics.format_report(result, split)}\n\n{links}", result)

@@ -1,4 +1,4 @@
-"""Plain convolutional networks: the study's first and seed CNNs, and a BatchNorm CNN."""
+"""Plain convolutional networks: the Flickr study's first and seed CNNs, and a BatchNorm CNN."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def sigmoid_head(x: keras.KerasTensor, num_labels: int, dropout: float) -> keras
 
 @register("minimal_cnn")
 def minimal_cnn(num_labels: int, image_size: int, *, width: int = 16, dropout: float = 0.0) -> keras.Model:
-  """The study's first, highly simplified CNN: one conv3x3-ReLU, a 2x2 max-pool, flatten, sigmoid units.
+  """The Flickr study's first, highly simplified CNN: one conv3x3-ReLU, a 2x2 max-pool, flatten, sigmoid units.
 
   ``width``: filters of the conv.
   """
@@ -37,7 +37,7 @@ def minimal_cnn(num_labels: int, image_size: int, *, width: int = 16, dropout: f
 @register("seed_cnn")
 def seed_cnn(num_labels: int, image_size: int, *, width: int = 32, depth: int = 4,
              dropout: float = 0.0) -> keras.Model:
-  """The study's seed CNN: ``depth`` convs, 3x3 kernels shrinking to a 1x1 conv at the end.
+  """The Flickr study's seed CNN: ``depth`` convs, 3x3 kernels shrinking to a 1x1 conv at the end.
 
   Conv ``k`` (1-based) has ``width * 2**((k-1)//2)`` filters; the last is a 1x1
   conv with ``width`` filters that mixes channels cheaply before the head. A 2x2

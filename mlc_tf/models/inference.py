@@ -94,16 +94,6 @@ def load(path: str) -> keras.Model:
   return keras.saving.load_model(path, safe_mode=True)
 
 
-def decide(model: keras.Model, probabilities: np.ndarray) -> np.ndarray:
-  """The 0/1 decisions [N, L] the inference model makes on ``probabilities`` it answered, without running
-  its network again: its own thresholds layer, then its label rules."""
-  decisions = decision_layer(model)(np.asarray(probabilities, np.float32))
-  for layer in model.layers:
-    if isinstance(layer, layers.LabelImplications):
-      decisions = layer(decisions)
-  return np.asarray(decisions)
-
-
 def decision_layer(model: keras.Model) -> layers.DecisionThresholds:
   """The layer that holds the label names and calibrated thresholds of an inference model."""
   found = [layer for layer in model.layers if isinstance(layer, layers.DecisionThresholds)]

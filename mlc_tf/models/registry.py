@@ -1,4 +1,4 @@
-"""The model registry: builders by name (``config.model.name``), their knobs, and ``build``.
+"""Models in the registry (``mlc_tf.registry``, kind ``"model"``): builders by name, their knobs, and ``build``.
 
 Every builder is ``fn(num_labels, image_size, *, knob=default, ...) -> keras.Model``:
 a functional model taking float32 images in [0, 255] and ending in one sigmoid
@@ -11,42 +11,28 @@ importing ``mlc_tf.models`` imports them all.
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Any, Callable
 
 import keras
 import ml_collections
 
 from mlc_tf import config as config_lib
+from mlc_tf import registry as registry_lib
 from mlc_tf.models import two_network
 
-Builder = Callable[..., keras.Model]
-_REGISTRY: dict[str, Builder] = {}
 
-
-def register(name: str) -> Callable[[Builder], Builder]:
-  def wrap(fn: Builder) -> Builder:
-    if name in _REGISTRY:
-      raise ValueError(f"model {name!r} registered twice")
-    _REGISTRY[name] = fn
-    return fn
-  return wrap
+def register(name: str) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
+  """A decorator registering a model builder as ``name`` (``mlc_tf.registry``, kind ``"model"``)."""
+  return registry_lib.register("model", name)
 
 
 def names() -> list[str]:
-  return sorted(_REGISTRY)
-
-
-def _builder(name: str) -> Builder:
-  if name not in _REGISTRY:
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(names())}")
-  return _REGISTRY[name]
+  return registry_lib.names("model")
 
 
 def knobs(name: str) -> dict[str, Any]:
   """The knobs of model ``name`` with their defaults: its builder's keyword-only arguments."""
-  parameters = inspect.signature(_builder(name)).parameters.values()
-  return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+  return registry_lib.knobs("model", name)
 
 
 def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int,
@@ -60,7 +46,8 @@ def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int,
   training's (``inference.with_flip_average``).
   """
   name = cfg["name"]
-  builder = functools.partial(_builder(name), **config_lib.knob_values("model", cfg, knobs(name)))
+  knob_values = config_lib.knob_values("model", cfg, knobs(name))
+  builder = functools.partial(registry_lib.lookup("model", name), **knob_values)
   first_labels = cfg.get("first_labels", ())
   if first_labels:
     if label_names is None or len(label_names) != num_labels:

@@ -1,4 +1,4 @@
-"""Small residual networks (the study's final design used 8 residual blocks)."""
+"""Small residual networks (the Flickr study's final design used 8 residual blocks)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The study's two-network idea: one network for the over-represented labels, one for the rest.
+"""The Flickr study's two-network idea: one network for the over-represented labels, one for the rest.
 
 Both networks are ``config.model.name`` built with the same knobs, each with
 its own sigmoid units; a ``TakeColumns`` layer puts their outputs back into

@@ -18,6 +18,7 @@ import flask
 from werkzeug import exceptions
 
 from mlc_tf.data import corrections as corrections_lib
+from mlc_tf.data import image_formats
 from mlc_tf.review import state as state_lib
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -29,12 +30,12 @@ BROWSE_VIEWS = {
     "false_positives": "false positives of",  # predicted, not labelled; most confident first
     "false_negatives": "false negatives of",  # labelled, not predicted; least confident first
 }
-_IMAGE_TYPES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF8", "image/gif"),
-                (b"BM", "image/bmp"))
 
 
 def _image_type(data: bytes) -> str | None:
-  return next((mime for magic, mime in _IMAGE_TYPES if data.startswith(magic)), None)
+  """The MIME type of an image's bytes, by the signatures ``data/image_formats.py`` knows; None for others."""
+  kind = image_formats.format_of(data)
+  return kind and f"image/{kind}"
 
 
 def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> flask.Flask:

@@ -11,5 +11,3 @@ METADATA = "metadata"         # () -> label_names, thresholds, image_size, max_i
 IMAGE_BYTES = "image_bytes"
 PIXEL_INPUT = "pixels"
 OUTPUTS = ("probabilities", "decisions", "labels", "valid")
-PIXEL_OUTPUTS = ("probabilities", "decisions", "labels")
-METADATA_OUTPUTS = ("label_names", "thresholds", "image_size", "max_image_pixels", "config")

@@ -1,1 +1,1 @@
-"""Training: the run (fit, calibrate, evaluate, save), its callbacks, losses, optimizers and distribution."""
+"""Fitting: the training run, its callbacks, losses, optimizers, distribution, self-training."""

@@ -20,19 +20,9 @@ import numpy as np
 from keras import ops
 
 from mlc_tf import config as config_lib
+from mlc_tf import registry
 
 _EPSILON = 1e-7
-# Each loss's knobs, with their defaults.
-KNOBS: dict[str, dict[str, Any]] = {
-    "asymmetric": {"gamma_pos": 0.0, "gamma_neg": 4.0, "margin": 0.05},  # margin: probability shift of negatives
-    # label_smoothing: targets pulled towards 0.5 by this much (against noisy labels).
-    "bce": {"label_smoothing": 0.0},
-    "focal": {"gamma": 2.0, "alpha": 0.25, "class_balancing": False, "label_smoothing": 0.0},
-    "mse": {},
-    # By label name, e.g. fp_weights={"people": 2.0}; class_weight_power: positives also weighted
-    # (negatives / positives) ** power, from the training split.
-    "weighted_bce": {"fp_weights": {}, "fn_weights": {}, "class_weight_power": 0.0},
-}
 
 
 def _clipped(y_pred):
@@ -45,7 +35,7 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
 
   ``-(fn_w[l] * y * log p + fp_w[l] * (1 - y) * log(1 - p))``, averaged over labels.
   A weight above 1 on a label's false positives makes the network say that
-  label less readily; the study did this for "people", which dominates the corpus.
+  label less readily; the Flickr study did this for "people", which dominates its corpus.
   """
 
   def __init__(self, fn_weights: Sequence[float], fp_weights: Sequence[float],
@@ -78,8 +68,8 @@ class AsymmetricLoss(keras.losses.Loss):
   dominating the gradient, and very easy ones are discarded entirely.
   """
 
-  def __init__(self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, margin: float = 0.05,
-               name="asymmetric", reduction="sum_over_batch_size", dtype=None):
+  def __init__(self, gamma_pos: float, gamma_neg: float, margin: float, name="asymmetric",
+               reduction="sum_over_batch_size", dtype=None):
     super().__init__(name=name, reduction=reduction, dtype=dtype)
     self.gamma_pos = float(gamma_pos)
     self.gamma_neg = float(gamma_neg)
@@ -99,14 +89,12 @@ class AsymmetricLoss(keras.losses.Loss):
 
 
 def names() -> list[str]:
-  return sorted(KNOBS)
+  return registry.names("loss")
 
 
 def knobs(name: str) -> dict[str, Any]:
-  """The knobs of loss ``name`` with their defaults."""
-  if name not in KNOBS:
-    raise ValueError(f"unknown loss {name!r}; known: {', '.join(names())}")
-  return dict(KNOBS[name])
+  """The knobs of loss ``name`` with their defaults: its builder's keyword-only arguments."""
+  return registry.knobs("loss", name)
 
 
 def positive_weights(targets: np.ndarray, power: float, max_weight: float = 10.0) -> np.ndarray:
@@ -136,29 +124,54 @@ def make_loss(cfg: ml_collections.ConfigDict, label_names: list[str],
               train_targets: np.ndarray | None = None) -> keras.losses.Loss:
   """config.loss -> a Keras loss for the labels ``label_names``.
 
-  ``cfg`` holds ``name`` and knobs of that loss (``KNOBS``; a knob it does
-  not take is an error naming its knobs). weighted_bce's ``class_weight_power
-  > 0`` multiplies each label's positive term by ``positive_weights(train_targets,
-  power)``, i.e. class weights for a multi-label target, which Keras'
-  ``class_weight`` does not support.
+  ``cfg`` holds ``name`` and knobs of that loss (its builder's keywords; a
+  knob it does not take is an error naming its knobs). ``train_targets``:
+  the training split's, which weighted_bce's ``class_weight_power`` needs.
   """
-  name = cfg.name
-  values = config_lib.knob_values("loss", cfg, knobs(name))
-  if name == "bce":
-    return keras.losses.BinaryCrossentropy(label_smoothing=values["label_smoothing"])
-  if name == "mse":
-    return keras.losses.MeanSquaredError()
-  if name == "focal":
-    return keras.losses.BinaryFocalCrossentropy(gamma=values["gamma"], alpha=values["alpha"],
-                                                apply_class_balancing=values["class_balancing"],
-                                                label_smoothing=values["label_smoothing"])
-  if name == "asymmetric":
-    return AsymmetricLoss(values["gamma_pos"], values["gamma_neg"], values["margin"])
-  fn_weights = _per_label(values["fn_weights"], label_names, "fn_weights")
-  fp_weights = _per_label(values["fp_weights"], label_names, "fp_weights")
-  power = values["class_weight_power"]
-  if power:
+  values = config_lib.knob_values("loss", cfg, knobs(cfg.name))
+  return registry.lookup("loss", cfg.name)(label_names, train_targets, **values)
+
+
+# Loss builders: ``fn(label_names, train_targets, *, knob=default) -> keras.losses.Loss``.
+
+@registry.register("loss", "bce")
+def _bce(label_names, train_targets, *, label_smoothing: float = 0.0):
+  """label_smoothing: targets pulled towards 0.5 by this much (against noisy labels)."""
+  return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+
+
+@registry.register("loss", "mse")
+def _mse(label_names, train_targets):
+  return keras.losses.MeanSquaredError()
+
+
+@registry.register("loss", "focal")
+def _focal(label_names, train_targets, *, gamma: float = 2.0, alpha: float = 0.25, class_balancing: bool = False,
+           label_smoothing: float = 0.0):
+  return keras.losses.BinaryFocalCrossentropy(gamma=gamma, alpha=alpha, apply_class_balancing=class_balancing,
+                                              label_smoothing=label_smoothing)
+
+
+@registry.register("loss", "asymmetric")
+def _asymmetric(label_names, train_targets, *, gamma_pos: float = 0.0, gamma_neg: float = 4.0,
+                margin: float = 0.05):
+  """margin: the probability shift of negatives."""
+  return AsymmetricLoss(gamma_pos, gamma_neg, margin)
+
+
+@registry.register("loss", "weighted_bce")
+def _weighted_bce(label_names, train_targets, *, fp_weights: dict = {}, fn_weights: dict = {},
+                  class_weight_power: float = 0.0):
+  """Weights by label name, e.g. ``fp_weights={"people": 2.0}``, 1 where not named.
+
+  ``class_weight_power > 0`` multiplies each label's positive term by
+  ``positive_weights(train_targets, power)``, i.e. class weights for a
+  multi-label target, which Keras' ``class_weight`` does not support.
+  """
+  fn = _per_label(fn_weights, label_names, "fn_weights")
+  fp = _per_label(fp_weights, label_names, "fp_weights")
+  if class_weight_power:
     if train_targets is None:
       raise ValueError("class_weight_power needs the training targets")
-    fn_weights = fn_weights * positive_weights(train_targets, power)
-  return WeightedBinaryCrossentropy(fn_weights.tolist(), fp_weights.tolist())
+    fn = fn * positive_weights(train_targets, class_weight_power)
+  return WeightedBinaryCrossentropy(fn.tolist(), fp.tolist())

@@ -1,8 +1,8 @@
 """Optimizers and learning-rate schedules, chosen by name in the config (``config.optimizer``).
 
 The fields every optimizer shares (learning rate, schedule, clipping) are
-declared in ``mlc_tf/config.py``; the knobs of one optimizer and their
-defaults live here, in ``KNOBS``.
+declared in ``mlc_tf/config.py``; the knobs of one optimizer are its
+builder's keyword arguments here (``mlc_tf.registry``), their defaults the only ones.
 """
 
 from __future__ import annotations
@@ -13,21 +13,18 @@ import keras
 import ml_collections
 
 from mlc_tf import config as config_lib
+from mlc_tf import registry
 
-# Each optimizer's own knobs, with their defaults.
-KNOBS: dict[str, dict[str, Any]] = {
-    "sgd": {"momentum": 0.9, "nesterov": False},
-    "adam": {},
-    "adamw": {"weight_decay": 1e-4},
-}
 SCHEDULES = ("constant", "cosine", "exponential")
 
 
+def names() -> list[str]:
+  return registry.names("optimizer")
+
+
 def knobs(name: str) -> dict[str, Any]:
-  """The knobs of optimizer ``name`` with their defaults."""
-  if name not in KNOBS:
-    raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(KNOBS)}")
-  return dict(KNOBS[name])
+  """The knobs of optimizer ``name`` with their defaults: its builder's keyword-only arguments."""
+  return registry.knobs("optimizer", name)
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, epochs: int):
@@ -67,8 +64,22 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int = 1,
   common = {"learning_rate": make_schedule(cfg, steps_per_epoch, epochs), "clipnorm": cfg.clipnorm or None}
   if cfg.get("ema_momentum"):  # Polyak averaging of the weights; training swaps them in to validate
     common.update(use_ema=True, ema_momentum=cfg.ema_momentum)
-  if cfg.name == "sgd":
-    return keras.optimizers.SGD(momentum=values["momentum"], nesterov=values["nesterov"], **common)
-  if cfg.name == "adam":
-    return keras.optimizers.Adam(**common)
-  return keras.optimizers.AdamW(weight_decay=values["weight_decay"], **common)
+  return registry.lookup("optimizer", cfg.name)(common, **values)
+
+
+# Optimizer builders: ``fn(shared, *, knob=default) -> keras.optimizers.Optimizer``; ``shared``: the keywords
+# every optimizer takes (learning rate, clipping, weight averaging).
+
+@registry.register("optimizer", "sgd")
+def _sgd(shared: dict[str, Any], *, momentum: float = 0.9, nesterov: bool = False):
+  return keras.optimizers.SGD(momentum=momentum, nesterov=nesterov, **shared)
+
+
+@registry.register("optimizer", "adam")
+def _adam(shared: dict[str, Any]):
+  return keras.optimizers.Adam(**shared)
+
+
+@registry.register("optimizer", "adamw")
+def _adamw(shared: dict[str, Any], *, weight_decay: float = 1e-4):
+  return keras.optimizers.AdamW(weight_decay=weight_decay, **shared)

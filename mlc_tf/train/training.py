@@ -1,4 +1,4 @@
-"""One training run: corpus -> split -> tf.data -> model -> fit -> calibrated thresholds -> test report."""
+"""One training run: corpus -> split -> tf.data -> model -> fit -> ``scoring.wrap_and_score`` -> saved workdir."""
 
 from __future__ import annotations
 
@@ -14,44 +14,27 @@ import pandas as pd
 import tensorflow as tf
 
 from mlc_tf import atomic_files, models
-from mlc_tf.data import balance, label_rules, pipeline, sources, split_corpus
+from mlc_tf.data import balance, frame_datasets, label_rules, sources, split_corpus
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.evaluate import metrics, operating_points
+from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
 from mlc_tf.train import callbacks as callbacks_lib
 from mlc_tf.train import distribute, losses, optimizers, self_training
 
 
 @dataclasses.dataclass
-class SplitAnswers:
-  """What an inference model answers for the images of one split, in its row order."""
-
-  probabilities: np.ndarray  # [N, L]
-  decisions: np.ndarray      # [N, L] 0/1: calibrated thresholds, then the label rules the model has
-
-
-@dataclasses.dataclass
 class TrainResult:
+  """What a training run returns: the network, its inference model, thresholds, answers."""
+
   label_names: list[str]
   model: keras.Model            # probabilities only, as trained (with model.flip_average: its mirrored mean)
   inference_model: keras.Model  # {"probabilities", "decisions"}, thresholds inside
   thresholds: np.ndarray
   history: dict
   report: dict                  # metrics.evaluate on the test split
-  val: SplitAnswers             # the inference model's answers on the validation split (thresholds calibrated there)
-  test: SplitAnswers | None     # and on the test split (what ``report`` scores); None in a final fit
+  val: scoring.SplitAnswers     # the inference model's answers on the validation split (thresholds chosen there)
+  test: scoring.SplitAnswers | None  # and on the test split (what ``report`` scores); None in a final fit
   is_chief: bool = True         # False on the other workers of a multi-worker job: they write nothing
-
-
-def _dataset(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.ConfigDict, training: bool,
-             source: sources.Source | None = None, batch_size: int | None = None, seed: int | None = None,
-             drop_remainder: bool = False, sample_counts: np.ndarray | None = None):
-  images = source.images(frame) if source is not None else frame[corpus_lib.PATH_COLUMN].to_numpy()
-  return pipeline.make_dataset(
-      images, frame[label_names].to_numpy(),
-      image_size=cfg.data.image_size, batch_size=batch_size or cfg.train.batch_size, training=training,
-      augment=cfg.augment, seed=cfg.seed if seed is None else seed, cache=cfg.data.cache,
-      drop_remainder=drop_remainder, sample_counts=sample_counts)
 
 
 def _distributed_training_data(strategy: tf.distribute.Strategy, frame: pd.DataFrame, label_names: list[str],
@@ -69,7 +52,7 @@ def _distributed_training_data(strategy: tf.distribute.Strategy, frame: pd.DataF
     if len(shard) < cfg.train.batch_size:
       raise ValueError(f"worker {context.input_pipeline_id}'s shard has {len(shard)} training images, fewer than "
                        f"one batch (config.train.batch_size={cfg.train.batch_size}): lower the batch size")
-    return _dataset(shard, label_names, cfg, training=True, source=source,
+    return frame_datasets.make(shard, label_names, cfg, training=True, source=source,
                     seed=cfg.seed + context.input_pipeline_id, drop_remainder=True,
                     sample_counts=None if sample_counts is None else sample_counts[rows]).repeat()
   return strategy.distribute_datasets_from_function(dataset_fn)
@@ -82,24 +65,18 @@ def _trim_history(path: str, first_epoch: int) -> None:
     history[history["epoch"] < first_epoch].to_csv(path, index=False)
 
 
-def predict(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
-            cfg: ml_collections.ConfigDict, source: sources.Source | None = None) -> np.ndarray:
-  """Probabilities [N, L] for the images of ``frame`` (from ``source``, else its paths), in its row order."""
-  ds = _dataset(frame, label_names, cfg, training=False, source=source).map(lambda x, y: x)
-  return model.predict(ds, verbose=0)
-
-
-def answer(inference_model: keras.Model, frame: pd.DataFrame, label_names: list[str],
-           cfg: ml_collections.ConfigDict, source: sources.Source | None = None) -> SplitAnswers:
-  """The inference model's probabilities and decisions for the images of ``frame``, in its row order."""
-  outputs = predict(inference_model, frame, label_names, cfg, source)
-  return SplitAnswers(np.asarray(outputs["probabilities"]), np.asarray(outputs["decisions"]))
-
-
 def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) -> TrainResult:
-  """Trains, calibrates thresholds on the validation split and evaluates on the test split.
+  """Fits a network, chooses its thresholds on the validation split, scores the test split.
 
-  ``data_dir``: a corpus directory or a source spec; ``None`` reads ``cfg.data.source``.
+  Args:
+    cfg: a run's config (``mlc_tf/config.py``, a recipe in configs/).
+    data_dir: a corpus directory or a source spec; ``None`` reads ``cfg.data.source``.
+    workdir: where the run's files go (below), and its backup.
+
+  Returns:
+    The fitted network, its inference model and thresholds, the history,
+    the test report and the answers on the validation and test splits.
+
   Writes into ``workdir``: ``data_audit.json`` (what the data check found,
   also when it stops the run), ``history.csv`` (per-epoch log),
   ``checkpoints/epoch_<N>.weights.h5`` (the last finished epoch's weights),
@@ -167,7 +144,14 @@ def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wor
              strategy: tf.distribute.Strategy | None = None) -> TrainResult:
   """``train`` on an already loaded and split corpus (e.g. one cross-validation fold).
 
-  ``strategy``: made from ``cfg.strategy`` when None.
+  Args:
+    data: the split corpus; its untagged images (``data.unlabeled``) are
+      used only if ``train`` added them.
+    verbose: ``model.fit``'s verbosity.
+    strategy: made from ``cfg.strategy`` when None.
+
+  Raises:
+    callbacks.TrainingDiverged: as ``train``.
   """
   strategy = strategy or distribute.make_strategy(cfg.strategy)
   with distribute.precision(cfg.train.precision):
@@ -188,54 +172,23 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
   model = _compiled_model(cfg, names, strategy, inputs, resume.weights)
   history, fit_seconds = _fit(cfg, model, inputs, data.val[names].to_numpy(), resume, workdir, chief, verbose)
   model = _local_copy(cfg, model, names, strategy)
-  # Early stopping restored the best epoch's weights: calibrate those, not the last epoch's.
+  # Early stopping restored the best epoch's weights: threshold and score those, not the last epoch's.
   implications = label_rules.parse_implications(cfg.rules.implications) if cfg.rules.to_predictions else []
-  calibrated = calibrate(model, data, cfg, implications)
+  scored = scoring.wrap_and_score(model, data, cfg, implications)
   # How long fit() took in this call (a resumed run counts only its own part) and how many epochs it ran.
   # images_per_second: training images stepped through per second of fit's wall time, validation passes included.
-  calibrated.report["training"] = {
+  scored.report["training"] = {
       "fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
       "best_epoch": _best_epoch(history, cfg.train.monitor), "train_images": len(data.train),
       "images_per_second": round(len(history.epoch) * inputs.steps_per_epoch * inputs.global_batch
                                  / max(fit_seconds, 1e-9), 1)}
   if data.unlabeled:
-    calibrated.report["self_training"] = data.unlabeled
+    scored.report["self_training"] = data.unlabeled
   if chief:
-    save(workdir, calibrated.inference_model, calibrated.report, cfg)
-  return TrainResult(names, model, calibrated.inference_model, calibrated.thresholds,
-                     {k: list(map(float, v)) for k, v in history.history.items()}, calibrated.report,
-                     calibrated.val, calibrated.test, is_chief=chief)
-
-
-@dataclasses.dataclass
-class Calibrated:
-  """A network wrapped at thresholds calibrated on the validation split, with its answers and its report."""
-
-  inference_model: keras.Model
-  thresholds: np.ndarray
-  val: SplitAnswers
-  test: SplitAnswers | None  # None in a final fit
-  report: dict               # the test split's, else (final fit) the validation split's; "split" names it
-
-
-def calibrate(model: keras.Model, data: split_corpus.SplitCorpus, cfg: ml_collections.ConfigDict,
-              implications: list[tuple[str, str]]) -> Calibrated:
-  """Chooses per-label thresholds on the validation split by ``cfg.calibration.policy``, wraps ``model``
-  (``inference.build``, with the label rules ``implications``) and scores it on the test split.
-
-  What every trained network goes through before it is saved: a training
-  run's, and an ensemble's (``mlc_tf.evaluate.ensembles``), so both are
-  calibrated and reported alike.
-  """
-  names = data.label_names
-  val_probabilities = predict(model, data.val, names, cfg, data.source)
-  thresholds = operating_points.choose_thresholds(
-      data.val[names].to_numpy(), val_probabilities, operating_points.parse_policies(cfg.calibration.policy, names),
-      names).thresholds
-  wrapped = inference.build(model, names, thresholds, implications)
-  val = SplitAnswers(val_probabilities, inference.decide(wrapped, val_probabilities))
-  test = answer(wrapped, data.test, names, cfg, data.source) if len(data.test) else None
-  return Calibrated(wrapped, thresholds, val, test, _report(data, val, test, thresholds, implications))
+    save(workdir, scored.inference_model, scored.report, cfg)
+  return TrainResult(names, model, scored.inference_model, scored.thresholds,
+                     {k: list(map(float, v)) for k, v in history.history.items()}, scored.report,
+                     scored.val, scored.test, is_chief=chief)
 
 
 def _seed(cfg: ml_collections.ConfigDict) -> None:
@@ -269,7 +222,7 @@ def _training_inputs(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCor
       len(train_targets) if sample_counts is None else int(np.ceil(sample_counts.sum())), global_batch)
   train_ds = _distributed_training_data(strategy, data.train, names, cfg, data.source, sample_counts)
   # Evaluation batches are global: each replica takes its slice, and metrics and predictions cover them all.
-  val_ds = _dataset(data.val, names, cfg, training=False, source=data.source, batch_size=global_batch)
+  val_ds = frame_datasets.make(data.val, names, cfg, training=False, source=data.source, batch_size=global_batch)
   return _Inputs(train_ds, val_ds.with_options(distribute.data_sharded_options()), train_targets, steps_per_epoch,
                  global_batch)
 
@@ -359,30 +312,11 @@ def _local_copy(cfg: ml_collections.ConfigDict, model: keras.Model, names: list[
   return inference.with_flip_average(model) if cfg.model.flip_average else model
 
 
-def _test_report(y_test: np.ndarray, test: SplitAnswers, thresholds: np.ndarray, names: list[str],
-                 implications: list[tuple[str, str]]) -> dict:
-  """``metrics.evaluate`` of the inference model's answers on the test split (its rules also at 0.5)."""
-  return metrics.evaluate(
-      y_test, test.probabilities, thresholds, names, decisions=test.decisions,
-      decision_rules=(lambda d: label_rules.apply_implications(d, names, implications)) if implications else None)
-
-
-def _report(data: split_corpus.SplitCorpus, val: SplitAnswers, test: SplitAnswers | None, thresholds: np.ndarray,
-            implications: list[tuple[str, str]]) -> dict:
-  """The test split's report; a final fit (data.test_fraction=0, no test split) scores the validation split."""
-  names = data.label_names
-  if test is None:
-    logging.warning("no test split (data.test_fraction=0, a final fit on every labelled image): report.json scores "
-                    "the validation split, whose images chose the epoch and the thresholds, so it is optimistic; "
-                    "quote figures from runs with a test split")
-    return {**_test_report(data.val[names].to_numpy(), val, thresholds, names, implications), "split": "validation"}
-  return {**_test_report(data.test[names].to_numpy(), test, thresholds, names, implications), "split": "test"}
-
-
 def save(workdir: str, inference_model: keras.Model, report: dict, cfg: ml_collections.ConfigDict) -> None:
-  """model.keras (never seen half-written), report.json and config.json: what evaluation, export and
-  calibration read from a workdir."""
+  """Writes a workdir's model.keras, report.json and config.json, each atomically.
+
+  What evaluation, export and mlc-calibrate read from a workdir.
+  """
   atomic_files.write_aside(os.path.join(workdir, "model.keras"), inference_model.save)
-  metrics.write_json(report, os.path.join(workdir, "report.json"))
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(cfg.to_json_best_effort(indent=2))
+  atomic_files.write_json(os.path.join(workdir, "report.json"), report)
+  atomic_files.write_text(os.path.join(workdir, "config.json"), cfg.to_json_best_effort(indent=2))

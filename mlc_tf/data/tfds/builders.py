@@ -1,4 +1,4 @@
-"""TFDS builders: a corpus in the study's layout (``mlc_corpus``) and the built-in demo corpus (``mlc_digits``).
+"""TFDS builders: a corpus folder (``mlc_corpus``) and the built-in demo corpus (``mlc_digits``).
 
 Both write the same features: ``image`` (a 3-channel JPEG), ``labels`` (multi-hot,
 the label names in the feature info) and ``image_id`` (the ``<ID>`` of
@@ -25,12 +25,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
+from mlc_tf.configs.common import FLICKR14_LABELS
 from mlc_tf.data import builtin, splits
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data.tfds.features import MultiHotLabels
 
-FLICKR14_LABELS = ("baby", "bird", "car", "clouds", "dog", "female", "flower", "male", "night", "people",
-                   "portrait", "river", "sea", "tree")
 JPEG_QUALITY = 95  # for the few images that are not 3-channel JPEGs already
 
 
@@ -158,9 +157,9 @@ def _read(path: str) -> bytes:
 
 
 class MlcCorpus(_LayoutBuilder):
-  """A multi-label image corpus in the study's layout: images/im<ID>.jpg + annotations/<label>.txt.
+  """A multi-label image corpus folder: images/im<ID>.jpg + annotations/<label>.txt.
 
-  The default config holds the Flickr study's 14 labels; mlc_tf's ``tfds:mlc_corpus``
+  The default config holds the flickr14 corpus's 14 labels; mlc_tf's ``tfds:mlc_corpus``
   source makes a config from ``config.data`` (labels, split fractions and seed).
   """
 
@@ -176,7 +175,7 @@ class MlcCorpus(_LayoutBuilder):
   """
   BUILDER_CONFIGS = [
       CorpusConfig(name="flickr14", label_names=FLICKR14_LABELS,
-                   description="The Flickr study's 14 labels; 70/15/15 split, seed 0."),
+                   description="The flickr14 corpus's 14 labels; 70/15/15 split, seed 0."),
   ]
 
   def _corpus_root(self, dl_manager):

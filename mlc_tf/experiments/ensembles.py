@@ -4,7 +4,7 @@
 with other seeds, recipes or models), averages their networks' probabilities
 inside one graph (``inference.ensemble``, each member optionally averaged
 over the mirror image too), chooses the thresholds on the validation split
-and scores the test split with training's own code (``training.calibrate``),
+and scores the test split with training's own code (``scoring.wrap_and_score``),
 and writes a workdir as training does (model.keras, report.json,
 config.json): mlc-evaluate, mlc-export, mlc-calibrate and mlc-predict take it
 as they take a training workdir.
@@ -20,7 +20,9 @@ import keras
 import ml_collections
 
 from mlc_tf import config as config_lib
+from mlc_tf import markdown
 from mlc_tf.data import split_corpus
+from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
 from mlc_tf.train import training
 
@@ -94,16 +96,28 @@ def _member_figures(workdir: str, report: dict, split: str) -> dict:
 
 def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average: bool = False,
           export_name: str | None = None) -> Ensemble:
-  """The ensemble of the training runs in ``workdirs``, calibrated and scored on their split, saved in ``workdir``.
+  """The ensemble of the runs in ``workdirs``, thresholded and scored on their split.
 
-  ``data_dir``: the corpus the members trained on (a directory or a source
-  spec; ``None`` reads their ``data.source``). ``export_name``: the
-  config's export.name, which mlc-export uses; default: the first member's
-  name + ``_ensemble``. The label names and label rules are the first
-  member's; every member must have the same.
+  Args:
+    workdirs: training runs on the same split, answering the same labels
+      under the same label rules (the first member's).
+    data_dir: the corpus the members trained on (a directory or a source
+      spec; ``None`` reads their ``data.source``).
+    workdir: where the ensemble's workdir is saved, as a training run's.
+    flip_average: each member also averaged over the mirror image.
+    export_name: the config's export.name, which mlc-export uses; default:
+      the first member's name + ``_ensemble``.
+
+  Returns:
+    The inference model, its report (with each member's own figures) and its config.
+
+  Raises:
+    FileNotFoundError: a member is not a finished mlc-train workdir.
+    ValueError: fewer than two members (one with ``flip_average``), or members that split, label or rule
+      differently, or whose report scores another split.
   """
   configs = read_configs(workdirs, flip_average)
-  split = "test" if configs[0].data.test_fraction else "validation"  # what training.calibrate will score
+  split = "test" if configs[0].data.test_fraction else "validation"  # what scoring.wrap_and_score will score
   # Checked before minutes of predicting: every member's own report scores that split.
   members = [_member_figures(member, _member_report(member), split) for member in workdirs]
   models = [inference.load(member) for member in workdirs]
@@ -120,27 +134,25 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
   cfg.data.labels = names  # the models' label columns, in their order
   data = split_corpus.load_and_split(data_dir, cfg)
   network = inference.ensemble([inference.network(model) for model in models], flip_average)
-  calibrated = training.calibrate(network, data, cfg, rules)
-  report = {**calibrated.report, "ensemble": {"flip_average": flip_average, "members": members}}
+  scored = scoring.wrap_and_score(network, data, cfg, rules)
+  report = {**scored.report, "ensemble": {"flip_average": flip_average, "members": members}}
   cfg.ensemble = ml_collections.ConfigDict({"members": list(workdirs), "flip_average": flip_average})
   cfg.export.name = export_name or f"{cfg.export.name}_ensemble"
-  training.save(workdir, calibrated.inference_model, report, cfg)
-  return Ensemble(calibrated.inference_model, report, cfg)
+  training.save(workdir, scored.inference_model, report, cfg)
+  return Ensemble(scored.inference_model, report, cfg)
 
 
 def format_comparison(report: dict) -> str:
   """Markdown: each member's own figures (its report.json) and the ensemble's, on the same split."""
   record = report["ensemble"]
-  lines = [f"{report['split']} split, {report['num_images']} images", "",
-           "| model | " + " | ".join(title for title, _ in FIGURES.values()) + " |", "|---|" + "---:|" * len(FIGURES)]
-  for k, member in enumerate(record["members"], start=1):
-    lines.append(f"| member {k}: {member['workdir']} | " + " | ".join(_number(member[key]) for key in FIGURES) + " |")
+  rows = [[f"member {k}: {member['workdir']}", *(_number(member[key]) for key in FIGURES)]
+          for k, member in enumerate(record["members"], start=1)]
   count = len(record["members"])
   title = (f"ensemble of {count}" + (", each flip-averaged" if record["flip_average"] else "") if count > 1
            else "flip-averaged (test-time augmentation)")
-  lines.append(f"| **{title}** | " +
-               " | ".join(f"**{_number(_lookup(report, path))}**" for _, path in FIGURES.values()) + " |")
-  return "\n".join(lines)
+  rows.append([f"**{title}**", *(f"**{_number(_lookup(report, path))}**" for _, path in FIGURES.values())])
+  return "\n".join([f"{report['split']} split, {report['num_images']} images", "",
+                    *markdown.table(["model", *(title for title, _ in FIGURES.values())], rows)])
 
 
 def _number(value: float | None) -> str:

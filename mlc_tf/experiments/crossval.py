@@ -11,7 +11,6 @@ for every image, the probabilities of the one model that never trained on it
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import keras
@@ -19,6 +18,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
+from mlc_tf import atomic_files, markdown
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import split_corpus, splits
 from mlc_tf.evaluate import metrics
@@ -43,23 +43,19 @@ class CrossValidation:
 
   def to_markdown(self) -> str:
     k = len(self.fold_reports)
-    lines = [f"{k}-fold cross-validation, {len(self.oof)} images (mean ± std over folds)", "",
-             "| metric | mean ± std | " + " | ".join(f"fold {i + 1}" for i in range(k)) + " |",
-             "|---|---:|" + "---:|" * k]
-    for title, key in HEADLINE:
-      if key in self.summary:
-        s = self.summary[key]
-        lines.append(f"| {title} | {s['mean']:.3f} ± {s['std']:.3f} | " +
-                     " | ".join(f"{v:.3f}" for v in s["folds"]) + " |")
-    lines += ["", "| label | support/fold | AP | F1 @cal | F1 @0.5 |", "|---|---:|---:|---:|---:|"]
+    headline = [[title, f"{s['mean']:.3f} ± {s['std']:.3f}", *(f"{v:.3f}" for v in s["folds"])]
+                for title, s in ((title, self.summary[key]) for title, key in HEADLINE if key in self.summary)]
+    per_label = []
     for name in self.label_names:
-      cells = [f"{self.summary[f'at_calibrated/per_label/{name}/support']['mean']:.1f}"]
+      cells = [name, f"{self.summary[f'at_calibrated/per_label/{name}/support']['mean']:.1f}"]
       for key in (f"average_precision/per_label/{name}", f"at_calibrated/per_label/{name}/f1",
                   f"at_0.5/per_label/{name}/f1"):
         s = self.summary.get(key)
         cells.append(f"{s['mean']:.3f} ± {s['std']:.3f}" if s else "–")
-      lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+      per_label.append(cells)
+    return "\n".join([f"{k}-fold cross-validation, {len(self.oof)} images (mean ± std over folds)", "",
+                      *markdown.table(["metric", "mean ± std", *(f"fold {i + 1}" for i in range(k))], headline),
+                      "", *markdown.table(["label", "support/fold", "AP", "F1 @cal", "F1 @0.5"], per_label)])
 
 
 def summarize(reports: list[dict]) -> dict[str, dict]:
@@ -85,10 +81,15 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
                    verbose: int = 1) -> CrossValidation:
   """Trains ``num_folds`` models, each tested on its held-out fold; writes into ``workdir``.
 
-  Files: ``fold_<k>/`` (what ``training.train_on`` writes), ``cv_report.md``,
-  ``cv_report.json`` and ``oof_predictions.csv``. ``verbose=1`` shows a
-  progress bar across folds and a line as each fold starts, 2 adds each
-  epoch's log line, 0 is silent.
+  Args:
+    data_dir: the corpus (a directory or a source spec; ``None``: ``cfg.data.source``).
+    workdir: gets ``fold_<k>/`` (what ``training.train_on`` writes),
+      ``cv_report.md``, ``cv_report.json`` and ``oof_predictions.csv``.
+    verbose: 1 shows a progress bar across folds and a line as each fold
+      starts, 2 adds each epoch's log line, 0 is silent.
+
+  Returns:
+    Each fold's report, their mean ± std and the out-of-fold predictions.
   """
   # The whole corpus, loaded (audited, corrected) exactly as training loads it.
   loaded = split_corpus.load_and_split(data_dir, cfg)
@@ -117,11 +118,8 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
 
   outcome = CrossValidation(names, reports, summarize(reports), pd.concat(parts).sort_index())
   outcome.oof.to_csv(os.path.join(workdir, OOF_FILE))
-  with open(os.path.join(workdir, "cv_report.json"), "w") as f:
-    json.dump({"num_folds": num_folds, "label_names": names, "summary": outcome.summary, "folds": reports}, f,
-              indent=2)
-  with open(os.path.join(workdir, "cv_report.md"), "w") as f:
-    f.write(outcome.to_markdown() + "\n")
+  atomic_files.write_report(workdir, "cv_report", outcome.to_markdown(), {
+      "num_folds": num_folds, "label_names": names, "summary": outcome.summary, "folds": reports})
   return outcome
 
 

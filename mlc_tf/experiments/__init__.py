@@ -1,0 +1,1 @@
+"""Experiment drivers that fit many times: cross-validation, growing, ensembles of runs."""
