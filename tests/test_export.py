@@ -75,6 +75,19 @@ def loaded(tiny_saved_model):
   return tf.saved_model.load(tiny_saved_model)
 
 
+BOMB_SIDE = 6400  # one frame of 41 M pixels, just over export.MAX_IMAGE_PIXELS, in a few KB of GIF
+assert BOMB_SIDE**2 > export.MAX_IMAGE_PIXELS
+
+
+def test_gif_bombs_and_palette_bmps_are_invalid_through_serving_default(loaded, image_files):
+  small = np.full((6, 10, 3), 128, np.uint8)
+  refused = [image_bytes.gif_bomb(BOMB_SIDE), image_bytes.gif_with_second_frame(small, BOMB_SIDE),
+             image_bytes.palette_bmp(small)]
+  good = open(image_files["color.jpg"], "rb").read()
+  out = loaded.signatures[signatures.SERVING](image_bytes=tf.constant([*refused, good]))
+  assert out["valid"].numpy().tolist() == [False, False, False, True]
+
+
 def expected_answers(result, paths):
   """What the in-memory inference model says about ``paths`` through the training input pipeline."""
   frame = pd.DataFrame({"path": list(paths), **{name: 0 for name in result.label_names}})

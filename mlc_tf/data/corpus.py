@@ -39,7 +39,6 @@ import re
 import keras
 import pandas as pd
 import tensorflow as tf
-from PIL import Image
 
 from mlc_tf.data import image_formats, pipeline
 
@@ -47,7 +46,6 @@ PATH_COLUMN = "path"
 # TensorFlow error messages carry the op's internals around the human part.
 _TF_MESSAGE_NOISE = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", re.DOTALL)
 _EXAMPLES = 5
-_PALETTE_BMP = "palette BMP (TensorFlow would read palette indices, not colours)"
 
 
 class CorpusError(ValueError):
@@ -157,15 +155,6 @@ def _reason(error: Exception) -> str:
   return _TF_MESSAGE_NOISE.sub("", message).strip().splitlines()[0] if message.strip() else type(error).__name__
 
 
-def _is_palette_bmp(path: str) -> bool:
-  """True for a BMP whose pixels index a colour palette: TensorFlow would read the indices as gray levels."""
-  try:
-    with tf.io.gfile.GFile(path, "rb") as f:
-      return Image.open(f).mode in ("P", "1")
-  except (OSError, ValueError, tf.errors.OpError):  # a broken header: the decoder names the problem
-    return False
-
-
 def check_image(path: str) -> tuple[str, str | None, str | None]:
   """Reads and decodes one image file the way training does, and says what is wrong with it.
 
@@ -182,8 +171,6 @@ def check_image(path: str) -> tuple[str, str | None, str | None]:
   kind = image_formats.format_of(data)
   if kind is None:
     return "", None, "not a JPEG, PNG, GIF or BMP image"
-  if kind == "bmp" and _is_palette_bmp(path):
-    return kind, None, _PALETTE_BMP
   try:
     pipeline.decode_and_resize(tf.constant(data), 1)
   except tf.errors.OpError as error:
@@ -242,9 +229,8 @@ def audit_frame(frame: pd.DataFrame, audit: CorpusAudit, *, strict: bool = False
   formats: dict[str, int] = {}
   keep = []
   for row, path in enumerate(paths):
-    if row in heads:  # it decodes; a palette BMP does too, but to the wrong colours
-      kind = image_formats.format_of(heads[row])
-      unreadable, undecodable = None, _PALETTE_BMP if kind == "bmp" and _is_palette_bmp(path) else None
+    if row in heads:
+      kind, unreadable, undecodable = image_formats.format_of(heads[row]), None, None
     else:
       kind, unreadable, undecodable = check_image(path)
     if kind:
