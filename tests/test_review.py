@@ -1,9 +1,13 @@
 """mlc-review's pages through Flask's test client: decisions, browsing, tagging, and the safety rules."""
 
 import dataclasses
+import html
 import io
+import json
 import os
 import pathlib
+import re
+import threading
 
 import pytest
 from helpers import make_tiny_corpus
@@ -81,18 +85,66 @@ def test_browse_filters_and_ranks_by_the_models_disagreement(review):
   assert client.get("/browse?show=labelled&label=zebra").status_code == 400
 
 
+def shown_labels(client, image_id):
+  """The page's hidden "shown" field: the labels the photo's page showed, as the form posts them back."""
+  page = client.get(f"/photo/{image_id}").get_data(as_text=True)
+  return html.unescape(re.search(r'name="shown" value="([^"]*)"', page).group(1))
+
+
 def test_a_photos_label_edit_goes_to_the_corrections_file(review):
   state, client, truth = review
   image_id = next(i for i, labels in truth.items() if labels == {"cat"})
-  answer = client.post(f"/photo/{image_id}", data={"label": ["dog", "cat", "<script>"]})
+  assert json.loads(shown_labels(client, image_id)) == ["cat"]
+  answer = client.post(f"/photo/{image_id}", data={"label": ["dog", "cat", "<script>"], "shown": '["cat"]'})
   assert answer.status_code == 303
   assert "Saved: 1 label change(s)" in client.get(answer.headers["Location"]).get_data(as_text=True)
   written = pathlib.Path(state.corrections_path).read_text().splitlines()
   assert written[1:] == [f"{image_id},dog,add,{state_lib.EDITED_NOTE}"]
-  client.post(f"/photo/{image_id}", data={})
+  assert client.post(f"/photo/{image_id}", data={"shown": shown_labels(client, image_id)}).status_code == 303
   found, _ = corrections.parse_corrections(pathlib.Path(state.corrections_path).read_text())
   assert sorted((c.label, c.action) for c in found) == [("cat", "remove"), ("dog", "remove")]
   assert client.get("/photo/99999").status_code == 404
+
+
+def test_a_post_that_names_nothing_is_refused_not_taken_as_no_labels(review):
+  state, client, truth = review
+  image_id = next(i for i, labels in truth.items() if labels)
+  for request in [{"data": {}}, {"json": {"label": []}}, {"data": {"shown": "not json"}}]:
+    response = client.post(f"/photo/{image_id}", **request)
+    assert response.status_code == 400, request
+  assert "this request names nothing" in client.post(f"/photo/{image_id}").get_data(as_text=True)
+  assert not os.path.exists(state.corrections_path)
+
+
+def test_two_tabs_editing_one_photo_never_lose_or_merge_an_edit(review):
+  state, client, truth = review
+  image_id = next(i for i, labels in truth.items() if len(labels) >= 2)
+  one, two = sorted(truth[image_id])[:2]
+  stale = shown_labels(client, image_id)  # both tabs loaded the page before either saved
+  assert client.post(f"/photo/{image_id}", data={"label": [one], "shown": stale}).status_code == 303
+  second = client.post(f"/photo/{image_id}", data={"label": [two], "shown": stale})
+  assert second.status_code == 409 and "labels changed since this page showed them" in second.get_data(as_text=True)
+  assert state.current_labels(state.read_corrections()).loc[image_id][[one, two]].tolist() == [1, 0]
+  # The same two saves at once, 20 times: one wins whole, the other is told.
+  app = app_lib.create_app(state)
+  for _ in range(20):
+    os.remove(state.corrections_path)
+    barrier, statuses = threading.Barrier(2), {}
+
+    def save(label):
+      tab = app.test_client()
+      barrier.wait()
+      statuses[label] = tab.post(f"/photo/{image_id}", data={"label": [label], "shown": stale}).status_code
+
+    tabs = [threading.Thread(target=save, args=(label,)) for label in (one, two)]
+    for tab in tabs:
+      tab.start()
+    for tab in tabs:
+      tab.join()
+    winner = next(label for label, status in statuses.items() if status == 303)
+    assert sorted(statuses.values()) == [303, 409]
+    now = state.current_labels(state.read_corrections()).loc[image_id]
+    assert {label for label in (one, two) if now[label]} == {winner}
 
 
 def test_tagging_answers_through_the_serving_signature_and_refuses_what_is_not_an_image(review):
@@ -150,11 +202,11 @@ def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_
   page = client.get("/browse").get_data(as_text=True)
   assert "row 3: action must be one of" in page and "d&amp;o&lt;g&gt;" in page and "o<g>" not in page
   flipped = sorted(truth[3] ^ {"cat"})  # image 3's labels with "cat" flipped
-  assert client.post("/photo/3", data={"label": flipped}).status_code == 303
+  assert client.post("/photo/3", data={"label": flipped, "shown": json.dumps(sorted(truth[3]))}).status_code == 303
   assert path.read_text().splitlines() == ["image_id,label,action", "1,cat,add", "2,cat,maybe",
                                            f"3,cat,{'add' if 'cat' in flipped else 'remove'}"]
   path.write_text("id,label\n")
-  response = client.post("/photo/3", data={"label": []})
+  response = client.post("/photo/3", data={"label": [], "shown": json.dumps(flipped)})
   assert response.status_code == 409 and "lacks column" in response.get_data(as_text=True)
   with pytest.raises(state_lib.ReviewError, match="corrections file of their own"):
     state_lib.load_state(root, str(path), suspects_path=str(path))

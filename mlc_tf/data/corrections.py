@@ -18,6 +18,7 @@ row skipped because its image or label is not in this corpus/run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import fcntl
@@ -164,42 +165,54 @@ def upsert_corrections(path: str, rows: Iterable[tuple[str, str, str, str]]) -> 
   columns, rows it cannot parse) stay as written; a new file gets the header
   ``image_id,label,action,note``; a column the file's header lacks is not written.
   """
+  with exclusive(path):
+    upsert_holding_lock(path, rows)
+
+
+@contextlib.contextmanager
+def exclusive(path: str):
+  """Holds the corrections file's lock (``<path>.lock``): its writers, threads or processes, take turns."""
+  with open(path + ".lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the lock file closes
+    yield
+
+
+def upsert_holding_lock(path: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
+  """``upsert_corrections`` for a caller inside ``exclusive(path)``, who decided the rows on what it read there."""
   rows = [tuple(str(value) for value in row) for row in rows]
   for image_id, label, action, _ in rows:
     if not image_id or not label or action not in ACTIONS:
       raise ValueError(f"a correction needs an image id, a label and an action in {ACTIONS}: "
                        f"{(image_id, label, action)}")
   pending = {(image_id, label): row for row in rows for image_id, label in [row[:2]]}
-  with open(path + ".lock", "a") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the lock file closes
-    text = ""
-    if os.path.exists(path):
-      with open(path, newline="") as f:
-        text = f.read()
-    header, lines, replaced = None, [], set()
-    for _, raw, kind, value in _lines(text):
-      if kind == "header":
-        header = value
-        if _missing_columns(header):
-          raise CorrectionsError(f"{path}: header {raw!r} lacks column(s) {_missing_columns(header)}: "
-                                 "not writing into it")
-      if kind != "row":
-        lines.append(raw)
-        continue
-      row = value
-      key = (row.get("image_id", ""), row.get("label", ""))
-      if key in replaced:  # an older duplicate of a pair just rewritten
-        continue
-      if key in pending:
-        lines.append(_csv_line(header, pending.pop(key)))
-        replaced.add(key)
-      else:
-        lines.append(raw)
-    if header is None:
-      header = [*REQUIRED_COLUMNS, "note"]
-      lines.append(",".join(header))
-    lines += [_csv_line(header, row) for row in pending.values()]
-    _replace_file(path, "".join(f"{line}\n" for line in lines))
+  text = ""
+  if os.path.exists(path):
+    with open(path, newline="") as f:
+      text = f.read()
+  header, lines, replaced = None, [], set()
+  for _, raw, kind, value in _lines(text):
+    if kind == "header":
+      header = value
+      if _missing_columns(header):
+        raise CorrectionsError(f"{path}: header {raw!r} lacks column(s) {_missing_columns(header)}: "
+                               "not writing into it")
+    if kind != "row":
+      lines.append(raw)
+      continue
+    row = value
+    key = (row.get("image_id", ""), row.get("label", ""))
+    if key in replaced:  # an older duplicate of a pair just rewritten
+      continue
+    if key in pending:
+      lines.append(_csv_line(header, pending.pop(key)))
+      replaced.add(key)
+    else:
+      lines.append(raw)
+  if header is None:
+    header = [*REQUIRED_COLUMNS, "note"]
+    lines.append(",".join(header))
+  lines += [_csv_line(header, row) for row in pending.values()]
+  _replace_file(path, "".join(f"{line}\n" for line in lines))
 
 
 def _csv_line(header: list[str], row: tuple[str, str, str, str]) -> str:

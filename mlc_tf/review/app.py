@@ -11,6 +11,7 @@ images/ is refused. Every asset is served by the app; nothing comes from the net
 from __future__ import annotations
 
 import base64
+import json
 import math
 import urllib.parse
 
@@ -127,14 +128,28 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
   def photo(image_id):
     if image_id not in state.frame.index:
       flask.abort(404, f"there is no image {image_id} in the corpus")
+    conflict = None
     if flask.request.method == "POST":
-      changed = state.edit_labels(image_id, set(flask.request.form.getlist("label")) & set(state.label_names))
-      return flask.redirect(flask.url_for("photo", image_id=image_id, saved=changed), 303)
-    corrections = state.read_corrections()
-    return flask.render_template("photo.html", image_id=image_id,
-                                 labels=state.current_labels(corrections).loc[image_id],
+      if "shown" not in flask.request.form:
+        flask.abort(400, "an edit names the labels it sets (a 'label' field per checked label) and those its page "
+                         "showed (the 'shown' field, a JSON list); this request names nothing")
+      try:
+        shown = set(json.loads(flask.request.form["shown"]))
+      except (ValueError, TypeError):
+        flask.abort(400, "the 'shown' field must be a JSON list of label names")
+      checked = set(flask.request.form.getlist("label")) & set(state.label_names)
+      try:
+        changed = state.edit_labels(image_id, checked, shown)
+        return flask.redirect(flask.url_for("photo", image_id=image_id, saved=changed), 303)
+      except state_lib.EditConflict as error:
+        conflict = (f"Not saved: this photo's labels changed since this page showed them (another tab or a hand "
+                    f"edit); {error}. Check them below and save again.")
+    labels = state.current_labels(state.read_corrections()).loc[image_id]
+    return flask.render_template("photo.html", image_id=image_id, labels=labels,
+                                 shown=json.dumps([name for name in state.label_names if labels[name]]),
                                  given=state.frame.loc[image_id], predictions=_predictions(image_id),
-                                 saved=flask.request.args.get("saved", type=int))
+                                 saved=flask.request.args.get("saved", type=int), conflict=conflict), \
+        409 if conflict else 200
 
   @app.get("/image/<int:image_id>")
   def image(image_id):

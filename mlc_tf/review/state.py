@@ -32,6 +32,14 @@ class ReviewError(ValueError):
   """An input the review cannot start with; the message says which and why."""
 
 
+class EditConflict(Exception):
+  """A photo's labels changed (another tab, a hand edit) since the page that edits them showed them."""
+
+  def __init__(self, current: set[str]):
+    super().__init__(f"its labels are now {sorted(current) or 'none'}")
+    self.current = current
+
+
 @dataclasses.dataclass
 class Suspect:
   """One row of mlc-suspects' CSV: the change proposed for one label of one photo."""
@@ -108,13 +116,23 @@ class ReviewState:
     corrections_lib.upsert_corrections(self.corrections_path, [(str(suspect.image_id), suspect.label, action,
                                                                 ACCEPTED_NOTE if accept else REJECTED_NOTE)])
 
-  def edit_labels(self, image_id: int, checked: set[str]) -> int:
-    """Writes the labels of one photo that differ from its current labels; returns how many."""
-    current = self.current_labels(self.read_corrections()).loc[image_id]
-    rows = [(str(image_id), label, "add" if label in checked else "remove", EDITED_NOTE)
-            for label in self.label_names if bool(current[label]) != (label in checked)]
-    if rows:
-      corrections_lib.upsert_corrections(self.corrections_path, rows)
+  def edit_labels(self, image_id: int, checked: set[str], shown: set[str]) -> int:
+    """Sets one photo's labels to ``checked``, writing those that differ; returns how many.
+
+    ``shown`` is what the editing page showed. Read and write happen under the
+    file's lock, and an edit made on labels that have changed since is refused
+    (EditConflict), so of two tabs the second is told, not merged into a set
+    neither asked for.
+    """
+    with corrections_lib.exclusive(self.corrections_path):
+      row = self.current_labels(self.read_corrections()).loc[image_id]
+      current = {label for label in self.label_names if row[label]}
+      if current != shown and current != checked:
+        raise EditConflict(current)
+      rows = [(str(image_id), label, "add" if label in checked else "remove", EDITED_NOTE)
+              for label in self.label_names if (label in current) != (label in checked)]
+      if rows:
+        corrections_lib.upsert_holding_lock(self.corrections_path, rows)
     return len(rows)
 
 
