@@ -210,3 +210,16 @@ def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_
   assert response.status_code == 409 and "lacks column" in response.get_data(as_text=True)
   with pytest.raises(state_lib.ReviewError, match="corrections file of their own"):
     state_lib.load_state(root, str(path), suspects_path=str(path))
+
+
+def test_requests_addressed_to_another_host_are_refused_dns_rebinding(review):
+  state, client, truth = review
+  rebound = {"headers": {"Host": "attacker.example:18080", "Origin": "http://attacker.example:18080"}}
+  response = client.post("/suspects/0", data={"decision": "accept"}, **rebound)
+  assert response.status_code == 400 and "--allowed_hosts" in response.get_data(as_text=True)
+  assert client.get("/image/1", headers={"Host": "attacker.example:18080"}).status_code == 400
+  assert not os.path.exists(state.corrections_path)
+  for host in ("localhost:8080", "127.0.0.1:18080"):
+    assert client.get("/image/1", headers={"Host": host}).status_code == 200, host
+  allowed = app_lib.create_app(state, trusted_hosts=("localhost", "review.lan")).test_client()
+  assert allowed.get("/image/1", headers={"Host": "review.lan:8080"}).status_code == 200

@@ -22,6 +22,9 @@ from mlc_tf.data import corrections as corrections_lib
 from mlc_tf.review import state as state_lib
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# Host names a request may address the app by, whatever address it is bound to: a page of another site
+# whose name resolves to this machine (DNS rebinding) sends its own name and is refused.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 PAGE_SIZE = 48
 BROWSE_VIEWS = {
     "all": "all photos",
@@ -38,10 +41,15 @@ def _image_type(data: bytes) -> str | None:
   return next((mime for magic, mime in _IMAGE_TYPES if data.startswith(magic)), None)
 
 
-def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> flask.Flask:
-  """The app for one loaded review; serve it with any WSGI server (mlc-review uses werkzeug's)."""
+def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               trusted_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> flask.Flask:
+  """The app for one loaded review; serve it with any WSGI server (mlc-review uses werkzeug's).
+
+  A request whose Host header is none of ``trusted_hosts`` (any port) is a 400.
+  """
   app = flask.Flask(__name__)
   app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
+  app.config["TRUSTED_HOSTS"] = list(trusted_hosts)
 
   @app.before_request
   def refuse_cross_site_posts():
@@ -60,6 +68,10 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
   def http_error(error):
     if error.code == 413 and flask.request.endpoint == "tag":
       return render_tag(message=f"The upload is larger than the limit of {max_upload_bytes // 1024} KiB."), 413
+    if isinstance(error, exceptions.SecurityError):  # an untrusted Host: no URL can be built, so no page
+      return flask.Response(f"{error.description} This app answers only to {', '.join(trusted_hosts)}; start "
+                            "mlc-review with --allowed_hosts=NAME to add the name you open it by.\n",
+                            error.code, mimetype="text/plain")
     return flask.render_template("message.html", title=f"{error.code} {error.name}", message=error.description), \
         error.code
 
