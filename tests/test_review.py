@@ -223,3 +223,19 @@ def test_requests_addressed_to_another_host_are_refused_dns_rebinding(review):
     assert client.get("/image/1", headers={"Host": host}).status_code == 200, host
   allowed = app_lib.create_app(state, trusted_hosts=("localhost", "review.lan")).test_client()
   assert allowed.get("/image/1", headers={"Host": "review.lan:8080"}).status_code == 200
+
+
+def test_an_unreadable_corrections_file_is_reported_on_every_page_and_a_directory_refused_at_start(tmp_path):
+  root = str(tmp_path / "corpus")
+  make_tiny_corpus(root, num_images=4, labels=("cat", "dog"))
+  path = tmp_path / "corrections.csv"
+  path.write_bytes(b"image_id,label,action\n1,cat,add\n2,caf\xe9,add\n")  # Latin-1, not UTF-8
+  client = app_lib.create_app(state_lib.load_state(root, str(path))).test_client()
+  for url in ["/browse", "/photo/1", "/tag", "/suspects"]:
+    response = client.get(url, follow_redirects=True)
+    assert response.status_code == 200 and "is not UTF-8 text (byte 37" in response.get_data(as_text=True), url
+  response = client.post("/photo/1", data={"label": ["dog"], "shown": "[]"})
+  assert response.status_code == 409 and "is not UTF-8 text" in response.get_data(as_text=True)
+  assert path.read_bytes().endswith(b"caf\xe9,add\n")
+  with pytest.raises(state_lib.ReviewError, match="is a directory"):
+    state_lib.load_state(root, str(tmp_path))

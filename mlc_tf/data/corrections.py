@@ -94,7 +94,7 @@ def _lines(text: str):
   or comment; value None), "header" (the first other line; value its fields) or "row" (value the row as
   a dict by header column). The one reading of the format, for the parser and the writer."""
   header = None
-  for number, raw in enumerate(text.splitlines(), start=1):
+  for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):  # a spreadsheet's BOM
     if not raw.strip() or raw.lstrip().startswith("#"):
       yield number, raw, "skip", None
       continue
@@ -147,11 +147,22 @@ def read_corrections(path: str) -> list[Correction]:
   """Parses a corrections CSV; garbage and contradictions are errors naming the line."""
   if not tf.io.gfile.exists(path):
     raise CorrectionsError(f"corrections file {path} does not exist")
-  with tf.io.gfile.GFile(path, "r") as f:
-    corrections, problems = parse_corrections(f.read())
+  corrections, problems = parse_corrections(read_text(path))
   if problems:
     raise CorrectionsError(f"{path}:{problems[0].line}: {problems[0].message}")
   return corrections
+
+
+def read_text(path: str) -> str:
+  """A corrections file's text; one that is not UTF-8 text (or not a file) is a CorrectionsError saying so."""
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return f.read().decode("utf-8")
+  except UnicodeDecodeError as error:
+    raise CorrectionsError(f"corrections file {path} is not UTF-8 text (byte {error.start}: "
+                           f"{error.object[error.start:error.start + 1]!r})") from None
+  except (OSError, tf.errors.OpError) as error:
+    raise CorrectionsError(f"corrections file {path} cannot be read: {getattr(error, 'message', error)}") from None
 
 
 def upsert_corrections(path: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
@@ -185,10 +196,7 @@ def upsert_holding_lock(path: str, rows: Iterable[tuple[str, str, str, str]]) ->
       raise ValueError(f"a correction needs an image id, a label and an action in {ACTIONS}: "
                        f"{(image_id, label, action)}")
   pending = {(image_id, label): row for row in rows for image_id, label in [row[:2]]}
-  text = ""
-  if os.path.exists(path):
-    with open(path, newline="") as f:
-      text = f.read()
+  text = read_text(path) if os.path.exists(path) else ""
   header, lines, replaced = None, [], set()
   for _, raw, kind, value in _lines(text):
     if kind == "header":

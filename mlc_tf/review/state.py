@@ -57,6 +57,7 @@ class Corrections:
 
   actions: dict[tuple[int, str], str]
   problems: list[corrections_lib.RowProblem]
+  unreadable: str | None = None  # why the file cannot be read at all (not UTF-8 text...)
 
 
 @dataclasses.dataclass
@@ -87,8 +88,10 @@ class ReviewState:
   def read_corrections(self) -> Corrections:
     if not os.path.exists(self.corrections_path):
       return Corrections({}, [])
-    with open(self.corrections_path, newline="") as f:
-      rows, problems = corrections_lib.parse_corrections(f.read())
+    try:
+      rows, problems = corrections_lib.parse_corrections(corrections_lib.read_text(self.corrections_path))
+    except corrections_lib.CorrectionsError as error:
+      return Corrections({}, [], unreadable=str(error))
     actions = {}
     for row in rows:
       if row.image_id.isdigit():
@@ -181,6 +184,8 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
   folder = os.path.dirname(os.path.abspath(corrections_path))
   if not os.path.isdir(folder):
     raise ReviewError(f"the corrections file's folder {folder} does not exist")
+  if os.path.isdir(corrections_path):
+    raise ReviewError(f"the corrections file {corrections_path} is a directory; name a CSV file (created if absent)")
   if suspects_path and os.path.abspath(suspects_path) == os.path.abspath(corrections_path):
     raise ReviewError("the decisions need a corrections file of their own: written into the suspects file, "
                       "every suspect left undecided would be applied as a correction")
