@@ -192,6 +192,18 @@ def test_predict_pixels_resizes_like_training(loaded, image_files):
   assert pixels_signature(pixels=tf.zeros([0, 20, 30, 3]))["labels"].shape == (0, 3)
 
 
+def test_an_export_removes_the_versions_of_killed_exports_but_never_one_being_written(tiny_trained, tmp_path):
+  _, _, result = tiny_trained
+  ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+  model_dir = tmp_path / "tiny"
+  killed = model_dir / f".staging-{int(ended.stdout)}-0123456789ab-version"  # its writer no longer runs
+  live = model_dir / f".staging-{os.getpid()}-ba9876543210-version"
+  for staged in (killed, live):
+    (staged / "variables").mkdir(parents=True)
+  assert export.export_saved_model(result.inference_model, base_dir=str(tmp_path), name="tiny").endswith("/1")
+  assert not killed.exists() and live.is_dir()
+
+
 def test_versions_increase_and_existing_ones_are_never_touched(tiny_trained, tmp_path):
   _, _, result = tiny_trained
   model_dir = tmp_path / "tiny"

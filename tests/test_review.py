@@ -239,3 +239,14 @@ def test_an_unreadable_corrections_file_is_reported_on_every_page_and_a_director
   assert path.read_bytes().endswith(b"caf\xe9,add\n")
   with pytest.raises(state_lib.ReviewError, match="is a directory"):
     state_lib.load_state(root, str(tmp_path))
+
+
+def test_temporary_files_of_writers_killed_mid_write_are_removed_at_start(tmp_path):
+  root = str(tmp_path / "corpus")
+  make_tiny_corpus(root, num_images=4, labels=("cat",))
+  path = tmp_path / "corrections.csv"
+  path.write_text("image_id,label,action\n1,cat,add\n")
+  (tmp_path / ".corrections.csv.k1ll3d").write_text("image_id,label,action\n1,cat,")  # a kill -9 mid-write
+  (tmp_path / ".other.csv.kept").write_text("not ours")
+  state_lib.load_state(root, str(path))
+  assert sorted(os.listdir(tmp_path)) == [".other.csv.kept", "corpus", "corrections.csv", "corrections.csv.lock"]

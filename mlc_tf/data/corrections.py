@@ -188,6 +188,20 @@ def exclusive(path: str):
     yield
 
 
+def remove_abandoned_temporaries(path: str) -> list[str]:
+  """Removes the temporary files of writers of ``path`` killed mid-write; returns them.
+
+  Only a writer holding the lock makes one, so with the lock held every one there is abandoned.
+  """
+  directory, name = os.path.split(os.path.abspath(path))
+  with exclusive(path):
+    removed = [os.path.join(directory, entry) for entry in os.listdir(directory)
+               if entry.startswith(f".{name}.") and os.path.isfile(os.path.join(directory, entry))]
+    for temporary in removed:
+      os.remove(temporary)
+  return removed
+
+
 def upsert_holding_lock(path: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
   """``upsert_corrections`` for a caller inside ``exclusive(path)``, who decided the rows on what it read there."""
   rows = [tuple(str(value) for value in row) for row in rows]

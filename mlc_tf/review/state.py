@@ -186,6 +186,7 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
     raise ReviewError(f"the corrections file's folder {folder} does not exist")
   if os.path.isdir(corrections_path):
     raise ReviewError(f"the corrections file {corrections_path} is a directory; name a CSV file (created if absent)")
+  corrections_lib.remove_abandoned_temporaries(corrections_path)
   if suspects_path and os.path.abspath(suspects_path) == os.path.abspath(corrections_path):
     raise ReviewError("the decisions need a corrections file of their own: written into the suspects file, "
                       "every suspect left undecided would be applied as a correction")

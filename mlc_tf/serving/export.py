@@ -163,6 +163,7 @@ def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str
     archive.add_endpoint(signature_name, function)
   model_dir = os.path.join(base_dir, name)
   os.makedirs(model_dir, exist_ok=True)
+  atomic_files.remove_abandoned(model_dir)  # versions of exports killed mid-write
   with atomic_files.staged_beside(os.path.join(model_dir, "version")) as staged:  # not an integer: TF Serving
     archive.write_out(staged, verbose=False)                                      # ignores it
     os.makedirs(os.path.join(staged, "assets.extra"))
