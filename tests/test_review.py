@@ -166,6 +166,8 @@ def test_tagging_answers_through_the_serving_signature_and_refuses_what_is_not_a
   response = client.post("/tag", data={"photo": (io.BytesIO(b"\xff\xd8\xff" + bytes(100_000)), "huge.jpg")})
   assert response.status_code == 413 and "larger than the limit of 64 KiB" in response.get_data(as_text=True)
   assert client.post("/tag", data={}).status_code == 400
+  assert "Choose a JPEG, PNG, GIF or BMP photo" in client.post("/tag", data={}).get_data(as_text=True)
+  assert "JPEG, PNG, GIF or BMP here" in client.get("/tag").get_data(as_text=True)
 
 
 def test_posts_from_another_site_are_refused(review):
@@ -185,11 +187,15 @@ def test_only_images_of_the_corpus_are_served(tmp_path):
   client = app_lib.create_app(state).test_client()
   assert client.get("/image/1").status_code == 200 and client.get("/image/1").data[:3] == b"\xff\xd8\xff"
   assert client.get("/image/4").status_code == 404  # in the frame, but its file lies outside images/
+  page = client.get("/photo/4")
+  assert page.status_code == 404 and "lies outside the corpus" in page.get_data(as_text=True)
   for url in ["/image/../../secret.jpg", "/image/..%2F..%2Fsecret.jpg", "/image/%2e%2e/secret.jpg",
               "/static/../../../etc/passwd", "/static/%2e%2e/app.py", "/image/99", "/image/-1"]:
     response = client.get(url)
     assert response.status_code in (404, 400) and b"\xff\xd8\xff" not in response.data, url
   assert "No model was given" in client.post("/tag", data={}).get_data(as_text=True)
+  assert "No model was given: nothing is predicted as 'cat'" in html.unescape(client.get(
+      "/browse?show=predicted&label=cat").get_data(as_text=True))
 
 
 def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_path):
@@ -250,3 +256,11 @@ def test_temporary_files_of_writers_killed_mid_write_are_removed_at_start(tmp_pa
   (tmp_path / ".other.csv.kept").write_text("not ours")
   state_lib.load_state(root, str(path))
   assert sorted(os.listdir(tmp_path)) == [".other.csv.kept", "corpus", "corrections.csv", "corrections.csv.lock"]
+
+
+def test_a_view_of_a_label_the_model_lacks_says_so(review):
+  state, _, _ = review
+  fewer = dataclasses.replace(state, predictions=state.predictions.drop(columns=["prob_sun", "decided_sun"]))
+  page = app_lib.create_app(fewer).test_client().get("/browse?show=false_positives&label=sun").get_data(as_text=True)
+  page = html.unescape(page)
+  assert "The model has no label 'sun': nothing is false positives of it." in page

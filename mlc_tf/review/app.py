@@ -129,17 +129,24 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
       flask.abort(400, f"unknown label {label!r}")
     labels = state.current_labels(state.read_corrections())
     ids = state_lib.ranked_images(state, labels, show, label)
+    no_model_label = None
+    if show not in ("all", "labelled") and label and (state.predictions is None
+                                                      or f"prob_{label}" not in state.predictions):
+      no_model_label = (f"No model was given: nothing is {BROWSE_VIEWS[show]} {label!r}." if state.tagger is None
+                        else f"The model has no label {label!r}: nothing is {BROWSE_VIEWS[show]} it.")
     pages = max(1, math.ceil(len(ids) / PAGE_SIZE))
     page = min(max(flask.request.args.get("page", 1, type=int), 1), pages)
     shown = ids[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
     return flask.render_template("browse.html", views=BROWSE_VIEWS, show=show, label=label, ids=shown, page=page,
-                                 pages=pages, total=len(ids), labels=labels,
+                                 pages=pages, total=len(ids), labels=labels, no_model_label=no_model_label,
                                  probability=(lambda i: _probability(i, label)))
 
   @app.route("/photo/<int:image_id>", methods=["GET", "POST"])
   def photo(image_id):
     if image_id not in state.frame.index:
       flask.abort(404, f"there is no image {image_id} in the corpus")
+    if state.image_path(image_id) is None:
+      flask.abort(404, f"the file of image {image_id} lies outside the corpus's images/ (a link): not shown")
     conflict = None
     if flask.request.method == "POST":
       if "shown" not in flask.request.form:
@@ -182,7 +189,7 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
       return render_tag(message="No model was given (start mlc-review with --model)."), 400
     upload = flask.request.files.get("photo")
     if upload is None or not upload.filename:
-      return render_tag(message="Choose a JPEG or PNG photo first."), 400
+      return render_tag(message="Choose a JPEG, PNG, GIF or BMP photo first."), 400
     data = upload.read()
     mime = _image_type(data)
     answer = state.tagger.tag(data) if mime else None
