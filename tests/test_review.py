@@ -9,6 +9,8 @@ import pathlib
 import re
 import threading
 
+import image_bytes
+import numpy as np
 import pytest
 from helpers import make_tiny_corpus
 from review_helpers import annotated_labels, suspect_rows, write_suspects
@@ -159,8 +161,12 @@ def test_tagging_answers_through_the_serving_signature_and_refuses_what_is_not_a
   expected = state.predictions.loc[1]
   assert [round(row.probability, 4) for row in answer.per_label] == [
       round(expected[f"prob_{name}"], 4) for name in state.tagger.label_names]
-  for name, content, reason in [("notes.jpg", b"plain text", "unknown format"), ("empty.png", b"", "empty file"),
-                                ("broken.jpg", photo[:len(photo) // 3], "broken image")]:
+  for name, content, reason in [("notes.jpg", b"plain text", "not a JPEG, PNG, GIF or BMP image"),
+                                ("empty.png", b"", "empty file"),
+                                ("broken.jpg", photo[:len(photo) // 3], "Invalid JPEG data"),
+                                ("bomb.gif", image_bytes.gif_bomb(6400), "larger than the 40 MP limit"),
+                                ("palette.bmp", image_bytes.palette_bmp(np.full((6, 10, 3), 9, np.uint8)),
+                                 "palette BMP is not supported")]:
     response = client.post("/tag", data={"photo": (io.BytesIO(content), name)})
     assert response.status_code == 400 and reason in response.get_data(as_text=True), name
   response = client.post("/tag", data={"photo": (io.BytesIO(b"\xff\xd8\xff" + bytes(100_000)), "huge.jpg")})

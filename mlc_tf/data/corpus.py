@@ -166,16 +166,20 @@ def check_image(path: str) -> tuple[str, str | None, str | None]:
       data = f.read()
   except (OSError, tf.errors.OpError) as error:
     return "", _reason(error), None
+  return image_formats.format_of(data) or "", None, undecodable_reason(data)
+
+
+def undecodable_reason(data: bytes) -> str | None:
+  """Why ``decode_and_resize`` refuses an encoded image ("empty file", "larger than the 40 MP limit"...), or None."""
   if not data:
-    return "", None, "empty file"
-  kind = image_formats.format_of(data)
-  if kind is None:
-    return "", None, "not a JPEG, PNG, GIF or BMP image"
+    return "empty file"
+  if image_formats.format_of(data) is None:
+    return "not a JPEG, PNG, GIF or BMP image"
   try:
     pipeline.decode_and_resize(tf.constant(data), 1)
   except tf.errors.OpError as error:
-    return kind, None, _reason(error)
-  return kind, None, None
+    return _reason(error)
+  return None
 
 
 def _decodable_heads(paths: list[str], workers: int | None, progress: bool) -> dict[int, bytes]:

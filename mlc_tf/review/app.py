@@ -18,6 +18,7 @@ import urllib.parse
 import flask
 from werkzeug import exceptions
 
+from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import corrections as corrections_lib
 from mlc_tf.review import state as state_lib
 
@@ -195,7 +196,7 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
     answer = state.tagger.tag(data) if mime else None
     if answer is None or not answer.valid:
       return render_tag(message=f"{upload.filename!r} is not a JPEG, PNG, GIF or BMP image the model can decode "
-                                f"({'empty file' if not data else 'unknown format' if not mime else 'broken image'}).",
+                                f"({corpus_lib.undecodable_reason(data) or 'refused by the model'}).",
                         filename=upload.filename), 400
     preview = f"data:{mime};base64,{base64.b64encode(data).decode()}"
     return render_tag(answer=answer, preview=preview, filename=upload.filename)
