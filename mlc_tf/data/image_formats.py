@@ -69,27 +69,24 @@ def _gif_frame_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
   def u16(position):
     return byte(position) + 256 * byte(position + 1)
 
-  screen_flags = byte(10)
-  global_table = tf.where(screen_flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), screen_flags % 8),
-                          0)
+  def colour_table(flags):  # the size of a colour table its flags byte announces
+    return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8), 0)
 
-  def step(position, in_sub_blocks, pixels, done):
-    block = byte(position)
-    if_sub_block = (position + 1 + block, block > 0)  # a size byte; 0 ends the chain
-    image_flags = byte(position + 9)
-    local_table = tf.where(image_flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), image_flags % 8),
-                           0)
-    is_image, is_extension = tf.equal(block, 0x2C), tf.equal(block, 0x21)
-    next_position = tf.where(in_sub_blocks, if_sub_block[0],
-                             tf.where(is_image, position + 11 + local_table, position + 2))
-    next_in_sub_blocks = tf.where(in_sub_blocks, if_sub_block[1], is_image | is_extension)
-    frame = tf.where(~in_sub_blocks & is_image, u16(position + 5) * u16(position + 7), 0)
-    ends = ~in_sub_blocks & ~is_image & ~is_extension  # the trailer (0x3B), or what no decoder would read
-    return next_position, next_in_sub_blocks, pixels + frame, done | ends
+  def past_sub_blocks(position):  # a chain of size-prefixed sub-blocks ends with a 0 size; the hot loop
+    return tf.while_loop(lambda p: byte(p) > 0, lambda p: (p + 1 + byte(p),), (position,))[0] + 1
 
-  _, _, pixels, _ = tf.while_loop(lambda position, _, __, done: ~done & (position < length), step,
-                                  (13 + global_table, tf.constant(False), tf.constant(0, tf.int64),
-                                   tf.constant(False)))
+  def block(position, pixels):
+    introducer = byte(position)
+    is_image = tf.equal(introducer, 0x2C)
+    chain = tf.where(is_image, position + 11 + colour_table(byte(position + 9)), position + 2)
+    frame = tf.where(is_image, u16(position + 5) * u16(position + 7), 0)
+    return past_sub_blocks(chain), pixels + frame
+
+  def is_block(position, _):  # an image or an extension; the trailer (0x3B), or anything else, ends the walk
+    introducer = byte(position)
+    return (position < length) & (tf.equal(introducer, 0x2C) | tf.equal(introducer, 0x21))
+
+  _, pixels = tf.while_loop(is_block, block, (13 + colour_table(byte(10)), tf.constant(0, tf.int64)))
   return pixels
 
 
