@@ -54,6 +54,21 @@ def test_exporting_predicting_and_reviewing_load_no_training_or_evaluation_code(
   assert out.strip().splitlines()[-1] == "[]"
 
 
+def test_only_batch_prediction_imports_apache_beam():
+  """Beam is the optional `beam` extra: mlc_tf.serving and mlc-predict without --runner work without it."""
+  for path in sorted(PACKAGE.rglob("*.py")):
+    tree = ast.parse(path.read_text())
+    top_level = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+    top_level |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                  and node.module}
+    if "apache_beam" in top_level:
+      assert path.relative_to(PACKAGE).as_posix() == "serving/batch_prediction.py", path.relative_to(PACKAGE)
+  code = "import sys, mlc_tf.serving, mlc_tf.cli.predict; print(sorted(m for m in sys.modules if 'beam' in m))"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+  assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_the_layers_module_registers_every_custom_layer_of_the_library():
   """A saved model loads after importing models.layers alone: no other module defines a Keras layer."""
   for path in sorted(PACKAGE.rglob("*.py")):

@@ -120,14 +120,38 @@ class SavedModelPredictor:
 def load_predictor(path: str) -> KerasPredictor | SavedModelPredictor:
   """A predictor for ``path``: a SavedModel dir, a TF Serving model dir (its highest version), a .keras
   file, or a training workdir holding model.keras."""
-  if os.path.isdir(path):
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-      return SavedModelPredictor(path)
-    versions = [name for name in os.listdir(path)
-                if name.isdigit() and os.path.isfile(os.path.join(path, name, "saved_model.pb"))]
-    if versions:
-      return SavedModelPredictor(os.path.join(path, max(versions, key=int)))
+  export_dir = saved_model_dir(path)
+  if export_dir:
+    return SavedModelPredictor(export_dir)
   return KerasPredictor(inference.load(path))
+
+
+def saved_model_dir(path: str) -> str | None:
+  """The SavedModel ``path`` names: itself, or a TF Serving model dir's highest version; None if neither.
+
+  Through ``tf.io.gfile``, so ``gs://`` and the other file systems TensorFlow has work as local paths do.
+  """
+  if not tf.io.gfile.isdir(path):
+    return None
+  if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+    return path
+  versions = [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
+  versions = [name for name in versions
+              if name.isdigit() and tf.io.gfile.exists(os.path.join(path, name, "saved_model.pb"))]
+  return os.path.join(path, max(versions, key=int)) if versions else None
+
+
+def csv_columns(label_names: list[str], probabilities: bool) -> list[str]:
+  """The CSV's header: ``file``, one column per label and, on request, ``prob_<label>`` columns.
+
+  Local and Beam prediction (``batch_prediction``) both write through this and :func:`csv_row`.
+  """
+  return ["file", *label_names, *([f"prob_{name}" for name in label_names] if probabilities else [])]
+
+
+def csv_row(path: str, probs: np.ndarray, decisions: np.ndarray, probabilities: bool) -> list:
+  """One image's CSV row under :func:`csv_columns`: its path, 0/1 decisions, probabilities to 6 decimals."""
+  return [path, *map(int, decisions), *([f"{x:.6f}" for x in probs] if probabilities else [])]
 
 
 @dataclasses.dataclass
@@ -151,16 +175,15 @@ def predict_to_csv(predictor: KerasPredictor | SavedModelPredictor, paths: list[
     parent = os.path.dirname(parent)
   if not os.path.isdir(parent):
     raise ValueError(f"the output {output} lies under {parent}, which is a file, not a folder")
-  names = predictor.label_names
   done = set()
 
   def write(staged: str) -> None:
     with open(staged, "w", newline="") as f:
       writer = csv.writer(f)
-      writer.writerow(["file", *names, *([f"prob_{name}" for name in names] if probabilities else [])])
+      writer.writerow(csv_columns(predictor.label_names, probabilities))
       for batch_paths, probs, decisions in predictor.predict(paths, batch_size):
         for path, p, d in zip(batch_paths, probs, decisions):
-          writer.writerow([path, *map(int, d), *([f"{x:.6f}" for x in p] if probabilities else [])])
+          writer.writerow(csv_row(path, p, d, probabilities))
           done.add(path)
     if not done:
       raise ValueError(f"none of the {len(paths)} file(s) is an image the model can read "
