@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from typing import Callable, Iterator
@@ -25,11 +26,12 @@ def staged_beside(path: str) -> Iterator[str]:
   """A hidden path next to ``path`` to write a file, a directory or a link to; whatever is left there is removed.
 
   The name ends with ``path``'s own (Keras picks the format from the suffix:
-  ``.keras``, ``.weights.h5``) and a random part, so concurrent writers do
-  not collide; a process killed mid-write leaves only a hidden leftover.
+  ``.keras``, ``.weights.h5``) and holds the writer's process id and a
+  random part, so concurrent writers do not collide; a process killed
+  mid-write leaves only a hidden leftover, which ``remove_abandoned`` removes.
   """
   directory, name = os.path.split(path)
-  staged = os.path.join(directory, f".staging-{uuid.uuid4().hex[:12]}-{name}")
+  staged = os.path.join(directory, f".staging-{os.getpid()}-{uuid.uuid4().hex[:12]}-{name}")
   try:
     yield staged
   finally:
@@ -39,6 +41,38 @@ def staged_beside(path: str) -> Iterator[str]:
       tf.io.gfile.rmtree(staged)
     elif tf.io.gfile.exists(staged):
       tf.io.gfile.remove(staged)
+
+
+_STAGED_NAME = re.compile(r"^\.staging-(\d+)-[0-9a-f]{12}-")
+
+
+def remove_abandoned(directory: str) -> list[str]:
+  """Removes what ``staged_beside`` left in a local ``directory`` for writers no longer running; returns it.
+
+  A writer is known by the process id in the name, on this machine: a
+  folder written by processes of several machines keeps the leftovers of the others.
+  """
+  removed = []
+  for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+    match = _STAGED_NAME.match(name)
+    if match and not _is_running(int(match.group(1))):
+      path = os.path.join(directory, name)
+      if os.path.isdir(path) and not os.path.islink(path):
+        tf.io.gfile.rmtree(path)
+      else:
+        os.remove(path)
+      removed.append(path)
+  return removed
+
+
+def _is_running(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)  # signal 0: only asks whether the process exists
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # it exists, under another user
+    return True
+  return True
 
 
 def write_aside(path: str, write: Callable[[str], None]) -> str:

@@ -63,3 +63,24 @@ def jpeg_with_size(jpeg: bytes, width: int, height: int) -> bytes:
   """``jpeg`` (baseline) with its SOF0 frame header rewritten to announce ``width`` x ``height``."""
   sof = jpeg.index(b"\xff\xc0")
   return jpeg[:sof + 5] + struct.pack(">HH", height, width) + jpeg[sof + 9:]
+
+
+def gif_bomb(frame_side: int, screen_side: int = 1) -> bytes:
+  """A valid GIF whose screen says ``screen_side``² and whose one frame is ``frame_side``² (zeros: a few KB)."""
+  frame = encode(np.zeros((frame_side, frame_side), np.uint8), "GIF")
+  return frame[:6] + struct.pack("<HH", screen_side, screen_side) + frame[10:]
+
+
+def gif_with_second_frame(first: np.ndarray, second_side: int) -> bytes:
+  """A two-frame GIF: ``first`` (uint8 [H, W, 3]) on a screen of its size, then a ``second_side``² frame."""
+  second = encode(np.zeros((second_side, second_side), np.uint8), "GIF")
+  flags = second[10]
+  blocks = second[13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 13):-1]  # its blocks, less the trailer
+  return encode(first, "GIF")[:-1] + blocks + b";"
+
+
+def palette_bmp(pixels: np.ndarray) -> bytes:
+  """An 8-bit palette BMP of uint8 pixels [H, W, 3] (PIL quantizes them)."""
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).quantize(16).save(buffer, "BMP")
+  return buffer.getvalue()

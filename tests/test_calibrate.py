@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -111,6 +112,9 @@ def test_adapted_export_is_the_next_version_with_shifted_probabilities_and_a_rep
     ("unknown_label", "unknown label 'bird'"),
     ("empty_folder", "no image file found"),
     ("undecodable_only", "none of the 1 target file(s) is a readable image"),
+    ("empty_prevalence", "holds no 'label,prevalence' row"),
+    ("prevalence_without_target_images", "--prevalence needs --target_images"),
+    ("no_model", "no model at"),
 ])
 def test_bad_stream_input_is_a_clear_error_and_exports_nothing(tiny_trained, tmp_path, case, message):
   root, workdir, _ = tiny_trained
@@ -121,12 +125,35 @@ def test_bad_stream_input_is_a_clear_error_and_exports_nothing(tiny_trained, tmp
   elif case != "empty_folder":
     (folder / "photo.jpg").write_bytes((pathlib.Path(root) / "images" / "im1.jpg").read_bytes())
   prevalence = tmp_path / "prevalence.csv"
-  prevalence.write_text("cat,0.2\nbird,0.1\n" if case == "unknown_label" else "cat,0.2\n")
+  prevalence.write_text({"unknown_label": "cat,0.2\nbird,0.1\n", "empty_prevalence": ""}.get(case, "cat,0.2\n"))
   base_dir = tmp_path / "saved_models"
-  status, _, err = calibrate(f"--model={workdir}", f"--data_dir={root}", f"--base_dir={base_dir}",
-                             f"--target_images={folder}", f"--prevalence={prevalence}")
+  status, _, err = calibrate(f"--model={tmp_path / 'none' if case == 'no_model' else workdir}", f"--data_dir={root}",
+                             f"--base_dir={base_dir}", f"--prevalence={prevalence}",
+                             *([] if case == "prevalence_without_target_images" else [f"--target_images={folder}"]))
   assert status == 1 and "mlc-calibrate: error: " in err and message in err, err[-3000:]
+  assert "Traceback" not in err and "--bootstrap_samples" not in err  # no help text before the one line
   assert not base_dir.exists() or not any(base_dir.rglob("saved_model.pb"))
+
+
+def test_a_prevalence_file_from_a_spreadsheet_reads_past_its_byte_order_mark(tmp_path):
+  path = tmp_path / "prevalence.csv"
+  path.write_bytes("label,prevalence\ncat,0.25\n".encode("utf-8-sig"))
+  read = operating_points.read_prevalence(str(path), ["cat", "dog"], np.array([0.5, 0.5]))
+  assert read.values.tolist() == [0.25, 0.5] and read.missing == ["dog"]
+
+
+def test_a_final_fits_workdir_is_calibrated_without_the_test_comparison(tiny_trained, tmp_path):
+  root, workdir, _ = tiny_trained
+  final = tmp_path / "final"
+  final.mkdir()
+  shutil.copy(os.path.join(workdir, "model.keras"), final)
+  cfg = json.loads((pathlib.Path(workdir) / "config.json").read_text())
+  cfg["data"]["test_fraction"] = 0.0  # what a final fit's workdir holds
+  (final / "config.json").write_text(json.dumps(cfg))
+  status, out, err = calibrate(f"--model={final}", f"--data_dir={root}", f"--base_dir={tmp_path / 'saved'}",
+                               "--bootstrap_samples=10")
+  assert status == 0, err[-3000:]
+  assert "no test split (a final fit)" in err and "exported:" in out
 
 
 def test_a_training_config_sets_the_policy_the_model_is_saved_with(tiny_corpus, tmp_path):

@@ -56,6 +56,20 @@ def test_bad_corrections_files_name_file_and_line(tmp_path, text, message):
     corrections.read_corrections(path)
 
 
+def test_a_utf8_bom_is_read_past_and_bytes_that_are_not_utf8_are_named(tmp_path):
+  bom = tmp_path / "bom.csv"
+  bom.write_bytes("image_id,label,action\n1,cat,add\n".encode("utf-8-sig"))  # what spreadsheets write
+  assert [(c.image_id, c.label, c.action) for c in corrections.read_corrections(str(bom))] == [("1", "cat", "add")]
+  corrections.upsert_corrections(str(bom), [("2", "dog", "remove", "")])
+  assert [c.image_id for c in corrections.read_corrections(str(bom))] == ["1", "2"]
+  latin1 = tmp_path / "latin1.csv"
+  latin1.write_bytes(b"image_id,label,action\n1,caf\xe9,add\n")
+  with pytest.raises(corrections.CorrectionsError, match=r"latin1.csv is not UTF-8 text \(byte 27"):
+    corrections.read_corrections(str(latin1))
+  with pytest.raises(corrections.CorrectionsError, match="is not UTF-8 text"):
+    corrections.upsert_corrections(str(latin1), [("2", "dog", "remove", "")])
+
+
 def test_ids_of_a_csv_source_are_file_names(tmp_path):
   frame = pd.DataFrame({"cat": [1, 0], "path": ["a/1.jpg", "b.png"]}, index=pd.Index(["a/1.jpg", "b.png"],
                                                                                    name="image_id"))

@@ -79,6 +79,19 @@ def loaded(tiny_saved_model):
   return tf.saved_model.load(tiny_saved_model)
 
 
+BOMB_SIDE = 6400  # one frame of 41 M pixels, just over export.MAX_IMAGE_PIXELS, in a few KB of GIF
+assert BOMB_SIDE**2 > export.MAX_IMAGE_PIXELS
+
+
+def test_gif_bombs_and_palette_bmps_are_invalid_through_serving_default(loaded, image_files):
+  small = np.full((6, 10, 3), 128, np.uint8)
+  refused = [image_bytes.gif_bomb(BOMB_SIDE), image_bytes.gif_with_second_frame(small, BOMB_SIDE),
+             image_bytes.palette_bmp(small)]
+  good = open(image_files["color.jpg"], "rb").read()
+  out = loaded.signatures[signatures.SERVING](image_bytes=tf.constant([*refused, good]))
+  assert out["valid"].numpy().tolist() == [False, False, False, True]
+
+
 def expected_answers(result, paths):
   """What the in-memory inference model says about ``paths`` through the training input pipeline."""
   frame = pd.DataFrame({"path": list(paths), **{name: 0 for name in result.label_names}})
@@ -181,6 +194,18 @@ def test_predict_pixels_resizes_like_training(loaded, image_files):
   big = np.asarray(Image.fromarray(png).resize((37, 53), Image.NEAREST), np.float32)  # any H x W is resized inside
   assert pixels_signature(pixels=tf.constant(big[None]))["probabilities"].shape == (1, 3)
   assert pixels_signature(pixels=tf.zeros([0, 20, 30, 3]))["labels"].shape == (0, 3)
+
+
+def test_an_export_removes_the_versions_of_killed_exports_but_never_one_being_written(tiny_trained, tmp_path):
+  _, _, result = tiny_trained
+  ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+  model_dir = tmp_path / "tiny"
+  killed = model_dir / f".staging-{int(ended.stdout)}-0123456789ab-version"  # its writer no longer runs
+  live = model_dir / f".staging-{os.getpid()}-ba9876543210-version"
+  for staged in (killed, live):
+    (staged / "variables").mkdir(parents=True)
+  assert export.export_saved_model(result.inference_model, base_dir=str(tmp_path), name="tiny").endswith("/1")
+  assert not killed.exists() and live.is_dir()
 
 
 def test_versions_increase_and_existing_ones_are_never_touched(tiny_trained, tmp_path):

@@ -3,12 +3,16 @@
 import csv
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
+import image_bytes
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from helpers import fast_config, make_tiny_corpus, run_cli
+from helpers import REPO_ROOT, fast_config, make_tiny_corpus, run_cli
 
 from mlc_tf.data import split_corpus
 from mlc_tf.evaluate import metrics, reports, scoring
@@ -141,6 +145,56 @@ def test_mlc_predict_on_a_glob(trained, image_folder, tmp_path):
   assert list(rows[0]) == ["file", "cat", "dog", "sun"] and len(rows) == 5
   with pytest.raises(FileNotFoundError, match="no image file"):
     prediction.list_images([os.path.join(image_folder, "*.png")])
+
+
+def test_mlc_predict_skips_bombs_and_palette_bmps_saying_why_and_counts_what_it_leaves_out(trained, image_folder,
+                                                                                          tmp_path):
+  _, workdir, _ = trained
+  folder = pathlib.Path(image_folder)
+  (folder / "bomb.gif").write_bytes(image_bytes.gif_bomb(6400))  # a 1 x 1 screen, a 41 M pixel frame
+  (folder / "palette.bmp").write_bytes(image_bytes.palette_bmp(np.full((6, 10, 3), 99, np.uint8)))
+  (folder / "photo.webp").write_bytes(b"RIFF\0\0\0\0WEBPVP8 ")
+  output = str(tmp_path / "tags.csv")
+  stdout = run_cli("predict", f"--model={workdir}", f"--images={image_folder}", f"--output={output}")
+  assert [os.path.basename(r["file"]) for r in _read(output)] == ["im1.jpg", "im2.jpg", "im5.jpg", "im7.jpg",
+                                                                   "im9.jpg"]
+  assert "skipped 3 file(s)" in stdout and "bomb.gif (larger than the 40 MP limit" in stdout, stdout
+  assert "palette.bmp (palette BMP is not supported" in stdout
+  assert "left out 2 file(s)" in stdout and "notes.txt" in stdout and "photo.webp" in stdout
+
+
+class _FailingPredictor:
+  """Tags one batch, then fails: a run killed or crashed half-way."""
+  label_names = ["cat"]
+
+  def predict(self, paths, batch_size):
+    yield paths[:1], np.array([[0.9]]), np.array([[1]])
+    raise RuntimeError("killed")
+
+
+def test_predict_to_csv_replaces_the_output_only_when_done_and_refuses_where_it_cannot_write(tmp_path):
+  output = tmp_path / "tags.csv"
+  output.write_text("file,cat\nold.jpg,1\n")
+  with pytest.raises(RuntimeError, match="killed"):
+    prediction.predict_to_csv(_FailingPredictor(), ["a.jpg", "b.jpg"], str(output))
+  assert output.read_text() == "file,cat\nold.jpg,1\n" and os.listdir(tmp_path) == ["tags.csv"]
+  with pytest.raises(ValueError, match="is a directory"):
+    prediction.predict_to_csv(_FailingPredictor(), ["a.jpg"], str(tmp_path))
+  with pytest.raises(ValueError, match="which is a file"):
+    prediction.predict_to_csv(_FailingPredictor(), ["a.jpg"], str(output / "sub" / "tags.csv"))
+
+
+def test_mlc_predict_on_a_folder_without_a_readable_image_fails_and_writes_nothing(trained, tmp_path):
+  _, workdir, _ = trained
+  folder = tmp_path / "nothing"
+  folder.mkdir()
+  (folder / "broken.jpg").write_text("not an image")
+  output = tmp_path / "tags.csv"
+  proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.predict", f"--model={workdir}", f"--images={folder}",
+                         f"--output={output}"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+                        env={**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert proc.returncode == 1 and "none of the 1 file(s) is an image the model can read" in proc.stderr
+  assert "Traceback" not in proc.stderr and not output.exists()
 
 
 def test_a_saved_model_without_metadata_is_refused_clearly(tmp_path):

@@ -1,5 +1,6 @@
 import io
 
+import image_bytes
 import ml_collections
 import numpy as np
 import pytest
@@ -32,6 +33,26 @@ def test_decode_and_resize_shapes_and_range(mode, fmt):
     np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-4)  # gray -> 3 equal channels
     np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-4)
 
+
+SMALL = np.full((6, 10, 3), 128, np.uint8)
+
+
+@pytest.mark.parametrize("name, data, pixels", [
+    ("a frame larger than the GIF's 1 x 1 screen", image_bytes.gif_bomb(20), 400),
+    ("a GIF's second frame", image_bytes.gif_with_second_frame(SMALL, 20), 60 + 400),
+    ("a PNG", image_bytes.encode(np.zeros((20, 20, 3), np.uint8), "PNG"), 400),
+])
+def test_decode_and_resize_refuses_images_over_the_pixel_limit_before_decoding(name, data, pixels):
+  pipeline.decode_and_resize(tf.constant(data), 4, max_image_pixels=pixels)  # at the limit: decodes
+  with pytest.raises(tf.errors.InvalidArgumentError, match=rf"larger than the .* MP limit \({pixels - 1} pixels\)"):
+    pipeline.decode_and_resize(tf.constant(data), 4, max_image_pixels=pixels - 1)
+  ds = tf.data.Dataset.from_tensors(tf.constant(data)).map(lambda b: pipeline.decode_and_resize(b, 4, pixels - 1))
+  assert len(list(ds.ignore_errors())) == 0  # the same refusal inside tf.data (training, mlc-predict)
+
+
+def test_decode_and_resize_refuses_a_palette_bmp():
+  with pytest.raises(tf.errors.InvalidArgumentError, match="palette BMP is not supported"):
+    pipeline.decode_and_resize(tf.constant(image_bytes.palette_bmp(SMALL)), 4)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "GIF", "BMP"])

@@ -1,10 +1,16 @@
 """mlc-review's pages through Flask's test client: decisions, browsing, tagging, and the safety rules."""
 
 import dataclasses
+import html
 import io
+import json
 import os
 import pathlib
+import re
+import threading
 
+import image_bytes
+import numpy as np
 import pytest
 from helpers import make_tiny_corpus
 from review_helpers import annotated_labels, suspect_rows, write_suspects
@@ -81,18 +87,66 @@ def test_browse_filters_and_ranks_by_the_models_disagreement(review):
   assert client.get("/browse?show=labelled&label=zebra").status_code == 400
 
 
+def shown_labels(client, image_id):
+  """The page's hidden "shown" field: the labels the photo's page showed, as the form posts them back."""
+  page = client.get(f"/photo/{image_id}").get_data(as_text=True)
+  return html.unescape(re.search(r'name="shown" value="([^"]*)"', page).group(1))
+
+
 def test_a_photos_label_edit_goes_to_the_corrections_file(review):
   state, client, truth = review
   image_id = next(i for i, labels in truth.items() if labels == {"cat"})
-  answer = client.post(f"/photo/{image_id}", data={"label": ["dog", "cat", "<script>"]})
+  assert json.loads(shown_labels(client, image_id)) == ["cat"]
+  answer = client.post(f"/photo/{image_id}", data={"label": ["dog", "cat", "<script>"], "shown": '["cat"]'})
   assert answer.status_code == 303
   assert "Saved: 1 label change(s)" in client.get(answer.headers["Location"]).get_data(as_text=True)
   written = pathlib.Path(state.corrections_path).read_text().splitlines()
   assert written[1:] == [f"{image_id},dog,add,{state_lib.EDITED_NOTE}"]
-  client.post(f"/photo/{image_id}", data={})
+  assert client.post(f"/photo/{image_id}", data={"shown": shown_labels(client, image_id)}).status_code == 303
   found, _ = corrections.parse_corrections(pathlib.Path(state.corrections_path).read_text())
   assert sorted((c.label, c.action) for c in found) == [("cat", "remove"), ("dog", "remove")]
   assert client.get("/photo/99999").status_code == 404
+
+
+def test_a_post_that_names_nothing_is_refused_not_taken_as_no_labels(review):
+  state, client, truth = review
+  image_id = next(i for i, labels in truth.items() if labels)
+  for request in [{"data": {}}, {"json": {"label": []}}, {"data": {"shown": "not json"}}]:
+    response = client.post(f"/photo/{image_id}", **request)
+    assert response.status_code == 400, request
+  assert "this request names nothing" in client.post(f"/photo/{image_id}").get_data(as_text=True)
+  assert not os.path.exists(state.corrections_path)
+
+
+def test_two_tabs_editing_one_photo_never_lose_or_merge_an_edit(review):
+  state, client, truth = review
+  image_id = next(i for i, labels in truth.items() if len(labels) >= 2)
+  one, two = sorted(truth[image_id])[:2]
+  stale = shown_labels(client, image_id)  # both tabs loaded the page before either saved
+  assert client.post(f"/photo/{image_id}", data={"label": [one], "shown": stale}).status_code == 303
+  second = client.post(f"/photo/{image_id}", data={"label": [two], "shown": stale})
+  assert second.status_code == 409 and "labels changed since this page showed them" in second.get_data(as_text=True)
+  assert state.current_labels(state.read_corrections()).loc[image_id][[one, two]].tolist() == [1, 0]
+  # The same two saves at once, 20 times: one wins whole, the other is told.
+  app = app_lib.create_app(state)
+  for _ in range(20):
+    os.remove(state.corrections_path)
+    barrier, statuses = threading.Barrier(2), {}
+
+    def save(label):
+      tab = app.test_client()
+      barrier.wait()
+      statuses[label] = tab.post(f"/photo/{image_id}", data={"label": [label], "shown": stale}).status_code
+
+    tabs = [threading.Thread(target=save, args=(label,)) for label in (one, two)]
+    for tab in tabs:
+      tab.start()
+    for tab in tabs:
+      tab.join()
+    winner = next(label for label, status in statuses.items() if status == 303)
+    assert sorted(statuses.values()) == [303, 409]
+    now = state.current_labels(state.read_corrections()).loc[image_id]
+    assert {label for label in (one, two) if now[label]} == {winner}
 
 
 def test_tagging_answers_through_the_serving_signature_and_refuses_what_is_not_an_image(review):
@@ -107,13 +161,19 @@ def test_tagging_answers_through_the_serving_signature_and_refuses_what_is_not_a
   expected = state.predictions.loc[1]
   assert [round(row.probability, 4) for row in answer.per_label] == [
       round(expected[f"prob_{name}"], 4) for name in state.tagger.label_names]
-  for name, content, reason in [("notes.jpg", b"plain text", "unknown format"), ("empty.png", b"", "empty file"),
-                                ("broken.jpg", photo[:len(photo) // 3], "broken image")]:
+  for name, content, reason in [("notes.jpg", b"plain text", "not a JPEG, PNG, GIF or BMP image"),
+                                ("empty.png", b"", "empty file"),
+                                ("broken.jpg", photo[:len(photo) // 3], "Invalid JPEG data"),
+                                ("bomb.gif", image_bytes.gif_bomb(6400), "larger than the 40 MP limit"),
+                                ("palette.bmp", image_bytes.palette_bmp(np.full((6, 10, 3), 9, np.uint8)),
+                                 "palette BMP is not supported")]:
     response = client.post("/tag", data={"photo": (io.BytesIO(content), name)})
     assert response.status_code == 400 and reason in response.get_data(as_text=True), name
   response = client.post("/tag", data={"photo": (io.BytesIO(b"\xff\xd8\xff" + bytes(100_000)), "huge.jpg")})
   assert response.status_code == 413 and "larger than the limit of 64 KiB" in response.get_data(as_text=True)
   assert client.post("/tag", data={}).status_code == 400
+  assert "Choose a JPEG, PNG, GIF or BMP photo" in client.post("/tag", data={}).get_data(as_text=True)
+  assert "JPEG, PNG, GIF or BMP here" in client.get("/tag").get_data(as_text=True)
 
 
 def test_posts_from_another_site_are_refused(review):
@@ -133,11 +193,15 @@ def test_only_images_of_the_corpus_are_served(tmp_path):
   client = app_lib.create_app(state).test_client()
   assert client.get("/image/1").status_code == 200 and client.get("/image/1").data[:3] == b"\xff\xd8\xff"
   assert client.get("/image/4").status_code == 404  # in the frame, but its file lies outside images/
+  page = client.get("/photo/4")
+  assert page.status_code == 404 and "lies outside the corpus" in page.get_data(as_text=True)
   for url in ["/image/../../secret.jpg", "/image/..%2F..%2Fsecret.jpg", "/image/%2e%2e/secret.jpg",
               "/static/../../../etc/passwd", "/static/%2e%2e/app.py", "/image/99", "/image/-1"]:
     response = client.get(url)
     assert response.status_code in (404, 400) and b"\xff\xd8\xff" not in response.data, url
   assert "No model was given" in client.post("/tag", data={}).get_data(as_text=True)
+  assert "No model was given: nothing is predicted as 'cat'" in html.unescape(client.get(
+      "/browse?show=predicted&label=cat").get_data(as_text=True))
 
 
 def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_path):
@@ -150,11 +214,60 @@ def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_
   page = client.get("/browse").get_data(as_text=True)
   assert "row 3: action must be one of" in page and "d&amp;o&lt;g&gt;" in page and "o<g>" not in page
   flipped = sorted(truth[3] ^ {"cat"})  # image 3's labels with "cat" flipped
-  assert client.post("/photo/3", data={"label": flipped}).status_code == 303
+  assert client.post("/photo/3", data={"label": flipped, "shown": json.dumps(sorted(truth[3]))}).status_code == 303
   assert path.read_text().splitlines() == ["image_id,label,action", "1,cat,add", "2,cat,maybe",
                                            f"3,cat,{'add' if 'cat' in flipped else 'remove'}"]
   path.write_text("id,label\n")
-  response = client.post("/photo/3", data={"label": []})
+  response = client.post("/photo/3", data={"label": [], "shown": json.dumps(flipped)})
   assert response.status_code == 409 and "lacks column" in response.get_data(as_text=True)
   with pytest.raises(state_lib.ReviewError, match="corrections file of their own"):
     state_lib.load_state(root, str(path), suspects_path=str(path))
+
+
+def test_requests_addressed_to_another_host_are_refused_dns_rebinding(review):
+  state, client, truth = review
+  rebound = {"headers": {"Host": "attacker.example:18080", "Origin": "http://attacker.example:18080"}}
+  response = client.post("/suspects/0", data={"decision": "accept"}, **rebound)
+  assert response.status_code == 400 and "--allowed_hosts" in response.get_data(as_text=True)
+  assert client.get("/image/1", headers={"Host": "attacker.example:18080"}).status_code == 400
+  assert not os.path.exists(state.corrections_path)
+  for host in ("localhost:8080", "127.0.0.1:18080"):
+    assert client.get("/image/1", headers={"Host": host}).status_code == 200, host
+  allowed = app_lib.create_app(state, trusted_hosts=("localhost", "review.lan")).test_client()
+  assert allowed.get("/image/1", headers={"Host": "review.lan:8080"}).status_code == 200
+
+
+def test_an_unreadable_corrections_file_is_reported_on_every_page_and_a_directory_refused_at_start(tmp_path):
+  root = str(tmp_path / "corpus")
+  make_tiny_corpus(root, num_images=4, labels=("cat", "dog"))
+  path = tmp_path / "corrections.csv"
+  path.write_bytes(b"image_id,label,action\n1,cat,add\n2,caf\xe9,add\n")  # Latin-1, not UTF-8
+  client = app_lib.create_app(state_lib.load_state(root, str(path))).test_client()
+  for url in ["/browse", "/photo/1", "/tag", "/suspects"]:
+    response = client.get(url, follow_redirects=True)
+    assert response.status_code == 200 and "is not UTF-8 text (byte 37" in response.get_data(as_text=True), url
+  response = client.post("/photo/1", data={"label": ["dog"], "shown": "[]"})
+  assert response.status_code == 409 and "is not UTF-8 text" in response.get_data(as_text=True)
+  assert path.read_bytes().endswith(b"caf\xe9,add\n")
+  with pytest.raises(state_lib.ReviewError, match="is a directory"):
+    state_lib.load_state(root, str(tmp_path))
+
+
+def test_temporary_files_of_writers_killed_mid_write_are_removed_at_start(tmp_path):
+  root = str(tmp_path / "corpus")
+  make_tiny_corpus(root, num_images=4, labels=("cat",))
+  path = tmp_path / "corrections.csv"
+  path.write_text("image_id,label,action\n1,cat,add\n")
+  (tmp_path / ".corrections.csv.k1ll3d").write_text("image_id,label,action\n1,cat,")  # a kill -9 mid-write
+  (tmp_path / ".staging-999999-0123456789ab-corrections.csv").write_text("image_id,label,")  # and with write_text
+  (tmp_path / ".other.csv.kept").write_text("not ours")
+  state_lib.load_state(root, str(path))
+  assert sorted(os.listdir(tmp_path)) == [".other.csv.kept", "corpus", "corrections.csv", "corrections.csv.lock"]
+
+
+def test_a_view_of_a_label_the_model_lacks_says_so(review):
+  state, _, _ = review
+  fewer = dataclasses.replace(state, predictions=state.predictions.drop(columns=["prob_sun", "decided_sun"]))
+  page = app_lib.create_app(fewer).test_client().get("/browse?show=false_positives&label=sun").get_data(as_text=True)
+  page = html.unescape(page)
+  assert "The model has no label 'sun': nothing is false positives of it." in page

@@ -94,7 +94,7 @@ def main(argv):
   print(f"load average after: {os.getloadavg()}")
   print(f"\n{len(paths)} photos (fixed cost from the first {_SMALL.value}), batch {_BATCH_SIZE.value}, "
         f"model {_MODEL.value}")
-  print(f"| way | photos/s | vs local | wall s | CPU s | fixed s | ms/photo after it | CPU ms/photo |")
+  print("| way | photos/s | vs local | wall s | CPU s | fixed s | ms/photo after it | CPU ms/photo |")
   print("|---|---:|---:|---:|---:|---:|---:|---:|")
   local_rate = results["local mlc-predict", "all"][0] / results["local mlc-predict", "all"][1]
   for name in ("local mlc-predict", "Beam, 1 worker", "Beam, 2 worker processes"):

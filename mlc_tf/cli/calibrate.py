@@ -23,7 +23,7 @@ import json
 import os
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from mlc_tf import config as config_lib
@@ -59,8 +59,6 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Target photos per batch (b
 def _stream(model, label_names, train_prior) -> operating_points.Stream | None:
   """The target photos' probabilities and prevalences, or None without --target_images."""
   if not _TARGET_IMAGES.value:
-    if _PREVALENCE.value:
-      raise app.UsageError("--prevalence needs --target_images (the stream's photos)")
     return None
   paths = prediction.list_images(_TARGET_IMAGES.value)
   logging.info("predicting %d target photos", len(paths))
@@ -86,6 +84,10 @@ def _stream(model, label_names, train_prior) -> operating_points.Stream | None:
 
 def main(argv):
   del argv
+  if _PREVALENCE.value and not _TARGET_IMAGES.value:
+    raise SystemExit("mlc-calibrate: error: --prevalence needs --target_images (the stream's photos)")
+  if not os.path.exists(_MODEL.value):
+    raise SystemExit(f"mlc-calibrate: error: no model at {_MODEL.value} (a training workdir or its model.keras)")
   if os.path.isfile(os.path.join(_MODEL.value, "saved_model.pb")):
     raise SystemExit(f"mlc-calibrate: error: {_MODEL.value} is an export; pass the training workdir (or its "
                      "model.keras) it came from: the network is rewrapped from there")
@@ -114,9 +116,11 @@ def main(argv):
     def probabilities(frame):
       return reports.predict_answers(plain, frame, names, cfg, data.source).probabilities
 
+    if data.test.empty:  # a final fit (data.test_fraction=0): nothing to compare the operating points on
+      logging.warning("no test split (a final fit): the old and new operating points are not compared")
     points, report = operating_points.calibrate(
         labelled[names].to_numpy(), probabilities(labelled), policies, names, train_prior, stream, implications,
-        test=(data.test[names].to_numpy(), probabilities(data.test), current),
+        test=None if data.test.empty else (data.test[names].to_numpy(), probabilities(data.test), current),
         samples=_BOOTSTRAP_SAMPLES.value, seed=cfg.seed)
   report.update(model=_MODEL.value, split=_SPLIT.value)
   text = operating_points.format_report(report)

@@ -7,7 +7,10 @@
 SavedModel version dir, or a TF Serving model dir (its highest version). The
 CSV has the file, one 0/1 column per label (the model's calibrated
 thresholds) and, with --probabilities, prob_<label> columns. Images stream in
-batches of --batch_size; unreadable files are skipped and listed.
+batches of --batch_size; unreadable files are skipped and listed with the
+reason, and so are a folder's files with no image extension. The CSV appears
+when the run ends (written aside, then renamed); a run that tags no image
+exits with status 1 and writes nothing.
 
 With --runner, the same rows come from an Apache Beam pipeline (the `beam`
 extra; docs/serving.md): --model must be an export, --output is the prefix of
@@ -22,6 +25,7 @@ from __future__ import annotations
 from absl import app, flags, logging
 
 from mlc_tf.cli import common
+from mlc_tf.data import corpus
 from mlc_tf.serving import prediction
 
 _MODEL = flags.DEFINE_string("model", None, "model.keras, a training workdir, or a SavedModel (version) dir.",
@@ -64,14 +68,25 @@ def main(argv):
   beam_only = [f"--{flag.name}" for flag in (_MIN_BATCH_SIZE, _NUM_SHARDS, _JSON_LINES) if flag.present]
   if len(argv) > 1 or beam_only:
     raise app.UsageError(f"{' '.join(argv[1:] + beam_only)}: Beam's options and flags need --runner")
-  with common.exit_on_error("mlc-predict", FileNotFoundError, ValueError):
+  with common.exit_on_error("mlc-predict", OSError, ValueError):
     paths = prediction.list_images(_IMAGES.value)
     predictor = prediction.load_predictor(_MODEL.value)
-  summary = prediction.predict_to_csv(predictor, paths, _OUTPUT.value, _BATCH_SIZE.value, _PROBABILITIES.value)
+    summary = prediction.predict_to_csv(predictor, paths, _OUTPUT.value, _BATCH_SIZE.value, _PROBABILITIES.value)
   print(f"wrote {_OUTPUT.value}: {summary.written} image(s), {len(predictor.label_names)} label(s)")
   if summary.skipped:
     print(f"skipped {len(summary.skipped)} file(s) that are not readable images: "
-          f"{', '.join(summary.skipped[:10])}{' …' if len(summary.skipped) > 10 else ''}")
+          f"{', '.join(f'{path} ({_why(path)})' for path in summary.skipped[:10])}"
+          f"{' …' if len(summary.skipped) > 10 else ''}")
+  left_out = prediction.non_image_files(_IMAGES.value)
+  if left_out:
+    print(f"left out {len(left_out)} file(s) of the folder(s) without a .jpg/.jpeg/.png/.gif/.bmp name: "
+          f"{', '.join(left_out[:10])}{' …' if len(left_out) > 10 else ''}")
+
+
+def _why(path: str) -> str:
+  """Why a skipped file is not an image: what the corpus audit would say of it."""
+  _, unreadable, undecodable = corpus.check_image(path)
+  return unreadable or undecodable or "refused by the model"
 
 
 def run():

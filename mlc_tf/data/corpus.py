@@ -39,7 +39,6 @@ import re
 import keras
 import pandas as pd
 import tensorflow as tf
-from PIL import Image
 
 from mlc_tf import markdown
 from mlc_tf.data import image_formats, pipeline
@@ -48,7 +47,6 @@ PATH_COLUMN = "path"
 # TensorFlow error messages carry the op's internals around the human part.
 _TF_MESSAGE_NOISE = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", re.DOTALL)
 _EXAMPLES = 5
-_PALETTE_BMP = "palette BMP (TensorFlow would read palette indices, not colours)"
 
 
 class CorpusError(ValueError):
@@ -156,15 +154,6 @@ def _reason(error: Exception) -> str:
   return _TF_MESSAGE_NOISE.sub("", message).strip().splitlines()[0] if message.strip() else type(error).__name__
 
 
-def _is_palette_bmp(path: str) -> bool:
-  """True for a BMP whose pixels index a colour palette: TensorFlow would read the indices as gray levels."""
-  try:
-    with tf.io.gfile.GFile(path, "rb") as f:
-      return Image.open(f).mode in ("P", "1")
-  except (OSError, ValueError, tf.errors.OpError):  # a broken header: the decoder names the problem
-    return False
-
-
 def check_image(path: str) -> tuple[str, str | None, str | None]:
   """Reads and decodes one image file the way training does, and says what is wrong with it.
 
@@ -176,18 +165,20 @@ def check_image(path: str) -> tuple[str, str | None, str | None]:
       data = f.read()
   except (OSError, tf.errors.OpError) as error:
     return "", _reason(error), None
+  return image_formats.format_of(data) or "", None, undecodable_reason(data)
+
+
+def undecodable_reason(data: bytes) -> str | None:
+  """Why ``decode_and_resize`` refuses an encoded image ("empty file", "larger than the 40 MP limit"...), or None."""
   if not data:
-    return "", None, "empty file"
-  kind = image_formats.format_of(data)
-  if kind is None:
-    return "", None, "not a JPEG, PNG, GIF or BMP image"
-  if kind == "bmp" and _is_palette_bmp(path):
-    return kind, None, _PALETTE_BMP
+    return "empty file"
+  if image_formats.format_of(data) is None:
+    return "not a JPEG, PNG, GIF or BMP image"
   try:
     pipeline.decode_and_resize(tf.constant(data), 1)
   except tf.errors.OpError as error:
-    return kind, None, _reason(error)
-  return kind, None, None
+    return _reason(error)
+  return None
 
 
 def _decodable_heads(paths: list[str], workers: int | None, progress: bool) -> dict[int, bytes]:
@@ -241,9 +232,8 @@ def audit_frame(frame: pd.DataFrame, audit: CorpusAudit, *, strict: bool = False
   formats: dict[str, int] = {}
   keep = []
   for row, path in enumerate(paths):
-    if row in heads:  # it decodes; a palette BMP does too, but to the wrong colours
-      kind = image_formats.format_of(heads[row])
-      unreadable, undecodable = None, _PALETTE_BMP if kind == "bmp" and _is_palette_bmp(path) else None
+    if row in heads:
+      kind, unreadable, undecodable = image_formats.format_of(heads[row]), None, None
     else:
       kind, unreadable, undecodable = check_image(path)
     if kind:

@@ -18,6 +18,7 @@ row skipped because its image or label is not in this corpus/run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import fcntl
@@ -92,7 +93,7 @@ def _lines(text: str):
   or comment; value None), "header" (the first other line; value its fields) or "row" (value the row as
   a dict by header column). The one reading of the format, for the parser and the writer."""
   header = None
-  for number, raw in enumerate(text.splitlines(), start=1):
+  for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):  # a spreadsheet's BOM
     if not raw.strip() or raw.lstrip().startswith("#"):
       yield number, raw, "skip", None
       continue
@@ -145,11 +146,22 @@ def read_corrections(path: str) -> list[Correction]:
   """Parses a corrections CSV; garbage and contradictions are errors naming the line."""
   if not tf.io.gfile.exists(path):
     raise CorrectionsError(f"corrections file {path} does not exist")
-  with tf.io.gfile.GFile(path, "r") as f:
-    corrections, problems = parse_corrections(f.read())
+  corrections, problems = parse_corrections(read_text(path))
   if problems:
     raise CorrectionsError(f"{path}:{problems[0].line}: {problems[0].message}")
   return corrections
+
+
+def read_text(path: str) -> str:
+  """A corrections file's text; one that is not UTF-8 text (or not a file) is a CorrectionsError saying so."""
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return f.read().decode("utf-8")
+  except UnicodeDecodeError as error:
+    raise CorrectionsError(f"corrections file {path} is not UTF-8 text (byte {error.start}: "
+                           f"{error.object[error.start:error.start + 1]!r})") from None
+  except (OSError, tf.errors.OpError) as error:
+    raise CorrectionsError(f"corrections file {path} cannot be read: {getattr(error, 'message', error)}") from None
 
 
 def upsert_corrections(path: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
@@ -163,42 +175,68 @@ def upsert_corrections(path: str, rows: Iterable[tuple[str, str, str, str]]) -> 
   columns, rows it cannot parse) stay as written; a new file gets the header
   ``image_id,label,action,note``; a column the file's header lacks is not written.
   """
+  with exclusive(path):
+    upsert_holding_lock(path, rows)
+
+
+@contextlib.contextmanager
+def exclusive(path: str):
+  """Holds the corrections file's lock (``<path>.lock``): its writers, threads or processes, take turns."""
+  with open(path + ".lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the lock file closes
+    yield
+
+
+def remove_abandoned_temporaries(path: str) -> list[str]:
+  """Removes the temporary files of writers of ``path`` killed mid-write; returns them.
+
+  Only a writer holding the lock makes one, so with the lock held every one there is abandoned: those
+  ``atomic_files.write_text`` stages (``.staging-<pid>-<hex>-<name>``) and those of versions before it
+  (``.<name>.<random>``).
+  """
+  directory, name = os.path.split(os.path.abspath(path))
+  with exclusive(path):
+    removed = [os.path.join(directory, entry) for entry in os.listdir(directory)
+               if (entry.startswith(f".{name}.") or (entry.startswith(".staging-") and entry.endswith(f"-{name}")))
+               and os.path.isfile(os.path.join(directory, entry))]
+    for temporary in removed:
+      os.remove(temporary)
+  return removed
+
+
+def upsert_holding_lock(path: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
+  """``upsert_corrections`` for a caller inside ``exclusive(path)``, who decided the rows on what it read there."""
   rows = [tuple(str(value) for value in row) for row in rows]
   for image_id, label, action, _ in rows:
     if not image_id or not label or action not in ACTIONS:
       raise ValueError(f"a correction needs an image id, a label and an action in {ACTIONS}: "
                        f"{(image_id, label, action)}")
   pending = {(image_id, label): row for row in rows for image_id, label in [row[:2]]}
-  with open(path + ".lock", "a") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the lock file closes
-    text = ""
-    if os.path.exists(path):
-      with open(path, newline="") as f:
-        text = f.read()
-    header, lines, replaced = None, [], set()
-    for _, raw, kind, value in _lines(text):
-      if kind == "header":
-        header = value
-        if _missing_columns(header):
-          raise CorrectionsError(f"{path}: header {raw!r} lacks column(s) {_missing_columns(header)}: "
-                                 "not writing into it")
-      if kind != "row":
-        lines.append(raw)
-        continue
-      row = value
-      key = (row.get("image_id", ""), row.get("label", ""))
-      if key in replaced:  # an older duplicate of a pair just rewritten
-        continue
-      if key in pending:
-        lines.append(_csv_line(header, pending.pop(key)))
-        replaced.add(key)
-      else:
-        lines.append(raw)
-    if header is None:
-      header = [*REQUIRED_COLUMNS, "note"]
-      lines.append(",".join(header))
-    lines += [_csv_line(header, row) for row in pending.values()]
-    atomic_files.write_text(path, "".join(f"{line}\n" for line in lines))
+  text = read_text(path) if os.path.exists(path) else ""
+  header, lines, replaced = None, [], set()
+  for _, raw, kind, value in _lines(text):
+    if kind == "header":
+      header = value
+      if _missing_columns(header):
+        raise CorrectionsError(f"{path}: header {raw!r} lacks column(s) {_missing_columns(header)}: "
+                               "not writing into it")
+    if kind != "row":
+      lines.append(raw)
+      continue
+    row = value
+    key = (row.get("image_id", ""), row.get("label", ""))
+    if key in replaced:  # an older duplicate of a pair just rewritten
+      continue
+    if key in pending:
+      lines.append(_csv_line(header, pending.pop(key)))
+      replaced.add(key)
+    else:
+      lines.append(raw)
+  if header is None:
+    header = [*REQUIRED_COLUMNS, "note"]
+    lines.append(",".join(header))
+  lines += [_csv_line(header, row) for row in pending.values()]
+  atomic_files.write_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def _csv_line(header: list[str], row: tuple[str, str, str, str]) -> str:

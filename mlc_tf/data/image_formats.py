@@ -1,9 +1,11 @@
 """The image formats ``decode_and_resize`` reads, JPEG, PNG, GIF and BMP: everything mlc_tf knows about them.
 
 Their leading bytes (the content decides, whatever a file's extension
-says), the file extensions that name them, and where their headers keep the
-image size, for the corpus audit, the decoder, the export's size guard and
-``mlc-predict``'s folder listing alike.
+says), the file extensions that name them, how many pixels decoding one
+will allocate, read from its headers, and which of their variants
+TensorFlow decodes wrongly: for the corpus audit, the decoder's guard (so
+training, the export, ``mlc-predict`` and the review app refuse the same
+files) and ``mlc-predict``'s folder listing alike.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ JPEG_SIGNATURE = b"\xff\xd8\xff"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 BMP_SIGNATURE = b"BM"
+# Images whose headers announce more pixels are refused before decoding: a few bytes must not make a
+# process allocate gigabytes. 40 MP still admits 6000 x 6000 photos.
+MAX_IMAGE_PIXELS = 40_000_000
+PALETTE_BMP = "palette BMP is not supported (TensorFlow would read palette indices as grey levels)"
 SIGNATURES = (("jpeg", JPEG_SIGNATURE), ("png", PNG_SIGNATURE), *(("gif", gif) for gif in GIF_SIGNATURES),
               ("bmp", BMP_SIGNATURE))
 
@@ -28,16 +34,68 @@ def format_of(data: bytes) -> str | None:
   return next((kind for kind, signature in SIGNATURES if data.startswith(signature)), None)
 
 
+def _starts_with(image_bytes: tf.Tensor, signature: bytes) -> tf.Tensor:
+  return tf.equal(tf.strings.substr(image_bytes, 0, len(signature)), signature)
+
+
 def is_png(image_bytes: tf.Tensor) -> tf.Tensor:
   """Scalar bool tensor: the encoded image is a PNG."""
-  return tf.equal(tf.strings.substr(image_bytes, 0, len(PNG_SIGNATURE)), PNG_SIGNATURE)
+  return _starts_with(image_bytes, PNG_SIGNATURE)
 
 
-def header_pixel_count(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Width x height (int64) read from the header of one JPEG/PNG/GIF/BMP, -1 for any other content.
+def is_palette_bmp(image_bytes: tf.Tensor) -> tf.Tensor:
+  """Scalar bool tensor: a BMP of at most 8 bits per pixel, whose pixels index a colour palette."""
+  def bits_per_pixel():
+    return tf.io.decode_raw(tf.strings.substr(image_bytes, 28, 2), tf.uint16, little_endian=True)[0]
 
-  Reads only the header, so it is cheap on any input; a header too short to
-  hold the size raises InvalidArgumentError, like the decoder would.
+  return tf.cond(_starts_with(image_bytes, BMP_SIGNATURE), lambda: bits_per_pixel() <= 8, lambda: False)
+
+
+def _gif_frame_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
+  """Width x height summed over every image descriptor of a GIF (int64).
+
+  TensorFlow's GIF decoder (giflib's DGifSlurp) allocates every frame at its
+  own size, whatever the logical screen says and even when only the first
+  frame is asked for, so the frames, not the screen, bound its memory. Walks
+  the block structure: extensions and image data are chains of sub-blocks.
+  """
+  data = tf.io.decode_raw(image_bytes, tf.uint8)
+  length = tf.shape(data, out_type=tf.int64)[0]
+
+  def byte(position):  # 0 past the end: the walk then stops
+    position = tf.cast(position, tf.int64)
+    return tf.cast(tf.gather(data, tf.minimum(position, length - 1)), tf.int64) * tf.cast(position < length, tf.int64)
+
+  def u16(position):
+    return byte(position) + 256 * byte(position + 1)
+
+  def colour_table(flags):  # the size of a colour table its flags byte announces
+    return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8), 0)
+
+  def past_sub_blocks(position):  # a chain of size-prefixed sub-blocks ends with a 0 size; the hot loop
+    return tf.while_loop(lambda p: byte(p) > 0, lambda p: (p + 1 + byte(p),), (position,))[0] + 1
+
+  def block(position, pixels):
+    introducer = byte(position)
+    is_image = tf.equal(introducer, 0x2C)
+    chain = tf.where(is_image, position + 11 + colour_table(byte(position + 9)), position + 2)
+    frame = tf.where(is_image, u16(position + 5) * u16(position + 7), 0)
+    return past_sub_blocks(chain), pixels + frame
+
+  def is_block(position, _):  # an image or an extension; the trailer (0x3B), or anything else, ends the walk
+    introducer = byte(position)
+    return (position < length) & (tf.equal(introducer, 0x2C) | tf.equal(introducer, 0x21))
+
+  _, pixels = tf.while_loop(is_block, block, (13 + colour_table(byte(10)), tf.constant(0, tf.int64)))
+  return pixels
+
+
+def decoded_pixel_count(image_bytes: tf.Tensor) -> tf.Tensor:
+  """Pixels (int64) that decoding one JPEG/PNG/GIF/BMP allocates, from its headers; -1 for any other content.
+
+  Reads only headers (for a GIF, every frame's image descriptor), so it is
+  cheap on any input; a header too short to hold the size raises
+  InvalidArgumentError, like the decoder would.
   """
   def int_pair(offset, dtype, little_endian):
     pair = tf.io.decode_raw(tf.strings.substr(image_bytes, offset, 2 * dtype.size), dtype, little_endian)
@@ -47,13 +105,12 @@ def header_pixel_count(image_bytes: tf.Tensor) -> tf.Tensor:
     shape = tf.io.extract_jpeg_shape(image_bytes, output_type=tf.int64)
     return shape[0] * shape[1]
 
-  def starts_with(signature: bytes) -> tf.Tensor:
-    return tf.equal(tf.strings.substr(image_bytes, 0, len(signature)), signature)
+  def gif():
+    return tf.maximum(int_pair(6, tf.uint16, little_endian=True), _gif_frame_pixels(image_bytes))
 
   return tf.case([
-      (starts_with(JPEG_SIGNATURE), jpeg),
+      (_starts_with(image_bytes, JPEG_SIGNATURE), jpeg),
       (is_png(image_bytes), lambda: int_pair(16, tf.int32, little_endian=False)),
-      (tf.reduce_any([starts_with(gif) for gif in GIF_SIGNATURES]),
-       lambda: int_pair(6, tf.uint16, little_endian=True)),
-      (starts_with(BMP_SIGNATURE), lambda: int_pair(18, tf.int32, little_endian=True)),
+      (tf.reduce_any([_starts_with(image_bytes, gif) for gif in GIF_SIGNATURES]), gif),
+      (_starts_with(image_bytes, BMP_SIGNATURE), lambda: int_pair(18, tf.int32, little_endian=True)),
   ], default=lambda: tf.constant(-1, tf.int64), exclusive=False)

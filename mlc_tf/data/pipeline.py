@@ -19,12 +19,26 @@ from mlc_tf.data import balance, image_formats
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
+def decode_and_resize(image_bytes: tf.Tensor, image_size: int,
+                      max_image_pixels: int = image_formats.MAX_IMAGE_PIXELS) -> tf.Tensor:
   """Encoded JPEG/PNG/GIF/BMP bytes -> float32 [image_size, image_size, 3] in [0, 255].
 
   Grayscale becomes 3 identical channels, alpha is dropped, a GIF gives its
-  first frame, and 16-bit images are scaled to 8-bit range.
+  first frame, and 16-bit images are scaled to 8-bit range. Refused with
+  InvalidArgumentError before decoding: an image whose headers announce more
+  than ``max_image_pixels`` (a decompression bomb) and a palette BMP
+  (TensorFlow would decode it to the wrong colours), so training, the export,
+  ``mlc-predict`` and the review app all take the same files.
   """
+  pixels = image_formats.decoded_pixel_count(image_bytes)
+  known = tf.debugging.assert_positive(pixels, message="not a JPEG, PNG, GIF or BMP image, or one of no pixels")
+  limit = tf.debugging.assert_less_equal(
+      pixels, tf.constant(max_image_pixels, tf.int64),
+      message=f"larger than the {max_image_pixels / 1e6:g} MP limit ({max_image_pixels} pixels)")
+  palette = tf.debugging.assert_equal(image_formats.is_palette_bmp(image_bytes), False,
+                                      message=image_formats.PALETTE_BMP)
+  with tf.control_dependencies([known, limit, palette]):
+    image_bytes = tf.identity(image_bytes)  # decode only what passed the header checks
   # PNG may be 16-bit: dtype=float32 scales it by its own range (/65535), where uint8 or uint16 would
   # truncate it or scale 8-bit images by 256, not 257. JPEG/GIF/BMP are 8-bit, decoded as uint8: TF 2.21's
   # float32 JPEG decode leaks its scratch buffer (H x W x 3 bytes) on every truncated or corrupt JPEG,

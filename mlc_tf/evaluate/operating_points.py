@@ -128,7 +128,7 @@ def read_prevalence(path: str, label_names: list[str], train_prior: np.ndarray) 
   ``missing``, to be warned about).
   """
   values, no_label = {}, None
-  with open(path, newline="") as f:
+  with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: past a spreadsheet's byte order mark
     for line_number, row in enumerate(csv.reader(f), start=1):
       cells = [cell.strip() for cell in row]
       if not any(cells) or (line_number == 1 and cells == ["label", "prevalence"]):
@@ -151,6 +151,8 @@ def read_prevalence(path: str, label_names: list[str], train_prior: np.ndarray) 
         no_label = value
       else:
         values[name] = value
+  if not values and no_label is None:
+    raise ValueError(f"{path} holds no 'label,prevalence' row")
   missing = [name for name in label_names if name not in values]
   prevalence = np.array([values.get(name, p) for name, p in zip(label_names, train_prior)], np.float64)
   return Prevalence(prevalence, missing, no_label)

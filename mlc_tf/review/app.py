@@ -11,17 +11,22 @@ images/ is refused. Every asset is served by the app; nothing comes from the net
 from __future__ import annotations
 
 import base64
+import json
 import math
 import urllib.parse
 
 import flask
 from werkzeug import exceptions
 
+from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import corrections as corrections_lib
 from mlc_tf.data import image_formats
 from mlc_tf.review import state as state_lib
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# Host names a request may address the app by, whatever address it is bound to: a page of another site
+# whose name resolves to this machine (DNS rebinding) sends its own name and is refused.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 PAGE_SIZE = 48
 BROWSE_VIEWS = {
     "all": "all photos",
@@ -38,10 +43,15 @@ def _image_type(data: bytes) -> str | None:
   return kind and f"image/{kind}"
 
 
-def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> flask.Flask:
-  """The app for one loaded review; serve it with any WSGI server (mlc-review uses werkzeug's)."""
+def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               trusted_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> flask.Flask:
+  """The app for one loaded review; serve it with any WSGI server (mlc-review uses werkzeug's).
+
+  A request whose Host header is none of ``trusted_hosts`` (any port) is a 400.
+  """
   app = flask.Flask(__name__)
   app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
+  app.config["TRUSTED_HOSTS"] = list(trusted_hosts)
 
   @app.before_request
   def refuse_cross_site_posts():
@@ -60,6 +70,10 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
   def http_error(error):
     if error.code == 413 and flask.request.endpoint == "tag":
       return render_tag(message=f"The upload is larger than the limit of {max_upload_bytes // 1024} KiB."), 413
+    if isinstance(error, exceptions.SecurityError):  # an untrusted Host: no URL can be built, so no page
+      return flask.Response(f"{error.description} This app answers only to {', '.join(trusted_hosts)}; start "
+                            "mlc-review with --allowed_hosts=NAME to add the name you open it by.\n",
+                            error.code, mimetype="text/plain")
     return flask.render_template("message.html", title=f"{error.code} {error.name}", message=error.description), \
         error.code
 
@@ -117,25 +131,46 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
       flask.abort(400, f"unknown label {label!r}")
     labels = state.current_labels(state.read_corrections())
     ids = state_lib.ranked_images(state, labels, show, label)
+    no_model_label = None
+    if show not in ("all", "labelled") and label and (state.predictions is None
+                                                      or f"prob_{label}" not in state.predictions):
+      no_model_label = (f"No model was given: nothing is {BROWSE_VIEWS[show]} {label!r}." if state.tagger is None
+                        else f"The model has no label {label!r}: nothing is {BROWSE_VIEWS[show]} it.")
     pages = max(1, math.ceil(len(ids) / PAGE_SIZE))
     page = min(max(flask.request.args.get("page", 1, type=int), 1), pages)
     shown = ids[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
     return flask.render_template("browse.html", views=BROWSE_VIEWS, show=show, label=label, ids=shown, page=page,
-                                 pages=pages, total=len(ids), labels=labels,
+                                 pages=pages, total=len(ids), labels=labels, no_model_label=no_model_label,
                                  probability=(lambda i: _probability(i, label)))
 
   @app.route("/photo/<int:image_id>", methods=["GET", "POST"])
   def photo(image_id):
     if image_id not in state.frame.index:
       flask.abort(404, f"there is no image {image_id} in the corpus")
+    if state.image_path(image_id) is None:
+      flask.abort(404, f"the file of image {image_id} lies outside the corpus's images/ (a link): not shown")
+    conflict = None
     if flask.request.method == "POST":
-      changed = state.edit_labels(image_id, set(flask.request.form.getlist("label")) & set(state.label_names))
-      return flask.redirect(flask.url_for("photo", image_id=image_id, saved=changed), 303)
-    corrections = state.read_corrections()
-    return flask.render_template("photo.html", image_id=image_id,
-                                 labels=state.current_labels(corrections).loc[image_id],
+      if "shown" not in flask.request.form:
+        flask.abort(400, "an edit names the labels it sets (a 'label' field per checked label) and those its page "
+                         "showed (the 'shown' field, a JSON list); this request names nothing")
+      try:
+        shown = set(json.loads(flask.request.form["shown"]))
+      except (ValueError, TypeError):
+        flask.abort(400, "the 'shown' field must be a JSON list of label names")
+      checked = set(flask.request.form.getlist("label")) & set(state.label_names)
+      try:
+        changed = state.edit_labels(image_id, checked, shown)
+        return flask.redirect(flask.url_for("photo", image_id=image_id, saved=changed), 303)
+      except state_lib.EditConflict as error:
+        conflict = (f"Not saved: this photo's labels changed since this page showed them (another tab or a hand "
+                    f"edit); {error}. Check them below and save again.")
+    labels = state.current_labels(state.read_corrections()).loc[image_id]
+    return flask.render_template("photo.html", image_id=image_id, labels=labels,
+                                 shown=json.dumps([name for name in state.label_names if labels[name]]),
                                  given=state.frame.loc[image_id], predictions=_predictions(image_id),
-                                 saved=flask.request.args.get("saved", type=int))
+                                 saved=flask.request.args.get("saved", type=int), conflict=conflict), \
+        409 if conflict else 200
 
   @app.get("/image/<int:image_id>")
   def image(image_id):
@@ -156,13 +191,13 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
       return render_tag(message="No model was given (start mlc-review with --model)."), 400
     upload = flask.request.files.get("photo")
     if upload is None or not upload.filename:
-      return render_tag(message="Choose a JPEG or PNG photo first."), 400
+      return render_tag(message="Choose a JPEG, PNG, GIF or BMP photo first."), 400
     data = upload.read()
     mime = _image_type(data)
     answer = state.tagger.tag(data) if mime else None
     if answer is None or not answer.valid:
       return render_tag(message=f"{upload.filename!r} is not a JPEG, PNG, GIF or BMP image the model can decode "
-                                f"({'empty file' if not data else 'unknown format' if not mime else 'broken image'}).",
+                                f"({corpus_lib.undecodable_reason(data) or 'refused by the model'}).",
                         filename=upload.filename), 400
     preview = f"data:{mime};base64,{base64.b64encode(data).decode()}"
     return render_tag(answer=answer, preview=preview, filename=upload.filename)

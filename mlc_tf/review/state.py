@@ -32,6 +32,14 @@ class ReviewError(ValueError):
   """An input the review cannot start with; the message says which and why."""
 
 
+class EditConflict(Exception):
+  """A photo's labels changed (another tab, a hand edit) since the page that edits them showed them."""
+
+  def __init__(self, current: set[str]):
+    super().__init__(f"its labels are now {sorted(current) or 'none'}")
+    self.current = current
+
+
 @dataclasses.dataclass
 class Suspect:
   """One row of mlc-suspects' CSV: the change proposed for one label of one photo."""
@@ -49,6 +57,7 @@ class Corrections:
 
   actions: dict[tuple[int, str], str]
   problems: list[corrections_lib.RowProblem]
+  unreadable: str | None = None  # why the file cannot be read at all (not UTF-8 text...)
 
 
 @dataclasses.dataclass
@@ -79,8 +88,10 @@ class ReviewState:
   def read_corrections(self) -> Corrections:
     if not os.path.exists(self.corrections_path):
       return Corrections({}, [])
-    with open(self.corrections_path, newline="") as f:
-      rows, problems = corrections_lib.parse_corrections(f.read())
+    try:
+      rows, problems = corrections_lib.parse_corrections(corrections_lib.read_text(self.corrections_path))
+    except corrections_lib.CorrectionsError as error:
+      return Corrections({}, [], unreadable=str(error))
     actions = {}
     for row in rows:
       if row.image_id.isdigit():
@@ -108,13 +119,23 @@ class ReviewState:
     corrections_lib.upsert_corrections(self.corrections_path, [(str(suspect.image_id), suspect.label, action,
                                                                 ACCEPTED_NOTE if accept else REJECTED_NOTE)])
 
-  def edit_labels(self, image_id: int, checked: set[str]) -> int:
-    """Writes the labels of one photo that differ from its current labels; returns how many."""
-    current = self.current_labels(self.read_corrections()).loc[image_id]
-    rows = [(str(image_id), label, "add" if label in checked else "remove", EDITED_NOTE)
-            for label in self.label_names if bool(current[label]) != (label in checked)]
-    if rows:
-      corrections_lib.upsert_corrections(self.corrections_path, rows)
+  def edit_labels(self, image_id: int, checked: set[str], shown: set[str]) -> int:
+    """Sets one photo's labels to ``checked``, writing those that differ; returns how many.
+
+    ``shown`` is what the editing page showed. Read and write happen under the
+    file's lock, and an edit made on labels that have changed since is refused
+    (EditConflict), so of two tabs the second is told, not merged into a set
+    neither asked for.
+    """
+    with corrections_lib.exclusive(self.corrections_path):
+      row = self.current_labels(self.read_corrections()).loc[image_id]
+      current = {label for label in self.label_names if row[label]}
+      if current != shown and current != checked:
+        raise EditConflict(current)
+      rows = [(str(image_id), label, "add" if label in checked else "remove", EDITED_NOTE)
+              for label in self.label_names if (label in current) != (label in checked)]
+      if rows:
+        corrections_lib.upsert_holding_lock(self.corrections_path, rows)
     return len(rows)
 
 
@@ -163,6 +184,9 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
   folder = os.path.dirname(os.path.abspath(corrections_path))
   if not os.path.isdir(folder):
     raise ReviewError(f"the corrections file's folder {folder} does not exist")
+  if os.path.isdir(corrections_path):
+    raise ReviewError(f"the corrections file {corrections_path} is a directory; name a CSV file (created if absent)")
+  corrections_lib.remove_abandoned_temporaries(corrections_path)
   if suspects_path and os.path.abspath(suspects_path) == os.path.abspath(corrections_path):
     raise ReviewError("the decisions need a corrections file of their own: written into the suspects file, "
                       "every suspect left undecided would be applied as a correction")

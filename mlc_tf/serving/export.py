@@ -35,9 +35,7 @@ from mlc_tf.data import image_formats, pipeline
 from mlc_tf.models import inference
 from mlc_tf.serving import signatures
 
-# Headers announcing more pixels are refused before decoding: a few bytes must not make
-# the server allocate gigabytes. 40 MP still admits 6000 x 6000 photos.
-MAX_IMAGE_PIXELS = 40_000_000
+MAX_IMAGE_PIXELS = image_formats.MAX_IMAGE_PIXELS
 
 
 def next_version(model_dir: str) -> int:
@@ -52,9 +50,9 @@ def decode_batch(image_bytes: tf.Tensor, image_size: int,
                  max_image_pixels: int = MAX_IMAGE_PIXELS) -> tuple[tf.Tensor, tf.Tensor]:
   """Encoded images [B] -> (float32 [B, S, S, 3] from ``decode_and_resize``, valid bool [B]).
 
-  An element whose header is not a JPEG/PNG/GIF/BMP of at most
-  ``max_image_pixels``, or that the decoder rejects (truncated, corrupt),
-  gets zeros and ``valid=False``; the others decode as in training. A decode
+  An element whose header is not a JPEG/PNG/GIF/BMP, or that
+  ``decode_and_resize`` refuses (over ``max_image_pixels``, a palette BMP,
+  truncated, corrupt), gets zeros and ``valid=False``; the others decode as in training. A decode
   error inside ``tf.map_fn`` would fail the whole batch, so the decoding runs
   in a tf.data pipeline whose ``ignore_errors`` drops the failing elements,
   and each decoded image carries its index back to its place in the batch.
@@ -62,11 +60,7 @@ def decode_batch(image_bytes: tf.Tensor, image_size: int,
   count = tf.shape(image_bytes, out_type=tf.int64)[0]
 
   def decode(index, one_image):
-    pixels = image_formats.header_pixel_count(one_image)
-    with tf.control_dependencies([tf.debugging.assert_positive(pixels),
-                                  tf.debugging.assert_less_equal(pixels, tf.constant(max_image_pixels, tf.int64))]):
-      one_image = tf.identity(one_image)  # decode only what passed the header checks
-    return index, pipeline.decode_and_resize(one_image, image_size)
+    return index, pipeline.decode_and_resize(one_image, image_size, max_image_pixels)
 
   decoded = (tf.data.Dataset.from_tensor_slices((tf.range(count), image_bytes))
              .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
@@ -169,6 +163,7 @@ def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str
     archive.add_endpoint(signature_name, function)
   model_dir = os.path.join(base_dir, name)
   os.makedirs(model_dir, exist_ok=True)
+  atomic_files.remove_abandoned(model_dir)  # versions of exports killed mid-write
   with atomic_files.staged_beside(os.path.join(model_dir, "version")) as staged:  # not an integer: TF Serving
     archive.write_out(staged, verbose=False)                                      # ignores it
     os.makedirs(os.path.join(staged, "assets.extra"))

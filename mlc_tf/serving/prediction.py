@@ -4,8 +4,10 @@ Two kinds of model are accepted: the ``model.keras`` training writes (images
 are decoded by the same ``decode_and_resize`` as in training) and an exported
 SavedModel (its ``serving_default`` signature is fed the encoded bytes, so the
 exported graph's own preprocessing runs). Images stream through in batches and
-rows are written as they come, so a folder of any size fits in memory. A file
-that is not a readable image is skipped, counted and named, never fatal.
+rows are written as they come, so a folder of any size fits in memory, into a
+hidden file beside the output renamed over it at the end: a killed run leaves
+the old output whole. A file that is not a readable image is skipped, counted
+and named, never fatal; a run that tags no image at all is an error.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mlc_tf import atomic_files
 from mlc_tf.data import image_formats, pipeline
 from mlc_tf.models import inference
 from mlc_tf.serving import signatures
@@ -38,6 +41,13 @@ def list_images(sources: list[str]) -> list[str]:
       raise FileNotFoundError(f"no image file found at {source!r} (a folder of .jpg/.png/.gif/.bmp or a glob)")
     found.update(dict.fromkeys(matches))
   return list(found)
+
+
+def non_image_files(sources: list[str]) -> list[str]:
+  """The files of the folders among ``sources`` that ``list_images`` leaves out: their names are no image's."""
+  return [os.path.join(source, name) for source in sources if os.path.isdir(source)
+          for name in sorted(os.listdir(source))
+          if os.path.isfile(os.path.join(source, name)) and not name.lower().endswith(image_formats.EXTENSIONS)]
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
@@ -152,15 +162,32 @@ class PredictionSummary:
 
 def predict_to_csv(predictor: KerasPredictor | SavedModelPredictor, paths: list[str], output: str,
                    batch_size: int = 64, probabilities: bool = False) -> PredictionSummary:
-  """Writes ``output``: ``file``, one 0/1 column per label and, on request, ``prob_<label>`` columns."""
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  """Writes ``output``: ``file``, one 0/1 column per label and, on request, ``prob_<label>`` columns.
+
+  Raises:
+    ValueError: ``output`` is a directory or lies under a file; no file of ``paths`` is a readable image
+      (``output`` is then left as it was).
+  """
+  if os.path.isdir(output):
+    raise ValueError(f"the output {output} is a directory; name the CSV file to write")
+  parent = os.path.dirname(os.path.abspath(output))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise ValueError(f"the output {output} lies under {parent}, which is a file, not a folder")
   done = set()
-  with open(output, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(csv_columns(predictor.label_names, probabilities))
-    for batch_paths, probs, decisions in predictor.predict(paths, batch_size):
-      for path, p, d in zip(batch_paths, probs, decisions):
-        writer.writerow(csv_row(path, p, d, probabilities))
-        done.add(path)
-      f.flush()
+
+  def write(staged: str) -> None:
+    with open(staged, "w", newline="") as f:
+      writer = csv.writer(f)
+      writer.writerow(csv_columns(predictor.label_names, probabilities))
+      for batch_paths, probs, decisions in predictor.predict(paths, batch_size):
+        for path, p, d in zip(batch_paths, probs, decisions):
+          writer.writerow(csv_row(path, p, d, probabilities))
+          done.add(path)
+    if not done:
+      raise ValueError(f"none of the {len(paths)} file(s) is an image the model can read "
+                       f"({', '.join(paths[:5])}{' …' if len(paths) > 5 else ''}); {output} was not written")
+
+  atomic_files.write_aside(output, write)
   return PredictionSummary(len(done), [path for path in paths if path not in done])
