@@ -164,5 +164,10 @@ def choose_precision(requested: str, cpu: CPU, gpus: list[GPU]) -> PrecisionChoi
   return PrecisionChoice(requested, f"config.train.precision={requested} on {where}", warning)
 
 
+def resolve_precision(requested: str) -> PrecisionChoice:
+  """``choose_precision`` on this machine (imports TensorFlow, to list the GPUs)."""
+  return choose_precision(requested, read_cpu(), read_gpus())
+
+
 def _capability(gpu: GPU) -> str:
   return "unknown" if gpu.compute_capability is None else ".".join(map(str, gpu.compute_capability))

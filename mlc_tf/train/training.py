@@ -190,7 +190,7 @@ def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wor
   if cfg.train.get("budget") and deadline is None:
     logging.warning("config.train.budget bounds mlc-train's command only: this run (a cross-validation fold, a "
                     "growing step, a self-training teacher) trains config.train.epochs=%d", cfg.train.epochs)
-  precision = hardware.choose_precision(cfg.train.precision, hardware.read_cpu(), hardware.read_gpus())
+  precision = hardware.resolve_precision(cfg.train.precision)
   logging.info("precision %s: %s", precision.policy, precision.reason)
   if precision.warning:
     logging.warning("%s", precision.warning)
