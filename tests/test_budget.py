@@ -81,16 +81,14 @@ def _run_epoch(callback, clock, epoch, steps, seconds_per_step, validation_secon
     callback.on_train_batch_begin(batch)
     clock.now += seconds_per_step
     callback.on_train_batch_end(batch)
-  callback.on_test_begin()
   clock.now += validation_seconds
-  callback.on_test_end()
   callback.on_epoch_end(epoch)
 
 
 def _budget(tmp_path, clock, budget_seconds=3600, max_epochs=100, schedule=None, steps=50):
   callback = budget.TimeBudget(clock() + budget_seconds, budget_seconds, steps_per_epoch=steps, global_batch=8,
                                max_epochs=max_epochs, plan_path=str(tmp_path / budget.PLAN_FILE), schedule=schedule,
-                               clock=clock)
+                               after_fit_images=0.2, clock=clock)
   callback.set_model(_model())
   callback.on_train_begin()
   return callback

@@ -31,8 +31,10 @@ PLAN_FILE = "budget_plan.json"
 DECAYS = ("cosine", "linear")
 _UNITS = {"h": 3600, "m": 60, "s": 1}
 # After the fit: the validation and test splits predicted (calibration, report), model.keras saved, the
-# SavedModel exported. Reserved as this many validation passes' time, and never less than _MIN_RESERVE.
-_RESERVE_VALIDATION_PASSES = 4
+# SavedModel exported. Reserved: an epoch's time per training image for each of those images (predicting one
+# costs about a third of training on it), plus the saving and export, and never less than a minute. On the
+# development CPU best.py spent about 20 s after its fit (docs/results.md).
+_SAVE_AND_EXPORT_SECONDS = 30.0
 _MIN_RESERVE_SECONDS = 60.0
 
 
@@ -140,23 +142,23 @@ class TimeBudget(keras.callbacks.Callback):
 
   def __init__(self, deadline: float, budget_seconds: float, steps_per_epoch: int, global_batch: int,
                max_epochs: int, plan_path: str, schedule: PlannedDecay | None = None,
-               after_fit_scale: float = 1.0, write: bool = True, clock=time.time):
+               after_fit_images: float = 1.0, write: bool = True, clock=time.time):
     super().__init__()
     self.deadline, self.budget_seconds = deadline, budget_seconds
     self.steps_per_epoch, self.global_batch, self.max_epochs = steps_per_epoch, global_batch, max_epochs
     self.plan_path, self.schedule, self.write = plan_path, schedule, write
-    self.after_fit_scale = after_fit_scale  # (validation + test images) / validation images: what calibration predicts
+    self.after_fit_images = after_fit_images  # (validation + test images) / training images: what calibration predicts
     self._clock = clock
     self.plan: Plan | None = None
     self.stopped_because: str | None = None
     self._epochs_run = 0
-    self._epoch_start = self._validation_start = self._batch_start = 0.0
-    self._validation_seconds = 0.0
+    self._epoch_start = self._batch_start = 0.0
+    self._epoch_seconds = 0.0
     self._first_batches: list[float] = []
 
   def reserve(self) -> float:
-    """Seconds kept after the fit: a few validation passes' worth, scaled to the images calibration predicts."""
-    return max(_MIN_RESERVE_SECONDS, _RESERVE_VALIDATION_PASSES * self._validation_seconds * self.after_fit_scale)
+    """Seconds kept after the fit for calibration, report and export (from the last epoch's time)."""
+    return max(_MIN_RESERVE_SECONDS, self._epoch_seconds * self.after_fit_images + _SAVE_AND_EXPORT_SECONDS)
 
   def on_train_begin(self, logs=None):
     self.plan = Plan.read(self.plan_path)
@@ -191,15 +193,9 @@ class TimeBudget(keras.callbacks.Callback):
           f"export on this machine: the first epoch alone (decoding every image) {how_long}; give at least "
           f"{_minutes(needed * 1.2)}, or fewer or smaller images")
 
-  def on_test_begin(self, logs=None):
-    self._validation_start = self._clock()
-
-  def on_test_end(self, logs=None):
-    self._validation_seconds = self._clock() - self._validation_start
-
   def on_epoch_end(self, epoch, logs=None):
     now = self._clock()
-    epoch_seconds = now - self._epoch_start
+    epoch_seconds = self._epoch_seconds = now - self._epoch_start
     self._epochs_run += 1
     finished = epoch + 1
     if self.plan is None and self._epochs_run == 1:  # an epoch too short to probe: said at its end

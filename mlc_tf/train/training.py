@@ -217,7 +217,7 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
         deadline, budget_lib.parse_budget(cfg.train.budget), inputs.steps_per_epoch, inputs.global_batch,
         cfg.train.epochs, os.path.join(workdir, budget_lib.PLAN_FILE),
         schedule if isinstance(schedule, budget_lib.PlannedDecay) else None,
-        after_fit_scale=(len(data.val) + len(data.test)) / max(len(data.val), 1), write=chief)
+        after_fit_images=(len(data.val) + len(data.test)) / max(len(data.train), 1), write=chief)
   history, fit_seconds = _fit(cfg, model, inputs, data.val[names].to_numpy(), resume, workdir, chief, verbose,
                               time_budget)
   model = _local_copy(cfg, model, names, strategy)
@@ -368,13 +368,13 @@ def _fit(cfg: ml_collections.ConfigDict, model: keras.Model, inputs: _Inputs, va
   start = time.perf_counter()
   try:
     history = model.fit(
-        inputs.train, validation_data=inputs.val, epochs=cfg.train.epochs, initial_epoch=resume.epoch or 0,
+        inputs.train, epochs=cfg.train.epochs, initial_epoch=resume.epoch or 0,
         steps_per_epoch=inputs.steps_per_epoch,
         callbacks=[
             # With weight averaging, the averaged weights are in the model from each epoch's end to the next
             # epoch's start: calibration, early stopping and checkpoints see and keep them.
             *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.optimizer.get("ema_momentum") else []),
-            # before the callbacks below, which read the F1 it logs
+            # the epoch's one validation pass; before the callbacks below, which read what it logs
             callbacks_lib.CalibratedValidationF1(inputs.val.map(lambda x, y: x), val_targets),
             keras.callbacks.EarlyStopping(monitor=cfg.train.monitor, mode="max",
                                           patience=cfg.train.early_stopping_patience, restore_best_weights=True),
