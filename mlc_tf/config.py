@@ -95,19 +95,26 @@ def base_config() -> ml_collections.ConfigDict:
   # Exponential moving average of the weights (e.g. 0.999): validation, calibration, early stopping and
   # the saved model use the averaged weights; 0: off.
   config.optimizer.ema_momentum = 0.0
-  config.optimizer.schedule = "constant"  # constant | cosine | exponential, see mlc_tf/train/optimizers.py
+  config.optimizer.schedule = "constant"  # constant | cosine | linear | exponential, see mlc_tf/train/optimizers.py
   config.optimizer.warmup_epochs = 0.0
-  config.optimizer.min_lr_fraction = 0.0  # cosine: final rate as a fraction of learning_rate
+  config.optimizer.min_lr_fraction = 0.0  # cosine, linear: final rate as a fraction of learning_rate
   config.optimizer.decay_rate = 0.9     # exponential: factor per epoch
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 32          # per replica; global batch = batch_size x replicas in sync
-  config.train.epochs = 30
+  config.train.epochs = 30              # with a budget: the most epochs worth running
+  # A wall-time budget for the whole command ("60m", "1h30m"; ""/None: none, train.epochs decides): the run
+  # measures its speed, plans how many epochs fit and fits the learning-rate schedule to them
+  # (mlc_tf/train/budget.py). mlc-train only; one process (not with strategy=multi_worker).
+  config.train.budget = ml_collections.FieldReference(None, field_type=str)
   config.train.steps_per_epoch = ml_collections.FieldReference(None, field_type=int)  # None: one pass
   config.train.early_stopping_patience = 5
   config.train.monitor = "val_micro_f1"  # calibrated-threshold F1 on the validation split
   config.train.backup_every_steps = ml_collections.FieldReference(None, field_type=int)  # None: every epoch only
-  config.train.precision = "float32"    # float32 | mixed_float16 | mixed_bfloat16 (16-bit compute, GPU/TPU)
+  # auto | float32 | mixed_float16 | mixed_bfloat16. auto: 16-bit compute only where the hardware has it
+  # (bfloat16 on a CPU with AVX512_BF16/AMX or a GPU from compute capability 8.0, float16 on a 7.x GPU),
+  # else float32; see mlc_tf/hardware.py. A 16-bit policy the hardware emulates is honoured, with a warning.
+  config.train.precision = "auto"
   config.train.jit_compile = ml_collections.FieldReference(None, field_type=bool)  # XLA; None: Keras' auto (on GPU)
   # A <workdir>/checkpoints/epoch_<N>.weights.h5 to continue from, at epoch N+1 (e.g. after a NaN loss,
   # with a lower learning rate); the model config must match the checkpoint's. A backup of an interrupted
@@ -140,6 +147,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.export.name = "mlc"            # saved_models/<name>/<version>/
   config.export.base_dir = "saved_models"
   return config
+
+
+class ConfigError(ValueError):
+  """A config value that cannot be used (a precision, a budget): said before any data is read."""
 
 
 def checked_knobs(kind: str, name: str, given: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,9 @@ def fast_config(image_size=16, epochs=2, model="simple_cnn"):
   config_lib.choose(cfg, "model", "simple_cnn", {"model": model}, width=4, depth=2, dropout=0.3)
   cfg.train.epochs = epochs
   cfg.train.batch_size = 8
+  # float32 on every machine: "auto" would train in bfloat16 on a CPU with AMX and in float32 on an AVX2 one, and
+  # the suite's figures would differ by machine (tests/test_hardware.py checks what "auto" picks).
+  cfg.train.precision = "float32"
   cfg.export.name = "tiny"
   return cfg
 

@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "mlc_tf"
 # Modules (and the configs package) any package may import: they import no other mlc_tf package.
-LEAVES = {"config", "atomic_files", "registry", "markdown", "configs"}
+LEAVES = {"config", "atomic_files", "registry", "markdown", "configs", "hardware"}
 # package -> the other mlc_tf packages it may import from
 ALLOWED = {
     "configs": set(),  # what the recipes share; a leaf like config.py

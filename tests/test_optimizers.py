@@ -48,7 +48,7 @@ def test_unknown_names_are_errors():
   with pytest.raises(ValueError, match="unknown optimizer"):
     optimizers.make_optimizer(_cfg(name="rmsprop"))
   with pytest.raises(ValueError, match="schedule"):
-    optimizers.make_optimizer(_cfg(schedule="linear"))
+    optimizers.make_optimizer(_cfg(schedule="step"))
 
 
 def test_optimizer_knobs_are_its_own():

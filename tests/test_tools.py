@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, make_tiny_corpus
 
 
 def _results_table(*args):
@@ -69,3 +69,20 @@ def test_bench_batch_norm_refuses_a_model_without_batch_norm():
       [sys.executable, os.path.join(REPO_ROOT, "tools", "bench_batch_norm.py"), "--config=configs/seed_baseline.py"],
       capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env={**os.environ, "PYTHONPATH": REPO_ROOT})
   assert proc.returncode != 0 and "has no batch normalization to compare" in proc.stderr
+
+
+def test_gpu_check_runs_its_steps_on_the_cpu(tmp_path):
+  """tools/gpu_check.sh --quick: every step (precision, training with and without XLA, export, serving) passes."""
+  corpus = str(tmp_path / "corpus")
+  make_tiny_corpus(corpus, num_images=40)
+  out = tmp_path / "out"
+  proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "tools", "gpu_check.sh"), "--quick", str(out)],
+                        capture_output=True, text=True, timeout=900,
+                        env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": REPO_ROOT, "DATA_DIR": corpus})
+  assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+  for step in ("hardware", "train_jit_False", "train_jit_True", "export", "serving"):
+    assert f"== {step}: ok" in proc.stdout
+  assert "auto precision: " in (out / "hardware.txt").read_text()
+  assert "training reaches" in (out / "train_jit_True.txt").read_text()
+  assert "throughput, batch 64" in (out / "serving.txt").read_text()
+  assert list((out / "saved_models" / "demo").iterdir())

@@ -15,15 +15,18 @@ from __future__ import annotations
 import os
 import sys
 
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import app, flags
-from ml_collections import config_flags
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import mlc_tf.cli  # noqa: E402,F401  first: sets TensorFlow's environment (oneDNN) as the entry points do
 
-from mlc_tf import models  # noqa: E402
+# isort: split
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from mlc_tf import hardware, models  # noqa: E402
 from mlc_tf.cli import common  # noqa: E402
 from mlc_tf.models import layers  # noqa: E402
 from mlc_tf.train import distribute, optimizers  # noqa: E402
@@ -49,11 +52,12 @@ def with_keras_batch_norm(model: keras.Model) -> keras.Model:
 def main(argv):
   del argv
   cfg = _CONFIG.value
-  with distribute.precision(cfg.train.precision):
+  choice = hardware.resolve_precision(cfg.train.precision)
+  with distribute.precision(choice.policy):
     turns = timed_turns(cfg)
   print(f"model {cfg.model.name} ({', '.join(f'{k} {v}' for k, v in cfg.model.items() if k != 'name')}) at "
         f"{cfg.data.image_size}x{cfg.data.image_size}, batch {cfg.train.batch_size}, "
-        f"precision {cfg.train.precision}, {os.cpu_count()} CPUs")
+        f"precision {choice.policy}, {os.cpu_count()} CPUs, CPU {hardware.read_cpu().model}")
   wall = {name: max(r.per_wall for r in rates) for name, rates in turns.items()}
   cpu = {name: max(r.per_cpu for r in rates) for name, rates in turns.items()}
   for name, rates in turns.items():

@@ -12,7 +12,9 @@ best turn, so that load from other processes hits both alike. Each figure is
 given per second of wall-clock time and per second of this process's CPU
 time (all its threads): where other processes share the CPUs, the first
 follows their load and the second does not.
-config.train.precision and config.train.jit_compile apply, as in training.
+config.train.precision (``auto`` resolved as training resolves it) and
+config.train.jit_compile apply, as in training; TensorFlow's oneDNN kernels
+are on or off as the entry points set them (TF_ENABLE_ONEDNN_OPTS=0 or 1 to choose).
 
 FLOP/s: the float operations of one training step (forward, loss and
 gradients, counted by TensorFlow's profiler on the step's graph; the
@@ -26,14 +28,17 @@ from __future__ import annotations
 import os
 import sys
 
-import keras
-import tensorflow as tf
-from absl import app, flags
-from ml_collections import config_flags
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import mlc_tf.cli  # noqa: E402,F401  first: sets TensorFlow's environment (oneDNN) as the entry points do
 
-from mlc_tf import models  # noqa: E402
+# isort: split
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from mlc_tf import hardware, models  # noqa: E402
 from mlc_tf.cli import common  # noqa: E402
 from mlc_tf.data import corpus as corpus_lib  # noqa: E402
 from mlc_tf.data import pipeline  # noqa: E402
@@ -77,7 +82,10 @@ def train_step_flops(model: keras.Model, loss: keras.losses.Loss, batch: tuple[t
 def main(argv):
   del argv
   cfg = _CONFIG.value
-  with distribute.precision(cfg.train.precision):
+  cpu, choice = hardware.read_cpu(), hardware.resolve_precision(cfg.train.precision)
+  print(f"CPU {cpu.model} ({', '.join(cpu.describe()['flags'])}); TF_ENABLE_ONEDNN_OPTS="
+        f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset)')}; precision {choice.policy} ({choice.reason})")
+  with distribute.precision(choice.policy):
     benchmark(cfg)
 
 
@@ -91,7 +99,7 @@ def benchmark(cfg):
         f"({', '.join(f'{k} {v}' for k, v in cfg.model.items() if k != 'name')}), batch {batch}, "
         f"{os.cpu_count()} CPUs, "
         f"devices: {', '.join(d.name for d in tf.config.list_logical_devices())}, "
-        f"precision {cfg.train.precision}, jit_compile {cfg.train.jit_compile}")
+        f"jit_compile {cfg.train.jit_compile}")
 
   real = pipeline.make_dataset(frame[corpus_lib.PATH_COLUMN].to_numpy(), frame[names].to_numpy(),
                                image_size=size, batch_size=batch, training=True, augment=cfg.augment,

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
+import mlc_tf.cli
+from mlc_tf import config as config_lib
 from mlc_tf.cli import common, finish
 from mlc_tf.data import corpus
-from mlc_tf.train import callbacks, self_training, training
+from mlc_tf.train import budget, callbacks, self_training, training
 
 _TRAINING = common.TrainingFlags(
     workdir_help="Where logs, the .keras model and reports go. ",
@@ -27,8 +29,8 @@ def main(argv):
     raise app.UsageError("give either --data_dir or --config.data.source, not both")
   cfg, data_dir, workdir = _TRAINING.resolve()
   with common.exit_on_error("mlc-train", corpus.CorpusError, callbacks.TrainingDiverged,
-                            self_training.SelfTrainingError):
-    result = training.train(cfg, data_dir, workdir)
+                            self_training.SelfTrainingError, config_lib.ConfigError, budget.BudgetTooSmall):
+    result = training.train(cfg, data_dir, workdir, started=mlc_tf.cli.STARTED)
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return
   finish.report_and_export(result.report, workdir, result.inference_model, cfg, _EXPORT.value)

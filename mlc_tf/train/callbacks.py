@@ -13,6 +13,7 @@ import tempfile
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from mlc_tf import atomic_files
 from mlc_tf.evaluate import metrics
@@ -27,6 +28,11 @@ class CalibratedValidationF1(keras.callbacks.Callback):
   are thrown away: training calibrates the final ones once, on the weights
   early stopping keeps. Place it before callbacks that read these logs
   (EarlyStopping, CSVLogger).
+
+  It is the epoch's one validation pass: from the same predictions it also logs
+  what Keras' own pass (``fit(validation_data=...)``) would, ``val_loss`` and
+  the compiled metrics' ``val_f1_at_0.5`` and ``val_map``, so the validation
+  split is predicted once per epoch, not twice.
   """
 
   def __init__(self, val_images: tf.data.Dataset, val_targets: np.ndarray):
@@ -41,9 +47,21 @@ class CalibratedValidationF1(keras.callbacks.Callback):
     thresholds = metrics.f1_optimal_thresholds(self.val_targets, probs)
     micro, macro = metrics.micro_macro_f1(self.val_targets, metrics.decide(probs, thresholds))
     if logs is not None:
+      logs.update(self._compiled_metrics(probs))
       logs["val_micro_f1"] = micro
       logs["val_macro_f1"] = macro
       logs["val_micro_f1_at_0.5"] = metrics.micro_macro_f1(self.val_targets, metrics.decide(probs, 0.5))[0]
+
+  def _compiled_metrics(self, probs: np.ndarray) -> dict[str, float]:
+    """``val_loss`` and ``val_<metric>`` of the model's compiled loss and metrics on the validation predictions."""
+    targets = self.val_targets.astype(np.float32)
+    found = {"val_loss": float(ops.mean(keras.losses.get(self.model.loss)(targets, probs)))}
+    for metric in self.model.metrics:  # Keras' loss tracker and a container of the compiled metrics
+      for compiled in getattr(metric, "metrics", []):
+        fresh = compiled.__class__.from_config(compiled.get_config())
+        fresh.update_state(targets, probs)
+        found[f"val_{compiled.name}"] = float(fresh.result())
+    return found
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):

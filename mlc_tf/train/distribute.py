@@ -15,8 +15,9 @@ from typing import Iterator
 import keras
 import tensorflow as tf
 
+from mlc_tf import hardware
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 LR_SCALING = ("none", "linear", "sqrt")
 
 
@@ -90,8 +91,8 @@ def precision(policy: str) -> Iterator[None]:
   float32 variables; the models' sigmoid heads stay float32, and
   ``Model.compile`` adds loss scaling for float16 by itself.
   """
-  if policy not in PRECISIONS:
-    raise ValueError(f"unknown precision {policy!r}; known: {', '.join(PRECISIONS)}")
+  if policy not in hardware.POLICIES:
+    raise ValueError(f"unknown precision {policy!r}; known: {', '.join(hardware.POLICIES)}")
   previous = keras.config.dtype_policy()
   keras.config.set_dtype_policy(policy)
   try:

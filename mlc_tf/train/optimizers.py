@@ -14,8 +14,9 @@ import ml_collections
 
 from mlc_tf import config as config_lib
 from mlc_tf import registry
+from mlc_tf.train import budget
 
-SCHEDULES = ("constant", "cosine", "exponential")
+SCHEDULES = ("constant", "cosine", "linear", "exponential")
 
 
 def names() -> list[str]:
@@ -30,8 +31,10 @@ def knobs(name: str) -> dict[str, Any]:
 def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, epochs: int):
   """config.optimizer -> a learning rate: a float, or a Keras schedule stepped per batch.
 
-  ``cosine``: linear warm-up over ``warmup_epochs`` to ``learning_rate``, then
-  cosine decay to ``learning_rate * min_lr_fraction`` at the last epoch.
+  ``cosine``, ``linear``: linear warm-up over ``warmup_epochs`` to
+  ``learning_rate``, then cosine or linear decay to ``learning_rate *
+  min_lr_fraction`` at the last epoch (``budget.PlannedDecay``, which a time
+  budget re-plans to end where the budget does).
   ``exponential``: multiplied by ``decay_rate`` every epoch (after warm-up, if any).
   """
   schedule = cfg.schedule
@@ -41,27 +44,25 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, epochs: 
     return cfg.learning_rate
   steps_per_epoch = max(1, int(steps_per_epoch))
   warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
-  if schedule == "cosine":
-    total_steps = max(1, epochs * steps_per_epoch - warmup_steps)
-    if warmup_steps:
-      return keras.optimizers.schedules.CosineDecay(
-          0.0, total_steps, alpha=cfg.min_lr_fraction,
-          warmup_target=cfg.learning_rate, warmup_steps=warmup_steps)
-    return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total_steps,
-                                                  alpha=cfg.min_lr_fraction)
+  if schedule in budget.DECAYS:
+    return budget.PlannedDecay(cfg.learning_rate, warmup_steps, epochs * steps_per_epoch,
+                               floor=cfg.min_lr_fraction, decay=schedule)
   return keras.optimizers.schedules.ExponentialDecay(cfg.learning_rate, steps_per_epoch,
                                                      cfg.decay_rate)
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int = 1,
-                   epochs: int = 1) -> keras.optimizers.Optimizer:
+def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int = 1, epochs: int = 1,
+                   learning_rate=None) -> keras.optimizers.Optimizer:
   """config.optimizer -> a Keras optimizer with its learning-rate schedule.
 
   ``steps_per_epoch`` and ``epochs`` size the schedule; a constant rate ignores
-  them. A knob the optimizer does not take is an error naming its knobs.
+  them. ``learning_rate``: a schedule already made (``make_schedule``) instead.
+  A knob the optimizer does not take is an error naming its knobs.
   """
   values = config_lib.knob_values("optimizer", cfg, knobs(cfg.name))
-  common = {"learning_rate": make_schedule(cfg, steps_per_epoch, epochs), "clipnorm": cfg.clipnorm or None}
+  if learning_rate is None:
+    learning_rate = make_schedule(cfg, steps_per_epoch, epochs)
+  common = {"learning_rate": learning_rate, "clipnorm": cfg.clipnorm or None}
   if cfg.get("ema_momentum"):  # Polyak averaging of the weights; training swaps them in to validate
     common.update(use_ema=True, ema_momentum=cfg.ema_momentum)
   return registry.lookup("optimizer", cfg.name)(common, **values)

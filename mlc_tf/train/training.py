@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from mlc_tf import atomic_files, models
+from mlc_tf import atomic_files, hardware, models
+from mlc_tf import config as config_lib
 from mlc_tf.data import balance, frame_datasets, label_rules, sources, split_corpus
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
+from mlc_tf.train import budget as budget_lib
 from mlc_tf.train import callbacks as callbacks_lib
 from mlc_tf.train import distribute, losses, optimizers, self_training
 
@@ -65,13 +67,15 @@ def _trim_history(path: str, first_epoch: int) -> None:
     history[history["epoch"] < first_epoch].to_csv(path, index=False)
 
 
-def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) -> TrainResult:
+def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
+          started: float | None = None) -> TrainResult:
   """Fits a network, chooses its thresholds on the validation split, scores the test split.
 
   Args:
     cfg: a run's config (``mlc_tf/config.py``, a recipe in configs/).
     data_dir: a corpus directory or a source spec; ``None`` reads ``cfg.data.source``.
     workdir: where the run's files go (below), and its backup.
+    started: when the command began (``time.time()``; None: now): ``cfg.train.budget`` counts from there.
 
   Returns:
     The fitted network, its inference model and thresholds, the history,
@@ -86,13 +90,25 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) ->
   state is backed up in ``workdir/backup/`` (every epoch, and every
   ``cfg.train.backup_every_steps`` steps when set): the same call after a
   crash resumes from there, and a finished or diverged run deletes it.
+  With ``cfg.train.budget``, the fit is planned to end so that the command
+  started at ``started`` ends inside the budget,
+  export included (``budget.TimeBudget``).
 
   Raises:
+    config.ConfigError: ``cfg.train.precision`` or ``cfg.train.budget`` is not one the run can use (before any data
+      is read).
+    budget.BudgetTooSmall: the budget cannot hold one epoch plus calibration and export (said a few steps in).
     corpus.CorpusError: the corpus or the untagged images cannot be used (before any training).
     self_training.SelfTrainingError: ``cfg.self_training`` cannot run (no teacher, other labels or split).
     callbacks.TrainingDiverged: the loss or weights became NaN or infinite;
       the last good checkpoint is kept and named in the message.
   """
+  started = time.time() if started is None else started
+  budget_seconds = budget_lib.parse_budget(cfg.train.get("budget"))
+  if budget_seconds and cfg.strategy == "multi_worker":
+    raise config_lib.ConfigError("config.train.budget needs one process: the workers of a multi-worker job would "
+                                 "each plan their own length; give config.train.epochs instead")
+  hardware.check_precision(cfg.train.precision)
   strategy = distribute.make_strategy(cfg.strategy)  # first: a multi-worker job sets up collectives at start
   chief = distribute.is_chief(strategy)
   try:
@@ -108,7 +124,8 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str) ->
     data = self_training.with_pseudo_labels(cfg, data, workdir if chief else None)
   logging.info("corpus %s: %d train, %d validation, %d test images, %d labels",
                data.source.spec, len(data.train), len(data.val), len(data.test), len(data.label_names))
-  return train_on(cfg, data, workdir, strategy=strategy)
+  deadline = started + budget_seconds if budget_seconds else None
+  return train_on(cfg, data, workdir, strategy=strategy, deadline=deadline)
 
 
 def _with_trained_teacher(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str,
@@ -141,7 +158,7 @@ def _write_audit(audit: corpus_lib.CorpusAudit, workdir: str) -> None:
 
 
 def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str, verbose: int = 2,
-             strategy: tf.distribute.Strategy | None = None) -> TrainResult:
+             strategy: tf.distribute.Strategy | None = None, deadline: float | None = None) -> TrainResult:
   """``train`` on an already loaded and split corpus (e.g. one cross-validation fold).
 
   Args:
@@ -149,17 +166,27 @@ def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wor
       used only if ``train`` added them.
     verbose: ``model.fit``'s verbosity.
     strategy: made from ``cfg.strategy`` when None.
+    deadline: the ``time.time()`` by which fit, calibration, report and export are to be done
+      (``cfg.train.budget``); None: ``cfg.train.epochs`` decides.
 
   Raises:
     callbacks.TrainingDiverged: as ``train``.
   """
   strategy = strategy or distribute.make_strategy(cfg.strategy)
-  with distribute.precision(cfg.train.precision):
-    return _train_on(cfg, data, workdir, verbose, strategy)
+  if cfg.train.get("budget") and deadline is None:
+    logging.warning("config.train.budget bounds mlc-train's command only: this run (a cross-validation fold, a "
+                    "growing step, a self-training teacher) trains config.train.epochs=%d", cfg.train.epochs)
+  precision = hardware.resolve_precision(cfg.train.precision)
+  logging.info("precision %s: %s", precision.policy, precision.reason)
+  if precision.warning:
+    logging.warning("%s", precision.warning)
+  with distribute.precision(precision.policy):
+    return _train_on(cfg, data, workdir, verbose, strategy, precision, deadline)
 
 
 def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str, verbose: int,
-              strategy: tf.distribute.Strategy) -> TrainResult:
+              strategy: tf.distribute.Strategy, precision: hardware.PrecisionChoice,
+              deadline: float | None) -> TrainResult:
   chief = distribute.is_chief(strategy)
   if cfg.data.get("unlabeled") and data.unlabeled is None:
     logging.warning("config.data.unlabeled is set, but only mlc-train (training.train) self-trains: this run "
@@ -169,8 +196,16 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
   names = data.label_names
   inputs = _training_inputs(cfg, data, strategy)
   resume = _resume_point(cfg, workdir, chief)
-  model = _compiled_model(cfg, names, strategy, inputs, resume.weights)
-  history, fit_seconds = _fit(cfg, model, inputs, data.val[names].to_numpy(), resume, workdir, chief, verbose)
+  model, schedule = _compiled_model(cfg, names, strategy, inputs, resume.weights)
+  time_budget = None
+  if deadline is not None:
+    time_budget = budget_lib.TimeBudget(
+        deadline, budget_lib.parse_budget(cfg.train.budget), inputs.steps_per_epoch, inputs.global_batch,
+        cfg.train.epochs, os.path.join(workdir, budget_lib.PLAN_FILE),
+        schedule if isinstance(schedule, budget_lib.PlannedDecay) else None,
+        after_fit_images=(len(data.val) + len(data.test)) / max(len(data.train), 1), write=chief)
+  history, fit_seconds = _fit(cfg, model, inputs, data.val[names].to_numpy(), resume, workdir, chief, verbose,
+                              time_budget)
   model = _local_copy(cfg, model, names, strategy)
   # Early stopping restored the best epoch's weights: threshold and score those, not the last epoch's.
   implications = label_rules.parse_implications(cfg.rules.implications) if cfg.rules.to_predictions else []
@@ -181,7 +216,13 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
       "fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
       "best_epoch": _best_epoch(history, cfg.train.monitor), "train_images": len(data.train),
       "images_per_second": round(len(history.epoch) * inputs.steps_per_epoch * inputs.global_batch
-                                 / max(fit_seconds, 1e-9), 1)}
+                                 / max(fit_seconds, 1e-9), 1),
+      "optimizer_steps": len(history.epoch) * inputs.steps_per_epoch,
+      "precision": precision.describe(),
+      "hardware": {"cpu": hardware.read_cpu().describe(),
+                   "gpus": [dataclasses.asdict(gpu) for gpu in hardware.read_gpus()]}}
+  if time_budget is not None:
+    scored.report["training"]["budget"] = time_budget.describe()
   if data.unlabeled:
     scored.report["self_training"] = data.unlabeled
   if chief:
@@ -248,8 +289,9 @@ def _resume_point(cfg: ml_collections.ConfigDict, workdir: str, chief: bool) -> 
 
 
 def _compiled_model(cfg: ml_collections.ConfigDict, names: list[str], strategy: tf.distribute.Strategy,
-                    inputs: _Inputs, weights: str | None) -> keras.Model:
-  """The network, built and compiled under ``strategy``, with ``weights`` loaded when given."""
+                    inputs: _Inputs, weights: str | None):
+  """The network, built and compiled under ``strategy``, with ``weights`` loaded when given; and its learning rate
+  (a float or a schedule, which a time budget re-plans)."""
   optimizer_cfg = cfg.optimizer.copy_and_resolve_references()
   optimizer_cfg.learning_rate = distribute.scaled_learning_rate(
       cfg.optimizer.learning_rate, inputs.global_batch, cfg.optimizer.base_batch_size, cfg.optimizer.lr_scaling)
@@ -257,17 +299,20 @@ def _compiled_model(cfg: ml_collections.ConfigDict, names: list[str], strategy: 
     model = distribute.for_strategy(models.build(cfg.model, len(names), cfg.data.image_size, names), strategy)
     if weights:
       model.load_weights(weights)  # weights only: the optimizer starts afresh from the config
-    model.compile(optimizer=optimizers.make_optimizer(optimizer_cfg, inputs.steps_per_epoch, cfg.train.epochs),
+    schedule = optimizers.make_schedule(optimizer_cfg, inputs.steps_per_epoch, cfg.train.epochs)
+    model.compile(optimizer=optimizers.make_optimizer(optimizer_cfg, learning_rate=schedule),
                   loss=losses.make_loss(cfg.loss, names, inputs.train_targets),
                   metrics=[keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_at_0.5"),
                            keras.metrics.AUC(multi_label=True, curve="PR", name="map")],
                   jit_compile="auto" if cfg.train.jit_compile is None else cfg.train.jit_compile)
-  return model
+  return model, schedule
 
 
 def _fit(cfg: ml_collections.ConfigDict, model: keras.Model, inputs: _Inputs, val_targets: np.ndarray,
-         resume: _ResumePoint, workdir: str, chief: bool, verbose: int) -> tuple[keras.callbacks.History, float]:
-  """``model.fit`` with the run's callbacks; (its history, its wall time in seconds)."""
+         resume: _ResumePoint, workdir: str, chief: bool, verbose: int,
+         time_budget: budget_lib.TimeBudget | None = None) -> tuple[keras.callbacks.History, float]:
+  """``model.fit`` with the run's callbacks (``time_budget`` among them when given); (its history, its wall time
+  in seconds)."""
   history_path = os.path.join(workdir, "history.csv")
   if resume.epoch is not None:
     logging.info("resuming at epoch %d from %s", resume.epoch + 1,
@@ -278,16 +323,17 @@ def _fit(cfg: ml_collections.ConfigDict, model: keras.Model, inputs: _Inputs, va
   start = time.perf_counter()
   try:
     history = model.fit(
-        inputs.train, validation_data=inputs.val, epochs=cfg.train.epochs, initial_epoch=resume.epoch or 0,
+        inputs.train, epochs=cfg.train.epochs, initial_epoch=resume.epoch or 0,
         steps_per_epoch=inputs.steps_per_epoch,
         callbacks=[
             # With weight averaging, the averaged weights are in the model from each epoch's end to the next
             # epoch's start: calibration, early stopping and checkpoints see and keep them.
             *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.optimizer.get("ema_momentum") else []),
-            # before the callbacks below, which read the F1 it logs
+            # the epoch's one validation pass; before the callbacks below, which read what it logs
             callbacks_lib.CalibratedValidationF1(inputs.val.map(lambda x, y: x), val_targets),
             keras.callbacks.EarlyStopping(monitor=cfg.train.monitor, mode="max",
                                           patience=cfg.train.early_stopping_patience, restore_best_weights=True),
+            *([time_budget] if time_budget is not None else []),
             callbacks_lib.StopOnNaN(checkpoint),  # before anything that saves: diverged weights are never saved
             *([keras.callbacks.CSVLogger(history_path, append=resume.epoch is not None)] if chief else []),
             checkpoint,

@@ -1,0 +1,194 @@
+"""A time budget: parsing it, the schedule it re-plans, the plan from measured speed, and a budgeted training run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from helpers import REPO_ROOT, fast_config, make_tiny_corpus
+
+from mlc_tf import config as config_lib
+from mlc_tf.train import budget
+
+
+@pytest.mark.parametrize("text, seconds", [("60m", 3600), ("1h30m", 5400), ("90s", 90), ("2h", 7200),
+                                           ("0.5h", 1800), (" 10M ", 600), ("", None), (None, None)])
+def test_budget_strings(text, seconds):
+  assert budget.parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["60", "an hour", "60 minutes", "0m", "1h-5m", "m"])
+def test_a_bad_budget_string_is_a_config_error(text):
+  with pytest.raises(config_lib.ConfigError, match="config.train.budget"):
+    budget.parse_budget(text)
+
+
+def _rates(schedule, steps):
+  return np.array([float(schedule(step)) for step in steps])
+
+
+def test_unplanned_cosine_decay_is_keras_cosine_decay_with_warmup():
+  ours = budget.PlannedDecay(0.1, warmup_steps=10, total_steps=50, floor=0.1)
+  keras_schedule = keras.optimizers.schedules.CosineDecay(0.0, 40, alpha=0.1, warmup_target=0.1, warmup_steps=10)
+  np.testing.assert_allclose(_rates(ours, range(0, 60, 3)), _rates(keras_schedule, range(0, 60, 3)), atol=1e-6)
+  no_warmup = keras.optimizers.schedules.CosineDecay(0.1, 50, alpha=0.0)
+  np.testing.assert_allclose(_rates(budget.PlannedDecay(0.1, 0, 50), range(0, 55, 5)),
+                             _rates(no_warmup, range(0, 55, 5)), atol=1e-6)
+
+
+def test_linear_decay_reaches_its_floor_at_the_end():
+  schedule = budget.PlannedDecay(1.0, warmup_steps=0, total_steps=100, floor=0.1, decay="linear")
+  np.testing.assert_allclose(_rates(schedule, [0, 50, 100, 150]), [1.0, 0.55, 0.1, 0.1], atol=1e-6)
+  with pytest.raises(ValueError, match="unknown decay"):
+    budget.PlannedDecay(1.0, 0, 10, decay="step")
+
+
+@pytest.mark.parametrize("decay", budget.DECAYS)
+def test_a_plan_moves_the_end_of_the_decay_and_keeps_the_curve_continuous(decay):
+  schedule = budget.PlannedDecay(1.0, warmup_steps=10, total_steps=1000, floor=0.01, decay=decay)
+  before = float(schedule(40))
+  schedule.plan(total_steps=100, step=40)  # past the warm-up: decays from its rate at step 40
+  assert float(schedule(40)) == pytest.approx(before, rel=1e-5)
+  assert float(schedule(100)) == pytest.approx(0.01, rel=1e-4)
+  assert np.all(np.diff(_rates(schedule, range(40, 101))) <= 1e-7)
+  during_warmup = budget.PlannedDecay(1.0, warmup_steps=10, total_steps=1000, floor=0.0, decay=decay)
+  during_warmup.plan(total_steps=60, step=5)  # in the warm-up: the whole decay is re-planned, from the peak
+  assert float(during_warmup(10)) == pytest.approx(1.0) and float(during_warmup(60)) == pytest.approx(0.0, abs=1e-6)
+
+
+class _Clock:
+  def __init__(self):
+    self.now = 1000.0
+
+  def __call__(self):
+    return self.now
+
+
+def _model():
+  model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+  model.stop_training = False
+  return model
+
+
+def _run_epoch(callback, clock, epoch, steps, seconds_per_step, validation_seconds=1.0):
+  callback.on_epoch_begin(epoch)
+  for batch in range(steps):
+    callback.on_train_batch_begin(batch)
+    clock.now += seconds_per_step
+    callback.on_train_batch_end(batch)
+  clock.now += validation_seconds
+  callback.on_epoch_end(epoch)
+
+
+def _budget(tmp_path, clock, budget_seconds=3600, max_epochs=100, schedule=None, steps=50):
+  callback = budget.TimeBudget(clock() + budget_seconds, budget_seconds, steps_per_epoch=steps, global_batch=8,
+                               max_epochs=max_epochs, plan_path=str(tmp_path / budget.PLAN_FILE), schedule=schedule,
+                               after_fit_images=0.2, clock=clock)
+  callback.set_model(_model())
+  callback.on_train_begin()
+  return callback
+
+
+def test_the_second_epoch_plans_the_run_to_end_inside_the_budget(tmp_path):
+  clock = _Clock()
+  schedule = budget.PlannedDecay(1.0, warmup_steps=100, total_steps=100 * 50, floor=0.0)
+  callback = _budget(tmp_path, clock, schedule=schedule)
+  _run_epoch(callback, clock, 0, 50, seconds_per_step=2.0)   # decoding and caching: slow
+  assert callback.plan is None
+  _run_epoch(callback, clock, 1, 50, seconds_per_step=1.0)   # 51 s an epoch from here on
+  # 3600 - 152 s spent - 60 s reserved = 3388 s: 66 more epochs of 51 s
+  assert callback.plan.planned_epochs == 68 and callback.plan.planned_steps == 68 * 50
+  assert callback.plan.measured_images_per_second == pytest.approx(50 * 8 / 51, abs=0.1)
+  assert float(schedule(68 * 50)) == pytest.approx(0.0, abs=1e-6)  # the decay ends where the plan does
+  assert json.loads((tmp_path / budget.PLAN_FILE).read_text())["planned_epochs"] == 68
+  for epoch in range(2, 68):
+    assert not callback.model.stop_training
+    _run_epoch(callback, clock, epoch, 50, seconds_per_step=1.0)
+  assert callback.model.stop_training and callback.describe()["stopped"] == "planned"
+  assert clock.now + callback.reserve() <= 1000 + 3600
+
+
+def test_a_fast_machine_stops_at_the_most_epochs_worth_running(tmp_path):
+  clock = _Clock()
+  callback = _budget(tmp_path, clock, max_epochs=3)
+  for epoch in range(3):
+    _run_epoch(callback, clock, epoch, 50, seconds_per_step=0.1)
+  assert callback.plan.planned_epochs == 3 and callback.model.stop_training
+  assert callback.describe()["stopped"] == "max_epochs"
+
+
+def test_a_machine_slower_than_planned_stops_early_leaving_time_to_export(tmp_path):
+  clock = _Clock()
+  callback = _budget(tmp_path, clock)
+  _run_epoch(callback, clock, 0, 50, seconds_per_step=1.0)
+  _run_epoch(callback, clock, 1, 50, seconds_per_step=1.0)
+  planned = callback.plan.planned_epochs
+  epoch = 2
+  while not callback.model.stop_training:
+    _run_epoch(callback, clock, epoch, 50, seconds_per_step=3.0)  # another job took the cores
+    epoch += 1
+  assert epoch < planned and callback.describe()["stopped"] == "slower than planned"
+  assert clock.now + callback.reserve() <= 1000 + 3600
+
+
+def test_a_budget_too_small_for_one_epoch_says_so_a_few_steps_in(tmp_path):
+  clock = _Clock()
+  callback = _budget(tmp_path, clock, budget_seconds=120)
+  callback.on_epoch_begin(0)
+  with pytest.raises(budget.BudgetTooSmall, match=r"cannot hold one epoch.*give at least"):
+    for batch in range(50):
+      callback.on_train_batch_begin(batch)
+      clock.now += 5.0
+      callback.on_train_batch_end(batch)
+  assert clock.now - 1000 <= 5.0 * 5  # said after the probe's steps, not at the epoch's end
+
+
+def test_a_resumed_run_keeps_the_length_it_planned(tmp_path):
+  clock = _Clock()
+  first = _budget(tmp_path, clock)
+  _run_epoch(first, clock, 0, 50, seconds_per_step=1.0)
+  _run_epoch(first, clock, 1, 50, seconds_per_step=1.0)
+  schedule = budget.PlannedDecay(1.0, warmup_steps=0, total_steps=100 * 50)
+  resumed = _budget(tmp_path, _Clock(), budget_seconds=60, schedule=schedule)  # a new process, a new budget
+  assert resumed.plan == first.plan
+  assert float(schedule(first.plan.planned_steps)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_budgeted_run_reports_what_the_budget_bought(tmp_path):
+  from mlc_tf.train import training
+  root = str(tmp_path / "corpus")
+  make_tiny_corpus(root, num_images=40)
+  cfg = fast_config(epochs=4)
+  cfg.train.budget = "10m"
+  cfg.optimizer.schedule = "linear"
+  result = training.train(cfg, root, str(tmp_path / "run"))
+  bought = result.report["training"]
+  assert bought["budget"]["planned_epochs"] == 4 and bought["budget"]["stopped"] == "max_epochs"
+  assert bought["epochs"] == 4 and bought["optimizer_steps"] == 4 * bought["budget"]["planned_steps"] // 4
+  assert bought["precision"]["policy"] == "float32" and bought["hardware"]["cpu"]["model"]
+  assert os.path.exists(tmp_path / "run" / budget.PLAN_FILE)
+
+
+def test_a_budget_too_small_stops_the_run_with_a_clear_error(tmp_path):
+  from mlc_tf.train import training
+  root = str(tmp_path / "corpus")
+  make_tiny_corpus(root, num_images=40)
+  cfg = fast_config()
+  cfg.train.budget = "1s"
+  with pytest.raises(budget.BudgetTooSmall, match="cannot hold one epoch"):
+    training.train(cfg, root, str(tmp_path / "run"))
+
+
+def test_mlc_train_refuses_a_bad_budget_or_precision_before_reading_any_data(tmp_path):
+  for override, message in (("--config.train.budget=sixty", "is not a duration"),
+                            ("--config.train.precision=bf16", "unknown precision 'bf16'")):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlc_tf.cli.train", f"--data_dir={tmp_path / 'no_such_corpus'}",
+         f"--workdir={tmp_path / 'run'}", override], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert proc.returncode == 1 and "mlc-train: error: " in proc.stderr and message in proc.stderr, proc.stderr[-2000:]

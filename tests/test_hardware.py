@@ -1,0 +1,67 @@
+"""Hardware facts and what follows: precision for fake CPUs and GPUs, oneDNN, the entry points' environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlc_tf import config as config_lib
+from mlc_tf import hardware
+from mlc_tf.cli import _set_tensorflow_environment, _verbose
+
+AMX = hardware.CPU("Intel(R) Xeon(R) Platinum 8480+", frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16",
+                                                                   "amx_tile"}))
+AVX2 = hardware.CPU("AMD EPYC 7763 64-Core Processor", frozenset({"avx2", "fma"}))
+ARM = hardware.CPU("Neoverse-N1", frozenset({"asimd"}), machine="aarch64")
+H100, V100, K80 = (hardware.GPU("H100", (9, 0)), hardware.GPU("Tesla V100", (7, 0)), hardware.GPU("Tesla K80", (3, 7)))
+
+
+def test_cpu_is_read_from_cpuinfo(tmp_path):
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7763 64-Core Processor\nflags\t\t: fpu sse2 avx2 fma\n"
+                     "processor\t: 1\nmodel name\t: AMD EPYC 7763 64-Core Processor\nflags\t\t: fpu sse2 avx2 fma\n")
+  cpu = hardware.read_cpu(str(cpuinfo))
+  assert cpu.model == "AMD EPYC 7763 64-Core Processor" and cpu.flags == {"fpu", "sse2", "avx2", "fma"}
+  assert not cpu.native_bfloat16
+  assert hardware.read_cpu(str(tmp_path / "absent")).flags == frozenset()
+
+
+@pytest.mark.parametrize("cpu, gpus, policy", [
+    (AMX, [], "mixed_bfloat16"), (AVX2, [], "float32"), (ARM, [], "float32"),
+    (AVX2, [H100], "mixed_bfloat16"), (AVX2, [V100], "mixed_float16"), (AMX, [K80], "float32")])
+def test_auto_precision_is_16_bit_only_where_the_hardware_computes_it(cpu, gpus, policy):
+  choice = hardware.choose_precision("auto", cpu, gpus)
+  assert choice.policy == policy and choice.warning is None
+  assert (gpus[0].name if gpus else cpu.model) in choice.reason
+
+
+def test_an_emulated_16_bit_policy_is_honoured_with_a_warning():
+  choice = hardware.choose_precision("mixed_bfloat16", AVX2, [])
+  assert choice.policy == "mixed_bfloat16" and "emulates bfloat16" in choice.warning and "slower" in choice.warning
+  assert "no tensor cores" in hardware.choose_precision("mixed_float16", AVX2, [K80]).warning
+  assert hardware.choose_precision("mixed_bfloat16", AMX, []).warning is None
+  assert hardware.choose_precision("float32", AVX2, []).warning is None
+  assert hardware.choose_precision("mixed_float16", AMX, [V100]).describe()["policy"] == "mixed_float16"
+
+
+def test_an_unknown_precision_is_a_config_error():
+  with pytest.raises(config_lib.ConfigError, match="unknown precision 'bf16'.*auto"):
+    hardware.choose_precision("bf16", AMX, [])
+
+
+def test_onednn_is_turned_on_where_measured_faster_unless_the_user_chose():
+  environ = {}
+  _set_tensorflow_environment(environ, ["mlc-train"], AVX2)
+  assert environ == {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+  environ = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+  _set_tensorflow_environment(environ, ["mlc-train"], AVX2)
+  assert environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+  environ = {}
+  _set_tensorflow_environment(environ, ["mlc-train", "--verbosity=1"], ARM)
+  assert environ == {}  # not measured on ARM; TensorFlow's own log lines asked for
+
+
+@pytest.mark.parametrize("argv, verbose", [
+    (["x"], False), (["x", "--verbosity=0"], False), (["x", "--verbosity=1"], True), (["x", "-v", "2"], True),
+    (["x", "--verbosity", "debug"], True), (["x", "--config.model.width=1"], False)])
+def test_verbosity_is_read_from_the_command_line(argv, verbose):
+  assert _verbose(argv) is verbose
