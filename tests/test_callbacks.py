@@ -23,3 +23,22 @@ def test_logs_validation_f1_at_calibrated_thresholds_and_at_one_half():
   assert (logs["val_micro_f1"], logs["val_macro_f1"]) == metrics.micro_macro_f1(targets, calibrated)
   assert logs["val_micro_f1_at_0.5"] == metrics.micro_macro_f1(targets, metrics.decide(probs, 0.5))[0]
   assert not hasattr(callback, "thresholds")  # training calibrates its thresholds once, after early stopping
+
+
+def test_the_one_validation_pass_logs_what_keras_evaluate_would():
+  rng = np.random.default_rng(1)
+  images = rng.random((20, 4)).astype(np.float32)
+  targets = (rng.random((20, 3)) < 0.5).astype(np.float32)
+  inputs = keras.Input((4,))
+  model = keras.Model(inputs, keras.layers.Dense(3, activation="sigmoid")(inputs))
+  model.compile(loss="binary_crossentropy",
+                metrics=[keras.metrics.F1Score(average="micro", threshold=0.5, name="f1_at_0.5"),
+                         keras.metrics.AUC(multi_label=True, curve="PR", name="map")])
+  model.fit(images, targets, epochs=1, verbose=0)
+  callback = callbacks.CalibratedValidationF1(tf.data.Dataset.from_tensor_slices(images).batch(5), targets)
+  callback.set_model(model)
+  logs = {}
+  callback.on_epoch_end(0, logs)
+  evaluated = model.evaluate(images, targets, return_dict=True, verbose=0)
+  for name in ("loss", "f1_at_0.5", "map"):
+    assert abs(logs[f"val_{name}"] - evaluated[name]) < 1e-5, name

@@ -55,7 +55,8 @@ class CalibratedValidationF1(keras.callbacks.Callback):
   def _compiled_metrics(self, probs: np.ndarray) -> dict[str, float]:
     """``val_loss`` and ``val_<metric>`` of the model's compiled loss and metrics on the validation predictions."""
     targets = self.val_targets.astype(np.float32)
-    found = {"val_loss": float(ops.mean(keras.losses.get(self.model.loss)(targets, probs)))}
+    loss = keras.losses.get(self.model.loss) if getattr(self.model, "loss", None) is not None else None
+    found = {"val_loss": float(ops.mean(loss(targets, probs)))} if loss is not None else {}  # None: not compiled
     for metric in self.model.metrics:  # Keras' loss tracker and a container of the compiled metrics
       for compiled in getattr(metric, "metrics", []):
         fresh = compiled.__class__.from_config(compiled.get_config())
