@@ -176,17 +176,19 @@ def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wor
   if cfg.train.get("budget") and deadline is None:
     logging.warning("config.train.budget bounds mlc-train's command only: this run (a cross-validation fold, a "
                     "growing step, a self-training teacher) trains config.train.epochs=%d", cfg.train.epochs)
-  precision = hardware.resolve_precision(cfg.train.precision)
+  cpu, gpus = hardware.read_cpu(), hardware.read_gpus()
+  precision = hardware.choose_precision(cfg.train.precision, cpu, gpus)
   logging.info("precision %s: %s", precision.policy, precision.reason)
   if precision.warning:
     logging.warning("%s", precision.warning)
   with distribute.precision(precision.policy):
-    return _train_on(cfg, data, workdir, verbose, strategy, precision, deadline)
+    return _train_on(cfg, data, workdir, verbose, strategy, precision, deadline,
+                     {"cpu": cpu.describe(), "gpus": [dataclasses.asdict(gpu) for gpu in gpus]})
 
 
 def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str, verbose: int,
               strategy: tf.distribute.Strategy, precision: hardware.PrecisionChoice,
-              deadline: float | None) -> TrainResult:
+              deadline: float | None, machine: dict) -> TrainResult:
   chief = distribute.is_chief(strategy)
   if cfg.data.get("unlabeled") and data.unlabeled is None:
     logging.warning("config.data.unlabeled is set, but only mlc-train (training.train) self-trains: this run "
@@ -219,8 +221,7 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
                                  / max(fit_seconds, 1e-9), 1),
       "optimizer_steps": len(history.epoch) * inputs.steps_per_epoch,
       "precision": precision.describe(),
-      "hardware": {"cpu": hardware.read_cpu().describe(),
-                   "gpus": [dataclasses.asdict(gpu) for gpu in hardware.read_gpus()]}}
+      "hardware": machine}
   if time_budget is not None:
     scored.report["training"]["budget"] = time_budget.describe()
   if data.unlabeled:
