@@ -62,7 +62,7 @@ def main(argv):
   cpu = {name: max(r.per_cpu for r in rates) for name, rates in turns.items()}
   for name, rates in turns.items():
     print(f"training, {name:24s}: {wall[name]:7.1f} images/s wall, {cpu[name]:7.1f} images/CPU-s  "
-          f"(turns, wall: {', '.join(f'{r.per_wall:.1f}' for r in rates)})")
+          f"(turns, wall: {', '.join(r.describe() for r in rates)})")
   keras_name, fused_name = turns
   print(f"fused / keras: {wall[fused_name] / wall[keras_name]:.2f}x wall, "
         f"{cpu[fused_name] / cpu[keras_name]:.2f}x per CPU-s")

@@ -2,32 +2,59 @@
 
 Wall-clock time is what a user waits and follows the load of other processes
 sharing the CPUs; CPU time (all threads) is what the work costs, whatever the load.
+On a virtual machine the host can also take the CPUs away (steal time: the
+`st` column of `vmstat`); a 2-core cloud VM was seen losing up to half of its
+time that way, which halves wall-clock rates while nothing in the guest runs.
+Each Rate therefore records the share of the machine's CPU time stolen during
+it, from /proc/stat (Linux; None elsewhere), so a turn can be read or
+discarded for what it is.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 
+def _cpu_jiffies() -> tuple[int, int] | None:
+  """(stolen, total) clock ticks of all CPUs since boot, from the first line of /proc/stat; None without it."""
+  try:
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+  except OSError:
+    return None
+  # cpu user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is already in user/nice.
+  ticks = [int(f) for f in fields[1:9]]
+  return ticks[7], sum(ticks)
+
+
 class Rate:
   """Work per wall-clock second and per CPU second of this process, over a ``with`` block.
 
-  Give ``work`` up front, or add to it inside the block when it is counted as it goes.
+  Give ``work`` up front, or add to it inside the block when it is counted as it goes. ``stolen`` is the share
+  of the machine's CPU time the hypervisor took during the block (0 on bare metal, None where unknown).
   """
 
   def __init__(self, work: float = 0):
     self.work = work
 
   def __enter__(self) -> Rate:
-    self.wall, self.cpu = time.perf_counter(), time.process_time()
+    self.wall, self.cpu, self._jiffies = time.perf_counter(), time.process_time(), _cpu_jiffies()
     return self
 
   def __exit__(self, *exc) -> None:
     self.per_wall = self.work / (time.perf_counter() - self.wall)
     self.per_cpu = self.work / (time.process_time() - self.cpu)
+    after = _cpu_jiffies()
+    self.stolen = None
+    if self._jiffies and after and after[1] > self._jiffies[1]:
+      self.stolen = (after[0] - self._jiffies[0]) / (after[1] - self._jiffies[1])
+
+  def describe(self) -> str:
+    """The wall-clock rate with the share stolen, e.g. ``'98.3 (stolen 2%)'``."""
+    return f"{self.per_wall:.1f}" + ("" if self.stolen is None else f" (stolen {self.stolen:.0%})")
 
 
 def timed_fit(model: keras.Model, dataset: tf.data.Dataset, steps: int, batch_size: int) -> Rate:
