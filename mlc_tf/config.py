@@ -230,13 +230,17 @@ def load_run_config(path: str) -> ml_collections.ConfigDict:
   does not take are dropped, with a log line.
   """
   with open(path) as f:
-    saved = json.load(f)
+    return run_config(json.load(f), path)
+
+
+def run_config(saved: dict, source: str) -> ml_collections.ConfigDict:
+  """``load_run_config`` of a config already read (``source`` names where it came from, for the log)."""
   config = base_config()
   for kind, knobs in knob_lookups().items():
     group = saved.get(kind, {})
     name = group.get("name", config[kind].name)
     for field in sorted(set(group) - set(config[kind]) - set(knobs(name))):
-      logging.info("%s: dropping %s.%s=%r, which %s %r does not take", path, kind, field, group.pop(field), kind,
+      logging.info("%s: dropping %s.%s=%r, which %s %r does not take", source, kind, field, group.pop(field), kind,
                    name)
   config.update(saved)
   return config

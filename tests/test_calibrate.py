@@ -16,6 +16,7 @@ from helpers import REPO_ROOT, fast_config, make_tiny_corpus, run_cli
 from mlc_tf.data import pipeline
 from mlc_tf.evaluate import operating_points
 from mlc_tf.models import inference, layers
+from mlc_tf.serving import export
 from mlc_tf.train import training
 
 TRAIN_PRIOR, TARGET_PRIOR = [0.5, 0.4, 0.3], [0.1, 0.4, 0.6]
@@ -168,3 +169,56 @@ def test_a_training_config_sets_the_policy_the_model_is_saved_with(tiny_corpus, 
   out = run_cli("evaluate", f"--model={tmp_path / 'workdir'}", f"--data_dir={root}",
                 f"--output_dir={tmp_path / 'evaluation'}")
   assert "| dog |" in out and "| 0.700 |" in out
+
+
+def test_an_export_is_calibrated_without_its_workdir_and_a_stream_shift_is_undone_again(
+    tiny_trained, tiny_saved_model, stream, tmp_path):
+  root, workdir, result = tiny_trained
+  deployed = tmp_path / "deployed" / "tiny"  # what a deployment holds: saved_models/<name>/<version>, no workdir
+  shutil.copytree(tiny_saved_model, deployed / "1")
+  prevalence = tmp_path / "prevalence.csv"
+  prevalence.write_text("label,prevalence\ncat,0.1\ndog,0.2\nsun,0.6\n")
+  base_dir = tmp_path / "saved_models"
+  status, out, err = calibrate(f"--model={deployed}", f"--data_dir={root}", f"--base_dir={base_dir}", "--name=tiny",
+                               f"--target_images={stream}", f"--prevalence={prevalence}", "--bootstrap_samples=20")
+  assert status == 0, err[-3000:]
+  adapted_dir = base_dir / "tiny" / "1"
+  assert f"exported: {adapted_dir}" in out
+  with open(adapted_dir / "assets.extra" / "calibration.json") as f:
+    rows = json.load(f)["per_label"]
+  with open(adapted_dir / "assets.extra" / "metadata.json") as f:
+    assert json.load(f)["prior_shift"]["target_prior"] == [0.1, 0.2, 0.6]
+  shutil.rmtree(tmp_path / "deployed")  # the new export stands on its own
+
+  images = np.random.default_rng(1).integers(0, 256, (5, 16, 16, 3)).astype(np.float32)  # whole intensities,
+  # as decoded photos have (predict_pixels rounds)
+  raw = result.inference_model.predict(images, verbose=0)["probabilities"]
+  train_prior = [rows[name]["train_prior"] for name in result.label_names]
+  answer = tf.saved_model.load(str(adapted_dir)).signatures["predict_pixels"](pixels=tf.constant(images))
+  np.testing.assert_allclose(answer["probabilities"].numpy(),
+                             operating_points.prior_shift(raw, train_prior, [0.1, 0.2, 0.6]), atol=1e-5)
+  np.testing.assert_allclose(tf.saved_model.load(str(adapted_dir)).signatures["metadata"]()["thresholds"].numpy(),
+                             [rows[name]["threshold"] for name in result.label_names], rtol=1e-6)
+
+  # the adapted export calibrated again for no stream: the network's own probabilities, at the new thresholds
+  status, out, err = calibrate(f"--model={adapted_dir}", f"--data_dir={root}", f"--base_dir={base_dir}",
+                               "--name=tiny", "--policy=0.35", "--bootstrap_samples=20")
+  assert status == 0, err[-3000:]
+  again = tf.saved_model.load(str(base_dir / "tiny" / "2"))
+  answer = again.signatures["predict_pixels"](pixels=tf.constant(images))
+  np.testing.assert_allclose(answer["probabilities"].numpy(), raw, atol=1e-5)
+  np.testing.assert_array_equal(answer["decisions"].numpy(), (answer["probabilities"].numpy() >= 0.35).astype(int))
+  assert again.signatures["metadata"]()["max_image_pixels"].numpy() == export.MAX_IMAGE_PIXELS
+
+
+def test_an_export_that_does_not_record_its_rules_and_prior_shift_is_refused(tiny_trained, tiny_saved_model, tmp_path):
+  root, _, _ = tiny_trained
+  old = tmp_path / "old"
+  shutil.copytree(tiny_saved_model, old)
+  metadata_path = old / "assets.extra" / "metadata.json"
+  metadata = json.loads(metadata_path.read_text())
+  del metadata["label_rules"], metadata["prior_shift"]  # what exports before these keys hold
+  metadata_path.write_text(json.dumps(metadata))
+  status, _, err = calibrate(f"--model={old}", f"--data_dir={root}", f"--base_dir={tmp_path / 'saved'}")
+  assert status == 1 and "calibrate the training workdir" in err and "Traceback" not in err, err[-3000:]
+  assert not (tmp_path / "saved").exists()

@@ -16,6 +16,7 @@ from helpers import REPO_ROOT, fast_config, run_cli
 from PIL import Image
 
 from mlc_tf.evaluate import scoring
+from mlc_tf.models import inference
 from mlc_tf.serving import export, signatures
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -133,6 +134,8 @@ def test_served_answers_equal_training_in_a_process_without_mlc_tf(tiny_trained,
   assert json.loads(meta["config"]) == json.load(open(os.path.join(workdir, "config.json")))
   assets = json.load(open(os.path.join(tiny_saved_model, "assets.extra", "metadata.json")))
   assert assets["label_names"] == meta["label_names"] and assets["config"] == json.loads(meta["config"])
+  assert assets["label_rules"] == [list(pair) for pair in inference.implications(result.inference_model)]
+  assert assets["prior_shift"] is None  # what mlc-calibrate needs to rebuild the model around the export
 
 
 def parse_saved_model_cli_show(text):

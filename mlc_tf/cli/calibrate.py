@@ -4,8 +4,11 @@
                 --policy=f1 --policy=people=precision:0.9          # thresholds chosen on the validation split
   mlc-calibrate --model=workdirs/flickr14 --data_dir=../shared/datasets/flickr14 \\
                 --target_images=photos/ --prevalence=stream_prevalence.csv   # or --prevalence=estimate
+  mlc-calibrate --model=saved_models/flickr14 --data_dir=../shared/datasets/flickr14 --policy=f1
+                # an export (its highest version), as a deployment has it: no workdir needed
 
-No retraining: the trained network is wrapped again with new per-label
+No retraining: the trained network (a workdir's model.keras, or an export's
+own graph through ``keras.layers.TFSMLayer``) is wrapped again with new per-label
 thresholds (and, for a stream, a ``PriorShift`` layer that adapts its
 probabilities to the stream's prevalences) and exported as the next version
 of saved_models/<name>/ (never overwriting one). The report (printed, and in
@@ -22,6 +25,8 @@ from __future__ import annotations
 import json
 import os
 
+import keras
+import ml_collections
 import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
@@ -33,13 +38,15 @@ from mlc_tf.evaluate import operating_points, reports
 from mlc_tf.models import inference
 from mlc_tf.serving import export, prediction
 
-_MODEL = flags.DEFINE_string("model", None, "A trained model: model.keras, or the training workdir that holds it.",
-                             required=True)
+_MODEL = flags.DEFINE_string(
+    "model", None, "A trained model: a training workdir or its model.keras, or an export (a SavedModel, or "
+    "saved_models/<name>/ for its highest version).", required=True)
 _DATA_DIR = common.define_data_dir_flag("The run's corpus (images/ + annotations/) or source spec: its split is "
                                         "rebuilt for the training prior and the labelled images. "
                                         "Default: the config's data.source, else the built-in demo corpus.")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config that defines the split. Default: config.json next to the model.")
+    "config", None, "Config that defines the split. Default: config.json next to the model, or the one an "
+    "export carries.")
 _SPLIT = flags.DEFINE_enum("split", "val", reports.SPLITS, "The labelled images the thresholds are chosen on.")
 _POLICY = flags.DEFINE_multi_string(
     "policy", None, "f1 | precision:P | recall:R | share (stream only) | a fixed threshold; 'label=policy' for "
@@ -82,25 +89,31 @@ def _stream(model, label_names, train_prior) -> operating_points.Stream | None:
   return operating_points.Stream(probs, read.values, _PREVALENCE.value, read.missing, read.no_label, skipped)
 
 
+def _load(path: str) -> tuple[keras.Model, ml_collections.ConfigDict, int]:
+  """(The inference model at ``path``, its training config, the export's pixel limit to keep)."""
+  export_dir = prediction.saved_model_dir(path)
+  if export_dir:
+    model, metadata = export.inference_model_from_export(export_dir)
+    if _CONFIG.value is None and not metadata["config"]:
+      raise ValueError(f"{export_dir} carries no training config; pass --config so the split can be rebuilt")
+    cfg = config_lib.run_config(metadata["config"], export_dir) if _CONFIG.value is None else _CONFIG.value
+    return model, cfg, metadata["max_image_pixels"]
+  config_path = os.path.join(path if os.path.isdir(path) else os.path.dirname(path), "config.json")
+  if _CONFIG.value is None and not os.path.isfile(config_path):
+    raise ValueError(f"{config_path} not found; pass --config (the training config) so the split can be rebuilt")
+  cfg = config_lib.load_run_config(config_path) if _CONFIG.value is None else _CONFIG.value
+  return inference.load(path), cfg, export.MAX_IMAGE_PIXELS
+
+
 def main(argv):
   del argv
   if _PREVALENCE.value and not _TARGET_IMAGES.value:
     raise SystemExit("mlc-calibrate: error: --prevalence needs --target_images (the stream's photos)")
   if not os.path.exists(_MODEL.value):
-    raise SystemExit(f"mlc-calibrate: error: no model at {_MODEL.value} (a training workdir or its model.keras)")
-  if os.path.isfile(os.path.join(_MODEL.value, "saved_model.pb")):
-    raise SystemExit(f"mlc-calibrate: error: {_MODEL.value} is an export; pass the training workdir (or its "
-                     "model.keras) it came from: the network is rewrapped from there")
-  model_dir = _MODEL.value if os.path.isdir(_MODEL.value) else os.path.dirname(_MODEL.value)
-  cfg = _CONFIG.value
-  config_path = os.path.join(model_dir, "config.json")
-  if cfg is None:
-    if not os.path.isfile(config_path):
-      raise SystemExit(f"mlc-calibrate: error: {config_path} not found; pass --config (the training config) "
-                       "so the split can be rebuilt")
-    cfg = config_lib.load_run_config(config_path)
+    raise SystemExit(f"mlc-calibrate: error: no model at {_MODEL.value} (a training workdir, its model.keras, "
+                     "or an export)")
   with common.exit_on_error("mlc-calibrate", FileNotFoundError, ValueError):  # CorpusError is a ValueError
-    model = inference.load(_MODEL.value)
+    model, cfg, max_image_pixels = _load(_MODEL.value)
     layer = inference.decision_layer(model)
     names, current = list(layer.label_names), layer.thresholds.numpy()
     implications = inference.implications(model)
@@ -129,7 +142,7 @@ def main(argv):
   cfg.calibration.policy = tuple(_POLICY.value or cfg.calibration.policy)
   path = export.export_saved_model(
       adapted, base_dir=_BASE_DIR.value or cfg.export.base_dir, name=_NAME.value or cfg.export.name,
-      config_json=cfg.to_json_best_effort(),
+      config_json=cfg.to_json_best_effort(), max_image_pixels=max_image_pixels,
       extra_assets={"calibration.md": text + "\n", "calibration.json": json.dumps(report, indent=2)})
   print(text)
   print(f"\nexported: {path}")

@@ -103,14 +103,20 @@ def decision_layer(model: keras.Model) -> layers.DecisionThresholds:
   return found[0]
 
 
+def prior_shift(model: keras.Model) -> layers.PriorShift | None:
+  """The layer that adapts an inference model's probabilities to a stream's label mix, or None."""
+  found = [layer for layer in model.layers if isinstance(layer, layers.PriorShift)]
+  return found[0] if found else None
+
+
 def network(model: keras.Model) -> keras.Model:
   """The trained network inside an inference model: image -> probabilities as learnt, before any prior shift.
 
   Shares the inference model's layers and weights; ``build`` wraps it again
   with new thresholds or priors.
   """
-  found = [layer for layer in model.layers if isinstance(layer, layers.PriorShift)]
-  probabilities = found[0].input if found else decision_layer(model).input
+  shift = prior_shift(model)
+  probabilities = (shift or decision_layer(model)).input
   return keras.Model(model.inputs, probabilities, name=model.name.removesuffix("_inference"))
 
 

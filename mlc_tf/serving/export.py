@@ -18,7 +18,10 @@ Signatures (docs/serving.md shows them in use):
       config string (the training config, JSON)
 
 ``assets.extra/metadata.json`` holds the same metadata for humans and tools
-(TF Serving ignores that folder's other files).
+(TF Serving ignores that folder's other files), plus the label rules the
+decisions obey and the prior shift the probabilities carry (null when none):
+with them ``inference_model_from_export`` rebuilds the inference model around
+the export, so a deployment's export is recalibrated without its workdir.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import tensorflow as tf
 
 from mlc_tf import atomic_files
 from mlc_tf.data import image_formats, pipeline
-from mlc_tf.models import inference
+from mlc_tf.models import inference, layers
 from mlc_tf.serving import signatures
 
 MAX_IMAGE_PIXELS = image_formats.MAX_IMAGE_PIXELS
@@ -131,10 +134,47 @@ def signature_functions(inference_model: keras.Model, config_json: str = "{}",
 def _metadata(inference_model: keras.Model, config_json: str, max_image_pixels: int) -> dict:
   """What the metadata signature answers and assets.extra/metadata.json holds, read from the model."""
   decisions_layer = inference.decision_layer(inference_model)
+  shift = inference.prior_shift(inference_model)
   return {"label_names": list(decisions_layer.label_names),
           "thresholds": np.asarray(decisions_layer.thresholds.numpy(), np.float32).tolist(),
           "image_size": int(inference_model.input_shape[1]), "max_image_pixels": max_image_pixels,
+          "label_rules": [list(pair) for pair in inference.implications(inference_model)],
+          "prior_shift": shift and {"train_prior": shift.train_prior, "target_prior": shift.target_prior},
           "config": json.loads(config_json)}
+
+
+def inference_model_from_export(export_dir: str) -> tuple[keras.Model, dict]:
+  """(An inference model that answers as the SavedModel at ``export_dir`` does, the export's metadata).
+
+  The export's network is wrapped as it is (``keras.layers.TFSMLayer`` on its
+  ``predict_pixels`` signature); the prior shift it carries is undone inside
+  the nested network, so ``inference.network`` gives the probabilities as
+  learnt, and its thresholds, label rules and prior shift are rebuilt from
+  ``assets.extra/metadata.json``. What ``inference.build`` wraps around it
+  is exported like any model.
+  """
+  metadata_path = os.path.join(export_dir, "assets.extra", "metadata.json")
+  if not tf.io.gfile.exists(metadata_path):
+    raise FileNotFoundError(f"{export_dir} has no assets.extra/metadata.json: not a model mlc_tf exported")
+  with tf.io.gfile.GFile(metadata_path) as f:
+    metadata = json.load(f)
+  if "label_rules" not in metadata or "prior_shift" not in metadata:
+    raise ValueError(f"{export_dir} was exported before mlc_tf recorded the label rules and prior shift it "
+                     "carries: calibrate the training workdir (or its model.keras) it came from")
+  names, size, shift = metadata["label_names"], metadata["image_size"], metadata["prior_shift"]
+  image = keras.Input((size, size, 3), name="image")
+  probabilities = keras.layers.TFSMLayer(export_dir, call_endpoint=signatures.PIXELS, name="export")(image)[
+      "probabilities"]
+  if shift:  # the same shift with the priors swapped is its exact inverse
+    probabilities = layers.PriorShift(names, shift["target_prior"], shift["train_prior"],
+                                      name="undo_prior_shift")(probabilities)
+  network = keras.Model(image, probabilities, name="exported_network")
+  outer = keras.Input((size, size, 3), name="image")
+  nested = keras.Model(outer, network(outer), name="exported")  # one layer to ``build``: its shift stays inside
+  model = inference.build(nested, names, np.asarray(metadata["thresholds"], np.float32),
+                          [tuple(pair) for pair in metadata["label_rules"]],
+                          priors=shift and (np.asarray(shift["train_prior"]), np.asarray(shift["target_prior"])))
+  return model, metadata
 
 
 def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str, config_json: str = "{}",
