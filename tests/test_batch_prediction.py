@@ -27,6 +27,7 @@ except ImportError as error:
     pytest.fail(f"CI installs the test extra, which has Beam, but {message}", pytrace=False)
   pytest.skip(message, allow_module_level=True)
 
+from mlc_tf.data import corpus  # noqa: E402
 from mlc_tf.serving import batch_prediction, prediction  # noqa: E402
 
 IN_PROCESS = "--runner=FnApiRunner"
@@ -34,8 +35,9 @@ IN_PROCESS = "--runner=FnApiRunner"
 
 @pytest.fixture
 def photo_folder(tiny_trained, tmp_path):
-  """Six corpus images, a truncated JPEG, a text file named .jpg and a socket named .jpg (unreadable, even to
-  root), plus a non-image extension and a subfolder that neither path reads."""
+  """Six corpus images, a truncated JPEG, a text file named .jpg, a socket named .jpg (unreadable, even to
+  root) and a dangling symbolic link named .jpg, plus a non-image extension (left out, and said so) and a
+  subfolder that neither path reads."""
   root, _, _ = tiny_trained
   folder = tmp_path / "photos"
   folder.mkdir()
@@ -49,6 +51,7 @@ def photo_folder(tiny_trained, tmp_path):
   shutil.copy(os.path.join(root, "images", "im7.jpg"), folder / "sub" / "im7.jpg")
   with socket.socket(socket.AF_UNIX) as unreadable:  # open() fails with ENXIO, whoever asks
     unreadable.bind(str(folder / "s.jpg"))
+  (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # a link to a missing file: Beam's match skips it
   return str(folder)
 
 
@@ -86,7 +89,7 @@ def _failures(prefix):
 def test_beam_writes_local_mlc_predicts_rows_and_counts_what_it_could_not_tag(tiny_saved_model, photo_folder,
                                                                             tmp_path):
   header, rows, skipped = _local(tiny_saved_model, photo_folder, str(tmp_path / "local.csv"), probabilities=True)
-  assert skipped == ["corrupt.jpg", "notes.jpg", "s.jpg"] and len(rows) == 6
+  assert skipped == ["corrupt.jpg", "gone.jpg", "notes.jpg", "s.jpg"] and len(rows) == 6
   prefix = str(tmp_path / "beam" / "tags")
   summary = batch_prediction.predict_to_shards(tiny_saved_model, [photo_folder], f"{prefix}.csv", [IN_PROCESS],
                                                probabilities=True, max_batch_size=4, num_shards=2, json_lines=True)
@@ -98,14 +101,17 @@ def test_beam_writes_local_mlc_predicts_rows_and_counts_what_it_could_not_tag(ti
 
   labels = list(csv.reader([header]))[0][1:4]
   local_rows = list(csv.DictReader([header, *rows]))
-  assert summary.counters == {"tagged": 6, "invalid": 2, "unreadable": 1,
+  assert summary.counters == {"tagged": 6, "invalid": 2, "unreadable": 2, "left_out": 1,
                               "positives": {name: sum(int(row[name]) for row in local_rows) for name in labels}}
   with open(summary.counters_path) as f:
     assert json.load(f) == summary.counters
   failures = _failures(prefix)
-  assert sorted(failures) == skipped
-  assert failures["corrupt.jpg"] == failures["notes.jpg"] == batch_prediction.NOT_DECODABLE
-  assert failures["s.jpg"].startswith("unreadable: ")
+  assert sorted(failures) == sorted([*skipped, "notes.txt"])  # every file of the folder: tagged or listed
+  for name in ("corrupt.jpg", "notes.jpg"):  # the corpus audit's (and local mlc-predict's) words, not a generic one
+    assert failures[name] == corpus.undecodable_reason((tmp_path / "photos" / name).read_bytes()), failures
+  assert failures["notes.jpg"] == "not a JPEG, PNG, GIF or BMP image"
+  assert failures["s.jpg"].startswith("unreadable: ") and failures["gone.jpg"] == batch_prediction.DANGLING_LINK
+  assert failures["notes.txt"] == batch_prediction.LEFT_OUT
 
   json_rows = [json.loads(line) for shard in sorted(glob.glob(f"{prefix}-*.jsonl")) for line in _lines(shard)]
   as_csv = [{key: str(value) if key in ("file", *labels) else f"{value:.6f}" for key, value in row.items()}
@@ -120,10 +126,10 @@ def test_mlc_predict_with_a_runner_on_two_worker_processes_writes_the_same_rows(
   stdout = run_cli("predict", f"--model={tiny_saved_model}", f"--images={photo_folder}", f"--output={prefix}",
                    "--batch_size=3", IN_PROCESS, "--", "--direct_num_workers=2",
                    "--direct_running_mode=multi_processing")
-  assert "tagged 6 image(s); 2 not decodable, 1 unreadable" in stdout, stdout
+  assert "tagged 6 image(s); 2 not decodable, 2 unreadable, 1 left out" in stdout, stdout
   beam_header, beam_rows = _shards(f"{prefix}-?????-of-?????.csv")
   assert beam_header == header and sorted(beam_rows) == sorted(rows)
-  assert sorted(_failures(prefix)) == ["corrupt.jpg", "notes.jpg", "s.jpg"]
+  assert sorted(_failures(prefix)) == ["corrupt.jpg", "gone.jpg", "notes.jpg", "notes.txt", "s.jpg"]
 
 
 def test_a_file_without_read_permission_is_counted_and_the_run_goes_on(tiny_saved_model, photo_folder, tmp_path):
@@ -138,7 +144,7 @@ def test_a_file_without_read_permission_is_counted_and_the_run_goes_on(tiny_save
     pass
   prefix = str(tmp_path / "tags")
   summary = batch_prediction.predict_to_shards(tiny_saved_model, [photo_folder], prefix, [IN_PROCESS])
-  assert (summary.counters["tagged"], summary.counters["unreadable"]) == (6, 2)
+  assert (summary.counters["tagged"], summary.counters["unreadable"]) == (6, 3)
   assert "Permission denied" in _failures(prefix)["locked.jpg"]
 
 

@@ -56,7 +56,8 @@ def predict_on_beam(pipeline_args: list[str]) -> None:
         _PROBABILITIES.value, _MIN_BATCH_SIZE.value, _BATCH_SIZE.value, _NUM_SHARDS.value, _JSON_LINES.value)
   counters = summary.counters
   print(f"tagged {counters['tagged']} image(s); {counters['invalid']} not decodable, {counters['unreadable']} "
-        f"unreadable (listed in the failures shard); positives: "
+        f"unreadable, {counters['left_out']} left out without an image name (each listed with its reason in the "
+        f"failures shard); positives: "
         f"{', '.join(f'{name} {count}' for name, count in counters['positives'].items())}; "
         f"counters in {summary.counters_path}")
 

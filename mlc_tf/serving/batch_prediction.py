@@ -6,9 +6,10 @@ images go from storage to the workers, never through the launching machine.
 ``RunInference`` batches them; each worker loads the exported SavedModel once
 and asks its ``serving_default`` signature, whose ``valid`` answer marks an
 undecodable image, so a bad image never fails a batch. Rows are formatted by
-``prediction.csv_row``, the local path's own. Undecodable and unreadable files
-are counted in Beam metrics and listed in a side output of failures; the run
-goes on. Only ``mlc-predict --runner`` imports this module (the ``beam``
+``prediction.csv_row``, the local path's own. Undecodable and unreadable files,
+and a folder's files without an image name, are counted in Beam metrics and
+listed in a side output of failures with the reason local mlc-predict gives;
+the run goes on. Only ``mlc-predict --runner`` imports this module (the ``beam``
 extra), so ``mlc_tf.serving`` works without Beam.
 """
 
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import glob
 import io
 import json
+import os
 import re
 
 import apache_beam as beam
@@ -29,12 +32,14 @@ from apache_beam.ml.inference import base
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
-from mlc_tf.data import image_formats
+from mlc_tf.data import corpus, image_formats
 from mlc_tf.serving import prediction, signatures
 
 METRICS_NAMESPACE = "mlc_tf"
 FAILURE_COLUMNS = ["file", "reason"]
-NOT_DECODABLE = "not a decodable image"  # the reason for an image the signature answers valid=false
+NOT_DECODABLE = "refused by the model"  # valid=false where the corpus audit finds nothing wrong
+LEFT_OUT = f"left out: not a {'/'.join(image_formats.EXTENSIONS)} name"  # a folder's other files
+DANGLING_LINK = "unreadable: a symbolic link to a missing file"
 _FAILED = "failed"  # the side outputs' tags
 _JSON = "json"
 _WILDCARD = re.compile(r"[*?\[]")
@@ -92,6 +97,31 @@ class _ReadImage(beam.DoFn):
     yield path, blob
 
 
+class _ImagesByName(beam.DoFn):
+  """A folder's matched file -> its metadata if its name is an image's; else counted and to the failures."""
+
+  def setup(self):
+    self._left_out = Metrics.counter(METRICS_NAMESPACE, "left_out")
+
+  def process(self, metadata):
+    if metadata.path.lower().endswith(image_formats.EXTENSIONS):
+      yield metadata
+      return
+    self._left_out.inc()
+    yield beam.pvalue.TaggedOutput(_FAILED, _csv_line([metadata.path, LEFT_OUT]))
+
+
+class _DanglingLink(beam.DoFn):
+  """A symbolic link the match could not see (its target is gone) -> counted unreadable, to the failures."""
+
+  def setup(self):
+    self._unreadable = Metrics.counter(METRICS_NAMESPACE, "unreadable")
+
+  def process(self, path: str):
+    self._unreadable.inc()
+    yield _csv_line([path, DANGLING_LINK])
+
+
 class _FormatRows(beam.DoFn):
   """(path, answer) -> a CSV line (and a JSON line), counted; an undecodable image goes to the failures."""
 
@@ -109,8 +139,9 @@ class _FormatRows(beam.DoFn):
     path, result = keyed_result
     answer = result.inference
     if not answer["valid"]:
-      self._invalid.inc()
-      yield beam.pvalue.TaggedOutput(_FAILED, _csv_line([path, NOT_DECODABLE]))
+      self._invalid.inc()  # why, as the corpus audit and local mlc-predict say it ("larger than the 40 MP limit")
+      reason = corpus.undecodable_reason(result.example) or NOT_DECODABLE
+      yield beam.pvalue.TaggedOutput(_FAILED, _csv_line([path, reason]))
       return
     self._tagged.inc()
     for counter, decision in zip(self._positives, answer["decisions"]):
@@ -144,20 +175,46 @@ def _check_matches(sources: list[str]) -> list[tuple[str, bool]]:
   return patterns
 
 
+def dangling_links(sources: list[str]) -> list[str]:
+  """The symbolic links to missing files among local ``sources``' images, which Beam's match cannot see.
+
+  Beam's local file system leaves out what it cannot ``stat``; local
+  mlc-predict lists such a link as a skip, so the launcher names them for the
+  pipeline to count. Remote file systems have no symbolic links.
+  """
+  found = []
+  for source in sources:
+    if "://" in source:
+      continue
+    if os.path.isdir(source):
+      candidates = [os.path.join(source, name) for name in sorted(os.listdir(source))
+                    if name.lower().endswith(image_formats.EXTENSIONS)]
+    else:
+      candidates = sorted(glob.glob(source, recursive=True))
+    found += [path for path in candidates if os.path.islink(path) and not os.path.exists(path)]
+  return list(dict.fromkeys(found))
+
+
 def build_pipeline(pipeline: beam.Pipeline, patterns: list[tuple[str, bool]], export_dir: str, output_prefix: str,
                    label_names: list[str], probabilities: bool = False, min_batch_size: int = 1,
-                   max_batch_size: int = 64, num_shards: int = 0, json_lines: bool = False) -> None:
+                   max_batch_size: int = 64, num_shards: int = 0, json_lines: bool = False,
+                   dangling: list[str] = ()) -> None:
   """Adds to ``pipeline``: match, read, RunInference, and write the CSV shards, the failures (and JSON Lines).
 
-  ``num_shards=0`` lets the runner choose how many shards to write.
+  ``num_shards=0`` lets the runner choose how many shards to write; ``dangling``
+  (``dangling_links``) are counted unreadable and listed with the failures.
   """
-  matched = []
+  matched, failed = [], []
   for index, (pattern, images_only) in enumerate(patterns):
     files = pipeline | f"Match {index}" >> fileio.MatchFiles(pattern, fileio.EmptyMatchTreatment.ALLOW)
     if images_only:
-      files = files | f"Images of {index}" >> beam.Filter(
-          lambda metadata: metadata.path.lower().endswith(image_formats.EXTENSIONS))
+      split = files | f"Images of {index}" >> beam.ParDo(_ImagesByName()).with_outputs(_FAILED, main="images")
+      files = split.images
+      failed.append(split[_FAILED])
     matched.append(files)
+  if dangling:
+    failed.append(pipeline | "Dangling links" >> beam.Create(list(dangling)) | "Count them" >> beam.ParDo(
+        _DanglingLink()))
   read = (matched | "Flatten" >> beam.Flatten()
           | "Paths" >> beam.Map(lambda metadata: metadata.path)
           | "Distinct" >> beam.Distinct()  # no path twice; and the shuffle spreads the files over the workers
@@ -170,7 +227,7 @@ def build_pipeline(pipeline: beam.Pipeline, patterns: list[tuple[str, bool]], ex
   header = _csv_line(prediction.csv_columns(label_names, probabilities))
   answered.rows | "Write CSV" >> beam.io.WriteToText(output_prefix, file_name_suffix=".csv", num_shards=num_shards,
                                                      header=header, append_trailing_newlines=False)
-  ((read[_FAILED], answered[_FAILED]) | "Failures" >> beam.Flatten()
+  ((*failed, read[_FAILED], answered[_FAILED]) | "Failures" >> beam.Flatten()
    | "Write failures" >> beam.io.WriteToText(f"{output_prefix}-failures", file_name_suffix=".csv", num_shards=1,
                                              header=_csv_line(FAILURE_COLUMNS), append_trailing_newlines=False))
   if json_lines:
@@ -180,7 +237,7 @@ def build_pipeline(pipeline: beam.Pipeline, patterns: list[tuple[str, bool]], ex
 
 @dataclasses.dataclass
 class BatchSummary:
-  counters: dict  # tagged, invalid, unreadable: photos; positives: {label: photos decided positive}
+  counters: dict  # tagged, invalid, unreadable, left_out: files; positives: {label: photos decided positive}
   counters_path: str
 
 
@@ -205,7 +262,7 @@ def predict_to_shards(model: str, sources: list[str], output: str, pipeline_args
   prefix = output[:-len(".csv")] if output.endswith(".csv") else output
   with beam.Pipeline(options=PipelineOptions(pipeline_args)) as pipeline:
     build_pipeline(pipeline, patterns, export_dir, prefix, label_names, probabilities, min_batch_size,
-                   max_batch_size, num_shards, json_lines)
+                   max_batch_size, num_shards, json_lines, dangling_links(sources))
   counters = _counters(pipeline.result, label_names)
   counters_path = f"{prefix}-counters.json"
   with filesystems.FileSystems.create(counters_path) as f:
@@ -218,5 +275,5 @@ def _counters(result: PipelineResult, label_names: list[str]) -> dict:
   totals: dict[str, int] = {}
   for counter in result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
     totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + counter.result
-  return {**{name: totals.get(name, 0) for name in ("tagged", "invalid", "unreadable")},
+  return {**{name: totals.get(name, 0) for name in ("tagged", "invalid", "unreadable", "left_out")},
           "positives": {name: totals.get(f"positives_{name}", 0) for name in label_names}}
