@@ -169,3 +169,20 @@ def test_fused_batch_norm_matches_keras_batch_norm_outputs_statistics_and_gradie
         "FusedBatchNormalization"
   finally:
     keras.mixed_precision.set_global_policy(previous)
+
+
+@pytest.mark.parametrize("native, fused_ops", [(True, 1), (False, 0)])
+def test_fused_batch_norm_keeps_bfloat16_off_the_fused_op_where_the_cpu_emulates_it(monkeypatch, native, fused_ops):
+  """oneDNN has no bfloat16 batch-norm kernel without native bfloat16 (the op aborts): Keras' layer there."""
+  import tensorflow as tf
+
+  from mlc_tf.models import layers
+  monkeypatch.setattr(layers, "_fused_bfloat16_runs", lambda: native)
+  layer = layers.FusedBatchNormalization(dtype="mixed_bfloat16")
+  x = tf.constant(np.random.default_rng(0).normal(size=(4, 3, 3, 5)).astype(np.float32))
+  layer.build(x.shape)
+  graph = tf.function(lambda images: layer(images, training=True)).get_concrete_function(x).graph
+  assert sum(op.type.startswith("FusedBatchNorm") for op in graph.get_operations()) == fused_ops
+  np.testing.assert_allclose(tf.cast(layer(x, training=False), tf.float32).numpy(),
+                             tf.cast(keras.layers.BatchNormalization(dtype="mixed_bfloat16")(x), tf.float32).numpy(),
+                             atol=2e-2)

@@ -5,6 +5,7 @@ Kept in one module so loading any saved model needs only this import.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import keras
@@ -12,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from mlc_tf import hardware
 from mlc_tf.data.label_rules import implication_matrix
 
 
@@ -133,6 +135,14 @@ class PriorShift(keras.layers.Layer):
             "target_prior": self.target_prior}
 
 
+@functools.cache
+def _fused_bfloat16_runs() -> bool:
+  """Whether the fused op takes bfloat16 here: oneDNN has no bfloat16 batch-norm kernel on a CPU without native
+  bfloat16 (``FusedBatchNormV3`` aborts, "could not create a primitive descriptor", seen with
+  ``ONEDNN_MAX_CPU_ISA=AVX2`` on an AMX CPU); a GPU's cuDNN has one."""
+  return bool(tf.config.list_physical_devices("GPU")) or hardware.read_cpu().native_bfloat16
+
+
 @keras.saving.register_keras_serializable(package="mlc_tf")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
   """``keras.layers.BatchNormalization`` through TensorFlow's fused kernel: the same weights, statistics and outputs.
@@ -145,7 +155,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
   def _fusable(self, inputs, mask) -> bool:
     return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
-            and self.axis in (-1, 3) and not (self.renorm or self.synchronized) and self.scale and self.center)
+            and self.axis in (-1, 3) and not (self.renorm or self.synchronized) and self.scale and self.center
+            and (self.compute_dtype != "bfloat16" or _fused_bfloat16_runs()))
 
   def call(self, inputs, training=None, mask=None):
     if not self._fusable(inputs, mask):
