@@ -2,9 +2,11 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO_ROOT, make_tiny_corpus
 
 
@@ -50,6 +52,16 @@ def test_results_table_averages_the_runs_of_one_row(tiny_trained, tmp_path):
 def test_results_table_rejects_a_run_without_a_label():
   proc = _results_table("--run=workdirs/best")
   assert proc.returncode != 0 and "LABEL=WORKDIR" in proc.stderr
+
+
+def test_benchmark_rate_says_how_many_cores_were_busy_and_what_was_stolen():
+  sys.path.insert(0, REPO_ROOT)
+  from tools import timing
+  with timing.Rate(1000) as rate:
+    sum(range(200_000))
+  assert rate.per_wall > 0 and rate.per_cpu > 0 and rate.cores == pytest.approx(rate.per_wall / rate.per_cpu)
+  assert re.fullmatch(r"\d+\.\d cores(, stolen \d+%)?", rate.conditions())
+  assert rate.describe() == f"{rate.per_wall:.1f} ({rate.conditions()})"
 
 
 def test_bench_batch_norm_times_both_layers_on_a_tiny_resnet():

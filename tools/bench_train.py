@@ -12,8 +12,9 @@ best turn, so that load from other processes hits both alike. Each figure is
 given per second of wall-clock time and per second of this process's CPU
 time (all its threads): where other processes share the CPUs, the first
 follows their load and the second does not. Each turn's wall figure comes
-with the share of the machine's time the hypervisor stole during it (on a
-cloud VM whole turns run at half speed that way); read the turns stolen least.
+with the cores this process kept busy and the share of the machine's time
+the hypervisor stole during it: a turn at half speed with ~1 core busy and
+nothing stolen is this process leaving a core idle (its threads waiting), not the host.
 config.train.precision (``auto`` resolved as training resolves it) and
 config.train.jit_compile apply, as in training; TensorFlow's oneDNN kernels
 are on or off as the entry points set them (TF_ENABLE_ONEDNN_OPTS=0 or 1 to choose).
@@ -140,8 +141,8 @@ def benchmark(cfg):
   print(f"training step: {flops / 1e9:.2f} GFLOP per batch of {batch}; achieved "
         f"{flops * wall['in memory'] / batch / 1e9:.1f} GFLOP/s wall, "
         f"{flops * cpu['in memory'] / batch / 1e9:.1f} GFLOP/CPU-s")
-  stolen = "" if fastest.stolen is None else f" (stolen {fastest.stolen:.0%})"
-  print(f"{dtype} matmul {_MATMUL_SIZE.value}^2: {peak_wall / 1e9:.1f} GFLOP/s wall{stolen}, "
+  print(f"{dtype} matmul {_MATMUL_SIZE.value}^2: {peak_wall / 1e9:.1f} GFLOP/s wall "
+        f"({fastest.conditions()}), "
         f"{peak_cpu / 1e9:.1f} GFLOP/CPU-s; "
         f"training reaches {flops * wall['in memory'] / batch / peak_wall:.1%} (wall), "
         f"{flops * cpu['in memory'] / batch / peak_cpu:.1%} (per CPU-s) of it")

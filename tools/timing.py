@@ -6,8 +6,9 @@ On a virtual machine the host can also take the CPUs away (steal time: the
 `st` column of `vmstat`); a 2-core cloud VM was seen losing up to half of its
 time that way, which halves wall-clock rates while nothing in the guest runs.
 Each Rate therefore records the share of the machine's CPU time stolen during
-it, from /proc/stat (Linux; None elsewhere), so a turn can be read or
-discarded for what it is.
+it, from /proc/stat (Linux; None elsewhere), and how many cores this process
+kept busy (its CPU seconds per wall second), so a slow turn can be told apart:
+stolen by the host, or left to one core by TensorFlow while the other idled.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Rate:
   """Work per wall-clock second and per CPU second of this process, over a ``with`` block.
 
   Give ``work`` up front, or add to it inside the block when it is counted as it goes. ``stolen`` is the share
-  of the machine's CPU time the hypervisor took during the block (0 on bare metal, None where unknown).
+  of the machine's CPU time the hypervisor took during the block (0 on bare metal, None where unknown);
+  ``cores`` is this process's CPU time over the block's wall time (2.0: both cores of a 2-core machine busy).
   """
 
   def __init__(self, work: float = 0):
@@ -45,16 +47,20 @@ class Rate:
     return self
 
   def __exit__(self, *exc) -> None:
-    self.per_wall = self.work / (time.perf_counter() - self.wall)
-    self.per_cpu = self.work / (time.process_time() - self.cpu)
+    wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+    self.per_wall, self.per_cpu, self.cores = self.work / wall, self.work / cpu, cpu / wall
     after = _cpu_jiffies()
     self.stolen = None
     if self._jiffies and after and after[1] > self._jiffies[1]:
       self.stolen = (after[0] - self._jiffies[0]) / (after[1] - self._jiffies[1])
 
+  def conditions(self) -> str:
+    """The cores this process kept busy and the share stolen during the block, e.g. ``'1.9 cores, stolen 2%'``."""
+    return f"{self.cores:.1f} cores" + ("" if self.stolen is None else f", stolen {self.stolen:.0%}")
+
   def describe(self) -> str:
-    """The wall-clock rate with the share stolen, e.g. ``'98.3 (stolen 2%)'``."""
-    return f"{self.per_wall:.1f}" + ("" if self.stolen is None else f" (stolen {self.stolen:.0%})")
+    """The wall-clock rate and its conditions, e.g. ``'98.3 (1.9 cores, stolen 2%)'``."""
+    return f"{self.per_wall:.1f} ({self.conditions()})"
 
 
 def timed_fit(model: keras.Model, dataset: tf.data.Dataset, steps: int, batch_size: int) -> Rate:
