@@ -87,7 +87,7 @@ def main(argv):
 def _why(path: str) -> str:
   """Why a skipped file is not an image: what the corpus audit would say of it."""
   _, unreadable, undecodable = corpus.check_image(path)
-  return unreadable or undecodable or "refused by the model"
+  return unreadable or undecodable or corpus.REFUSED_BY_MODEL
 
 
 def run():

@@ -168,6 +168,10 @@ def check_image(path: str) -> tuple[str, str | None, str | None]:
   return image_formats.format_of(data) or "", None, undecodable_reason(data)
 
 
+# What a skip says when the model's decoder refused a file in which undecodable_reason finds nothing wrong.
+REFUSED_BY_MODEL = "refused by the model"
+
+
 def undecodable_reason(data: bytes) -> str | None:
   """Why ``decode_and_resize`` refuses an encoded image ("empty file", "larger than the 40 MP limit"...), or None."""
   if not data:

@@ -197,7 +197,7 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
     answer = state.tagger.tag(data) if mime else None
     if answer is None or not answer.valid:
       return render_tag(message=f"{upload.filename!r} is not a JPEG, PNG, GIF or BMP image the model can decode "
-                                f"({corpus_lib.undecodable_reason(data) or 'refused by the model'}).",
+                                f"({corpus_lib.undecodable_reason(data) or corpus_lib.REFUSED_BY_MODEL}).",
                         filename=upload.filename), 400
     preview = f"data:{mime};base64,{base64.b64encode(data).decode()}"
     return render_tag(answer=answer, preview=preview, filename=upload.filename)

@@ -37,7 +37,6 @@ from mlc_tf.serving import prediction, signatures
 
 METRICS_NAMESPACE = "mlc_tf"
 FAILURE_COLUMNS = ["file", "reason"]
-NOT_DECODABLE = "refused by the model"  # valid=false where the corpus audit finds nothing wrong
 LEFT_OUT = f"left out: not a {'/'.join(image_formats.EXTENSIONS)} name"  # a folder's other files
 DANGLING_LINK = "unreadable: a symbolic link to a missing file"
 _FAILED = "failed"  # the side outputs' tags
@@ -140,7 +139,7 @@ class _FormatRows(beam.DoFn):
     answer = result.inference
     if not answer["valid"]:
       self._invalid.inc()  # why, as the corpus audit and local mlc-predict say it ("larger than the 40 MP limit")
-      reason = corpus.undecodable_reason(result.example) or NOT_DECODABLE
+      reason = corpus.undecodable_reason(result.example) or corpus.REFUSED_BY_MODEL
       yield beam.pvalue.TaggedOutput(_FAILED, _csv_line([path, reason]))
       return
     self._tagged.inc()
