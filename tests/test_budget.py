@@ -174,6 +174,67 @@ def test_a_budgeted_run_reports_what_the_budget_bought(tmp_path):
   assert os.path.exists(tmp_path / "run" / budget.PLAN_FILE)
 
 
+@pytest.mark.parametrize("seconds_per_step, max_epochs, falls_back", [
+    (5.0, 100, True),    # about 13 epochs in the hour: fewer than the 20 the network needs
+    (1.0, 100, False),   # about 65: the network trains
+    (5.0, 10, False),    # 13 hold all 10 it is given: not too slow
+])
+def test_a_network_the_budget_holds_too_few_epochs_of_falls_back_a_few_steps_in(tmp_path, seconds_per_step,
+                                                                                max_epochs, falls_back):
+  clock = _Clock()
+  callback = budget.TimeBudget(clock() + 3600, 3600, steps_per_epoch=50, global_batch=8, max_epochs=max_epochs,
+                               plan_path=str(tmp_path / budget.PLAN_FILE), after_fit_images=0.2, clock=clock,
+                               fallback_below_epochs=20, validation_images=0.15)
+  callback.set_model(_model())
+  callback.on_train_begin()
+  if not falls_back:
+    _run_epoch(callback, clock, 0, 50, seconds_per_step)
+    return
+  callback.on_epoch_begin(0)
+  # an epoch: 50 steps of 5 s and a validation pass of 0.15 x 250 / 3 s = 262.5 s; the first ends at 1250 s,
+  # 82.5 s are reserved: 12 more epochs fit in 3600 s
+  with pytest.raises(budget.NetworkTooSlow, match=r"about 13 epochs of this network at the 1.5 training images/s "
+                                                  r"measured, fewer than config.train.fallback.below_epochs=20"):
+    for batch in range(50):
+      callback.on_train_batch_begin(batch)
+      clock.now += seconds_per_step
+      callback.on_train_batch_end(batch)
+  assert clock.now - 1000 <= 5.0 * 5  # said after the probe's steps
+
+
+@pytest.mark.parametrize("changes, message", [({"data": {"image_sise": 16}}, "image_sise"),
+                                              ({"data": {"image_size": "small"}}, "image_size")])
+def test_a_fallback_that_cannot_apply_is_a_config_error(changes, message):
+  cfg = fast_config()
+  cfg.train.fallback.below_epochs = 20
+  cfg.train.fallback.changes = changes
+  with pytest.raises(config_lib.ConfigError, match=f"config.train.fallback.changes=.*{message}"):
+    budget.check_fallback(cfg)
+
+
+def test_a_run_too_slow_for_its_budget_trains_the_fallback_and_says_so(tmp_path):
+  from mlc_tf.train import training
+  root, workdir = str(tmp_path / "corpus"), str(tmp_path / "run")
+  make_tiny_corpus(root, num_images=40)
+  cfg = fast_config(image_size=24, epochs=10_000)
+  cfg.train.budget = "10m"
+  cfg.train.fallback.below_epochs = 10_000  # the budget holds fewer epochs than that of anything
+  cfg.train.fallback.changes = {"data": {"image_size": 16}, "train": {"epochs": 2}}
+  result = training.train(cfg, root, workdir)
+  assert result.config.data.image_size == 16 and result.config.train.fallback.below_epochs == 0
+  assert result.model.input_shape[1:3] == (16, 16) and result.report["training"]["epochs"] == 2
+  fallback = result.report["training"]["budget"]["fallback"]
+  assert fallback["changes"] == {"data": {"image_size": 16}, "train": {"epochs": 2}}
+  assert "fewer than config.train.fallback.below_epochs=10000" in fallback["reason"]
+  assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["image_size"] == 16
+  # A new run in the same workdir measures afresh: the finished run's fallback and plan are not its own.
+  cfg.train.fallback.below_epochs = 0
+  cfg.train.epochs = 1
+  again = training.train(cfg, root, workdir)
+  assert again.config.data.image_size == 24 and "fallback" not in again.report["training"]["budget"]
+  assert not os.path.exists(os.path.join(workdir, budget.FALLBACK_FILE))
+
+
 def test_a_budget_too_small_stops_the_run_with_a_clear_error(tmp_path):
   from mlc_tf.train import training
   root = str(tmp_path / "corpus")

@@ -33,7 +33,7 @@ def main(argv):
     result = training.train(cfg, data_dir, workdir, started=mlc_tf.cli.STARTED)
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return
-  finish.report_and_export(result.report, workdir, result.inference_model, cfg, _EXPORT.value)
+  finish.report_and_export(result.report, workdir, result.inference_model, result.config, _EXPORT.value)
 
 
 def run():

@@ -9,6 +9,13 @@ there: a schedule planned for the budget, not a longer one cut short (Li,
 Yumer & Ramanan, "Budgeted Training", ICLR 2020). ``config.train.epochs`` is
 the most epochs worth running, so a fast machine stops there. The plan is
 written to the workdir, and a resumed run keeps it.
+
+A network can be too slow for its budget on some machines (best.py's holds
+40 epochs in an hour on a CPU with AMX, about 12 on one with AVX2 only).
+``config.train.fallback`` names a cheaper one: when the budget holds fewer
+than ``below_epochs`` epochs of the configured network, as measured a few
+steps into its first epoch, the run trains the fallback instead, in the same
+workdir and inside the same deadline (``fall_back``).
 """
 
 from __future__ import annotations
@@ -19,15 +26,18 @@ import logging
 import math
 import os
 import re
+import shutil
 import time
 
 import keras
+import ml_collections
 import tensorflow as tf
 
 from mlc_tf import atomic_files
 from mlc_tf import config as config_lib
 
 PLAN_FILE = "budget_plan.json"
+FALLBACK_FILE = "budget_fallback.json"  # the fallback taken, and why: a resumed run trains it again
 DECAYS = ("cosine", "linear")
 _UNITS = {"h": 3600, "m": 60, "s": 1}
 # After the fit: the validation and test splits predicted (calibration, report), model.keras saved, the
@@ -40,6 +50,77 @@ _MIN_RESERVE_SECONDS = 60.0
 
 class BudgetTooSmall(RuntimeError):
   """The budget cannot hold one epoch plus calibration and export, on this machine's measured speed."""
+
+
+class NetworkTooSlow(RuntimeError):
+  """The budget holds fewer epochs of the configured network than ``config.train.fallback.below_epochs``."""
+
+  def __init__(self, projected_epochs: int, below_epochs: int, images_per_second: float):
+    super().__init__(f"the budget holds about {projected_epochs} epochs of this network at the "
+                     f"{images_per_second:.1f} training images/s measured, fewer than "
+                     f"config.train.fallback.below_epochs={below_epochs}")
+    self.projected_epochs, self.below_epochs, self.images_per_second = projected_epochs, below_epochs, images_per_second
+
+
+def with_changes(cfg: ml_collections.ConfigDict, changes: dict) -> ml_collections.ConfigDict:
+  """``cfg`` with ``changes`` (nested config sections) merged in, and no further fallback.
+
+  Raises:
+    config.ConfigError: ``changes`` names a key ``cfg`` does not have, or gives a value of the wrong type.
+  """
+  merged = cfg.copy_and_resolve_references()
+  merged.lock()
+  try:
+    merged.update(changes)
+  except (AttributeError, KeyError, TypeError) as error:
+    raise config_lib.ConfigError(f"config.train.fallback.changes={changes!r} cannot apply to this config: "
+                                 f"{error}") from error
+  merged.train.fallback.below_epochs = 0
+  return merged
+
+
+def check_fallback(cfg: ml_collections.ConfigDict) -> None:
+  """``ConfigError`` where ``config.train.fallback`` could not be applied: said before any data is read."""
+  fallback = cfg.train.get("fallback")
+  if fallback and fallback.below_epochs:
+    with_changes(cfg, fallback.changes.to_dict())
+
+
+def taken_fallback(workdir: str) -> dict | None:
+  """The fallback an earlier call of this run took (``FALLBACK_FILE``), or None."""
+  path = os.path.join(workdir, FALLBACK_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def forget(workdir: str) -> None:
+  """Removes a finished run's plan and fallback from ``workdir``: a new run there measures and plans afresh."""
+  for name in (PLAN_FILE, FALLBACK_FILE):
+    if os.path.exists(os.path.join(workdir, name)):
+      os.remove(os.path.join(workdir, name))
+
+
+def fall_back(cfg: ml_collections.ConfigDict, workdir: str, slow: NetworkTooSlow,
+              write: bool = True) -> ml_collections.ConfigDict:
+  """The fallback's config; the decision is written to the workdir and the slow network's training state cleared.
+
+  The configured network ran a few steps of its first epoch: nothing of it is worth keeping, and its backup
+  would resume the wrong network.
+  """
+  changes = cfg.train.fallback.changes.to_dict()
+  fallback = with_changes(cfg, changes)
+  decision = {"reason": str(slow), "projected_epochs": slow.projected_epochs, "below_epochs": slow.below_epochs,
+              "measured_images_per_second": slow.images_per_second, "changes": changes}
+  logging.warning("budget: %s; training config.train.fallback instead: %s", slow, changes)
+  if write:
+    shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)
+    for name in (PLAN_FILE, "history.csv"):
+      if os.path.exists(os.path.join(workdir, name)):
+        os.remove(os.path.join(workdir, name))
+    atomic_files.write_aside(os.path.join(workdir, FALLBACK_FILE), lambda staged: _write_json(decision, staged))
+  return fallback
 
 
 def parse_budget(text: str | None) -> float | None:
@@ -142,12 +223,16 @@ class TimeBudget(keras.callbacks.Callback):
 
   def __init__(self, deadline: float, budget_seconds: float, steps_per_epoch: int, global_batch: int,
                max_epochs: int, plan_path: str, schedule: PlannedDecay | None = None,
-               after_fit_images: float = 1.0, write: bool = True, clock=time.time):
+               after_fit_images: float = 1.0, write: bool = True, clock=time.time,
+               fallback_below_epochs: int = 0, validation_images: float = 0.0):
     super().__init__()
     self.deadline, self.budget_seconds = deadline, budget_seconds
     self.steps_per_epoch, self.global_batch, self.max_epochs = steps_per_epoch, global_batch, max_epochs
     self.plan_path, self.schedule, self.write = plan_path, schedule, write
     self.after_fit_images = after_fit_images  # (validation + test images) / training images: what calibration predicts
+    self.validation_images = validation_images  # validation images / training images: each epoch's validation pass
+    self.fallback_below_epochs = fallback_below_epochs  # NetworkTooSlow below this many projected epochs (0: never)
+    self._network_checked = False
     self._clock = clock
     self.plan: Plan | None = None
     self.stopped_because: str | None = None
@@ -158,7 +243,10 @@ class TimeBudget(keras.callbacks.Callback):
 
   def reserve(self) -> float:
     """Seconds kept after the fit for calibration, report and export (from the last epoch's time)."""
-    return max(_MIN_RESERVE_SECONDS, self._epoch_seconds * self.after_fit_images + _SAVE_AND_EXPORT_SECONDS)
+    return self._reserve_after(self._epoch_seconds)
+
+  def _reserve_after(self, epoch_seconds: float) -> float:
+    return max(_MIN_RESERVE_SECONDS, epoch_seconds * self.after_fit_images + _SAVE_AND_EXPORT_SECONDS)
 
   def on_train_begin(self, logs=None):
     self.plan = Plan.read(self.plan_path)
@@ -181,9 +269,24 @@ class TimeBudget(keras.callbacks.Callback):
     probe = max(3, self.steps_per_epoch // 20)  # the first batch traces the step; the next ones read and decode
     if len(self._first_batches) == probe + 1 and probe + 1 < self.steps_per_epoch:
       per_batch = sum(self._first_batches[1:]) / probe
-      self._check_first_epoch(self._clock() + per_batch * (self.steps_per_epoch - probe - 1),
+      first_epoch_end = self._clock() + per_batch * (self.steps_per_epoch - probe - 1)
+      self._check_first_epoch(first_epoch_end,
                               f"is on course to take {_minutes(per_batch * self.steps_per_epoch)} at the speed "
                               f"measured over its first {probe + 1} steps")
+      # An epoch: its steps at this speed, and a validation pass (predicting an image costs a third of training).
+      self._check_network(per_batch * self.steps_per_epoch * (1 + self.validation_images / 3), first_epoch_end)
+
+  def _check_network(self, epoch_seconds: float, first_epoch_end: float) -> None:
+    """``NetworkTooSlow`` where the epochs the budget holds at ``epoch_seconds`` are fewer than the fallback's
+    threshold and than ``max_epochs`` (a network that gets all its epochs is not too slow)."""
+    if self._network_checked or not self.fallback_below_epochs:
+      return
+    self._network_checked = True
+    affordable = max(0.0, self.deadline - first_epoch_end - self._reserve_after(epoch_seconds))
+    projected = 1 + math.floor(affordable / max(epoch_seconds, 1e-9))
+    if projected < min(self.fallback_below_epochs, self.max_epochs):
+      raise NetworkTooSlow(projected, self.fallback_below_epochs,
+                           round(self.steps_per_epoch * self.global_batch / max(epoch_seconds, 1e-9), 1))
 
   def _check_first_epoch(self, first_epoch_end: float, how_long: str) -> None:
     if first_epoch_end + _MIN_RESERVE_SECONDS > self.deadline:
@@ -200,6 +303,7 @@ class TimeBudget(keras.callbacks.Callback):
     finished = epoch + 1
     if self.plan is None and self._epochs_run == 1:  # an epoch too short to probe: said at its end
       self._check_first_epoch(now, f"took {_minutes(epoch_seconds)}")
+      self._check_network(epoch_seconds, now)
     if self.plan is None and (self._epochs_run >= 2 or finished >= self.max_epochs):
       self._make_plan(finished, epoch_seconds, now)
     if self.plan is None:

@@ -36,6 +36,7 @@ class TrainResult:
   report: dict                  # metrics.evaluate on the test split
   val: scoring.SplitAnswers     # the inference model's answers on the validation split (thresholds chosen there)
   test: scoring.SplitAnswers | None  # and on the test split (what ``report`` scores); None in a final fit
+  config: ml_collections.ConfigDict  # what was trained: the given config, or its budget fallback
   is_chief: bool = True         # False on the other workers of a multi-worker job: they write nothing
 
 
@@ -92,7 +93,9 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
   crash resumes from there, and a finished or diverged run deletes it.
   With ``cfg.train.budget``, the fit is planned to end so that the command
   started at ``started`` ends inside the budget,
-  export included (``budget.TimeBudget``).
+  export included (``budget.TimeBudget``); where the budget holds fewer than
+  ``cfg.train.fallback.below_epochs`` epochs of the network, its fallback is
+  trained instead (``budget.fall_back``; ``TrainResult.config`` says which).
 
   Raises:
     config.ConfigError: ``cfg.train.precision`` or ``cfg.train.budget`` is not one the run can use (before any data
@@ -109,6 +112,14 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
     raise config_lib.ConfigError("config.train.budget needs one process: the workers of a multi-worker job would "
                                  "each plan their own length; give config.train.epochs instead")
   hardware.check_precision(cfg.train.precision)
+  if budget_seconds:
+    budget_lib.check_fallback(cfg)
+    backup = callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup"), write=False)
+    if backup.backed_up_epoch() is None:  # a new run: a plan or fallback in the workdir is a finished run's
+      budget_lib.forget(workdir)
+    elif (taken := budget_lib.taken_fallback(workdir)) is not None:  # this run fell back: resume the fallback
+      logging.info("budget: this run fell back (%s): training config.train.fallback", taken["reason"])
+      cfg = budget_lib.with_changes(cfg, taken["changes"])
   strategy = distribute.make_strategy(cfg.strategy)  # first: a multi-worker job sets up collectives at start
   chief = distribute.is_chief(strategy)
   try:
@@ -125,7 +136,11 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
   logging.info("corpus %s: %d train, %d validation, %d test images, %d labels",
                data.source.spec, len(data.train), len(data.val), len(data.test), len(data.label_names))
   deadline = started + budget_seconds if budget_seconds else None
-  return train_on(cfg, data, workdir, strategy=strategy, deadline=deadline)
+  try:
+    return train_on(cfg, data, workdir, strategy=strategy, deadline=deadline)
+  except budget_lib.NetworkTooSlow as slow:
+    return train_on(budget_lib.fall_back(cfg, workdir, slow, write=chief), data, workdir, strategy=strategy,
+                    deadline=deadline)
 
 
 def _with_trained_teacher(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str,
@@ -205,7 +220,10 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
         deadline, budget_lib.parse_budget(cfg.train.budget), inputs.steps_per_epoch, inputs.global_batch,
         cfg.train.epochs, os.path.join(workdir, budget_lib.PLAN_FILE),
         schedule if isinstance(schedule, budget_lib.PlannedDecay) else None,
-        after_fit_images=(len(data.val) + len(data.test)) / max(len(data.train), 1), write=chief)
+        after_fit_images=(len(data.val) + len(data.test)) / max(len(data.train), 1), write=chief,
+        # a resumed run keeps its network: it has epochs of it to lose
+        fallback_below_epochs=cfg.train.fallback.below_epochs if resume.epoch is None else 0,
+        validation_images=len(data.val) / max(len(data.train), 1))
   history, fit_seconds = _fit(cfg, model, inputs, data.val[names].to_numpy(), resume, workdir, chief, verbose,
                               time_budget)
   model = _local_copy(cfg, model, names, strategy)
@@ -224,13 +242,16 @@ def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wo
       "hardware": machine}
   if time_budget is not None:
     scored.report["training"]["budget"] = time_budget.describe()
+    taken = budget_lib.taken_fallback(workdir)
+    if taken is not None:
+      scored.report["training"]["budget"]["fallback"] = taken
   if data.unlabeled:
     scored.report["self_training"] = data.unlabeled
   if chief:
     save(workdir, scored.inference_model, scored.report, cfg)
   return TrainResult(names, model, scored.inference_model, scored.thresholds,
                      {k: list(map(float, v)) for k, v in history.history.items()}, scored.report,
-                     scored.val, scored.test, is_chief=chief)
+                     scored.val, scored.test, cfg, is_chief=chief)
 
 
 def _seed(cfg: ml_collections.ConfigDict) -> None:
