@@ -7,8 +7,8 @@
   mlc-train --config=configs/self_training.py --data_dir=../shared/datasets/flickr14 \
             --workdir=workdirs/self_training --config.self_training.teacher=workdirs/best
 
-About 2 hours on a 2-core CPU with bfloat16 support (an estimate; no time budget: 40 epochs each). For test figures add best.py's protocol
-overrides. How it works: docs/data_sources.md; what it gained: docs/results.md.
+About 2 hours on a 2-core CPU with bfloat16 support (an estimate; no time budget: 40 epochs each). For test
+figures add best.py's protocol overrides. How it works: docs/data_sources.md; what it gained: docs/results.md.
 """
 
 import mlc_tf.configs.common as mcc

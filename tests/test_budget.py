@@ -212,6 +212,25 @@ def test_a_fallback_that_cannot_apply_is_a_config_error(changes, message):
     budget.check_fallback(cfg)
 
 
+def test_falling_back_records_why_and_clears_the_slow_networks_training_state(tmp_path):
+  workdir = tmp_path / "run"
+  (workdir / "backup").mkdir(parents=True)
+  (workdir / budget.PLAN_FILE).write_text("{}")
+  (workdir / "history.csv").write_text("epoch,loss\n")
+  cfg = fast_config(image_size=24)
+  cfg.train.fallback.below_epochs = 20
+  cfg.train.fallback.changes = {"data": {"image_size": 16}}
+  fallback = budget.fall_back(cfg, str(workdir), budget.NetworkTooSlow(3, 20, 19.4))
+  assert fallback.data.image_size == 16 and fallback.train.fallback.below_epochs == 0 and cfg.data.image_size == 24
+  assert sorted(p.name for p in workdir.iterdir()) == [budget.FALLBACK_FILE]
+  taken = budget.taken_fallback(str(workdir))
+  assert taken["changes"] == {"data": {"image_size": 16}} and taken["projected_epochs"] == 3
+  assert taken["measured_images_per_second"] == 19.4 and "about 3 epochs" in taken["reason"]
+  assert budget.with_changes(cfg, taken["changes"]).data.image_size == 16  # what a resumed run trains
+  budget.forget(str(workdir))
+  assert budget.taken_fallback(str(workdir)) is None
+
+
 def test_a_run_too_slow_for_its_budget_trains_the_fallback_and_says_so(tmp_path):
   from mlc_tf.train import training
   root, workdir = str(tmp_path / "corpus"), str(tmp_path / "run")
