@@ -11,7 +11,7 @@ from helpers import REPO_ROOT, run_cli
 import mlc_tf.configs.common as mcc
 from mlc_tf import config as config_lib
 from mlc_tf import models
-from mlc_tf.train import losses, optimizers
+from mlc_tf.train import budget, losses, optimizers
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "*.py")))
 
@@ -37,6 +37,9 @@ def test_config_builds(path):
   models.build(cfg.model, len(FLICKR14_LABELS), cfg.data.image_size)
   losses.make_loss(cfg.loss, FLICKR14_LABELS, [[1] * len(FLICKR14_LABELS), [0] * len(FLICKR14_LABELS)])
   optimizers.make_optimizer(cfg.optimizer, 10, cfg.train.epochs)
+  if cfg.train.fallback.below_epochs:  # the cheaper network a short budget trains instead builds too
+    fallback = budget.with_changes(cfg, cfg.train.fallback.changes.to_dict())
+    models.build(fallback.model, len(FLICKR14_LABELS), fallback.data.image_size)
 
 
 def test_recipes_import_what_they_share_as_a_package():
@@ -54,6 +57,10 @@ def test_recipe_values_and_builder_defaults():
   assert dict(best.model) == {"name": "resnet", "width": 32, "blocks": 8, "stages": 4, "stem_stride": 1,
                               "se_ratio": 0, "dropout": 0.3, "first_labels": (), "flip_average": False}
   assert best.optimizer.weight_decay == 5e-4 and "momentum" not in best.optimizer
+  assert best.train.budget == "60m" and best.train.fallback.below_epochs == 20
+  assert best.train.fallback.changes.to_dict() == {"data": {"image_size": 32}}
+  student = _load(os.path.join(REPO_ROOT, "configs", "self_training.py")).get_config()
+  assert student.train.budget is None  # teacher and student train their epochs: best.py's hour would starve one
   baseline = _load(os.path.join(REPO_ROOT, "configs", "seed_baseline.py")).get_config()
   assert baseline.optimizer.momentum == 0.9 and baseline.optimizer.nesterov is False
   assert models.registry.knobs("simple_cnn") == {"width": 32, "depth": 4, "dropout": 0.0, "stem_stride": 1}
