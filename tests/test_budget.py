@@ -251,6 +251,7 @@ def test_a_run_too_slow_for_its_budget_trains_the_fallback_and_says_so(tmp_path)
   cfg.train.epochs = 1
   again = training.train(cfg, root, workdir)
   assert again.config.data.image_size == 24 and "fallback" not in again.report["training"]["budget"]
+  assert again.report["training"]["budget"]["planned_epochs"] == 1  # its own plan, not the finished run's 2
   assert not os.path.exists(os.path.join(workdir, budget.FALLBACK_FILE))
 
 
