@@ -116,9 +116,9 @@ def fall_back(cfg: ml_collections.ConfigDict, workdir: str, slow: NetworkTooSlow
   logging.warning("budget: %s; training config.train.fallback instead: %s", slow, changes)
   if write:
     shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)
-    for name in (PLAN_FILE, "history.csv"):
-      if os.path.exists(os.path.join(workdir, name)):
-        os.remove(os.path.join(workdir, name))
+    forget(workdir)
+    if os.path.exists(os.path.join(workdir, "history.csv")):
+      os.remove(os.path.join(workdir, "history.csv"))
     atomic_files.write_aside(os.path.join(workdir, FALLBACK_FILE), lambda staged: _write_json(decision, staged))
   return fallback
 
