@@ -187,8 +187,10 @@ def test_a_network_the_budget_holds_too_few_epochs_of_falls_back_a_few_steps_in(
                                fallback_below_epochs=20, validation_images=0.15)
   callback.set_model(_model())
   callback.on_train_begin()
-  if not falls_back:
+  if not falls_back:  # the network trains on: its second epoch plans the run
     _run_epoch(callback, clock, 0, 50, seconds_per_step)
+    _run_epoch(callback, clock, 1, 50, seconds_per_step)
+    assert callback.plan is not None and callback.plan.planned_epochs > 2
     return
   callback.on_epoch_begin(0)
   # an epoch: 50 steps of 5 s and a validation pass of 0.15 x 250 / 3 s = 262.5 s; the first ends at 1250 s,
