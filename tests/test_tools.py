@@ -64,11 +64,27 @@ def test_benchmark_rate_says_how_many_cores_were_busy_and_what_was_stolen():
   assert rate.describe() == f"{rate.per_wall:.1f} ({rate.conditions()})"
 
 
+def test_timed_fit_times_the_steps_after_the_first():
+  sys.path.insert(0, REPO_ROOT)
+  import keras
+  import tensorflow as tf
+
+  from tools import timing
+  model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+  model.compile(optimizer="sgd", loss="mse")
+  data = tf.data.Dataset.from_tensors((tf.ones((4, 2)), tf.ones((4, 1)))).repeat()
+  rate = timing.timed_fit(model, data, steps=3, batch_size=4)
+  assert rate.work == 8 and rate.per_wall > 0 and rate.per_cpu > 0  # 2 timed steps of 4 images
+  assert model.optimizer.iterations.numpy() == 3
+  with pytest.raises(ValueError, match="at least 2 steps"):
+    timing.timed_fit(model, data, steps=1, batch_size=4)
+
+
 def test_bench_batch_norm_times_both_layers_on_a_tiny_resnet():
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO_ROOT, "tools", "bench_batch_norm.py"), "--config=configs/best.py",
        "--config.data.image_size=16", "--config.model.width=4", "--config.model.blocks=2", "--config.model.stages=2",
-       "--config.train.batch_size=4", "--steps=1", "--turns=1"],
+       "--config.train.batch_size=4", "--steps=2", "--turns=1"],
       capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env={**os.environ, "PYTHONPATH": REPO_ROOT})
   assert proc.returncode == 0, proc.stderr[-2000:]
   lines = proc.stdout.strip().splitlines()

@@ -33,7 +33,7 @@ from mlc_tf.train import distribute, optimizers  # noqa: E402
 from tools import timing  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("best.py"), "Training config (its model).")
-_STEPS = flags.DEFINE_integer("steps", 8, "Training steps per timed turn.")
+_STEPS = flags.DEFINE_integer("steps", 8, "Training steps per timed turn (the first untimed).", lower_bound=2)
 _TURNS = flags.DEFINE_integer("turns", 3, "Timed turns of each model, alternating.")
 _NUM_LABELS = 14
 

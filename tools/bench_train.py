@@ -8,7 +8,10 @@ Same model, same compile, same batch (--config, default configs/flickr14.py):
   * in memory: one decoded batch held as a tensor and repeated: no input work.
 The ratio pipeline / in-memory shows whether training waits for its input
 (target >= 0.95). The two are timed in turns (A B A B ...) and each keeps its
-best turn, so that load from other processes hits both alike. Each figure is
+best turn, so that load from other processes hits both alike. A turn is one
+``fit`` of --steps steps timed from the end of its first (``timing.timed_fit``):
+the steady state a training run is in, without each short fit's set-up and the
+pipeline's refill of its shuffle buffer, which a run pays once. Each figure is
 given per second of wall-clock time and per second of this process's CPU
 time (all its threads): where other processes share the CPUs, the first
 follows their load and the second does not. Each turn's wall figure comes
@@ -51,7 +54,7 @@ from tools import timing  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("flickr14.py"), "Training config.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/datasets/flickr14", "Corpus directory (images/ + annotations/).")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 1024, "Training images (the first N of the corpus).")
-_STEPS = flags.DEFINE_integer("steps", 20, "Training steps per timed turn.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Training steps per timed turn (the first untimed).", lower_bound=2)
 _TURNS = flags.DEFINE_integer("turns", 3, "Timed turns of each feed, alternating.")
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul that measures the peak.")
 

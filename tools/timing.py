@@ -63,8 +63,29 @@ class Rate:
     return f"{self.per_wall:.1f} ({self.conditions()})"
 
 
+class _StepsAfterTheFirst(keras.callbacks.Callback):
+  """A Rate over a fit's steps after its first, ended at its last step's end (logs pythonified: the step is done)."""
+
+  def __init__(self, steps: int, batch_size: int):
+    super().__init__()
+    self.rate, self._last = Rate((steps - 1) * batch_size), steps - 1
+
+  def on_train_batch_end(self, batch, logs=None):
+    if batch == 0:
+      self.rate.__enter__()
+    elif batch == self._last:
+      self.rate.__exit__(None, None, None)
+
+
 def timed_fit(model: keras.Model, dataset: tf.data.Dataset, steps: int, batch_size: int) -> Rate:
-  """Images per second of ``steps`` training steps (model.fit, as training does, metrics included)."""
-  with Rate(steps * batch_size) as rate:
-    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
-  return rate
+  """Images per second of ``steps`` training steps (model.fit, as training does, metrics included), steady state.
+
+  The clock starts when the first step has ended: each call's fit set-up, a new iterator over ``dataset``
+  and the pipeline's first fill (its shuffle buffer, its prefetch) come once per training run, not once per
+  few steps, and would otherwise weigh on short turns and on the pipeline feed only.
+  """
+  if steps < 2:
+    raise ValueError(f"timed_fit needs at least 2 steps (the first is not timed), not {steps}")
+  timer = _StepsAfterTheFirst(steps, batch_size)
+  model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
+  return timer.rate
