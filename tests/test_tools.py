@@ -99,6 +99,22 @@ def test_bench_batch_norm_refuses_a_model_without_batch_norm():
   assert proc.returncode != 0 and "has no batch normalization to compare" in proc.stderr
 
 
+def test_bench_input_compares_with_pil_and_prices_each_decode_stage(tmp_path):
+  corpus = str(tmp_path / "corpus")
+  make_tiny_corpus(corpus, num_images=40)
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "tools", "bench_input.py"), f"--data_dir={corpus}", "--num_images=40",
+       "--image_size=16", "--batch_size=8", "--cached_epochs=1"],
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env={**os.environ, "PYTHONPATH": REPO_ROOT})
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  out = proc.stdout
+  assert re.search(r"tf\.data, first epoch .* \d+\.\d\dx, \d+\.\d\dx", out)
+  stages = re.findall(r"^  (read the file|decode|resize \(antialiased bilinear\)|header checks \(decode_and_resize\))"
+                      r" +(-?\d+\.\d{3})$", out, re.MULTILINE)
+  assert [name for name, _ in stages] == ["read the file", "decode", "resize (antialiased bilinear)",
+                                          "header checks (decode_and_resize)"], out
+
+
 def test_gpu_check_runs_its_steps_on_the_cpu(tmp_path):
   """tools/gpu_check.sh --quick: every step (precision, training with and without XLA, export, serving) passes."""
   corpus = str(tmp_path / "corpus")
