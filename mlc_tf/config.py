@@ -117,7 +117,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.backup_every_steps = ml_collections.FieldReference(None, field_type=int)  # None: every epoch only
   # auto | float32 | mixed_float16 | mixed_bfloat16. auto: 16-bit compute only where the hardware has it
   # (bfloat16 on a CPU with AVX512_BF16/AMX or a GPU from compute capability 8.0, float16 on a 7.x GPU),
-  # else float32; see mlc_tf/hardware.py. A 16-bit policy the hardware emulates is honoured, with a warning.
+  # else float32, also where a probe finds TensorFlow emulating the CPU's bfloat16 (oneDNN off or capped); see
+  # mlc_tf/hardware.py. A 16-bit policy the hardware emulates is honoured, with a warning.
   config.train.precision = "auto"
   config.train.jit_compile = ml_collections.FieldReference(None, field_type=bool)  # XLA; None: Keras' auto (on GPU)
   # A <workdir>/checkpoints/epoch_<N>.weights.h5 to continue from, at epoch N+1 (e.g. after a NaN loss,

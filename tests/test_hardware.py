@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from mlc_tf import config as config_lib
@@ -41,6 +43,46 @@ def test_an_emulated_16_bit_policy_is_honoured_with_a_warning():
   assert hardware.choose_precision("mixed_bfloat16", AMX, []).warning is None
   assert hardware.choose_precision("float32", AVX2, []).warning is None
   assert hardware.choose_precision("mixed_float16", AMX, [V100]).describe()["policy"] == "mixed_float16"
+
+
+def test_auto_takes_float32_where_tensorflow_emulates_the_cpus_native_bfloat16():
+  # AMX flags, but oneDNN off or capped (ONEDNN_MAX_CPU_ISA=AVX2): the convolution probe reads emulation.
+  choice = hardware.choose_precision("auto", AMX, [], bfloat16_speedup=0.08)
+  assert choice.policy == "float32" and "emulates bfloat16" in choice.reason and "0.08x" in choice.reason
+  assert "ONEDNN_MAX_CPU_ISA" in choice.warning and choice.describe()["bfloat16_conv_speedup"] == 0.08
+  native = hardware.choose_precision("auto", AMX, [], bfloat16_speedup=2.6)
+  assert native.policy == "mixed_bfloat16" and native.warning is None and "2.60x" in native.reason
+  asked = hardware.choose_precision("mixed_bfloat16", AMX, [], bfloat16_speedup=0.08)
+  assert asked.policy == "mixed_bfloat16" and "slower than float32" in asked.warning
+
+
+@pytest.mark.parametrize("requested, cpu, gpus, probed", [
+    ("auto", AMX, [], True), ("mixed_bfloat16", AMX, [], True), ("float32", AMX, [], False),
+    ("auto", AMX, [H100], False), ("auto", AVX2, [], False), ("mixed_bfloat16", AVX2, [], False)])
+def test_the_bfloat16_probe_runs_only_where_the_flags_say_native_and_it_would_decide(
+    monkeypatch, requested, cpu, gpus, probed):
+  calls = []
+  monkeypatch.setattr(hardware, "bfloat16_conv_speedup", lambda: calls.append(1) or 0.08)
+  choice = hardware.resolve_precision(requested, cpu, gpus)
+  assert bool(calls) is probed
+  assert (choice.bfloat16_speedup == 0.08) is probed
+
+
+def test_the_bfloat16_probe_reads_what_this_tensorflow_computes():
+  speedup = hardware.bfloat16_conv_speedup()
+  if not hardware.read_cpu().native_bfloat16:
+    assert speedup < hardware._MIN_BFLOAT16_SPEEDUP  # emulated: 0.07-0.13 on an AVX2-only AMD EPYC
+  elif os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0" and "ONEDNN_MAX_CPU_ISA" not in os.environ:
+    assert speedup > hardware._MIN_BFLOAT16_SPEEDUP  # native, as TensorFlow leaves oneDNN on such a CPU
+  else:
+    pytest.skip("oneDNN off or capped on a CPU with native bfloat16: what TensorFlow computes then is what the "
+                "probe is there to find out")
+
+
+def test_an_unknown_precision_is_a_config_error_before_any_probe(monkeypatch):
+  monkeypatch.setattr(hardware, "bfloat16_conv_speedup", lambda: pytest.fail("probed"))
+  with pytest.raises(config_lib.ConfigError, match="unknown precision 'bf16'"):
+    hardware.resolve_precision("bf16", AMX, [])
 
 
 def test_an_unknown_precision_is_a_config_error():

@@ -192,7 +192,7 @@ def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wor
     logging.warning("config.train.budget bounds mlc-train's command only: this run (a cross-validation fold, a "
                     "growing step, a self-training teacher) trains config.train.epochs=%d", cfg.train.epochs)
   cpu, gpus = hardware.read_cpu(), hardware.read_gpus()
-  precision = hardware.choose_precision(cfg.train.precision, cpu, gpus)
+  precision = hardware.resolve_precision(cfg.train.precision, cpu, gpus)
   logging.info("precision %s: %s", precision.policy, precision.reason)
   if precision.warning:
     logging.warning("%s", precision.warning)
