@@ -240,14 +240,19 @@ def test_a_run_too_slow_for_its_budget_trains_the_fallback_and_says_so(tmp_path)
   cfg = fast_config(image_size=24, epochs=10_000)
   cfg.train.budget = "10m"
   cfg.train.fallback.below_epochs = 10_000  # the budget holds fewer epochs than that of anything
-  cfg.train.fallback.changes = {"data": {"image_size": 16}, "train": {"epochs": 2}}
+  # best.py's fallback changes the model (a stride-2 stem); data and train sections merge the same way.
+  changes = {"data": {"image_size": 16}, "model": {"stem_stride": 2}, "train": {"epochs": 2}}
+  cfg.train.fallback.changes = changes
   result = training.train(cfg, root, workdir)
   assert result.config.data.image_size == 16 and result.config.train.fallback.below_epochs == 0
   assert result.model.input_shape[1:3] == (16, 16) and result.report["training"]["epochs"] == 2
+  first_conv = next(layer for layer in result.model.layers if isinstance(layer, keras.layers.Conv2D))
+  assert result.config.model.stem_stride == 2 and first_conv.strides == (2, 2)
   fallback = result.report["training"]["budget"]["fallback"]
-  assert fallback["changes"] == {"data": {"image_size": 16}, "train": {"epochs": 2}}
+  assert fallback["changes"] == changes
   assert "fewer than config.train.fallback.below_epochs=10000" in fallback["reason"]
-  assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["image_size"] == 16
+  written = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert written["data"]["image_size"] == 16 and written["model"]["stem_stride"] == 2
   # A new run in the same workdir measures afresh: the finished run's fallback and plan are not its own.
   cfg.train.fallback.below_epochs = 0
   cfg.train.epochs = 1

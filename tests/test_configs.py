@@ -58,7 +58,7 @@ def test_recipe_values_and_builder_defaults():
                               "se_ratio": 0, "dropout": 0.3, "first_labels": (), "flip_average": False}
   assert best.optimizer.weight_decay == 5e-4 and "momentum" not in best.optimizer
   assert best.train.budget == "60m" and best.train.fallback.below_epochs == 20
-  assert best.train.fallback.changes.to_dict() == {"data": {"image_size": 32}}
+  assert best.train.fallback.changes.to_dict() == {"model": {"stem_stride": 2}}
   student = _load(os.path.join(REPO_ROOT, "configs", "self_training.py")).get_config()
   assert student.train.budget is None  # teacher and student train their epochs: best.py's hour would starve one
   baseline = _load(os.path.join(REPO_ROOT, "configs", "seed_baseline.py")).get_config()
