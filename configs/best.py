@@ -8,8 +8,7 @@ At most 60 minutes on any machine, export included: the run measures its speed a
 2-core CPU without AMX: 11-16), it trains the same recipe through a stride-2 stem instead (its first stage at
 32x32, the convolutions' cost of the recipe at 32 px), which gets its 40 epochs there (the whole command: 35
 minutes on an AMD EPYC) and scored higher on two splits than both 12 epochs of this network and 40 epochs of the
-recipe at 32 px
-(docs/results.md, "A cheaper network for a short hour").
+recipe at 32 px (docs/results.md, "A cheaper network for a short hour").
 The protocol run it is scored by (a test split, 70 % training):
 
   mlc-train --config=configs/best.py --data_dir=../shared/datasets/flickr14 --workdir=workdirs/best_protocol \
