@@ -5,7 +5,7 @@ decay, a 60-minute budget (at most 40 epochs), as a final fit on every labelled 
 
 At most 60 minutes on any machine, export included: the run measures its speed and plans as many epochs as fit
 (docs/results.md says what an hour buys, by CPU). Where the hour holds fewer than 20 epochs of this network (a
-2-core CPU without AMX: 11-16), it trains the same recipe through a stride-2 stem instead (its first stage at
+2-core AVX2-only CPU: 11-16), it trains the same recipe through a stride-2 stem instead (its first stage at
 32x32, the convolutions' cost of the recipe at 32 px), which gets its 40 epochs there (the whole command: 35
 minutes on an AMD EPYC) and scored higher on two splits than both 12 epochs of this network and 40 epochs of the
 recipe at 32 px (docs/results.md, "A cheaper network for a short hour").
