@@ -65,6 +65,54 @@ def test_decode_and_resize_keeps_8_bit_values(fmt):
   out = pipeline.decode_and_resize(tf.constant(_encode(image if fmt != "GIF" else image.quantize(256), fmt)), 12)
   np.testing.assert_allclose(pipeline.resize(tf.constant(expected), 12).numpy(), out.numpy(), atol=1e-3)
 
+def _smooth_photo(height: int, width: int) -> Image.Image:
+  y, x = np.mgrid[0:height, 0:width] / max(height, width)
+  channels = [np.sin(3 * x + 1), np.cos(4 * y), np.sin(2 * (x + y))]
+  return Image.fromarray((127.5 + 127 * np.stack(channels, -1)).astype(np.uint8))
+
+
+@pytest.mark.parametrize("height, width, image_size, decoded", [
+    (200, 256, 32, (50, 64)),  # 1/4: 1/8 would leave a 25-px side
+    (200, 256, 25, (25, 32)),  # 1/8
+    (201, 256, 26, (26, 32)),  # libjpeg rounds a scaled side up: ceil(201 / 8) = 26
+    (200, 256, 101, (200, 256)),  # 1/2 would leave 100 < 101: a full decode
+    (128, 128, 64, (64, 64)),  # the corpus's photos for a 64-px model: 1/2, nothing left to resize
+])
+def test_decode_jpeg_downscaled_takes_the_smallest_scale_that_keeps_the_model_size(height, width, image_size,
+                                                                                    decoded):
+  data = tf.constant(_encode(_smooth_photo(height, width), "JPEG"))
+  assert tuple(pipeline.decode_jpeg_downscaled(data, image_size).shape) == (*decoded, 3)
+  assert pipeline.decode_and_resize(data, image_size).shape == (image_size, image_size, 3)
+
+
+@pytest.mark.parametrize("image_size", [16, 32, 64])
+def test_decode_and_resize_of_a_jpeg_is_close_to_a_full_decode_and_resize(image_size):
+  # The DCT-domain downscale is a filter of its own, not the antialiased bilinear one: close, not equal.
+  data = tf.constant(_encode(_smooth_photo(300, 400), "JPEG"))
+  full = pipeline.resize(tf.cast(tf.io.decode_jpeg(data, channels=3), tf.float32), image_size).numpy()
+  difference = np.abs(pipeline.decode_and_resize(data, image_size).numpy() - full)
+  assert difference.mean() < 2.5 and difference.max() < 8, (difference.mean(), difference.max())  # read: 0.9-1.4, 3-4
+
+
+def test_a_damaged_jpeg_fails_or_decodes_alike_at_every_scale():
+  # The corpus audit decodes at image_size 1 (a 1/8 scale) what training decodes at its own size: libjpeg
+  # reads every coefficient at any scale, so a file the audit passes does not fail mid-epoch.
+  data = _encode(_smooth_photo(256, 256), "JPEG")
+  damaged = [data[:int(len(data) * fraction)] for fraction in (0.3, 0.6, 0.9, 0.99)]
+  damaged += [data[:n] + bytes([data[n] ^ 0xFF]) + data[n + 1:] for n in range(len(data) // 3, len(data) - 2, 97)]
+
+  def decodes(image_bytes, image_size):
+    try:
+      pipeline.decode_and_resize(tf.constant(image_bytes), image_size)
+      return True
+    except tf.errors.InvalidArgumentError:
+      return False
+
+  outcomes = [(decodes(image, 1), decodes(image, 256)) for image in damaged]
+  assert all(at_one_eighth == at_full for at_one_eighth, at_full in outcomes), outcomes
+  assert {False} <= {at_full for _, at_full in outcomes}  # some are refused: the damage is real
+
+
 def test_make_dataset_batches(tiny_corpus):
   root, _ = tiny_corpus
   frame, _ = corpus_lib.load_corpus(root)

@@ -38,6 +38,11 @@ def _starts_with(image_bytes: tf.Tensor, signature: bytes) -> tf.Tensor:
   return tf.equal(tf.strings.substr(image_bytes, 0, len(signature)), signature)
 
 
+def is_jpeg(image_bytes: tf.Tensor) -> tf.Tensor:
+  """Scalar bool tensor: the encoded image is a JPEG."""
+  return _starts_with(image_bytes, JPEG_SIGNATURE)
+
+
 def is_png(image_bytes: tf.Tensor) -> tf.Tensor:
   """Scalar bool tensor: the encoded image is a PNG."""
   return _starts_with(image_bytes, PNG_SIGNATURE)
@@ -109,7 +114,7 @@ def decoded_pixel_count(image_bytes: tf.Tensor) -> tf.Tensor:
     return tf.maximum(int_pair(6, tf.uint16, little_endian=True), _gif_frame_pixels(image_bytes))
 
   return tf.case([
-      (_starts_with(image_bytes, JPEG_SIGNATURE), jpeg),
+      (is_jpeg(image_bytes), jpeg),
       (is_png(image_bytes), lambda: int_pair(16, tf.int32, little_endian=False)),
       (tf.reduce_any([_starts_with(image_bytes, gif) for gif in GIF_SIGNATURES]), gif),
       (_starts_with(image_bytes, BMP_SIGNATURE), lambda: int_pair(18, tf.int32, little_endian=True)),
