@@ -28,7 +28,8 @@ _EMULATED_SLOWDOWN = "about 6x slower than float32 (measured on an AVX2-only AMD
 # On a CPU whose flags say bfloat16 is native, "auto" still takes float32 where TensorFlow's bfloat16 convolution
 # step runs under this share of float32's speed: with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0) or capped below
 # AVX512_BF16 (ONEDNN_MAX_CPU_ISA=AVX2) TensorFlow emulates bfloat16 there too. Emulated read 0.04-0.12 (AMD EPYC);
-# on AMX best.py's bfloat16 step ran 2.6x float32's: 0.5 overrides the flags only on overwhelming evidence.
+# native, best.py's bfloat16 step ran 2.6x float32's on AMX and 1.56x on AVX512_BF16 without AMX (AMD EPYC Zen 5;
+# the probe read 1.38-1.41 there): 0.5 overrides the flags only on overwhelming evidence.
 _MIN_BFLOAT16_SPEEDUP = 0.5
 _UNUSED_UNITS = "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0) or capped (ONEDNN_MAX_CPU_ISA)?"
 
