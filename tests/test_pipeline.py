@@ -65,6 +65,7 @@ def test_decode_and_resize_keeps_8_bit_values(fmt):
   out = pipeline.decode_and_resize(tf.constant(_encode(image if fmt != "GIF" else image.quantize(256), fmt)), 12)
   np.testing.assert_allclose(pipeline.resize(tf.constant(expected), 12).numpy(), out.numpy(), atol=1e-3)
 
+
 def _smooth_photo(height: int, width: int) -> Image.Image:
   y, x = np.mgrid[0:height, 0:width] / max(height, width)
   channels = [np.sin(3 * x + 1), np.cos(4 * y), np.sin(2 * (x + y))]
