@@ -47,8 +47,8 @@ def get_config(arg=None):
   config.train.budget = "60m"  # the whole command, export included; the cosine decay is planned to end with it
   config.train.epochs = 40  # the most worth running: a fast machine stops here
   # Fewer than 20 epochs of this network in the budget (measured a few steps in): a stride-2 stem instead, 64-px
-  # input, 32x32 first stage. 20 lies between the measured points (12 epochs of this network lose to 40 of the
-  # stride-2 stem; 40 of this network win).
+  # input, 32x32 first stage. 20 is where the two cross (docs/results.md, "A cheaper network", step 4): 12 epochs
+  # of this network lose to 40 of the stride-2 stem, 20 are level with them, 40 win.
   config.train.fallback.below_epochs = 20
   config.train.fallback.changes = {"model": {"stem_stride": 2}}
   config.train.early_stopping_patience = 40  # the schedule decides the length; the best epoch is kept
