@@ -19,10 +19,11 @@ Figures, timings and the recipes before it: docs/results.md.
 
 import mlc_tf.configs.common as mcc
 from mlc_tf import config as base
+from mlc_tf import factory
 
 
 def get_config(arg=None):
-  choices = base.parse_choices(arg)
+  choices = factory.parse_choices(arg)
   config = base.base_config()
   config.data.labels = list(mcc.FLICKR14_LABELS)
   config.data.image_size = 64
@@ -36,9 +37,10 @@ def get_config(arg=None):
   config.augment.contrast = 0.1
   config.rules.implications = mcc.FLICKR14_RULES
   # Basic blocks 2-2-2-2, widths 32-64-128-256, a stride-1 stem: the first stage sees 64x64 feature maps.
-  base.choose(config, "model", "resnet", choices, width=32, blocks=8, stages=4, stem_stride=1, dropout=0.3)
-  base.choose(config, "loss", "bce", choices)
-  base.choose(config, "optimizer", "adamw", choices, weight_decay=5e-4)
+  factory.choose(config, "model", "resnet", choices, width=32, blocks=8, stages=4, stem_stride=1,
+                 dropout=0.3)
+  factory.choose(config, "loss", "bce", choices)
+  factory.choose(config, "optimizer", "adamw", choices, weight_decay=5e-4)
   config.optimizer.learning_rate = 2e-3
   config.optimizer.schedule = "cosine"
   config.optimizer.warmup_epochs = 2.0  # 5 % of the run

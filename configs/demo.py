@@ -7,15 +7,16 @@ exports saved_models/demo/<version>/.
 """
 
 from mlc_tf import config as base
+from mlc_tf import factory
 
 
 def get_config(arg=None):
-  choices = base.parse_choices(arg)
+  choices = factory.parse_choices(arg)
   config = base.base_config()
   config.data.image_size = 32
-  base.choose(config, "model", "simple_cnn", choices, width=16, depth=4, dropout=0.3)
-  base.choose(config, "loss", "bce", choices)
-  base.choose(config, "optimizer", "adam", choices)
+  factory.choose(config, "model", "simple_cnn", choices, width=16, depth=4, dropout=0.3)
+  factory.choose(config, "loss", "bce", choices)
+  factory.choose(config, "optimizer", "adam", choices)
   config.train.epochs = 15
   config.train.batch_size = 32
   config.export.name = "demo"

@@ -7,16 +7,17 @@ Up to 30 epochs of about a minute each on a 2-core CPU, fewer when early stoppin
 
 import mlc_tf.configs.common as mcc
 from mlc_tf import config as base
+from mlc_tf import factory
 
 
 def get_config(arg=None):
-  choices = base.parse_choices(arg)
+  choices = factory.parse_choices(arg)
   config = base.base_config()
   config.data.labels = list(mcc.FLICKR14_LABELS)
   config.data.image_size = 64
-  base.choose(config, "model", "simple_cnn", choices, width=32, depth=4, dropout=0.3)
-  base.choose(config, "loss", "bce", choices)
-  base.choose(config, "optimizer", "adam", choices)
+  factory.choose(config, "model", "simple_cnn", choices, width=32, depth=4, dropout=0.3)
+  factory.choose(config, "loss", "bce", choices)
+  factory.choose(config, "optimizer", "adam", choices)
   config.train.epochs = 30
   config.train.batch_size = 64
   config.export.name = "flickr14"

@@ -10,16 +10,17 @@ thresholds.
 """
 
 from mlc_tf import config as base
+from mlc_tf import factory
 
 
 def get_config(arg=None):
-  choices = base.parse_choices(arg)
+  choices = factory.parse_choices(arg)
   config = base.base_config()
   config.data.image_size = 32
   config.augment.flip = ""
-  base.choose(config, "model", "minimal_cnn", choices, width=16, dropout=0.0)
-  base.choose(config, "loss", "mse", choices)
-  base.choose(config, "optimizer", "sgd", choices, momentum=0.9)
+  factory.choose(config, "model", "minimal_cnn", choices, width=16, dropout=0.0)
+  factory.choose(config, "loss", "mse", choices)
+  factory.choose(config, "optimizer", "sgd", choices, momentum=0.9)
   config.optimizer.learning_rate = 0.01
   config.train.batch_size = 4
   config.train.epochs = 10

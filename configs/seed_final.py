@@ -13,18 +13,19 @@ At least 14 minutes on a 2-core CPU (docs/results.md).
 """
 
 from mlc_tf import config as base
+from mlc_tf import factory
 
 
 def get_config(arg=None):
-  choices = base.parse_choices(arg)
+  choices = factory.parse_choices(arg)
   config = base.base_config()
   config.data.image_size = 64
   config.augment.flip = "horizontal"
   config.balance.over_represented = ("people", "male", "female")
   config.balance.under_fraction = 0.5
-  base.choose(config, "model", "seed_cnn", choices, width=32, depth=4, dropout=0.5)
-  base.choose(config, "loss", "weighted_bce", choices, fp_weights={"people": 2.0})
-  base.choose(config, "optimizer", "adam", choices)
+  factory.choose(config, "model", "seed_cnn", choices, width=32, depth=4, dropout=0.5)
+  factory.choose(config, "loss", "weighted_bce", choices, fp_weights={"people": 2.0})
+  factory.choose(config, "optimizer", "adam", choices)
   config.optimizer.learning_rate = 1e-3
   config.train.batch_size = 32
   config.train.epochs = 30

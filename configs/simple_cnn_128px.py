@@ -10,10 +10,11 @@ About 27 minutes on a 2-core CPU.
 
 import mlc_tf.configs.common as mcc
 from mlc_tf import config as base
+from mlc_tf import factory
 
 
 def get_config(arg=None):
-  choices = base.parse_choices(arg)
+  choices = factory.parse_choices(arg)
   config = base.base_config()
   config.data.labels = list(mcc.FLICKR14_LABELS)
   # The corpus's native 128 px, through a stride-2 first conv (model.stem_stride): convolutions cost what they
@@ -26,10 +27,11 @@ def get_config(arg=None):
   config.augment.contrast = 0.1
   config.augment.grayscale = 0.1
   config.rules.implications = mcc.FLICKR14_RULES
-  base.choose(config, "model", "simple_cnn", choices, width=32, depth=4, dropout=0.3, stem_stride=2)
+  factory.choose(config, "model", "simple_cnn", choices, width=32, depth=4, dropout=0.3,
+                 stem_stride=2)
   config.model.flip_average = False  # measured neutral here, for twice the inference cost
-  base.choose(config, "loss", "bce", choices)
-  base.choose(config, "optimizer", "adamw", choices, weight_decay=0.05)
+  factory.choose(config, "loss", "bce", choices)
+  factory.choose(config, "optimizer", "adamw", choices, weight_decay=0.05)
   config.optimizer.learning_rate = 2e-3
   config.optimizer.schedule = "cosine"
   config.optimizer.warmup_epochs = 1.0

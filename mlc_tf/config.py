@@ -1,19 +1,16 @@
 """The configuration schema: every shared field a training run reads, with its default.
 
 Recipes under ``configs/`` start from ``base_config()``, ``choose`` a model,
-loss and optimizer, which declares their knobs, and change what they need;
-any field a recipe declares can then be overridden on the command line, e.g.
-``mlc-train --config=configs/demo.py --config.model.width=64``.
+loss and optimizer (``mlc_tf/factory.py``), which declares their knobs, and
+change what they need; any field a recipe declares can then be overridden on
+the command line, e.g. ``mlc-train --config=configs/demo.py --config.model.width=64``.
+
+A leaf: it imports no other mlc_tf module, so any module may import it.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-from typing import Any, Callable, Mapping
-
 import ml_collections
-from absl import logging
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -73,7 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # The model, loss and optimizer each hold their name and the fields every choice shares; the knobs of one
   # choice (a model's width, SGD's momentum, focal's gamma) are its builder's keyword arguments, with their
-  # defaults there, and a recipe declares them where it makes the choice (choose, below).
+  # defaults there, and a recipe declares them where it makes the choice (factory.choose).
   config.model = ml_collections.ConfigDict()
   config.model.name = "simple_cnn"      # a builder in mlc_tf/models/; names, knobs: mlc_tf/registry.py
   # Two networks (the Flickr study's idea), each the chosen model: one for these labels, one for the rest;
@@ -156,96 +153,3 @@ def base_config() -> ml_collections.ConfigDict:
 
 class ConfigError(ValueError):
   """A config value that cannot be used (a precision, a budget): said before any data is read."""
-
-
-def checked_knobs(kind: str, name: str, given: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict[str, Any]:
-  """``given`` if every key is one of the ``knobs`` (name -> default) of the ``kind`` called ``name``, else an error."""
-  unknown = sorted(set(given) - set(knobs))
-  if unknown:
-    declared = ", ".join(f"{knob}={default!r}" for knob, default in knobs.items()) or "none"
-    raise ValueError(f"{kind} {name!r} takes no {', '.join(unknown)}; its knobs: {declared}. Choose another "
-                     f"{kind} with --config=<recipe>.py:{kind}=<name>, which declares that one's knobs")
-  return dict(given)
-
-
-def knob_lookups() -> dict[str, Callable[[str], dict[str, Any]]]:
-  """For model, loss and optimizer: name -> that choice's knobs with their defaults."""
-  # Imported here, for the builders they register: those modules import this one (knob_values).
-  import mlc_tf.models  # noqa: F401
-  import mlc_tf.train.losses  # noqa: F401
-  import mlc_tf.train.optimizers  # noqa: F401
-  from mlc_tf import registry
-  return {kind: functools.partial(registry.knobs, kind) for kind in registry.KINDS}
-
-
-def knob_values(kind: str, group: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict[str, Any]:
-  """The knobs ``group`` (config.<kind>) sets, over their defaults ``knobs``; its shared fields left out.
-
-  A knob its choice does not take is an error naming the knobs it does.
-  """
-  shared = base_config()[kind]
-  given = {field: value for field, value in group.items() if field not in shared}
-  return {**knobs, **checked_knobs(kind, group["name"], given, knobs)}
-
-
-def check_choices(config: ml_collections.ConfigDict) -> None:
-  """A ValueError, naming the choice's knobs, if config.model/loss/optimizer sets a knob its choice does not take."""
-  for kind, knobs in knob_lookups().items():
-    knob_values(kind, config[kind], knobs(config[kind].name))
-
-
-def parse_choices(arg: str | None) -> dict[str, str]:
-  """A recipe's config argument (after ``:`` in ``--config=<recipe>.py:...``), ``model=resnet,loss=focal``: a dict."""
-  kinds = ("model", "loss", "optimizer")
-  choices = {}
-  for item in filter(None, (arg or "").split(",")):
-    kind, equals, name = item.partition("=")
-    if not equals or kind not in kinds:
-      raise ValueError(f"config argument {item!r}: expected {', '.join(f'{k}=<name>' for k in kinds)}, "
-                       "comma-separated")
-    choices[kind] = name
-  return choices
-
-
-def choose(config: ml_collections.ConfigDict, kind: str, name: str, choices: Mapping[str, str] | None = None,
-           **values) -> None:
-  """Sets ``config.<kind>.name`` (``choices[kind]`` if given, else ``name``) and declares every knob of it.
-
-  Each knob gets its value from ``values``, else its default, so each can be
-  overridden on the command line. ``values`` are the recipe's for ``name``,
-  checked against its knobs; when ``choices`` (the config argument) picked
-  another, only those the other takes carry over.
-  """
-  chosen = (choices or {}).get(kind, name)
-  knobs = knob_lookups()[kind](chosen)
-  if chosen == name:
-    checked_knobs(kind, name, values, knobs)
-  group = config[kind]
-  group.name = chosen
-  for knob, default in knobs.items():
-    group[knob] = values.get(knob, default)
-
-
-def load_run_config(path: str) -> ml_collections.ConfigDict:
-  """The ``config.json`` a training run wrote into its workdir, over today's defaults.
-
-  Lets a later command (evaluation, cross-validation) rebuild exactly the
-  run's split and preprocessing without the original config file. Older runs
-  saved every knob of every model, loss and optimizer; those the run's choice
-  does not take are dropped, with a log line.
-  """
-  with open(path) as f:
-    return run_config(json.load(f), path)
-
-
-def run_config(saved: dict, source: str) -> ml_collections.ConfigDict:
-  """``load_run_config`` of a config already read (``source`` names where it came from, for the log)."""
-  config = base_config()
-  for kind, knobs in knob_lookups().items():
-    group = saved.get(kind, {})
-    name = group.get("name", config[kind].name)
-    for field in sorted(set(group) - set(config[kind]) - set(knobs(name))):
-      logging.info("%s: dropping %s.%s=%r, which %s %r does not take", source, kind, field, group.pop(field), kind,
-                   name)
-  config.update(saved)
-  return config

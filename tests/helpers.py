@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from mlc_tf import config as config_lib
+from mlc_tf import factory
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLICKR14 = os.environ.get("MLC_FLICKR14_DIR",
@@ -56,7 +57,7 @@ def fast_config(image_size=16, epochs=2, model="simple_cnn"):
   cfg.data.image_size = image_size
   cfg.data.val_fraction = 0.25
   cfg.data.test_fraction = 0.25
-  config_lib.choose(cfg, "model", "simple_cnn", {"model": model}, width=4, depth=2, dropout=0.3)
+  factory.choose(cfg, "model", "simple_cnn", {"model": model}, width=4, depth=2, dropout=0.3)
   cfg.train.epochs = epochs
   cfg.train.batch_size = 8
   # float32 on every machine: "auto" would train in bfloat16 on a CPU with AMX and in float32 on an AVX2 one, and

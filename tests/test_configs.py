@@ -10,7 +10,7 @@ from helpers import REPO_ROOT, run_cli
 
 import mlc_tf.configs.common as mcc
 from mlc_tf import config as config_lib
-from mlc_tf import models
+from mlc_tf import factory, models, registry
 from mlc_tf.train import budget, losses, optimizers
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "*.py")))
@@ -31,9 +31,9 @@ def test_config_builds(path):
   recipe = _load(path)
   cfg = recipe.get_config()
   assert cfg.export.name and "mlc-train" in recipe.__doc__  # the docstring gives the command
-  for kind, knobs in config_lib.knob_lookups().items():  # every knob of each choice declared, none of another
+  for kind in registry.KINDS:  # every knob of each choice declared, none of another
     shared = set(config_lib.base_config()[kind])
-    assert set(cfg[kind]) - shared == set(knobs(cfg[kind].name)), kind
+    assert set(cfg[kind]) - shared == set(registry.knobs(kind, cfg[kind].name)), kind
   models.build(cfg.model, len(FLICKR14_LABELS), cfg.data.image_size)
   losses.make_loss(cfg.loss, FLICKR14_LABELS, [[1] * len(FLICKR14_LABELS), [0] * len(FLICKR14_LABELS)])
   optimizers.make_optimizer(cfg.optimizer, 10, cfg.train.epochs)
@@ -63,7 +63,8 @@ def test_recipe_values_and_builder_defaults():
   assert student.train.budget is None  # teacher and student train their epochs: best.py's hour would starve one
   baseline = _load(os.path.join(REPO_ROOT, "configs", "seed_baseline.py")).get_config()
   assert baseline.optimizer.momentum == 0.9 and baseline.optimizer.nesterov is False
-  assert models.registry.knobs("simple_cnn") == {"width": 32, "depth": 4, "dropout": 0.0, "stem_stride": 1}
+  assert registry.knobs("model", "simple_cnn") == {"width": 32, "depth": 4, "dropout": 0.0,
+                                                   "stem_stride": 1}
 
 
 def test_config_argument_chooses_another_model_keeping_the_knobs_it_shares():
@@ -72,7 +73,7 @@ def test_config_argument_chooses_another_model_keeping_the_knobs_it_shares():
   assert cfg.model.name == "simple_cnn" and "blocks" not in cfg.model
   assert (cfg.model.width, cfg.model.stem_stride, cfg.model.dropout, cfg.model.depth) == (32, 1, 0.3, 4)
   assert cfg.optimizer.name == "adam" and "weight_decay" not in cfg.optimizer
-  config_lib.check_choices(cfg)
+  factory.check_choices(cfg)
   with pytest.raises(ValueError, match="model=<name>"):
     recipe.get_config("modle=resnet")
 
@@ -86,7 +87,7 @@ def test_old_workdir_config_drops_knobs_its_model_does_not_take(tmp_path):
   old["optimizer"].update(momentum=0.9, weight_decay=1e-4)
   path = tmp_path / "config.json"
   path.write_text(json.dumps(old))
-  cfg = config_lib.load_run_config(str(path))
+  cfg = factory.load_run_config(str(path))
   assert dict(cfg.model) == {"name": "simple_cnn", "width": 8, "depth": 2, "dropout": 0.3, "stem_stride": 1,
                              "first_labels": (), "flip_average": False}
   assert dict(cfg.loss) == {"name": "bce"} and "momentum" not in cfg.optimizer

@@ -9,8 +9,7 @@ import pytest
 import tensorflow as tf
 from helpers import fast_config, make_tiny_corpus, run_cli
 
-from mlc_tf import config as config_lib
-from mlc_tf import models
+from mlc_tf import factory, models
 from mlc_tf.data import pipeline
 from mlc_tf.experiments import ensembles
 from mlc_tf.models import inference
@@ -70,7 +69,8 @@ def test_ensemble_answers_the_members_mean_reloads_in_safe_mode_and_reports_like
   table = ensembles.format_comparison(report)
   assert "| member 2: " in table and "**ensemble of 2**" in table
 
-  cfg = config_lib.load_run_config(os.path.join(out, "config.json"))  # what mlc-evaluate/-calibrate/-export read
+  # what mlc-evaluate, -calibrate and -export read
+  cfg = factory.load_run_config(os.path.join(out, "config.json"))
   assert list(cfg.ensemble.members) == workdirs and cfg.ensemble.flip_average is False
   assert cfg.export.name == "tiny_ensemble" and cfg.data.split_seed == 0
 

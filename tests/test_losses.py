@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from mlc_tf import registry
 from mlc_tf.train import losses
 
 Y_TRUE = np.array([[1.0, 0.0]], np.float32)
@@ -32,7 +33,8 @@ def _value(loss, y_true=Y_TRUE, y_pred=Y_PRED):
     ("weighted_bce", -(math.log(0.8) + math.log(0.7)) / 2),  # all weights 1: plain BCE
 ])
 def test_loss_matches_hand_computed_value(name, expected):
-  loss = losses.make_loss(_loss_cfg(name, **losses.knobs(name)), LABELS)  # every knob at its default
+  defaults = registry.knobs("loss", name)
+  loss = losses.make_loss(_loss_cfg(name, **defaults), LABELS)  # every knob at its default
   assert _value(loss) == pytest.approx(expected, rel=1e-5)
 
 

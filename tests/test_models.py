@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mlc_tf import config as config_lib
-from mlc_tf import models
+from mlc_tf import models, registry
 from mlc_tf.models import inference
 
 
@@ -118,7 +118,7 @@ def test_builder_keyword_defaults_are_the_only_defaults():
   assert set(cfg) == {"name", "first_labels", "flip_average"}
   model = models.build(cfg, 3, 16)
   assert model.get_layer("conv1").filters == 32 and "head_dropout" not in [layer.name for layer in model.layers]
-  assert models.registry.knobs("resnet") == {"width": 32, "blocks": 8, "stages": 4, "stem_stride": 1,
+  assert registry.knobs("model", "resnet") == {"width": 32, "blocks": 8, "stages": 4, "stem_stride": 1,
                                              "se_ratio": 0, "dropout": 0.0}
 
 

@@ -11,6 +11,7 @@ import tensorflow as tf
 from helpers import fast_config, make_tiny_corpus, run_cli
 from PIL import Image
 
+from mlc_tf import registry
 from mlc_tf.data import balance, label_rules, pipeline, split_corpus, unlabeled
 from mlc_tf.models import inference
 from mlc_tf.train import losses, self_training
@@ -123,7 +124,7 @@ def test_soft_targets_through_label_rules_balance_losses_and_metrics():
   np.testing.assert_array_equal(label_rules.apply_implications(np.array([[1, 0, 0]], np.uint8), names,
                                                                [("baby", "people")]), [[1, 1, 0]])
   assert balance.repeat_factors(soft, 0.9)[1] == pytest.approx(np.sqrt(0.9 / 0.5))  # only people counts: 0.7
-  for name in losses.names():
+  for name in registry.names("loss"):
     cfg = ml_collections.ConfigDict({"name": name, **({"class_weight_power": 0.5} if name == "weighted_bce" else {})})
     assert np.isfinite(float(losses.make_loss(cfg, names, soft)(soft, np.full_like(soft, 0.4)))), name
   f1 = keras.metrics.F1Score(average="micro", threshold=0.5)  # training's metric, on soft targets

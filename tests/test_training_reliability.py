@@ -14,7 +14,7 @@ import pytest
 from helpers import fast_config, make_tiny_corpus
 from tensorflow.python.framework import config as tf_config
 
-from mlc_tf import models
+from mlc_tf import models, registry
 from mlc_tf.models import inference
 from mlc_tf.train import callbacks, losses, optimizers, training
 
@@ -137,7 +137,7 @@ def _layer_classes(config) -> set[str]:
   return found
 
 
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", registry.names("model"))
 def test_every_model_saves_without_lambda_and_loads_in_safe_mode(name, tmp_path):
   cfg = fast_config(image_size=32 if name == "keras_app" else 16, model=name)  # keras.applications need >= 32 px
   labels = ["cat", "dog", "sun"]

@@ -31,7 +31,7 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-from mlc_tf import config as config_lib
+from mlc_tf import factory
 from mlc_tf.cli import common
 from mlc_tf.data import split_corpus
 from mlc_tf.evaluate import operating_points, reports
@@ -96,12 +96,12 @@ def _load(path: str) -> tuple[keras.Model, ml_collections.ConfigDict, int]:
     model, metadata = export.inference_model_from_export(export_dir)
     if _CONFIG.value is None and not metadata["config"]:
       raise ValueError(f"{export_dir} carries no training config; pass --config so the split can be rebuilt")
-    cfg = config_lib.run_config(metadata["config"], export_dir) if _CONFIG.value is None else _CONFIG.value
+    cfg = factory.run_config(metadata["config"], export_dir) if _CONFIG.value is None else _CONFIG.value
     return model, cfg, metadata["max_image_pixels"]
   config_path = os.path.join(path if os.path.isdir(path) else os.path.dirname(path), "config.json")
   if _CONFIG.value is None and not os.path.isfile(config_path):
     raise ValueError(f"{config_path} not found; pass --config (the training config) so the split can be rebuilt")
-  cfg = config_lib.load_run_config(config_path) if _CONFIG.value is None else _CONFIG.value
+  cfg = factory.load_run_config(config_path) if _CONFIG.value is None else _CONFIG.value
   return inference.load(path), cfg, export.MAX_IMAGE_PIXELS
 
 

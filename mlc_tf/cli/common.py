@@ -16,7 +16,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import mlc_tf
-from mlc_tf import config as config_lib
 
 flags.disclaim_key_flags()
 
@@ -59,9 +58,10 @@ class TrainingFlags:
 
   def resolve(self) -> tuple[ml_collections.ConfigDict, str, str]:
     """The config, the corpus (see :func:`data_dir`) and the workdir (default: workdirs/<prefix><export name>)."""
+    from mlc_tf import factory  # imported here: mlc-export, -predict and -review load no training code
     cfg = self.config.value
     try:
-      config_lib.check_choices(cfg)
+      factory.check_choices(cfg)
     except ValueError as error:  # e.g. --config.model.name=resnet on a recipe that declares simple_cnn's knobs
       raise app.UsageError(str(error)) from None
     workdir = self.workdir.value or os.path.join("workdirs", f"{self._workdir_prefix}{cfg.export.name}")
@@ -85,7 +85,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
   ml_collections raises a bare AttributeError naming only the last part of the
   field; recipes declare the knobs of the model, loss and optimizer they
-  choose and no others (``config.choose``), so the message says how to choose another.
+  choose and no others (``factory.choose``), so the message says how to choose another.
   """
   try:
     return app.parse_flags_with_usage(argv)
@@ -96,7 +96,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     raise SystemExit(f"{os.path.basename(argv[0])}: error: {', '.join(named)}: the config has no such field. A "
                      "recipe declares only the knobs of the model, loss and optimizer it chooses; choose another "
                      "with --config=<recipe>.py:model=<name> (also loss=, optimizer=; comma-separated), whose "
-                     "knobs it then declares (mlc_tf/config.py: choose)") from None
+                     "knobs it then declares (mlc_tf/factory.py: choose)") from None
 
 
 def run(main: Callable[[list[str]], None], verbosity: int) -> None:

@@ -18,7 +18,7 @@ import os
 from absl import flags, logging
 from ml_collections import config_flags
 
-from mlc_tf import config as config_lib
+from mlc_tf import factory
 from mlc_tf.cli import common
 from mlc_tf.data import split_corpus
 from mlc_tf.evaluate import metrics, reports
@@ -43,7 +43,7 @@ def main(argv):
     if not os.path.isfile(saved):
       raise SystemExit(f"mlc-evaluate: error: {saved} not found; pass --config (the training config) "
                        "so the split can be rebuilt")
-    cfg = config_lib.load_run_config(saved)
+    cfg = factory.load_run_config(saved)
   data_dir = common.data_dir(_DATA_DIR.value, cfg.data.source)
   with common.exit_on_error("mlc-evaluate", FileNotFoundError, ValueError):  # CorpusError is a ValueError
     model = inference.load(_MODEL.value)

@@ -19,8 +19,7 @@ import os
 import keras
 import ml_collections
 
-from mlc_tf import config as config_lib
-from mlc_tf import markdown
+from mlc_tf import factory, markdown
 from mlc_tf.data import split_corpus
 from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
@@ -56,7 +55,7 @@ def _field(cfg: ml_collections.ConfigDict, dotted: str):
 
 
 def read_configs(workdirs: list[str], flip_average: bool = False) -> list[ml_collections.ConfigDict]:
-  """Each member's config.json (``config.load_run_config``), checked to describe the same split (``SPLIT_FIELDS``).
+  """Each member's config.json (``factory.load_run_config``), checked to describe the same split (``SPLIT_FIELDS``).
 
   One workdir is enough with ``flip_average`` (test-time flip averaging of one run).
   """
@@ -67,7 +66,7 @@ def read_configs(workdirs: list[str], flip_average: bool = False) -> list[ml_col
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
       raise FileNotFoundError(f"{path} not found: each member must be a finished mlc-train workdir")
-    configs.append(config_lib.load_run_config(path))
+    configs.append(factory.load_run_config(path))
   for workdir, cfg in zip(workdirs[1:], configs[1:]):
     for field in SPLIT_FIELDS:
       if _field(cfg, field) != _field(configs[0], field):

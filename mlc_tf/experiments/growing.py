@@ -22,7 +22,7 @@ from typing import Callable
 import keras
 import ml_collections
 
-from mlc_tf import atomic_files, markdown, models
+from mlc_tf import atomic_files, markdown, models, registry
 from mlc_tf.data import split_corpus
 from mlc_tf.evaluate import metrics
 from mlc_tf.train import training
@@ -113,9 +113,9 @@ def _check(cfg: ml_collections.ConfigDict, start_depth: int, max_depth: int, pat
     raise ValueError(f"need 1 <= start_depth ({start_depth}) <= max_depth ({max_depth})")
   if patience < 1:
     raise ValueError(f"patience must be at least 1, got {patience}")
-  if "depth" not in models.registry.knobs(cfg.model.name):
-    raise ValueError(f"model {cfg.model.name!r} has no depth knob to grow; its knobs: "
-                     f"{', '.join(models.registry.knobs(cfg.model.name))}")
+  knobs = registry.knobs("model", cfg.model.name)
+  if "depth" not in knobs:
+    raise ValueError(f"model {cfg.model.name!r} has no depth knob to grow; its knobs: {', '.join(knobs)}")
 
 
 def _parameters(cfg: ml_collections.ConfigDict, names: list[str]) -> int | str:

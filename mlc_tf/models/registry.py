@@ -1,4 +1,4 @@
-"""Models in the registry (``mlc_tf.registry``, kind ``"model"``): builders by name, their knobs, and ``build``.
+"""Models in the registry (``mlc_tf.registry``, kind ``"model"``): ``register`` and ``build``.
 
 Every builder is ``fn(num_labels, image_size, *, knob=default, ...) -> keras.Model``:
 a functional model taking float32 images in [0, 255] and ending in one sigmoid
@@ -11,12 +11,11 @@ importing ``mlc_tf.models`` imports them all.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Callable
 
 import keras
 import ml_collections
 
-from mlc_tf import config as config_lib
 from mlc_tf import registry as registry_lib
 from mlc_tf.models import two_network
 
@@ -24,15 +23,6 @@ from mlc_tf.models import two_network
 def register(name: str) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
   """A decorator registering a model builder as ``name`` (``mlc_tf.registry``, kind ``"model"``)."""
   return registry_lib.register("model", name)
-
-
-def names() -> list[str]:
-  return registry_lib.names("model")
-
-
-def knobs(name: str) -> dict[str, Any]:
-  """The knobs of model ``name`` with their defaults: its builder's keyword-only arguments."""
-  return registry_lib.knobs("model", name)
 
 
 def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int,
@@ -46,8 +36,7 @@ def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int,
   training's (``inference.with_flip_average``).
   """
   name = cfg["name"]
-  knob_values = config_lib.knob_values("model", cfg, knobs(name))
-  builder = functools.partial(registry_lib.lookup("model", name), **knob_values)
+  builder = functools.partial(registry_lib.lookup("model", name), **registry_lib.knob_values("model", cfg))
   first_labels = cfg.get("first_labels", ())
   if first_labels:
     if label_names is None or len(label_names) != num_labels:

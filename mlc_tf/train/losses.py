@@ -12,14 +12,13 @@ can derive positive-class weights from the training split's label frequencies.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import keras
 import ml_collections
 import numpy as np
 from keras import ops
 
-from mlc_tf import config as config_lib
 from mlc_tf import registry
 
 _EPSILON = 1e-7
@@ -88,15 +87,6 @@ class AsymmetricLoss(keras.losses.Loss):
             "margin": self.margin}
 
 
-def names() -> list[str]:
-  return registry.names("loss")
-
-
-def knobs(name: str) -> dict[str, Any]:
-  """The knobs of loss ``name`` with their defaults: its builder's keyword-only arguments."""
-  return registry.knobs("loss", name)
-
-
 def positive_weights(targets: np.ndarray, power: float, max_weight: float = 10.0) -> np.ndarray:
   """Per-label weights on positives, ``(negatives / positives) ** power``, capped at ``max_weight``.
 
@@ -128,7 +118,7 @@ def make_loss(cfg: ml_collections.ConfigDict, label_names: list[str],
   knob it does not take is an error naming its knobs). ``train_targets``:
   the training split's, which weighted_bce's ``class_weight_power`` needs.
   """
-  values = config_lib.knob_values("loss", cfg, knobs(cfg.name))
+  values = registry.knob_values("loss", cfg)
   return registry.lookup("loss", cfg.name)(label_names, train_targets, **values)
 
 

@@ -12,20 +12,10 @@ from typing import Any
 import keras
 import ml_collections
 
-from mlc_tf import config as config_lib
 from mlc_tf import registry
 from mlc_tf.train import budget
 
 SCHEDULES = ("constant", "cosine", "linear", "exponential")
-
-
-def names() -> list[str]:
-  return registry.names("optimizer")
-
-
-def knobs(name: str) -> dict[str, Any]:
-  """The knobs of optimizer ``name`` with their defaults: its builder's keyword-only arguments."""
-  return registry.knobs("optimizer", name)
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, epochs: int):
@@ -59,7 +49,7 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int = 1, epo
   them. ``learning_rate``: a schedule already made (``make_schedule``) instead.
   A knob the optimizer does not take is an error naming its knobs.
   """
-  values = config_lib.knob_values("optimizer", cfg, knobs(cfg.name))
+  values = registry.knob_values("optimizer", cfg)
   if learning_rate is None:
     learning_rate = make_schedule(cfg, steps_per_epoch, epochs)
   common = {"learning_rate": learning_rate, "clipnorm": cfg.clipnorm or None}

@@ -143,9 +143,14 @@ def _check_split(cfg: ml_collections.ConfigDict, teacher: str, allow_mismatch: b
   """An error (a loud warning when ``allow_mismatch``) unless the teacher's config.json splits as ``cfg`` does."""
   path = os.path.join(teacher if os.path.isdir(teacher) else os.path.dirname(teacher), "config.json")
   if os.path.isfile(path):
-    saved = config_lib.load_run_config(path)
-    differences = [f"{group}.{field}: teacher {saved[group][field]!r}, this run {cfg[group][field]!r}"
-                   for group, field in SPLIT_FIELDS if _plain(saved[group][field]) != _plain(cfg[group][field])]
+    with open(path) as f:
+      saved = json.load(f)
+    defaults = config_lib.base_config()  # a field an older run did not save has today's default
+    teacher_split = {(group, field): saved.get(group, {}).get(field, defaults[group][field])
+                     for group, field in SPLIT_FIELDS}
+    differences = [f"{group}.{field}: teacher {teacher_split[group, field]!r}, this run {cfg[group][field]!r}"
+                   for group, field in SPLIT_FIELDS
+                   if _plain(teacher_split[group, field]) != _plain(cfg[group][field])]
     problem = f"the teacher's split differs ({'; '.join(differences)})" if differences else None
   else:
     problem = f"{path} is missing, so the teacher's split is unknown"
