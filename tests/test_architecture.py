@@ -8,17 +8,18 @@ import sys
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "mlc_tf"
-# Modules (and the configs package) any package may import: they import no other mlc_tf package.
-LEAVES = {"config", "atomic_files", "registry", "markdown", "configs", "hardware"}
-# package -> the other mlc_tf packages it may import from
+# Top-level modules any package may import: they import no mlc_tf module but each other.
+LEAVES = {"config", "atomic_files", "registry", "markdown", "hardware"}
+# package, or top-level module that is no leaf -> the other ones it may import from
 ALLOWED = {
-    "configs": set(),  # what the recipes share; a leaf like config.py
+    "configs": {"data"},  # what the recipes share: flickr14's label names are data's
     "data": set(),
     "models": {"data"},
     "serving": {"models", "data"},
     "evaluate": {"data", "models"},
     "train": {"data", "models", "evaluate"},
-    "experiments": {"data", "models", "evaluate", "train"},
+    "factory": {"models", "train"},  # chooses by name: imports every builder module
+    "experiments": {"data", "models", "evaluate", "train", "factory"},
     "review": {"data", "models", "serving"},
 }
 
@@ -36,16 +37,30 @@ def _imported_packages(path: pathlib.Path) -> set[str]:
   return found
 
 
-@pytest.mark.parametrize("package", sorted(ALLOWED))
-def test_packages_import_only_what_the_layout_allows(package):
-  for path in sorted((PACKAGE / package).rglob("*.py")):
-    imported = _imported_packages(path) - {package} - LEAVES
-    assert imported <= ALLOWED[package], f"{path.relative_to(PACKAGE)} imports {sorted(imported - ALLOWED[package])}"
+def _files(unit: str) -> list[pathlib.Path]:
+  """The files of a package, or the one file of a top-level module."""
+  if (PACKAGE / unit).is_dir():
+    return sorted((PACKAGE / unit).rglob("*.py"))
+  return [PACKAGE / f"{unit}.py"]
 
 
-def test_every_package_of_the_library_has_its_import_rule():
-  packages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
-  assert packages - {"cli"} == set(ALLOWED)
+@pytest.mark.parametrize("unit", sorted(ALLOWED))
+def test_packages_import_only_what_the_layout_allows(unit):
+  for path in _files(unit):
+    imported = _imported_packages(path) - {unit} - LEAVES
+    forbidden = sorted(imported - ALLOWED[unit])
+    assert not forbidden, f"{path.relative_to(PACKAGE)} imports {forbidden}"
+
+
+def test_leaves_import_only_leaves():
+  for leaf in sorted(LEAVES):
+    assert _imported_packages(PACKAGE / f"{leaf}.py") <= LEAVES, leaf
+
+
+def test_every_package_and_module_of_the_library_has_its_import_rule():
+  units = {path.parent.name for path in PACKAGE.glob("*/__init__.py")} | {
+      path.stem for path in PACKAGE.glob("*.py") if path.name != "__init__.py"}
+  assert units - {"cli"} == set(ALLOWED) | LEAVES
 
 
 def test_the_import_rules_run_one_way():
@@ -55,6 +70,86 @@ def test_the_import_rules_run_one_way():
                          if other not in seen))
   for package in ALLOWED:
     assert package not in reachable(package), package
+
+
+def _module_name(path: pathlib.Path) -> str:
+  parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+  return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+  """Module -> the mlc_tf modules it imports, from every import statement, inside functions too.
+
+  ``from a import b`` is module ``a.b`` where ``b`` is a submodule, else ``a``
+  (a name ``a`` defines or re-exports). Importing ``a.b.c`` also runs the
+  ``__init__`` of ``a`` and ``a.b``: each such package counts, save those the
+  importing module sits in, which are already loading when it runs (so a
+  package's ``__init__`` may re-export its submodules, and they may import
+  each other through it).
+  """
+  modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+  graph = {}
+  for name, path in modules.items():
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Import):
+        targets.update(alias.name for alias in node.names)
+      elif isinstance(node, ast.ImportFrom):
+        parts = package.split(".")
+        base = ".".join(parts[:len(parts) - node.level + 1]) if node.level else ""
+        module = ".".join(filter(None, [base, node.module]))
+        targets.update(f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module
+                       for alias in node.names)
+    graph[name] = set()
+    for target in targets:
+      parts = target.split(".")
+      for end in range(1, len(parts) + 1):
+        enclosing = ".".join(parts[:end])
+        own_package = name == enclosing or name.startswith(enclosing + ".")
+        if enclosing in modules and enclosing != name and (end == len(parts) or not own_package):
+          graph[name].add(enclosing)
+  return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+  """Tarjan's strongly connected components of more than one module, or of one importing itself."""
+  index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+  def visit(node):
+    index[node] = low[node] = len(index)
+    stack.append(node)
+    on_stack.add(node)
+    for other in sorted(graph[node]):
+      if other not in index:
+        visit(other)
+        low[node] = min(low[node], low[other])
+      elif other in on_stack:
+        low[node] = min(low[node], index[other])
+    if low[node] == index[node]:
+      component = []
+      while not component or component[-1] != node:
+        component.append(stack.pop())
+        on_stack.discard(component[-1])
+      if len(component) > 1 or node in graph[node]:
+        found.append(sorted(component))
+
+  for node in sorted(graph):
+    if node not in index:
+      visit(node)
+  return found
+
+
+def test_no_module_of_the_library_imports_itself_through_others():
+  """A circle, even through an import inside a function, means none of its modules stands alone."""
+  graph = _import_graph()
+  assert graph["mlc_tf.factory"] >= {"mlc_tf.config", "mlc_tf.models", "mlc_tf.train.losses"}
+  described = []
+  for circle in _circles(graph):
+    edges = ", ".join(f"{module} imports {sorted(graph[module] & set(circle))}"
+                      for module in circle)
+    described.append(f"{' <-> '.join(circle)} ({edges})")
+  assert not described, "import circles: " + "; ".join(described)
 
 
 def test_nothing_in_the_library_imports_the_entry_points():

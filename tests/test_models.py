@@ -119,7 +119,7 @@ def test_builder_keyword_defaults_are_the_only_defaults():
   model = models.build(cfg, 3, 16)
   assert model.get_layer("conv1").filters == 32 and "head_dropout" not in [layer.name for layer in model.layers]
   assert registry.knobs("model", "resnet") == {"width": 32, "blocks": 8, "stages": 4, "stem_stride": 1,
-                                             "se_ratio": 0, "dropout": 0.0}
+                                                "se_ratio": 0, "dropout": 0.0}
 
 
 def test_a_knob_the_model_does_not_take_is_an_error_naming_its_knobs():

@@ -16,11 +16,7 @@ import importlib.util
 import os
 import types
 
-# The 14 labels of the Flickr photo corpus this project started from (../shared/datasets/flickr14).
-FLICKR14_LABELS = ("baby", "bird", "car", "clouds", "dog", "female", "flower", "male", "night", "people",
-                   "portrait", "river", "sea", "tree")
-# Only humans are labelled male/female, and a baby is a person: targets that break this are labelling errors.
-FLICKR14_RULES = ("baby=>people", "female=>people", "male=>people")
+from mlc_tf.data.flickr14 import FLICKR14_LABELS, FLICKR14_RULES  # noqa: F401  (for the recipes)
 
 
 def recipe(config_file: str, name: str) -> types.ModuleType:

@@ -8,11 +8,11 @@ import pandas as pd
 import tensorflow as tf
 
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import pipeline, sources
+from mlc_tf.data import pipeline, source_base
 
 
 def make(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.ConfigDict, training: bool,
-         source: sources.Source | None = None, batch_size: int | None = None, seed: int | None = None,
+         source: source_base.Source | None = None, batch_size: int | None = None, seed: int | None = None,
          drop_remainder: bool = False, sample_counts: np.ndarray | None = None) -> tf.data.Dataset:
   """``frame``'s rows as batches of (image, targets), in its order, as ``cfg`` sets the pipeline.
 

@@ -25,40 +25,18 @@ import os
 import re
 
 import ml_collections
-import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import splits
+from mlc_tf.data import source_base
 
 CorpusError = corpus_lib.CorpusError
 SPACE_SEPARATED_HEADERS = ("labels", "tags")  # a 2-column CSV with this header holds space-separated labels
 _URL_OR_DRIVE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
-class Source:
-  """A corpus from files: label frame with a ``path`` column, split by iterative stratification."""
-
-  def __init__(self, spec: str, frame: pd.DataFrame, audit: corpus_lib.CorpusAudit):
-    self.spec = spec
-    self.frame = frame
-    self.audit = audit
-
-  @property
-  def label_names(self) -> list[str]:
-    return corpus_lib.label_columns(self.frame)
-
-  def split(self, val_fraction: float, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row positions of the train, validation and test parts of ``self.frame``."""
-    return splits.train_val_test_split(self.frame[self.label_names].to_numpy(), val_fraction, test_fraction, seed)
-
-  def images(self, frame: pd.DataFrame) -> np.ndarray | tf.data.Dataset:
-    """The images of ``frame`` (rows of ``self.frame``), in its row order, as ``make_dataset`` takes them."""
-    return frame[corpus_lib.PATH_COLUMN].to_numpy()
-
-
-def open_source(spec: str, data: ml_collections.ConfigDict) -> Source:
+def open_source(spec: str, data: ml_collections.ConfigDict) -> source_base.Source:
   """Opens ``spec`` (see the module docstring) with the settings of ``data`` (config.data)."""
   if not spec:
     raise CorpusError("no data source: set config.data.source (folder:, csv: or tfds:) or --data_dir")
@@ -67,13 +45,13 @@ def open_source(spec: str, data: ml_collections.ConfigDict) -> Source:
   if kind == "csv":
     frame, audit = load_csv(rest, labels)
     frame = corpus_lib.audit_frame(frame, audit, strict=strict)  # decodes every image once, as for folders
-    return Source(spec, frame, audit)
+    return source_base.Source(spec, frame, audit)
   if kind == "tfds":
     from mlc_tf.data.tfds import source as tfds_source  # TFDS is imported for tfds: sources only
     return tfds_source.open_tfds(spec, rest, data)
   root = rest if kind == "folder" else spec  # a bare directory, also gs://… or C:\…
   frame, audit = corpus_lib.load_corpus(root, labels, strict=strict)
-  return Source(spec, frame, audit)
+  return source_base.Source(spec, frame, audit)
 
 
 @dataclasses.dataclass

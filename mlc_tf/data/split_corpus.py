@@ -9,7 +9,7 @@ import ml_collections
 import pandas as pd
 
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import corrections, label_rules, sources
+from mlc_tf.data import corrections, label_rules, source_base, sources
 
 
 @dataclasses.dataclass
@@ -21,7 +21,7 @@ class SplitCorpus:
   val: pd.DataFrame
   test: pd.DataFrame
   audit: corpus_lib.CorpusAudit
-  source: sources.Source | None = None  # where the frames' images are; None: their `path` column
+  source: source_base.Source | None = None  # where the frames' images are; None: their `path` column
   # What self-training added to ``train`` (untagged images, teacher's targets; mlc_tf/train/self_training.py).
   unlabeled: dict | None = None
 

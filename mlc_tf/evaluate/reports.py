@@ -11,7 +11,7 @@ import pandas as pd
 
 from mlc_tf import atomic_files
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import label_rules, sources, split_corpus
+from mlc_tf.data import label_rules, source_base, split_corpus
 from mlc_tf.evaluate import metrics, plots, scoring
 
 SPLITS = ("train", "val", "test", "all")
@@ -32,14 +32,14 @@ def split_frame(data: split_corpus.SplitCorpus, split: str) -> pd.DataFrame:
 
 
 def predict_answers(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
-                    cfg: ml_collections.ConfigDict, source: sources.Source | None = None) -> scoring.SplitAnswers:
+                    cfg: ml_collections.ConfigDict, source: source_base.Source | None = None) -> scoring.SplitAnswers:
   """An inference model's probabilities and decisions for ``frame``, through training's own input pipeline."""
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.data.image_size = int(model.inputs[0].shape[1])  # the size the model was trained at, whatever cfg says
   return scoring.answer(model, frame, label_names, cfg, source)
 
 
-def images_of(frame: pd.DataFrame, rows: np.ndarray, source: sources.Source | None = None) -> list[str | bytes]:
+def images_of(frame: pd.DataFrame, rows: np.ndarray, source: source_base.Source | None = None) -> list[str | bytes]:
   """What ``plots.image_grid`` shows for ``frame``'s rows at positions ``rows``: file paths, else encoded bytes."""
   if corpus_lib.PATH_COLUMN in frame:
     return list(frame[corpus_lib.PATH_COLUMN].to_numpy()[rows])
@@ -58,7 +58,7 @@ def _captions(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray, names: 
 
 def write_evaluation(output_dir: str, frame: pd.DataFrame, answers: scoring.SplitAnswers, thresholds: np.ndarray,
                      label_names: list[str], split: str = "test", history_csv: str | None = None,
-                     seed: int = 0, source: sources.Source | None = None,
+                     seed: int = 0, source: source_base.Source | None = None,
                      implications=()) -> tuple[dict, list[str]]:
   """Evaluates the inference model's ``answers`` against ``frame``'s labels and writes the report and its figures.
 
@@ -103,7 +103,7 @@ class _Figures:
   """The image grids of one evaluation: a random sample, confident false positives, images with no label."""
 
   def __init__(self, output_dir: str, frame: pd.DataFrame, y_true: np.ndarray, answers: scoring.SplitAnswers,
-               label_names: list[str], split: str, source: sources.Source | None):
+               label_names: list[str], split: str, source: source_base.Source | None):
     self.output_dir, self.frame, self.y_true, self.answers = output_dir, frame, y_true, answers
     self.label_names, self.split, self.source = label_names, split, source
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from mlc_tf import atomic_files, hardware, models
 from mlc_tf import config as config_lib
-from mlc_tf.data import balance, frame_datasets, label_rules, sources, split_corpus
+from mlc_tf.data import balance, frame_datasets, label_rules, source_base, split_corpus
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
@@ -41,7 +41,7 @@ class TrainResult:
 
 
 def _distributed_training_data(strategy: tf.distribute.Strategy, frame: pd.DataFrame, label_names: list[str],
-                               cfg: ml_collections.ConfigDict, source: sources.Source,
+                               cfg: ml_collections.ConfigDict, source: source_base.Source,
                                sample_counts: np.ndarray | None = None):
   """Each worker reads, decodes and caches only its shard of the training images, batched per replica.
 

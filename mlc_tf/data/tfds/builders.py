@@ -25,9 +25,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from mlc_tf.configs.common import FLICKR14_LABELS
 from mlc_tf.data import builtin, splits
 from mlc_tf.data import corpus as corpus_lib
+from mlc_tf.data.flickr14 import FLICKR14_LABELS
 from mlc_tf.data.tfds.features import MultiHotLabels
 
 JPEG_QUALITY = 95  # for the few images that are not 3-channel JPEGs already

@@ -29,7 +29,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import sources, splits
+from mlc_tf.data import source_base, splits
 from mlc_tf.data.tfds import builders
 from mlc_tf.data.tfds.features import MultiHotLabels
 
@@ -125,7 +125,7 @@ def label_reader(features: tfds.features.FeaturesDict):
                     "`objects` with a ClassLabel `label`, a Sequence of ClassLabel `labels`, or a ClassLabel `label`")
 
 
-class TfdsSource(sources.Source):
+class TfdsSource(source_base.Source):
   """TFDS records: a label frame read from them once, and their image bytes streamed in stored order."""
 
   def __init__(self, spec: str, builder: tfds.core.DatasetBuilder, split: str | None, labels: list[str] | None):

@@ -1,0 +1,11 @@
+"""The Flickr photo corpus this project started from (../shared/datasets/flickr14): its labels and rules.
+
+Data, not a recipe: the ``mlc_corpus`` TFDS builder names its labels, and the
+recipes (through ``mlc_tf.configs.common``) train on them.
+"""
+
+FLICKR14_LABELS = ("baby", "bird", "car", "clouds", "dog", "female", "flower", "male", "night",
+                   "people", "portrait", "river", "sea", "tree")
+# Only humans are labelled male/female, and a baby is a person: targets that break this are labelling
+# errors.
+FLICKR14_RULES = ("baby=>people", "female=>people", "male=>people")
