@@ -2,6 +2,7 @@
 
 import ast
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -150,6 +151,20 @@ def test_no_module_of_the_library_imports_itself_through_others():
                       for module in circle)
     described.append(f"{' <-> '.join(circle)} ({edges})")
   assert not described, "import circles: " + "; ".join(described)
+
+
+def test_each_entry_point_sets_tensorflows_environment_before_its_imports():
+  """TensorFlow reads its environment once, when it loads: ``cli.start()`` precedes every import.
+
+  mlc-client loads no TensorFlow, so it has nothing to set.
+  """
+  setup = (PACKAGE.parent / "setup.cfg").read_text()
+  entry_points = set(re.findall(r"= mlc_tf\.cli\.(\w+):run", setup)) - {"client"}
+  assert "train" in entry_points
+  for name in sorted(entry_points):
+    tree = ast.parse((PACKAGE / "cli" / f"{name}.py").read_text())
+    statements = [ast.unparse(node) for node in tree.body[1:4]]  # after the docstring
+    assert statements == ["from __future__ import annotations", "from mlc_tf import cli", "cli.start()"], name
 
 
 def test_nothing_in_the_library_imports_the_entry_points():

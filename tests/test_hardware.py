@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -100,6 +102,16 @@ def test_onednn_is_turned_on_where_measured_faster_unless_the_user_chose():
   environ = {}
   _set_tensorflow_environment(environ, ["mlc-train", "--verbosity=1"], ARM)
   assert environ == {}  # not measured on ARM; TensorFlow's own log lines asked for
+
+
+def test_importing_the_entry_points_package_leaves_the_environment_alone():
+  """Only a command that runs sets TensorFlow's environment (cli.start), not code importing cli/."""
+  code = ("import os; before = dict(os.environ); import mlc_tf.cli.common; "
+          "print(dict(os.environ) == before)")
+  env = {key: value for key, value in os.environ.items()
+         if key not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}  # both unset: start() would set one
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+  assert out.stdout.strip().splitlines()[-1] == "True"
 
 
 @pytest.mark.parametrize("argv, verbose", [

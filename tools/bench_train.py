@@ -35,7 +35,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import mlc_tf.cli  # noqa: E402,F401  first: sets TensorFlow's environment (oneDNN) as the entry points do
+import mlc_tf.cli  # noqa: E402
+
+mlc_tf.cli.start()  # first: TensorFlow's environment (oneDNN) as the entry points set it
 
 # isort: split
 
@@ -48,7 +50,7 @@ from mlc_tf import hardware, models  # noqa: E402
 from mlc_tf.cli import common  # noqa: E402
 from mlc_tf.data import corpus as corpus_lib  # noqa: E402
 from mlc_tf.data import pipeline  # noqa: E402
-from mlc_tf.train import distribute, losses, optimizers
+from mlc_tf.train import distribute, losses, optimizers  # noqa: E402
 from tools import timing  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("flickr14.py"), "Training config.")

@@ -1,12 +1,13 @@
 """The absl entry points, one module per console script.
 
-Importing this package sets TensorFlow's environment before any entry point
-loads TensorFlow, which reads it once, at start-up: its oneDNN kernels on
-where they were measured faster (``hardware.onednn_faster``), and its own
-log lines (CUDA probes, graph notes) silenced unless ``--verbosity`` (``-v``)
-asks for more. A variable the user set is left alone. Only cli/ reads the
-environment. ``STARTED`` is when the command began: a time budget counts
-from there.
+Each entry point that loads TensorFlow calls ``start()`` before its other
+imports: TensorFlow reads its environment once, when it loads. ``start()``
+turns its oneDNN kernels on where they were measured faster
+(``hardware.onednn_faster``) and silences its own log lines (CUDA probes,
+graph notes) unless ``--verbosity`` (``-v``) asks for more. A variable the
+user set is left alone. Importing this package changes nothing: only a
+command that runs does. ``STARTED`` is when the command began: a time budget
+counts from there.
 """
 
 import logging
@@ -39,6 +40,11 @@ def _set_tensorflow_environment(environ: dict, argv: list[str], cpu: hardware.CP
 
 
 STARTED = time.time()
-_set_tensorflow_environment(os.environ, sys.argv, hardware.read_cpu())
-if not _verbose(sys.argv):
-  logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TensorFlow's Python notes (signature input names, ...)
+
+
+def start() -> None:
+  """Sets TensorFlow's environment and log level for this command, before TensorFlow loads."""
+  _set_tensorflow_environment(os.environ, sys.argv, hardware.read_cpu())
+  if not _verbose(sys.argv):
+    # TensorFlow's Python notes (signature input names, ...)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)

@@ -22,6 +22,10 @@ the maths: mlc_tf/evaluate/operating_points.py.
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 import json
 import os
 

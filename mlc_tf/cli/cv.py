@@ -10,6 +10,10 @@ cv_report.json and oof_predictions.csv (the input of mlc-suspects).
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 import os
 
 from absl import flags, logging

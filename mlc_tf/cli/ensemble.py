@@ -18,6 +18,10 @@ ensemble's. Serving costs about the sum of the members (twice with
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 from absl import flags, logging
 
 from mlc_tf.cli import common, finish

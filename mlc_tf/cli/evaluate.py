@@ -13,6 +13,10 @@ thresholds, and writes report.md, report.json and the figures to --output_dir.
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 import os
 
 from absl import flags, logging

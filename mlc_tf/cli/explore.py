@@ -10,6 +10,10 @@ explore.json, label_counts.png and cooccurrence.png to --output_dir.
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 import os
 
 from absl import flags, logging

@@ -9,6 +9,10 @@ config.json; an existing version is never overwritten.
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 import json
 import os
 

@@ -10,6 +10,10 @@ costs about one training run. Writes depth_<d>/, growth.md and growth.json.
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 import os
 
 from absl import flags, logging

@@ -22,6 +22,10 @@ sharded CSVs, and Beam's pipeline options follow `--`:
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 from absl import app, flags, logging
 
 from mlc_tf.cli import common

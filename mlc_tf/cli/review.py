@@ -12,6 +12,10 @@ model dir; without it the pages show no predictions and cannot tag.
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 from absl import flags, logging
 from werkzeug import serving
 

@@ -12,6 +12,10 @@ the rows the model got wrong, then train with --config.data.corrections=<file>.
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 import os
 
 from absl import flags, logging

@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 from absl import app, flags, logging
 
-import mlc_tf.cli
 from mlc_tf import config as config_lib
 from mlc_tf.cli import common, finish
 from mlc_tf.data import corpus
@@ -30,7 +33,7 @@ def main(argv):
   cfg, data_dir, workdir = _TRAINING.resolve()
   with common.exit_on_error("mlc-train", corpus.CorpusError, callbacks.TrainingDiverged,
                             self_training.SelfTrainingError, config_lib.ConfigError, budget.BudgetTooSmall):
-    result = training.train(cfg, data_dir, workdir, started=mlc_tf.cli.STARTED)
+    result = training.train(cfg, data_dir, workdir, started=cli.STARTED)
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return
   finish.report_and_export(result.report, workdir, result.inference_model, result.config, _EXPORT.value)

@@ -10,6 +10,10 @@ used (unreadable files, garbage in an annotation file, or any skip under
 
 from __future__ import annotations
 
+from mlc_tf import cli
+
+cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
 from absl import flags, logging
 
 from mlc_tf.cli import common
