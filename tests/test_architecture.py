@@ -114,7 +114,7 @@ def _import_graph() -> dict[str, set[str]]:
 
 
 def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
-  """Tarjan's strongly connected components of more than one module, or of one importing itself."""
+  """The strongly connected components of more than one module (Tarjan's algorithm)."""
   index, low, stack, on_stack, found = {}, {}, [], set(), []
 
   def visit(node):
@@ -132,7 +132,7 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
       while not component or component[-1] != node:
         component.append(stack.pop())
         on_stack.discard(component[-1])
-      if len(component) > 1 or node in graph[node]:
+      if len(component) > 1:
         found.append(sorted(component))
 
   for node in sorted(graph):
