@@ -1,4 +1,4 @@
-"""Pieces the recipes in configs/ share: flickr14's label names and rules, a recipe's base.
+"""Pieces the recipes in configs/ share: flickr14's label names and rules.
 
 A recipe chooses its model, loss and optimizer with ``mlc_tf.config.choose``,
 which declares every knob of each choice with the builder's default, so each
@@ -10,27 +10,9 @@ the other choice also takes:
   mlc-train --config=configs/best.py:model=resnet,optimizer=adam --config.model.blocks=4
 """
 
-from __future__ import annotations
-
-import importlib.util
-import os
-import types
-
 # The 14 labels of the Flickr photo corpus this project started from (../shared/datasets/flickr14).
 FLICKR14_LABELS = ("baby", "bird", "car", "clouds", "dog", "female", "flower", "male", "night", "people",
                    "portrait", "river", "sea", "tree")
 # Only humans are labelled male/female, and a baby is a person: targets that break this are labelling errors.
 FLICKR14_RULES = ("baby=>people", "female=>people", "male=>people")
 
-
-def recipe(config_file: str, name: str) -> types.ModuleType:
-  """The recipe ``<name>.py`` beside ``config_file``: for a recipe built on another.
-
-  Recipes are files that ``--config=configs/<name>.py`` loads by path, not a
-  package, so one imports another by path too.
-  """
-  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"mlc_tf_recipe_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
