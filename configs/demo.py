@@ -2,8 +2,9 @@
 
   mlc-train                                  # same as --config=configs/demo.py
 
-About 1-2 minutes on a 2-core CPU. Trains, reports on the test split, and
-exports saved_models/demo/<version>/.
+Generates the corpus on first use, trains, reports on the test split and exports
+saved_models/demo/<version>/: about 1-2 minutes on a 2-core CPU (the first version's figure, not
+timed since).
 """
 
 from mlc_tf import config as base

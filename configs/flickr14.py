@@ -1,8 +1,10 @@
 """The plain recipe on the flickr14 corpus: simple_cnn, BCE, Adam, 64 px, calibrated thresholds.
 
-  mlc-train --config=configs/flickr14.py --data_dir=../shared/datasets/flickr14 --workdir=workdirs/flickr14
+  mlc-train --config=configs/flickr14.py --data_dir=../shared/datasets/flickr14 \
+    --workdir=workdirs/flickr14
 
-Up to 30 epochs of about a minute each on a 2-core CPU, fewer when early stopping ends it.
+Up to 30 epochs of about a minute each on the 2-core Intel Xeon development CPU (with AMX), fewer
+when early stopping ends it; never timed to the end (docs/results.md).
 """
 
 import mlc_tf.configs.common as mcc

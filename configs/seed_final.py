@@ -1,15 +1,11 @@
-"""The study's final recipe: balanced data, Adam, per-label thresholds, 64 px, on its seed CNN.
+"""The study's final recipe: balanced data, Adam, horizontal flips, per-label thresholds, 64 px, on
+its seed CNN (four conv layers, 3x3 shrinking to 1x1, max-pooling after the later ones, dropout).
 
   mlc-train --config=configs/seed_final.py --data_dir=../shared/datasets/flickr14 \
             --workdir=workdirs/seed_final --noexport
 
-At least 14 minutes on a 2-core CPU (docs/results.md).
-
-- seed_cnn: four conv layers (3x3 shrinking to 1x1), max-pooling after the later ones, dropout.
-- Balanced data: half of the images whose labels are only people/male/female
-  are dropped at random each epoch (under-sampling), and false positives of
-  "people" cost twice as much (weighted BCE), as the study did.
-- Adam, horizontal flips, F1-optimal threshold per label on the validation split.
+At least 14 minutes alone on the 2-core Intel Xeon development CPU (37 minutes of fit with two
+other trainings sharing it; docs/results.md, "Configs and ablation").
 """
 
 from mlc_tf import config as base
@@ -21,6 +17,8 @@ def get_config(arg=None):
   config = base.base_config()
   config.data.image_size = 64
   config.augment.flip = "horizontal"
+  # The study's balancing: half of the images labelled only people/male/female are dropped at random
+  # each epoch (under-sampling), and the loss makes false positives of "people" cost twice as much.
   config.balance.over_represented = ("people", "male", "female")
   config.balance.under_fraction = 0.5
   factory.choose(config, "model", "seed_cnn", choices, width=32, depth=4, dropout=0.5)

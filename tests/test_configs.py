@@ -42,14 +42,28 @@ def test_config_builds(path):
     models.build(fallback.model, len(FLICKR14_LABELS), fallback.data.image_size)
 
 
-def test_recipes_import_what_they_share_as_a_package():
-  """No recipe puts configs/ on sys.path: shared pieces come from mlc_tf.configs, a recipe built on another loads it."""
-  for path in CONFIGS:
+def test_recipes_build_on_each_other_by_a_plain_import():
+  """configs/ is on mlc_tf.configs' path: ``from mlc_tf.configs import best`` is configs/best.py."""
+  from mlc_tf.configs import best
+
+  assert os.path.samefile(best.__file__, os.path.join(REPO_ROOT, "configs", "best.py"))
+  package = os.path.dirname(mcc.__file__)  # no module of the package may shadow a recipe
+  assert not {os.path.basename(p) for p in CONFIGS} & set(os.listdir(package)) - {"__init__.py"}
+  for path in CONFIGS:  # recipes neither load each other by path nor touch sys.path
     with open(path) as f:
-      assert "sys.path" not in f.read(), os.path.basename(path)
-  student = _load(os.path.join(REPO_ROOT, "configs", "self_training.py")).get_config()
-  assert student.model == _load(os.path.join(REPO_ROOT, "configs", "best.py")).get_config().model
-  assert student.data.unlabeled and student.export.name == "self_training"
+      text = f.read()
+    assert "sys.path" not in text and "importlib" not in text, os.path.basename(path)
+
+
+def test_self_training_carries_best_values():
+  best = _load(os.path.join(REPO_ROOT, "configs", "best.py")).get_config().to_dict()
+  student = _load(os.path.join(REPO_ROOT, "configs", "self_training.py")).get_config().to_dict()
+  assert student["data"].pop("unlabeled") and not best["data"].pop("unlabeled")
+  assert student["export"].pop("name") == "self_training" and best["export"].pop("name") == "best"
+  assert student["train"].pop("budget") is None and best["train"].pop("budget") == "60m"
+  assert student["self_training"]["teacher_epochs"] == best["train"]["epochs"]
+  del student["self_training"], best["self_training"]
+  assert student == best  # everything else is best.py's
 
 
 def test_recipe_values_and_builder_defaults():
