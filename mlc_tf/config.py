@@ -106,7 +106,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.budget = ml_collections.FieldReference(None, field_type=str)
   # With a budget: a cheaper network to train instead when the budget holds fewer than below_epochs epochs of
   # this one, as measured a few steps into the first epoch (0: never). changes: the config sections that make
-  # it, merged into this config, e.g. {"data": {"image_size": 32}} (budget.fall_back).
+  # it, merged into this config, e.g. {"data": {"image_size": 32}} (train/fallback.py).
   config.train.fallback = ml_collections.ConfigDict({"below_epochs": 0, "changes": ml_collections.ConfigDict()})
   config.train.steps_per_epoch = ml_collections.FieldReference(None, field_type=int)  # None: one pass
   config.train.early_stopping_patience = 5

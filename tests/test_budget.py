@@ -1,4 +1,4 @@
-"""A time budget: parsing it, the schedule it re-plans, the plan from measured speed, and a budgeted training run."""
+"""A time budget: parsing it, the plan from measured speed, the fallback, a budgeted run."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import subprocess
 import sys
 
 import keras
-import numpy as np
 import pytest
 from helpers import REPO_ROOT, fast_config, make_tiny_corpus
 
 from mlc_tf import config as config_lib
-from mlc_tf.train import budget
+from mlc_tf.train import budget, fallback, schedules
 
 
 @pytest.mark.parametrize("text, seconds", [("60m", 3600), ("1h30m", 5400), ("90s", 90), ("2h", 7200),
@@ -26,39 +25,6 @@ def test_budget_strings(text, seconds):
 def test_a_bad_budget_string_is_a_config_error(text):
   with pytest.raises(config_lib.ConfigError, match="config.train.budget"):
     budget.parse_budget(text)
-
-
-def _rates(schedule, steps):
-  return np.array([float(schedule(step)) for step in steps])
-
-
-def test_unplanned_cosine_decay_is_keras_cosine_decay_with_warmup():
-  ours = budget.PlannedDecay(0.1, warmup_steps=10, total_steps=50, floor=0.1)
-  keras_schedule = keras.optimizers.schedules.CosineDecay(0.0, 40, alpha=0.1, warmup_target=0.1, warmup_steps=10)
-  np.testing.assert_allclose(_rates(ours, range(0, 60, 3)), _rates(keras_schedule, range(0, 60, 3)), atol=1e-6)
-  no_warmup = keras.optimizers.schedules.CosineDecay(0.1, 50, alpha=0.0)
-  np.testing.assert_allclose(_rates(budget.PlannedDecay(0.1, 0, 50), range(0, 55, 5)),
-                             _rates(no_warmup, range(0, 55, 5)), atol=1e-6)
-
-
-def test_linear_decay_reaches_its_floor_at_the_end():
-  schedule = budget.PlannedDecay(1.0, warmup_steps=0, total_steps=100, floor=0.1, decay="linear")
-  np.testing.assert_allclose(_rates(schedule, [0, 50, 100, 150]), [1.0, 0.55, 0.1, 0.1], atol=1e-6)
-  with pytest.raises(ValueError, match="unknown decay"):
-    budget.PlannedDecay(1.0, 0, 10, decay="step")
-
-
-@pytest.mark.parametrize("decay", budget.DECAYS)
-def test_a_plan_moves_the_end_of_the_decay_and_keeps_the_curve_continuous(decay):
-  schedule = budget.PlannedDecay(1.0, warmup_steps=10, total_steps=1000, floor=0.01, decay=decay)
-  before = float(schedule(40))
-  schedule.plan(total_steps=100, step=40)  # past the warm-up: decays from its rate at step 40
-  assert float(schedule(40)) == pytest.approx(before, rel=1e-5)
-  assert float(schedule(100)) == pytest.approx(0.01, rel=1e-4)
-  assert np.all(np.diff(_rates(schedule, range(40, 101))) <= 1e-7)
-  during_warmup = budget.PlannedDecay(1.0, warmup_steps=10, total_steps=1000, floor=0.0, decay=decay)
-  during_warmup.plan(total_steps=60, step=5)  # in the warm-up: the whole decay is re-planned, from the peak
-  assert float(during_warmup(10)) == pytest.approx(1.0) and float(during_warmup(60)) == pytest.approx(0.0, abs=1e-6)
 
 
 class _Clock:
@@ -96,7 +62,7 @@ def _budget(tmp_path, clock, budget_seconds=3600, max_epochs=100, schedule=None,
 
 def test_the_second_epoch_plans_the_run_to_end_inside_the_budget(tmp_path):
   clock = _Clock()
-  schedule = budget.PlannedDecay(1.0, warmup_steps=100, total_steps=100 * 50, floor=0.0)
+  schedule = schedules.PlannedDecay(1.0, warmup_steps=100, total_steps=100 * 50, floor=0.0)
   callback = _budget(tmp_path, clock, schedule=schedule)
   _run_epoch(callback, clock, 0, 50, seconds_per_step=2.0)   # decoding and caching: slow
   assert callback.plan is None
@@ -153,7 +119,7 @@ def test_a_resumed_run_keeps_the_length_it_planned(tmp_path):
   first = _budget(tmp_path, clock)
   _run_epoch(first, clock, 0, 50, seconds_per_step=1.0)
   _run_epoch(first, clock, 1, 50, seconds_per_step=1.0)
-  schedule = budget.PlannedDecay(1.0, warmup_steps=0, total_steps=100 * 50)
+  schedule = schedules.PlannedDecay(1.0, warmup_steps=0, total_steps=100 * 50)
   resumed = _budget(tmp_path, _Clock(), budget_seconds=60, schedule=schedule)  # a new process, a new budget
   assert resumed.plan == first.plan
   assert float(schedule(first.plan.planned_steps)) == pytest.approx(0.0, abs=1e-6)
@@ -195,8 +161,9 @@ def test_a_network_the_budget_holds_too_few_epochs_of_falls_back_a_few_steps_in(
   callback.on_epoch_begin(0)
   # an epoch: 50 steps of 5 s and a validation pass of 0.15 x 250 / 3 s = 262.5 s; the first ends at 1250 s,
   # 82.5 s are reserved: 12 more epochs fit in 3600 s
-  with pytest.raises(budget.NetworkTooSlow, match=r"about 13 epochs of this network at the 1.5 training images/s "
-                                                  r"measured, fewer than config.train.fallback.below_epochs=20"):
+  with pytest.raises(fallback.NetworkTooSlow,
+                     match=r"about 13 epochs of this network at the 1.5 training images/s "
+                           r"measured, fewer than config.train.fallback.below_epochs=20"):
     for batch in range(50):
       callback.on_train_batch_begin(batch)
       clock.now += seconds_per_step
@@ -211,7 +178,7 @@ def test_a_fallback_that_cannot_apply_is_a_config_error(changes, message):
   cfg.train.fallback.below_epochs = 20
   cfg.train.fallback.changes = changes
   with pytest.raises(config_lib.ConfigError, match=f"config.train.fallback.changes=.*{message}"):
-    budget.check_fallback(cfg)
+    fallback.check(cfg)
 
 
 def test_falling_back_records_why_and_clears_the_slow_networks_training_state(tmp_path):
@@ -220,17 +187,23 @@ def test_falling_back_records_why_and_clears_the_slow_networks_training_state(tm
   (workdir / budget.PLAN_FILE).write_text("{}")
   (workdir / "history.csv").write_text("epoch,loss\n")
   cfg = fast_config(image_size=24)
+  cfg.train.budget = "1h"
   cfg.train.fallback.below_epochs = 20
   cfg.train.fallback.changes = {"data": {"image_size": 16}}
-  fallback = budget.fall_back(cfg, str(workdir), budget.NetworkTooSlow(3, 20, 19.4))
-  assert fallback.data.image_size == 16 and fallback.train.fallback.below_epochs == 0 and cfg.data.image_size == 24
-  assert sorted(p.name for p in workdir.iterdir()) == [budget.FALLBACK_FILE]
-  taken = budget.taken_fallback(str(workdir))
-  assert taken["changes"] == {"data": {"image_size": 16}} and taken["projected_epochs"] == 3
+  run_budget = budget.Budget.of(cfg, str(workdir), started=0.0)
+  fallback_cfg = run_budget.fall_back(cfg, fallback.NetworkTooSlow(3, 20, 19.4))
+  assert fallback_cfg.data.image_size == 16 and fallback_cfg.train.fallback.below_epochs == 0
+  assert cfg.data.image_size == 24
+  assert sorted(p.name for p in workdir.iterdir()) == [fallback.FALLBACK_FILE]
+  taken = fallback.taken(str(workdir))
+  assert taken == run_budget.fallback_taken and taken["changes"] == {"data": {"image_size": 16}}
+  assert taken["projected_epochs"] == 3
   assert taken["measured_images_per_second"] == 19.4 and "about 3 epochs" in taken["reason"]
-  assert budget.with_changes(cfg, taken["changes"]).data.image_size == 16  # what a resumed run trains
-  budget.forget(str(workdir))
-  assert budget.taken_fallback(str(workdir)) is None
+  # what a resumed run trains
+  assert fallback.with_changes(cfg, taken["changes"]).data.image_size == 16
+  # A new run (nothing backed up) in the workdir forgets the finished run's fallback.
+  assert budget.Budget.of(cfg, str(workdir), started=0.0).config_to_train(cfg).data.image_size == 24
+  assert fallback.taken(str(workdir)) is None
 
 
 def test_a_run_too_slow_for_its_budget_trains_the_fallback_and_says_so(tmp_path):
@@ -248,9 +221,9 @@ def test_a_run_too_slow_for_its_budget_trains_the_fallback_and_says_so(tmp_path)
   assert result.model.input_shape[1:3] == (16, 16) and result.report["training"]["epochs"] == 2
   first_conv = next(layer for layer in result.model.layers if isinstance(layer, keras.layers.Conv2D))
   assert result.config.model.stem_stride == 2 and first_conv.strides == (2, 2)
-  fallback = result.report["training"]["budget"]["fallback"]
-  assert fallback["changes"] == changes
-  assert "fewer than config.train.fallback.below_epochs=10000" in fallback["reason"]
+  taken = result.report["training"]["budget"]["fallback"]
+  assert taken["changes"] == changes
+  assert "fewer than config.train.fallback.below_epochs=10000" in taken["reason"]
   written = json.loads((tmp_path / "run" / "config.json").read_text())
   assert written["data"]["image_size"] == 16 and written["model"]["stem_stride"] == 2
   # A new run in the same workdir measures afresh: the finished run's fallback and plan are not its own.
@@ -259,7 +232,7 @@ def test_a_run_too_slow_for_its_budget_trains_the_fallback_and_says_so(tmp_path)
   again = training.train(cfg, root, workdir)
   assert again.config.data.image_size == 24 and "fallback" not in again.report["training"]["budget"]
   assert again.report["training"]["budget"]["planned_epochs"] == 1  # its own plan, not the finished run's 2
-  assert not os.path.exists(os.path.join(workdir, budget.FALLBACK_FILE))
+  assert not os.path.exists(os.path.join(workdir, fallback.FALLBACK_FILE))
 
 
 def test_a_budget_too_small_stops_the_run_with_a_clear_error(tmp_path):

@@ -11,7 +11,7 @@ from helpers import REPO_ROOT, run_cli
 import mlc_tf.configs.common as mcc
 from mlc_tf import config as config_lib
 from mlc_tf import factory, models, registry
-from mlc_tf.train import budget, losses, optimizers
+from mlc_tf.train import fallback, losses, optimizers
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "*.py")))
 
@@ -38,8 +38,8 @@ def test_config_builds(path):
   losses.make_loss(cfg.loss, FLICKR14_LABELS, [[1] * len(FLICKR14_LABELS), [0] * len(FLICKR14_LABELS)])
   optimizers.make_optimizer(cfg.optimizer, 10, cfg.train.epochs)
   if cfg.train.fallback.below_epochs:  # the cheaper network a short budget trains instead builds too
-    fallback = budget.with_changes(cfg, cfg.train.fallback.changes.to_dict())
-    models.build(fallback.model, len(FLICKR14_LABELS), fallback.data.image_size)
+    fallback_cfg = fallback.with_changes(cfg, cfg.train.fallback.changes.to_dict())
+    models.build(fallback_cfg.model, len(FLICKR14_LABELS), fallback_cfg.data.image_size)
 
 
 def test_recipes_build_on_each_other_by_a_plain_import():

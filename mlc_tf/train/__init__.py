@@ -1,1 +1,2 @@
-"""Fitting: the training run, its callbacks, losses, optimizers, distribution, self-training."""
+"""Fitting: the training run, its callbacks, losses, optimizers and schedules, distribution, time
+budget and its fallback, self-training."""

@@ -1,21 +1,18 @@
 """A time budget instead of an epoch count: the run measures its speed, plans its length, fits its schedule to it.
 
 ``config.train.budget`` ("60m") bounds the wall time of the whole command:
-data check, fit, calibration, report and export. ``TimeBudget`` times the
-second epoch a process runs (the first traces the step and fills the cache),
-plans how many epochs fit before the deadline less what the run still has to
-do after fitting, and re-plans ``PlannedDecay`` to end its decay exactly
-there: a schedule planned for the budget, not a longer one cut short (Li,
-Yumer & Ramanan, "Budgeted Training", ICLR 2020). ``config.train.epochs`` is
-the most epochs worth running, so a fast machine stops there. The plan is
-written to the workdir, and a resumed run keeps it.
-
-A network can be too slow for its budget on some machines (best.py's holds
-40 epochs in an hour on a CPU with AMX, about 12 on one with AVX2 only).
-``config.train.fallback`` names a cheaper one: when the budget holds fewer
-than ``below_epochs`` epochs of the configured network, as measured a few
-steps into its first epoch, the run trains the fallback instead, in the same
-workdir and inside the same deadline (``fall_back``).
+data check, fit, calibration, report and export. ``Budget``, made once per
+command, owns that time: the deadline, the fit's ``TimeBudget`` callback, the
+plan and fallback files in the workdir. ``TimeBudget`` times the second
+epoch a process runs (the first traces the step and fills the cache), plans
+how many epochs fit before the deadline less what the run still has to do
+after fitting, and re-plans ``schedules.PlannedDecay`` to end its decay
+exactly there: a schedule planned for the budget, not a longer one cut short
+(Li, Yumer & Ramanan, "Budgeted Training", ICLR 2020).
+``config.train.epochs`` is the most epochs worth running, so a fast machine
+stops there. The plan is written to the workdir, and a resumed run keeps it.
+Where the budget holds too few epochs of the network, the run trains its
+fallback instead (``fallback``).
 """
 
 from __future__ import annotations
@@ -26,19 +23,17 @@ import logging
 import math
 import os
 import re
-import shutil
 import time
 
 import keras
 import ml_collections
-import tensorflow as tf
 
 from mlc_tf import atomic_files
 from mlc_tf import config as config_lib
+from mlc_tf.data import split_corpus
+from mlc_tf.train import callbacks, fallback, schedules
 
 PLAN_FILE = "budget_plan.json"
-FALLBACK_FILE = "budget_fallback.json"  # the fallback taken, and why: a resumed run trains it again
-DECAYS = ("cosine", "linear")
 _UNITS = {"h": 3600, "m": 60, "s": 1}
 # After the fit: the validation and test splits predicted (calibration, report), model.keras saved, the
 # SavedModel exported. Reserved: an epoch's time per training image for each of those images (predicting one
@@ -50,77 +45,6 @@ _MIN_RESERVE_SECONDS = 60.0
 
 class BudgetTooSmall(RuntimeError):
   """The budget cannot hold one epoch plus calibration and export, on this machine's measured speed."""
-
-
-class NetworkTooSlow(RuntimeError):
-  """The budget holds fewer epochs of the configured network than ``config.train.fallback.below_epochs``."""
-
-  def __init__(self, projected_epochs: int, below_epochs: int, images_per_second: float):
-    super().__init__(f"the budget holds about {projected_epochs} epochs of this network at the "
-                     f"{images_per_second:.1f} training images/s measured, fewer than "
-                     f"config.train.fallback.below_epochs={below_epochs}")
-    self.projected_epochs, self.below_epochs, self.images_per_second = projected_epochs, below_epochs, images_per_second
-
-
-def with_changes(cfg: ml_collections.ConfigDict, changes: dict) -> ml_collections.ConfigDict:
-  """``cfg`` with ``changes`` (nested config sections) merged in, and no further fallback.
-
-  Raises:
-    config.ConfigError: ``changes`` names a key ``cfg`` does not have, or gives a value of the wrong type.
-  """
-  merged = cfg.copy_and_resolve_references()
-  merged.lock()
-  try:
-    merged.update(changes)
-  except (AttributeError, KeyError, TypeError) as error:
-    raise config_lib.ConfigError(f"config.train.fallback.changes={changes!r} cannot apply to this config: "
-                                 f"{error}") from error
-  merged.train.fallback.below_epochs = 0
-  return merged
-
-
-def check_fallback(cfg: ml_collections.ConfigDict) -> None:
-  """``ConfigError`` where ``config.train.fallback`` could not be applied: said before any data is read."""
-  fallback = cfg.train.get("fallback")
-  if fallback and fallback.below_epochs:
-    with_changes(cfg, fallback.changes.to_dict())
-
-
-def taken_fallback(workdir: str) -> dict | None:
-  """The fallback an earlier call of this run took (``FALLBACK_FILE``), or None."""
-  path = os.path.join(workdir, FALLBACK_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
-def forget(workdir: str) -> None:
-  """Removes a finished run's plan and fallback from ``workdir``: a new run there measures and plans afresh."""
-  for name in (PLAN_FILE, FALLBACK_FILE):
-    if os.path.exists(os.path.join(workdir, name)):
-      os.remove(os.path.join(workdir, name))
-
-
-def fall_back(cfg: ml_collections.ConfigDict, workdir: str, slow: NetworkTooSlow,
-              write: bool = True) -> ml_collections.ConfigDict:
-  """The fallback's config; the decision is written to the workdir and the slow network's training state cleared.
-
-  The configured network ran a few steps of its first epoch: nothing of it is worth keeping, and its backup
-  would resume the wrong network.
-  """
-  changes = cfg.train.fallback.changes.to_dict()
-  fallback = with_changes(cfg, changes)
-  decision = {"reason": str(slow), "projected_epochs": slow.projected_epochs, "below_epochs": slow.below_epochs,
-              "measured_images_per_second": slow.images_per_second, "changes": changes}
-  logging.warning("budget: %s; training config.train.fallback instead: %s", slow, changes)
-  if write:
-    shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)
-    forget(workdir)
-    if os.path.exists(os.path.join(workdir, "history.csv")):
-      os.remove(os.path.join(workdir, "history.csv"))
-    atomic_files.write_aside(os.path.join(workdir, FALLBACK_FILE), lambda staged: _write_json(decision, staged))
-  return fallback
 
 
 def parse_budget(text: str | None) -> float | None:
@@ -141,47 +65,86 @@ def parse_budget(text: str | None) -> float | None:
   return seconds
 
 
-@keras.saving.register_keras_serializable(package="mlc_tf")
-class PlannedDecay(keras.optimizers.schedules.LearningRateSchedule):
-  """Linear warm-up from 0 to ``peak``, then cosine or linear decay to ``peak * floor`` at ``total_steps``.
+class Budget:
+  """The command's time: made once from ``config.train.budget`` and when the command started.
 
-  ``plan(total_steps, step)`` moves the end of the decay while training: from
-  ``step`` on the rate decays from its value there to the floor at the new
-  end, so the curve stays continuous. Without a plan it is Keras'
-  ``CosineDecay`` with warm-up (``decay="cosine"``), step for step.
+  It knows the deadline, makes each fit's ``TimeBudget``, turns a network too
+  slow for it into its fallback, and keeps the plan and fallback files of the
+  workdir. A budget is one process (``multi_worker`` is refused), so it writes
+  them itself.
   """
 
-  def __init__(self, peak: float, warmup_steps: int, total_steps: int, floor: float = 0.0, decay: str = "cosine"):
-    if decay not in DECAYS:
-      raise ValueError(f"unknown decay {decay!r}; known: {', '.join(DECAYS)}")
-    self.peak, self.floor, self.decay = float(peak), float(floor), decay
-    self.warmup_steps, self.total_steps = int(warmup_steps), max(int(total_steps), int(warmup_steps) + 1)
-    # The decay runs from (anchor_step, anchor_rate) to (end_step, peak * floor); plan() moves them.
-    self._anchor_step = tf.Variable(float(self.warmup_steps), trainable=False, dtype=tf.float32)
-    self._anchor_rate = tf.Variable(self.peak, trainable=False, dtype=tf.float32)
-    self._end_step = tf.Variable(float(self.total_steps), trainable=False, dtype=tf.float32)
+  def __init__(self, seconds: float, started: float, workdir: str):
+    self.seconds, self.deadline, self.workdir = seconds, started + seconds, workdir
+    self.plan_path = os.path.join(workdir, PLAN_FILE)
+    self.fallback_taken: dict | None = None  # the fallback this run trains, and why (report.json)
 
-  def __call__(self, step):
-    step = tf.cast(step, tf.float32)
-    warmup = self.peak * step / max(self.warmup_steps, 1)
-    span = tf.maximum(self._end_step - self._anchor_step, 1.0)
-    done = tf.clip_by_value((step - self._anchor_step) / span, 0.0, 1.0)
-    shape = 0.5 * (1.0 + tf.cos(math.pi * done)) if self.decay == "cosine" else 1.0 - done
-    end_rate = self.peak * self.floor
-    decayed = end_rate + (self._anchor_rate - end_rate) * shape
-    return tf.where(step < self.warmup_steps, warmup, decayed)
+  @classmethod
+  def of(cls, cfg: ml_collections.ConfigDict, workdir: str, started: float) -> Budget | None:
+    """``cfg.train.budget`` counted from ``started`` (``time.time()``); None without one.
 
-  def plan(self, total_steps: int, step: int) -> None:
-    """Ends the decay at ``total_steps``; from ``step`` on (past the warm-up) it starts from the rate there."""
-    if step > self.warmup_steps:
-      rate = float(self(step))
-      self._anchor_step.assign(float(step))
-      self._anchor_rate.assign(rate)
-    self._end_step.assign(float(max(total_steps, step + 1)))
+    Raises:
+      config.ConfigError: the budget or its fallback cannot be used (said before any data is read).
+    """
+    seconds = parse_budget(cfg.train.get("budget"))
+    if not seconds:
+      return None
+    if cfg.strategy == "multi_worker":
+      raise config_lib.ConfigError(
+          "config.train.budget needs one process: the workers of a multi-worker job would each "
+          "plan their own length; give config.train.epochs instead")
+    fallback.check(cfg)
+    return cls(seconds, started, workdir)
 
-  def get_config(self):
-    return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
-            "floor": self.floor, "decay": self.decay}
+  def config_to_train(self, cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``cfg``, or the fallback this run took before it was interrupted: a resumed run trains it
+    again. A new run (nothing backed up) forgets the plan and fallback a finished run left in the
+    workdir: it measures and plans afresh.
+    """
+    backup = callbacks.AtomicBackupAndRestore(os.path.join(self.workdir, "backup"), write=False)
+    if backup.backed_up_epoch() is None:
+      self._forget()
+      return cfg
+    self.fallback_taken = fallback.taken(self.workdir)
+    if self.fallback_taken is None:
+      return cfg
+    logging.info("budget: this run fell back (%s): training config.train.fallback",
+                 self.fallback_taken["reason"])
+    return fallback.with_changes(cfg, self.fallback_taken["changes"])
+
+  def time_budget(self, cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus,
+                  steps_per_epoch: int, global_batch: int, learning_rate,
+                  resumed: bool) -> TimeBudget:
+    """The fit's callback; ``learning_rate`` is re-planned where it is a ``PlannedDecay``.
+
+    A resumed fit (``resumed``) never falls back: it has epochs of its network to lose.
+    """
+    train_images = max(len(data.train), 1)
+    return TimeBudget(
+        self.deadline, self.seconds, steps_per_epoch, global_batch, cfg.train.epochs,
+        self.plan_path,
+        learning_rate if isinstance(learning_rate, schedules.PlannedDecay) else None,
+        after_fit_images=(len(data.val) + len(data.test)) / train_images,
+        fallback_below_epochs=0 if resumed else cfg.train.fallback.below_epochs,
+        validation_images=len(data.val) / train_images)
+
+  def fall_back(self, cfg: ml_collections.ConfigDict,
+                slow: fallback.NetworkTooSlow) -> ml_collections.ConfigDict:
+    """The config to train instead of ``cfg``'s too slow network; the workdir says so
+    (``fallback.fall_back``)."""
+    self._forget()
+    fallback_cfg, self.fallback_taken = fallback.fall_back(cfg, self.workdir, slow)
+    return fallback_cfg
+
+  def describe(self, time_budget: TimeBudget) -> dict:
+    """For report.json: the fit's plan and why it stopped, and the fallback taken, if any."""
+    taken = {"fallback": self.fallback_taken} if self.fallback_taken else {}
+    return {**time_budget.describe(), **taken}
+
+  def _forget(self) -> None:
+    for path in (self.plan_path, os.path.join(self.workdir, fallback.FALLBACK_FILE)):
+      if os.path.exists(path):
+        os.remove(path)
 
 
 @dataclasses.dataclass
@@ -196,7 +159,7 @@ class Plan:
   anchor_step: int                    # where the schedule was re-planned
 
   def write(self, path: str) -> None:
-    atomic_files.write_aside(path, lambda staged: _write_json(dataclasses.asdict(self), staged))
+    atomic_files.write_json(path, dataclasses.asdict(self))
 
   @classmethod
   def read(cls, path: str) -> Plan | None:
@@ -204,11 +167,6 @@ class Plan:
       return None
     with open(path) as f:
       return cls(**json.load(f))
-
-
-def _write_json(value: dict, path: str) -> None:
-  with open(path, "w") as f:
-    json.dump(value, f, indent=2)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -222,16 +180,17 @@ class TimeBudget(keras.callbacks.Callback):
   """
 
   def __init__(self, deadline: float, budget_seconds: float, steps_per_epoch: int, global_batch: int,
-               max_epochs: int, plan_path: str, schedule: PlannedDecay | None = None,
-               after_fit_images: float = 1.0, write: bool = True, clock=time.time,
-               fallback_below_epochs: int = 0, validation_images: float = 0.0):
+               max_epochs: int, plan_path: str, schedule: schedules.PlannedDecay | None = None,
+               after_fit_images: float = 1.0, clock=time.time, fallback_below_epochs: int = 0,
+               validation_images: float = 0.0):
     super().__init__()
     self.deadline, self.budget_seconds = deadline, budget_seconds
     self.steps_per_epoch, self.global_batch, self.max_epochs = steps_per_epoch, global_batch, max_epochs
-    self.plan_path, self.schedule, self.write = plan_path, schedule, write
+    self.plan_path, self.schedule = plan_path, schedule
     self.after_fit_images = after_fit_images  # (validation + test images) / training images: what calibration predicts
     self.validation_images = validation_images  # validation images / training images: each epoch's validation pass
-    self.fallback_below_epochs = fallback_below_epochs  # NetworkTooSlow below this many projected epochs (0: never)
+    # fallback.NetworkTooSlow below this many projected epochs (0: never)
+    self.fallback_below_epochs = fallback_below_epochs
     self._network_checked = False
     self._clock = clock
     self.plan: Plan | None = None
@@ -277,16 +236,18 @@ class TimeBudget(keras.callbacks.Callback):
       self._check_network(per_batch * self.steps_per_epoch * (1 + self.validation_images / 3), first_epoch_end)
 
   def _check_network(self, epoch_seconds: float, first_epoch_end: float) -> None:
-    """``NetworkTooSlow`` where the epochs the budget holds at ``epoch_seconds`` are fewer than the fallback's
-    threshold and than ``max_epochs`` (a network that gets all its epochs is not too slow)."""
+    """``fallback.NetworkTooSlow`` where the epochs the budget holds at ``epoch_seconds`` are fewer
+    than the fallback's threshold and than ``max_epochs`` (a network that gets all its epochs is not
+    too slow)."""
     if self._network_checked or not self.fallback_below_epochs:
       return
     self._network_checked = True
     affordable = max(0.0, self.deadline - first_epoch_end - self._reserve_after(epoch_seconds))
     projected = 1 + math.floor(affordable / max(epoch_seconds, 1e-9))
     if projected < min(self.fallback_below_epochs, self.max_epochs):
-      raise NetworkTooSlow(projected, self.fallback_below_epochs,
-                           round(self.steps_per_epoch * self.global_batch / max(epoch_seconds, 1e-9), 1))
+      images_per_second = self.steps_per_epoch * self.global_batch / max(epoch_seconds, 1e-9)
+      raise fallback.NetworkTooSlow(projected, self.fallback_below_epochs,
+                                    round(images_per_second, 1))
 
   def _check_first_epoch(self, first_epoch_end: float, how_long: str) -> None:
     if first_epoch_end + _MIN_RESERVE_SECONDS > self.deadline:
@@ -328,8 +289,7 @@ class TimeBudget(keras.callbacks.Callback):
     logging.info("budget %s: %d epochs planned (%d steps; at most %d), %.1f images/s measured, %.0f s kept for "
                  "calibration, report and export", _minutes(self.budget_seconds), planned, self.plan.planned_steps,
                  self.max_epochs, self.plan.measured_images_per_second, self.plan.reserved_seconds)
-    if self.write:
-      self.plan.write(self.plan_path)
+    self.plan.write(self.plan_path)
 
   def _stop(self, reason: str) -> None:
     self.stopped_because = reason

@@ -13,7 +13,7 @@ import keras
 import ml_collections
 
 from mlc_tf import registry
-from mlc_tf.train import budget
+from mlc_tf.train import schedules
 
 SCHEDULES = ("constant", "cosine", "linear", "exponential")
 
@@ -23,7 +23,7 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, epochs: 
 
   ``cosine``, ``linear``: linear warm-up over ``warmup_epochs`` to
   ``learning_rate``, then cosine or linear decay to ``learning_rate *
-  min_lr_fraction`` at the last epoch (``budget.PlannedDecay``, which a time
+  min_lr_fraction`` at the last epoch (``schedules.PlannedDecay``, which a time
   budget re-plans to end where the budget does).
   ``exponential``: multiplied by ``decay_rate`` every epoch (after warm-up, if any).
   """
@@ -34,9 +34,9 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, epochs: 
     return cfg.learning_rate
   steps_per_epoch = max(1, int(steps_per_epoch))
   warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
-  if schedule in budget.DECAYS:
-    return budget.PlannedDecay(cfg.learning_rate, warmup_steps, epochs * steps_per_epoch,
-                               floor=cfg.min_lr_fraction, decay=schedule)
+  if schedule in schedules.DECAYS:
+    return schedules.PlannedDecay(cfg.learning_rate, warmup_steps, epochs * steps_per_epoch,
+                                  floor=cfg.min_lr_fraction, decay=schedule)
   return keras.optimizers.schedules.ExponentialDecay(cfg.learning_rate, steps_per_epoch,
                                                      cfg.decay_rate)
 

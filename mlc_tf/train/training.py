@@ -14,14 +14,13 @@ import pandas as pd
 import tensorflow as tf
 
 from mlc_tf import atomic_files, hardware, models
-from mlc_tf import config as config_lib
 from mlc_tf.data import balance, frame_datasets, label_rules, source_base, split_corpus
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
 from mlc_tf.train import budget as budget_lib
 from mlc_tf.train import callbacks as callbacks_lib
-from mlc_tf.train import distribute, losses, optimizers, self_training
+from mlc_tf.train import distribute, fallback, losses, optimizers, self_training
 
 
 @dataclasses.dataclass
@@ -72,6 +71,9 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
           started: float | None = None) -> TrainResult:
   """Fits a network, chooses its thresholds on the validation split, scores the test split.
 
+  One path in named steps: check the config, make the strategy, load and
+  check the data, self-train if asked, then ``train_on``: fit, score, save.
+
   Args:
     cfg: a run's config (``mlc_tf/config.py``, a recipe in configs/).
     data_dir: a corpus directory or a source spec; ``None`` reads ``cfg.data.source``.
@@ -92,10 +94,10 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
   ``cfg.train.backup_every_steps`` steps when set): the same call after a
   crash resumes from there, and a finished or diverged run deletes it.
   With ``cfg.train.budget``, the fit is planned to end so that the command
-  started at ``started`` ends inside the budget,
-  export included (``budget.TimeBudget``); where the budget holds fewer than
+  started at ``started`` ends inside the budget, export included
+  (``budget.Budget``); where the budget holds fewer than
   ``cfg.train.fallback.below_epochs`` epochs of the network, its fallback is
-  trained instead (``budget.fall_back``; ``TrainResult.config`` says which).
+  trained instead (``fallback``; ``TrainResult.config`` says which).
 
   Raises:
     config.ConfigError: ``cfg.train.precision`` or ``cfg.train.budget`` is not one the run can use (before any data
@@ -106,22 +108,26 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
     callbacks.TrainingDiverged: the loss or weights became NaN or infinite;
       the last good checkpoint is kept and named in the message.
   """
-  started = time.time() if started is None else started
-  budget_seconds = budget_lib.parse_budget(cfg.train.get("budget"))
-  if budget_seconds and cfg.strategy == "multi_worker":
-    raise config_lib.ConfigError("config.train.budget needs one process: the workers of a multi-worker job would "
-                                 "each plan their own length; give config.train.epochs instead")
+  budget = budget_lib.Budget.of(cfg, workdir, time.time() if started is None else started)
   hardware.check_precision(cfg.train.precision)
-  if budget_seconds:
-    budget_lib.check_fallback(cfg)
-    backup = callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup"), write=False)
-    if backup.backed_up_epoch() is None:  # a new run: a plan or fallback in the workdir is a finished run's
-      budget_lib.forget(workdir)
-    elif (taken := budget_lib.taken_fallback(workdir)) is not None:  # this run fell back: resume the fallback
-      logging.info("budget: this run fell back (%s): training config.train.fallback", taken["reason"])
-      cfg = budget_lib.with_changes(cfg, taken["changes"])
-  strategy = distribute.make_strategy(cfg.strategy)  # first: a multi-worker job sets up collectives at start
+  if budget is not None:
+    cfg = budget.config_to_train(cfg)
+  # Before the data: a multi-worker job sets up its collectives at start.
+  strategy = distribute.make_strategy(cfg.strategy)
   chief = distribute.is_chief(strategy)
+  data = _load_data(cfg, data_dir, workdir, chief)
+  if cfg.data.get("unlabeled"):
+    cfg = _with_trained_teacher(cfg, data, workdir, strategy)
+    data = self_training.with_pseudo_labels(cfg, data, workdir if chief else None)
+  logging.info("corpus %s: %d train, %d validation, %d test images, %d labels", data.source.spec,
+               len(data.train), len(data.val), len(data.test), len(data.label_names))
+  return train_on(cfg, data, workdir, strategy=strategy, budget=budget)
+
+
+def _load_data(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
+               chief: bool) -> split_corpus.SplitCorpus:
+  """The corpus, checked and split; the chief writes what the check found, also when it stops the
+  run."""
   try:
     data = split_corpus.load_and_split(data_dir, cfg)
   except corpus_lib.CorpusError as error:  # the audit says what to fix
@@ -130,17 +136,7 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
     raise
   if chief:
     _write_audit(data.audit, workdir)
-  if cfg.data.get("unlabeled"):
-    cfg = _with_trained_teacher(cfg, data, workdir, strategy)
-    data = self_training.with_pseudo_labels(cfg, data, workdir if chief else None)
-  logging.info("corpus %s: %d train, %d validation, %d test images, %d labels",
-               data.source.spec, len(data.train), len(data.val), len(data.test), len(data.label_names))
-  deadline = started + budget_seconds if budget_seconds else None
-  try:
-    return train_on(cfg, data, workdir, strategy=strategy, deadline=deadline)
-  except budget_lib.NetworkTooSlow as slow:
-    return train_on(budget_lib.fall_back(cfg, workdir, slow, write=chief), data, workdir, strategy=strategy,
-                    deadline=deadline)
+  return data
 
 
 def _with_trained_teacher(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str,
@@ -172,86 +168,115 @@ def _write_audit(audit: corpus_lib.CorpusAudit, workdir: str) -> None:
   audit.write_json(os.path.join(workdir, "data_audit.json"))
 
 
-def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str, verbose: int = 2,
-             strategy: tf.distribute.Strategy | None = None, deadline: float | None = None) -> TrainResult:
-  """``train`` on an already loaded and split corpus (e.g. one cross-validation fold).
+def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str,
+             verbose: int = 2, strategy: tf.distribute.Strategy | None = None,
+             budget: budget_lib.Budget | None = None) -> TrainResult:
+  """``train``'s last steps on an already split corpus: fit (the fallback's instead where the budget
+  holds too few epochs), score, save. ``train`` ends here, and so do a cross-validation fold, a
+  growing step and a self-training teacher.
 
   Args:
     data: the split corpus; its untagged images (``data.unlabeled``) are
       used only if ``train`` added them.
     verbose: ``model.fit``'s verbosity.
     strategy: made from ``cfg.strategy`` when None.
-    deadline: the ``time.time()`` by which fit, calibration, report and export are to be done
-      (``cfg.train.budget``); None: ``cfg.train.epochs`` decides.
+    budget: the command's time (``train`` makes it from ``cfg.train.budget``); None:
+      ``cfg.train.epochs`` decides.
 
   Raises:
     callbacks.TrainingDiverged: as ``train``.
   """
   strategy = strategy or distribute.make_strategy(cfg.strategy)
-  if cfg.train.get("budget") and deadline is None:
-    logging.warning("config.train.budget bounds mlc-train's command only: this run (a cross-validation fold, a "
-                    "growing step, a self-training teacher) trains config.train.epochs=%d", cfg.train.epochs)
+  if cfg.train.get("budget") and budget is None:
+    logging.warning("config.train.budget bounds mlc-train's command only: this run (a "
+                    "cross-validation fold, a growing step, a self-training teacher) trains "
+                    "config.train.epochs=%d", cfg.train.epochs)
+  if cfg.data.get("unlabeled") and data.unlabeled is None:
+    logging.warning("config.data.unlabeled is set, but only mlc-train (training.train) "
+                    "self-trains: this run (a cross-validation fold, a growing step) trains on the "
+                    "labelled images alone")
+  try:
+    fitted = _fit(cfg, data, workdir, verbose, strategy, budget)
+  except fallback.NetworkTooSlow as slow:  # a few steps into the first epoch: nothing of it is kept
+    cfg = budget.fall_back(cfg, slow)
+    fitted = _fit(cfg, data, workdir, verbose, strategy, budget)
+  with distribute.precision(fitted.precision.policy):
+    model = _local_copy(cfg, fitted.model, data.label_names, strategy)
+    # Early stopping restored the best epoch's weights: threshold and score those, not the last
+    # epoch's.
+    implications = (label_rules.parse_implications(cfg.rules.implications)
+                    if cfg.rules.to_predictions else [])
+    scored = scoring.wrap_and_score(model, data, cfg, implications)
+  scored.report["training"] = _training_report(cfg, data, fitted, budget)
+  if data.unlabeled:
+    scored.report["self_training"] = data.unlabeled
+  chief = distribute.is_chief(strategy)
+  if chief:
+    save(workdir, scored.inference_model, scored.report, cfg)
+  return TrainResult(data.label_names, model, scored.inference_model, scored.thresholds,
+                     {k: list(map(float, v)) for k, v in fitted.history.history.items()},
+                     scored.report, scored.val, scored.test, cfg, is_chief=chief)
+
+
+@dataclasses.dataclass
+class _Fitted:
+  """A fit's network (under its strategy) and what the report says of it."""
+
+  model: keras.Model
+  history: keras.callbacks.History
+  seconds: float                  # fit's wall time in this call (a resumed run: its own part)
+  inputs: _Inputs
+  precision: hardware.PrecisionChoice
+  machine: dict
+  time_budget: budget_lib.TimeBudget | None
+
+
+def _fit(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str, verbose: int,
+         strategy: tf.distribute.Strategy, budget: budget_lib.Budget | None) -> _Fitted:
+  """Seeds, builds, compiles and fits the network at the precision this machine runs ``cfg``'s at.
+
+  Raises:
+    fallback.NetworkTooSlow: ``budget`` holds too few epochs of this network (a few steps in).
+  """
   cpu, gpus = hardware.read_cpu(), hardware.read_gpus()
   precision = hardware.resolve_precision(cfg.train.precision, cpu, gpus)
   logging.info("precision %s: %s", precision.policy, precision.reason)
   if precision.warning:
     logging.warning("%s", precision.warning)
   with distribute.precision(precision.policy):
-    return _train_on(cfg, data, workdir, verbose, strategy, precision, deadline,
-                     {"cpu": cpu.describe(), "gpus": [dataclasses.asdict(gpu) for gpu in gpus]})
+    _seed(cfg)
+    os.makedirs(workdir, exist_ok=True)
+    inputs = _training_inputs(cfg, data, strategy)
+    resume = _resume_point(cfg, workdir, distribute.is_chief(strategy))
+    model, learning_rate = _compiled_model(cfg, data.label_names, strategy, inputs, resume.weights)
+    time_budget = None if budget is None else budget.time_budget(
+        cfg, data, inputs.steps_per_epoch, inputs.global_batch, learning_rate,
+        resumed=resume.epoch is not None)
+    history, seconds = _model_fit(cfg, model, inputs, data.val[data.label_names].to_numpy(), resume,
+                                  workdir, distribute.is_chief(strategy), verbose, time_budget)
+  machine = {"cpu": cpu.describe(), "gpus": [dataclasses.asdict(gpu) for gpu in gpus]}
+  return _Fitted(model, history, seconds, inputs, precision, machine, time_budget)
 
 
-def _train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str, verbose: int,
-              strategy: tf.distribute.Strategy, precision: hardware.PrecisionChoice,
-              deadline: float | None, machine: dict) -> TrainResult:
-  chief = distribute.is_chief(strategy)
-  if cfg.data.get("unlabeled") and data.unlabeled is None:
-    logging.warning("config.data.unlabeled is set, but only mlc-train (training.train) self-trains: this run "
-                    "(a cross-validation fold, a growing step) trains on the labelled images alone")
-  _seed(cfg)
-  os.makedirs(workdir, exist_ok=True)
-  names = data.label_names
-  inputs = _training_inputs(cfg, data, strategy)
-  resume = _resume_point(cfg, workdir, chief)
-  model, schedule = _compiled_model(cfg, names, strategy, inputs, resume.weights)
-  time_budget = None
-  if deadline is not None:
-    time_budget = budget_lib.TimeBudget(
-        deadline, budget_lib.parse_budget(cfg.train.budget), inputs.steps_per_epoch, inputs.global_batch,
-        cfg.train.epochs, os.path.join(workdir, budget_lib.PLAN_FILE),
-        schedule if isinstance(schedule, budget_lib.PlannedDecay) else None,
-        after_fit_images=(len(data.val) + len(data.test)) / max(len(data.train), 1), write=chief,
-        # a resumed run keeps its network: it has epochs of it to lose
-        fallback_below_epochs=cfg.train.fallback.below_epochs if resume.epoch is None else 0,
-        validation_images=len(data.val) / max(len(data.train), 1))
-  history, fit_seconds = _fit(cfg, model, inputs, data.val[names].to_numpy(), resume, workdir, chief, verbose,
-                              time_budget)
-  model = _local_copy(cfg, model, names, strategy)
-  # Early stopping restored the best epoch's weights: threshold and score those, not the last epoch's.
-  implications = label_rules.parse_implications(cfg.rules.implications) if cfg.rules.to_predictions else []
-  scored = scoring.wrap_and_score(model, data, cfg, implications)
-  # How long fit() took in this call (a resumed run counts only its own part) and how many epochs it ran.
-  # images_per_second: training images stepped through per second of fit's wall time, validation passes included.
-  scored.report["training"] = {
-      "fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
-      "best_epoch": _best_epoch(history, cfg.train.monitor), "train_images": len(data.train),
-      "images_per_second": round(len(history.epoch) * inputs.steps_per_epoch * inputs.global_batch
-                                 / max(fit_seconds, 1e-9), 1),
-      "optimizer_steps": len(history.epoch) * inputs.steps_per_epoch,
-      "precision": precision.describe(),
-      "hardware": machine}
-  if time_budget is not None:
-    scored.report["training"]["budget"] = time_budget.describe()
-    taken = budget_lib.taken_fallback(workdir)
-    if taken is not None:
-      scored.report["training"]["budget"]["fallback"] = taken
-  if data.unlabeled:
-    scored.report["self_training"] = data.unlabeled
-  if chief:
-    save(workdir, scored.inference_model, scored.report, cfg)
-  return TrainResult(names, model, scored.inference_model, scored.thresholds,
-                     {k: list(map(float, v)) for k, v in history.history.items()}, scored.report,
-                     scored.val, scored.test, cfg, is_chief=chief)
+def _training_report(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus,
+                     fitted: _Fitted, budget: budget_lib.Budget | None) -> dict:
+  """report.json's ``training``: how long the fit took in this call and how many epochs it ran.
+
+  images_per_second: training images stepped through per second of fit's wall time, validation
+  passes included.
+  """
+  epochs, inputs = len(fitted.history.epoch), fitted.inputs
+  report = {
+      "fit_seconds": round(fitted.seconds, 1), "epochs": epochs,
+      "best_epoch": _best_epoch(fitted.history, cfg.train.monitor), "train_images": len(data.train),
+      "images_per_second": round(epochs * inputs.steps_per_epoch * inputs.global_batch
+                                 / max(fitted.seconds, 1e-9), 1),
+      "optimizer_steps": epochs * inputs.steps_per_epoch,
+      "precision": fitted.precision.describe(),
+      "hardware": fitted.machine}
+  if fitted.time_budget is not None:
+    report["budget"] = budget.describe(fitted.time_budget)
+  return report
 
 
 def _seed(cfg: ml_collections.ConfigDict) -> None:
@@ -330,9 +355,10 @@ def _compiled_model(cfg: ml_collections.ConfigDict, names: list[str], strategy: 
   return model, schedule
 
 
-def _fit(cfg: ml_collections.ConfigDict, model: keras.Model, inputs: _Inputs, val_targets: np.ndarray,
-         resume: _ResumePoint, workdir: str, chief: bool, verbose: int,
-         time_budget: budget_lib.TimeBudget | None = None) -> tuple[keras.callbacks.History, float]:
+def _model_fit(cfg: ml_collections.ConfigDict, model: keras.Model, inputs: _Inputs,
+               val_targets: np.ndarray, resume: _ResumePoint, workdir: str, chief: bool,
+               verbose: int, time_budget: budget_lib.TimeBudget | None,
+               ) -> tuple[keras.callbacks.History, float]:
   """``model.fit`` with the run's callbacks (``time_budget`` among them when given); (its history, its wall time
   in seconds)."""
   history_path = os.path.join(workdir, "history.csv")
