@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import pipeline, splits
+from mlc_tf.data import pipeline, stratification
 from mlc_tf.train import distribute
 
 
@@ -146,7 +146,7 @@ def test_training_dataset_shuffles_and_augments(tiny_corpus):
 def test_split_keeps_label_proportions():
   rng = np.random.default_rng(0)
   targets = (rng.random((2000, 5)) < [0.5, 0.2, 0.1, 0.05, 0.02]).astype(int)
-  train, val, test = splits.train_val_test_split(targets, 0.15, 0.15, seed=0)
+  train, val, test = stratification.train_val_test_split(targets, 0.15, 0.15, seed=0)
   assert len(set(train) | set(val) | set(test)) == 2000 and not (set(train) & set(val) | set(val) & set(test))
   assert abs(len(test) - 300) <= 5 and abs(len(val) - 300) <= 5
   for part in (train, val, test):

@@ -8,7 +8,7 @@ from helpers import fast_config
 
 from mlc_tf import config as config_lib
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import frame_datasets, pipeline, sources, split_corpus
+from mlc_tf.data import pipeline, sources, split_corpus
 
 
 def _data(**overrides):
@@ -125,6 +125,6 @@ def test_training_reads_config_data_source(tiny_corpus):
   assert data.source.spec == cfg.data.source and data.label_names == ["cat", "dog", "sun"]
   parts = [set(part.index) for part in (data.train, data.val, data.test)]
   assert set.union(*parts) == {f"images/im{i}.jpg" for i in truth} and sum(map(len, parts)) == len(truth)
-  ds = frame_datasets.make(data.val, data.label_names, cfg, training=False, source=data.source)
+  ds = split_corpus.dataset_of(data.val, data.label_names, cfg, training=False, source=data.source)
   assert sum(len(y) for _, y in ds) == len(data.val)
 

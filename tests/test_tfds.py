@@ -11,7 +11,7 @@ from helpers import fast_config, make_tiny_corpus
 from PIL import Image
 
 from mlc_tf import config as config_lib
-from mlc_tf.data import builtin, frame_datasets, pipeline, sources, split_corpus
+from mlc_tf.data import builtin, pipeline, sources, split_corpus
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import tfds as mlc_tfds
 from mlc_tf.data.tfds import source as tfds_source
@@ -178,7 +178,7 @@ def test_training_loads_tfds_records(corpus, tfds_dir):
   folder = split_corpus.load_and_split(corpus, cfg)
   for part, folder_part in ((data.train, folder.train), (data.val, folder.val), (data.test, folder.test)):
     assert sorted(part.index) == sorted(folder_part.index)
-  batches = list(frame_datasets.make(data.val, data.label_names, cfg, training=False, source=data.source))
+  batches = list(split_corpus.dataset_of(data.val, data.label_names, cfg, training=False, source=data.source))
   np.testing.assert_array_equal(np.concatenate([y for _, y in batches]), data.val[LABELS].to_numpy())
   assert batches[0][0].shape[1:] == (16, 16, 3)
 

@@ -13,7 +13,7 @@ import pandas as pd
 import tensorflow as tf
 
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import splits
+from mlc_tf.data import stratification
 
 
 class Source:
@@ -32,7 +32,7 @@ class Source:
             seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row positions of the train, validation and test parts of ``self.frame``."""
     targets = self.frame[self.label_names].to_numpy()
-    return splits.train_val_test_split(targets, val_fraction, test_fraction, seed)
+    return stratification.train_val_test_split(targets, val_fraction, test_fraction, seed)
 
   def images(self, frame: pd.DataFrame) -> np.ndarray | tf.data.Dataset:
     """The images of ``frame`` (rows of ``self.frame``), in its order, as ``make_dataset`` takes them."""

@@ -6,10 +6,12 @@ import dataclasses
 import logging
 
 import ml_collections
+import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import corrections, label_rules, source_base, sources
+from mlc_tf.data import corrections, label_rules, pipeline, source_base, sources
 
 
 @dataclasses.dataclass
@@ -63,3 +65,30 @@ def _with_implied_labels(frame: pd.DataFrame, label_names: list[str], implicatio
   frame = frame.copy()
   frame[label_names] = fixed
   return frame
+
+
+def dataset_of(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.ConfigDict,
+               training: bool, source: source_base.Source | None = None,
+               batch_size: int | None = None, seed: int | None = None, drop_remainder: bool = False,
+               sample_counts: np.ndarray | None = None) -> tf.data.Dataset:
+  """Makes ``frame``'s rows a dataset of (image, targets) batches, in order, as ``cfg`` sets it.
+
+  Args:
+    frame: rows of a label frame (one of a ``SplitCorpus``' parts): its ``label_names`` columns
+      are the targets.
+    label_names: the target columns.
+    cfg: the run's config: image size, augmentation, batch size, seed, cache.
+    training: shuffle and augment (the training part) or not.
+    source: where the images are read from; ``None``: the frame's path column.
+    batch_size, seed: ``None`` takes ``cfg.train.batch_size``, ``cfg.seed``.
+    sample_counts: per-row expected draws per epoch (``balance.expected_counts``), or ``None``.
+
+  Returns:
+    The batched ``tf.data.Dataset`` of ``pipeline.make_dataset``.
+  """
+  images = source.images(frame) if source is not None else frame[corpus_lib.PATH_COLUMN].to_numpy()
+  return pipeline.make_dataset(
+      images, frame[label_names].to_numpy(),
+      image_size=cfg.data.image_size, batch_size=batch_size or cfg.train.batch_size, training=training,
+      augment=cfg.augment, seed=cfg.seed if seed is None else seed, cache=cfg.data.cache,
+      drop_remainder=drop_remainder, sample_counts=sample_counts)

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from mlc_tf.data import frame_datasets, label_rules, source_base, split_corpus
+from mlc_tf.data import label_rules, source_base, split_corpus
 from mlc_tf.evaluate import metrics, operating_points
 from mlc_tf.models import inference
 
@@ -31,7 +31,7 @@ class SplitAnswers:
 def predict(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
             cfg: ml_collections.ConfigDict, source: source_base.Source | None = None) -> np.ndarray:
   """Probabilities [N, L] for ``frame``'s images (from ``source``, else its paths), in its order."""
-  ds = frame_datasets.make(frame, label_names, cfg, training=False, source=source).map(lambda x, y: x)
+  ds = split_corpus.dataset_of(frame, label_names, cfg, training=False, source=source).map(lambda x, y: x)
   return model.predict(ds, verbose=0)
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from mlc_tf import atomic_files, markdown
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import split_corpus, splits
+from mlc_tf.data import split_corpus, stratification
 from mlc_tf.evaluate import metrics
 from mlc_tf.train import training
 
@@ -95,14 +95,14 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
   loaded = split_corpus.load_and_split(data_dir, cfg)
   frame, names = loaded.source.frame, loaded.label_names
   targets = frame[names].to_numpy()
-  folds = splits.kfold(targets, num_folds, cfg.data.split_seed)
+  folds = stratification.kfold(targets, num_folds, cfg.data.split_seed)
   os.makedirs(workdir, exist_ok=True)
 
   progress = keras.utils.Progbar(num_folds, unit_name="fold") if verbose else None
   reports, parts = [], []
   for k, held_out in enumerate(folds):
     rest = np.setdiff1d(np.arange(len(frame)), held_out)
-    train, val, _ = splits.train_val_test_split(targets[rest], cfg.data.val_fraction, 0.0, cfg.data.split_seed)
+    train, val, _ = stratification.train_val_test_split(targets[rest], cfg.data.val_fraction, 0.0, cfg.data.split_seed)
     data = split_corpus.SplitCorpus(names, frame.iloc[rest[train]], frame.iloc[rest[val]], frame.iloc[held_out],
                            loaded.audit, loaded.source)
     if verbose:

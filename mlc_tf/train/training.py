@@ -14,7 +14,7 @@ import pandas as pd
 import tensorflow as tf
 
 from mlc_tf import atomic_files, hardware, models
-from mlc_tf.data import balance, frame_datasets, label_rules, source_base, split_corpus
+from mlc_tf.data import balance, label_rules, source_base, split_corpus
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
@@ -54,7 +54,7 @@ def _distributed_training_data(strategy: tf.distribute.Strategy, frame: pd.DataF
     if len(shard) < cfg.train.batch_size:
       raise ValueError(f"worker {context.input_pipeline_id}'s shard has {len(shard)} training images, fewer than "
                        f"one batch (config.train.batch_size={cfg.train.batch_size}): lower the batch size")
-    return frame_datasets.make(shard, label_names, cfg, training=True, source=source,
+    return split_corpus.dataset_of(shard, label_names, cfg, training=True, source=source,
                     seed=cfg.seed + context.input_pipeline_id, drop_remainder=True,
                     sample_counts=None if sample_counts is None else sample_counts[rows]).repeat()
   return strategy.distribute_datasets_from_function(dataset_fn)
@@ -310,7 +310,7 @@ def _training_inputs(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCor
       len(train_targets) if sample_counts is None else int(np.ceil(sample_counts.sum())), global_batch)
   train_ds = _distributed_training_data(strategy, data.train, names, cfg, data.source, sample_counts)
   # Evaluation batches are global: each replica takes its slice, and metrics and predictions cover them all.
-  val_ds = frame_datasets.make(data.val, names, cfg, training=False, source=data.source, batch_size=global_batch)
+  val_ds = split_corpus.dataset_of(data.val, names, cfg, training=False, source=data.source, batch_size=global_batch)
   return _Inputs(train_ds, val_ds.with_options(distribute.data_sharded_options()), train_targets, steps_per_epoch,
                  global_batch)
 

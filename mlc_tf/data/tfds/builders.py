@@ -25,7 +25,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from mlc_tf.data import builtin, splits
+from mlc_tf.data import builtin, stratification
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data.flickr14 import FLICKR14_LABELS
 from mlc_tf.data.tfds.features import MultiHotLabels
@@ -138,7 +138,7 @@ class _LayoutBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                               skipped_images={os.path.basename(path): why for path, why in audit.undecodable_images},
                               reencoded_images=len(reencode))
     labels = corpus_lib.label_columns(frame)
-    train, val, test = splits.train_val_test_split(frame[labels].to_numpy(), config.val_fraction,
+    train, val, test = stratification.train_val_test_split(frame[labels].to_numpy(), config.val_fraction,
                                                    config.test_fraction, config.split_seed)
     parts = {"train": train, "validation": val, "test": test}
     return {name: self._generate_examples(frame.iloc[rows], reencode) for name, rows in parts.items() if len(rows)}

@@ -29,7 +29,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import source_base, splits
+from mlc_tf.data import source_base, stratification
 from mlc_tf.data.tfds import builders
 from mlc_tf.data.tfds.features import MultiHotLabels
 
@@ -183,13 +183,13 @@ class TfdsSource(source_base.Source):
     targets = self.frame[self.label_names].to_numpy()[train]
     logging.info("%s: using the dataset's own split(s) %s", self.spec, sorted(parts))
     if val is None and test is None:
-      kept, val_rows, test_rows = splits.train_val_test_split(targets, val_fraction, test_fraction, seed)
+      kept, val_rows, test_rows = stratification.train_val_test_split(targets, val_fraction, test_fraction, seed)
       return train[kept], train[val_rows], train[test_rows]
     if val is None:
-      kept, val_rows, _ = splits.train_val_test_split(targets, val_fraction, 0.0, seed)
+      kept, val_rows, _ = stratification.train_val_test_split(targets, val_fraction, 0.0, seed)
       return train[kept], train[val_rows], test
     if test is None and test_fraction > 0:
-      kept, test_rows, _ = splits.train_val_test_split(targets, test_fraction, 0.0, seed)  # carve test like val
+      kept, test_rows, _ = stratification.train_val_test_split(targets, test_fraction, 0.0, seed)  # carve test like val
       return train[kept], val, train[test_rows]
     return train, val, test if test is not None else train[:0]
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mlc_tf.data import splits
+from mlc_tf.data import stratification
 
 
 def _targets(n=300, seed=0):
@@ -14,7 +14,7 @@ def _targets(n=300, seed=0):
 @pytest.mark.parametrize("num_folds", [2, 5])
 def test_kfold_partitions_and_keeps_label_proportions(num_folds):
   y = _targets()
-  folds = splits.kfold(y, num_folds, seed=0)
+  folds = stratification.kfold(y, num_folds, seed=0)
   assert len(folds) == num_folds
   together = np.concatenate(folds)
   assert sorted(together) == list(range(len(y)))  # every image in exactly one fold
@@ -30,8 +30,8 @@ def test_kfold_partitions_and_keeps_label_proportions(num_folds):
 
 def test_kfold_is_reproducible_and_rejects_bad_counts():
   y = _targets(60)
-  assert all(np.array_equal(a, b) for a, b in zip(splits.kfold(y, 3, 7), splits.kfold(y, 3, 7)))
+  assert all(np.array_equal(a, b) for a, b in zip(stratification.kfold(y, 3, 7), stratification.kfold(y, 3, 7)))
   with pytest.raises(ValueError, match="at least 2"):
-    splits.kfold(y, 1, 0)
+    stratification.kfold(y, 1, 0)
   with pytest.raises(ValueError, match="only 60 images"):
-    splits.kfold(y, 61, 0)
+    stratification.kfold(y, 61, 0)
