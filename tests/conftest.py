@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny generated corpora, the real corpus when present, a tiny trained and exported model."""
+"""Shared fixtures: tiny generated corpora, the real corpus when present, a tiny trained and
+exported model."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def tiny_corpus(tmp_path):
 
 
 def _shared_dataset(path: str, env_var: str, what: str) -> str:
-  """``path`` when it holds images/; else a skip naming ``env_var``, except under CI, which has the shared data."""
+  """``path`` when it holds images/; else a skip naming ``env_var``, except under CI, which has the
+  shared data."""
   if os.path.isdir(os.path.join(path, "images")):
     return path
   message = f"{what} not found at {os.path.normpath(path)} (set {env_var} to point at it)"
@@ -33,8 +35,10 @@ def flickr14_dir():
 
 @pytest.fixture
 def flickr14_unlabeled_dir():
-  """The real corpus's 5,000 untagged photos; skipped where absent, except under CI, which has them."""
-  return _shared_dataset(FLICKR14_UNLABELED, "MLC_FLICKR14_UNLABELED_DIR", "folder of untagged photos")
+  """The real corpus's 5,000 untagged photos; skipped where absent, except under CI, which has
+  them."""
+  return _shared_dataset(FLICKR14_UNLABELED, "MLC_FLICKR14_UNLABELED_DIR",
+                         "folder of untagged photos")
 
 
 @pytest.fixture(scope="session")
@@ -54,4 +58,5 @@ def tiny_saved_model(tiny_trained, tmp_path_factory):
   _, workdir, result = tiny_trained
   base_dir = str(tmp_path_factory.mktemp("tiny_saved_models"))
   with open(os.path.join(workdir, "config.json")) as f:
-    return export.export_saved_model(result.inference_model, base_dir=base_dir, name="tiny", config_json=f.read())
+    return export.export_saved_model(result.inference_model, base_dir=base_dir, name="tiny",
+                                     config_json=f.read())

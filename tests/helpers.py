@@ -1,6 +1,7 @@
 """What tests share besides fixtures: tiny generated corpora, fast configs, running an entry point.
 
-Imported as ``from helpers import ...`` (pytest puts tests/ on the path); fixtures stay in conftest.py.
+Imported as ``from helpers import ...`` (pytest puts tests/ on the path); fixtures stay in
+conftest.py.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from mlc_tf import factory
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLICKR14 = os.environ.get("MLC_FLICKR14_DIR",
                           os.path.join(REPO_ROOT, "..", "shared", "datasets", "flickr14"))
-FLICKR14_UNLABELED = os.environ.get("MLC_FLICKR14_UNLABELED_DIR",
-                                    os.path.join(REPO_ROOT, "..", "shared", "datasets", "flickr14-unlabeled"))
+FLICKR14_UNLABELED = os.environ.get(
+    "MLC_FLICKR14_UNLABELED_DIR",
+    os.path.join(REPO_ROOT, "..", "shared", "datasets", "flickr14-unlabeled"))
 
 
-def make_tiny_corpus(root, labels=("cat", "dog", "sun"), num_images=24, size=16, seed=0, grayscale_every=5):
+def make_tiny_corpus(root, labels=("cat", "dog", "sun"), num_images=24, size=16, seed=0,
+                     grayscale_every=5):
   """Writes images/im<ID>.jpg (colour patterns, some grayscale) and annotations/<label>.txt.
 
   Label k is positive when the image carries a bright square in quadrant k,
@@ -52,7 +55,8 @@ def make_tiny_corpus(root, labels=("cat", "dog", "sun"), num_images=24, size=16,
 
 
 def fast_config(image_size=16, epochs=2, model="simple_cnn"):
-  """A config that trains in seconds on a tiny corpus: ``model`` narrow and shallow where it has those knobs."""
+  """A config that trains in seconds on a tiny corpus: ``model`` narrow and shallow where it has
+  those knobs."""
   cfg = config_lib.base_config()
   cfg.data.image_size = image_size
   cfg.data.val_fraction = 0.25
@@ -60,20 +64,22 @@ def fast_config(image_size=16, epochs=2, model="simple_cnn"):
   factory.choose(cfg, "model", "simple_cnn", {"model": model}, width=4, depth=2, dropout=0.3)
   cfg.train.epochs = epochs
   cfg.train.batch_size = 8
-  # float32 on every machine: "auto" would train in bfloat16 on a CPU with AMX and in float32 on an AVX2 one, and
-  # the suite's figures would differ by machine (tests/test_hardware.py checks what "auto" picks).
+  # float32 on every machine: "auto" would train in bfloat16 on a CPU with AMX and in float32 on an
+  # AVX2 one, and the suite's figures would differ by machine (tests/test_hardware.py checks what
+  # "auto" picks).
   cfg.train.precision = "float32"
   cfg.export.name = "tiny"
   return cfg
 
 
 def run_cli(module, *args, timeout=600):
-  """Runs ``python -m mlc_tf.cli.<module> args`` on this checkout; fails with its stderr; returns its stdout.
+  """Runs ``python -m mlc_tf.cli.<module> args`` on this checkout; fails with its stderr; returns
+  its stdout.
 
   A subprocess per command: each CLI defines its own absl flags, which cannot share one process.
   """
-  proc = subprocess.run([sys.executable, "-m", f"mlc_tf.cli.{module}", *args], capture_output=True, text=True,
-                        cwd=REPO_ROOT, timeout=timeout,
+  proc = subprocess.run([sys.executable, "-m", f"mlc_tf.cli.{module}", *args], capture_output=True,
+                        text=True, cwd=REPO_ROOT, timeout=timeout,
                         env={**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout

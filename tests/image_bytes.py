@@ -1,4 +1,5 @@
-"""Encoded test images for the serving tests: every accepted format, and headers that lie about their size."""
+"""Encoded test images for the serving tests: every accepted format, and headers that lie about
+their size."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def encode(pixels: np.ndarray, fmt: str, **kwargs) -> bytes:
 
 
 def animated_gif(frames: list[np.ndarray]) -> bytes:
-  """A GIF with one frame per uint8 [H, W, 3] array; decoders that take the first frame see ``frames[0]``."""
+  """A GIF with one frame per uint8 [H, W, 3] array; decoders that take the first frame see
+  ``frames[0]``."""
   buffer = io.BytesIO()
   first, *rest = [Image.fromarray(frame) for frame in frames]
   first.save(buffer, "GIF", save_all=True, append_images=rest, duration=100, loop=0)
@@ -45,7 +47,8 @@ def png16(pixels: np.ndarray) -> bytes:
 def png_header(width: int, height: int, tail: bytes = b"") -> bytes:
   """A PNG signature and a well-formed IHDR announcing ``width`` x ``height`` RGB, then ``tail``."""
   body = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-  return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + body + struct.pack(">I", zlib.crc32(body)) + tail
+  return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + body + struct.pack(">I",
+                                                                           zlib.crc32(body)) + tail
 
 
 def gif_header(width: int, height: int, tail: bytes = b"") -> bytes:
@@ -54,7 +57,8 @@ def gif_header(width: int, height: int, tail: bytes = b"") -> bytes:
 
 
 def bmp_header(width: int, height: int, tail: bytes = b"") -> bytes:
-  """A 24-bit BMP file + info header announcing ``width`` x ``height`` (negative: top-down), then ``tail``."""
+  """A 24-bit BMP file + info header announcing ``width`` x ``height`` (negative: top-down), then
+  ``tail``."""
   info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
   return b"BM" + struct.pack("<IHHI", 54 + len(tail), 0, 0, 54) + info + tail
 
@@ -66,16 +70,19 @@ def jpeg_with_size(jpeg: bytes, width: int, height: int) -> bytes:
 
 
 def gif_bomb(frame_side: int, screen_side: int = 1) -> bytes:
-  """A valid GIF whose screen says ``screen_side``² and whose one frame is ``frame_side``² (zeros: a few KB)."""
+  """A valid GIF whose screen says ``screen_side``² and whose one frame is ``frame_side``² (zeros: a
+  few KB)."""
   frame = encode(np.zeros((frame_side, frame_side), np.uint8), "GIF")
   return frame[:6] + struct.pack("<HH", screen_side, screen_side) + frame[10:]
 
 
 def gif_with_second_frame(first: np.ndarray, second_side: int) -> bytes:
-  """A two-frame GIF: ``first`` (uint8 [H, W, 3]) on a screen of its size, then a ``second_side``² frame."""
+  """A two-frame GIF: ``first`` (uint8 [H, W, 3]) on a screen of its size, then a ``second_side``²
+  frame."""
   second = encode(np.zeros((second_side, second_side), np.uint8), "GIF")
   flags = second[10]
-  blocks = second[13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 13):-1]  # its blocks, less the trailer
+  # its blocks, less the trailer
+  blocks = second[13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 13):-1]
   return encode(first, "GIF")[:-1] + blocks + b";"
 
 

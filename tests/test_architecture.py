@@ -26,7 +26,8 @@ ALLOWED = {
 
 
 def _imported_packages(path: pathlib.Path) -> set[str]:
-  """The mlc_tf sub-packages a module imports (``from mlc_tf.x ...``, ``from mlc_tf import x``, ``import mlc_tf.x``)."""
+  """The mlc_tf sub-packages a module imports (``from mlc_tf.x ...``, ``from mlc_tf import x``,
+  ``import mlc_tf.x``)."""
   found = set()
   for node in ast.walk(ast.parse(path.read_text())):
     if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "mlc_tf":
@@ -164,7 +165,9 @@ def test_each_entry_point_sets_tensorflows_environment_before_its_imports():
   for name in sorted(entry_points):
     tree = ast.parse((PACKAGE / "cli" / f"{name}.py").read_text())
     statements = [ast.unparse(node) for node in tree.body[1:4]]  # after the docstring
-    assert statements == ["from __future__ import annotations", "from mlc_tf import cli", "cli.start()"], name
+    assert statements == [
+        "from __future__ import annotations", "from mlc_tf import cli", "cli.start()"
+    ], name
 
 
 def test_nothing_in_the_library_imports_the_entry_points():
@@ -174,42 +177,54 @@ def test_nothing_in_the_library_imports_the_entry_points():
 
 
 # One process each: mlc-review defines --model too, and absl flags cannot be defined twice.
-@pytest.mark.parametrize("entry_points", [("mlc_tf.cli.export", "mlc_tf.cli.predict"), ("mlc_tf.cli.review",)])
+@pytest.mark.parametrize("entry_points", [("mlc_tf.cli.export", "mlc_tf.cli.predict"),
+                                          ("mlc_tf.cli.review",)])
 def test_exporting_predicting_and_reviewing_load_no_training_or_evaluation_code(entry_points):
   code = (f"import sys, {', '.join(entry_points)}; print(sorted(m for m in sys.modules "
           "if m.startswith(('mlc_tf.train', 'mlc_tf.evaluate', 'mlc_tf.experiments'))))")
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True).stdout
   assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_only_batch_prediction_imports_apache_beam():
-  """Beam is the optional `beam` extra: mlc_tf.serving and mlc-predict without --runner work without it."""
+  """Beam is the optional `beam` extra: mlc_tf.serving and mlc-predict without --runner work without
+  it."""
   for path in sorted(PACKAGE.rglob("*.py")):
     tree = ast.parse(path.read_text())
     top_level = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}
-    top_level |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                  and node.module}
+    top_level |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
     if "apache_beam" in top_level:
-      assert path.relative_to(PACKAGE).as_posix() == "serving/batch_prediction.py", path.relative_to(PACKAGE)
-  code = "import sys, mlc_tf.serving, mlc_tf.cli.predict; print(sorted(m for m in sys.modules if 'beam' in m))"
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+      assert path.relative_to(
+          PACKAGE).as_posix() == "serving/batch_prediction.py", path.relative_to(PACKAGE)
+  code = ("import sys, mlc_tf.serving, mlc_tf.cli.predict; "
+          "print(sorted(m for m in sys.modules if 'beam' in m))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True).stdout
   assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_the_layers_module_registers_every_custom_layer_of_the_library():
-  """A saved model loads after importing models.layers alone: no other module defines a Keras layer."""
+  """A saved model loads after importing models.layers alone: no other module defines a Keras
+  layer."""
   for path in sorted(PACKAGE.rglob("*.py")):
     if path.name == "layers.py":
       continue
     for node in ast.walk(ast.parse(path.read_text())):
       if isinstance(node, ast.ClassDef):
         bases = {ast.unparse(base) for base in node.bases}
-        assert not bases & {"keras.layers.Layer", "layers.Layer"}, f"{path.relative_to(PACKAGE)}: {node.name}"
+        assert not bases & {"keras.layers.Layer", "layers.Layer"
+                           }, f"{path.relative_to(PACKAGE)}: {node.name}"
 
 
 def test_tests_share_helpers_through_a_module_not_conftest():
-  """conftest.py is pytest's (fixtures); importing it by name breaks as soon as two conftest files exist."""
+  """conftest.py is pytest's (fixtures); importing it by name breaks as soon as two conftest files
+  exist."""
   for path in sorted((PACKAGE.parent / "tests").glob("*.py")):
     for node in ast.walk(ast.parse(path.read_text())):
       modules = ([node.module] if isinstance(node, ast.ImportFrom) else
@@ -220,8 +235,12 @@ def test_tests_share_helpers_through_a_module_not_conftest():
 def test_every_file_the_library_opens_is_closed_by_a_with_block():
   for path in sorted(PACKAGE.rglob("*.py")):
     tree = ast.parse(path.read_text())
-    in_with = {id(item.context_expr) for node in ast.walk(tree) if isinstance(node, (ast.With, ast.AsyncWith))
-               for item in node.items}
+    in_with = {
+        id(item.context_expr) for node in ast.walk(tree)
+        if isinstance(node, (ast.With, ast.AsyncWith)) for item in node.items
+    }
     for node in ast.walk(tree):
       if isinstance(node, ast.Call) and ast.unparse(node.func) == "open":
-        assert id(node) in in_with, f"{path.relative_to(PACKAGE)}:{node.lineno}: open() outside a with block"
+        assert id(
+            node
+        ) in in_with, f"{path.relative_to(PACKAGE)}:{node.lineno}: open() outside a with block"

@@ -13,7 +13,8 @@ def test_write_aside_replaces_the_file_only_when_the_write_finished(tmp_path):
 
   def write(staged):
     assert os.path.dirname(staged) == os.path.dirname(path) and staged.endswith("model.keras")
-    assert not os.path.exists(path) or open(path).read() == "old"  # the old file stays until the rename
+    # the old file stays until the rename
+    assert not os.path.exists(path) or open(path).read() == "old"
     with open(staged, "w") as f:
       f.write("new" if os.path.exists(path) else "old")
 
@@ -42,11 +43,13 @@ def test_a_link_or_a_directory_can_be_written_aside(tmp_path):
   os.mkdir(tmp_path / "state-2")
   link = str(tmp_path / "state")
   atomic_files.write_aside(link, lambda staged: os.symlink("state-1", staged))
-  atomic_files.write_aside(link, lambda staged: os.symlink("state-2", staged))  # repointed, never absent
+  # repointed, never absent
+  atomic_files.write_aside(link, lambda staged: os.symlink("state-2", staged))
   assert os.readlink(link) == "state-2"
   with atomic_files.staged_beside(str(tmp_path / "version")) as staged:
     os.makedirs(os.path.join(staged, "variables"))
-  assert sorted(os.listdir(tmp_path)) == ["state", "state-1", "state-2"]  # an unpublished directory is removed
+  # an unpublished directory is removed
+  assert sorted(os.listdir(tmp_path)) == ["state", "state-1", "state-2"]
 
 
 def test_text_json_and_reports_replace_a_file_whole_keeping_its_mode(tmp_path):

@@ -9,7 +9,8 @@ LABELS = ["dog", "male", "people"]
 
 
 def test_repeat_factors_follow_lvis_formula():
-  # dog in 1 of 10 images, people in 5 of 10: with t = 0.4, r_dog = sqrt(0.4 / 0.1) = 2, r_people = 1.
+  # dog in 1 of 10 images, people in 5 of 10: with t = 0.4,
+  # r_dog = sqrt(0.4 / 0.1) = 2, r_people = 1.
   targets = np.zeros((10, 3))
   targets[0, 0] = 1
   targets[:5, 2] = 1
@@ -43,7 +44,8 @@ def test_resample_draws_counts_with_the_expected_mean_each_epoch():
                               .as_numpy_iterator()), minlength=4)
   assert repeated[2] not in (100, 150) and abs(repeated[2] - 125) < 25  # repeat() draws afresh too
   again = balance.resample(tf.data.Dataset.range(4), counts, seed=3)
-  np.testing.assert_array_equal(np.bincount(list(again.as_numpy_iterator()), minlength=4), epochs[0])
+  np.testing.assert_array_equal(np.bincount(list(again.as_numpy_iterator()), minlength=4),
+                                epochs[0])
 
 
 def test_make_dataset_balances_training_data_only(tiny_corpus):
@@ -54,10 +56,12 @@ def test_make_dataset_balances_training_data_only(tiny_corpus):
   counts = np.zeros(len(frame))
   counts[:3] = 2.0
   kwargs = dict(image_size=8, batch_size=4, sample_counts=counts, cache=False)
-  train = pipeline.make_dataset(frame["path"].to_numpy(), frame[labels].to_numpy(), training=True, **kwargs)
+  train = pipeline.make_dataset(frame["path"].to_numpy(), frame[labels].to_numpy(), training=True,
+                                **kwargs)
   assert sum(len(y) for _, y in train.take(10)) == 40  # an endless stream of the 3 kept images
-  evaluation = pipeline.make_dataset(frame["path"].to_numpy(), frame[labels].to_numpy(), training=False, **kwargs)
+  evaluation = pipeline.make_dataset(frame["path"].to_numpy(), frame[labels].to_numpy(),
+                                     training=False, **kwargs)
   assert sum(len(y) for _, y in evaluation) == len(frame)
   with pytest.raises(ValueError, match="sample counts"):
-    pipeline.make_dataset(frame["path"].to_numpy(), frame[labels].to_numpy(), training=True, image_size=8,
-                          batch_size=4, sample_counts=counts[:-1])
+    pipeline.make_dataset(frame["path"].to_numpy(), frame[labels].to_numpy(), training=True,
+                          image_size=8, batch_size=4, sample_counts=counts[:-1])

@@ -1,4 +1,5 @@
-"""mlc-predict on Apache Beam against local mlc-predict: the same rows, failures counted, one or two workers.
+"""mlc-predict on Apache Beam against local mlc-predict: the same rows, failures counted, one or two
+workers.
 
 The runner is pinned to Beam's in-process FnApiRunner: DirectRunner first tries
 the Prism runner, which downloads a binary (these machines cannot) and then
@@ -35,9 +36,9 @@ IN_PROCESS = "--runner=FnApiRunner"
 
 @pytest.fixture
 def photo_folder(tiny_trained, tmp_path):
-  """Six corpus images, a truncated JPEG, a text file named .jpg, a socket named .jpg (unreadable, even to
-  root) and a dangling symbolic link named .jpg, plus a non-image extension (left out, and said so) and a
-  subfolder that neither path reads."""
+  """Six corpus images, a truncated JPEG, a text file named .jpg, a socket named .jpg (unreadable,
+  even to root) and a dangling symbolic link named .jpg, plus a non-image extension (left out, and
+  said so) and a subfolder that neither path reads."""
   root, _, _ = tiny_trained
   folder = tmp_path / "photos"
   folder.mkdir()
@@ -51,7 +52,8 @@ def photo_folder(tiny_trained, tmp_path):
   shutil.copy(os.path.join(root, "images", "im7.jpg"), folder / "sub" / "im7.jpg")
   with socket.socket(socket.AF_UNIX) as unreadable:  # open() fails with ENXIO, whoever asks
     unreadable.bind(str(folder / "s.jpg"))
-  (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # a link to a missing file: Beam's match skips it
+  # a link to a missing file: Beam's match skips it
+  (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
   return str(folder)
 
 
@@ -61,7 +63,8 @@ def _lines(path):
 
 
 def _shards(pattern):
-  """(header lines, data lines) of the shards matching ``pattern``; every shard must start with the header."""
+  """(header lines, data lines) of the shards matching ``pattern``; every shard must start with the
+  header."""
   shards = sorted(glob.glob(pattern))
   assert shards, pattern
   headers, rows = set(), []
@@ -75,8 +78,9 @@ def _shards(pattern):
 
 def _local(model, folder, output, probabilities):
   """Local mlc-predict's library call: (header line, data lines, skipped basenames)."""
-  summary = prediction.predict_to_csv(prediction.load_predictor(model), prediction.list_images([folder]), output,
-                                      batch_size=4, probabilities=probabilities)
+  summary = prediction.predict_to_csv(prediction.load_predictor(model),
+                                      prediction.list_images([folder]), output, batch_size=4,
+                                      probabilities=probabilities)
   lines = _lines(output)
   return lines[0], lines[1:], sorted(os.path.basename(path) for path in summary.skipped)
 
@@ -86,86 +90,108 @@ def _failures(prefix):
     return {os.path.basename(row["file"]): row["reason"] for row in csv.DictReader(f)}
 
 
-def test_beam_writes_local_mlc_predicts_rows_and_counts_what_it_could_not_tag(tiny_saved_model, photo_folder,
-                                                                            tmp_path):
-  header, rows, skipped = _local(tiny_saved_model, photo_folder, str(tmp_path / "local.csv"), probabilities=True)
+def test_beam_writes_local_mlc_predicts_rows_and_counts_what_it_could_not_tag(
+    tiny_saved_model, photo_folder, tmp_path):
+  header, rows, skipped = _local(tiny_saved_model, photo_folder, str(tmp_path / "local.csv"),
+                                 probabilities=True)
   assert skipped == ["corrupt.jpg", "gone.jpg", "notes.jpg", "s.jpg"] and len(rows) == 6
   prefix = str(tmp_path / "beam" / "tags")
-  summary = batch_prediction.predict_to_shards(tiny_saved_model, [photo_folder], f"{prefix}.csv", [IN_PROCESS],
-                                               probabilities=True, max_batch_size=4, num_shards=2, json_lines=True)
+  summary = batch_prediction.predict_to_shards(tiny_saved_model, [photo_folder], f"{prefix}.csv",
+                                               [IN_PROCESS], probabilities=True, max_batch_size=4,
+                                               num_shards=2, json_lines=True)
   assert sorted(os.listdir(tmp_path / "beam")) == [
-      "tags-00000-of-00002.csv", "tags-00000-of-00002.jsonl", "tags-00001-of-00002.csv", "tags-00001-of-00002.jsonl",
-      "tags-counters.json", "tags-failures-00000-of-00001.csv"]
+      "tags-00000-of-00002.csv", "tags-00000-of-00002.jsonl", "tags-00001-of-00002.csv",
+      "tags-00001-of-00002.jsonl", "tags-counters.json", "tags-failures-00000-of-00001.csv"
+  ]
   beam_header, beam_rows = _shards(f"{prefix}-*-of-00002.csv")
   assert beam_header == header and sorted(beam_rows) == sorted(rows)  # byte for byte, \r\n included
 
   labels = list(csv.reader([header]))[0][1:4]
   local_rows = list(csv.DictReader([header, *rows]))
-  assert summary.counters == {"tagged": 6, "invalid": 2, "unreadable": 2, "left_out": 1,
-                              "positives": {name: sum(int(row[name]) for row in local_rows) for name in labels}}
+  assert summary.counters == {
+      "tagged": 6, "invalid": 2, "unreadable": 2, "left_out": 1,
+      "positives": {name: sum(int(row[name]) for row in local_rows) for name in labels}
+  }
   with open(summary.counters_path) as f:
     assert json.load(f) == summary.counters
   failures = _failures(prefix)
-  assert sorted(failures) == sorted([*skipped, "notes.txt"])  # every file of the folder: tagged or listed
-  for name in ("corrupt.jpg", "notes.jpg"):  # the corpus audit's (and local mlc-predict's) words, not a generic one
-    assert failures[name] == corpus.undecodable_reason((tmp_path / "photos" / name).read_bytes()), failures
+  # every file of the folder: tagged or listed
+  assert sorted(failures) == sorted([*skipped, "notes.txt"])
+  # the corpus audit's (and local mlc-predict's) words, not a generic one
+  for name in ("corrupt.jpg", "notes.jpg"):
+    assert failures[name] == corpus.undecodable_reason(
+        (tmp_path / "photos" / name).read_bytes()), failures
   assert failures["notes.jpg"] == "not a JPEG, PNG, GIF or BMP image"
-  assert failures["s.jpg"].startswith("unreadable: ") and failures["gone.jpg"] == batch_prediction.DANGLING_LINK
+  assert failures["s.jpg"].startswith(
+      "unreadable: ") and failures["gone.jpg"] == batch_prediction.DANGLING_LINK
   assert failures["notes.txt"] == batch_prediction.LEFT_OUT
 
-  json_rows = [json.loads(line) for shard in sorted(glob.glob(f"{prefix}-*.jsonl")) for line in _lines(shard)]
-  as_csv = [{key: str(value) if key in ("file", *labels) else f"{value:.6f}" for key, value in row.items()}
-            for row in json_rows]
-  assert sorted(as_csv, key=lambda row: row["file"]) == sorted(local_rows, key=lambda row: row["file"])
+  json_rows = [
+      json.loads(line) for shard in sorted(glob.glob(f"{prefix}-*.jsonl")) for line in _lines(shard)
+  ]
+  as_csv = [{
+      key: str(value) if key in ("file", *labels) else f"{value:.6f}" for key, value in row.items()
+  } for row in json_rows]
+  assert sorted(as_csv, key=lambda row: row["file"]) == sorted(local_rows,
+                                                               key=lambda row: row["file"])
 
 
-def test_mlc_predict_with_a_runner_on_two_worker_processes_writes_the_same_rows(tiny_saved_model, photo_folder,
-                                                                               tmp_path):
-  header, rows, _ = _local(tiny_saved_model, photo_folder, str(tmp_path / "local.csv"), probabilities=False)
+def test_mlc_predict_with_a_runner_on_two_worker_processes_writes_the_same_rows(
+    tiny_saved_model, photo_folder, tmp_path):
+  header, rows, _ = _local(tiny_saved_model, photo_folder, str(tmp_path / "local.csv"),
+                           probabilities=False)
   prefix = str(tmp_path / "beam" / "tags")
-  stdout = run_cli("predict", f"--model={tiny_saved_model}", f"--images={photo_folder}", f"--output={prefix}",
-                   "--batch_size=3", IN_PROCESS, "--", "--direct_num_workers=2",
-                   "--direct_running_mode=multi_processing")
+  stdout = run_cli("predict", f"--model={tiny_saved_model}", f"--images={photo_folder}",
+                   f"--output={prefix}", "--batch_size=3", IN_PROCESS, "--",
+                   "--direct_num_workers=2", "--direct_running_mode=multi_processing")
   assert "tagged 6 image(s); 2 not decodable, 2 unreadable, 1 left out" in stdout, stdout
   beam_header, beam_rows = _shards(f"{prefix}-?????-of-?????.csv")
   assert beam_header == header and sorted(beam_rows) == sorted(rows)
   assert sorted(_failures(prefix)) == ["corrupt.jpg", "gone.jpg", "notes.jpg", "notes.txt", "s.jpg"]
 
 
-def test_a_file_without_read_permission_is_counted_and_the_run_goes_on(tiny_saved_model, photo_folder, tmp_path):
+def test_a_file_without_read_permission_is_counted_and_the_run_goes_on(
+    tiny_saved_model, photo_folder, tmp_path):
   locked = os.path.join(photo_folder, "locked.jpg")
   shutil.copy(os.path.join(photo_folder, "im1.jpg"), locked)
   os.chmod(locked, 0)
   try:
     with open(locked, "rb"):
-      pytest.skip("this process reads a chmod-000 file (root, with CAP_DAC_OVERRIDE); photo_folder's socket is "
-                  "the unreadable file every test has")
+      pytest.skip(
+          "this process reads a chmod-000 file (root, with CAP_DAC_OVERRIDE); "
+          "photo_folder's socket is the unreadable file every test has")
   except PermissionError:
     pass
   prefix = str(tmp_path / "tags")
-  summary = batch_prediction.predict_to_shards(tiny_saved_model, [photo_folder], prefix, [IN_PROCESS])
+  summary = batch_prediction.predict_to_shards(tiny_saved_model, [photo_folder], prefix,
+                                               [IN_PROCESS])
   assert (summary.counters["tagged"], summary.counters["unreadable"]) == (6, 3)
   assert "Permission denied" in _failures(prefix)["locked.jpg"]
 
 
-def test_beam_refuses_what_its_workers_cannot_load_or_find(tiny_trained, tiny_saved_model, photo_folder, tmp_path):
+def test_beam_refuses_what_its_workers_cannot_load_or_find(tiny_trained, tiny_saved_model,
+                                                           photo_folder, tmp_path):
   _, workdir, _ = tiny_trained
   with pytest.raises(ValueError, match="not an exported SavedModel.*mlc-export"):
-    batch_prediction.predict_to_shards(workdir, [photo_folder], str(tmp_path / "tags"), [IN_PROCESS])
+    batch_prediction.predict_to_shards(workdir, [photo_folder], str(tmp_path / "tags"),
+                                       [IN_PROCESS])
   with pytest.raises(FileNotFoundError, match="no image file found at .*\\*.png"):
     batch_prediction.predict_to_shards(tiny_saved_model, [os.path.join(photo_folder, "*.png")],
                                        str(tmp_path / "tags"), [IN_PROCESS])
   with pytest.raises(ValueError, match="smallest batch \\(8\\) is larger than the largest \\(4\\)"):
-    batch_prediction.predict_to_shards(tiny_saved_model, [photo_folder], str(tmp_path / "tags"), [IN_PROCESS],
-                                       min_batch_size=8, max_batch_size=4)
+    batch_prediction.predict_to_shards(tiny_saved_model, [photo_folder], str(tmp_path / "tags"),
+                                       [IN_PROCESS], min_batch_size=8, max_batch_size=4)
   assert not glob.glob(str(tmp_path / "tags*"))
 
 
 def test_beam_options_without_a_runner_are_a_usage_error(tiny_saved_model, photo_folder, tmp_path):
-  proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.predict", f"--model={tiny_saved_model}",
-                         f"--images={photo_folder}", f"--output={tmp_path / 'tags.csv'}", "--json_lines", "--",
-                         "--direct_num_workers=2"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+  proc = subprocess.run([
+      sys.executable, "-m", "mlc_tf.cli.predict", f"--model={tiny_saved_model}",
+      f"--images={photo_folder}", f"--output={tmp_path / 'tags.csv'}", "--json_lines", "--",
+      "--direct_num_workers=2"
+  ], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
                         env={**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
   assert proc.returncode != 0
-  assert "--direct_num_workers=2 --json_lines: Beam's options and flags need --runner" in proc.stderr
+  assert ("--direct_num_workers=2 --json_lines: Beam's options and flags need --runner"
+          in proc.stderr)
   assert not os.path.exists(tmp_path / "tags.csv")

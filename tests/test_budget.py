@@ -15,8 +15,9 @@ from mlc_tf import config as config_lib
 from mlc_tf.train import budget, fallback, schedules
 
 
-@pytest.mark.parametrize("text, seconds", [("60m", 3600), ("1h30m", 5400), ("90s", 90), ("2h", 7200),
-                                           ("0.5h", 1800), (" 10M ", 600), ("", None), (None, None)])
+@pytest.mark.parametrize("text, seconds", [("60m", 3600), ("1h30m", 5400), ("90s", 90),
+                                           ("2h", 7200), ("0.5h", 1800), (" 10M ", 600), ("", None),
+                                           (None, None)])
 def test_budget_strings(text, seconds):
   assert budget.parse_budget(text) == seconds
 
@@ -52,8 +53,9 @@ def _run_epoch(callback, clock, epoch, steps, seconds_per_step, validation_secon
 
 
 def _budget(tmp_path, clock, budget_seconds=3600, max_epochs=100, schedule=None, steps=50):
-  callback = budget.TimeBudget(clock() + budget_seconds, budget_seconds, steps_per_epoch=steps, global_batch=8,
-                               max_epochs=max_epochs, plan_path=str(tmp_path / budget.PLAN_FILE), schedule=schedule,
+  callback = budget.TimeBudget(clock() + budget_seconds, budget_seconds, steps_per_epoch=steps,
+                               global_batch=8, max_epochs=max_epochs,
+                               plan_path=str(tmp_path / budget.PLAN_FILE), schedule=schedule,
                                after_fit_images=0.2, clock=clock)
   callback.set_model(_model())
   callback.on_train_begin()
@@ -70,7 +72,8 @@ def test_the_second_epoch_plans_the_run_to_end_inside_the_budget(tmp_path):
   # 3600 - 152 s spent - 60 s reserved = 3388 s: 66 more epochs of 51 s
   assert callback.plan.planned_epochs == 68 and callback.plan.planned_steps == 68 * 50
   assert callback.plan.measured_images_per_second == pytest.approx(50 * 8 / 51, abs=0.1)
-  assert float(schedule(68 * 50)) == pytest.approx(0.0, abs=1e-6)  # the decay ends where the plan does
+  # the decay ends where the plan does
+  assert float(schedule(68 * 50)) == pytest.approx(0.0, abs=1e-6)
   assert json.loads((tmp_path / budget.PLAN_FILE).read_text())["planned_epochs"] == 68
   for epoch in range(2, 68):
     assert not callback.model.stop_training
@@ -120,7 +123,8 @@ def test_a_resumed_run_keeps_the_length_it_planned(tmp_path):
   _run_epoch(first, clock, 0, 50, seconds_per_step=1.0)
   _run_epoch(first, clock, 1, 50, seconds_per_step=1.0)
   schedule = schedules.PlannedDecay(1.0, warmup_steps=0, total_steps=100 * 50)
-  resumed = _budget(tmp_path, _Clock(), budget_seconds=60, schedule=schedule)  # a new process, a new budget
+  # a new process, a new budget
+  resumed = _budget(tmp_path, _Clock(), budget_seconds=60, schedule=schedule)
   assert resumed.plan == first.plan
   assert float(schedule(first.plan.planned_steps)) == pytest.approx(0.0, abs=1e-6)
 
@@ -145,12 +149,13 @@ def test_a_budgeted_run_reports_what_the_budget_bought(tmp_path):
     (1.0, 100, False),   # about 65: the network trains
     (5.0, 10, False),    # 13 hold all 10 it is given: not too slow
 ])
-def test_a_network_the_budget_holds_too_few_epochs_of_falls_back_a_few_steps_in(tmp_path, seconds_per_step,
-                                                                                max_epochs, falls_back):
+def test_a_network_the_budget_holds_too_few_epochs_of_falls_back_a_few_steps_in(
+    tmp_path, seconds_per_step, max_epochs, falls_back):
   clock = _Clock()
-  callback = budget.TimeBudget(clock() + 3600, 3600, steps_per_epoch=50, global_batch=8, max_epochs=max_epochs,
-                               plan_path=str(tmp_path / budget.PLAN_FILE), after_fit_images=0.2, clock=clock,
-                               fallback_below_epochs=20, validation_images=0.15)
+  callback = budget.TimeBudget(clock() + 3600, 3600, steps_per_epoch=50, global_batch=8,
+                               max_epochs=max_epochs, plan_path=str(tmp_path / budget.PLAN_FILE),
+                               after_fit_images=0.2, clock=clock, fallback_below_epochs=20,
+                               validation_images=0.15)
   callback.set_model(_model())
   callback.on_train_begin()
   if not falls_back:  # the network trains on: its second epoch plans the run
@@ -159,8 +164,8 @@ def test_a_network_the_budget_holds_too_few_epochs_of_falls_back_a_few_steps_in(
     assert callback.plan is not None and callback.plan.planned_epochs > 2
     return
   callback.on_epoch_begin(0)
-  # an epoch: 50 steps of 5 s and a validation pass of 0.15 x 250 / 3 s = 262.5 s; the first ends at 1250 s,
-  # 82.5 s are reserved: 12 more epochs fit in 3600 s
+  # an epoch: 50 steps of 5 s and a validation pass of 0.15 x 250 / 3 s = 262.5 s; the first ends at
+  # 1250 s, 82.5 s are reserved: 12 more epochs fit in 3600 s
   with pytest.raises(fallback.NetworkTooSlow,
                      match=r"about 13 epochs of this network at the 1.5 training images/s "
                            r"measured, fewer than config.train.fallback.below_epochs=20"):
@@ -213,25 +218,29 @@ def test_a_run_too_slow_for_its_budget_trains_the_fallback_and_says_so(tmp_path)
   cfg = fast_config(image_size=24, epochs=10_000)
   cfg.train.budget = "10m"
   cfg.train.fallback.below_epochs = 10_000  # the budget holds fewer epochs than that of anything
-  # best.py's fallback changes the model (a stride-2 stem); data and train sections merge the same way.
+  # best.py's fallback changes the model (a stride-2 stem); data and train sections merge the same
+  # way.
   changes = {"data": {"image_size": 16}, "model": {"stem_stride": 2}, "train": {"epochs": 2}}
   cfg.train.fallback.changes = changes
   result = training.train(cfg, root, workdir)
   assert result.config.data.image_size == 16 and result.config.train.fallback.below_epochs == 0
   assert result.model.input_shape[1:3] == (16, 16) and result.report["training"]["epochs"] == 2
-  first_conv = next(layer for layer in result.model.layers if isinstance(layer, keras.layers.Conv2D))
+  first_conv = next(
+      layer for layer in result.model.layers if isinstance(layer, keras.layers.Conv2D))
   assert result.config.model.stem_stride == 2 and first_conv.strides == (2, 2)
   taken = result.report["training"]["budget"]["fallback"]
   assert taken["changes"] == changes
   assert "fewer than config.train.fallback.below_epochs=10000" in taken["reason"]
   written = json.loads((tmp_path / "run" / "config.json").read_text())
   assert written["data"]["image_size"] == 16 and written["model"]["stem_stride"] == 2
-  # A new run in the same workdir measures afresh: the finished run's fallback and plan are not its own.
+  # A new run in the same workdir measures afresh: the finished run's fallback and plan are not its
+  # own.
   cfg.train.fallback.below_epochs = 0
   cfg.train.epochs = 1
   again = training.train(cfg, root, workdir)
   assert again.config.data.image_size == 24 and "fallback" not in again.report["training"]["budget"]
-  assert again.report["training"]["budget"]["planned_epochs"] == 1  # its own plan, not the finished run's 2
+  # its own plan, not the finished run's 2
+  assert again.report["training"]["budget"]["planned_epochs"] == 1
   assert not os.path.exists(os.path.join(workdir, fallback.FALLBACK_FILE))
 
 
@@ -248,8 +257,10 @@ def test_a_budget_too_small_stops_the_run_with_a_clear_error(tmp_path):
 def test_mlc_train_refuses_a_bad_budget_or_precision_before_reading_any_data(tmp_path):
   for override, message in (("--config.train.budget=sixty", "is not a duration"),
                             ("--config.train.precision=bf16", "unknown precision 'bf16'")):
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlc_tf.cli.train", f"--data_dir={tmp_path / 'no_such_corpus'}",
-         f"--workdir={tmp_path / 'run'}", override], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
-        env={**os.environ, "PYTHONPATH": REPO_ROOT})
-    assert proc.returncode == 1 and "mlc-train: error: " in proc.stderr and message in proc.stderr, proc.stderr[-2000:]
+    proc = subprocess.run([
+        sys.executable, "-m", "mlc_tf.cli.train", f"--data_dir={tmp_path / 'no_such_corpus'}",
+        f"--workdir={tmp_path / 'run'}", override
+    ], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+                          env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert (proc.returncode == 1 and "mlc-train: error: " in proc.stderr
+            and message in proc.stderr), proc.stderr[-2000:]

@@ -22,17 +22,20 @@ from mlc_tf.train import training
 TRAIN_PRIOR, TARGET_PRIOR = [0.5, 0.4, 0.3], [0.1, 0.4, 0.6]
 
 
-def test_prior_shift_layer_matches_the_maths_and_survives_a_safe_mode_round_trip(tiny_trained, tmp_path):
+def test_prior_shift_layer_matches_the_maths_and_survives_a_safe_mode_round_trip(
+    tiny_trained, tmp_path):
   _, _, result = tiny_trained
   names = result.label_names
-  adapted = inference.build(inference.network(result.inference_model), names, np.full(3, 0.4, np.float32),
+  adapted = inference.build(inference.network(result.inference_model), names,
+                            np.full(3, 0.4, np.float32),
                             priors=(np.array(TRAIN_PRIOR), np.array(TARGET_PRIOR)))
   adapted.save(tmp_path / "adapted.keras")
   loaded = keras.saving.load_model(tmp_path / "adapted.keras", safe_mode=True)
   images = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
   raw = result.inference_model.predict(images, verbose=0)["probabilities"]
   out = loaded.predict(images, verbose=0)
-  np.testing.assert_allclose(out["probabilities"], operating_points.prior_shift(raw, TRAIN_PRIOR, TARGET_PRIOR),
+  np.testing.assert_allclose(out["probabilities"],
+                             operating_points.prior_shift(raw, TRAIN_PRIOR, TARGET_PRIOR),
                              rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(out["decisions"], (out["probabilities"] >= 0.4).astype(np.int32))
   # the network inside is the trained one, before the shift
@@ -43,7 +46,8 @@ def test_prior_shift_layer_matches_the_maths_and_survives_a_safe_mode_round_trip
 
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory):
-  """Untagged photos of a stream (a fresh tiny corpus' images) plus one file that is not an image."""
+  """Untagged photos of a stream (a fresh tiny corpus' images) plus one file that is not an
+  image."""
   root = str(tmp_path_factory.mktemp("stream"))
   make_tiny_corpus(root, num_images=20, seed=7)
   images = os.path.join(root, "images")
@@ -54,13 +58,14 @@ def stream(tmp_path_factory):
 
 def calibrate(*args):
   """Runs mlc-calibrate; returns (exit status, stdout, stderr)."""
-  proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.calibrate", *args], capture_output=True, text=True,
-                        check=False, cwd=REPO_ROOT, timeout=600,
+  proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.calibrate", *args], capture_output=True,
+                        text=True, check=False, cwd=REPO_ROOT, timeout=600,
                         env={**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
   return proc.returncode, proc.stdout, proc.stderr
 
 
-def test_adapted_export_is_the_next_version_with_shifted_probabilities_and_a_report(tiny_trained, stream, tmp_path):
+def test_adapted_export_is_the_next_version_with_shifted_probabilities_and_a_report(
+    tiny_trained, stream, tmp_path):
   root, workdir, result = tiny_trained
   prevalence = tmp_path / "prevalence.csv"
   prevalence.write_text("label,prevalence\ncat,0.1\ndog,0.2\n(none),0.6\n")  # sun missing
@@ -77,12 +82,14 @@ def test_adapted_export_is_the_next_version_with_shifted_probabilities_and_a_rep
   with open(os.path.join(export_dir, "assets.extra", "calibration.json")) as f:
     report = json.load(f)
   stream_report = report["stream"]
-  assert stream_report["images"] == 20 and [os.path.basename(p) for p in stream_report["skipped_images"]] == [
-      "broken.jpg"]
+  assert stream_report["images"] == 20 and [
+      os.path.basename(p) for p in stream_report["skipped_images"]
+  ] == ["broken.jpg"]
   assert stream_report["missing_labels"] == ["sun"] and stream_report["no_label"]["expected"] == 0.6
   rows = report["per_label"]
   assert [rows[name]["policy"] for name in result.label_names] == ["f1", "recall:0.8", "f1"]
-  assert rows["cat"]["target_prior"] == 0.1 and rows["sun"]["target_prior"] == rows["sun"]["train_prior"]
+  assert (rows["cat"]["target_prior"] == 0.1
+          and rows["sun"]["target_prior"] == rows["sun"]["train_prior"])
   assert set(report["test"]) == {"images", "before", "after"}
   assert "| *no label* |" in out and "skipped 1 stream file(s)" in out
 
@@ -90,23 +97,27 @@ def test_adapted_export_is_the_next_version_with_shifted_probabilities_and_a_rep
   loaded = tf.saved_model.load(export_dir)
   metadata = loaded.signatures["metadata"]()
   thresholds = metadata["thresholds"].numpy()
-  np.testing.assert_allclose(thresholds, [rows[name]["threshold"] for name in result.label_names], rtol=1e-6)
+  np.testing.assert_allclose(thresholds, [rows[name]["threshold"] for name in result.label_names],
+                             rtol=1e-6)
   assert json.loads(metadata["config"].numpy())["calibration"]["policy"] == ["f1", "dog=recall:0.8"]
   with open(os.path.join(stream, "im1.jpg"), "rb") as f:
     photo = f.read()
   answer = loaded.signatures["serving_default"](image_bytes=tf.constant([photo]))
   keras_model = inference.load(workdir)
-  raw = keras_model.predict(pipeline.decode_and_resize(tf.constant(photo), 16)[None].numpy(), verbose=0)
+  raw = keras_model.predict(
+      pipeline.decode_and_resize(tf.constant(photo), 16)[None].numpy(), verbose=0)
   train_prior = [rows[name]["train_prior"] for name in result.label_names]
   target_prior = [rows[name]["target_prior"] for name in result.label_names]
-  np.testing.assert_allclose(answer["probabilities"].numpy(),
-                             operating_points.prior_shift(raw["probabilities"], train_prior, target_prior), atol=1e-5)
+  np.testing.assert_allclose(
+      answer["probabilities"].numpy(),
+      operating_points.prior_shift(raw["probabilities"], train_prior, target_prior), atol=1e-5)
 
   # again, with the prevalence estimated: the next version, the first one untouched
   status, out, err = calibrate(*common, f"--target_images={stream}")
   assert status == 0, err[-3000:]
   assert "estimated by EM" in out and os.path.isdir(os.path.join(base_dir, "tiny", "2"))
-  assert np.allclose(tf.saved_model.load(export_dir).signatures["metadata"]()["thresholds"].numpy(), thresholds)
+  assert np.allclose(
+      tf.saved_model.load(export_dir).signatures["metadata"]()["thresholds"].numpy(), thresholds)
 
 
 @pytest.mark.parametrize("case, message", [
@@ -117,7 +128,8 @@ def test_adapted_export_is_the_next_version_with_shifted_probabilities_and_a_rep
     ("prevalence_without_target_images", "--prevalence needs --target_images"),
     ("no_model", "no model at"),
 ])
-def test_bad_stream_input_is_a_clear_error_and_exports_nothing(tiny_trained, tmp_path, case, message):
+def test_bad_stream_input_is_a_clear_error_and_exports_nothing(tiny_trained, tmp_path, case,
+                                                               message):
   root, workdir, _ = tiny_trained
   folder = tmp_path / "photos"
   folder.mkdir()
@@ -126,13 +138,16 @@ def test_bad_stream_input_is_a_clear_error_and_exports_nothing(tiny_trained, tmp
   elif case != "empty_folder":
     (folder / "photo.jpg").write_bytes((pathlib.Path(root) / "images" / "im1.jpg").read_bytes())
   prevalence = tmp_path / "prevalence.csv"
-  prevalence.write_text({"unknown_label": "cat,0.2\nbird,0.1\n", "empty_prevalence": ""}.get(case, "cat,0.2\n"))
+  prevalence.write_text({"unknown_label": "cat,0.2\nbird,0.1\n",
+                         "empty_prevalence": ""}.get(case, "cat,0.2\n"))
   base_dir = tmp_path / "saved_models"
-  status, _, err = calibrate(f"--model={tmp_path / 'none' if case == 'no_model' else workdir}", f"--data_dir={root}",
-                             f"--base_dir={base_dir}", f"--prevalence={prevalence}",
-                             *([] if case == "prevalence_without_target_images" else [f"--target_images={folder}"]))
+  status, _, err = calibrate(
+      f"--model={tmp_path / 'none' if case == 'no_model' else workdir}", f"--data_dir={root}",
+      f"--base_dir={base_dir}", f"--prevalence={prevalence}",
+      *([] if case == "prevalence_without_target_images" else [f"--target_images={folder}"]))
   assert status == 1 and "mlc-calibrate: error: " in err and message in err, err[-3000:]
-  assert "Traceback" not in err and "--bootstrap_samples" not in err  # no help text before the one line
+  # no help text before the one line
+  assert "Traceback" not in err and "--bootstrap_samples" not in err
   assert not base_dir.exists() or not any(base_dir.rglob("saved_model.pb"))
 
 
@@ -151,8 +166,8 @@ def test_a_final_fits_workdir_is_calibrated_without_the_test_comparison(tiny_tra
   cfg = json.loads((pathlib.Path(workdir) / "config.json").read_text())
   cfg["data"]["test_fraction"] = 0.0  # what a final fit's workdir holds
   (final / "config.json").write_text(json.dumps(cfg))
-  status, out, err = calibrate(f"--model={final}", f"--data_dir={root}", f"--base_dir={tmp_path / 'saved'}",
-                               "--bootstrap_samples=10")
+  status, out, err = calibrate(f"--model={final}", f"--data_dir={root}",
+                               f"--base_dir={tmp_path / 'saved'}", "--bootstrap_samples=10")
   assert status == 0, err[-3000:]
   assert "no test split (a final fit)" in err and "exported:" in out
 
@@ -163,7 +178,8 @@ def test_a_training_config_sets_the_policy_the_model_is_saved_with(tiny_corpus, 
   cfg.calibration.policy = ("0.3", "dog=0.7")
   result = training.train(cfg, root, str(tmp_path / "workdir"))
   np.testing.assert_allclose(result.thresholds, [0.3, 0.7, 0.3])
-  np.testing.assert_allclose(inference.decision_layer(result.inference_model).thresholds.numpy(), [0.3, 0.7, 0.3])
+  np.testing.assert_allclose(
+      inference.decision_layer(result.inference_model).thresholds.numpy(), [0.3, 0.7, 0.3])
   assert result.report["thresholds"] == pytest.approx({"cat": 0.3, "dog": 0.7, "sun": 0.3})
   # mlc-evaluate reports at the model's own operating points
   out = run_cli("evaluate", f"--model={tmp_path / 'workdir'}", f"--data_dir={root}",
@@ -174,13 +190,15 @@ def test_a_training_config_sets_the_policy_the_model_is_saved_with(tiny_corpus, 
 def test_an_export_is_calibrated_without_its_workdir_and_a_stream_shift_is_undone_again(
     tiny_trained, tiny_saved_model, stream, tmp_path):
   root, workdir, result = tiny_trained
-  deployed = tmp_path / "deployed" / "tiny"  # what a deployment holds: saved_models/<name>/<version>, no workdir
+  # what a deployment holds: saved_models/<name>/<version>, no workdir
+  deployed = tmp_path / "deployed" / "tiny"
   shutil.copytree(tiny_saved_model, deployed / "1")
   prevalence = tmp_path / "prevalence.csv"
   prevalence.write_text("label,prevalence\ncat,0.1\ndog,0.2\nsun,0.6\n")
   base_dir = tmp_path / "saved_models"
-  status, out, err = calibrate(f"--model={deployed}", f"--data_dir={root}", f"--base_dir={base_dir}", "--name=tiny",
-                               f"--target_images={stream}", f"--prevalence={prevalence}", "--bootstrap_samples=20")
+  status, out, err = calibrate(f"--model={deployed}", f"--data_dir={root}",
+                               f"--base_dir={base_dir}", "--name=tiny", f"--target_images={stream}",
+                               f"--prevalence={prevalence}", "--bootstrap_samples=20")
   assert status == 0, err[-3000:]
   adapted_dir = base_dir / "tiny" / "1"
   assert f"exported: {adapted_dir}" in out
@@ -190,28 +208,34 @@ def test_an_export_is_calibrated_without_its_workdir_and_a_stream_shift_is_undon
     assert json.load(f)["prior_shift"]["target_prior"] == [0.1, 0.2, 0.6]
   shutil.rmtree(tmp_path / "deployed")  # the new export stands on its own
 
-  images = np.random.default_rng(1).integers(0, 256, (5, 16, 16, 3)).astype(np.float32)  # whole intensities,
-  # as decoded photos have (predict_pixels rounds)
+  # whole intensities, as decoded photos have (predict_pixels rounds)
+  images = np.random.default_rng(1).integers(0, 256, (5, 16, 16, 3)).astype(np.float32)
   raw = result.inference_model.predict(images, verbose=0)["probabilities"]
   train_prior = [rows[name]["train_prior"] for name in result.label_names]
-  answer = tf.saved_model.load(str(adapted_dir)).signatures["predict_pixels"](pixels=tf.constant(images))
+  answer = tf.saved_model.load(
+      str(adapted_dir)).signatures["predict_pixels"](pixels=tf.constant(images))
   np.testing.assert_allclose(answer["probabilities"].numpy(),
-                             operating_points.prior_shift(raw, train_prior, [0.1, 0.2, 0.6]), atol=1e-5)
+                             operating_points.prior_shift(raw, train_prior, [0.1, 0.2, 0.6]),
+                             atol=1e-5)
   np.testing.assert_allclose(tf.saved_model.load(str(adapted_dir)).signatures["metadata"]()["thresholds"].numpy(),
                              [rows[name]["threshold"] for name in result.label_names], rtol=1e-6)
 
-  # the adapted export calibrated again for no stream: the network's own probabilities, at the new thresholds
-  status, out, err = calibrate(f"--model={adapted_dir}", f"--data_dir={root}", f"--base_dir={base_dir}",
-                               "--name=tiny", "--policy=0.35", "--bootstrap_samples=20")
+  # the adapted export calibrated again for no stream: the network's own probabilities, at the new
+  # thresholds
+  status, out, err = calibrate(f"--model={adapted_dir}", f"--data_dir={root}",
+                               f"--base_dir={base_dir}", "--name=tiny", "--policy=0.35",
+                               "--bootstrap_samples=20")
   assert status == 0, err[-3000:]
   again = tf.saved_model.load(str(base_dir / "tiny" / "2"))
   answer = again.signatures["predict_pixels"](pixels=tf.constant(images))
   np.testing.assert_allclose(answer["probabilities"].numpy(), raw, atol=1e-5)
-  np.testing.assert_array_equal(answer["decisions"].numpy(), (answer["probabilities"].numpy() >= 0.35).astype(int))
+  np.testing.assert_array_equal(answer["decisions"].numpy(), (answer["probabilities"].numpy()
+                                                              >= 0.35).astype(int))
   assert again.signatures["metadata"]()["max_image_pixels"].numpy() == export.MAX_IMAGE_PIXELS
 
 
-def test_an_export_that_does_not_record_its_rules_and_prior_shift_is_refused(tiny_trained, tiny_saved_model, tmp_path):
+def test_an_export_that_does_not_record_its_rules_and_prior_shift_is_refused(
+    tiny_trained, tiny_saved_model, tmp_path):
   root, _, _ = tiny_trained
   old = tmp_path / "old"
   shutil.copytree(tiny_saved_model, old)
@@ -219,6 +243,8 @@ def test_an_export_that_does_not_record_its_rules_and_prior_shift_is_refused(tin
   metadata = json.loads(metadata_path.read_text())
   del metadata["label_rules"], metadata["prior_shift"]  # what exports before these keys hold
   metadata_path.write_text(json.dumps(metadata))
-  status, _, err = calibrate(f"--model={old}", f"--data_dir={root}", f"--base_dir={tmp_path / 'saved'}")
-  assert status == 1 and "calibrate the training workdir" in err and "Traceback" not in err, err[-3000:]
+  status, _, err = calibrate(f"--model={old}", f"--data_dir={root}",
+                             f"--base_dir={tmp_path / 'saved'}")
+  assert (status == 1 and "calibrate the training workdir" in err
+          and "Traceback" not in err), err[-3000:]
   assert not (tmp_path / "saved").exists()

@@ -1,4 +1,5 @@
-"""CalibratedValidationF1: the validation F1 early stopping watches, at each epoch's calibrated thresholds."""
+"""CalibratedValidationF1: the validation F1 early stopping watches, at each epoch's calibrated
+thresholds."""
 
 import keras
 import numpy as np
@@ -15,7 +16,8 @@ def _validation(seed, num_images, target_dtype):
   targets = (rng.random((num_images, 3)) < 0.5).astype(target_dtype)
   inputs = keras.Input((4,))
   model = keras.Model(inputs, keras.layers.Dense(3, activation="sigmoid")(inputs))
-  callback = callbacks.CalibratedValidationF1(tf.data.Dataset.from_tensor_slices(images).batch(5), targets)
+  callback = callbacks.CalibratedValidationF1(
+      tf.data.Dataset.from_tensor_slices(images).batch(5), targets)
   callback.set_model(model)
   return model, images, targets, callback
 
@@ -27,8 +29,10 @@ def test_logs_validation_f1_at_calibrated_thresholds_and_at_one_half():
   probs = model.predict(images, verbose=0)
   calibrated = metrics.decide(probs, metrics.f1_optimal_thresholds(targets, probs))
   assert (logs["val_micro_f1"], logs["val_macro_f1"]) == metrics.micro_macro_f1(targets, calibrated)
-  assert logs["val_micro_f1_at_0.5"] == metrics.micro_macro_f1(targets, metrics.decide(probs, 0.5))[0]
-  assert not hasattr(callback, "thresholds")  # training calibrates its thresholds once, after early stopping
+  assert logs["val_micro_f1_at_0.5"] == metrics.micro_macro_f1(targets, metrics.decide(probs,
+                                                                                       0.5))[0]
+  # training calibrates its thresholds once, after early stopping
+  assert not hasattr(callback, "thresholds")
 
 
 def test_the_one_validation_pass_logs_what_keras_evaluate_would():

@@ -1,4 +1,5 @@
-"""Every recipe in configs/ loads, declares its choices' knobs, and builds its model and loss for the real labels."""
+"""Every recipe in configs/ loads, declares its choices' knobs, and builds its model and loss for
+the real labels."""
 
 import glob
 import importlib.util
@@ -35,9 +36,11 @@ def test_config_builds(path):
     shared = set(config_lib.base_config()[kind])
     assert set(cfg[kind]) - shared == set(registry.knobs(kind, cfg[kind].name)), kind
   models.build(cfg.model, len(FLICKR14_LABELS), cfg.data.image_size)
-  losses.make_loss(cfg.loss, FLICKR14_LABELS, [[1] * len(FLICKR14_LABELS), [0] * len(FLICKR14_LABELS)])
+  losses.make_loss(cfg.loss, FLICKR14_LABELS,
+                   [[1] * len(FLICKR14_LABELS), [0] * len(FLICKR14_LABELS)])
   optimizers.make_optimizer(cfg.optimizer, 10, cfg.train.epochs)
-  if cfg.train.fallback.below_epochs:  # the cheaper network a short budget trains instead builds too
+  # the cheaper network a short budget trains instead builds too
+  if cfg.train.fallback.below_epochs:
     fallback_cfg = fallback.with_changes(cfg, cfg.train.fallback.changes.to_dict())
     models.build(fallback_cfg.model, len(FLICKR14_LABELS), fallback_cfg.data.image_size)
 
@@ -68,13 +71,16 @@ def test_self_training_carries_best_values():
 
 def test_recipe_values_and_builder_defaults():
   best = _load(os.path.join(REPO_ROOT, "configs", "best.py")).get_config()
-  assert dict(best.model) == {"name": "resnet", "width": 32, "blocks": 8, "stages": 4, "stem_stride": 1,
-                              "se_ratio": 0, "dropout": 0.3, "first_labels": (), "flip_average": False}
+  assert dict(best.model) == {
+      "name": "resnet", "width": 32, "blocks": 8, "stages": 4, "stem_stride": 1, "se_ratio": 0,
+      "dropout": 0.3, "first_labels": (), "flip_average": False
+  }
   assert best.optimizer.weight_decay == 5e-4 and "momentum" not in best.optimizer
   assert best.train.budget == "60m" and best.train.fallback.below_epochs == 20
   assert best.train.fallback.changes.to_dict() == {"model": {"stem_stride": 2}}
   student = _load(os.path.join(REPO_ROOT, "configs", "self_training.py")).get_config()
-  assert student.train.budget is None  # teacher and student train their epochs: best.py's hour would starve one
+  # teacher and student train their epochs: best.py's hour would starve one
+  assert student.train.budget is None
   baseline = _load(os.path.join(REPO_ROOT, "configs", "seed_baseline.py")).get_config()
   assert baseline.optimizer.momentum == 0.9 and baseline.optimizer.nesterov is False
   assert registry.knobs("model", "simple_cnn") == {"width": 32, "depth": 4, "dropout": 0.0,
@@ -85,7 +91,8 @@ def test_config_argument_chooses_another_model_keeping_the_knobs_it_shares():
   recipe = _load(os.path.join(REPO_ROOT, "configs", "best.py"))
   cfg = recipe.get_config("model=simple_cnn,optimizer=adam")
   assert cfg.model.name == "simple_cnn" and "blocks" not in cfg.model
-  assert (cfg.model.width, cfg.model.stem_stride, cfg.model.dropout, cfg.model.depth) == (32, 1, 0.3, 4)
+  assert (cfg.model.width, cfg.model.stem_stride, cfg.model.dropout, cfg.model.depth) == (32, 1,
+                                                                                          0.3, 4)
   assert cfg.optimizer.name == "adam" and "weight_decay" not in cfg.optimizer
   factory.check_choices(cfg)
   with pytest.raises(ValueError, match="model=<name>"):
@@ -95,21 +102,27 @@ def test_config_argument_chooses_another_model_keeping_the_knobs_it_shares():
 def test_old_workdir_config_drops_knobs_its_model_does_not_take(tmp_path):
   """A config.json from before per-model knobs held every model's, loss's and optimizer's knobs."""
   old = config_lib.base_config().to_dict()
-  old["model"].update(name="simple_cnn", width=8, depth=2, dropout=0.3, blocks=8, stages=4, stem_stride=1,
-                      se_ratio=0, backbone="MobileNetV3Small", weights=None)
+  old["model"].update(name="simple_cnn", width=8, depth=2, dropout=0.3, blocks=8, stages=4,
+                      stem_stride=1, se_ratio=0, backbone="MobileNetV3Small", weights=None)
   old["loss"].update(gamma=2.0, alpha=0.25, margin=0.05, fp_weights={})
   old["optimizer"].update(momentum=0.9, weight_decay=1e-4)
   path = tmp_path / "config.json"
   path.write_text(json.dumps(old))
   cfg = factory.load_run_config(str(path))
-  assert dict(cfg.model) == {"name": "simple_cnn", "width": 8, "depth": 2, "dropout": 0.3, "stem_stride": 1,
-                             "first_labels": (), "flip_average": False}
+  assert dict(cfg.model) == {
+      "name": "simple_cnn", "width": 8, "depth": 2, "dropout": 0.3, "stem_stride": 1,
+      "first_labels": (), "flip_average": False
+  }
   assert dict(cfg.loss) == {"name": "bce"} and "momentum" not in cfg.optimizer
   assert models.build(cfg.model, 3, 16).name == "simple_cnn"
 
 
 def test_override_of_an_undeclared_knob_names_the_new_spelling():
-  with pytest.raises(AssertionError, match=r"--config.model.blocks: the config has no such field.*:model=<name>"):
-    run_cli("train", "--config=configs/demo.py", "--config.model.blocks=2", "--workdir=/nonexistent")
-  with pytest.raises(AssertionError, match=r"model 'resnet' takes no depth; its knobs: width=32, .*:model=<name>"):
-    run_cli("train", "--config=configs/demo.py", "--config.model.name=resnet", "--workdir=/nonexistent")
+  with pytest.raises(AssertionError,
+                     match=r"--config.model.blocks: the config has no such field.*:model=<name>"):
+    run_cli("train", "--config=configs/demo.py", "--config.model.blocks=2",
+            "--workdir=/nonexistent")
+  with pytest.raises(AssertionError,
+                     match=r"model 'resnet' takes no depth; its knobs: width=32, .*:model=<name>"):
+    run_cli("train", "--config=configs/demo.py", "--config.model.name=resnet",
+            "--workdir=/nonexistent")

@@ -76,7 +76,8 @@ def test_unknown_label_is_an_error(tiny_corpus):
 def test_demo_corpus_is_deterministic_and_imbalanced(tmp_path):
   a = builtin.ensure_demo_corpus(str(tmp_path / "a"), num_images=300, seed=3)
   b = builtin.ensure_demo_corpus(str(tmp_path / "b"), num_images=300, seed=3)
-  with open(os.path.join(a, "images", "im7.jpg"), "rb") as fa, open(os.path.join(b, "images", "im7.jpg"), "rb") as fb:
+  with open(os.path.join(a, "images", "im7.jpg"),
+            "rb") as fa, open(os.path.join(b, "images", "im7.jpg"), "rb") as fb:
     assert fa.read() == fb.read()
   frame, audit = corpus_lib.load_corpus(a)
   labels = corpus_lib.label_columns(frame)

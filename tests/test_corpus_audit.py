@@ -1,5 +1,5 @@
-"""Issue 7's data table, row by row, on a generated messy corpus: every bad input is skipped and named,
-decoded correctly, or a clear error before training."""
+"""Issue 7's data table, row by row, on a generated messy corpus: every bad input is skipped and
+named, decoded correctly, or a clear error before training."""
 
 import io
 import json
@@ -40,13 +40,16 @@ def _halves(size: int) -> Image.Image:
 
 # Content that decode_and_resize must turn into the right picture, whatever the file is called.
 ODD_BUT_GOOD = {
-    30: ("im30.jpg", lambda: _encode(_solid(), "PNG")),             # PNG under a .jpg name
-    31: ("im31.jpg", lambda: _encode(_solid(), "GIF")),             # GIF under a .jpg name
-    32: ("im32.jpg", lambda: _encode(_solid(), "BMP")),             # 24-bit BMP under a .jpg name
+    30: ("im30.jpg", lambda: _encode(_solid(), "PNG")),  # PNG under a .jpg name
+    31: ("im31.jpg", lambda: _encode(_solid(), "GIF")),  # GIF under a .jpg name
+    32: ("im32.jpg", lambda: _encode(_solid(), "BMP")),  # 24-bit BMP under a .jpg name
     33: ("im33.jpg", lambda: _encode(_solid("CMYK"), "JPEG", quality=98)),
-    34: ("im34.png", lambda: tf.io.encode_png(tf.fill((12, 20, 3), tf.constant(0, tf.uint16)) +  # 16-bit RGB PNG
-                                               tf.constant([c * 257 for c in COLOUR], tf.uint16)).numpy()),
-    35: ("im35.png", lambda: _encode(Image.new("RGBA", (20, 12), COLOUR + (90,)), "PNG")),  # alpha is dropped
+    # 16-bit RGB PNG
+    34: ("im34.png", lambda: tf.io.encode_png(
+        tf.fill((12, 20, 3), tf.constant(0, tf.uint16)) + tf.constant([c * 257 for c in COLOUR], tf.
+                                                                      uint16)).numpy()),
+    # alpha is dropped
+    35: ("im35.png", lambda: _encode(Image.new("RGBA", (20, 12), COLOUR + (90,)), "PNG")),
     36: ("im36.jpg", lambda: _encode(_solid(size=(1, 1)), "JPEG", quality=98, subsampling=0)),
     37: ("im37.jpg", lambda: _encode(_halves(6000), "JPEG", quality=90, subsampling=0)),
 }
@@ -75,8 +78,10 @@ def messy_corpus(tmp_path_factory):
     f.write("not an image name\n")
   annotations = os.path.join(root, "annotations")
   cats = sorted(i for i, labels in truth.items() if "cat" in labels)
-  with open(os.path.join(annotations, "cat.txt"), "w", newline="") as f:  # CRLF, blanks, spaces, duplicates
-    f.write("".join(f"{i}  \r\n" for i in cats) + "\r\n   \r\n" + f"{cats[0]}\r\n" + "999\r\n20\r\n30\r\n37\t\r\n")
+  # CRLF, blanks, spaces, duplicates
+  with open(os.path.join(annotations, "cat.txt"), "w", newline="") as f:
+    f.write("".join(f"{i}  \r\n" for i in cats) + "\r\n   \r\n" + f"{cats[0]}\r\n" +
+            "999\r\n20\r\n30\r\n37\t\r\n")
   open(os.path.join(annotations, "empty.txt"), "w").close()
   with open(os.path.join(annotations, "unicorn.txt"), "w") as f:
     f.write("1\n")
@@ -107,27 +112,32 @@ def test_bad_files_are_skipped_counted_and_named(loaded):
 def test_odd_formats_decode_to_the_configured_size(loaded):
   frame, audit = loaded
   assert set(ODD_BUT_GOOD) <= set(frame.index)
-  assert audit.image_formats["png"] == 3 and audit.image_formats["gif"] == 1 and audit.image_formats["bmp"] == 2
+  assert (audit.image_formats["png"] == 3 and audit.image_formats["gif"] == 1
+          and audit.image_formats["bmp"] == 2)
   odd = frame.loc[sorted(ODD_BUT_GOOD)]
-  ds = pipeline.make_dataset(odd["path"].to_numpy(), odd[["cat", "dog", "empty"]].to_numpy(), image_size=SIZE,
-                             batch_size=len(odd), training=False, cache=False)
+  ds = pipeline.make_dataset(odd["path"].to_numpy(), odd[["cat", "dog", "empty"]].to_numpy(),
+                             image_size=SIZE, batch_size=len(odd), training=False, cache=False)
   images = dict(zip(sorted(ODD_BUT_GOOD), next(iter(ds))[0].numpy()))
   for image_id, image in images.items():
     assert image.shape == (SIZE, SIZE, 3), image_id
     left = image[:, :SIZE // 2 - 1] if image_id == 37 else image
-    np.testing.assert_allclose(left, np.broadcast_to(COLOUR, left.shape), atol=4, err_msg=ODD_BUT_GOOD[image_id][0])
-  np.testing.assert_allclose(images[37][:, SIZE // 2 + 1:], np.broadcast_to((0, 0, 255), (SIZE, SIZE // 2 - 1, 3)),
+    np.testing.assert_allclose(left, np.broadcast_to(COLOUR, left.shape), atol=4,
+                               err_msg=ODD_BUT_GOOD[image_id][0])
+  np.testing.assert_allclose(images[37][:, SIZE // 2 + 1:],
+                             np.broadcast_to((0, 0, 255), (SIZE, SIZE // 2 - 1, 3)),
                              atol=4)  # 6000x6000 -> SIZE x SIZE keeps the picture's two halves
 
 
 def test_annotation_rows_of_the_table(loaded):
   frame, audit = loaded
-  # An id without image is counted and named; CRLF, blank lines, tabs and trailing spaces are tolerated.
+  # An id without image is counted and named; CRLF, blank lines, tabs and trailing spaces are
+  # tolerated.
   assert [(label, i) for label, _, i in audit.missing_images] == [("cat", 999)]
   assert "cat.txt:" in "\n".join(audit.warnings()) and "id 999" in "\n".join(audit.warnings())
   assert len(audit.duplicate_ids) == 1 and audit.duplicate_ids[0][0] == "cat"
   assert frame.at[30, "cat"] == 1 and frame.at[37, "cat"] == 1  # tab + CRLF after the id
-  # An id whose image was skipped labels nothing, and is reported as a skipped image rather than lost.
+  # An id whose image was skipped labels nothing, and is reported as a skipped image rather than
+  # lost.
   assert 20 not in frame.index
   # Images in no annotation file are samples with no label.
   assert frame.loc[[31, 32, 33], ["cat", "dog", "empty"]].to_numpy().sum() == 0
@@ -148,7 +158,9 @@ def test_strict_turns_every_skip_into_an_error(messy_corpus):
 def test_clean_corpus_passes_strict(tiny_corpus):
   root, truth = tiny_corpus
   frame, audit = corpus_lib.load_corpus(root, strict=True)
-  assert len(frame) == len(truth) and audit.warnings() == [] and audit.image_formats == {"jpeg": len(truth)}
+  assert len(frame) == len(truth) and audit.warnings() == [] and audit.image_formats == {
+      "jpeg": len(truth)
+  }
 
 
 @pytest.mark.parametrize("garbage,line", [("12a", 3), ("1 2", 3), ("²", 3), ("-4", 3)])
@@ -156,7 +168,8 @@ def test_garbage_in_annotation_names_file_and_line(tiny_corpus, garbage, line):
   root, _ = tiny_corpus
   with open(os.path.join(root, "annotations", "dog.txt"), "w", newline="") as f:
     f.write(f"\ufeff1\r\n\r\n{garbage}  \r\n2\r\n")  # a BOM and blank lines are fine; line 3 is not
-  with pytest.raises(corpus_lib.CorpusError, match=rf"dog\.txt:{line}: expected one integer image id"):
+  with pytest.raises(corpus_lib.CorpusError,
+                     match=rf"dog\.txt:{line}: expected one integer image id"):
     corpus_lib.load_corpus(root)
 
 
@@ -171,17 +184,22 @@ def _unreadable(path: str, how: str) -> None:
     os.chmod(path, 0)
 
 
-UNREADABLE_WAYS = ["directory", "dangling_link",
-                   pytest.param("permissions", marks=pytest.mark.skipif(
-                       os.geteuid() == 0, reason="root reads a chmod-000 file; 'directory' and 'dangling_link' "
-                       "take the same unreadable-file path as root"))]
+UNREADABLE_WAYS = [
+    "directory", "dangling_link",
+    pytest.param(
+        "permissions", marks=pytest.mark.skipif(
+            os.geteuid() == 0,
+            reason="root reads a chmod-000 file; 'directory' and 'dangling_link' "
+            "take the same unreadable-file path as root"))
+]
 
 
 @pytest.mark.parametrize("how", UNREADABLE_WAYS)
 def test_unreadable_image_is_an_error_before_training(tiny_corpus, how):
   root, _ = tiny_corpus
   _unreadable(os.path.join(root, "images", "im3.jpg"), how)
-  with pytest.raises(corpus_lib.CorpusError, match=r"1 file\(s\) cannot be read \(.*im3\.jpg.*permissions") as caught:
+  with pytest.raises(corpus_lib.CorpusError,
+                     match=r"1 file\(s\) cannot be read \(.*im3\.jpg.*permissions") as caught:
     corpus_lib.load_corpus(root)
   assert [os.path.basename(p) for p, _ in caught.value.audit.unreadable_files] == ["im3.jpg"]
 
@@ -195,16 +213,19 @@ def test_unreadable_annotation_file_is_an_error(tiny_corpus, how):
 
 
 def test_validate_data_cli_reports_and_fails_under_strict(messy_corpus, tmp_path):
-  """One run (a process start costs seconds): the table, the JSON audit, and --strict's exit status."""
+  """One run (a process start costs seconds): the table, the JSON audit, and --strict's exit
+  status."""
   root, _ = messy_corpus
   output = tmp_path / "audit.json"
-  proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.validate_data", f"--data_dir={root}", "--labels=cat,dog",
-                         "--strict", f"--output={output}"], capture_output=True, text=True,
-                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+  proc = subprocess.run([
+      sys.executable, "-m", "mlc_tf.cli.validate_data", f"--data_dir={root}", "--labels=cat,dog",
+      "--strict", f"--output={output}"
+  ], capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
   assert proc.returncode == 1, proc.stderr[-3000:]
   assert "[strict]" in proc.stderr and "im22.jpg" in proc.stderr
   assert f"| undecodable images (skipped) | {len(BAD)} |" in proc.stdout
   audit = json.load(open(output))
-  assert {os.path.basename(path) for path, _ in audit["undecodable_images"]} == {n for n, _, _ in BAD.values()}
+  assert {os.path.basename(path) for path, _ in audit["undecodable_images"]
+         } == {n for n, _, _ in BAD.values()}
   assert audit["num_samples"] == 10 + len(ODD_BUT_GOOD)
   assert audit["ignored_label_files"] == ["empty.txt", "unicorn.txt"]

@@ -48,7 +48,8 @@ def test_corrections_are_applied_and_every_row_is_accounted_for(tiny_corpus, tmp
     ("image_id,label,action\n,cat,add\n", ":2: no image id"),
     ("image_id,label,action\n1,cat,flip\n", ":2: action must be one of"),
     ("image_id,label,action\n1,,add\n", ":2: no label"),
-    ("image_id,label,action\n1,cat,add\n\n1,cat,remove\n", ":4: remove 'cat' for image 1 contradicts line 2"),
+    ("image_id,label,action\n1,cat,add\n\n1,cat,remove\n",
+     ":4: remove 'cat' for image 1 contradicts line 2"),
 ])
 def test_bad_corrections_files_name_file_and_line(tmp_path, text, message):
   path = _write(tmp_path / "bad.csv", text)
@@ -58,8 +59,10 @@ def test_bad_corrections_files_name_file_and_line(tmp_path, text, message):
 
 def test_a_utf8_bom_is_read_past_and_bytes_that_are_not_utf8_are_named(tmp_path):
   bom = tmp_path / "bom.csv"
-  bom.write_bytes("image_id,label,action\n1,cat,add\n".encode("utf-8-sig"))  # what spreadsheets write
-  assert [(c.image_id, c.label, c.action) for c in corrections.read_corrections(str(bom))] == [("1", "cat", "add")]
+  # what spreadsheets write
+  bom.write_bytes("image_id,label,action\n1,cat,add\n".encode("utf-8-sig"))
+  assert [(c.image_id, c.label, c.action) for c in corrections.read_corrections(str(bom))
+         ] == [("1", "cat", "add")]
   corrections.upsert_corrections(str(bom), [("2", "dog", "remove", "")])
   assert [c.image_id for c in corrections.read_corrections(str(bom))] == ["1", "2"]
   latin1 = tmp_path / "latin1.csv"
@@ -71,9 +74,10 @@ def test_a_utf8_bom_is_read_past_and_bytes_that_are_not_utf8_are_named(tmp_path)
 
 
 def test_ids_of_a_csv_source_are_file_names(tmp_path):
-  frame = pd.DataFrame({"cat": [1, 0], "path": ["a/1.jpg", "b.png"]}, index=pd.Index(["a/1.jpg", "b.png"],
-                                                                                   name="image_id"))
-  path = _write(tmp_path / "fix.csv", "image_id,label,action\na/1.jpg,cat,remove\nb.png,cat,add\n1,cat,add\n")
+  frame = pd.DataFrame({"cat": [1, 0], "path": ["a/1.jpg", "b.png"]},
+                       index=pd.Index(["a/1.jpg", "b.png"], name="image_id"))
+  path = _write(tmp_path / "fix.csv",
+                "image_id,label,action\na/1.jpg,cat,remove\nb.png,cat,add\n1,cat,add\n")
   fixed, report = corrections.apply_corrections(frame, corrections.read_corrections(path))
   assert list(fixed["cat"]) == [0, 1] and report.unknown_images == [(4, "1")]
 
@@ -83,13 +87,15 @@ def test_training_load_applies_the_configured_file_and_reports_it(tmp_path, capl
   truth = make_tiny_corpus(root)
   with_cat = next(i for i, labels in truth.items() if "cat" in labels)
   cfg = fast_config()
-  cfg.data.corrections = _write(tmp_path / "fix.csv", f"image_id,label,action\n{with_cat},cat,remove\n")
+  cfg.data.corrections = _write(tmp_path / "fix.csv",
+                                f"image_id,label,action\n{with_cat},cat,remove\n")
   with caplog.at_level(logging.WARNING):
     data = split_corpus.load_and_split(root, cfg)
   frames = [data.train, data.val, data.test]
   row = next(f.loc[with_cat] for f in frames if with_cat in f.index)
   assert row["cat"] == 0
-  assert sum(int(f["cat"].sum()) for f in frames) == sum("cat" in labels for labels in truth.values()) - 1
+  assert sum(
+      int(f["cat"].sum()) for f in frames) == sum("cat" in labels for labels in truth.values()) - 1
   assert "1 label(s) added" not in caplog.text and "0 label(s) added, 1 removed" in caplog.text
   cfg.data.corrections = str(tmp_path / "missing.csv")
   with pytest.raises(corpus.CorpusError, match="does not exist"):
@@ -97,9 +103,11 @@ def test_training_load_applies_the_configured_file_and_reports_it(tmp_path, capl
 
 
 def test_parse_corrections_reports_bad_rows_by_line_and_keeps_the_good_ones():
-  text = "# by hand\nimage_id,label,action\n1,cat,add\n2,cat,flip\n,dog,add\n1,cat,remove\n3,dog,remove\n"
+  text = ("# by hand\nimage_id,label,action\n1,cat,add\n2,cat,flip\n,dog,add\n1,cat,remove\n"
+          "3,dog,remove\n")
   found, problems = corrections.parse_corrections(text)
-  assert [(c.image_id, c.label, c.action, c.line) for c in found] == [("1", "cat", "add", 3), ("3", "dog", "remove", 7)]
+  assert [(c.image_id, c.label, c.action, c.line) for c in found] == [("1", "cat", "add", 3),
+                                                                      ("3", "dog", "remove", 7)]
   assert [p.line for p in problems] == [4, 5, 6]
   assert "found 'flip'" in problems[0].message and "contradicts line 3" in problems[2].message
 
@@ -110,19 +118,24 @@ def test_upsert_replaces_a_pairs_row_and_keeps_every_other_line(tmp_path):
   assert pathlib.Path(path).read_text() == "image_id,label,action,note\n7,cat,remove,reviewed\n"
   with open(path, "a") as f:
     f.write("# a comment\n8,dog,bogus,kept as written\n")
-  corrections.upsert_corrections(path, [("7", "cat", "add", 'says "yes", twice'), ("9", "sun", "add", "")])
+  corrections.upsert_corrections(path, [("7", "cat", "add", 'says "yes", twice'),
+                                        ("9", "sun", "add", "")])
   assert pathlib.Path(path).read_text().splitlines() == [
-      "image_id,label,action,note", '7,cat,add,"says ""yes"", twice"', "# a comment", "8,dog,bogus,kept as written",
-      "9,sun,add,"]
+      "image_id,label,action,note", '7,cat,add,"says ""yes"", twice"', "# a comment",
+      "8,dog,bogus,kept as written", "9,sun,add,"
+  ]
   found, problems = corrections.parse_corrections(pathlib.Path(path).read_text())
-  assert [(c.image_id, c.action) for c in found] == [("7", "add"), ("9", "add")] and [p.line for p in problems] == [4]
-  assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary file left
+  assert [(c.image_id, c.action) for c in found] == [("7", "add"), ("9", "add")
+                                                    ] and [p.line for p in problems] == [4]
+  # no temporary file left
+  assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]
 
 
 def test_upsert_writes_the_columns_of_an_existing_header_only(tmp_path):
   path = _write(tmp_path / "suspects.csv", "image_id,label,action,probability\n1,cat,remove,0.01\n")
   corrections.upsert_corrections(path, [("2", "dog", "add", "a note")])
-  assert pathlib.Path(path).read_text() == "image_id,label,action,probability\n1,cat,remove,0.01\n2,dog,add,\n"
+  assert pathlib.Path(
+      path).read_text() == "image_id,label,action,probability\n1,cat,remove,0.01\n2,dog,add,\n"
   bad = _write(tmp_path / "bad.csv", "id,label\n")
   with pytest.raises(corrections.CorrectionsError, match="lacks column"):
     corrections.upsert_corrections(bad, [("2", "dog", "add", "")])
@@ -132,14 +145,17 @@ def test_upsert_writes_the_columns_of_an_existing_header_only(tmp_path):
 
 def _upsert_many(path, writer, count):
   for k in range(count):
-    corrections.upsert_corrections(path, [(str(k), f"label{writer}", "add" if k % 2 else "remove", f"w{writer}")])
+    corrections.upsert_corrections(
+        path, [(str(k), f"label{writer}", "add" if k % 2 else "remove", f"w{writer}")])
 
 
 def test_concurrent_writers_never_lose_or_corrupt_a_row(tmp_path):
   path = str(tmp_path / "fix.csv")
   count = 15
-  processes = [multiprocessing.get_context("fork").Process(target=_upsert_many, args=(path, w, count))
-               for w in range(2)]
+  processes = [
+      multiprocessing.get_context("fork").Process(target=_upsert_many, args=(path, w, count))
+      for w in range(2)
+  ]
   threads = [threading.Thread(target=_upsert_many, args=(path, w, count)) for w in range(2, 4)]
   for worker in processes + threads:
     worker.start()
@@ -148,15 +164,16 @@ def test_concurrent_writers_never_lose_or_corrupt_a_row(tmp_path):
   assert all(p.exitcode == 0 for p in processes)
   found, problems = corrections.parse_corrections(pathlib.Path(path).read_text())
   assert not problems
-  assert sorted((c.image_id, c.label) for c in found) == sorted((str(k), f"label{w}") for k in range(count)
-                                                                for w in range(4))
+  assert sorted((c.image_id, c.label) for c in found) == sorted(
+      (str(k), f"label{w}") for k in range(count) for w in range(4))
 
 
 def test_the_split_corpus_is_the_corrected_merged_corpus_split(tiny_corpus, tmp_path):
   root, truth = tiny_corpus
   with_cat = next(i for i, labels in truth.items() if "cat" in labels)
   cfg = fast_config()
-  cfg.data.corrections = _write(tmp_path / "fix.csv", f"image_id,label,action\n{with_cat},cat,remove\n")
+  cfg.data.corrections = _write(tmp_path / "fix.csv",
+                                f"image_id,label,action\n{with_cat},cat,remove\n")
   cfg.rules.merges = {"pets": ["cat", "dog"]}
   data = split_corpus.load_and_split(root, cfg)
   whole = data.source.frame  # what cross-validation and `--split=all` read

@@ -1,4 +1,5 @@
-"""Strategies, global batch and LR scaling, precision; a real 2-worker MultiWorkerMirroredStrategy job on CPU."""
+"""Strategies, global batch and LR scaling, precision; a real 2-worker MultiWorkerMirroredStrategy
+job on CPU."""
 
 import contextlib
 import json
@@ -24,8 +25,8 @@ def test_default_strategy_is_one_chief_replica():
   assert distribute.is_chief(strategy) and distribute.num_workers(strategy) == 1
   assert distribute.global_batch_size(32, strategy) == 32
   assert "1 replica(s)" in distribute.describe(strategy)
-  assert distribute.for_strategy(model := keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]),
-                                 strategy) is model
+  assert distribute.for_strategy(
+      model := keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), strategy) is model
 
 
 def test_unknown_names_are_rejected():
@@ -58,7 +59,8 @@ def test_precision_is_restored_after_the_block():
 
 
 def test_mirrored_mixed_precision_run(tmp_path):
-  """The options for accelerators run end to end here (one CPU replica): bf16 compute, float32 outputs."""
+  """The options for accelerators run end to end here (one CPU replica): bf16 compute, float32
+  outputs."""
   root = str(tmp_path / "corpus")
   make_tiny_corpus(root, num_images=32)
   cfg = fast_config(epochs=1)
@@ -74,13 +76,16 @@ def test_mirrored_mixed_precision_run(tmp_path):
   assert result.report["num_images"] > 0 and len(result.history["val_micro_f1"]) == 1
 
 
-# A real 2-worker job: full-batch training (each worker's shard is exactly one per-replica batch), no
-# augmentation or dropout, so each step sees the same 24 images as one worker with a global batch of 24.
-# What differs is BatchNormalization's batch statistics (per replica, 12 images) and float summation order.
+# A real 2-worker job: full-batch training (each worker's shard is exactly one per-replica batch),
+# no augmentation or dropout, so each step sees the same 24 images as one worker with a global batch
+# of 24. What differs is BatchNormalization's batch statistics (per replica, 12 images) and float
+# summation order.
 NUM_IMAGES = 48  # splits 24 train / 12 validation / 12 test
-OVERRIDES = {"data.image_size": 16, "data.val_fraction": 0.25, "data.test_fraction": 0.25, "model.width": 4,
-             "model.depth": 2, "model.dropout": 0.0, "augment.flip": "", "train.epochs": 3,
-             "train.early_stopping_patience": 10, "export.name": "tiny"}
+OVERRIDES = {
+    "data.image_size": 16, "data.val_fraction": 0.25, "data.test_fraction": 0.25, "model.width": 4,
+    "model.depth": 2, "model.dropout": 0.0, "augment.flip": "", "train.epochs": 3,
+    "train.early_stopping_patience": 10, "export.name": "tiny"
+}
 PROBABILITY_TOLERANCE = 0.02  # max |p_2workers - p_1worker| over the test split's images and labels
 F1_TOLERANCE = 0.05  # per epoch, calibrated micro F1 on the validation split (12 images x 3 labels)
 
@@ -95,8 +100,11 @@ def free_ports(count: int) -> list[int]:
 
 def cli_command(data_dir: str, workdir: str, export_dir: str, **extra) -> list[str]:
   flags = {**OVERRIDES, "export.base_dir": export_dir, **extra}
-  return [sys.executable, "-m", "mlc_tf.cli.train", f"--config={os.path.join(REPO_ROOT, 'configs', 'demo.py')}",
-          f"--data_dir={data_dir}", f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in flags.items())]
+  return [
+      sys.executable, "-m", "mlc_tf.cli.train",
+      f"--config={os.path.join(REPO_ROOT, 'configs', 'demo.py')}", f"--data_dir={data_dir}",
+      f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in flags.items())
+  ]
 
 
 def cli_env(**extra) -> dict:
@@ -108,13 +116,16 @@ def test_two_worker_job_matches_one_worker(tmp_path):
   root = str(tmp_path / "corpus")
   make_tiny_corpus(root, num_images=NUM_IMAGES)
   workdir, export_dir = str(tmp_path / "work"), str(tmp_path / "saved_models")
-  command = cli_command(root, workdir, export_dir, **{"strategy": "multi_worker", "train.batch_size": 12})
+  command = cli_command(root, workdir, export_dir,
+                        **{"strategy": "multi_worker", "train.batch_size": 12})
   outputs = run_two_workers(command, str(tmp_path))
   assert "2 replica(s) in sync; global batch 24" in outputs[0]
   assert "exported:" in outputs[0] and "exported:" not in outputs[1]  # only the chief exports
   assert os.listdir(os.path.join(export_dir, "tiny")) == ["1"]
   # Both workers logged the same epochs: metrics and calibrated F1 cover the whole validation split.
-  epoch_logs = [[line for line in output.splitlines() if "val_micro_f1:" in line] for output in outputs]
+  epoch_logs = [
+      [line for line in output.splitlines() if "val_micro_f1:" in line] for output in outputs
+  ]
   assert len(epoch_logs[0]) == 3 and [line.split("step - ")[1] for line in epoch_logs[0]] == \
       [line.split("step - ")[1] for line in epoch_logs[1]]
 
@@ -125,8 +136,9 @@ def test_two_worker_job_matches_one_worker(tmp_path):
   single = training.train(cfg, root, str(tmp_path / "single"))
   two_worker = keras.saving.load_model(os.path.join(workdir, "model.keras"), safe_mode=True)
   test_frame = split_corpus.load_and_split(root, cfg).test
-  images = pipeline.make_dataset(test_frame["path"].to_numpy(), test_frame[single.label_names].to_numpy(),
-                                 image_size=16, batch_size=8, training=False).map(lambda x, y: x)
+  images = pipeline.make_dataset(test_frame["path"].to_numpy(),
+                                 test_frame[single.label_names].to_numpy(), image_size=16,
+                                 batch_size=8, training=False).map(lambda x, y: x)
   difference = np.abs(two_worker.predict(images, verbose=0)["probabilities"]
                       - single.model.predict(images, verbose=0)).max()
   print(f"max |p_2workers - p_1worker| = {difference:.2e}")
@@ -147,16 +159,20 @@ PREDICT_SCRIPT = textwrap.dedent("""
     with strategy.scope():
       inputs = keras.Input((3,))
       model = distribute.for_strategy(keras.Model(inputs, keras.layers.Dense(2)(inputs)), strategy)
-    # As CalibratedValidationF1 predicts: global batches (4 + 4 + a short 2), each worker takes its slices.
-    images = tf.data.Dataset.from_tensor_slices(rows).batch(4).with_options(distribute.data_sharded_options())
+    # As CalibratedValidationF1 predicts: global batches (4 + 4 + a short 2), each worker takes its
+    # slices.
+    images = tf.data.Dataset.from_tensor_slices(rows).batch(4).with_options(
+        distribute.data_sharded_options())
     predicted = model.predict(images, verbose=0)
     kernel, bias = model.get_weights()
-    print(json.dumps({"rows": len(predicted), "error": float(np.abs(predicted - (rows @ kernel + bias)).max())}))
+    print(json.dumps({"rows": len(predicted),
+                      "error": float(np.abs(predicted - (rows @ kernel + bias)).max())}))
 """)
 
 
 def run_two_workers(args: list[str], cwd: str, timeout: int = 420) -> list[str]:
-  """Runs ``args`` as workers 0 and 1 of a 127.0.0.1 cluster; returns their outputs, checking both exit 0."""
+  """Runs ``args`` as workers 0 and 1 of a 127.0.0.1 cluster; returns their outputs, checking both
+  exit 0."""
   cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
   workers = []
   try:
@@ -176,7 +192,8 @@ def run_two_workers(args: list[str], cwd: str, timeout: int = 420) -> list[str]:
 
 
 def test_two_worker_predictions_cover_every_row_in_order(tmp_path):
-  """What threshold calibration relies on: predict under 2 workers returns all rows, in dataset order."""
+  """What threshold calibration relies on: predict under 2 workers returns all rows, in dataset
+  order."""
   for output in run_two_workers([sys.executable, "-c", PREDICT_SCRIPT], str(tmp_path), timeout=300):
     result = json.loads(output.strip().splitlines()[-1])
     assert result["rows"] == 10 and result["error"] < 1e-4, result

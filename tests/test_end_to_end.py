@@ -47,8 +47,10 @@ def test_training_writes_reports_and_model(trained):
   for name in ("history.csv", "model.keras", "report.json", "config.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
   report = json.load(open(os.path.join(workdir, "report.json")))
-  assert set(report) == {"num_images", "thresholds", "average_precision", "at_0.5", "at_calibrated", "training",
-                         "split"}
+  assert set(report) == {
+      "num_images", "thresholds", "average_precision", "at_0.5", "at_calibrated", "training",
+      "split"
+  }
   assert report["split"] == "test"
   assert report["training"]["epochs"] == 2 and report["training"]["fit_seconds"] > 0
   best = int(np.argmax(result.history["val_micro_f1"])) + 1  # the monitored metric's best epoch
@@ -63,16 +65,16 @@ def test_training_writes_reports_and_model(trained):
 def test_export_serves_jpeg_bytes_without_mlc_tf(trained, tmp_path):
   root, _, result = trained
   base = str(tmp_path / "saved_models")
-  first = export.export_saved_model(result.inference_model, label_names=result.label_names, image_size=16,
-                                    base_dir=base, name="tiny")
-  second = export.export_saved_model(result.inference_model, label_names=result.label_names, image_size=16,
-                                     base_dir=base, name="tiny")
+  first = export.export_saved_model(result.inference_model, label_names=result.label_names,
+                                    image_size=16, base_dir=base, name="tiny")
+  second = export.export_saved_model(result.inference_model, label_names=result.label_names,
+                                     image_size=16, base_dir=base, name="tiny")
   assert first.endswith(os.path.join("tiny", "1")) and second.endswith(os.path.join("tiny", "2"))
   assert sorted(os.listdir(os.path.join(base, "tiny"))) == ["1", "2"]  # no staging leftovers
 
   images = [os.path.join(root, "images", f"im{i}.jpg") for i in (1, 5, 7)]  # im5 is grayscale
-  proc = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, first, *images], capture_output=True, text=True,
-                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+  proc = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, first, *images], capture_output=True,
+                        text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   served = json.loads(proc.stdout.strip().splitlines()[-1])
   assert not served["imported_mlc_tf"]

@@ -10,11 +10,13 @@ def test_f1_optimal_thresholds_known_answer():
   # so t lies midway between 0.2 and 0.3.  Label 1: separated between 0.5 and 0.6.
   # Label 2: no positive -> default 0.5.
   y = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0]])
-  p = np.array([[0.3, 0.1, 0.2], [0.4, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.7, 0.9], [0.9, 0.5, 0.1]])
+  p = np.array([[0.3, 0.1, 0.2], [0.4, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.7, 0.9], [0.9, 0.5,
+                                                                                     0.1]])
   t = metrics.f1_optimal_thresholds(y, p)
   np.testing.assert_allclose(t, [0.25, 0.55, 0.5], rtol=1e-6)
   d = metrics.decide(p, t)
-  assert skm.f1_score(y[:, 0], d[:, 0]) == pytest.approx(0.8) and skm.f1_score(y[:, 1], d[:, 1]) == 1.0
+  assert skm.f1_score(y[:, 0], d[:, 0]) == pytest.approx(0.8) and skm.f1_score(y[:, 1], d[:,
+                                                                                          1]) == 1.0
 
 
 def test_report_matches_sklearn():
@@ -29,11 +31,13 @@ def test_report_matches_sklearn():
   assert result["at_0.5"]["per_label"]["b"]["recall"] == skm.recall_score(y[:, 1], (p[:, 1] >= 0.5))
   assert result["at_calibrated"]["micro"]["f1"] >= result["at_0.5"]["micro"]["f1"]
   table = metrics.format_report(result)
-  assert table.count("\n| ") == (1 + 4 + 3) + (1 + 2) and "**micro**" in table and "Hamming loss" in table
+  assert table.count("\n| ") == (1 + 4 +
+                                 3) + (1 + 2) and "**micro**" in table and "Hamming loss" in table
 
 
 def _fixed_arrays():
-  """Labels and scores with an unlabelled image, a label with no positive and a label never predicted."""
+  """Labels and scores with an unlabelled image, a label with no positive and a label never
+  predicted."""
   y = np.array([[1, 0, 0, 1], [0, 1, 0, 1], [1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]])
   p = np.array([[0.9, 0.2, 0.1, 0.4], [0.3, 0.7, 0.2, 0.45], [0.6, 0.4, 0.3, 0.1],
                 [0.2, 0.1, 0.6, 0.2], [0.4, 0.3, 0.1, 0.3], [0.1, 0.2, 0.1, 0.1]])
@@ -44,7 +48,8 @@ def test_set_level_scores_match_sklearn():
   y, p = _fixed_arrays()
   d = metrics.decide(p, 0.5)
   report = metrics.classification_report(y, d, ["a", "b", "c", "d"])
-  assert report["samples"]["f1"] == pytest.approx(skm.f1_score(y, d, average="samples", zero_division=1.0))
+  assert report["samples"]["f1"] == pytest.approx(
+      skm.f1_score(y, d, average="samples", zero_division=1.0))
   assert report["exact_match"] == pytest.approx(skm.accuracy_score(y, d))
   assert report["hamming_loss"] == pytest.approx(skm.hamming_loss(y, d))
   # By hand: rows 4 and 6 have no label; row 6 predicts none (F1 1), row 4 predicts c (F1 0); row 5
@@ -61,9 +66,11 @@ def test_average_precision_matches_sklearn_and_skips_labels_without_positives():
   assert ap["per_label"]["c"] is None  # no positive: undefined, not 0
   for k, name in enumerate("abd"):
     column = "abcd".index(name)
-    assert ap["per_label"][name] == pytest.approx(skm.average_precision_score(y[:, column], p[:, column]))
+    assert ap["per_label"][name] == pytest.approx(
+        skm.average_precision_score(y[:, column], p[:, column]))
   defined = np.delete(np.arange(4), 2)
-  assert ap["map"] == pytest.approx(skm.average_precision_score(y[:, defined], p[:, defined], average="macro"))
+  assert ap["map"] == pytest.approx(
+      skm.average_precision_score(y[:, defined], p[:, defined], average="macro"))
 
 
 def test_scalar_metrics_flattens_every_number():

@@ -13,7 +13,8 @@ from mlc_tf.evaluate import exploration
 def test_explore_counts_match_the_truth_written(tmp_path):
   root = str(tmp_path / "corpus")
   truth = make_tiny_corpus(root, num_images=30, grayscale_every=5)
-  Image.new("RGB", (20, 12)).save(os.path.join(root, "images", "im31.png"))  # another size, no label
+  # another size, no label
+  Image.new("RGB", (20, 12)).save(os.path.join(root, "images", "im31.png"))
   frame, _ = corpus.load_corpus(root)
   result = exploration.explore(frame, [("cat", "dog")])
   truth[31] = set()
@@ -25,7 +26,8 @@ def test_explore_counts_match_the_truth_written(tmp_path):
   assert result.cooccurrence.at["cat", "sun"] == sum({"cat", "sun"} <= s for s in truth.values())
   assert result.grayscale_images == 6  # ids 5, 10, ..., 30
   assert dict(result.image_sizes) == {"16x16": 30, "20x12": 1}
-  assert result.rule_violations["cat=>dog"] == sorted(i for i, s in truth.items() if "cat" in s and "dog" not in s)
+  assert result.rule_violations["cat=>dog"] == sorted(
+      i for i, s in truth.items() if "cat" in s and "dog" not in s)
   table = result.to_markdown()
   assert "| cat=>dog |" in table and "grayscale (single-channel): 6" in table
   assert json.loads(json.dumps(result.to_dict()))["no_label_images"] == result.no_label_images
@@ -41,8 +43,10 @@ def test_mlc_explore_writes_tables_and_figures(tmp_path):
   root = str(tmp_path / "corpus")
   make_tiny_corpus(root, num_images=12)
   out = str(tmp_path / "explore")
-  stdout = run_cli("explore", f"--data_dir={root}", f"--output_dir={out}", "--rules=cat=>dog,sun>dog")
+  stdout = run_cli("explore", f"--data_dir={root}", f"--output_dir={out}",
+                   "--rules=cat=>dog,sun>dog")
   assert "| cat=>dog |" in stdout and "| sun=>dog |" in stdout  # the old 'a>b' form still reads
-  assert sorted(os.listdir(out)) == ["cooccurrence.png", "explore.json", "explore.md", "label_counts.png"]
+  assert sorted(
+      os.listdir(out)) == ["cooccurrence.png", "explore.json", "explore.md", "label_counts.png"]
   with Image.open(os.path.join(out, "cooccurrence.png")) as image:
     assert image.format == "PNG" and np.asarray(image.convert("L")).std() > 5

@@ -1,4 +1,5 @@
-"""The exported SavedModel's contract, checked the way TF Serving and plain TensorFlow users meet it."""
+"""The exported SavedModel's contract, checked the way TF Serving and plain TensorFlow users meet
+it."""
 
 import json
 import os
@@ -37,7 +38,8 @@ CONTRACT_SCRIPT = textwrap.dedent("""
     images = [open(path, "rb").read() for path in sys.argv[2:]]
     print(json.dumps({
         "batch": {k: plain(v) for k, v in serve(image_bytes=tf.constant(images)).items()},
-        "empty": {k: v.shape.as_list() for k, v in serve(image_bytes=tf.constant([], tf.string)).items()},
+        "empty": {k: v.shape.as_list()
+                  for k, v in serve(image_bytes=tf.constant([], tf.string)).items()},
         "metadata": {k: plain(v) for k, v in model.signatures["metadata"]().items()},
         "imported_mlc_tf": any(name.startswith("mlc_tf") for name in sys.modules),
     }, default=bytes.decode))
@@ -46,7 +48,8 @@ CONTRACT_SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def image_files(tiny_trained, tmp_path_factory):
-  """{file name: path}: the corpus' pictures in every accepted format, then three files that are not images."""
+  """{file name: path}: the corpus' pictures in every accepted format, then three files that are not
+  images."""
   root, _, _ = tiny_trained
   folder = tmp_path_factory.mktemp("formats")
   def corpus_image(i):
@@ -58,8 +61,10 @@ def image_files(tiny_trained, tmp_path_factory):
   color_jpeg = open(corpus_image(1), "rb").read()
   contents = {
       "color.jpg": color_jpeg,
-      "gray.jpg": open(corpus_image(5), "rb").read(),  # the corpus writes every 5th image in grayscale
-      "rgba.png": image_bytes.encode(np.dstack([pixels(2), np.full(pixels(2).shape[:2], 128, np.uint8)]), "PNG"),
+      # the corpus writes every 5th image in grayscale
+      "gray.jpg": open(corpus_image(5), "rb").read(),
+      "rgba.png": image_bytes.encode(
+          np.dstack([pixels(2), np.full(pixels(2).shape[:2], 128, np.uint8)]), "PNG"),
       "animated.gif": image_bytes.animated_gif([pixels(3), np.full_like(pixels(3), 255)]),
       "picture.bmp": image_bytes.encode(pixels(4), "BMP"),
       "deep16.png": image_bytes.png16(pixels(6)[..., 0].astype(np.uint16) * 257),
@@ -100,12 +105,14 @@ def expected_answers(result, paths):
 
 
 def run(command):
-  proc = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=REPO_ROOT, timeout=600)
+  proc = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=REPO_ROOT,
+                        timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout
 
 
-def test_served_answers_equal_training_in_a_process_without_mlc_tf(tiny_trained, tiny_saved_model, image_files):
+def test_served_answers_equal_training_in_a_process_without_mlc_tf(tiny_trained, tiny_saved_model,
+                                                                   image_files):
   _, workdir, result = tiny_trained
   names = [*VALID_FILES, *INVALID_FILES]
   served = json.loads(run([sys.executable, "-c", CONTRACT_SCRIPT, tiny_saved_model,
@@ -119,23 +126,30 @@ def test_served_answers_equal_training_in_a_process_without_mlc_tf(tiny_trained,
   expected = expected_answers(result, [image_files[n] for n in VALID_FILES])
   np.testing.assert_allclose(batch["probabilities"][:good], expected["probabilities"], atol=1e-5)
   np.testing.assert_array_equal(batch["decisions"][:good], expected["decisions"])
-  for probabilities, decisions, labels in zip(batch["probabilities"], batch["decisions"], batch["labels"]):
+  for probabilities, decisions, labels in zip(batch["probabilities"], batch["decisions"],
+                                              batch["labels"]):
     decided = [name for name, d in zip(result.label_names, decisions) if d]
     decided.sort(key=lambda name: -probabilities[result.label_names.index(name)])
     assert labels == decided + [""] * (len(result.label_names) - len(decided))
   assert batch["probabilities"][good:] == [[0.0] * 3] * len(INVALID_FILES)
   assert batch["decisions"][good:] == [[0] * 3] * len(INVALID_FILES)
 
-  assert served["empty"] == {"probabilities": [0, 3], "decisions": [0, 3], "labels": [0, 3], "valid": [0]}
+  assert served["empty"] == {
+      "probabilities": [0, 3], "decisions": [0, 3], "labels": [0, 3], "valid": [0]
+  }
   meta = served["metadata"]
   assert meta["label_names"] == ["cat", "dog", "sun"] and meta["image_size"] == 16
   assert meta["max_image_pixels"] == export.MAX_IMAGE_PIXELS
   np.testing.assert_allclose(meta["thresholds"], result.thresholds, rtol=1e-6)
   assert json.loads(meta["config"]) == json.load(open(os.path.join(workdir, "config.json")))
   assets = json.load(open(os.path.join(tiny_saved_model, "assets.extra", "metadata.json")))
-  assert assets["label_names"] == meta["label_names"] and assets["config"] == json.loads(meta["config"])
-  assert assets["label_rules"] == [list(pair) for pair in inference.implications(result.inference_model)]
-  assert assets["prior_shift"] is None  # what mlc-calibrate needs to rebuild the model around the export
+  assert assets["label_names"] == meta["label_names"] and assets["config"] == json.loads(
+      meta["config"])
+  assert assets["label_rules"] == [
+      list(pair) for pair in inference.implications(result.inference_model)
+  ]
+  # what mlc-calibrate needs to rebuild the model around the export
+  assert assets["prior_shift"] is None
 
 
 def parse_saved_model_cli_show(text):
@@ -145,13 +159,16 @@ def parse_saved_model_cli_show(text):
     name = block[:block.index("'")]
     entry = found.setdefault(name, {"inputs": {}, "outputs": {}})
     for kind, tensor, dtype, shape in re.findall(
-        r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\([^)]*\)|unknown_rank)", block):
+        r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+"
+        r"shape: (\([^)]*\)|unknown_rank)",
+        block):
       entry[kind][tensor] = (dtype, shape)
   return found
 
 
 def test_saved_model_cli_show_lists_the_documented_signatures(tiny_saved_model):
-  shown = parse_saved_model_cli_show(run(["saved_model_cli", "show", "--dir", tiny_saved_model, "--all"]))
+  shown = parse_saved_model_cli_show(
+      run(["saved_model_cli", "show", "--dir", tiny_saved_model, "--all"]))
   assert shown[signatures.SERVING] == {
       "inputs": {"image_bytes": ("DT_STRING", "(-1)")},
       "outputs": {"probabilities": ("DT_FLOAT", "(-1, 3)"), "decisions": ("DT_INT32", "(-1, 3)"),
@@ -177,37 +194,47 @@ def test_saved_model_cli_run_answers(tiny_trained, tiny_saved_model, image_files
   assert set(results) == set(signatures.OUTPUTS)
   assert results["valid"].split() == ["[", "True", "False]"]
   expected = expected_answers(result, [image_files["color.jpg"]])["decisions"][0]
-  assert results["decisions"].replace("[", " ").replace("]", " ").split() == [str(d) for d in expected] + ["0"] * 3
+  assert results["decisions"].replace("[", " ").replace(
+      "]", " ").split() == [str(d) for d in expected] + ["0"] * 3
 
 
 def test_predict_pixels_resizes_like_training(loaded, image_files):
-  serve, pixels_signature = loaded.signatures[signatures.SERVING], loaded.signatures[signatures.PIXELS]
+  serve, pixels_signature = loaded.signatures[signatures.SERVING], loaded.signatures[
+      signatures.PIXELS]
 
   def from_pixels(pixels):
-    return pixels_signature(pixels=tf.constant(np.asarray(pixels, np.float32)[None]))["probabilities"].numpy()[0]
+    return pixels_signature(
+        pixels=tf.constant(np.asarray(pixels, np.float32)[None]))["probabilities"].numpy()[0]
 
   def from_bytes(name):
-    return serve(image_bytes=tf.constant([open(image_files[name], "rb").read()]))["probabilities"].numpy()[0]
+    return serve(
+        image_bytes=tf.constant([open(image_files[name], "rb").read()]))["probabilities"].numpy()[0]
 
   png = np.asarray(Image.open(image_files["rgba.png"]).convert("RGB"))
   np.testing.assert_allclose(from_pixels(png), from_bytes("rgba.png"), atol=1e-5)
   first, second = image_bytes.gif_frames(open(image_files["animated.gif"], "rb").read())
-  np.testing.assert_allclose(from_pixels(first), from_bytes("animated.gif"), atol=1e-5)  # GIF: the first frame
+  # GIF: the first frame
+  np.testing.assert_allclose(from_pixels(first), from_bytes("animated.gif"), atol=1e-5)
   assert np.abs(from_pixels(second) - from_bytes("animated.gif")).max() > 1e-4
-  big = np.asarray(Image.fromarray(png).resize((37, 53), Image.NEAREST), np.float32)  # any H x W is resized inside
+  # any H x W is resized inside
+  big = np.asarray(Image.fromarray(png).resize((37, 53), Image.NEAREST), np.float32)
   assert pixels_signature(pixels=tf.constant(big[None]))["probabilities"].shape == (1, 3)
   assert pixels_signature(pixels=tf.zeros([0, 20, 30, 3]))["labels"].shape == (0, 3)
 
 
-def test_an_export_removes_the_versions_of_killed_exports_but_never_one_being_written(tiny_trained, tmp_path):
+def test_an_export_removes_the_versions_of_killed_exports_but_never_one_being_written(
+    tiny_trained, tmp_path):
   _, _, result = tiny_trained
-  ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+  ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                         capture_output=True, text=True)
   model_dir = tmp_path / "tiny"
-  killed = model_dir / f".staging-{int(ended.stdout)}-0123456789ab-version"  # its writer no longer runs
+  # its writer no longer runs
+  killed = model_dir / f".staging-{int(ended.stdout)}-0123456789ab-version"
   live = model_dir / f".staging-{os.getpid()}-ba9876543210-version"
   for staged in (killed, live):
     (staged / "variables").mkdir(parents=True)
-  assert export.export_saved_model(result.inference_model, base_dir=str(tmp_path), name="tiny").endswith("/1")
+  assert export.export_saved_model(result.inference_model, base_dir=str(tmp_path),
+                                   name="tiny").endswith("/1")
   assert not killed.exists() and live.is_dir()
 
 
@@ -220,28 +247,34 @@ def test_versions_increase_and_existing_ones_are_never_touched(tiny_trained, tmp
   path = export.export_saved_model(result.inference_model, base_dir=str(tmp_path), name="tiny")
   assert path == str(model_dir / "8") and os.path.isfile(os.path.join(path, "saved_model.pb"))
   assert sorted(os.listdir(model_dir)) == [".staging-crashed", "1", "7", "8", "notes"]
-  assert all((model_dir / d / "marker").read_text() == d for d in ("1", "7", ".staging-crashed", "notes"))
+  assert all(
+      (model_dir / d / "marker").read_text() == d for d in ("1", "7", ".staging-crashed", "notes"))
 
 
 def test_export_refuses_a_model_it_would_mislabel(tiny_trained, tmp_path):
   _, _, result = tiny_trained
   with pytest.raises(ValueError, match="differ from the model"):
-    export.export_saved_model(result.inference_model, base_dir=str(tmp_path), name="x", label_names=["a", "b", "c"])
+    export.export_saved_model(result.inference_model, base_dir=str(tmp_path), name="x",
+                              label_names=["a", "b", "c"])
   with pytest.raises(ValueError, match="input size"):
-    export.export_saved_model(result.inference_model, base_dir=str(tmp_path), name="x", image_size=32)
+    export.export_saved_model(result.inference_model, base_dir=str(tmp_path), name="x",
+                              image_size=32)
   with pytest.raises(ValueError, match="DecisionThresholds"):
-    export.export_saved_model(result.model, base_dir=str(tmp_path), name="x")  # the bare network: no thresholds
+    # the bare network: no thresholds
+    export.export_saved_model(result.model, base_dir=str(tmp_path), name="x")
   assert not os.path.exists(tmp_path / "x")
 
 
 def test_mlc_export_writes_the_next_version_of_a_workdir(tiny_trained, tmp_path):
   _, workdir, result = tiny_trained
   base_dir = tmp_path / "models"
-  (base_dir / "tiny" / "1").mkdir(parents=True)  # the name comes from the workdir's config: export.name
+  # the name comes from the workdir's config: export.name
+  (base_dir / "tiny" / "1").mkdir(parents=True)
   out = run_cli("export", f"--workdir={workdir}", f"--base_dir={base_dir}")
   assert out.strip().splitlines()[-1] == f"exported: {base_dir / 'tiny' / '2'}"
   reloaded = tf.saved_model.load(str(base_dir / "tiny" / "2"))
-  np.testing.assert_allclose(reloaded.signatures["metadata"]()["thresholds"].numpy(), result.thresholds, rtol=1e-6)
+  np.testing.assert_allclose(reloaded.signatures["metadata"]()["thresholds"].numpy(),
+                             result.thresholds, rtol=1e-6)
 
 
 def _resident_mb() -> float:
@@ -251,11 +284,13 @@ def _resident_mb() -> float:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmRSS from /proc")
 def test_rejected_jpegs_do_not_hold_memory():
-  # TF 2.21's float32 JPEG decode leaks its H x W x 3 scratch buffer whenever it rejects a JPEG: these
-  # 300 rejections of a 512 x 512 JPEG would hold 300 x 768 KB = 225 MB if decode_and_resize decoded JPEGs that way.
+  # TF 2.21's float32 JPEG decode leaks its H x W x 3 scratch buffer whenever it rejects a JPEG:
+  # these 300 rejections of a 512 x 512 JPEG would hold 300 x 768 KB = 225 MB if decode_and_resize
+  # decoded JPEGs that way.
   pixels = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
   jpeg = image_bytes.encode(pixels, "JPEG")
-  decode = tf.function(lambda batch: export.decode_batch(batch, 8), input_signature=[tf.TensorSpec([None], tf.string)])
+  decode = tf.function(lambda batch: export.decode_batch(batch, 8),
+                       input_signature=[tf.TensorSpec([None], tf.string)])
   truncated = tf.constant([jpeg[:len(jpeg) // 2]] * 10)
   assert not decode(truncated)[1].numpy().any()
   before = _resident_mb()

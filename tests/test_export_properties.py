@@ -25,7 +25,8 @@ assert HUGE_SIDE**2 > export.MAX_IMAGE_PIXELS
 @dataclasses.dataclass(frozen=True)
 class Element:
   data: bytes
-  kind: str           # "image": decodes; "invalid": must not; "truncated": a cut image; "any": no promise
+  # "image": decodes; "invalid": must not; "truncated": a cut image; "any": no promise
+  kind: str
   source: str = ""    # for "image"/"truncated": which image
 
 
@@ -67,13 +68,17 @@ def elements(draw, images):
   if kind == "huge":
     header = draw(st.sampled_from(["png", "gif", "bmp", "jpeg"]))
     if header == "jpeg":
-      return Element(image_bytes.jpeg_with_size(images["jpeg"], draw(huge_side), draw(huge_side)), "invalid")
+      return Element(image_bytes.jpeg_with_size(images["jpeg"], draw(huge_side), draw(huge_side)),
+                     "invalid")
     if header == "gif":
-      return Element(image_bytes.gif_header(draw(huge_side), draw(huge_side), draw(tail)), "invalid")
+      return Element(image_bytes.gif_header(draw(huge_side), draw(huge_side), draw(tail)),
+                     "invalid")
     width, height = draw(huge_png_bmp_side), draw(huge_png_bmp_side)
     if header == "png":
       return Element(image_bytes.png_header(width, height, draw(tail)), "invalid")
-    return Element(image_bytes.bmp_header(width, height * draw(st.sampled_from([1, -1])), draw(tail)), "invalid")
+    return Element(
+        image_bytes.bmp_header(width, height * draw(st.sampled_from([1, -1])), draw(tail)),
+        "invalid")
   if kind == "magic":  # a known format's first bytes, then anything
     magic = draw(st.sampled_from([b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM"]))
     return Element(magic + draw(st.binary(max_size=256)), "any")
@@ -85,13 +90,16 @@ def check_row(row, element, alone):
     assert not row["probabilities"].any() and not row["decisions"].any() and not any(row["labels"])
   if element.kind == "image":
     assert row["valid"]
-    np.testing.assert_allclose(row["probabilities"], alone[element.source]["probabilities"], atol=1e-6)
+    np.testing.assert_allclose(row["probabilities"], alone[element.source]["probabilities"],
+                               atol=1e-6)
     np.testing.assert_array_equal(row["decisions"], alone[element.source]["decisions"])
     np.testing.assert_array_equal(row["labels"], alone[element.source]["labels"])
   elif element.kind == "invalid":
     assert not row["valid"]
-  elif element.kind == "truncated" and row["valid"]:  # only a cut the decoder never needed (a trailer) may pass
-    np.testing.assert_allclose(row["probabilities"], alone[element.source]["probabilities"], atol=1e-6)
+  # only a cut the decoder never needed (a trailer) may pass
+  elif element.kind == "truncated" and row["valid"]:
+    np.testing.assert_allclose(row["probabilities"], alone[element.source]["probabilities"],
+                               atol=1e-6)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True,
@@ -100,8 +108,12 @@ def check_row(row, element, alone):
 def test_serving_default_answers_any_batch(served, data):
   signature, images, alone = served
   batch = data.draw(st.lists(elements(images), max_size=8), label="batch")
-  out = {k: v.numpy() for k, v in signature(image_bytes=tf.constant([e.data for e in batch], tf.string)).items()}
-  assert out["probabilities"].shape == out["decisions"].shape == out["labels"].shape == (len(batch), 3)
+  out = {
+      k: v.numpy()
+      for k, v in signature(image_bytes=tf.constant([e.data for e in batch], tf.string)).items()
+  }
+  assert out["probabilities"].shape == out["decisions"].shape == out["labels"].shape == (len(batch),
+                                                                                         3)
   assert out["valid"].shape == (len(batch),)
   for i, element in enumerate(batch):
     check_row({k: v[i] for k, v in out.items()}, element, alone)

@@ -1,4 +1,5 @@
-"""Backups: a run SIGKILLed mid-epoch and started again with the same command resumes and ends at the same epoch."""
+"""Backups: a run SIGKILLed mid-epoch and started again with the same command resumes and ends at
+the same epoch."""
 
 import json
 import os
@@ -30,9 +31,11 @@ def test_sigkill_mid_epoch_then_same_command_resumes(tmp_path):
   root = str(tmp_path / "corpus")
   make_tiny_corpus(root, num_images=40)
   workdir = str(tmp_path / "work")
-  command = cli_command(root, workdir, str(tmp_path / "saved_models"),
-                       **{"train.epochs": EPOCHS, "train.steps_per_epoch": STEPS, "train.batch_size": 4,
-                          "train.backup_every_steps": EVERY})
+  command = cli_command(
+      root, workdir, str(tmp_path / "saved_models"), **{
+          "train.epochs": EPOCHS, "train.steps_per_epoch": STEPS, "train.batch_size": 4,
+          "train.backup_every_steps": EVERY
+      })
   # Kill when a backup from the first half of epoch 2 or later is published: at least STEPS/2 steps
   # remain before that epoch ends, so the kill lands mid-epoch.
   run = subprocess.Popen(command, env=cli_env(), cwd=str(tmp_path), stdout=subprocess.PIPE,
@@ -50,19 +53,23 @@ def test_sigkill_mid_epoch_then_same_command_resumes(tmp_path):
     if run.poll() is None:
       run.kill()
     output = run.communicate(timeout=60)[0]
-  assert killed and run.returncode == -signal.SIGKILL, f"not killed mid-run (rc {run.returncode}):\n{output[-3000:]}"
+  assert killed and run.returncode == -signal.SIGKILL, (
+      f"not killed mid-run (rc {run.returncode}):\n{output[-3000:]}")
   state = read_backup(workdir)
-  assert state["batch"] > 0, state  # the surviving backup is a mid-epoch one: the kill landed mid-epoch
+  # the surviving backup is a mid-epoch one: the kill landed mid-epoch
+  assert state["batch"] > 0, state
   resume_epoch = state["epoch"]
   logged_before = pd.read_csv(os.path.join(workdir, "history.csv"))
   assert list(logged_before["epoch"])[:resume_epoch] == list(range(resume_epoch))
 
-  rerun = subprocess.run(command, env=cli_env(), cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+  rerun = subprocess.run(command, env=cli_env(), cwd=str(tmp_path), capture_output=True, text=True,
+                         timeout=300)
   assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
   epochs_run = [line for line in rerun.stdout.splitlines() if line.startswith("Epoch ")]
   assert epochs_run[0] == f"Epoch {resume_epoch + 1}/{EPOCHS}", epochs_run  # resumed, not restarted
   history = pd.read_csv(os.path.join(workdir, "history.csv"))
-  assert list(history["epoch"]) == list(range(EPOCHS))  # the same epoch count, each epoch logged once
+  # the same epoch count, each epoch logged once
+  assert list(history["epoch"]) == list(range(EPOCHS))
   pd.testing.assert_frame_equal(history[history["epoch"] < resume_epoch],
                                 logged_before[logged_before["epoch"] < resume_epoch])
   assert os.path.exists(os.path.join(workdir, "model.keras"))
@@ -79,7 +86,8 @@ def test_backup_is_published_whole_and_restores(tmp_path):
   backup_dir = str(tmp_path / "backup")
   x, y = np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32)
   os.makedirs(backup_dir)
-  os.makedirs(os.path.join(backup_dir, "state-killedwrite"))  # what a writer killed mid-write leaves
+  # what a writer killed mid-write leaves
+  os.makedirs(os.path.join(backup_dir, "state-killedwrite"))
   model = small_model()
   backup = callbacks.AtomicBackupAndRestore(backup_dir, save_freq=3)
   backup.on_train_end = lambda logs=None: None  # keep the backup, as a killed run would

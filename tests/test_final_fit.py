@@ -1,4 +1,5 @@
-"""A final fit (config.data.test_fraction=0): every labelled image trains, bar the validation part."""
+"""A final fit (config.data.test_fraction=0): every labelled image trains, bar the validation
+part."""
 
 import json
 import os
@@ -10,7 +11,8 @@ from mlc_tf.data import split_corpus
 from mlc_tf.train import training
 
 
-def test_a_final_fit_trains_on_the_test_images_too_and_reports_the_validation_split(tmp_path, caplog):
+def test_a_final_fit_trains_on_the_test_images_too_and_reports_the_validation_split(
+    tmp_path, caplog):
   root = str(tmp_path / "corpus")
   make_tiny_corpus(root, num_images=32)
   cfg = fast_config(epochs=1)
@@ -23,5 +25,6 @@ def test_a_final_fit_trains_on_the_test_images_too_and_reports_the_validation_sp
   assert "optimistic" in caplog.text
   with open(os.path.join(workdir, "report.json")) as f:
     assert json.load(f)["split"] == "validation"
-  with pytest.raises(AssertionError, match="the test split is empty"):  # run_cli asserts on the exit status
+  # run_cli asserts on the exit status
+  with pytest.raises(AssertionError, match="the test split is empty"):
     run_cli("evaluate", f"--model={workdir}", f"--data_dir={root}")

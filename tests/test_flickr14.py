@@ -1,4 +1,5 @@
-"""Smoke test on a handful of real flickr14 images (skipped where ../shared is absent; fails under CI)."""
+"""Smoke test on a handful of real flickr14 images (skipped where ../shared is absent; fails under
+CI)."""
 
 
 import numpy as np
@@ -19,8 +20,9 @@ def test_real_corpus_loads_and_decodes(flickr14_dir):
   assert counts["people"] == 4754 and counts["baby"] == 60
 
   sample = frame.sample(16, random_state=0)
-  ds = pipeline.make_dataset(sample["path"].to_numpy(), sample[FLICKR14_LABELS].to_numpy(), image_size=64,
-                             batch_size=16, training=False, cache=False)
+  ds = pipeline.make_dataset(sample["path"].to_numpy(), sample[FLICKR14_LABELS].to_numpy(),
+                             image_size=64, batch_size=16, training=False, cache=False)
   x, y = next(iter(ds))
-  assert x.shape == (16, 64, 64, 3) and np.isfinite(x.numpy()).all() and float(x.numpy().max()) > 100
+  assert x.shape == (16, 64, 64, 3) and np.isfinite(x.numpy()).all() and float(
+      x.numpy().max()) > 100
   np.testing.assert_array_equal(y.numpy(), sample[FLICKR14_LABELS].to_numpy())

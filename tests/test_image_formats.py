@@ -10,7 +10,8 @@ from mlc_tf.data import image_formats
 PIXELS = np.full((6, 10, 3), 128, np.uint8)
 
 
-@pytest.mark.parametrize("fmt, kind", [("JPEG", "jpeg"), ("PNG", "png"), ("GIF", "gif"), ("BMP", "bmp")])
+@pytest.mark.parametrize("fmt, kind", [("JPEG", "jpeg"), ("PNG", "png"), ("GIF", "gif"),
+                                       ("BMP", "bmp")])
 def test_format_and_header_size_come_from_the_content(fmt, kind):
   data = image_bytes.encode(PIXELS, fmt)
   assert image_formats.format_of(data) == kind

@@ -53,8 +53,9 @@ def test_layer_matches_numpy_and_survives_saving(tmp_path):
 
 
 def test_merge_labels_ors_the_sources():
-  frame = pd.DataFrame({"female": [1, 0, 0], "male": [0, 1, 0], "people": [0, 0, 0], "sea": [0, 0, 1]},
-                       dtype="uint8").assign(path=["a", "b", "c"])
+  frame = pd.DataFrame(
+      {"female": [1, 0, 0], "male": [0, 1, 0], "people": [0, 0, 0], "sea": [0, 0, 1]},
+      dtype="uint8").assign(path=["a", "b", "c"])
   merged = label_rules.merge_labels(frame, {"people": ["female", "male", "people"]})
   assert list(merged.columns) == ["people", "sea", "path"]
   np.testing.assert_array_equal(merged["people"], [1, 1, 0])

@@ -39,7 +39,8 @@ def test_loss_matches_hand_computed_value(name, expected):
 
 
 def test_weighted_bce_weights_false_negatives_and_false_positives_per_label():
-  loss = losses.make_loss(_loss_cfg("weighted_bce", fn_weights={"people": 2.0}, fp_weights={"sea": 3.0}), LABELS)
+  loss = losses.make_loss(
+      _loss_cfg("weighted_bce", fn_weights={"people": 2.0}, fp_weights={"sea": 3.0}), LABELS)
   assert _value(loss) == pytest.approx(-(2 * math.log(0.8) + 3 * math.log(0.7)) / 2, rel=1e-5)
   # A false-positive weight on "people" does not touch its positive term.
   people_fp = losses.make_loss(_loss_cfg("weighted_bce", fp_weights={"people": 5.0}), LABELS)
@@ -48,7 +49,8 @@ def test_weighted_bce_weights_false_negatives_and_false_positives_per_label():
 
 def test_asymmetric_focuses_positives_and_discards_easy_negatives():
   loss = losses.AsymmetricLoss(gamma_pos=1.0, gamma_neg=4.0, margin=0.05)
-  assert _value(loss) == pytest.approx(-(0.2 * math.log(0.8) + 0.25**4 * math.log(0.75)) / 2, rel=1e-5)
+  assert _value(loss) == pytest.approx(-(0.2 * math.log(0.8) + 0.25**4 * math.log(0.75)) / 2,
+                                       rel=1e-5)
   easy_negative = np.array([[0.0, 0.0]], np.float32), np.array([[0.03, 0.04]], np.float32)
   assert _value(loss, *easy_negative) == pytest.approx(0.0, abs=1e-7)
 
@@ -67,16 +69,20 @@ def test_bad_loss_settings_are_clear_errors():
     losses.make_loss(_loss_cfg("hinge"), LABELS)
   with pytest.raises(ValueError, match="unknown label"):
     losses.make_loss(_loss_cfg("weighted_bce", fp_weights={"persons": 2.0}), LABELS)
-  with pytest.raises(ValueError, match="loss 'bce' takes no class_weight_power; its knobs: label_smoothing=0.0"):
+  with pytest.raises(
+      ValueError, match="loss 'bce' takes no class_weight_power; its knobs: label_smoothing=0.0"):
     losses.make_loss(_loss_cfg("bce", class_weight_power=0.5), LABELS, np.ones((2, 2)))
-  with pytest.raises(ValueError, match=r"loss 'focal' takes no margin; its knobs: gamma=2.0, alpha=0.25, .*:loss="):
+  with pytest.raises(
+      ValueError,
+      match=r"loss 'focal' takes no margin; its knobs: gamma=2.0, alpha=0.25, .*:loss="):
     losses.make_loss(_loss_cfg("focal", margin=0.1), LABELS)
 
 
 def test_label_smoothing_pulls_bce_targets_towards_one_half():
   loss = losses.make_loss(_loss_cfg("bce", label_smoothing=0.2), LABELS)
   # targets 1 -> 0.9 and 0 -> 0.1
-  expected = -(0.9 * math.log(0.8) + 0.1 * math.log(0.2) + 0.1 * math.log(0.3) + 0.9 * math.log(0.7)) / 2
+  expected = -(0.9 * math.log(0.8) + 0.1 * math.log(0.2) + 0.1 * math.log(0.3) +
+               0.9 * math.log(0.7)) / 2
   assert _value(loss) == pytest.approx(expected, rel=1e-5)
   with pytest.raises(ValueError, match="takes no label_smoothing"):
     losses.make_loss(_loss_cfg("mse", label_smoothing=0.1), LABELS)
