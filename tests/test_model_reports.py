@@ -37,10 +37,13 @@ def test_write_evaluation_report_and_figures(trained, tmp_path):
   model = inference.load(workdir)
   layer = inference.decision_layer(model)
   answers = reports.predict_answers(model, data.test, layer.label_names, cfg)
-  report, written = reports.write_evaluation(str(tmp_path), data.test, answers, layer.thresholds.numpy(),
-                                             layer.label_names, history_csv=os.path.join(workdir, "history.csv"))
+  report, written = reports.write_evaluation(str(tmp_path), data.test, answers,
+                                             layer.thresholds.numpy(),
+                                             layer.label_names,
+                                             history_csv=os.path.join(workdir, "history.csv"))
   interval = report["at_calibrated"].pop("interval_95")
-  # Same model, same test split: the same numbers as training's own report (which also times the run).
+  # Same model, same test split: the same numbers as training's own report (which also times the
+  # run).
   assert report == {key: value for key, value in result.report.items() if key != "training"}
   for average in ("micro", "macro"):
     low, high = interval[f"{average}_f1"]
@@ -79,12 +82,15 @@ def test_split_frame_all_is_the_whole_corpus(trained):
 def test_mlc_evaluate_rebuilds_the_training_split(trained, tmp_path):
   root, workdir, result = trained
   out = str(tmp_path / "eval")
-  stdout = run_cli("evaluate", f"--model={workdir}/model.keras", f"--data_dir={root}", f"--output_dir={out}")
+  stdout = run_cli("evaluate", f"--model={workdir}/model.keras", f"--data_dir={root}",
+                   f"--output_dir={out}")
   assert "Hamming loss" in stdout
   written = json.load(open(os.path.join(out, "report.json")))
   assert written["num_images"] == result.report["num_images"]
-  assert written["at_calibrated"]["micro"]["f1"] == pytest.approx(result.report["at_calibrated"]["micro"]["f1"])
-  assert {"report.md", "pr_curves.png", "label_counts.png", "samples.png", "training_curves.png"} <= set(
+  assert written["at_calibrated"]["micro"]["f1"] == pytest.approx(
+      result.report["at_calibrated"]["micro"]["f1"])
+  assert {"report.md", "pr_curves.png", "label_counts.png", "samples.png",
+          "training_curves.png"} <= set(
       os.listdir(out))
 
 
@@ -94,7 +100,8 @@ def image_folder(trained, tmp_path):
   folder = tmp_path / "photos"
   folder.mkdir()
   for i in (1, 2, 5, 7, 9):  # im5 is grayscale
-    (folder / f"im{i}.jpg").write_bytes(open(os.path.join(root, "images", f"im{i}.jpg"), "rb").read())
+    (folder / f"im{i}.jpg").write_bytes(open(os.path.join(root, "images", f"im{i}.jpg"),
+                                             "rb").read())
   (folder / "broken.jpg").write_text("not an image")
   (folder / "notes.txt").write_text("ignored: not an image extension")
   return str(folder)
@@ -121,8 +128,8 @@ def test_predict_to_csv_streams_and_skips_unreadable_files(trained, image_folder
     predictor = prediction.load_predictor(str(tmp_path / "saved" / "tiny"))  # the highest version
     assert isinstance(predictor, prediction.SavedModelPredictor)
   paths = prediction.list_images([image_folder])
-  assert [os.path.basename(p) for p in paths] == ["broken.jpg", "im1.jpg", "im2.jpg", "im5.jpg", "im7.jpg",
-                                                  "im9.jpg"]
+  assert [os.path.basename(p) for p in paths] == ["broken.jpg", "im1.jpg", "im2.jpg", "im5.jpg",
+                                                  "im7.jpg", "im9.jpg"]
   output = str(tmp_path / "out.csv")
   summary = prediction.predict_to_csv(predictor, paths, output, batch_size=2, probabilities=True)
   assert summary.written == 5 and [os.path.basename(p) for p in summary.skipped] == ["broken.jpg"]
@@ -139,7 +146,8 @@ def test_predict_to_csv_streams_and_skips_unreadable_files(trained, image_folder
 def test_mlc_predict_on_a_glob(trained, image_folder, tmp_path):
   _, workdir, result = trained
   output = str(tmp_path / "tags.csv")
-  stdout = run_cli("predict", f"--model={workdir}", f"--images={image_folder}/im*.jpg", f"--output={output}")
+  stdout = run_cli("predict", f"--model={workdir}", f"--images={image_folder}/im*.jpg",
+                   f"--output={output}")
   assert "5 image(s), 3 label(s)" in stdout
   rows = _read(output)
   assert list(rows[0]) == ["file", "cat", "dog", "sun"] and len(rows) == 5
@@ -147,17 +155,19 @@ def test_mlc_predict_on_a_glob(trained, image_folder, tmp_path):
     prediction.list_images([os.path.join(image_folder, "*.png")])
 
 
-def test_mlc_predict_skips_bombs_and_palette_bmps_saying_why_and_counts_what_it_leaves_out(trained, image_folder,
-                                                                                          tmp_path):
+def test_mlc_predict_skips_bombs_and_palette_bmps_saying_why_and_counts_what_it_leaves_out(
+    trained, image_folder, tmp_path):
   _, workdir, _ = trained
   folder = pathlib.Path(image_folder)
-  (folder / "bomb.gif").write_bytes(image_bytes.gif_bomb(6400))  # a 1 x 1 screen, a 41 M pixel frame
+  # a 1 x 1 screen, a 41 M pixel frame
+  (folder / "bomb.gif").write_bytes(image_bytes.gif_bomb(6400))
   (folder / "palette.bmp").write_bytes(image_bytes.palette_bmp(np.full((6, 10, 3), 99, np.uint8)))
   (folder / "photo.webp").write_bytes(b"RIFF\0\0\0\0WEBPVP8 ")
   output = str(tmp_path / "tags.csv")
-  stdout = run_cli("predict", f"--model={workdir}", f"--images={image_folder}", f"--output={output}")
-  assert [os.path.basename(r["file"]) for r in _read(output)] == ["im1.jpg", "im2.jpg", "im5.jpg", "im7.jpg",
-                                                                   "im9.jpg"]
+  stdout = run_cli("predict", f"--model={workdir}", f"--images={image_folder}",
+                   f"--output={output}")
+  assert [os.path.basename(r["file"]) for r in _read(output)] == ["im1.jpg", "im2.jpg", "im5.jpg",
+                                                                  "im7.jpg", "im9.jpg"]
   assert "skipped 3 file(s)" in stdout and "bomb.gif (larger than the 40 MP limit" in stdout, stdout
   assert "palette.bmp (palette BMP is not supported" in stdout
   assert "left out 2 file(s)" in stdout and "notes.txt" in stdout and "photo.webp" in stdout
@@ -172,7 +182,8 @@ class _FailingPredictor:
     raise RuntimeError("killed")
 
 
-def test_predict_to_csv_replaces_the_output_only_when_done_and_refuses_where_it_cannot_write(tmp_path):
+def test_predict_to_csv_replaces_the_output_only_when_done_and_refuses_where_it_cannot_write(
+    tmp_path):
   output = tmp_path / "tags.csv"
   output.write_text("file,cat\nold.jpg,1\n")
   with pytest.raises(RuntimeError, match="killed"):
@@ -184,22 +195,27 @@ def test_predict_to_csv_replaces_the_output_only_when_done_and_refuses_where_it_
     prediction.predict_to_csv(_FailingPredictor(), ["a.jpg"], str(output / "sub" / "tags.csv"))
 
 
-def test_mlc_predict_on_a_folder_without_a_readable_image_fails_and_writes_nothing(trained, tmp_path):
+def test_mlc_predict_on_a_folder_without_a_readable_image_fails_and_writes_nothing(
+    trained, tmp_path):
   _, workdir, _ = trained
   folder = tmp_path / "nothing"
   folder.mkdir()
   (folder / "broken.jpg").write_text("not an image")
   output = tmp_path / "tags.csv"
-  proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.predict", f"--model={workdir}", f"--images={folder}",
-                         f"--output={output}"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+  proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.predict", f"--model={workdir}",
+                         f"--images={folder}",
+                         f"--output={output}"], capture_output=True, text=True, cwd=REPO_ROOT,
+                        timeout=600,
                         env={**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
-  assert proc.returncode == 1 and "none of the 1 file(s) is an image the model can read" in proc.stderr
+  assert (proc.returncode == 1
+          and "none of the 1 file(s) is an image the model can read" in proc.stderr)
   assert "Traceback" not in proc.stderr and not output.exists()
 
 
 def test_a_saved_model_without_metadata_is_refused_clearly(tmp_path):
   module = tf.Module()
-  module.serve = tf.function(lambda image_bytes: {"probabilities": tf.zeros([tf.size(image_bytes), 2])},
+  module.serve = tf.function(
+      lambda image_bytes: {"probabilities": tf.zeros([tf.size(image_bytes), 2])},
                              input_signature=[tf.TensorSpec([None], tf.string)])
   path = str(tmp_path / "foreign")
   tf.saved_model.save(module, path, signatures={"serving_default": module.serve})

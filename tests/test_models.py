@@ -1,4 +1,5 @@
-"""Models under their knobs: each variant builds, answers per label and survives a safe-mode save/load.
+"""Models under their knobs: each variant builds, answers per label and survives a safe-mode
+save/load.
 
 What every registered model keeps at its defaults is tests/test_model_contract.py's.
 """
@@ -13,9 +14,11 @@ from mlc_tf.models import inference
 
 
 def _cfg(name, **fields):
-  """config.model for ``name``; narrow (width 4) unless told otherwise, for the models that have a width."""
+  """config.model for ``name``; narrow (width 4) unless told otherwise, for the models that have a
+  width."""
   cfg = config_lib.base_config().model
-  cfg.update(dict(name=name, **({"width": 4} if name in ("minimal_cnn", "seed_cnn", "simple_cnn", "resnet") else {}),
+  cfg.update(dict(name=name, **({"width": 4} if name in ("minimal_cnn", "seed_cnn", "simple_cnn",
+                                                         "resnet") else {}),
                   **fields))
   return cfg
 
@@ -36,7 +39,8 @@ def test_model_outputs_one_probability_per_label(cfg, size, tmp_path):
   assert model.layers[-1].activation is keras.activations.sigmoid
   path = str(tmp_path / "model.keras")
   model.save(path)
-  np.testing.assert_allclose(keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
+  np.testing.assert_allclose(
+      keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
                              atol=1e-6)
 
 
@@ -59,7 +63,8 @@ def test_seed_cnn_depth_knob(depth):
   assert len(convs) == depth
   assert [c.kernel_size for c in convs] == [(3, 3)] * (depth - 1) + [(1, 1)]
   assert len(_layers(model, keras.layers.MaxPooling2D)) == depth - depth // 2  # later convs only
-  assert model.get_layer(f"conv{depth // 2 + 1}").output.shape[1] == 16  # full resolution until the later half
+  # full resolution until the later half
+  assert model.get_layer(f"conv{depth // 2 + 1}").output.shape[1] == 16
 
 
 def test_resnet_blocks_and_stages():
@@ -85,11 +90,13 @@ def test_two_networks_give_one_output_in_label_order(tmp_path):
   probs = model.predict(images, verbose=0)
   first = model.get_layer("simple_cnn_first").predict(images, verbose=0)  # female, male, people
   rest = model.get_layer("simple_cnn_rest").predict(images, verbose=0)    # baby, sea
-  np.testing.assert_allclose(probs, np.stack([rest[:, 0], first[:, 0], first[:, 1], first[:, 2], rest[:, 1]], 1),
+  np.testing.assert_allclose(probs, np.stack([rest[:, 0], first[:, 0], first[:, 1], first[:, 2],
+                                              rest[:, 1]], 1),
                              atol=1e-6)
   path = str(tmp_path / "two.keras")
   model.save(path)
-  np.testing.assert_allclose(keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
+  np.testing.assert_allclose(
+      keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
                              atol=1e-6)
   for bad in (("person",), tuple(labels)):
     with pytest.raises(ValueError, match="first_labels"):
@@ -103,10 +110,12 @@ def test_flip_average_is_the_mean_over_the_mirror_image_and_reloads(tmp_path):
   expected = (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1], verbose=0)) / 2
   probs = averaged.predict(images, verbose=0)
   np.testing.assert_allclose(probs, expected, atol=1e-6)
-  np.testing.assert_allclose(averaged.predict(images[:, :, ::-1], verbose=0), probs, atol=1e-6)  # mirror-invariant
+  # mirror-invariant
+  np.testing.assert_allclose(averaged.predict(images[:, :, ::-1], verbose=0), probs, atol=1e-6)
   path = str(tmp_path / "flip.keras")
   averaged.save(path)
-  np.testing.assert_allclose(keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
+  np.testing.assert_allclose(
+      keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
                              atol=1e-6)
 
 
@@ -114,15 +123,18 @@ def test_builder_keyword_defaults_are_the_only_defaults():
   cfg = config_lib.base_config().model  # the name and what wraps any model; no knobs
   assert set(cfg) == {"name", "first_labels", "flip_average"}
   model = models.build(cfg, 3, 16)
-  assert model.get_layer("conv1").filters == 32 and "head_dropout" not in [layer.name for layer in model.layers]
-  assert registry.knobs("model", "resnet") == {"width": 32, "blocks": 8, "stages": 4, "stem_stride": 1,
+  assert (model.get_layer("conv1").filters == 32
+          and "head_dropout" not in [layer.name for layer in model.layers])
+  assert registry.knobs("model", "resnet") == {"width": 32, "blocks": 8, "stages": 4,
+                                               "stem_stride": 1,
                                                 "se_ratio": 0, "dropout": 0.0}
 
 
 def test_a_knob_the_model_does_not_take_is_an_error_naming_its_knobs():
-  with pytest.raises(ValueError, match=r"model 'simple_cnn' takes no blocks, se_ratio; its knobs: width=32, "
-                                       r"depth=4, dropout=0.0, stem_stride=1\. Choose another model with "
-                                       r"--config=<recipe>.py:model=<name>"):
+  with pytest.raises(ValueError,
+                     match=r"model 'simple_cnn' takes no blocks, se_ratio; its knobs: width=32, "
+                           r"depth=4, dropout=0.0, stem_stride=1\. Choose another model with "
+                           r"--config=<recipe>.py:model=<name>"):
     models.build(_cfg("simple_cnn", blocks=2, se_ratio=4), 3, 16)
 
 
@@ -138,13 +150,15 @@ def test_fused_batch_norm_matches_keras_batch_norm_outputs_statistics_and_gradie
     reference, fused = keras.layers.BatchNormalization(), layers.FusedBatchNormalization()
     reference.build(x.shape)
     fused.build(x.shape)
-    reference.set_weights([np.full(6, 0.5 + i, np.float32) for i in range(4)])  # gamma, beta, moving mean, var
+    # gamma, beta, moving mean, var
+    reference.set_weights([np.full(6, 0.5 + i, np.float32) for i in range(4)])
     fused.set_weights(reference.get_weights())
     tolerance = 1e-5 if policy == "float32" else 2e-2
-    # A random upstream gradient: a per-channel constant makes every gradient but beta's zero in exact
-    # arithmetic, and the test then compares two layers' rounding noise.
+    # A random upstream gradient: a per-channel constant makes every gradient but beta's zero in
+    # exact arithmetic, and the test then compares two layers' rounding noise.
     upstream = tf.constant(np.random.default_rng(1).normal(size=(8, 5, 5, 6)).astype(np.float32))
-    for training in (True, False):  # the training call also moves the statistics the inference call uses
+    # the training call also moves the statistics the inference call uses
+    for training in (True, False):
       outputs, gradients = [], []
       for layer in (reference, fused):
         with tf.GradientTape() as tape:
@@ -162,15 +176,18 @@ def test_fused_batch_norm_matches_keras_batch_norm_outputs_statistics_and_gradie
         np.testing.assert_allclose(got, expected, atol=tolerance * 10 * scale, rtol=tolerance)
       for got, expected in zip(fused.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(got, expected, atol=1e-6, rtol=1e-6)
-    assert type(models.build(_cfg("resnet", blocks=2, stages=2), 3, 16).get_layer("stem_bn")).__name__ == \
+    assert type(models.build(_cfg("resnet", blocks=2, stages=2), 3,
+                             16).get_layer("stem_bn")).__name__ == \
         "FusedBatchNormalization"
   finally:
     keras.mixed_precision.set_global_policy(previous)
 
 
 @pytest.mark.parametrize("native, fused_ops", [(True, 1), (False, 0)])
-def test_fused_batch_norm_keeps_bfloat16_off_the_fused_op_where_the_cpu_emulates_it(monkeypatch, native, fused_ops):
-  """oneDNN has no bfloat16 batch-norm kernel without native bfloat16 (the op aborts): Keras' layer there."""
+def test_fused_batch_norm_keeps_bfloat16_off_the_fused_op_where_the_cpu_emulates_it(
+    monkeypatch, native, fused_ops):
+  """oneDNN has no bfloat16 batch-norm kernel without native bfloat16 (the op aborts): Keras' layer
+  there."""
   import tensorflow as tf
 
   from mlc_tf.models import layers
@@ -181,5 +198,6 @@ def test_fused_batch_norm_keeps_bfloat16_off_the_fused_op_where_the_cpu_emulates
   graph = tf.function(lambda images: layer(images, training=True)).get_concrete_function(x).graph
   assert sum(op.type.startswith("FusedBatchNorm") for op in graph.get_operations()) == fused_ops
   np.testing.assert_allclose(tf.cast(layer(x, training=False), tf.float32).numpy(),
-                             tf.cast(keras.layers.BatchNormalization(dtype="mixed_bfloat16")(x), tf.float32).numpy(),
+                             tf.cast(keras.layers.BatchNormalization(dtype="mixed_bfloat16")(x),
+                                     tf.float32).numpy(),
                              atol=2e-2)

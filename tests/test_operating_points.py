@@ -1,4 +1,5 @@
-"""Threshold policies, prevalence files and the prior-shift maths (mlc_tf/evaluate/operating_points.py)."""
+"""Threshold policies, prevalence files and the prior-shift maths
+(mlc_tf/evaluate/operating_points.py)."""
 
 import numpy as np
 import pytest
@@ -30,7 +31,8 @@ def test_f1_policy_is_trainings_calibration_and_targets_are_met_or_reported():
   f1 = op.choose_thresholds(y, probs, op.parse_policies(["f1"], NAMES), NAMES)
   np.testing.assert_array_equal(f1.thresholds, metrics.f1_optimal_thresholds(y, probs))
 
-  points = op.choose_thresholds(y, probs, op.parse_policies(["precision:0.9", "dog=recall:0.8", "sun=0.3"], NAMES),
+  points = op.choose_thresholds(y, probs, op.parse_policies(["precision:0.9", "dog=recall:0.8",
+                                                             "sun=0.3"], NAMES),
                                 NAMES)
   decided = metrics.decide(probs, points.thresholds)
   precision_cat = (decided[:, 0] & y[:, 0]).sum() / decided[:, 0].sum()
@@ -62,7 +64,8 @@ def test_expected_precision_recall_are_the_measured_ones_inside_their_interval()
 
 
 def test_prior_shift_recovers_calibrated_probabilities_of_a_new_mix_and_em_finds_it():
-  """Exact posteriors under train priors, shifted to a stream's priors, equal that stream's exact posteriors."""
+  """Exact posteriors under train priors, shifted to a stream's priors, equal that stream's exact
+  posteriors."""
   rng = np.random.default_rng(1)
   train_prior, stream_prior = np.array([0.6, 0.3]), np.array([0.2, 0.05])
   # one Gaussian score per label: N(1, 1) for positives, N(-1, 1) for negatives
@@ -83,15 +86,20 @@ def test_stream_thresholds_use_the_streams_own_tagged_share():
   """On a stream of half unlike-anything photos, precision is prevalence x recall / tagged share."""
   y, probs = scored_labels()
   rng = np.random.default_rng(2)
-  stream = np.concatenate([probs[:200], rng.random((200, 3)) * 0.8])  # labelled-like half, then noise
+  # labelled-like half, then noise
+  stream = np.concatenate([probs[:200], rng.random((200, 3)) * 0.8])
   prevalence = y[:200].mean(axis=0) / 2
-  points = op.choose_thresholds(y, probs, op.parse_policies(["share", "dog=f1"], NAMES), NAMES, stream, prevalence)
+  points = op.choose_thresholds(y, probs, op.parse_policies(["share", "dog=f1"], NAMES), NAMES,
+                                stream, prevalence)
   tagged = (stream >= points.thresholds).mean(axis=0)
-  assert tagged[0] == pytest.approx(prevalence[0], abs=0.01) and tagged[2] == pytest.approx(prevalence[2], abs=0.01)
-  expected = op.expected_precision_recall(y, probs, points.thresholds, stream, prevalence, samples=100)
+  assert (tagged[0] == pytest.approx(prevalence[0], abs=0.01)
+          and tagged[2] == pytest.approx(prevalence[2], abs=0.01))
+  expected = op.expected_precision_recall(y, probs, points.thresholds, stream, prevalence,
+                                          samples=100)
   recall = (probs[y[:, 1] > 0, 1] >= points.thresholds[1]).mean()
   assert expected["recall"]["value"][1] == pytest.approx(recall)
-  assert expected["precision"]["value"][1] == pytest.approx(min(1, prevalence[1] * recall / tagged[1]))
+  assert expected["precision"]["value"][1] == pytest.approx(min(1,
+                                                                prevalence[1] * recall / tagged[1]))
   with pytest.raises(ValueError, match="share policy needs a target"):
     op.choose_thresholds(y, probs, op.parse_policies(["share"], NAMES), NAMES)
 
@@ -121,16 +129,22 @@ def test_prevalence_file_header_no_label_row_and_missing_labels_kept_at_training
 
 
 def test_stream_thresholds_count_labels_tagged_through_a_rule():
-  """With female=>people, people's own threshold only tops up what female already tags, to its prevalence."""
+  """With female=>people, people's own threshold only tops up what female already tags, to its
+  prevalence."""
   rng = np.random.default_rng(3)
   names = ["female", "people"]
   y = np.array([[1, 1]] * 50 + [[0, 1]] * 50 + [[0, 0]] * 100)
   probs = np.clip(0.5 * y + 0.5 * rng.random(y.shape), 0, 1)
   stream = rng.random((1000, 2))
   prevalence = np.array([0.2, 0.3])
-  points = op.choose_thresholds(y, probs, op.parse_policies(["share"], names), names, stream, prevalence,
+  points = op.choose_thresholds(y, probs, op.parse_policies(["share"], names), names, stream,
+                                prevalence,
                                 implications=[("female", "people")])
-  served = op.predicted_shares(metrics.decide(stream, points.thresholds, names, [("female", "people")]), names)
-  assert served["female"] == pytest.approx(0.2, abs=0.01) and served["people"] == pytest.approx(0.3, abs=0.01)
-  alone = op.choose_thresholds(y, probs, op.parse_policies(["share"], names), names, stream, prevalence)
-  assert points.thresholds[1] > alone.thresholds[1]  # without the rule, people would be tagged on 0.3 + extra
+  served = op.predicted_shares(metrics.decide(stream, points.thresholds, names,
+                                              [("female", "people")]), names)
+  assert (served["female"] == pytest.approx(0.2, abs=0.01)
+          and served["people"] == pytest.approx(0.3, abs=0.01))
+  alone = op.choose_thresholds(y, probs, op.parse_policies(["share"], names), names, stream,
+                               prevalence)
+  # without the rule, people would be tagged on 0.3 + extra
+  assert points.thresholds[1] > alone.thresholds[1]

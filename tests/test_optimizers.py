@@ -12,7 +12,8 @@ def _cfg(**fields):
   return cfg
 
 
-@pytest.mark.parametrize("name,cls", [("sgd", keras.optimizers.SGD), ("adam", keras.optimizers.Adam),
+@pytest.mark.parametrize("name,cls",
+                         [("sgd", keras.optimizers.SGD), ("adam", keras.optimizers.Adam),
                                       ("adamw", keras.optimizers.AdamW)])
 def test_each_optimizer_builds(name, cls):
   optimizer = optimizers.make_optimizer(_cfg(name=name, learning_rate=0.01))
@@ -39,9 +40,11 @@ def test_cosine_schedule_warms_up_then_decays_to_its_floor():
 
 
 def test_exponential_schedule_decays_per_epoch():
-  schedule = optimizers.make_schedule(_cfg(learning_rate=0.1, schedule="exponential", decay_rate=0.5),
+  schedule = optimizers.make_schedule(_cfg(learning_rate=0.1, schedule="exponential",
+                                           decay_rate=0.5),
                                       steps_per_epoch=4, epochs=3)
-  assert _rate(schedule, 4) == pytest.approx(0.05, rel=1e-5) and _rate(schedule, 8) == pytest.approx(0.025, rel=1e-5)
+  assert (_rate(schedule, 4) == pytest.approx(0.05, rel=1e-5)
+          and _rate(schedule, 8) == pytest.approx(0.025, rel=1e-5))
 
 
 def test_unknown_names_are_errors():

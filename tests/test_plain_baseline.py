@@ -1,4 +1,5 @@
-"""tools/export_split.py (mlc-train's split as a CSV) and tools/plain_baseline.py (a plain Keras script), end to end."""
+"""tools/export_split.py (mlc-train's split as a CSV) and tools/plain_baseline.py (a plain Keras
+script), end to end."""
 
 import json
 import os
@@ -25,7 +26,8 @@ def get_config():
 
 
 def _tool(name, *args):
-  proc = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tools", name), *args], capture_output=True,
+  proc = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tools", name), *args],
+                        capture_output=True,
                         text=True, cwd=REPO_ROOT, timeout=300,
                         env={**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -38,7 +40,8 @@ def test_plain_baseline_trains_and_tests_on_the_split_mlc_train_makes(tmp_path):
   config_path = tmp_path / "tiny_config.py"
   config_path.write_text(_CONFIG)
   split_csv = str(tmp_path / "split.csv")
-  _tool("export_split.py", f"--config={config_path}", f"--data_dir={corpus}", f"--output={split_csv}",
+  _tool("export_split.py", f"--config={config_path}", f"--data_dir={corpus}",
+        f"--output={split_csv}",
         "--config.data.split_seed=5")
 
   # The CSV is mlc_tf's own split of that config, override included.
@@ -51,18 +54,23 @@ def test_plain_baseline_trains_and_tests_on_the_split_mlc_train_makes(tmp_path):
     assert sorted(split[split == name].index) == sorted(part.index)
 
   output = str(tmp_path / "plain" / "report.json")
-  stdout = _tool("plain_baseline.py", f"--data_dir={corpus}", f"--split_csv={split_csv}", f"--output={output}",
-                 "--image_size=16", "--width=4", "--epochs=1", "--batch_size=8", "--budget_minutes=5")
+  stdout = _tool("plain_baseline.py", f"--data_dir={corpus}", f"--split_csv={split_csv}",
+                 f"--output={output}",
+                 "--image_size=16", "--width=4", "--epochs=1", "--batch_size=8",
+                 "--budget_minutes=5")
   assert "micro P" in stdout and "CPU" in stdout
   with open(output) as f:
     report = json.load(f)
   assert report["data"]["labels"] == sorted(_LABELS)
-  assert (report["data"]["val_images"], report["data"]["test_images"]) == (len(data.val), len(data.test))
+  assert ((report["data"]["val_images"], report["data"]["test_images"])
+          == (len(data.val), len(data.test)))
   assert report["training"]["train_images"] == len(data.train)
   assert report["training"]["epochs"] == 1 and report["training"]["best_epoch"] == 1
   calibrated = report["at_calibrated"]
-  figures = [*calibrated["micro"].values(), calibrated["macro"]["f1"], *report["at_0.5"]["micro"].values(),
-             report["average_precision"]["map"], *calibrated["per_label_f1"].values(), *report["thresholds"].values()]
+  figures = [*calibrated["micro"].values(), calibrated["macro"]["f1"],
+             *report["at_0.5"]["micro"].values(),
+             report["average_precision"]["map"], *calibrated["per_label_f1"].values(),
+             *report["thresholds"].values()]
   assert all(0 <= value <= 1 for value in figures)
   assert set(calibrated["per_label_f1"]) == set(_LABELS) == set(report["thresholds"])
   assert report["wall_seconds"]["total"] >= report["wall_seconds"]["fit"] > 0
@@ -73,7 +81,8 @@ def test_plain_baseline_splits_by_itself_without_a_split_csv(tmp_path):
   corpus = str(tmp_path / "corpus")
   make_tiny_corpus(corpus, labels=_LABELS, num_images=40)
   output = str(tmp_path / "report.json")
-  _tool("plain_baseline.py", f"--data_dir={corpus}", f"--output={output}", "--image_size=16", "--width=4",
+  _tool("plain_baseline.py", f"--data_dir={corpus}", f"--output={output}", "--image_size=16",
+        "--width=4",
         "--epochs=1", "--batch_size=8", "--val_fraction=0.25", "--test_fraction=0.25")
   with open(output) as f:
     report = json.load(f)

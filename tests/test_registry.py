@@ -1,4 +1,5 @@
-"""One registry for models, losses and optimizers; a choice's knobs are its builder's keyword defaults."""
+"""One registry for models, losses and optimizers; a choice's knobs are its builder's keyword
+defaults."""
 
 import inspect
 
@@ -12,7 +13,8 @@ def test_every_kind_lists_its_builders_and_their_knobs():
   assert "resnet" in registry.names("model")
   assert registry.names("loss") == ["asymmetric", "bce", "focal", "mse", "weighted_bce"]
   assert registry.names("optimizer") == ["adam", "adamw", "sgd"]
-  assert registry.knobs("loss", "asymmetric") == {"gamma_pos": 0.0, "gamma_neg": 4.0, "margin": 0.05}
+  assert registry.knobs("loss", "asymmetric") == {"gamma_pos": 0.0, "gamma_neg": 4.0,
+                                                  "margin": 0.05}
   assert registry.knobs("optimizer", "sgd") == {"momentum": 0.9, "nesterov": False}
   assert registry.knobs("optimizer", "adam") == {}
 

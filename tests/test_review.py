@@ -1,4 +1,5 @@
-"""mlc-review's pages through Flask's test client: decisions, browsing, tagging, and the safety rules."""
+"""mlc-review's pages through Flask's test client: decisions, browsing, tagging, and the safety
+rules."""
 
 import dataclasses
 import html
@@ -22,11 +23,13 @@ from mlc_tf.review import state as state_lib
 
 @pytest.fixture(scope="module")
 def loaded(tiny_trained, tmp_path_factory):
-  """The review of the tiny corpus with its trained model and three suspects (corrections file: set per test)."""
+  """The review of the tiny corpus with its trained model and three suspects (corrections file: set
+  per test)."""
   root, workdir, _ = tiny_trained
   folder = tmp_path_factory.mktemp("review")
   truth = annotated_labels(root, 40)
-  suspects = write_suspects(folder / "suspects.csv", suspect_rows(truth) + [(999, "cat", "add"), (1, "zebra", "add")])
+  suspects = write_suspects(folder / "suspects.csv",
+                            suspect_rows(truth) + [(999, "cat", "add"), (1, "zebra", "add")])
   return state_lib.load_state(root, str(folder / "unused.csv"), workdir, suspects), truth
 
 
@@ -40,7 +43,8 @@ def review(loaded, tmp_path):
 def test_suspects_are_decided_into_the_corrections_file_and_the_review_resumes(review):
   state, client, _ = review
   assert len(state.suspects) == 3 and len(state.skipped_suspects) == 2
-  assert "image '999' is not in the corpus" in state.skipped_suspects[0] and "'zebra'" in state.skipped_suspects[1]
+  assert ("image '999' is not in the corpus" in state.skipped_suspects[0]
+          and "'zebra'" in state.skipped_suspects[1])
   first, second, _ = state.suspects
   assert client.get("/").headers["Location"].endswith("/suspects")
   assert client.get("/suspects").headers["Location"].endswith("/suspects/0")
@@ -48,11 +52,13 @@ def test_suspects_are_decided_into_the_corrections_file_and_the_review_resumes(r
   assert "0 / 3 decided" in page and f"{first.action} “cat”" in page and "probability 0.050" in page
   answer = client.post("/suspects/0", data={"decision": "accept"})
   assert answer.status_code == 303 and answer.headers["Location"].endswith("/suspects/1")
-  assert client.post("/suspects/1", data={"decision": "reject"}).headers["Location"].endswith("/suspects/2")
+  assert client.post("/suspects/1",
+                     data={"decision": "reject"}).headers["Location"].endswith("/suspects/2")
   found, problems = corrections.parse_corrections(pathlib.Path(state.corrections_path).read_text())
   opposite = {"add": "remove", "remove": "add"}
   assert not problems and [(c.image_id, c.label, c.action) for c in found] == [
-      (str(first.image_id), "cat", first.action), (str(second.image_id), "cat", opposite[second.action])]
+      (str(first.image_id), "cat", first.action),
+      (str(second.image_id), "cat", opposite[second.action])]
   # A new app on the same file (a restarted server) resumes at the first undecided suspect.
   restarted = app_lib.create_app(state).test_client()
   assert restarted.get("/suspects").headers["Location"].endswith("/suspects/2")
@@ -60,7 +66,8 @@ def test_suspects_are_decided_into_the_corrections_file_and_the_review_resumes(r
   assert 'class="decision accepted"' in restarted.get("/suspects/0").get_data(as_text=True)
   # Changing one's mind replaces the row; the last decision leaves nothing undecided.
   client.post("/suspects/0", data={"decision": "reject"})
-  assert client.post("/suspects/2", data={"decision": "accept"}).headers["Location"].endswith("/suspects")
+  assert client.post("/suspects/2",
+                     data={"decision": "accept"}).headers["Location"].endswith("/suspects")
   assert "All 3 suspects are decided" in client.get("/suspects").get_data(as_text=True)
   found, _ = corrections.parse_corrections(pathlib.Path(state.corrections_path).read_text())
   assert len(found) == 3 and found[0].action == opposite[first.action]
@@ -73,7 +80,8 @@ def test_browse_filters_and_ranks_by_the_models_disagreement(review):
   page = client.get("/browse").get_data(as_text=True)
   assert f"{len(truth)} photo(s)" in page and page.count('class="cell"') == len(truth)
   cats = [i for i, labels in truth.items() if "cat" in labels]
-  assert f"{len(cats)} photo(s)" in client.get("/browse?show=labelled&label=cat").get_data(as_text=True)
+  assert f"{len(cats)} photo(s)" in client.get("/browse?show=labelled&label=cat").get_data(
+      as_text=True)
   predictions = state.predictions
   given = state.frame["cat"]
   false_positives = predictions.index[(predictions["decided_cat"] == 1) & (given == 0)]
@@ -88,7 +96,8 @@ def test_browse_filters_and_ranks_by_the_models_disagreement(review):
 
 
 def shown_labels(client, image_id):
-  """The page's hidden "shown" field: the labels the photo's page showed, as the form posts them back."""
+  """The page's hidden "shown" field: the labels the photo's page showed, as the form posts them
+  back."""
   page = client.get(f"/photo/{image_id}").get_data(as_text=True)
   return html.unescape(re.search(r'name="shown" value="([^"]*)"', page).group(1))
 
@@ -97,12 +106,14 @@ def test_a_photos_label_edit_goes_to_the_corrections_file(review):
   state, client, truth = review
   image_id = next(i for i, labels in truth.items() if labels == {"cat"})
   assert json.loads(shown_labels(client, image_id)) == ["cat"]
-  answer = client.post(f"/photo/{image_id}", data={"label": ["dog", "cat", "<script>"], "shown": '["cat"]'})
+  answer = client.post(f"/photo/{image_id}",
+                       data={"label": ["dog", "cat", "<script>"], "shown": '["cat"]'})
   assert answer.status_code == 303
   assert "Saved: 1 label change(s)" in client.get(answer.headers["Location"]).get_data(as_text=True)
   written = pathlib.Path(state.corrections_path).read_text().splitlines()
   assert written[1:] == [f"{image_id},dog,add,{state_lib.EDITED_NOTE}"]
-  assert client.post(f"/photo/{image_id}", data={"shown": shown_labels(client, image_id)}).status_code == 303
+  assert client.post(f"/photo/{image_id}",
+                     data={"shown": shown_labels(client, image_id)}).status_code == 303
   found, _ = corrections.parse_corrections(pathlib.Path(state.corrections_path).read_text())
   assert sorted((c.label, c.action) for c in found) == [("cat", "remove"), ("dog", "remove")]
   assert client.get("/photo/99999").status_code == 404
@@ -125,7 +136,8 @@ def test_two_tabs_editing_one_photo_never_lose_or_merge_an_edit(review):
   stale = shown_labels(client, image_id)  # both tabs loaded the page before either saved
   assert client.post(f"/photo/{image_id}", data={"label": [one], "shown": stale}).status_code == 303
   second = client.post(f"/photo/{image_id}", data={"label": [two], "shown": stale})
-  assert second.status_code == 409 and "labels changed since this page showed them" in second.get_data(as_text=True)
+  assert (second.status_code == 409
+          and "labels changed since this page showed them" in second.get_data(as_text=True))
   assert state.current_labels(state.read_corrections()).loc[image_id][[one, two]].tolist() == [1, 0]
   # The same two saves at once, 20 times: one wins whole, the other is told.
   app = app_lib.create_app(state)
@@ -136,7 +148,8 @@ def test_two_tabs_editing_one_photo_never_lose_or_merge_an_edit(review):
     def save(label):
       tab = app.test_client()
       barrier.wait()
-      statuses[label] = tab.post(f"/photo/{image_id}", data={"label": [label], "shown": stale}).status_code
+      statuses[label] = tab.post(f"/photo/{image_id}",
+                                 data={"label": [label], "shown": stale}).status_code
 
     tabs = [threading.Thread(target=save, args=(label,)) for label in (one, two)]
     for tab in tabs:
@@ -153,7 +166,8 @@ def test_tagging_answers_through_the_serving_signature_and_refuses_what_is_not_a
   state, client, _ = review
   with open(state.frame.at[1, "path"], "rb") as f:
     photo = f.read()
-  page = client.post("/tag", data={"photo": (io.BytesIO(photo), "<b>cat</b>.jpg")}).get_data(as_text=True)
+  page = client.post("/tag",
+                     data={"photo": (io.BytesIO(photo), "<b>cat</b>.jpg")}).get_data(as_text=True)
   answer = state.tagger.tag(photo)
   assert answer.valid and "&lt;b&gt;cat&lt;/b&gt;.jpg" in page and "<b>cat</b>" not in page
   for row in answer.per_label:
@@ -164,21 +178,27 @@ def test_tagging_answers_through_the_serving_signature_and_refuses_what_is_not_a
   for name, content, reason in [("notes.jpg", b"plain text", "not a JPEG, PNG, GIF or BMP image"),
                                 ("empty.png", b"", "empty file"),
                                 ("broken.jpg", photo[:len(photo) // 3], "Invalid JPEG data"),
-                                ("bomb.gif", image_bytes.gif_bomb(6400), "larger than the 40 MP limit"),
-                                ("palette.bmp", image_bytes.palette_bmp(np.full((6, 10, 3), 9, np.uint8)),
+                                ("bomb.gif", image_bytes.gif_bomb(6400),
+                                 "larger than the 40 MP limit"),
+                                ("palette.bmp",
+                                 image_bytes.palette_bmp(np.full((6, 10, 3), 9, np.uint8)),
                                  "palette BMP is not supported")]:
     response = client.post("/tag", data={"photo": (io.BytesIO(content), name)})
     assert response.status_code == 400 and reason in response.get_data(as_text=True), name
-  response = client.post("/tag", data={"photo": (io.BytesIO(b"\xff\xd8\xff" + bytes(100_000)), "huge.jpg")})
-  assert response.status_code == 413 and "larger than the limit of 64 KiB" in response.get_data(as_text=True)
+  response = client.post("/tag",
+                         data={"photo": (io.BytesIO(b"\xff\xd8\xff" + bytes(100_000)), "huge.jpg")})
+  assert (response.status_code == 413
+          and "larger than the limit of 64 KiB" in response.get_data(as_text=True))
   assert client.post("/tag", data={}).status_code == 400
-  assert "Choose a JPEG, PNG, GIF or BMP photo" in client.post("/tag", data={}).get_data(as_text=True)
+  assert "Choose a JPEG, PNG, GIF or BMP photo" in client.post("/tag",
+                                                               data={}).get_data(as_text=True)
   assert "JPEG, PNG, GIF or BMP here" in client.get("/tag").get_data(as_text=True)
 
 
 def test_posts_from_another_site_are_refused(review):
   state, client, _ = review
-  assert client.post("/suspects/0", data={"decision": "accept"}, headers={"Origin": "http://evil.example"}
+  assert client.post("/suspects/0", data={"decision": "accept"},
+                     headers={"Origin": "http://evil.example"}
                      ).status_code == 403
   assert not os.path.exists(state.corrections_path)
 
@@ -191,8 +211,10 @@ def test_only_images_of_the_corpus_are_served(tmp_path):
   os.symlink(outside, os.path.join(root, "images", "im4.jpg"))  # a link out of the corpus
   state = state_lib.load_state(root, str(tmp_path / "corrections.csv"))
   client = app_lib.create_app(state).test_client()
-  assert client.get("/image/1").status_code == 200 and client.get("/image/1").data[:3] == b"\xff\xd8\xff"
-  assert client.get("/image/4").status_code == 404  # in the frame, but its file lies outside images/
+  assert (client.get("/image/1").status_code == 200
+          and client.get("/image/1").data[:3] == b"\xff\xd8\xff")
+  # in the frame, but its file lies outside images/
+  assert client.get("/image/4").status_code == 404
   page = client.get("/photo/4")
   assert page.status_code == 404 and "lies outside the corpus" in page.get_data(as_text=True)
   for url in ["/image/../../secret.jpg", "/image/..%2F..%2Fsecret.jpg", "/image/%2e%2e/secret.jpg",
@@ -212,9 +234,11 @@ def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_
   state = state_lib.load_state(root, str(path))
   client = app_lib.create_app(state).test_client()
   page = client.get("/browse").get_data(as_text=True)
-  assert "row 3: action must be one of" in page and "d&amp;o&lt;g&gt;" in page and "o<g>" not in page
+  assert ("row 3: action must be one of" in page and "d&amp;o&lt;g&gt;" in page
+          and "o<g>" not in page)
   flipped = sorted(truth[3] ^ {"cat"})  # image 3's labels with "cat" flipped
-  assert client.post("/photo/3", data={"label": flipped, "shown": json.dumps(sorted(truth[3]))}).status_code == 303
+  assert client.post("/photo/3", data={"label": flipped,
+                                       "shown": json.dumps(sorted(truth[3]))}).status_code == 303
   assert path.read_text().splitlines() == ["image_id,label,action", "1,cat,add", "2,cat,maybe",
                                            f"3,cat,{'add' if 'cat' in flipped else 'remove'}"]
   path.write_text("id,label\n")
@@ -226,7 +250,8 @@ def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_
 
 def test_requests_addressed_to_another_host_are_refused_dns_rebinding(review):
   state, client, truth = review
-  rebound = {"headers": {"Host": "attacker.example:18080", "Origin": "http://attacker.example:18080"}}
+  rebound = {"headers": {"Host": "attacker.example:18080",
+                         "Origin": "http://attacker.example:18080"}}
   response = client.post("/suspects/0", data={"decision": "accept"}, **rebound)
   assert response.status_code == 400 and "--allowed_hosts" in response.get_data(as_text=True)
   assert client.get("/image/1", headers={"Host": "attacker.example:18080"}).status_code == 400
@@ -237,7 +262,8 @@ def test_requests_addressed_to_another_host_are_refused_dns_rebinding(review):
   assert allowed.get("/image/1", headers={"Host": "review.lan:8080"}).status_code == 200
 
 
-def test_an_unreadable_corrections_file_is_reported_on_every_page_and_a_directory_refused_at_start(tmp_path):
+def test_an_unreadable_corrections_file_is_reported_on_every_page_and_a_directory_refused_at_start(
+    tmp_path):
   root = str(tmp_path / "corpus")
   make_tiny_corpus(root, num_images=4, labels=("cat", "dog"))
   path = tmp_path / "corrections.csv"
@@ -245,7 +271,8 @@ def test_an_unreadable_corrections_file_is_reported_on_every_page_and_a_director
   client = app_lib.create_app(state_lib.load_state(root, str(path))).test_client()
   for url in ["/browse", "/photo/1", "/tag", "/suspects"]:
     response = client.get(url, follow_redirects=True)
-    assert response.status_code == 200 and "is not UTF-8 text (byte 37" in response.get_data(as_text=True), url
+    assert (response.status_code == 200
+            and "is not UTF-8 text (byte 37" in response.get_data(as_text=True)), url
   response = client.post("/photo/1", data={"label": ["dog"], "shown": "[]"})
   assert response.status_code == 409 and "is not UTF-8 text" in response.get_data(as_text=True)
   assert path.read_bytes().endswith(b"caf\xe9,add\n")
@@ -258,16 +285,21 @@ def test_temporary_files_of_writers_killed_mid_write_are_removed_at_start(tmp_pa
   make_tiny_corpus(root, num_images=4, labels=("cat",))
   path = tmp_path / "corrections.csv"
   path.write_text("image_id,label,action\n1,cat,add\n")
-  (tmp_path / ".corrections.csv.k1ll3d").write_text("image_id,label,action\n1,cat,")  # a kill -9 mid-write
-  (tmp_path / ".staging-999999-0123456789ab-corrections.csv").write_text("image_id,label,")  # and with write_text
+  # a kill -9 mid-write
+  (tmp_path / ".corrections.csv.k1ll3d").write_text("image_id,label,action\n1,cat,")
+  # and with write_text
+  (tmp_path / ".staging-999999-0123456789ab-corrections.csv").write_text("image_id,label,")
   (tmp_path / ".other.csv.kept").write_text("not ours")
   state_lib.load_state(root, str(path))
-  assert sorted(os.listdir(tmp_path)) == [".other.csv.kept", "corpus", "corrections.csv", "corrections.csv.lock"]
+  assert sorted(os.listdir(tmp_path)) == [".other.csv.kept", "corpus", "corrections.csv",
+                                          "corrections.csv.lock"]
 
 
 def test_a_view_of_a_label_the_model_lacks_says_so(review):
   state, _, _ = review
-  fewer = dataclasses.replace(state, predictions=state.predictions.drop(columns=["prob_sun", "decided_sun"]))
-  page = app_lib.create_app(fewer).test_client().get("/browse?show=false_positives&label=sun").get_data(as_text=True)
+  fewer = dataclasses.replace(
+      state, predictions=state.predictions.drop(columns=["prob_sun", "decided_sun"]))
+  page = app_lib.create_app(fewer).test_client().get(
+      "/browse?show=false_positives&label=sun").get_data(as_text=True)
   page = html.unescape(page)
   assert "The model has no label 'sun': nothing is false positives of it." in page

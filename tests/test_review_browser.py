@@ -1,4 +1,5 @@
-"""mlc-review in a real browser: headless Chromium driven by selenium against the mlc-review command.
+"""mlc-review in a real browser: headless Chromium driven by selenium against the mlc-review
+command.
 
 Skipped with the reason where Chromium, chromedriver or selenium is missing;
 under CI (the ``CI`` environment variable set), whose .ci/run installs them, that fails instead.
@@ -59,7 +60,8 @@ def browser():
   profile = tempfile.mkdtemp(prefix="mlc-review-chromium-")
   for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
     options.add_argument(flag)
-  driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(shutil.which("chromedriver")))
+  driver = webdriver.Chrome(options=options,
+                            service=webdriver.ChromeService(shutil.which("chromedriver")))
   driver.implicitly_wait(10)
   yield driver
   driver.quit()
@@ -95,12 +97,14 @@ def review_files(tiny_trained, tiny_saved_model, tmp_path_factory):
   """(corpus, SavedModel, suspects CSV, {id: labels}) for a review of the tiny corpus."""
   root, _, _ = tiny_trained
   truth = annotated_labels(root, 40)
-  suspects = write_suspects(tmp_path_factory.mktemp("browser") / "suspects.csv", suspect_rows(truth, 6))
+  suspects = write_suspects(tmp_path_factory.mktemp("browser") / "suspects.csv",
+                            suspect_rows(truth, 6))
   return root, tiny_saved_model, suspects, truth
 
 
 def screenshot(driver, name):
-  """Saves the page as ``<MLC_REVIEW_SCREENSHOTS>/<name>.png``, quantised to 64 colours to stay small."""
+  """Saves the page as ``<MLC_REVIEW_SCREENSHOTS>/<name>.png``, quantised to 64 colours to stay
+  small."""
   if not SCREENSHOTS:
     return
   os.makedirs(SCREENSHOTS, exist_ok=True)
@@ -118,8 +122,8 @@ def wait_for_url(driver, suffix):
 
 
 def wait_for_text(driver, element_id, expected):
-  """The text of element ``element_id`` once it contains ``expected``: a submit reloads the page, and an element
-  read before the reload is the old page's (or stale)."""
+  """The text of element ``element_id`` once it contains ``expected``: a submit reloads the page,
+  and an element read before the reload is the old page's (or stale)."""
   WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
       lambda d: expected in d.find_element(By.ID, element_id).text)
   return driver.find_element(By.ID, element_id).text
@@ -131,12 +135,14 @@ def decided_rows(path):
   return [(int(c.image_id), c.label, c.action) for c in found]
 
 
-def test_keyboard_review_survives_reloads_a_killed_server_and_two_tabs(browser, review_files, tmp_path):
+def test_keyboard_review_survives_reloads_a_killed_server_and_two_tabs(
+    browser, review_files, tmp_path):
   root, model, suspects_csv, truth = review_files
   rows = suspect_rows(truth, 6)
   flip = {"add": "remove", "remove": "add"}
   path = str(tmp_path / "corrections.csv")
-  args = (f"--data_dir={root}", f"--model={model}", f"--suspects={suspects_csv}", f"--corrections={path}")
+  args = (f"--data_dir={root}", f"--model={model}", f"--suspects={suspects_csv}",
+          f"--corrections={path}")
   server = ReviewServer(*args)
   try:
     browser.get(server.url + "/")
@@ -193,9 +199,11 @@ def test_browse_tag_and_refusals(browser, review_files, tmp_path):
     Select(browser.find_element(By.ID, "label")).select_by_value("dog")
     browser.find_element(By.CSS_SELECTOR, ".filters button").click()
     dogs = sorted(i for i, labels in truth.items() if "dog" in labels)
-    assert wait_for_text(browser, "count", f"{len(dogs)} photo(s)").startswith(f"{len(dogs)} photo(s)")
+    assert wait_for_text(browser, "count",
+                         f"{len(dogs)} photo(s)").startswith(f"{len(dogs)} photo(s)")
     WebDriverWait(browser, 15).until(lambda d: d.execute_script(  # every photo of the grid arrived
-        "return document.images.length > 0 && [...document.images].every(i => i.complete && i.naturalWidth > 0)"))
+        "return document.images.length > 0 && "
+        "[...document.images].every(i => i.complete && i.naturalWidth > 0)"))
     screenshot(browser, "browse")
     browser.find_elements(By.CSS_SELECTOR, ".cell")[0].click()
     wait_for_url(browser, f"/photo/{dogs[0]}")
@@ -230,7 +238,8 @@ def test_browse_tag_and_refusals(browser, review_files, tmp_path):
     for url in ["/image/../../" + relative, "/image/%2e%2e%2f" + relative.replace("/", "%2f"),
                 "/static/..%2f..%2f..%2fsetup.cfg"]:
       browser.get(server.url + url)
-      assert "secret" not in browser.page_source and "console_scripts" not in browser.page_source, url
+      assert ("secret" not in browser.page_source
+              and "console_scripts" not in browser.page_source), url
       assert "404 Not Found" in browser.title or "Not Found" in browser.page_source, url
   finally:
     server.kill()

@@ -1,4 +1,5 @@
-"""The TF Serving client, mlc-client and models.config, against an emulated TF Serving that never imports mlc_tf."""
+"""The TF Serving client, mlc-client and models.config, against an emulated TF Serving that never
+imports mlc_tf."""
 
 import base64
 import json
@@ -24,14 +25,17 @@ def server(tiny_saved_model, tmp_path_factory):
   """The emulator serving saved_models/tiny: {"rest": url, "grpc": target, "version": int}."""
   log = tmp_path_factory.mktemp("emulator") / "stderr.txt"
   with open(log, "w") as stderr:
-    proc = subprocess.Popen([sys.executable, EMULATOR, f"--model_dir={os.path.dirname(tiny_saved_model)}",
-                             "--name=tiny"], stdout=subprocess.PIPE, stderr=stderr, text=True, env=ENV)
+    proc = subprocess.Popen([sys.executable, EMULATOR,
+                             f"--model_dir={os.path.dirname(tiny_saved_model)}",
+                             "--name=tiny"], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                            env=ENV)
   try:
     line = proc.stdout.readline()
     assert line, f"the emulator died: {log.read_text()[-3000:]}"
     ready = json.loads(line)
     assert not ready["imported_mlc_tf"]
-    yield {"rest": f"http://127.0.0.1:{ready['rest_port']}", "grpc": f"127.0.0.1:{ready['grpc_port']}",
+    yield {"rest": f"http://127.0.0.1:{ready['rest_port']}",
+           "grpc": f"127.0.0.1:{ready['grpc_port']}",
            "version": ready["version"]}
   finally:
     proc.terminate()
@@ -40,10 +44,12 @@ def server(tiny_saved_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images(tiny_trained, tmp_path_factory):
-  """[(path, bytes)] in a folder of their own: three corpus images (one grayscale) and a text file named .jpg."""
+  """[(path, bytes)] in a folder of their own: three corpus images (one grayscale) and a text file
+  named .jpg."""
   root, _, _ = tiny_trained
   folder = tmp_path_factory.mktemp("to_send")
-  contents = {f"im{i}.jpg": open(os.path.join(root, "images", f"im{i}.jpg"), "rb").read() for i in (1, 5, 7)}
+  contents = {f"im{i}.jpg": open(os.path.join(root, "images", f"im{i}.jpg"),
+                                 "rb").read() for i in (1, 5, 7)}
   contents["notes.jpg"] = b"a text file, not an image\n"
   for name, data in contents.items():
     (folder / name).write_bytes(data)
@@ -58,19 +64,24 @@ def expected(tiny_saved_model, images):
   return [client.Answer(valid=bool(valid), labels=[label.decode() for label in labels if label],
                         probabilities=probabilities.tolist(), decisions=decisions.tolist())
           for valid, labels, probabilities, decisions in zip(
-              out["valid"].numpy(), out["labels"].numpy(), out["probabilities"].numpy(), out["decisions"].numpy())]
+              out["valid"].numpy(), out["labels"].numpy(), out["probabilities"].numpy(),
+              out["decisions"].numpy())]
 
 
 def assert_same_answers(got, want):
-  assert [(a.valid, a.labels, a.decisions) for a in got] == [(a.valid, a.labels, a.decisions) for a in want]
-  np.testing.assert_allclose([a.probabilities for a in got], [a.probabilities for a in want], atol=1e-6)
+  assert [(a.valid, a.labels, a.decisions) for a in got] == [(a.valid, a.labels,
+                                                              a.decisions) for a in want]
+  np.testing.assert_allclose([a.probabilities for a in got], [a.probabilities for a in want],
+                             atol=1e-6)
 
 
 def test_rest_request_is_tf_serving_row_format():
   assert client.rest_url("http://host:8501/", "demo") == "http://host:8501/v1/models/demo:predict"
-  assert client.rest_url("http://host:8501", "demo", 3) == "http://host:8501/v1/models/demo/versions/3:predict"
+  assert client.rest_url("http://host:8501", "demo",
+                         3) == "http://host:8501/v1/models/demo/versions/3:predict"
   body = client.rest_request([b"\xff\xd8\xff\x00", b""])
-  assert body == {"signature_name": "serving_default", "instances": [{"b64": "/9j/AA=="}, {"b64": ""}]}
+  assert body == {"signature_name": "serving_default",
+                  "instances": [{"b64": "/9j/AA=="}, {"b64": ""}]}
   assert base64.b64decode(body["instances"][0]["b64"]) == b"\xff\xd8\xff\x00"
   with pytest.raises(client.ServingError, match="bad input"):
     client.parse_rest_response({"error": "bad input"})
@@ -78,7 +89,8 @@ def test_rest_request_is_tf_serving_row_format():
 
 def test_grpc_request_carries_a_string_batch():
   request = client.grpc_request([b"a", b"bc"], "demo", version=2)
-  assert (request.model_spec.name, request.model_spec.signature_name, request.model_spec.version.value) == (
+  assert (request.model_spec.name, request.model_spec.signature_name,
+          request.model_spec.version.value) == (
       "demo", "serving_default", 2)
   assert tf.make_ndarray(request.inputs["image_bytes"]).tolist() == [b"a", b"bc"]
 
@@ -87,7 +99,8 @@ def test_rest_and_grpc_clients_get_the_models_answers(server, images, expected):
   data = [d for _, d in images]
   assert_same_answers(client.predict_rest(server["rest"], "tiny", data), expected)
   assert_same_answers(client.predict_grpc(server["grpc"], "tiny", data), expected)
-  assert_same_answers(client.predict_rest(server["rest"], "tiny", data[:1], version=server["version"]), expected[:1])
+  assert_same_answers(client.predict_rest(server["rest"], "tiny", data[:1],
+                                          version=server["version"]), expected[:1])
   assert expected[0].valid and not expected[-1].valid
   with pytest.raises(client.ServingError, match="HTTP 404"):
     client.predict_rest(server["rest"], "tiny", data[:1], version=server["version"] + 1)
@@ -97,20 +110,25 @@ def test_rest_and_grpc_clients_get_the_models_answers(server, images, expected):
 
 def test_mlc_client_prints_labels_per_image(server, images, expected):
   folder = os.path.dirname(images[0][0])
-  command = [sys.executable, "-m", "mlc_tf.cli.client", f"--rest={server['rest']}", "--model=tiny", "--batch_size=2"]
-  proc = subprocess.run([*command, *[path for path, _ in images]], capture_output=True, text=True, env=ENV,
+  command = [sys.executable, "-m", "mlc_tf.cli.client", f"--rest={server['rest']}", "--model=tiny",
+             "--batch_size=2"]
+  proc = subprocess.run([*command, *[path for path, _ in images]], capture_output=True, text=True,
+                        env=ENV,
                         cwd=REPO_ROOT, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.strip().splitlines()
   assert lines == [f"{path}\t{','.join(answer.labels)}" if answer.valid else
-                   f"{path}\tINVALID (not a decodable JPEG/PNG/GIF/BMP)" for (path, _), answer in zip(images, expected)]
+                   f"{path}\tINVALID (not a decodable JPEG/PNG/GIF/BMP)"
+                   for (path, _), answer in zip(images, expected)]
   assert "4 images, 1 invalid" in proc.stderr
 
-  proc = subprocess.run([*command, "--json", folder], capture_output=True, text=True, env=ENV, cwd=REPO_ROOT,
+  proc = subprocess.run([*command, "--json", folder], capture_output=True, text=True, env=ENV,
+                        cwd=REPO_ROOT,
                         timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = [json.loads(line) for line in proc.stdout.strip().splitlines()]
-  assert [row.pop("path") for row in rows] == [path for path, _ in images]  # a folder: its files, sorted
+  # a folder: its files, sorted
+  assert [row.pop("path") for row in rows] == [path for path, _ in images]
   assert_same_answers([client.Answer(**row) for row in rows], expected)
 
 
@@ -129,10 +147,12 @@ def test_models_config_lists_several_models_with_version_policies(tmp_path):
 
   path = str(tmp_path / "models.config")
   models_config.write_models_config(
-      models_config.models_config({"demo": "latest:2", "tiny": "specific:1", "all": "all"}, "/models"), path)
+      models_config.models_config({"demo": "latest:2", "tiny": "specific:1", "all": "all"},
+                                  "/models"), path)
   parsed = text_format.Parse(open(path).read(), model_server_config_pb2.ModelServerConfig())
   entries = {c.name: c for c in parsed.model_config_list.config}
-  assert entries["demo"].base_path == "/models/demo" and entries["demo"].model_platform == "tensorflow"
+  assert (entries["demo"].base_path == "/models/demo"
+          and entries["demo"].model_platform == "tensorflow")
   assert entries["demo"].model_version_policy.latest.num_versions == 2
   assert list(entries["tiny"].model_version_policy.specific.versions) == [1]
   assert entries["all"].model_version_policy.WhichOneof("policy_choice") == "all"
@@ -143,12 +163,16 @@ def test_models_config_lists_several_models_with_version_policies(tmp_path):
 
 def test_write_models_config_tool(tmp_path):
   fake_exports(tmp_path, {"demo": [1, 2], "tiny": [3]})
-  tool = [sys.executable, os.path.join(REPO_ROOT, "tools", "write_models_config.py"), f"--base_dir={tmp_path}"]
-  proc = subprocess.run([*tool, "--policy=latest:2"], capture_output=True, text=True, env=ENV, cwd=REPO_ROOT)
+  tool = [sys.executable, os.path.join(REPO_ROOT, "tools", "write_models_config.py"),
+          f"--base_dir={tmp_path}"]
+  proc = subprocess.run([*tool, "--policy=latest:2"], capture_output=True, text=True, env=ENV,
+                        cwd=REPO_ROOT)
   assert proc.returncode == 0, proc.stderr
-  parsed = text_format.Parse((tmp_path / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
-  assert [(c.name, c.model_version_policy.latest.num_versions) for c in parsed.model_config_list.config] == [
-      ("demo", 2), ("tiny", 2)]
+  parsed = text_format.Parse((tmp_path / "models.config").read_text(),
+                             model_server_config_pb2.ModelServerConfig())
+  assert [(c.name, c.model_version_policy.latest.num_versions)
+          for c in parsed.model_config_list.config] == [("demo", 2), ("tiny", 2)]
 
-  proc = subprocess.run([*tool, "--model=demo=specific:1,5"], capture_output=True, text=True, env=ENV, cwd=REPO_ROOT)
+  proc = subprocess.run([*tool, "--model=demo=specific:1,5"], capture_output=True, text=True,
+                        env=ENV, cwd=REPO_ROOT)
   assert proc.returncode != 0 and "demo has no version(s) [5]" in proc.stderr

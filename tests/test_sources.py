@@ -28,7 +28,8 @@ def test_folder_source_is_the_corpus_loader(tiny_corpus, prefix):
   source = sources.open_source(prefix + root, _data(labels=["sun", "cat"]))
   expected, _ = corpus_lib.load_corpus(root, ["sun", "cat"])
   assert source.frame.equals(expected) and source.label_names == ["cat", "sun"]
-  np.testing.assert_array_equal(source.images(source.frame.iloc[[3, 1]]), expected["path"].to_numpy()[[3, 1]])
+  np.testing.assert_array_equal(source.images(source.frame.iloc[[3, 1]]),
+                                expected["path"].to_numpy()[[3, 1]])
 
 
 def test_empty_spec_is_a_clear_error():
@@ -38,7 +39,8 @@ def test_empty_spec_is_a_clear_error():
 
 def test_csv_space_separated_labels(tiny_corpus):
   root, truth = tiny_corpus
-  lines = ["file,labels"] + [f"images/im{i}.jpg,{' '.join(sorted(labels))}" for i, labels in truth.items()]
+  lines = ["file,labels"] + [f"images/im{i}.jpg,{' '.join(sorted(labels))}"
+                             for i, labels in truth.items()]
   _write(os.path.join(root, "labels.csv"), "\r\n".join(lines) + "\r\n\r\n")
   source = sources.open_source(f"csv:{os.path.join(root, 'labels.csv')}", _data())
   folder, _ = corpus_lib.load_corpus(root)
@@ -54,11 +56,13 @@ def test_csv_one_column_per_label_subset_and_missing_file(tiny_corpus):
   root, truth = tiny_corpus
   os.makedirs(os.path.join(root, "lists"))
   os.rename(os.path.join(root, "images"), os.path.join(root, "lists", "images"))
-  lines = ["image,sun,dog,cat"] + [f"images/im{i}.jpg,{int('sun' in tags)},{int('dog' in tags)},{int('cat' in tags)}"
+  lines = ["image,sun,dog,cat"] + [f"images/im{i}.jpg,{int('sun' in tags)},{int('dog' in tags)},"
+                                   f"{int('cat' in tags)}"
                                    for i, tags in truth.items()]
   lines.append("images/im999.jpg,1,0,0")
   _write(os.path.join(root, "lists", "labels.csv"), "\n".join(lines) + "\n")
-  source = sources.open_source(f"csv:{os.path.join(root, 'lists', 'labels.csv')}", _data(labels=["sun", "dog"]))
+  source = sources.open_source(f"csv:{os.path.join(root, 'lists', 'labels.csv')}",
+                               _data(labels=["sun", "dog"]))
   assert source.label_names == ["dog", "sun"] and len(source.frame) == len(truth)
   for i, labels in truth.items():
     row = source.frame.loc[f"images/im{i}.jpg"]
@@ -67,19 +71,23 @@ def test_csv_one_column_per_label_subset_and_missing_file(tiny_corpus):
   assert "im999.jpg" in "\n".join(source.audit.warnings())
 
 
-@pytest.mark.parametrize("path", ["../outside.jpg", "images/../../outside.jpg", "/etc/passwd", "C:\\x.jpg",
+@pytest.mark.parametrize("path",
+                         ["../outside.jpg", "images/../../outside.jpg", "/etc/passwd", "C:\\x.jpg",
                                   "gs://bucket/x.jpg", "..\\outside.jpg"])
 def test_csv_path_escaping_the_corpus_root_is_rejected(tiny_corpus, path):
   root, _ = tiny_corpus
   _write(os.path.join(root, "labels.csv"), f"file,labels\nimages/im1.jpg,cat\n{path},dog\n")
-  with pytest.raises(corpus_lib.CorpusError, match=r"labels\.csv:3: image path .* escapes the corpus root"):
+  with pytest.raises(corpus_lib.CorpusError,
+                     match=r"labels\.csv:3: image path .* escapes the corpus root"):
     sources.open_source(f"csv:{os.path.join(root, 'labels.csv')}", _data())
 
 
 @pytest.mark.parametrize("text,message", [
-    ("file,cat,dog\nimages/im1.jpg,1,yes\n", r"labels\.csv:2: label columns hold 0 or 1, found dog='yes'"),
+    ("file,cat,dog\nimages/im1.jpg,1,yes\n",
+     r"labels\.csv:2: label columns hold 0 or 1, found dog='yes'"),
     ("file,cat\nimages/im1.jpg,1,0\n", r"labels\.csv:2: expected 2 columns"),
-    ("file,labels\nimages/im1.jpg,cat\nimages/im1.jpg,dog\n", r"labels\.csv:3: images/im1\.jpg is listed twice"),
+    ("file,labels\nimages/im1.jpg,cat\nimages/im1.jpg,dog\n",
+     r"labels\.csv:3: images/im1\.jpg is listed twice"),
     ("file,cat,cat\n", r"labels\.csv:1: label columns must have distinct"),
     ("", r"labels\.csv is empty"),
 ])
@@ -96,20 +104,24 @@ def test_csv_unknown_label_column_is_an_error_but_an_unseen_tag_is_kept(tiny_cor
   with pytest.raises(corpus_lib.CorpusError, match=r"no column for label\(s\) \['dog'\]"):
     sources.open_source(f"csv:{os.path.join(root, 'onehot.csv')}", _data(labels=["cat", "dog"]))
   _write(os.path.join(root, "tags.csv"), "file,tags\nimages/im1.jpg,cat\nimages/im2.jpg,\n")
-  source = sources.open_source(f"csv:{os.path.join(root, 'tags.csv')}", _data(labels=["cat", "dog"]))
+  source = sources.open_source(f"csv:{os.path.join(root, 'tags.csv')}",
+                               _data(labels=["cat", "dog"]))
   assert source.frame[["cat", "dog"]].to_numpy().tolist() == [[1, 0], [0, 0]]
   assert source.audit.empty_labels == ["dog"]
 
 
 def test_csv_source_feeds_the_pipeline_like_the_folder(tiny_corpus):
   root, truth = tiny_corpus
-  lines = ["file,labels"] + [f"./images/im{i}.jpg,{' '.join(labels)}" for i, labels in truth.items()]
+  lines = ["file,labels"] + [f"./images/im{i}.jpg,{' '.join(labels)}"
+                             for i, labels in truth.items()]
   _write(os.path.join(root, "labels.csv"), "\n".join(lines))
   source = sources.open_source(f"csv:{os.path.join(root, 'labels.csv')}", _data())
   folder = sources.open_source(root, _data())
-  x_csv, y_csv = next(iter(pipeline.make_dataset(source.images(source.frame), source.frame[source.label_names],
+  x_csv, y_csv = next(iter(pipeline.make_dataset(source.images(source.frame),
+                                                 source.frame[source.label_names],
                                                  image_size=8, batch_size=64, training=False)))
-  x_dir, y_dir = next(iter(pipeline.make_dataset(folder.images(folder.frame), folder.frame[folder.label_names],
+  x_dir, y_dir = next(iter(pipeline.make_dataset(folder.images(folder.frame),
+                                                 folder.frame[folder.label_names],
                                                  image_size=8, batch_size=64, training=False)))
   np.testing.assert_array_equal(x_csv.numpy(), x_dir.numpy())
   np.testing.assert_array_equal(y_csv.numpy(), y_dir.numpy())
@@ -124,7 +136,8 @@ def test_training_reads_config_data_source(tiny_corpus):
   data = split_corpus.load_and_split(None, cfg)
   assert data.source.spec == cfg.data.source and data.label_names == ["cat", "dog", "sun"]
   parts = [set(part.index) for part in (data.train, data.val, data.test)]
-  assert set.union(*parts) == {f"images/im{i}.jpg" for i in truth} and sum(map(len, parts)) == len(truth)
+  assert (set.union(*parts) == {f"images/im{i}.jpg" for i in truth}
+          and sum(map(len, parts)) == len(truth))
   ds = split_corpus.dataset_of(data.val, data.label_names, cfg, training=False, source=data.source)
   assert sum(len(y) for _, y in ds) == len(data.val)
 

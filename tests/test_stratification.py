@@ -23,14 +23,16 @@ def test_kfold_partitions_and_keeps_label_proportions(num_folds):
   for fold in folds:
     assert abs(len(fold) - len(y) / num_folds) <= 2
     # Each label's positives are spread evenly: within one image of an exact share.
-    np.testing.assert_array_less(np.abs(y[fold].sum(axis=0) - y.sum(axis=0) / num_folds), 1.01 + 1e-9)
+    np.testing.assert_array_less(np.abs(y[fold].sum(axis=0) - y.sum(axis=0) / num_folds),
+                                 1.01 + 1e-9)
     assert abs((y[fold].sum(axis=1) == 0).mean() - empty_share) < 0.05
     np.testing.assert_allclose(y[fold].mean(axis=0), overall, atol=0.03)
 
 
 def test_kfold_is_reproducible_and_rejects_bad_counts():
   y = _targets(60)
-  assert all(np.array_equal(a, b) for a, b in zip(stratification.kfold(y, 3, 7), stratification.kfold(y, 3, 7)))
+  assert all(np.array_equal(a, b) for a, b in zip(stratification.kfold(y, 3, 7),
+                                                  stratification.kfold(y, 3, 7)))
   with pytest.raises(ValueError, match="at least 2"):
     stratification.kfold(y, 1, 0)
   with pytest.raises(ValueError, match="only 60 images"):

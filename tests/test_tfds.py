@@ -62,10 +62,12 @@ def test_rgb_jpeg_keeps_colour_jpegs_and_converts_the_rest():
   pixels = np.random.default_rng(0).integers(0, 255, (12, 10, 3), dtype=np.uint8)
   colour = _encode(Image.fromarray(pixels), "JPEG")
   assert mlc_tfds.rgb_jpeg(colour) is colour  # byte for byte
-  for other in (_encode(Image.fromarray(pixels).convert("L"), "JPEG"), _encode(Image.fromarray(pixels), "PNG"),
+  for other in (_encode(Image.fromarray(pixels).convert("L"), "JPEG"),
+                _encode(Image.fromarray(pixels), "PNG"),
                 _encode(Image.fromarray(pixels).convert("CMYK"), "JPEG")):
     converted = mlc_tfds.rgb_jpeg(other)
-    assert bool(tf.io.is_jpeg(converted)) and tf.io.extract_jpeg_shape(converted).numpy().tolist() == [12, 10, 3]
+    assert (bool(tf.io.is_jpeg(converted))
+            and tf.io.extract_jpeg_shape(converted).numpy().tolist() == [12, 10, 3])
   with pytest.raises(tf.errors.InvalidArgumentError):
     mlc_tfds.rgb_jpeg(b"not an image")
 
@@ -82,10 +84,12 @@ def test_corpus_builder_records(corpus, tfds_dir):
   parts = sources.open_source(corpus, _data(tfds_dir)).split(0.15, 0.15, 0)
   for name, rows in zip(("train", "validation", "test"), parts):
     records = list(builder.as_dataset(split=name).as_numpy_iterator())  # TFDS' own decoding
-    assert sorted(r["image_id"] for r in records) == sorted(frame.index[rows])  # the folder source's split
+    # the folder source's split
+    assert sorted(r["image_id"] for r in records) == sorted(frame.index[rows])
     for record in records:
       assert record["image"].shape == (16, 16, 3)
-      np.testing.assert_array_equal(record["labels"], frame.loc[record["image_id"], LABELS].to_numpy())
+      np.testing.assert_array_equal(record["labels"],
+                                    frame.loc[record["image_id"], LABELS].to_numpy())
   reloaded = tfds.builder_from_directory(builder.data_dir)  # features.json restores the label names
   assert reloaded.info.features["labels"].names == LABELS
 
@@ -98,11 +102,14 @@ def test_corpus_builder_leaves_out_undecodable_files(tmp_path):
     f.write("this is text")
   with open(os.path.join(root, "annotations", "cat.txt"), "a") as f:
     f.write("50\n51\n")
-  builder = mlc_tfds.MlcCorpus(config=mlc_tfds.corpus_config(LABELS, test_fraction=0.0), data_dir=str(tmp_path))
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root, try_download_gcs=False))
+  builder = mlc_tfds.MlcCorpus(config=mlc_tfds.corpus_config(LABELS, test_fraction=0.0),
+                               data_dir=str(tmp_path))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=root, try_download_gcs=False))
   assert sorted(builder.info.metadata["skipped_images"]) == ["im50.jpg", "im51.jpg"]
   assert set(builder.info.splits) == {"train", "validation"}  # test_fraction 0: no test split
-  assert builder.info.splits["train"].num_examples + builder.info.splits["validation"].num_examples == 12
+  assert (builder.info.splits["train"].num_examples
+          + builder.info.splits["validation"].num_examples == 12)
 
 
 def test_digits_builder(tmp_path):
@@ -112,7 +119,8 @@ def test_digits_builder(tmp_path):
   assert sum(split.num_examples for split in builder.info.splits.values()) == 40
   record = next(builder.as_dataset(split="train").as_numpy_iterator())
   assert record["image"].shape == (builtin.IMAGE_SIZE, builtin.IMAGE_SIZE, 3)
-  assert mlc_tfds.MlcDigits.BUILDER_CONFIGS[0].num_images == 1500  # the default is the demo corpus itself
+  # the default is the demo corpus itself
+  assert mlc_tfds.MlcDigits.BUILDER_CONFIGS[0].num_images == 1500
 
 
 @pytest.mark.parametrize("rest,parsed", [
@@ -133,7 +141,8 @@ def test_tfds_source_matches_the_folder_source(corpus, tfds_dir):
   for rows_tfds, rows_folder in zip(records.split(0.15, 0.15, 0), folder.split(0.15, 0.15, 0)):
     part = records.frame.iloc[rows_tfds]
     assert sorted(part.index) == sorted(folder.frame.index[rows_folder])
-    np.testing.assert_array_equal(part[LABELS].to_numpy(), folder.frame.loc[part.index, LABELS].to_numpy())
+    np.testing.assert_array_equal(part[LABELS].to_numpy(),
+                                  folder.frame.loc[part.index, LABELS].to_numpy())
   train = records.frame.iloc[records.split(0.15, 0.15, 0)[0]]
   subset = train.iloc[::3]  # a filtered stream, still in stored order
   encoded = list(records.images(subset).as_numpy_iterator())
@@ -141,22 +150,27 @@ def test_tfds_source_matches_the_folder_source(corpus, tfds_dir):
   for image_id, data_bytes in zip(subset.index, encoded):
     with open(folder.frame.loc[image_id, "path"], "rb") as f:
       assert (data_bytes == f.read()) == (image_id not in gray)  # colour JPEGs byte for byte
-  from_records = pipeline.make_dataset(records.images(subset), subset[LABELS], image_size=8, batch_size=64,
+  from_records = pipeline.make_dataset(records.images(subset), subset[LABELS], image_size=8,
+                                       batch_size=64,
                                       training=False)
-  assert (from_records.options().experimental_distribute.auto_shard_policy  # rows stay aligned across workers
+  # rows stay aligned across workers
+  assert (from_records.options().experimental_distribute.auto_shard_policy
           == tf.data.experimental.AutoShardPolicy.DATA)
   x_tfds, _ = next(iter(from_records))
-  x_dir, _ = next(iter(pipeline.make_dataset(folder.images(folder.frame.loc[subset.index]), subset[LABELS],
+  x_dir, _ = next(iter(pipeline.make_dataset(folder.images(folder.frame.loc[subset.index]),
+                                             subset[LABELS],
                                              image_size=8, batch_size=64, training=False)))
   colour = np.array([i not in gray for i in subset.index])
   np.testing.assert_array_equal(x_tfds.numpy()[colour], x_dir.numpy()[colour])
-  np.testing.assert_allclose(x_tfds.numpy()[~colour], x_dir.numpy()[~colour], atol=4)  # re-encoded grayscale
+  # re-encoded grayscale
+  np.testing.assert_allclose(x_tfds.numpy()[~colour], x_dir.numpy()[~colour], atol=4)
   with pytest.raises(ValueError, match="stored order"):
     records.images(subset.iloc[::-1])
 
 
 def test_tfds_source_named_split_is_split_like_a_folder(corpus, tfds_dir):
-  records = sources.open_source("tfds:mlc_corpus:train+validation", _data(tfds_dir, corpus, labels=["sun", "dog"]))
+  records = sources.open_source("tfds:mlc_corpus:train+validation",
+                                _data(tfds_dir, corpus, labels=["sun", "dog"]))
   assert records.label_names == ["dog", "sun"] and len(records.frame) == 24
   train, val, test = records.split(0.25, 0.25, 0)
   assert len(train) + len(val) + len(test) == 24 and 5 <= len(test) <= 7
@@ -176,10 +190,13 @@ def test_training_loads_tfds_records(corpus, tfds_dir):
   cfg.data.tfds_manual_dir = corpus
   data = split_corpus.load_and_split(None, cfg)
   folder = split_corpus.load_and_split(corpus, cfg)
-  for part, folder_part in ((data.train, folder.train), (data.val, folder.val), (data.test, folder.test)):
+  for part, folder_part in ((data.train, folder.train), (data.val, folder.val),
+                            (data.test, folder.test)):
     assert sorted(part.index) == sorted(folder_part.index)
-  batches = list(split_corpus.dataset_of(data.val, data.label_names, cfg, training=False, source=data.source))
-  np.testing.assert_array_equal(np.concatenate([y for _, y in batches]), data.val[LABELS].to_numpy())
+  batches = list(split_corpus.dataset_of(data.val, data.label_names, cfg, training=False,
+                                         source=data.source))
+  np.testing.assert_array_equal(np.concatenate([y for _, y in batches]),
+                                data.val[LABELS].to_numpy())
   assert batches[0][0].shape[1:] == (16, 16, 3)
 
 
@@ -194,20 +211,24 @@ VOC_IMAGES = {  # file name -> the classes of its objects (a class can occur twi
 
 def _voc_jpeg(name: str) -> bytes:
   seed = int(name.split(".")[0])
-  return _encode(Image.fromarray(np.random.default_rng(seed).integers(0, 255, (20, 24, 3), dtype=np.uint8)), "JPEG")
+  return _encode(
+      Image.fromarray(np.random.default_rng(seed).integers(0, 255, (20, 24, 3), dtype=np.uint8)),
+      "JPEG")
 
 
 def _voc_example(names, name, classes):
   labels = [names.index(c) for c in classes]
   return {"image": _voc_jpeg(name), "image/filename": name, "labels": sorted(set(labels)),
           "labels_no_difficult": sorted(set(labels)),
-          "objects": {"bbox": [tfds.features.BBox(0.1, 0.2, 0.5, 0.6)] * len(labels), "label": labels,
+          "objects": {"bbox": [tfds.features.BBox(0.1, 0.2, 0.5, 0.6)] * len(labels),
+                      "label": labels,
                       "is_difficult": [False] * len(labels), "is_truncated": [False] * len(labels),
                       "pose": [0] * len(labels)}}
 
 
 def _fake_voc(self, split, decoders=None, read_config=None, shuffle_files=False):
-  """Stands in for reading voc/2007's records: known examples, serialized and parsed as TFDS does."""
+  """Stands in for reading voc/2007's records: known examples, serialized and parsed as TFDS
+  does."""
   del read_config, shuffle_files
   features = self.info.features
   names = features["objects"]["label"].names
@@ -223,12 +244,16 @@ def test_voc_labels_come_from_the_objects(tmp_path):
     assert len(records.label_names) == 20 and "person" in records.label_names
     assert list(records.frame.index) == list(VOC_IMAGES["train"])
     for name, classes in VOC_IMAGES["train"].items():
-      assert {label for label in records.label_names if records.frame.at[name, label]} == set(classes)
+      assert {label for label in records.label_names
+              if records.frame.at[name, label]} == set(classes)
     encoded = list(records.images(records.frame.iloc[[1, 3]]).as_numpy_iterator())
-    assert encoded == [_voc_jpeg("000007.jpg"), _voc_jpeg("000012.jpg")]  # bytes as stored, decoded by mlc_tf
-    subset = sources.open_source("tfds:voc/2007:train+validation", _data(tmp_path, labels=["cat", "person"]))
+    # bytes as stored, decoded by mlc_tf
+    assert encoded == [_voc_jpeg("000007.jpg"), _voc_jpeg("000012.jpg")]
+    subset = sources.open_source("tfds:voc/2007:train+validation",
+                                 _data(tmp_path, labels=["cat", "person"]))
     assert subset.label_names == ["cat", "person"] and len(subset.frame) == 6
-    x, y = next(iter(pipeline.make_dataset(subset.images(subset.frame), subset.frame[subset.label_names],
+    x, y = next(iter(pipeline.make_dataset(subset.images(subset.frame),
+                                           subset.frame[subset.label_names],
                                            image_size=8, batch_size=8, training=False)))
     assert x.shape == (6, 8, 8, 3)
     np.testing.assert_array_equal(y.numpy(), subset.frame[["cat", "person"]].to_numpy())
@@ -239,11 +264,13 @@ def test_voc_labels_come_from_the_objects(tmp_path):
 def test_voc_without_split_uses_its_own_splits(tmp_path, monkeypatch):
   with tfds.testing.mock_data(as_dataset_fn=_fake_voc):
     builder = tfds.builder("voc/2007")
-    splits_known = {name: tfds.core.SplitInfo(name=name, shard_lengths=[len(VOC_IMAGES[name])], num_bytes=0)
+    splits_known = {name: tfds.core.SplitInfo(name=name, shard_lengths=[len(VOC_IMAGES[name])],
+                                              num_bytes=0)
                     for name in VOC_IMAGES}
     monkeypatch.setattr(type(builder.info), "splits", property(lambda info: splits_known))
     records = sources.open_source("tfds:voc/2007", _data(tmp_path))
-    train, val, test = records.split(0.2, 0.5, 0)  # no test split in VOC_IMAGES: carved out of train
+    # no test split in VOC_IMAGES: carved out of train
+    train, val, test = records.split(0.2, 0.5, 0)
     assert list(records.frame.index[val]) == list(VOC_IMAGES["validation"])
     assert len(test) and set(records.frame.index[train]).isdisjoint(records.frame.index[test])
     assert set(records.frame.index[np.concatenate([train, test])]) == set(VOC_IMAGES["train"])
@@ -257,6 +284,7 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
 def test_streamed_ids_are_checked_against_the_frame(corpus, tfds_dir):
   records = sources.open_source("tfds:mlc_corpus", _data(tfds_dir, corpus))
   first = records.frame.index[0]
-  records.frame = records.frame.rename(index={first: 999})  # as if the records had changed under the frame
+  # as if the records had changed under the frame
+  records.frame = records.frame.rename(index={first: 999})
   with pytest.raises(tf.errors.InvalidArgumentError, match="TFDS records changed"):
     list(records.images(records.frame))

@@ -11,7 +11,8 @@ from helpers import REPO_ROOT, make_tiny_corpus
 
 
 def _results_table(*args):
-  return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tools", "results_table.py"), *args],
+  return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tools", "results_table.py"),
+                         *args],
                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
 
 
@@ -59,7 +60,8 @@ def test_benchmark_rate_says_how_many_cores_were_busy_and_what_was_stolen():
   from tools import timing
   with timing.Rate(1000) as rate:
     sum(range(200_000))
-  assert rate.per_wall > 0 and rate.per_cpu > 0 and rate.cores == pytest.approx(rate.per_wall / rate.per_cpu)
+  assert (rate.per_wall > 0 and rate.per_cpu > 0
+          and rate.cores == pytest.approx(rate.per_wall / rate.per_cpu))
   assert re.fullmatch(r"\d+\.\d cores(, stolen \d+%)?", rate.conditions())
   assert rate.describe() == f"{rate.per_wall:.1f} ({rate.conditions()})"
 
@@ -82,20 +84,26 @@ def test_timed_fit_times_the_steps_after_the_first():
 
 def test_bench_batch_norm_times_both_layers_on_a_tiny_resnet():
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, "tools", "bench_batch_norm.py"), "--config=configs/best.py",
-       "--config.data.image_size=16", "--config.model.width=4", "--config.model.blocks=2", "--config.model.stages=2",
+      [sys.executable, os.path.join(REPO_ROOT, "tools", "bench_batch_norm.py"),
+       "--config=configs/best.py",
+       "--config.data.image_size=16", "--config.model.width=4", "--config.model.blocks=2",
+       "--config.model.stages=2",
        "--config.train.batch_size=4", "--steps=2", "--turns=1"],
-      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env={**os.environ, "PYTHONPATH": REPO_ROOT})
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+      env={**os.environ, "PYTHONPATH": REPO_ROOT})
   assert proc.returncode == 0, proc.stderr[-2000:]
   lines = proc.stdout.strip().splitlines()
   assert lines[1].startswith("training, keras BatchNormalization") and "images/CPU-s" in lines[1]
-  assert lines[2].startswith("training, FusedBatchNormalization") and lines[3].startswith("fused / keras: ")
+  assert (lines[2].startswith("training, FusedBatchNormalization")
+          and lines[3].startswith("fused / keras: "))
 
 
 def test_bench_batch_norm_refuses_a_model_without_batch_norm():
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, "tools", "bench_batch_norm.py"), "--config=configs/seed_baseline.py"],
-      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env={**os.environ, "PYTHONPATH": REPO_ROOT})
+      [sys.executable, os.path.join(REPO_ROOT, "tools", "bench_batch_norm.py"),
+       "--config=configs/seed_baseline.py"],
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+      env={**os.environ, "PYTHONPATH": REPO_ROOT})
   assert proc.returncode != 0 and "has no batch normalization to compare" in proc.stderr
 
 
@@ -103,26 +111,32 @@ def test_bench_input_compares_with_pil_and_prices_each_decode_stage(tmp_path):
   corpus = str(tmp_path / "corpus")
   make_tiny_corpus(corpus, num_images=40)
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, "tools", "bench_input.py"), f"--data_dir={corpus}", "--num_images=40",
+      [sys.executable, os.path.join(REPO_ROOT, "tools", "bench_input.py"), f"--data_dir={corpus}",
+       "--num_images=40",
        "--image_size=16", "--batch_size=8", "--cached_epochs=1"],
-      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env={**os.environ, "PYTHONPATH": REPO_ROOT})
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+      env={**os.environ, "PYTHONPATH": REPO_ROOT})
   assert proc.returncode == 0, proc.stderr[-2000:]
   out = proc.stdout
   assert re.search(r"tf\.data, first epoch .* \d+\.\d\dx, \d+\.\d\dx", out)
   names = ["read the file", "full decode", "antialiased resize of the full decode",
            "decode_and_resize (checks, DCT-scaled decode, resize)"]
-  stages = re.findall(r"^  (" + "|".join(map(re.escape, names)) + r") +(-?\d+\.\d{3})$", out, re.MULTILINE)
+  stages = re.findall(r"^  (" + "|".join(map(re.escape, names)) + r") +(-?\d+\.\d{3})$", out,
+                      re.MULTILINE)
   assert [name for name, _ in stages] == names, out
 
 
 def test_gpu_check_runs_its_steps_on_the_cpu(tmp_path):
-  """tools/gpu_check.sh --quick: every step (precision, training with and without XLA, export, serving) passes."""
+  """tools/gpu_check.sh --quick: every step (precision, training with and without XLA, export,
+  serving) passes."""
   corpus = str(tmp_path / "corpus")
   make_tiny_corpus(corpus, num_images=40)
   out = tmp_path / "out"
-  proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "tools", "gpu_check.sh"), "--quick", str(out)],
+  proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "tools", "gpu_check.sh"), "--quick",
+                         str(out)],
                         capture_output=True, text=True, timeout=900,
-                        env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": REPO_ROOT, "DATA_DIR": corpus})
+                        env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": REPO_ROOT,
+                             "DATA_DIR": corpus})
   assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
   for step in ("hardware", "train_jit_False", "train_jit_True", "export", "serving"):
     assert f"== {step}: ok" in proc.stdout

@@ -1,4 +1,5 @@
-"""One short run with the study's methods switched on: they reach the model, the report and the export."""
+"""One short run with the study's methods switched on: they reach the model, the report and the
+export."""
 
 import json
 import os
@@ -56,9 +57,11 @@ def test_evaluation_decides_like_the_model_label_rules_included(trained, tmp_pat
   data = split_corpus.load_and_split(root, cfg)
   layer = inference.decision_layer(model)
   answers = reports.predict_answers(model, data.test, layer.label_names, cfg)
-  report, _ = reports.write_evaluation(str(tmp_path), data.test, answers, layer.thresholds.numpy(), layer.label_names,
+  report, _ = reports.write_evaluation(str(tmp_path), data.test, answers, layer.thresholds.numpy(),
+                                       layer.label_names,
                                        implications=inference.implications(model))
-  assert report["at_calibrated"]["per_label"] == result.report["at_calibrated"]["per_label"]  # rules applied
+  # rules applied
+  assert report["at_calibrated"]["per_label"] == result.report["at_calibrated"]["per_label"]
 
 
 def test_label_rules_fix_training_targets_but_not_the_test_split(tmp_path):

@@ -1,5 +1,5 @@
-"""Issue 7's training rows: a NaN loss stops cleanly and loses nothing, runs are reproducible, and saved
-models are Lambda-free and load with safe_mode=True."""
+"""Issue 7's training rows: a NaN loss stops cleanly and loses nothing, runs are reproducible, and
+saved models are Lambda-free and load with safe_mode=True."""
 
 import hashlib
 import json
@@ -24,7 +24,8 @@ def _digest(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-BAD_FILES = {"im90.jpg": b"", "im91.jpg": b"<html>not found</html>", "im92.jpg": b"\xff\xd8\xff\xe0" + b"\0" * 40}
+BAD_FILES = {"im90.jpg": b"", "im91.jpg": b"<html>not found</html>",
+             "im92.jpg": b"\xff\xd8\xff\xe0" + b"\0" * 40}
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +59,19 @@ def first_run(corpus_dir, tmp_path_factory):
 def test_training_skips_bad_files_up_front_and_reports_them(first_run):
   workdir, result, warnings = first_run
   audit = json.load(open(os.path.join(workdir, "data_audit.json")))
-  assert sorted(os.path.basename(path) for path, _ in audit["undecodable_images"]) == sorted(BAD_FILES)
+  assert sorted(os.path.basename(path)
+                for path, _ in audit["undecodable_images"]) == sorted(BAD_FILES)
   assert audit["num_samples"] == 32 and audit["num_images"] == 32 + len(BAD_FILES)
-  assert len(result.history["loss"]) == 1 and np.isfinite(result.history["loss"][0])  # the epoch ran to its end
-  assert any("3 image(s) cannot be decoded and were skipped (im90.jpg: empty file" in w for w in warnings), warnings
+  # the epoch ran to its end
+  assert len(result.history["loss"]) == 1 and np.isfinite(result.history["loss"][0])
+  assert any("3 image(s) cannot be decoded and were skipped (im90.jpg: empty file" in w
+             for w in warnings), warnings
 
 
 def _epoch_checkpoints(workdir):
   """The last-epoch weight files (the best-epoch model saved beside them is another callback's)."""
-  return sorted(n for n in os.listdir(os.path.join(workdir, "checkpoints")) if n.startswith("epoch_"))
+  return sorted(n for n in os.listdir(os.path.join(workdir,
+                                                   "checkpoints")) if n.startswith("epoch_"))
 
 
 def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_resume_works(corpus_dir, first_run):
@@ -78,21 +83,26 @@ def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_resume_works(corpus_d
   diverging = fast_config(epochs=3)
   diverging.train.resume_from = good
   diverging.optimizer.learning_rate = float("nan")  # the first update poisons every weight
-  diverging.train.backup_every_steps = 1  # so a backup of poisoned weights exists when the loss shows it
+  # so a backup of poisoned weights exists when the loss shows it
+  diverging.train.backup_every_steps = 1
   with pytest.raises(callbacks.TrainingDiverged,
-                     match=r"loss became nan at epoch 2, batch \d+.*last good checkpoint is .*epoch_001\.weights\.h5"):
+                     match=r"loss became nan at epoch 2, batch \d+.*"
+                           r"last good checkpoint is .*epoch_001\.weights\.h5"):
     training.train(diverging, corpus_dir, workdir)
   assert _epoch_checkpoints(workdir) == ["epoch_001.weights.h5"]
   assert _digest(good) == good_digest  # the diverged weights never reached a checkpoint
-  assert {name: _digest(os.path.join(workdir, name)) for name in kept} == kept  # nor the finished run's model
-  assert not os.path.exists(os.path.join(workdir, "backup"))  # a restart must not resume the divergence
+  # nor the finished run's model
+  assert {name: _digest(os.path.join(workdir, name)) for name in kept} == kept
+  # a restart must not resume the divergence
+  assert not os.path.exists(os.path.join(workdir, "backup"))
 
   resumed = fast_config(epochs=3)
   resumed.train.resume_from = good
   result = training.train(resumed, corpus_dir, workdir)
   assert len(result.history["loss"]) == 2 and all(np.isfinite(result.history["loss"]))
   assert _epoch_checkpoints(workdir) == ["epoch_003.weights.h5"]
-  assert pd.read_csv(os.path.join(workdir, "history.csv"))["epoch"].tolist() == [0, 1, 2]  # appended, not lost
+  # appended, not lost
+  assert pd.read_csv(os.path.join(workdir, "history.csv"))["epoch"].tolist() == [0, 1, 2]
 
 
 def test_non_finite_weights_stop_at_the_epoch_end(tmp_path):
@@ -104,7 +114,8 @@ def test_non_finite_weights_stop_at_the_epoch_end(tmp_path):
   guard.set_model(model)
   guard.on_epoch_end(1)  # finite: nothing happens
   model.layers[0].kernel.assign([[np.inf], [0.0]])
-  with pytest.raises(callbacks.TrainingDiverged, match=r"weights became non-finite during epoch 2.*epoch_001"):
+  with pytest.raises(callbacks.TrainingDiverged,
+                     match=r"weights became non-finite during epoch 2.*epoch_001"):
     guard.on_epoch_end(1)
 
 
@@ -116,7 +127,8 @@ def test_same_seed_and_config_give_the_same_metrics(corpus_dir, tmp_path):
   assert tf_config.is_op_determinism_enabled()  # no public getter exists
   assert first.history == second.history
   for report in (first.report, second.report):
-    for timed in ("fit_seconds", "images_per_second"):  # wall-clock time varies between identical runs
+    # wall-clock time varies between identical runs
+    for timed in ("fit_seconds", "images_per_second"):
       del report["training"][timed]
   assert first.report == second.report
   for a, b in zip(first.model.get_weights(), second.model.get_weights()):
@@ -139,14 +151,17 @@ def _layer_classes(config) -> set[str]:
 
 @pytest.mark.parametrize("name", registry.names("model"))
 def test_every_model_saves_without_lambda_and_loads_in_safe_mode(name, tmp_path):
-  cfg = fast_config(image_size=32 if name == "keras_app" else 16, model=name)  # keras.applications need >= 32 px
+  # keras.applications need >= 32 px
+  cfg = fast_config(image_size=32 if name == "keras_app" else 16, model=name)
   labels = ["cat", "dog", "sun"]
   model = models.build(cfg.model, len(labels), cfg.data.image_size)
-  model.compile(optimizer=optimizers.make_optimizer(cfg.optimizer, 1, 1), loss=losses.make_loss(cfg.loss, labels, None),
+  model.compile(optimizer=optimizers.make_optimizer(cfg.optimizer, 1, 1),
+                loss=losses.make_loss(cfg.loss, labels, None),
                 metrics=[keras.metrics.F1Score(average="micro", threshold=0.5)])
   rng = np.random.default_rng(0)
   images = rng.uniform(0, 255, (4, cfg.data.image_size, cfg.data.image_size, 3)).astype(np.float32)
-  model.fit(images, (rng.random((4, len(labels))) < 0.5).astype(np.float32), epochs=1, verbose=0)  # builds its state
+  # builds its state
+  model.fit(images, (rng.random((4, len(labels))) < 0.5).astype(np.float32), epochs=1, verbose=0)
   wrapped = inference.build(model, labels, np.array([0.3, 0.5, 0.7], np.float32))
   for saved in (model, wrapped):
     path = str(tmp_path / f"{saved.name}.keras")
@@ -159,4 +174,5 @@ def test_every_model_saves_without_lambda_and_loads_in_safe_mode(name, tmp_path)
       assert type(reloaded.loss) is type(model.loss) and reloaded.optimizer.iterations.numpy() == 1
     expected, got = saved.predict(images, verbose=0), reloaded.predict(images, verbose=0)
     for key in (expected if isinstance(expected, dict) else [None]):
-      np.testing.assert_allclose(got[key] if key else got, expected[key] if key else expected, atol=1e-6)
+      np.testing.assert_allclose(got[key] if key else got, expected[key] if key else expected,
+                                 atol=1e-6)

@@ -57,7 +57,8 @@ class Servable:
       raise not_found(f"Servable not found for request: {name} version {version}")
     signature_name = signature_name or "serving_default"
     if signature_name not in self.model.signatures:
-      raise ServingFailure(f"Serving signature name: \"{signature_name}\" not found in signature def")
+      raise ServingFailure(
+          f"Serving signature name: \"{signature_name}\" not found in signature def")
     return self.model.signatures[signature_name]
 
   def run(self, signature, inputs):
@@ -88,10 +89,12 @@ def _holds_bytes(value):
 
 
 def instances_to_inputs(instances, input_names):
-  """Row format -> {input name: batch}: each instance is the single input's value, or an object of inputs."""
+  """Row format -> {input name: batch}: each instance is the single input's value, or an object of
+  inputs."""
   if not isinstance(instances, list) or not instances:
     raise ServingFailure("'instances' must be a non-empty list")
-  named = all(isinstance(x, dict) and set(x) <= set(input_names) and "b64" not in x for x in instances)
+  named = all(isinstance(x,
+                         dict) and set(x) <= set(input_names) and "b64" not in x for x in instances)
   if not named:
     if len(input_names) != 1:
       raise ServingFailure("instances must be objects naming each input")
@@ -100,17 +103,20 @@ def instances_to_inputs(instances, input_names):
 
 
 def outputs_to_predictions(outputs):
-  """{output: [B, ...]} -> row format: one object per row (or the bare value for a single output)."""
+  """{output: [B, ...]} -> row format: one object per row (or the bare value for a single
+  output)."""
   def jsonable(name, value):
     if isinstance(value, np.ndarray):
       return [jsonable(name, v) for v in value]
     if isinstance(value, bytes):
-      return {"b64": base64.b64encode(value).decode()} if name.endswith("_bytes") else value.decode()
+      return ({"b64": base64.b64encode(value).decode()} if name.endswith("_bytes")
+              else value.decode())
     return value.item() if hasattr(value, "item") else value
   sizes = {v.shape[0] for v in outputs.values()}
   if len(sizes) != 1:
     raise ServingFailure("row format needs every output to share its batch size")
-  rows = [{name: jsonable(name, value[i]) for name, value in outputs.items()} for i in range(sizes.pop())]
+  rows = [{name: jsonable(name,
+                          value[i]) for name, value in outputs.items()} for i in range(sizes.pop())]
   return [next(iter(row.values())) for row in rows] if len(outputs) == 1 else rows
 
 
@@ -139,7 +145,8 @@ def make_rest_handler(servable):
         signature = servable.signature(match.group(1), version, body.get("signature_name"))
         input_names = list(signature.structured_input_signature[1])
         inputs = instances_to_inputs(body.get("instances"), input_names)
-        inputs = {k: tf.constant(v, dtype=signature.structured_input_signature[1][k].dtype) for k, v in inputs.items()}
+        inputs = {k: tf.constant(v, dtype=signature.structured_input_signature[1][k].dtype)
+                  for k, v in inputs.items()}
         self.reply(200, {"predictions": outputs_to_predictions(servable.run(signature, inputs))})
       except ServingFailure as failure:
         self.reply(failure.http_status, {"error": str(failure)})
@@ -154,7 +161,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   def Predict(self, request, context):
     try:
       version = request.model_spec.version.value if request.model_spec.HasField("version") else None
-      signature = self.servable.signature(request.model_spec.name, version, request.model_spec.signature_name)
+      signature = self.servable.signature(request.model_spec.name, version,
+                                          request.model_spec.signature_name)
       inputs = {name: tf.constant(tf.make_ndarray(tensor), dtype=tensor.dtype)
                 for name, tensor in request.inputs.items()}
       outputs = self.servable.run(signature, inputs)
@@ -171,7 +179,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--model_dir", required=True, help="saved_models/<name>: holds integer version folders")
+  parser.add_argument("--model_dir", required=True,
+                      help="saved_models/<name>: holds integer version folders")
   parser.add_argument("--name", required=True)
   parser.add_argument("--rest_port", type=int, default=0)
   parser.add_argument("--grpc_port", type=int, default=0)
@@ -181,11 +190,14 @@ def main():
   rest = http.server.ThreadingHTTPServer(("127.0.0.1", args.rest_port), make_rest_handler(servable))
   threading.Thread(target=rest.serve_forever, daemon=True).start()
   grpc_server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=4))
-  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(servable), grpc_server)
+  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+      PredictionService(servable), grpc_server)
   grpc_port = grpc_server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
   grpc_server.start()
-  print(json.dumps({"rest_port": rest.server_address[1], "grpc_port": grpc_port, "version": servable.version,
-                    "imported_mlc_tf": any(m == "mlc_tf" or m.startswith("mlc_tf.") for m in sys.modules)}),
+  print(json.dumps({"rest_port": rest.server_address[1], "grpc_port": grpc_port,
+                    "version": servable.version,
+                    "imported_mlc_tf": any(m == "mlc_tf" or m.startswith("mlc_tf.")
+                                           for m in sys.modules)}),
         flush=True)
   grpc_server.wait_for_termination()
 
