@@ -151,7 +151,8 @@ def _load_data(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: st
 
 
 def _with_trained_teacher(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus,
-                          workdir: str, strategy: tf.distribute.Strategy) -> ml_collections.ConfigDict:
+                          workdir: str,
+                          strategy: tf.distribute.Strategy) -> ml_collections.ConfigDict:
   """``cfg`` naming its teacher: with ``self_training.teacher_epochs`` and no teacher given, one
   trained here first on the labelled images into ``workdir/teacher`` (a finished one, with its
   report.json, is reused)."""
