@@ -1,10 +1,11 @@
-"""Files that appear whole or not at all: written aside under a hidden name, then renamed into place.
+"""Files that appear whole or not at all: written aside under a hidden name, then renamed into
+place.
 
 The one home of that step, for everything a reader may look at while it is
 written: ``model.keras``, epoch checkpoints, the backup's ``state`` link,
 exported model versions, reports (``report.json``, ``config.json``, the
-markdown beside them), the corrections file and the demo corpus. A rename within one filesystem is atomic, so a reader
-(a resumed run, TF Serving) sees the old file or the new one, never half of one.
+markdown beside them), the corrections file and the demo corpus. A rename within one filesystem is
+atomic, so a reader (a resumed run, TF Serving) sees the old file or the new one, never half of one.
 Like ``config``, a leaf module every package may import.
 """
 
@@ -23,7 +24,8 @@ import tensorflow as tf
 
 @contextlib.contextmanager
 def staged_beside(path: str) -> Iterator[str]:
-  """A hidden path next to ``path`` to write a file, a directory or a link to; whatever is left there is removed.
+  """A hidden path next to ``path`` to write a file, a directory or a link to; whatever is left
+  there is removed.
 
   The name ends with ``path``'s own (Keras picks the format from the suffix:
   ``.keras``, ``.weights.h5``) and holds the writer's process id and a
@@ -47,7 +49,8 @@ _STAGED_NAME = re.compile(r"^\.staging-(\d+)-[0-9a-f]{12}-")
 
 
 def remove_abandoned(directory: str) -> list[str]:
-  """Removes what ``staged_beside`` left in a local ``directory`` for writers no longer running; returns it.
+  """Removes what ``staged_beside`` left in a local ``directory`` for writers no longer running;
+  returns it.
 
   A writer is known by the process id in the name, on this machine: a
   folder written by processes of several machines keeps the leftovers of the others.
@@ -76,7 +79,8 @@ def _is_running(pid: int) -> bool:
 
 
 def write_aside(path: str, write: Callable[[str], None]) -> str:
-  """Calls ``write(staged)`` with a path beside ``path``, then renames ``staged`` onto ``path``; returns ``path``.
+  """Calls ``write(staged)`` with a path beside ``path``, then renames ``staged`` onto ``path``;
+  returns ``path``.
 
   An existing ``path`` is replaced only once the new one is complete; if
   ``write`` fails, ``path`` is left as it was.
@@ -89,7 +93,8 @@ def write_aside(path: str, write: Callable[[str], None]) -> str:
 
 
 def write_text(path: str, text: str) -> str:
-  """``text`` into ``path`` whole or not at all: synced before the rename, an existing file's mode kept."""
+  """``text`` into ``path`` whole or not at all: synced before the rename, an existing file's mode
+  kept."""
   def write(staged: str) -> None:
     with open(staged, "w", newline="") as f:
       f.write(text)

@@ -16,7 +16,8 @@ import ml_collections
 def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.strategy = "default"           # default | mirrored (local GPUs) | multi_worker (cluster from TF_CONFIG)
+  config.strategy = "default"           # default | mirrored (local GPUs) | multi_worker (cluster
+                                        # from TF_CONFIG)
   # Op determinism: same seed + config on the same machine -> the same metrics. Costs speed on GPUs;
   # once on, it stays on for the rest of the process (TensorFlow has no public switch back).
   config.deterministic = True
@@ -25,20 +26,24 @@ def base_config() -> ml_collections.ConfigDict:
   # folder:<dir> | csv:<file> | tfds:<name>[:<version>][:<split>] (mlc_tf/data/sources.py);
   # "": mlc-train's --data_dir, else the built-in demo corpus.
   config.data.source = ""
-  config.data.tfds_data_dir = ml_collections.FieldReference(None, field_type=str)  # None: ~/tensorflow_datasets
-  config.data.tfds_manual_dir = ml_collections.FieldReference(None, field_type=str)  # tfds:mlc_corpus's corpus folder
-  config.data.labels = ml_collections.FieldReference(None, field_type=list)  # None: every annotation file
+  # None: ~/tensorflow_datasets
+  config.data.tfds_data_dir = ml_collections.FieldReference(None, field_type=str)
+  # tfds:mlc_corpus's corpus folder
+  config.data.tfds_manual_dir = ml_collections.FieldReference(None, field_type=str)
+  # None: every annotation file
+  config.data.labels = ml_collections.FieldReference(None, field_type=list)
   config.data.image_size = 64           # images are resized to image_size x image_size
   config.data.val_fraction = 0.15
   config.data.test_fraction = 0.15
   config.data.split_seed = 0            # fixed, documented split; independent of the training seed
   config.data.cache = True              # cache decoded images in memory after the first epoch
-  # A reviewed CSV of image_id,label,action (add/remove) applied on load; see mlc_tf/data/corrections.py.
+  # A reviewed CSV of image_id,label,action (add/remove) applied on load; see
+  # mlc_tf/data/corrections.py.
   config.data.corrections = ml_collections.FieldReference(None, field_type=str)
   config.data.strict = False            # any file the data audit skips or finds odd is an error
-  # Untagged images for self-training (config.self_training): a folder of JPEG/PNG/GIF/BMP files, or one that
-  # holds images/ as a corpus does. They join the training split only, with a teacher's answers as targets;
-  # validation and test stay labelled. None or "": off.
+  # Untagged images for self-training (config.self_training): a folder of JPEG/PNG/GIF/BMP files, or
+  # one that holds images/ as a corpus does. They join the training split only, with a teacher's
+  # answers as targets; validation and test stay labelled. None or "": off.
   config.data.unlabeled = ml_collections.FieldReference(None, field_type=str)
 
   config.augment = ml_collections.ConfigDict()  # 0/""/False switches a transform off
@@ -51,98 +56,126 @@ def base_config() -> ml_collections.ConfigDict:
   config.augment.saturation = 0.0
   config.augment.hue = 0.0
   config.augment.grayscale = 0.0        # probability of turning an image gray
-  config.augment.translate = 0.0        # random crop of a zero-padded image: fraction of the side (0.125 = 8 of 64 px)
+  config.augment.translate = 0.0        # random crop of a zero-padded image: fraction of the side
+                                        # (0.125 = 8 of 64 px)
   config.augment.randaugment = 0        # RandAugment: random ops per image
-  config.augment.erasing = 0.0          # probability of erasing a random rectangle (random erasing / cutout)
+  config.augment.erasing = 0.0          # probability of erasing a random rectangle (random erasing
+                                        # / cutout)
   config.augment.mixup = 0.0            # MixUp alpha: blends image pairs and their label vectors
-  config.augment.cutmix = 0.0           # CutMix factor: pastes a patch of another image, labels by area
+  config.augment.cutmix = 0.0           # CutMix factor: pastes a patch of another image, labels by
+                                        # area
 
-  config.balance = ml_collections.ConfigDict()  # training-set re-balancing, see mlc_tf/data/balance.py
-  config.balance.over_represented = ml_collections.FieldReference((), field_type=tuple)  # label names
-  config.balance.under_fraction = 0.0   # drop this fraction of images whose labels are all over-represented
+  config.balance = ml_collections.ConfigDict()  # training-set re-balancing, see
+                                                # mlc_tf/data/balance.py
+  # label names
+  config.balance.over_represented = ml_collections.FieldReference((), field_type=tuple)
+  config.balance.under_fraction = 0.0   # drop this fraction of images whose labels are all
+                                        # over-represented
   config.balance.repeat_threshold = 0.0  # repeat-factor over-sampling threshold t; 0: off
 
   config.rules = ml_collections.ConfigDict()  # see mlc_tf/data/label_rules.py
-  config.rules.implications = ml_collections.FieldReference((), field_type=tuple)  # e.g. ("baby=>people",)
+  # e.g. ("baby=>people",)
+  config.rules.implications = ml_collections.FieldReference((), field_type=tuple)
   config.rules.merges = ml_collections.ConfigDict()  # e.g. {"people": ["female", "male", "people"]}
   config.rules.to_targets = True        # fix training/validation targets that break an implication
   config.rules.to_predictions = True    # the exported model's decisions obey the implications
 
-  # The model, loss and optimizer each hold their name and the fields every choice shares; the knobs of one
-  # choice (a model's width, SGD's momentum, focal's gamma) are its builder's keyword arguments, with their
-  # defaults there, and a recipe declares them where it makes the choice (factory.choose).
+  # The model, loss and optimizer each hold their name and the fields every choice shares; the knobs
+  # of one choice (a model's width, SGD's momentum, focal's gamma) are its builder's keyword
+  # arguments, with their defaults there, and a recipe declares them where it makes the choice
+  # (factory.choose).
   config.model = ml_collections.ConfigDict()
-  config.model.name = "simple_cnn"      # a builder in mlc_tf/models/; names, knobs: mlc_tf/registry.py
-  # Two networks (the Flickr study's idea), each the chosen model: one for these labels, one for the rest;
-  # (): one network.
+  config.model.name = "simple_cnn"      # a builder in mlc_tf/models/; names, knobs:
+                                        # mlc_tf/registry.py
+  # Two networks (the Flickr study's idea), each the chosen model: one for these labels, one for the
+  # rest; (): one network.
   config.model.first_labels = ml_collections.FieldReference((), field_type=tuple)
-  # Test-time augmentation: the trained model answers with the mean over the image and its mirror image
-  # (thresholds are calibrated on, and the export serves, that mean); twice the inference cost.
+  # Test-time augmentation: the trained model answers with the mean over the image and its mirror
+  # image (thresholds are calibrated on, and the export serves, that mean); twice the inference
+  # cost.
   config.model.flip_average = False
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = "bce"               # a builder in mlc_tf/train/losses.py; names, knobs: mlc_tf/registry.py
+  config.loss.name = "bce"               # a builder in mlc_tf/train/losses.py; names, knobs:
+                                         # mlc_tf/registry.py
 
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = "adam"        # sgd | adam | adamw (mlc_tf/train/optimizers.py); knobs: mlc_tf/registry.py
+  config.optimizer.name = "adam"        # sgd | adam | adamw (mlc_tf/train/optimizers.py); knobs:
+                                        # mlc_tf/registry.py
   config.optimizer.learning_rate = 1e-3
-  config.optimizer.lr_scaling = "none"  # none | linear | sqrt: learning_rate x f(global batch / base_batch_size)
+  config.optimizer.lr_scaling = "none"  # none | linear | sqrt: learning_rate x f(global batch /
+                                        # base_batch_size)
   config.optimizer.base_batch_size = 32  # the global batch learning_rate was tuned at
   config.optimizer.clipnorm = 0.0       # 0: no gradient clipping
-  # Exponential moving average of the weights (e.g. 0.999): validation, calibration, early stopping and
-  # the saved model use the averaged weights; 0: off.
+  # Exponential moving average of the weights (e.g. 0.999): validation, calibration, early stopping
+  # and the saved model use the averaged weights; 0: off.
   config.optimizer.ema_momentum = 0.0
-  config.optimizer.schedule = "constant"  # constant | cosine | linear | exponential, see mlc_tf/train/optimizers.py
+  config.optimizer.schedule = "constant"  # constant | cosine | linear | exponential, see
+                                          # mlc_tf/train/optimizers.py
   config.optimizer.warmup_epochs = 0.0
-  config.optimizer.min_lr_fraction = 0.0  # cosine, linear: final rate as a fraction of learning_rate
+  config.optimizer.min_lr_fraction = 0.0  # cosine, linear: final rate as a fraction of
+                                          # learning_rate
   config.optimizer.decay_rate = 0.9     # exponential: factor per epoch
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 32          # per replica; global batch = batch_size x replicas in sync
   config.train.epochs = 30              # with a budget: the most epochs worth running
-  # A wall-time budget for the whole command ("60m", "1h30m"; ""/None: none, train.epochs decides): the run
-  # measures its speed, plans how many epochs fit and fits the learning-rate schedule to them
-  # (mlc_tf/train/budget.py). mlc-train only; one process (not with strategy=multi_worker).
+  # A wall-time budget for the whole command ("60m", "1h30m"; ""/None: none, train.epochs decides):
+  # the run measures its speed, plans how many epochs fit and fits the learning-rate schedule to
+  # them (mlc_tf/train/budget.py). mlc-train only; one process (not with strategy=multi_worker).
   config.train.budget = ml_collections.FieldReference(None, field_type=str)
-  # With a budget: a cheaper network to train instead when the budget holds fewer than below_epochs epochs of
-  # this one, as measured a few steps into the first epoch (0: never). changes: the config sections that make
-  # it, merged into this config, e.g. {"data": {"image_size": 32}} (train/fallback.py).
-  config.train.fallback = ml_collections.ConfigDict({"below_epochs": 0, "changes": ml_collections.ConfigDict()})
-  config.train.steps_per_epoch = ml_collections.FieldReference(None, field_type=int)  # None: one pass
+  # With a budget: a cheaper network to train instead when the budget holds fewer than below_epochs
+  # epochs of this one, as measured a few steps into the first epoch (0: never). changes: the config
+  # sections that make it, merged into this config, e.g. {"data": {"image_size": 32}}
+  # (train/fallback.py).
+  config.train.fallback = ml_collections.ConfigDict({"below_epochs": 0,
+                                                     "changes": ml_collections.ConfigDict()})
+  # None: one pass
+  config.train.steps_per_epoch = ml_collections.FieldReference(None, field_type=int)
   config.train.early_stopping_patience = 5
   config.train.monitor = "val_micro_f1"  # calibrated-threshold F1 on the validation split
-  config.train.backup_every_steps = ml_collections.FieldReference(None, field_type=int)  # None: every epoch only
-  # auto | float32 | mixed_float16 | mixed_bfloat16. auto: 16-bit compute only where the hardware has it
-  # (bfloat16 on a CPU with AVX512_BF16/AMX or a GPU from compute capability 8.0, float16 on a 7.x GPU),
-  # else float32, also where a probe finds TensorFlow emulating the CPU's bfloat16 (oneDNN off or capped); see
-  # mlc_tf/hardware.py. A 16-bit policy the hardware emulates is honoured, with a warning.
+  # None: every epoch only
+  config.train.backup_every_steps = ml_collections.FieldReference(None, field_type=int)
+  # auto | float32 | mixed_float16 | mixed_bfloat16. auto: 16-bit compute only where the hardware
+  # has it (bfloat16 on a CPU with AVX512_BF16/AMX or a GPU from compute capability 8.0, float16 on
+  # a 7.x GPU), else float32, also where a probe finds TensorFlow emulating the CPU's bfloat16
+  # (oneDNN off or capped); see mlc_tf/hardware.py. A 16-bit policy the hardware emulates is
+  # honoured, with a warning.
   config.train.precision = "auto"
-  config.train.jit_compile = ml_collections.FieldReference(None, field_type=bool)  # XLA; None: Keras' auto (on GPU)
-  # A <workdir>/checkpoints/epoch_<N>.weights.h5 to continue from, at epoch N+1 (e.g. after a NaN loss,
-  # with a lower learning rate); the model config must match the checkpoint's. A backup of an interrupted
-  # run in the workdir wins over it.
+  # XLA; None: Keras' auto (on GPU)
+  config.train.jit_compile = ml_collections.FieldReference(None, field_type=bool)
+  # A <workdir>/checkpoints/epoch_<N>.weights.h5 to continue from, at epoch N+1 (e.g. after a NaN
+  # loss, with a lower learning rate); the model config must match the checkpoint's. A backup of an
+  # interrupted run in the workdir wins over it.
   config.train.resume_from = ml_collections.FieldReference(None, field_type=str)
   config.train.checkpoint_best = True   # keep the best epoch's model as <workdir>/best_epoch.keras
   config.train.tensorboard = False      # write TensorBoard logs to <workdir>/tensorboard/
 
-  # Noisy-student self-training (mlc_tf/train/self_training.py): a teacher labels data.unlabeled once, un-augmented,
-  # before training; the student then learns from those answers and the labelled images under this config's
-  # augmentation and dropout.
+  # Noisy-student self-training (mlc_tf/train/self_training.py): a teacher labels data.unlabeled
+  # once, un-augmented, before training; the student then learns from those answers and the labelled
+  # images under this config's augmentation and dropout.
   config.self_training = ml_collections.ConfigDict()
-  # A trained workdir or model.keras whose inference model labels the untagged images; needed with data.unlabeled.
+  # A trained workdir or model.keras whose inference model labels the untagged images; needed with
+  # data.unlabeled.
   config.self_training.teacher = ml_collections.FieldReference(None, field_type=str)
-  # With no teacher given: > 0 trains one first, in the same run, for this many epochs of this config on the labelled
-  # images alone, into <workdir>/teacher (a rerun reuses a finished one); the student then trains train.epochs.
+  # With no teacher given: > 0 trains one first, in the same run, for this many epochs of this
+  # config on the labelled images alone, into <workdir>/teacher (a rerun reuses a finished one); the
+  # student then trains train.epochs.
   config.self_training.teacher_epochs = 0
-  config.self_training.targets = "soft"  # soft: the teacher's probabilities | hard: its decisions (calibrated)
-  config.self_training.max_images = 0   # 0: every untagged image; else at most this many, drawn with config.seed
-  # The teacher's config.json must split the corpus as this config does (else its training images may be this
-  # run's test images, and the report would flatter the student): an error unless this is True.
+  config.self_training.targets = "soft"  # soft: the teacher's probabilities | hard: its decisions
+                                         # (calibrated)
+  config.self_training.max_images = 0   # 0: every untagged image; else at most this many, drawn
+                                        # with config.seed
+  # The teacher's config.json must split the corpus as this config does (else its training images
+  # may be this run's test images, and the report would flatter the student): an error unless this
+  # is True.
   config.self_training.allow_split_mismatch = False
 
-  config.calibration = ml_collections.ConfigDict()  # the operating points, see mlc_tf/evaluate/operating_points.py
-  # Per-label threshold policies, as mlc-calibrate's --policy: a default (f1 | precision:P | recall:R | a fixed
-  # threshold) and "label=policy" overrides, e.g. ("f1", "people=precision:0.9"); chosen on the validation split.
+  config.calibration = ml_collections.ConfigDict()  # the operating points, see
+                                                    # mlc_tf/evaluate/operating_points.py
+  # Per-label threshold policies, as mlc-calibrate's --policy: a default (f1 | precision:P |
+  # recall:R | a fixed threshold) and "label=policy" overrides, e.g. ("f1", "people=precision:0.9");
+  # chosen on the validation split.
   config.calibration.policy = ml_collections.FieldReference(("f1",), field_type=tuple)
 
   config.export = ml_collections.ConfigDict()

@@ -38,7 +38,8 @@ def register(kind: str, name: str) -> Callable[[Callable], Callable]:
 
 
 def lookup(kind: str, name: str) -> Callable:
-  """The builder registered as ``name`` of ``kind``; a ValueError naming the known ones if none is."""
+  """The builder registered as ``name`` of ``kind``; a ValueError naming the known ones if none
+  is."""
   builders = _of(kind)
   if name not in builders:
     raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(builders))}")

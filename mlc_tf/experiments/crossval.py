@@ -27,9 +27,12 @@ from mlc_tf.train import training
 OOF_FILE = "oof_predictions.csv"
 # The headline metrics of the markdown summary (the JSON has every metric).
 HEADLINE = (("mAP", "average_precision/map"),
-            ("micro F1 @cal", "at_calibrated/micro/f1"), ("macro F1 @cal", "at_calibrated/macro/f1"),
-            ("samples F1 @cal", "at_calibrated/samples/f1"), ("micro P @cal", "at_calibrated/micro/precision"),
-            ("micro R @cal", "at_calibrated/micro/recall"), ("exact match @cal", "at_calibrated/exact_match"),
+            ("micro F1 @cal", "at_calibrated/micro/f1"),
+            ("macro F1 @cal", "at_calibrated/macro/f1"),
+            ("samples F1 @cal", "at_calibrated/samples/f1"),
+            ("micro P @cal", "at_calibrated/micro/precision"),
+            ("micro R @cal", "at_calibrated/micro/recall"),
+            ("exact match @cal", "at_calibrated/exact_match"),
             ("Hamming loss @cal", "at_calibrated/hamming_loss"),
             ("micro F1 @0.5", "at_0.5/micro/f1"), ("macro F1 @0.5", "at_0.5/macro/f1"))
 
@@ -38,13 +41,16 @@ HEADLINE = (("mAP", "average_precision/map"),
 class CrossValidation:
   label_names: list[str]
   fold_reports: list[dict]   # metrics.evaluate of each fold's held-out part
-  summary: dict[str, dict]   # metric -> {"mean", "std", "folds": [...]}, over every scalar of the reports
-  oof: pd.DataFrame  # image_id index: fold, path (file sources), given labels, prob_/pred_/threshold_<label>
+  summary: dict[str, dict]   # metric -> {"mean", "std", "folds": [...]}, over every scalar of the
+                             # reports
+  oof: pd.DataFrame  # image_id index: fold, path (file sources), given labels,
+                     # prob_/pred_/threshold_<label>
 
   def to_markdown(self) -> str:
     k = len(self.fold_reports)
     headline = [[title, f"{s['mean']:.3f} ± {s['std']:.3f}", *(f"{v:.3f}" for v in s["folds"])]
-                for title, s in ((title, self.summary[key]) for title, key in HEADLINE if key in self.summary)]
+                for title, s in ((title, self.summary[key]) for title, key in HEADLINE
+                                 if key in self.summary)]
     per_label = []
     for name in self.label_names:
       cells = [name, f"{self.summary[f'at_calibrated/per_label/{name}/support']['mean']:.1f}"]
@@ -53,9 +59,11 @@ class CrossValidation:
         s = self.summary.get(key)
         cells.append(f"{s['mean']:.3f} ± {s['std']:.3f}" if s else "–")
       per_label.append(cells)
-    return "\n".join([f"{k}-fold cross-validation, {len(self.oof)} images (mean ± std over folds)", "",
-                      *markdown.table(["metric", "mean ± std", *(f"fold {i + 1}" for i in range(k))], headline),
-                      "", *markdown.table(["label", "support/fold", "AP", "F1 @cal", "F1 @0.5"], per_label)])
+    return "\n".join([f"{k}-fold cross-validation, {len(self.oof)} images (mean ± std over folds)",
+                      "", *markdown.table(["metric", "mean ± std",
+                                           *(f"fold {i + 1}" for i in range(k))], headline),
+                      "", *markdown.table(["label", "support/fold", "AP", "F1 @cal", "F1 @0.5"],
+                                          per_label)])
 
 
 def summarize(reports: list[dict]) -> dict[str, dict]:
@@ -68,12 +76,14 @@ def summarize(reports: list[dict]) -> dict[str, dict]:
 
 def _out_of_fold_part(held_out: pd.DataFrame, names: list[str], fold: int,
                       result: training.TrainResult) -> pd.DataFrame:
-  """The held-out images' rows of the out-of-fold frame: what the fold's inference model answered for them."""
+  """The held-out images' rows of the out-of-fold frame: what the fold's inference model answered
+  for them."""
   part = held_out[[c for c in (corpus_lib.PATH_COLUMN, *names) if c in held_out]].copy()
   part.insert(0, "fold", fold)
   part[[f"prob_{name}" for name in names]] = result.test.probabilities
   part[[f"pred_{name}" for name in names]] = result.test.decisions
-  part[[f"threshold_{name}" for name in names]] = np.broadcast_to(result.thresholds, result.test.probabilities.shape)
+  part[[f"threshold_{name}" for name in names]] = np.broadcast_to(
+      result.thresholds, result.test.probabilities.shape)
   return part
 
 
@@ -102,13 +112,16 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
   reports, parts = [], []
   for k, held_out in enumerate(folds):
     rest = np.setdiff1d(np.arange(len(frame)), held_out)
-    train, val, _ = stratification.train_val_test_split(targets[rest], cfg.data.val_fraction, 0.0, cfg.data.split_seed)
-    data = split_corpus.SplitCorpus(names, frame.iloc[rest[train]], frame.iloc[rest[val]], frame.iloc[held_out],
+    train, val, _ = stratification.train_val_test_split(targets[rest], cfg.data.val_fraction, 0.0,
+                                                        cfg.data.split_seed)
+    data = split_corpus.SplitCorpus(names, frame.iloc[rest[train]], frame.iloc[rest[val]],
+                                    frame.iloc[held_out],
                            loaded.audit, loaded.source)
     if verbose:
-      print(f"fold {k + 1}/{num_folds}: training on {len(data.train)} images, validating on {len(data.val)}, "
-            f"testing on {len(data.test)}", flush=True)
-    result = training.train_on(cfg, data, os.path.join(workdir, f"fold_{k + 1}"), verbose=2 if verbose > 1 else 0)
+      print(f"fold {k + 1}/{num_folds}: training on {len(data.train)} images, validating on "
+            f"{len(data.val)}, testing on {len(data.test)}", flush=True)
+    result = training.train_on(cfg, data, os.path.join(workdir, f"fold_{k + 1}"),
+                               verbose=2 if verbose > 1 else 0)
     reports.append(result.report)
     parts.append(_out_of_fold_part(data.test, names, k + 1, result))
     keras.backend.clear_session()  # each fold builds a fresh model; free the last one's graph

@@ -1,4 +1,5 @@
-"""Ensembles: several training runs' networks as one model, calibrated and reported as a training run is.
+"""Ensembles: several training runs' networks as one model, calibrated and reported as a training
+run is.
 
 ``build`` takes the workdirs of runs trained on the same split (``mlc-train``
 with other seeds, recipes or models), averages their networks' probabilities
@@ -25,12 +26,13 @@ from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
 from mlc_tf.train import training
 
-# What decides which images each split holds, their targets, the input size and how thresholds are chosen:
-# members that differ in any of these were not calibrated and tested on the same images.
-SPLIT_FIELDS = ("data.source", "data.tfds_data_dir", "data.split_seed", "data.val_fraction", "data.test_fraction",
-                "data.corrections", "data.image_size", "rules.merges", "rules.implications", "rules.to_targets",
-                "calibration.policy")
-# Each member's own figures, from its report.json, beside the ensemble's: key -> (table title, path in a report).
+# What decides which images each split holds, their targets, the input size and how thresholds are
+# chosen: members that differ in any of these were not calibrated and tested on the same images.
+SPLIT_FIELDS = ("data.source", "data.tfds_data_dir", "data.split_seed", "data.val_fraction",
+                "data.test_fraction", "data.corrections", "data.image_size", "rules.merges",
+                "rules.implications", "rules.to_targets", "calibration.policy")
+# Each member's own figures, from its report.json, beside the ensemble's: key -> (table title, path
+# in a report).
 FIGURES = {"micro_f1": ("micro F1 @cal", ("at_calibrated", "micro", "f1")),
            "macro_f1": ("macro F1 @cal", ("at_calibrated", "macro", "f1")),
            "map": ("mAP", ("average_precision", "map"))}
@@ -38,8 +40,10 @@ FIGURES = {"micro_f1": ("micro F1 @cal", ("at_calibrated", "micro", "f1")),
 
 @dataclasses.dataclass
 class Ensemble:
-  inference_model: keras.Model    # {"probabilities", "decisions"}: the members' mean, calibrated thresholds inside
-  report: dict                    # training's report of it; "ensemble": flip_average and each member's figures
+  inference_model: keras.Model    # {"probabilities", "decisions"}: the members' mean, calibrated
+                                  # thresholds inside
+  report: dict                    # training's report of it; "ensemble": flip_average and each
+                                  # member's figures
   config: ml_collections.ConfigDict  # the first member's, plus "ensemble": members and flip_average
 
 
@@ -54,13 +58,16 @@ def _field(cfg: ml_collections.ConfigDict, dotted: str):
   return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
 
 
-def read_configs(workdirs: list[str], flip_average: bool = False) -> list[ml_collections.ConfigDict]:
-  """Each member's config.json (``factory.load_run_config``), checked to describe the same split (``SPLIT_FIELDS``).
+def read_configs(workdirs: list[str],
+                 flip_average: bool = False) -> list[ml_collections.ConfigDict]:
+  """Each member's config.json (``factory.load_run_config``), checked to describe the same split
+  (``SPLIT_FIELDS``).
 
   One workdir is enough with ``flip_average`` (test-time flip averaging of one run).
   """
   if len(workdirs) < (1 if flip_average else 2):
-    raise ValueError(f"an ensemble needs at least 2 member workdirs (1 with flip_average), got {len(workdirs)}")
+    raise ValueError("an ensemble needs at least 2 member workdirs (1 with flip_average), got "
+                     f"{len(workdirs)}")
   configs = []
   for workdir in workdirs:
     path = os.path.join(workdir, "config.json")
@@ -70,9 +77,10 @@ def read_configs(workdirs: list[str], flip_average: bool = False) -> list[ml_col
   for workdir, cfg in zip(workdirs[1:], configs[1:]):
     for field in SPLIT_FIELDS:
       if _field(cfg, field) != _field(configs[0], field):
-        raise ValueError(f"member {workdir} has {field}={_field(cfg, field)!r}, member {workdirs[0]} "
-                         f"{_field(configs[0], field)!r}: ensemble members must be trained on the same split, "
-                         "at the same image size, with the same label rules and calibration policy")
+        raise ValueError(f"member {workdir} has {field}={_field(cfg, field)!r}, member "
+                         f"{workdirs[0]} {_field(configs[0], field)!r}: ensemble members must be "
+                         "trained on the same split, at the same image size, with the same label "
+                         "rules and calibration policy")
   return configs
 
 
@@ -88,8 +96,8 @@ def _member_report(workdir: str) -> dict:
 def _member_figures(workdir: str, report: dict, split: str) -> dict:
   """The member's own figures (``FIGURES``) from its ``report``, which must score ``split``."""
   if report.get("split") != split:
-    raise ValueError(f"{os.path.join(workdir, 'report.json')} scores the {report.get('split')} split, the ensemble "
-                     f"the {split} split")
+    raise ValueError(f"{os.path.join(workdir, 'report.json')} scores the {report.get('split')} "
+                     f"split, the ensemble the {split} split")
   return {"workdir": workdir, **{key: _lookup(report, path) for key, (_, path) in FIGURES.items()}}
 
 
@@ -112,11 +120,12 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
 
   Raises:
     FileNotFoundError: a member is not a finished mlc-train workdir.
-    ValueError: fewer than two members (one with ``flip_average``), or members that split, label or rule
-      differently, or whose report scores another split.
+    ValueError: fewer than two members (one with ``flip_average``), or members that split, label or
+      rule differently, or whose report scores another split.
   """
   configs = read_configs(workdirs, flip_average)
-  split = "test" if configs[0].data.test_fraction else "validation"  # what scoring.wrap_and_score will score
+  # what scoring.wrap_and_score will score
+  split = "test" if configs[0].data.test_fraction else "validation"
   # Checked before minutes of predicting: every member's own report scores that split.
   members = [_member_figures(member, _member_report(member), split) for member in workdirs]
   models = [inference.load(member) for member in workdirs]
@@ -124,18 +133,20 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
   rules = inference.implications(models[0])
   for member, model in zip(workdirs[1:], models[1:]):
     if list(inference.decision_layer(model).label_names) != names:
-      raise ValueError(f"member {member} answers labels {list(inference.decision_layer(model).label_names)}, "
-                       f"member {workdirs[0]} {names}: ensemble members must answer the same labels in one order")
+      raise ValueError(f"member {member} answers labels "
+                       f"{list(inference.decision_layer(model).label_names)}, member {workdirs[0]} "
+                       f"{names}: ensemble members must answer the same labels in one order")
     if inference.implications(model) != rules:
-      raise ValueError(f"member {member} applies the label rules {inference.implications(model)}, member "
-                       f"{workdirs[0]} {rules}: ensemble members must apply the same rules")
+      raise ValueError(f"member {member} applies the label rules {inference.implications(model)}, "
+                       f"member {workdirs[0]} {rules}: ensemble members must apply the same rules")
   cfg = configs[0]
   cfg.data.labels = names  # the models' label columns, in their order
   data = split_corpus.load_and_split(data_dir, cfg)
   network = inference.ensemble([inference.network(model) for model in models], flip_average)
   scored = scoring.wrap_and_score(network, data, cfg, rules)
   report = {**scored.report, "ensemble": {"flip_average": flip_average, "members": members}}
-  cfg.ensemble = ml_collections.ConfigDict({"members": list(workdirs), "flip_average": flip_average})
+  cfg.ensemble = ml_collections.ConfigDict({"members": list(workdirs),
+                                            "flip_average": flip_average})
   cfg.export.name = export_name or f"{cfg.export.name}_ensemble"
   training.save(workdir, scored.inference_model, report, cfg)
   return Ensemble(scored.inference_model, report, cfg)
@@ -147,9 +158,11 @@ def format_comparison(report: dict) -> str:
   rows = [[f"member {k}: {member['workdir']}", *(_number(member[key]) for key in FIGURES)]
           for k, member in enumerate(record["members"], start=1)]
   count = len(record["members"])
-  title = (f"ensemble of {count}" + (", each flip-averaged" if record["flip_average"] else "") if count > 1
+  title = (f"ensemble of {count}" + (", each flip-averaged" if record["flip_average"] else "")
+           if count > 1
            else "flip-averaged (test-time augmentation)")
-  rows.append([f"**{title}**", *(f"**{_number(_lookup(report, path))}**" for _, path in FIGURES.values())])
+  rows.append([f"**{title}**", *(f"**{_number(_lookup(report, path))}**" for _,
+                                 path in FIGURES.values())])
   return "\n".join([f"{report['split']} split, {report['num_images']} images", "",
                     *markdown.table(["model", *(title for title, _ in FIGURES.values())], rows)])
 

@@ -1,4 +1,5 @@
-"""Progressive growing, the Flickr study's way to choose a depth: add conv layers while validation F1 keeps improving.
+"""Progressive growing, the Flickr study's way to choose a depth: add conv layers while validation
+F1 keeps improving.
 
 Starting from one hidden conv layer, a model of each depth is trained from
 scratch on the same split (``cfg.model.depth`` is the knob; any registered
@@ -38,7 +39,8 @@ class Step:
   test_macro_f1: float
   epochs: int
   train_seconds: float  # fit + threshold calibration + test evaluation
-  gain: float | None = None  # val micro-F1 minus the best kept depth's before it (None for the first)
+  gain: float | None = None  # val micro-F1 minus the best kept depth's before it (None for the
+                             # first)
 
 
 @dataclasses.dataclass
@@ -48,11 +50,12 @@ class Growth:
   stop_reason: str
 
   def to_markdown(self) -> str:
-    header = ["depth", "parameters", "val micro-F1", "gain on best", "val macro-F1", "test micro-F1", "test macro-F1",
-              "epochs", "train time (s)"]
+    header = ["depth", "parameters", "val micro-F1", "gain on best", "val macro-F1",
+              "test micro-F1", "test macro-F1", "epochs", "train time (s)"]
     rows = [[f"{step.depth}{' ←' if step.depth == self.best_depth else ''}", f"{step.parameters:,}",
-             f"{step.val_micro_f1:.3f}", "" if step.gain is None else f"{step.gain:+.3f}", f"{step.val_macro_f1:.3f}",
-             f"{step.test_micro_f1:.3f}", f"{step.test_macro_f1:.3f}", step.epochs, f"{step.train_seconds:.1f}"]
+             f"{step.val_micro_f1:.3f}", "" if step.gain is None else f"{step.gain:+.3f}",
+             f"{step.val_macro_f1:.3f}", f"{step.test_micro_f1:.3f}", f"{step.test_macro_f1:.3f}",
+             step.epochs, f"{step.train_seconds:.1f}"]
             for step in self.steps]
     return "\n".join([*markdown.table(header, rows, align="r" * len(header)), "",
                       f"Chosen depth: {self.best_depth} ({self.stop_reason})"])
@@ -69,7 +72,8 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
 
   Args:
     data_dir: the corpus (a directory or a source spec), split once for every depth.
-    workdir: gets ``depth_<d>/`` (what ``training.train_on`` writes) per depth, and ``growth.md`` / ``.json``.
+    workdir: gets ``depth_<d>/`` (what ``training.train_on`` writes) per depth, and ``growth.md`` /
+      ``.json``.
     patience: depths in a row that may miss the margin before growing stops.
     on_step: called with each depth's ``Step`` once it is trained (e.g. to print progress).
 
@@ -77,7 +81,8 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
     Every trained depth, the chosen one and why growing stopped.
 
   Raises:
-    ValueError: bad bounds or patience, a model without a ``depth`` knob, or no depth could be built.
+    ValueError: bad bounds or patience, a model without a ``depth`` knob, or no depth could be
+      built.
   """
   _check(cfg, start_depth, max_depth, patience)
   data = split_corpus.load_and_split(data_dir, cfg)
@@ -89,7 +94,8 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
     if isinstance(parameters, str):
       reason = parameters
       break
-    step = _train_step(step_cfg, data, os.path.join(workdir, f"depth_{depth}"), parameters, best, verbose)
+    step = _train_step(step_cfg, data, os.path.join(workdir, f"depth_{depth}"), parameters, best,
+                       verbose)
     steps.append(step)
     if on_step is not None:
       on_step(step)
@@ -115,31 +121,35 @@ def _check(cfg: ml_collections.ConfigDict, start_depth: int, max_depth: int, pat
     raise ValueError(f"patience must be at least 1, got {patience}")
   knobs = registry.knobs("model", cfg.model.name)
   if "depth" not in knobs:
-    raise ValueError(f"model {cfg.model.name!r} has no depth knob to grow; its knobs: {', '.join(knobs)}")
+    raise ValueError(f"model {cfg.model.name!r} has no depth knob to grow; its knobs: "
+                     f"{', '.join(knobs)}")
 
 
 def _parameters(cfg: ml_collections.ConfigDict, names: list[str]) -> int | str:
-  """The model's weight count at ``cfg.model.depth``, or why it cannot be built there (Keras' error, cleaned)."""
+  """The model's weight count at ``cfg.model.depth``, or why it cannot be built there (Keras' error,
+  cleaned)."""
   try:
     return models.build(cfg.model, len(names), cfg.data.image_size, names).count_params()
   except ValueError as error:  # e.g. more pooling steps than the image has pixels
-    message = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())  # Keras colours its messages
+    # Keras colours its messages
+    message = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())
     message = message.split(" Arguments received")[0]  # Keras appends the call's arguments
-    return (f"model {cfg.model.name!r} cannot be built at depth {cfg.model.depth} for {cfg.data.image_size}px "
-            f"images: {message[:300]}")
+    return (f"model {cfg.model.name!r} cannot be built at depth {cfg.model.depth} for "
+            f"{cfg.data.image_size}px images: {message[:300]}")
 
 
-def _train_step(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str, parameters: int,
-                best: Step | None, verbose: int) -> Step:
+def _train_step(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str,
+                parameters: int, best: Step | None, verbose: int) -> Step:
   """One depth trained from scratch and scored on the validation split (its gain over ``best``)."""
   start = time.perf_counter()
   result = training.train_on(cfg, data, workdir, verbose=verbose)
   seconds = time.perf_counter() - start
-  val_micro, val_macro = metrics.micro_macro_f1(data.val[data.label_names].to_numpy(), result.val.decisions)
+  val_micro, val_macro = metrics.micro_macro_f1(data.val[data.label_names].to_numpy(),
+                                                result.val.decisions)
   test = result.report["at_calibrated"]
   keras.backend.clear_session()
-  return Step(cfg.model.depth, parameters, val_micro, val_macro, test["micro"]["f1"], test["macro"]["f1"],
-              len(next(iter(result.history.values()))), seconds,
+  return Step(cfg.model.depth, parameters, val_micro, val_macro, test["micro"]["f1"],
+              test["macro"]["f1"], len(next(iter(result.history.values()))), seconds,
               None if best is None else val_micro - best.val_micro_f1)
 
 

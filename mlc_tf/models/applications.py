@@ -1,4 +1,5 @@
-"""A ``keras.applications`` backbone with the sigmoid head, for users who can download ImageNet weights."""
+"""A ``keras.applications`` backbone with the sigmoid head, for users who can download ImageNet
+weights."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ SELF_PREPROCESSING = ("ConvNeXt", "EfficientNet", "MobileNetV3", "RegNet")
 
 
 @register("keras_app")
-def keras_app(num_labels: int, image_size: int, *, backbone: str = "MobileNetV3Small", weights: str = "",
-              dropout: float = 0.0) -> keras.Model:
-  """``keras.applications.<backbone>`` without its top, global-average pooled, then the sigmoid units.
+def keras_app(num_labels: int, image_size: int, *, backbone: str = "MobileNetV3Small",
+              weights: str = "", dropout: float = 0.0) -> keras.Model:
+  """``keras.applications.<backbone>`` without its top, global-average pooled, then the sigmoid
+  units.
 
   ``backbone``: e.g. "EfficientNetB0", "MobileNetV3Small". ``weights``: ""
   trains from scratch, as here; "imagenet" needs internet on first use.
@@ -25,6 +27,7 @@ def keras_app(num_labels: int, image_size: int, *, backbone: str = "MobileNetV3S
                      f"its own [0, 255] input; families supported: {', '.join(SELF_PREPROCESSING)}")
   inputs = keras.Input((image_size, image_size, 3), name="image")
   network = getattr(keras.applications, backbone)(
-      include_top=False, weights=weights or None, input_shape=(image_size, image_size, 3), pooling="avg")
+      include_top=False, weights=weights or None, input_shape=(image_size, image_size, 3),
+                                                  pooling="avg")
   x = network(inputs)
   return keras.Model(inputs, sigmoid_head(x, num_labels, dropout), name=f"keras_app_{backbone}")

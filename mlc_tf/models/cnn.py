@@ -18,12 +18,15 @@ def sigmoid_head(x: keras.KerasTensor, num_labels: int, dropout: float) -> keras
   """Dropout and one sigmoid unit per label; float32 even under mixed precision."""
   if dropout:
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-  return keras.layers.Dense(num_labels, activation="sigmoid", dtype="float32", name="probabilities")(x)
+  return keras.layers.Dense(num_labels, activation="sigmoid", dtype="float32",
+                            name="probabilities")(x)
 
 
 @register("minimal_cnn")
-def minimal_cnn(num_labels: int, image_size: int, *, width: int = 16, dropout: float = 0.0) -> keras.Model:
-  """The Flickr study's first, highly simplified CNN: one conv3x3-ReLU, a 2x2 max-pool, flatten, sigmoid units.
+def minimal_cnn(num_labels: int, image_size: int, *, width: int = 16,
+                dropout: float = 0.0) -> keras.Model:
+  """The Flickr study's first, highly simplified CNN: one conv3x3-ReLU, a 2x2 max-pool, flatten,
+  sigmoid units.
 
   ``width``: filters of the conv.
   """
@@ -51,8 +54,8 @@ def seed_cnn(num_labels: int, image_size: int, *, width: int = 32, depth: int = 
   inputs, x = image_input(image_size)
   for k in range(1, depth + 1):
     last = k == depth
-    x = keras.layers.Conv2D(width if last else width * 2**((k - 1) // 2), 1 if last else 3, padding="same",
-                            activation="relu", name=f"conv{k}")(x)
+    x = keras.layers.Conv2D(width if last else width * 2**((k - 1) // 2), 1 if last else 3,
+                            padding="same", activation="relu", name=f"conv{k}")(x)
     if k > depth // 2 and x.shape[1] >= 2:
       x = keras.layers.MaxPooling2D(2, name=f"pool{k}")(x)
   x = keras.layers.Flatten(name="flatten")(x)
@@ -60,8 +63,8 @@ def seed_cnn(num_labels: int, image_size: int, *, width: int = 32, depth: int = 
 
 
 @register("simple_cnn")
-def simple_cnn(num_labels: int, image_size: int, *, width: int = 32, depth: int = 4, dropout: float = 0.0,
-               stem_stride: int = 1) -> keras.Model:
+def simple_cnn(num_labels: int, image_size: int, *, width: int = 32, depth: int = 4,
+               dropout: float = 0.0, stem_stride: int = 1) -> keras.Model:
   """``depth`` blocks of conv3x3-BN-ReLU + max-pool, doubling width, then global pooling.
 
   ``width``: filters of the first block. ``stem_stride`` (1 or 2): the first
@@ -73,8 +76,8 @@ def simple_cnn(num_labels: int, image_size: int, *, width: int = 32, depth: int 
   inputs, x = image_input(image_size)
   for block in range(depth):
     filters = width * 2**block
-    x = keras.layers.Conv2D(filters, 3, strides=stem_stride if block == 0 else 1, padding="same", use_bias=False,
-                            name=f"conv{block + 1}")(x)
+    x = keras.layers.Conv2D(filters, 3, strides=stem_stride if block == 0 else 1, padding="same",
+                            use_bias=False, name=f"conv{block + 1}")(x)
     x = layers.FusedBatchNormalization(name=f"bn{block + 1}")(x)
     x = keras.layers.ReLU(name=f"relu{block + 1}")(x)
     x = keras.layers.MaxPooling2D(2, name=f"pool{block + 1}")(x)

@@ -37,7 +37,8 @@ def build(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
 
 
 def with_flip_average(model: keras.Model) -> keras.Model:
-  """Test-time augmentation: the mean of the model's probabilities on the image and on its mirror image.
+  """Test-time augmentation: the mean of the model's probabilities on the image and on its mirror
+  image.
 
   The trained model is nested unchanged (same weights); the result is a
   functional model with the same input and output shapes, saved and served
@@ -54,7 +55,8 @@ def with_flip_average(model: keras.Model) -> keras.Model:
 
 
 def ensemble(networks: list[keras.Model], flip_average: bool = False) -> keras.Model:
-  """One network whose probabilities are the mean of ``networks``' probabilities: an ensemble in one graph.
+  """One network whose probabilities are the mean of ``networks``' probabilities: an ensemble in one
+  graph.
 
   Each member is nested unchanged (same weights) as ``member_<k>``, fed the
   same image input; with ``flip_average`` each member first averages over
@@ -65,24 +67,28 @@ def ensemble(networks: list[keras.Model], flip_average: bool = False) -> keras.M
   ``flip_average`` is its test-time flip averaging alone.
   """
   if len(networks) < (1 if flip_average else 2):
-    raise ValueError(f"an ensemble needs at least 2 networks (1 with flip_average), got {len(networks)}")
+    raise ValueError("an ensemble needs at least 2 networks (1 with flip_average), got "
+                     f"{len(networks)}")
   if len(networks) == 1:  # test-time augmentation of one network
     return with_flip_average(networks[0])
   first = networks[0]
   for k, net in enumerate(networks[1:], start=2):
     if net.input_shape[1:] != first.input_shape[1:]:
-      raise ValueError(f"member {k} takes images of shape {net.input_shape[1:]}, member 1 {first.input_shape[1:]}: "
-                       "ensemble members must be trained at the same image size")
+      raise ValueError(f"member {k} takes images of shape {net.input_shape[1:]}, member 1 "
+                       f"{first.input_shape[1:]}: ensemble members must be trained at the same "
+                       "image size")
     if net.output_shape[-1] != first.output_shape[-1]:
-      raise ValueError(f"member {k} answers {net.output_shape[-1]} labels, member 1 {first.output_shape[-1]}: "
-                       "ensemble members must answer the same labels")
+      raise ValueError(f"member {k} answers {net.output_shape[-1]} labels, member 1 "
+                       f"{first.output_shape[-1]}: ensemble members must answer the same labels")
   images = keras.Input(shape=first.input_shape[1:], name="image")
   members = []
   for k, net in enumerate(networks, start=1):
     member = with_flip_average(net) if flip_average else net
-    # Renamed: the members are often the same architecture under the same name, and nested names must differ.
+    # Renamed: the members are often the same architecture under the same name, and nested names
+    # must differ.
     members.append(keras.Model(member.inputs, member.outputs[0], name=f"member_{k}")(images))
-  return keras.Model(images, keras.layers.Average(name="ensemble_average")(members), name="ensemble")
+  return keras.Model(images, keras.layers.Average(name="ensemble_average")(members),
+                     name="ensemble")
 
 
 def load(path: str) -> keras.Model:
@@ -90,7 +96,8 @@ def load(path: str) -> keras.Model:
   if os.path.isdir(path):
     path = os.path.join(path, "model.keras")
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"no trained model at {path} (expected a .keras file or a workdir with model.keras)")
+    raise FileNotFoundError(f"no trained model at {path} (expected a .keras file or a workdir with "
+                            "model.keras)")
   return keras.saving.load_model(path, safe_mode=True)
 
 
@@ -110,7 +117,8 @@ def prior_shift(model: keras.Model) -> layers.PriorShift | None:
 
 
 def network(model: keras.Model) -> keras.Model:
-  """The trained network inside an inference model: image -> probabilities as learnt, before any prior shift.
+  """The trained network inside an inference model: image -> probabilities as learnt, before any
+  prior shift.
 
   Shares the inference model's layers and weights; ``build`` wraps it again
   with new thresholds or priors.
@@ -121,6 +129,7 @@ def network(model: keras.Model) -> keras.Model:
 
 
 def implications(model: keras.Model) -> list[tuple[str, str]]:
-  """The label rules an inference model applies to its decisions (none when it has no rules layer)."""
+  """The label rules an inference model applies to its decisions (none when it has no rules
+  layer)."""
   return [pair for layer in model.layers if isinstance(layer, layers.LabelImplications)
           for pair in layer.implications]

@@ -38,7 +38,8 @@ class DecisionThresholds(keras.layers.Layer):
         initializer=keras.initializers.Constant(self._initial))
 
   def call(self, probabilities):
-    return ops.cast(ops.greater_equal(probabilities, ops.cast(self.thresholds, probabilities.dtype)), "int32")
+    return ops.cast(
+        ops.greater_equal(probabilities, ops.cast(self.thresholds, probabilities.dtype)), "int32")
 
   def compute_output_spec(self, probabilities):
     return keras.KerasTensor(probabilities.shape, dtype="int32")
@@ -102,7 +103,8 @@ class TakeColumns(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="mlc_tf")
 class PriorShift(keras.layers.Layer):
-  """Probabilities [B, L] learnt under one label mix -> the same under another (per label, odds rescaled).
+  """Probabilities [B, L] learnt under one label mix -> the same under another (per label, odds
+  rescaled).
 
   Bayes' rule with the class-conditional image distribution held fixed
   (Saerens, Latinne & Decaestecker 2002): p' = p*r / (p*r + (1-p)*s), with
@@ -131,31 +133,34 @@ class PriorShift(keras.layers.Layer):
     return keras.KerasTensor(probabilities.shape, dtype=probabilities.dtype)
 
   def get_config(self):
-    return {**super().get_config(), "label_names": self.label_names, "train_prior": self.train_prior,
-            "target_prior": self.target_prior}
+    return {**super().get_config(), "label_names": self.label_names,
+            "train_prior": self.train_prior, "target_prior": self.target_prior}
 
 
 @functools.cache
 def _fused_bfloat16_runs() -> bool:
-  """Whether the fused op takes bfloat16 here: oneDNN has no bfloat16 batch-norm kernel on a CPU without native
-  bfloat16 (``FusedBatchNormV3`` aborts, "could not create a primitive descriptor", seen with
-  ``ONEDNN_MAX_CPU_ISA=AVX2`` on an AMX CPU); a GPU's cuDNN has one."""
+  """Whether the fused op takes bfloat16 here: oneDNN has no bfloat16 batch-norm kernel on a CPU
+  without native bfloat16 (``FusedBatchNormV3`` aborts, "could not create a primitive descriptor",
+  seen with ``ONEDNN_MAX_CPU_ISA=AVX2`` on an AMX CPU); a GPU's cuDNN has one."""
   return bool(tf.config.list_physical_devices("GPU")) or hardware.read_cpu().native_bfloat16
 
 
 @keras.saving.register_keras_serializable(package="mlc_tf")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
-  """``keras.layers.BatchNormalization`` through TensorFlow's fused kernel: the same weights, statistics and outputs.
+  """``keras.layers.BatchNormalization`` through TensorFlow's fused kernel: the same weights,
+  statistics and outputs.
 
-  Keras 3 normalizes with separate moments, casts and element-wise ops; on the 2-core CPU they took at least
-  half of the ResNet's training step: the fused op (``FusedBatchNormV3``) about doubles its training
-  throughput (tools/bench_batch_norm.py). Where the fused op does not apply (another Keras backend, inputs not
-  4-D channels-last, a mask, renorm, synchronized statistics, no scale or center) it is the Keras layer.
+  Keras 3 normalizes with separate moments, casts and element-wise ops; on the 2-core CPU they took
+  at least half of the ResNet's training step: the fused op (``FusedBatchNormV3``) about doubles its
+  training throughput (tools/bench_batch_norm.py). Where the fused op does not apply (another Keras
+  backend, inputs not 4-D channels-last, a mask, renorm, synchronized statistics, no scale or
+  center) it is the Keras layer.
   """
 
   def _fusable(self, inputs, mask) -> bool:
     return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
-            and self.axis in (-1, 3) and not (self.renorm or self.synchronized) and self.scale and self.center
+            and self.axis in (-1, 3) and not (self.renorm or self.synchronized) and self.scale
+            and self.center
             and (self.compute_dtype != "bfloat16" or _fused_bfloat16_runs()))
 
   def call(self, inputs, training=None, mask=None):
@@ -164,12 +169,16 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     x = tf.cast(inputs, self.compute_dtype)
     gamma, beta = tf.cast(self.gamma, "float32"), tf.cast(self.beta, "float32")
     if not (training and self.trainable):
-      return tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
-                                              epsilon=self.epsilon, is_training=False)[0]
-    y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon, is_training=True)[:3]
-    # The fused op returns the unbiased (n - 1) batch variance; Keras' moving variance averages the biased one.
+      return tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, mean=self.moving_mean,
+                                              variance=self.moving_variance, epsilon=self.epsilon,
+                                              is_training=False)[0]
+    y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon,
+                                                         is_training=True)[:3]
+    # The fused op returns the unbiased (n - 1) batch variance; Keras' moving variance averages the
+    # biased one.
     count = tf.cast(tf.size(x) // tf.shape(x)[-1], "float32")
     variance = variance * (count - 1.0) / count
     self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-    self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+    self.moving_variance.assign(self.moving_variance * self.momentum + variance
+                                * (1.0 - self.momentum))
     return y

@@ -27,7 +27,8 @@ def register(name: str) -> Callable[[Callable[..., keras.Model]], Callable[..., 
 
 def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int,
           label_names: list[str] | None = None) -> keras.Model:
-  """Builds the model ``cfg.name`` (config.model) for ``num_labels`` labels, with the knobs ``cfg`` sets.
+  """Builds the model ``cfg.name`` (config.model) for ``num_labels`` labels, with the knobs ``cfg``
+  sets.
 
   A knob the model does not take is an error naming its knobs. The fields of
   config.model that apply to any model are not knobs: with ``cfg.first_labels``
@@ -36,7 +37,8 @@ def build(cfg: ml_collections.ConfigDict, num_labels: int, image_size: int,
   training's (``inference.with_flip_average``).
   """
   name = cfg["name"]
-  builder = functools.partial(registry_lib.lookup("model", name), **registry_lib.knob_values("model", cfg))
+  builder = functools.partial(registry_lib.lookup("model", name),
+                              **registry_lib.knob_values("model", cfg))
   first_labels = cfg.get("first_labels", ())
   if first_labels:
     if label_names is None or len(label_names) != num_labels:

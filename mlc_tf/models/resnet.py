@@ -20,7 +20,8 @@ def _squeeze_excite(x, ratio: int, name: str):
   """Channel attention: global pool -> bottleneck -> sigmoid gates multiplying the channels."""
   channels = x.shape[-1]
   s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
-  s = keras.layers.Conv2D(max(4, channels // ratio), 1, activation="relu", name=f"{name}_se_reduce")(s)
+  s = keras.layers.Conv2D(max(4, channels // ratio), 1, activation="relu",
+                          name=f"{name}_se_reduce")(s)
   s = keras.layers.Conv2D(channels, 1, activation="sigmoid", name=f"{name}_se_expand")(s)
   return keras.layers.Multiply(name=f"{name}_se")([x, s])
 
@@ -48,7 +49,8 @@ def stage_blocks(blocks: int, stages: int) -> list[int]:
 @register("resnet")
 def resnet(num_labels: int, image_size: int, *, width: int = 32, blocks: int = 8, stages: int = 4,
            stem_stride: int = 1, se_ratio: int = 0, dropout: float = 0.0) -> keras.Model:
-  """Stem conv, then ``blocks`` basic residual blocks in ``stages`` stages doubling width, global pooling.
+  """Stem conv, then ``blocks`` basic residual blocks in ``stages`` stages doubling width, global
+  pooling.
 
   ``width``: filters of the stem and first stage. Each stage after the first
   halves the resolution. ``stem_stride``: 1, 2, or 4 = stride-2 conv + 2x2

@@ -1,4 +1,5 @@
-"""The Flickr study's two-network idea: one network for the over-represented labels, one for the rest.
+"""The Flickr study's two-network idea: one network for the over-represented labels, one for the
+rest.
 
 Both networks are ``config.model.name`` built with the same knobs, each with
 its own sigmoid units; a ``TakeColumns`` layer puts their outputs back into
@@ -16,9 +17,11 @@ import numpy as np
 from mlc_tf.models.layers import TakeColumns
 
 
-def two_network(build_one: Callable[[int, int], keras.Model], model_name: str, first_labels: Sequence[str],
-                label_names: Sequence[str], image_size: int) -> keras.Model:
-  """Two ``build_one(num_labels, image_size)`` networks (model ``model_name``): ``first_labels`` and the rest."""
+def two_network(build_one: Callable[[int, int], keras.Model], model_name: str,
+                first_labels: Sequence[str], label_names: Sequence[str],
+                image_size: int) -> keras.Model:
+  """Two ``build_one(num_labels, image_size)`` networks (model ``model_name``): ``first_labels`` and
+  the rest."""
   label_names = list(label_names)
   first = [name for name in label_names if name in set(first_labels)]
   unknown = sorted(set(first_labels) - set(label_names))
@@ -31,7 +34,8 @@ def two_network(build_one: Callable[[int, int], keras.Model], model_name: str, f
   outputs = []
   for group, part in (("first", first), ("rest", rest)):
     net = build_one(len(part), image_size)
-    net = keras.Model(net.inputs, net.outputs[0], name=f"{model_name}_{group}")  # unique names inside the pair
+    # unique names inside the pair
+    net = keras.Model(net.inputs, net.outputs[0], name=f"{model_name}_{group}")
     outputs.append(net(inputs))
   concatenated = keras.layers.Concatenate(name="both_networks")(outputs)
   position = {name: i for i, name in enumerate(first + rest)}

@@ -1,4 +1,5 @@
-"""A time budget instead of an epoch count: the run measures its speed, plans its length, fits its schedule to it.
+"""A time budget instead of an epoch count: the run measures its speed, plans its length, fits its
+schedule to it.
 
 ``config.train.budget`` ("60m") bounds the wall time of the whole command:
 data check, fit, calibration, report and export. ``Budget``, made once per
@@ -35,20 +36,22 @@ from mlc_tf.train import callbacks, fallback, schedules
 
 PLAN_FILE = "budget_plan.json"
 _UNITS = {"h": 3600, "m": 60, "s": 1}
-# After the fit: the validation and test splits predicted (calibration, report), model.keras saved, the
-# SavedModel exported. Reserved: an epoch's time per training image for each of those images (predicting one
-# costs about a third of training on it), plus the saving and export, and never less than a minute. On the
-# development CPU best.py spent about 20 s after its fit (docs/results.md).
+# After the fit: the validation and test splits predicted (calibration, report), model.keras saved,
+# the SavedModel exported. Reserved: an epoch's time per training image for each of those images
+# (predicting one costs about a third of training on it), plus the saving and export, and never less
+# than a minute. On the development CPU best.py spent about 20 s after its fit (docs/results.md).
 _SAVE_AND_EXPORT_SECONDS = 30.0
 _MIN_RESERVE_SECONDS = 60.0
 
 
 class BudgetTooSmall(RuntimeError):
-  """The budget cannot hold one epoch plus calibration and export, on this machine's measured speed."""
+  """The budget cannot hold one epoch plus calibration and export, on this machine's measured
+  speed."""
 
 
 def parse_budget(text: str | None) -> float | None:
-  """``"60m"``, ``"1h30m"``, ``"90s"``, ``"2h"`` -> seconds; ``""``/None -> None (no budget: train.epochs decides).
+  """``"60m"``, ``"1h30m"``, ``"90s"``, ``"2h"`` -> seconds; ``""``/None -> None (no budget:
+  train.epochs decides).
 
   Raises:
     config.ConfigError: not such a duration, or not positive.
@@ -58,7 +61,8 @@ def parse_budget(text: str | None) -> float | None:
   cleaned = str(text).strip().lower().replace(" ", "")
   parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", cleaned)
   if not parts or "".join(number + unit for number, unit in parts) != cleaned:
-    raise config_lib.ConfigError(f"config.train.budget={text!r} is not a duration: write e.g. 60m, 1h30m, 90s")
+    raise config_lib.ConfigError(f"config.train.budget={text!r} is not a duration: write e.g. 60m, "
+                                 "1h30m, 90s")
   seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
   if seconds <= 0:
     raise config_lib.ConfigError(f"config.train.budget={text!r} is not a positive duration")
@@ -154,7 +158,8 @@ class Plan:
   budget_seconds: float
   planned_epochs: int
   planned_steps: int
-  measured_images_per_second: float   # training images per second of the timed epoch, validation included
+  measured_images_per_second: float   # training images per second of the timed epoch, validation
+                                      # included
   reserved_seconds: float             # kept for calibration, report and export
   anchor_step: int                    # where the schedule was re-planned
 
@@ -179,16 +184,19 @@ class TimeBudget(keras.callbacks.Callback):
   rate to re-plan (None: a constant rate).
   """
 
-  def __init__(self, deadline: float, budget_seconds: float, steps_per_epoch: int, global_batch: int,
-               max_epochs: int, plan_path: str, schedule: schedules.PlannedDecay | None = None,
-               after_fit_images: float = 1.0, clock=time.time, fallback_below_epochs: int = 0,
-               validation_images: float = 0.0):
+  def __init__(self, deadline: float, budget_seconds: float, steps_per_epoch: int,
+               global_batch: int, max_epochs: int, plan_path: str,
+               schedule: schedules.PlannedDecay | None = None, after_fit_images: float = 1.0,
+               clock=time.time, fallback_below_epochs: int = 0, validation_images: float = 0.0):
     super().__init__()
     self.deadline, self.budget_seconds = deadline, budget_seconds
-    self.steps_per_epoch, self.global_batch, self.max_epochs = steps_per_epoch, global_batch, max_epochs
+    self.steps_per_epoch, self.global_batch = steps_per_epoch, global_batch
+    self.max_epochs = max_epochs
     self.plan_path, self.schedule = plan_path, schedule
-    self.after_fit_images = after_fit_images  # (validation + test images) / training images: what calibration predicts
-    self.validation_images = validation_images  # validation images / training images: each epoch's validation pass
+    self.after_fit_images = after_fit_images  # (validation + test images) / training images: what
+                                              # calibration predicts
+    self.validation_images = validation_images  # validation images / training images: each epoch's
+                                                # validation pass
     # fallback.NetworkTooSlow below this many projected epochs (0: never)
     self.fallback_below_epochs = fallback_below_epochs
     self._network_checked = False
@@ -201,16 +209,19 @@ class TimeBudget(keras.callbacks.Callback):
     self._first_batches: list[float] = []
 
   def reserve(self) -> float:
-    """Seconds kept after the fit for calibration, report and export (from the last epoch's time)."""
+    """Seconds kept after the fit for calibration, report and export (from the last epoch's
+    time)."""
     return self._reserve_after(self._epoch_seconds)
 
   def _reserve_after(self, epoch_seconds: float) -> float:
-    return max(_MIN_RESERVE_SECONDS, epoch_seconds * self.after_fit_images + _SAVE_AND_EXPORT_SECONDS)
+    return max(_MIN_RESERVE_SECONDS, epoch_seconds * self.after_fit_images
+               + _SAVE_AND_EXPORT_SECONDS)
 
   def on_train_begin(self, logs=None):
     self.plan = Plan.read(self.plan_path)
     if self.plan is not None:
-      logging.info("budget: resuming with the plan in %s, %d epochs", self.plan_path, self.plan.planned_epochs)
+      logging.info("budget: resuming with the plan in %s, %d epochs", self.plan_path,
+                   self.plan.planned_epochs)
       if self.schedule is not None:
         self.schedule.plan(self.plan.planned_steps, self.plan.anchor_step)
 
@@ -225,15 +236,18 @@ class TimeBudget(keras.callbacks.Callback):
     if self._epochs_run or self.plan is not None:
       return
     self._first_batches.append(self._clock() - self._batch_start)
-    probe = max(3, self.steps_per_epoch // 20)  # the first batch traces the step; the next ones read and decode
+    probe = max(3, self.steps_per_epoch // 20)  # the first batch traces the step; the next ones
+                                                # read and decode
     if len(self._first_batches) == probe + 1 and probe + 1 < self.steps_per_epoch:
       per_batch = sum(self._first_batches[1:]) / probe
       first_epoch_end = self._clock() + per_batch * (self.steps_per_epoch - probe - 1)
       self._check_first_epoch(first_epoch_end,
-                              f"is on course to take {_minutes(per_batch * self.steps_per_epoch)} at the speed "
-                              f"measured over its first {probe + 1} steps")
-      # An epoch: its steps at this speed, and a validation pass (predicting an image costs a third of training).
-      self._check_network(per_batch * self.steps_per_epoch * (1 + self.validation_images / 3), first_epoch_end)
+                              f"is on course to take {_minutes(per_batch * self.steps_per_epoch)} "
+                              f"at the speed measured over its first {probe + 1} steps")
+      # An epoch: its steps at this speed, and a validation pass (predicting an image costs a third
+      # of training).
+      self._check_network(per_batch * self.steps_per_epoch * (1 + self.validation_images / 3),
+                          first_epoch_end)
 
   def _check_network(self, epoch_seconds: float, first_epoch_end: float) -> None:
     """``fallback.NetworkTooSlow`` where the epochs the budget holds at ``epoch_seconds`` are fewer
@@ -253,9 +267,9 @@ class TimeBudget(keras.callbacks.Callback):
     if first_epoch_end + _MIN_RESERVE_SECONDS > self.deadline:
       needed = first_epoch_end + _MIN_RESERVE_SECONDS - (self.deadline - self.budget_seconds)
       raise BudgetTooSmall(
-          f"config.train.budget ({_minutes(self.budget_seconds)}) cannot hold one epoch plus calibration and "
-          f"export on this machine: the first epoch alone (decoding every image) {how_long}; give at least "
-          f"{_minutes(needed * 1.2)}, or fewer or smaller images")
+          f"config.train.budget ({_minutes(self.budget_seconds)}) cannot hold one epoch plus "
+          "calibration and export on this machine: the first epoch alone (decoding every image) "
+          f"{how_long}; give at least {_minutes(needed * 1.2)}, or fewer or smaller images")
 
   def on_epoch_end(self, epoch, logs=None):
     now = self._clock()
@@ -272,13 +286,15 @@ class TimeBudget(keras.callbacks.Callback):
     if finished >= self.plan.planned_epochs:
       self._stop("planned" if self.plan.planned_epochs < self.max_epochs else "max_epochs")
     elif now + epoch_seconds + self.reserve() > self.deadline:
-      logging.warning("budget: the machine is slower than planned (epoch %d took %.0f s): stopping after %d of %d "
-                      "planned epochs, to leave %.0f s for calibration, report and export", finished, epoch_seconds,
+      logging.warning("budget: the machine is slower than planned (epoch %d took %.0f s): stopping "
+                      "after %d of %d planned epochs, to leave %.0f s for calibration, report and "
+                      "export", finished, epoch_seconds,
                       finished, self.plan.planned_epochs, self.reserve())
       self._stop("slower than planned")
 
   def _make_plan(self, finished: int, epoch_seconds: float, now: float) -> None:
-    affordable = math.floor(max(0.0, self.deadline - now - self.reserve()) / max(epoch_seconds, 1e-9))
+    affordable = math.floor(max(0.0, self.deadline - now
+                                - self.reserve()) / max(epoch_seconds, 1e-9))
     planned = max(finished, min(self.max_epochs, finished + affordable))
     step = finished * self.steps_per_epoch
     self.plan = Plan(self.budget_seconds, planned, planned * self.steps_per_epoch,
@@ -286,9 +302,10 @@ class TimeBudget(keras.callbacks.Callback):
                      round(self.reserve(), 1), step)
     if self.schedule is not None:
       self.schedule.plan(self.plan.planned_steps, step)
-    logging.info("budget %s: %d epochs planned (%d steps; at most %d), %.1f images/s measured, %.0f s kept for "
-                 "calibration, report and export", _minutes(self.budget_seconds), planned, self.plan.planned_steps,
-                 self.max_epochs, self.plan.measured_images_per_second, self.plan.reserved_seconds)
+    logging.info("budget %s: %d epochs planned (%d steps; at most %d), %.1f images/s measured, "
+                 "%.0f s kept for calibration, report and export", _minutes(self.budget_seconds),
+                 planned, self.plan.planned_steps, self.max_epochs,
+                 self.plan.measured_images_per_second, self.plan.reserved_seconds)
     self.plan.write(self.plan_path)
 
   def _stop(self, reason: str) -> None:
@@ -297,7 +314,8 @@ class TimeBudget(keras.callbacks.Callback):
 
   def describe(self) -> dict:
     """For report.json: the plan, and why the fit stopped where it did."""
-    return {**(dataclasses.asdict(self.plan) if self.plan else {"budget_seconds": self.budget_seconds}),
+    return {**(dataclasses.asdict(self.plan) if self.plan
+               else {"budget_seconds": self.budget_seconds}),
             "stopped": self.stopped_because or "early stopping or epochs"}
 
 

@@ -43,20 +43,25 @@ class CalibratedValidationF1(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     probs = self.model.predict(self.val_images, verbose=0)
     if len(probs) != len(self.val_targets):  # e.g. a strategy that dropped or padded rows
-      raise ValueError(f"validation predictions cover {len(probs)} images, not all {len(self.val_targets)}")
+      raise ValueError(f"validation predictions cover {len(probs)} images, not all "
+                       f"{len(self.val_targets)}")
     thresholds = metrics.f1_optimal_thresholds(self.val_targets, probs)
     micro, macro = metrics.micro_macro_f1(self.val_targets, metrics.decide(probs, thresholds))
     if logs is not None:
       logs.update(self._compiled_metrics(probs))
       logs["val_micro_f1"] = micro
       logs["val_macro_f1"] = macro
-      logs["val_micro_f1_at_0.5"] = metrics.micro_macro_f1(self.val_targets, metrics.decide(probs, 0.5))[0]
+      logs["val_micro_f1_at_0.5"] = metrics.micro_macro_f1(self.val_targets,
+                                                           metrics.decide(probs, 0.5))[0]
 
   def _compiled_metrics(self, probs: np.ndarray) -> dict[str, float]:
-    """``val_loss`` and ``val_<metric>`` of the model's compiled loss and metrics on the validation predictions."""
+    """``val_loss`` and ``val_<metric>`` of the model's compiled loss and metrics on the validation
+    predictions."""
     targets = self.val_targets.astype(np.float32)
-    loss = keras.losses.get(self.model.loss) if getattr(self.model, "loss", None) is not None else None
-    found = {"val_loss": float(ops.mean(loss(targets, probs)))} if loss is not None else {}  # None: not compiled
+    loss = keras.losses.get(self.model.loss) if getattr(self.model, "loss",
+                                                        None) is not None else None
+    # None: not compiled
+    found = {"val_loss": float(ops.mean(loss(targets, probs)))} if loss is not None else {}
     for metric in self.model.metrics:  # Keras' loss tracker and a container of the compiled metrics
       for compiled in getattr(metric, "metrics", []):
         fresh = compiled.__class__.from_config(compiled.get_config())
@@ -107,7 +112,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     self.model.save_weights(os.path.join(staging, "latest.weights.h5"))
     with open(os.path.join(staging, "training_metadata.json"), "w") as f:
       json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
-    atomic_files.write_aside(self._state_dir, lambda link: os.symlink(os.path.basename(staging), link))
+    atomic_files.write_aside(self._state_dir,
+                             lambda link: os.symlink(os.path.basename(staging), link))
     for name in os.listdir(self.backup_dir):  # older backups and leftovers of killed writes
       if name.startswith("state-") and name != os.path.basename(staging):
         shutil.rmtree(os.path.join(self.backup_dir, name), ignore_errors=True)
@@ -118,11 +124,13 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 class TrainingDiverged(RuntimeError):
-  """The loss or the weights stopped being finite numbers; the message says where and what is kept."""
+  """The loss or the weights stopped being finite numbers; the message says where and what is
+  kept."""
 
 
 class StopOnNaN(keras.callbacks.Callback):
-  """Stops training by raising ``TrainingDiverged`` at the first non-finite loss, or non-finite weight at an epoch end.
+  """Stops training by raising ``TrainingDiverged`` at the first non-finite loss, or non-finite
+  weight at an epoch end.
 
   Keras' ``TerminateOnNaN`` lets the epoch finish, so checkpoints,
   calibration and backups would run on the diverged weights; raising instead
@@ -144,7 +152,8 @@ class StopOnNaN(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     loss = (logs or {}).get("loss")
     if loss is not None and not math.isfinite(float(loss)):
-      self._stop(f"the training loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch + 1}")
+      self._stop(f"the training loss became {float(loss)} at epoch {self.epoch + 1}, batch "
+                 f"{batch + 1}")
 
   def on_epoch_end(self, epoch, logs=None):
     if not all(np.isfinite(weight).all() for weight in self.model.get_weights()):
@@ -152,14 +161,16 @@ class StopOnNaN(keras.callbacks.Callback):
 
   def _stop(self, what: str):
     latest = self.checkpoint.latest if self.checkpoint else None
-    kept = (f"the last good checkpoint is {latest}; resume from it, e.g. with a lower learning rate: "
-            f"--config.train.resume_from={latest} --config.optimizer.learning_rate=<lower>" if latest else
+    kept = (f"the last good checkpoint is {latest}; resume from it, e.g. with a lower learning "
+            f"rate: --config.train.resume_from={latest} --config.optimizer.learning_rate=<lower>"
+            if latest else
             "no epoch had finished, so there is no checkpoint to resume from")
     raise TrainingDiverged(f"{what}; training stopped and saved nothing more: {kept}")
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-  """Saves the weights after every finished epoch as ``<directory>/epoch_<N>.weights.h5``, keeping the latest only.
+  """Saves the weights after every finished epoch as ``<directory>/epoch_<N>.weights.h5``, keeping
+  the latest only.
 
   N, the number of finished epochs, is in the file name, so weights and epoch
   count can never disagree; each file appears atomically (written aside,
@@ -197,7 +208,8 @@ def checkpoint_epochs(path: str) -> int:
   """How many epochs had finished when ``EpochCheckpoint`` wrote ``path``."""
   match = _CHECKPOINT_NAME.match(os.path.basename(path))
   if not match:
-    raise ValueError(f"{path} is not a checkpoint written by training (expected epoch_<N>.weights.h5)")
+    raise ValueError(f"{path} is not a checkpoint written by training (expected "
+                     "epoch_<N>.weights.h5)")
   return int(match.group(1))
 
 
@@ -216,6 +228,7 @@ def optional_callbacks(cfg, workdir: str) -> list[keras.callbacks.Callback]:
         save_best_only=True))
   if cfg.get("tensorboard", False):
     if importlib.util.find_spec("tensorboard") is None:
-      raise ValueError("config.train.tensorboard needs the tensorboard package: pip install 'mlc_tf[tensorboard]'")
+      raise ValueError("config.train.tensorboard needs the tensorboard package: pip install "
+                       "'mlc_tf[tensorboard]'")
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")))
   return callbacks

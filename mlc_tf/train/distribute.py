@@ -1,4 +1,5 @@
-"""Scaling a run out and up: tf.distribute strategies, the chief, global batch and LR scaling, precision.
+"""Scaling a run out and up: tf.distribute strategies, the chief, global batch and LR scaling,
+precision.
 
 Distribution is TensorFlow's own: ``MirroredStrategy`` for the GPUs of one
 host, ``MultiWorkerMirroredStrategy`` for several hosts. The cluster of a
@@ -58,7 +59,8 @@ def describe(strategy: tf.distribute.Strategy) -> str:
   if resolver is not None and resolver.task_type is not None:
     task = f", task {resolver.task_type}:{resolver.task_id}"
   role = "chief" if is_chief(strategy) else "not chief"
-  return f"{type(strategy).__name__}{task} ({role}), {strategy.num_replicas_in_sync} replica(s) in sync"
+  return (f"{type(strategy).__name__}{task} ({role}), "
+          f"{strategy.num_replicas_in_sync} replica(s) in sync")
 
 
 def global_batch_size(per_replica_batch_size: int, strategy: tf.distribute.Strategy) -> int:
@@ -71,7 +73,8 @@ def steps_per_epoch(num_examples: int, global_batch: int) -> int:
   return max(1, math.ceil(num_examples / global_batch))
 
 
-def scaled_learning_rate(learning_rate: float, global_batch: int, base_batch_size: int, rule: str) -> float:
+def scaled_learning_rate(learning_rate: float, global_batch: int, base_batch_size: int,
+                         rule: str) -> float:
   """The learning rate for ``global_batch``, given one tuned at ``base_batch_size``.
 
   ``linear`` keeps the per-image step size (Goyal et al. 2017), ``sqrt`` keeps
@@ -102,7 +105,8 @@ def precision(policy: str) -> Iterator[None]:
 
 
 def data_sharded_options() -> tf.data.Options:
-  """Options for an evaluation dataset under a strategy: each worker keeps its slice of every global batch.
+  """Options for an evaluation dataset under a strategy: each worker keeps its slice of every global
+  batch.
 
   Explicit, because the default (AUTO) first looks for files to shard by,
   and ours are read inside a map.

@@ -41,7 +41,8 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
                name="weighted_bce", reduction="sum_over_batch_size", dtype=None):
     super().__init__(name=name, reduction=reduction, dtype=dtype)
     if len(fn_weights) != len(fp_weights):
-      raise ValueError(f"{len(fn_weights)} false-negative weights but {len(fp_weights)} false-positive weights")
+      raise ValueError(f"{len(fn_weights)} false-negative weights but {len(fp_weights)} "
+                       "false-positive weights")
     self.fn_weights = [float(w) for w in fn_weights]
     self.fp_weights = [float(w) for w in fp_weights]
 
@@ -136,9 +137,10 @@ def _mse(label_names, train_targets):
 
 
 @registry.register("loss", "focal")
-def _focal(label_names, train_targets, *, gamma: float = 2.0, alpha: float = 0.25, class_balancing: bool = False,
-           label_smoothing: float = 0.0):
-  return keras.losses.BinaryFocalCrossentropy(gamma=gamma, alpha=alpha, apply_class_balancing=class_balancing,
+def _focal(label_names, train_targets, *, gamma: float = 2.0, alpha: float = 0.25,
+           class_balancing: bool = False, label_smoothing: float = 0.0):
+  return keras.losses.BinaryFocalCrossentropy(gamma=gamma, alpha=alpha,
+                                              apply_class_balancing=class_balancing,
                                               label_smoothing=label_smoothing)
 
 

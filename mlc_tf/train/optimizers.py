@@ -58,8 +58,8 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int = 1, epo
   return registry.lookup("optimizer", cfg.name)(common, **values)
 
 
-# Optimizer builders: ``fn(shared, *, knob=default) -> keras.optimizers.Optimizer``; ``shared``: the keywords
-# every optimizer takes (learning rate, clipping, weight averaging).
+# Optimizer builders: ``fn(shared, *, knob=default) -> keras.optimizers.Optimizer``; ``shared``: the
+# keywords every optimizer takes (learning rate, clipping, weight averaging).
 
 @registry.register("optimizer", "sgd")
 def _sgd(shared: dict[str, Any], *, momentum: float = 0.9, nesterov: bool = False):

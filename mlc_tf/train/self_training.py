@@ -1,4 +1,5 @@
-"""Noisy-student self-training: a teacher's answers on untagged images join the training split as targets.
+"""Noisy-student self-training: a teacher's answers on untagged images join the training split as
+targets.
 
 Before training, the teacher (``config.self_training.teacher``, a workdir or
 ``model.keras``) answers once for every usable image of
@@ -44,8 +45,10 @@ from mlc_tf.models import inference
 
 TARGETS = ("soft", "hard")
 AUDIT_FILE = "unlabeled_audit.json"
-TEACHER_DIR = "teacher"  # <workdir>/teacher: the teacher a run with self_training.teacher_epochs trains first
-# The config fields that decide which labelled images train, validate and test (beside the label names).
+TEACHER_DIR = "teacher"  # <workdir>/teacher: the teacher a run with self_training.teacher_epochs
+                         # trains first
+# The config fields that decide which labelled images train, validate and test (beside the label
+# names).
 SPLIT_FIELDS = (("data", "split_seed"), ("data", "val_fraction"), ("data", "test_fraction"),
                 ("data", "corrections"), ("rules", "merges"))
 
@@ -56,50 +59,60 @@ class SelfTrainingError(ValueError):
 
 def with_pseudo_labels(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus,
                        workdir: str | None = None) -> split_corpus.SplitCorpus:
-  """``data`` with the usable images of ``cfg.data.unlabeled`` added to its training split, the teacher's answers
-  as their targets (label rules applied as to the labelled ones); ``data.unlabeled`` summarises what joined.
+  """``data`` with the usable images of ``cfg.data.unlabeled`` added to its training split, the
+  teacher's answers as their targets (label rules applied as to the labelled ones);
+  ``data.unlabeled`` summarises what joined.
 
-  Writes ``workdir/unlabeled_audit.json`` when ``workdir`` is given, also when the audit stops the run.
+  Writes ``workdir/unlabeled_audit.json`` when ``workdir`` is given, also when the audit stops the
+  run.
 
   Raises:
-    SelfTrainingError: no teacher, an unknown ``targets``, a TFDS source, a teacher with other labels or
-      (unless allowed) another split.
+    SelfTrainingError: no teacher, an unknown ``targets``, a TFDS source, a teacher with other
+      labels or (unless allowed) another split.
     corpus.CorpusError: the folder cannot be used (see ``unlabeled.load_unlabeled``).
   """
   settings = cfg.self_training
   if settings.targets not in TARGETS:
-    raise SelfTrainingError(f"config.self_training.targets={settings.targets!r}: expected one of {TARGETS}")
+    raise SelfTrainingError(f"config.self_training.targets={settings.targets!r}: expected one of "
+                            f"{TARGETS}")
   if not settings.teacher:
-    raise SelfTrainingError("config.data.unlabeled is set but config.self_training.teacher is not: give the "
-                            "workdir (or model.keras) of a model trained on this corpus to label the untagged images, "
-                            "or config.self_training.teacher_epochs=N to train one first in this run")
+    raise SelfTrainingError("config.data.unlabeled is set but config.self_training.teacher is not: "
+                            "give the workdir (or model.keras) of a model trained on this corpus "
+                            "to label the untagged images, or "
+                            "config.self_training.teacher_epochs=N to train one first in this run")
   if corpus_lib.PATH_COLUMN not in data.train:
-    raise SelfTrainingError("config.data.unlabeled needs a file source (folder: or csv:): the training images of "
-                            "a TFDS source are records, which untagged files cannot join")
+    raise SelfTrainingError("config.data.unlabeled needs a file source (folder: or csv:): the "
+                            "training images of a TFDS source are records, which untagged files "
+                            "cannot join")
   teacher = _load_teacher(settings.teacher, data.label_names)
   _check_split(cfg, settings.teacher, settings.allow_split_mismatch)
   frame, audit = _audited_images(cfg, workdir)
   answers = teacher_answers(teacher, frame[corpus_lib.PATH_COLUMN].to_numpy(), cfg.train.batch_size)
-  targets = answers["probabilities" if settings.targets == "soft" else "decisions"].astype(np.float32)
+  targets = answers["probabilities" if settings.targets == "soft"
+                    else "decisions"].astype(np.float32)
   implications = label_rules.parse_implications(cfg.rules.implications)
   if implications and cfg.rules.to_targets:
     targets = label_rules.apply_implications(targets, data.label_names, implications)
-  pseudo = pd.concat([pd.DataFrame(targets, index=frame.index, columns=data.label_names), frame], axis=1)
+  pseudo = pd.concat([pd.DataFrame(targets, index=frame.index, columns=data.label_names), frame],
+                     axis=1)
   summary = {"folder": cfg.data.unlabeled, "teacher": settings.teacher, "targets": settings.targets,
              "image_files": audit.num_images, "drawn": audit.num_drawn, "joined": len(pseudo),
-             "skipped_undecodable": len(audit.undecodable_images), "labelled_train": len(data.train),
+             "skipped_undecodable": len(audit.undecodable_images),
+             "labelled_train": len(data.train),
              "mean_target": dict(zip(data.label_names, np.round(targets.mean(axis=0), 4).tolist()))}
   teacher_training = _teacher_training(settings.teacher)
   if teacher_training:
     summary["teacher_training"] = teacher_training
-  logging.info("self-training: %d untagged images join the %d labelled training images with the teacher's %s "
-               "targets (%s)", len(pseudo), len(data.train), settings.targets, settings.teacher)
+  logging.info("self-training: %d untagged images join the %d labelled training images with the "
+               "teacher's %s targets (%s)", len(pseudo), len(data.train), settings.targets,
+               settings.teacher)
   return dataclasses.replace(data, train=pd.concat([data.train, pseudo]), unlabeled=summary)
 
 
 def teacher_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The config of the teacher a student's run trains first: ``cfg`` without the untagged images, for
-  ``cfg.self_training.teacher_epochs`` epochs (the learning-rate schedule spans those), split as the student."""
+  """The config of the teacher a student's run trains first: ``cfg`` without the untagged images,
+  for ``cfg.self_training.teacher_epochs`` epochs (the learning-rate schedule spans those), split as
+  the student."""
   teacher = cfg.copy_and_resolve_references()
   teacher.data.unlabeled = None
   teacher.self_training.teacher_epochs = 0
@@ -107,12 +120,14 @@ def teacher_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return teacher
 
 
-def teacher_answers(teacher: keras.Model, paths: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-  """An inference model's ``probabilities`` and ``decisions`` for the images at ``paths``, un-augmented, in order."""
+def teacher_answers(teacher: keras.Model, paths: np.ndarray,
+                    batch_size: int) -> dict[str, np.ndarray]:
+  """An inference model's ``probabilities`` and ``decisions`` for the images at ``paths``,
+  un-augmented, in order."""
   num_labels = len(inference.decision_layer(teacher).label_names)
   ds = pipeline.make_dataset(paths, np.zeros((len(paths), num_labels), np.float32),
-                             image_size=int(teacher.inputs[0].shape[1]), batch_size=batch_size, training=False,
-                             cache=False).map(lambda x, y: x)
+                             image_size=int(teacher.inputs[0].shape[1]), batch_size=batch_size,
+                             training=False, cache=False).map(lambda x, y: x)
   return {name: np.asarray(value) for name, value in teacher.predict(ds, verbose=0).items()}
 
 
@@ -124,15 +139,16 @@ def _load_teacher(path: str, label_names: list[str]) -> keras.Model:
   teacher_names = list(inference.decision_layer(teacher).label_names)
   if teacher_names != label_names:
     raise SelfTrainingError(
-        f"the teacher {path} answers for labels {teacher_names}, this run trains {label_names}: a teacher must "
-        "know exactly the student's labels (same config.data.labels and rules.merges)")
+        f"the teacher {path} answers for labels {teacher_names}, this run trains {label_names}: a "
+        "teacher must know exactly the student's labels (same config.data.labels and rules.merges)")
   return teacher
 
 
 def _teacher_training(teacher: str) -> dict | None:
-  """The ``training`` record (fit time, epochs, images/s) of the teacher's report.json, where it has one: the
-  student's report then tells what both stages cost."""
-  path = os.path.join(teacher if os.path.isdir(teacher) else os.path.dirname(teacher), "report.json")
+  """The ``training`` record (fit time, epochs, images/s) of the teacher's report.json, where it has
+  one: the student's report then tells what both stages cost."""
+  path = os.path.join(teacher if os.path.isdir(teacher) else os.path.dirname(teacher),
+                      "report.json")
   if not os.path.isfile(path):
     return None
   with open(path) as f:
@@ -140,15 +156,18 @@ def _teacher_training(teacher: str) -> dict | None:
 
 
 def _check_split(cfg: ml_collections.ConfigDict, teacher: str, allow_mismatch: bool) -> None:
-  """An error (a loud warning when ``allow_mismatch``) unless the teacher's config.json splits as ``cfg`` does."""
-  path = os.path.join(teacher if os.path.isdir(teacher) else os.path.dirname(teacher), "config.json")
+  """An error (a loud warning when ``allow_mismatch``) unless the teacher's config.json splits as
+  ``cfg`` does."""
+  path = os.path.join(teacher if os.path.isdir(teacher) else os.path.dirname(teacher),
+                      "config.json")
   if os.path.isfile(path):
     with open(path) as f:
       saved = json.load(f)
     defaults = config_lib.base_config()  # a field an older run did not save has today's default
     teacher_split = {(group, field): saved.get(group, {}).get(field, defaults[group][field])
                      for group, field in SPLIT_FIELDS}
-    differences = [f"{group}.{field}: teacher {teacher_split[group, field]!r}, this run {cfg[group][field]!r}"
+    differences = [f"{group}.{field}: teacher {teacher_split[group, field]!r}, this run "
+                   f"{cfg[group][field]!r}"
                    for group, field in SPLIT_FIELDS
                    if _plain(teacher_split[group, field]) != _plain(cfg[group][field])]
     problem = f"the teacher's split differs ({'; '.join(differences)})" if differences else None
@@ -156,15 +175,19 @@ def _check_split(cfg: ml_collections.ConfigDict, teacher: str, allow_mismatch: b
     problem = f"{path} is missing, so the teacher's split is unknown"
   if problem is None:
     return
-  risk = "its training images may be this run's validation or test images, whose labels it would pass on"
+  risk = ("its training images may be this run's validation or test images, whose labels it would "
+          "pass on")
   if not allow_mismatch:
     raise SelfTrainingError(f"{problem}: {risk}. Train the teacher on this run's split, or set "
-                            "config.self_training.allow_split_mismatch=True and quote no test figure of this run")
-  logging.warning("SELF-TRAINING ON ANOTHER SPLIT: %s: %s; this run's test figures may flatter it", problem, risk)
+                            "config.self_training.allow_split_mismatch=True and quote no test "
+                            "figure of this run")
+  logging.warning("SELF-TRAINING ON ANOTHER SPLIT: %s: %s; this run's test figures may flatter it",
+                  problem, risk)
 
 
 def _plain(value):
-  """A config value as JSON would hold it (tuples as lists, ConfigDicts as dicts), to compare a saved config's."""
+  """A config value as JSON would hold it (tuples as lists, ConfigDicts as dicts), to compare a
+  saved config's."""
   if isinstance(value, ml_collections.ConfigDict):
     value = value.to_dict()
   return json.loads(json.dumps(value))
@@ -173,8 +196,9 @@ def _plain(value):
 def _audited_images(cfg: ml_collections.ConfigDict, workdir: str | None):
   """The untagged images' frame and audit; the audit written into ``workdir`` and logged."""
   try:
-    frame, audit = unlabeled.load_unlabeled(cfg.data.unlabeled, max_images=cfg.self_training.max_images,
-                                            seed=cfg.seed, strict=cfg.data.strict)
+    frame, audit = unlabeled.load_unlabeled(cfg.data.unlabeled,
+                                            max_images=cfg.self_training.max_images, seed=cfg.seed,
+                                            strict=cfg.data.strict)
   except corpus_lib.CorpusError as error:
     if workdir and error.audit is not None:
       _write_audit(error.audit, workdir)

@@ -1,4 +1,5 @@
-"""One training run: corpus -> split -> tf.data -> model -> fit -> ``scoring.wrap_and_score`` -> saved workdir."""
+"""One training run: corpus -> split -> tf.data -> model -> fit -> ``scoring.wrap_and_score`` ->
+saved workdir."""
 
 from __future__ import annotations
 
@@ -28,21 +29,26 @@ class TrainResult:
   """What a training run returns: the network, its inference model, thresholds, answers."""
 
   label_names: list[str]
-  model: keras.Model            # probabilities only, as trained (with model.flip_average: its mirrored mean)
+  model: keras.Model            # probabilities only, as trained (with model.flip_average: its
+                                # mirrored mean)
   inference_model: keras.Model  # {"probabilities", "decisions"}, thresholds inside
   thresholds: np.ndarray
   history: dict
   report: dict                  # metrics.evaluate on the test split
-  val: scoring.SplitAnswers     # the inference model's answers on the validation split (thresholds chosen there)
-  test: scoring.SplitAnswers | None  # and on the test split (what ``report`` scores); None in a final fit
+  val: scoring.SplitAnswers     # the inference model's answers on the validation split (thresholds
+                                # chosen there)
+  test: scoring.SplitAnswers | None  # and on the test split (what ``report`` scores); None in a
+                                     # final fit
   config: ml_collections.ConfigDict  # what was trained: the given config, or its budget fallback
-  is_chief: bool = True         # False on the other workers of a multi-worker job: they write nothing
+  is_chief: bool = True         # False on the other workers of a multi-worker job: they write
+                                # nothing
 
 
-def _distributed_training_data(strategy: tf.distribute.Strategy, frame: pd.DataFrame, label_names: list[str],
-                               cfg: ml_collections.ConfigDict, source: source_base.Source,
-                               sample_counts: np.ndarray | None = None):
-  """Each worker reads, decodes and caches only its shard of the training images, batched per replica.
+def _distributed_training_data(strategy: tf.distribute.Strategy, frame: pd.DataFrame,
+                               label_names: list[str], cfg: ml_collections.ConfigDict,
+                               source: source_base.Source, sample_counts: np.ndarray | None = None):
+  """Each worker reads, decodes and caches only its shard of the training images, batched per
+  replica.
 
   Every step takes a full global batch (the short batch at the end of a
   shuffled pass is dropped; shards repeat, so each pass drops different
@@ -52,8 +58,9 @@ def _distributed_training_data(strategy: tf.distribute.Strategy, frame: pd.DataF
     rows = slice(context.input_pipeline_id, None, context.num_input_pipelines)
     shard = frame.iloc[rows]
     if len(shard) < cfg.train.batch_size:
-      raise ValueError(f"worker {context.input_pipeline_id}'s shard has {len(shard)} training images, fewer than "
-                       f"one batch (config.train.batch_size={cfg.train.batch_size}): lower the batch size")
+      raise ValueError(f"worker {context.input_pipeline_id}'s shard has {len(shard)} training "
+                       "images, fewer than one batch "
+                       f"(config.train.batch_size={cfg.train.batch_size}): lower the batch size")
     return split_corpus.dataset_of(shard, label_names, cfg, training=True, source=source,
                     seed=cfg.seed + context.input_pipeline_id, drop_remainder=True,
                     sample_counts=None if sample_counts is None else sample_counts[rows]).repeat()
@@ -61,7 +68,8 @@ def _distributed_training_data(strategy: tf.distribute.Strategy, frame: pd.DataF
 
 
 def _trim_history(path: str, first_epoch: int) -> None:
-  """Drops the rows of epochs >= ``first_epoch`` from a CSVLogger file, which a resumed run writes again."""
+  """Drops the rows of epochs >= ``first_epoch`` from a CSVLogger file, which a resumed run writes
+  again."""
   if os.path.exists(path):
     history = pd.read_csv(path)
     history[history["epoch"] < first_epoch].to_csv(path, index=False)
@@ -78,7 +86,8 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
     cfg: a run's config (``mlc_tf/config.py``, a recipe in configs/).
     data_dir: a corpus directory or a source spec; ``None`` reads ``cfg.data.source``.
     workdir: where the run's files go (below), and its backup.
-    started: when the command began (``time.time()``; None: now): ``cfg.train.budget`` counts from there.
+    started: when the command began (``time.time()``; None: now): ``cfg.train.budget`` counts from
+      there.
 
   Returns:
     The fitted network, its inference model and thresholds, the history,
@@ -100,11 +109,13 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
   trained instead (``fallback``; ``TrainResult.config`` says which).
 
   Raises:
-    config.ConfigError: ``cfg.train.precision`` or ``cfg.train.budget`` is not one the run can use (before any data
-      is read).
-    budget.BudgetTooSmall: the budget cannot hold one epoch plus calibration and export (said a few steps in).
+    config.ConfigError: ``cfg.train.precision`` or ``cfg.train.budget`` is not one the run can use
+      (before any data is read).
+    budget.BudgetTooSmall: the budget cannot hold one epoch plus calibration and export (said a few
+      steps in).
     corpus.CorpusError: the corpus or the untagged images cannot be used (before any training).
-    self_training.SelfTrainingError: ``cfg.self_training`` cannot run (no teacher, other labels or split).
+    self_training.SelfTrainingError: ``cfg.self_training`` cannot run (no teacher, other labels or
+      split).
     callbacks.TrainingDiverged: the loss or weights became NaN or infinite;
       the last good checkpoint is kept and named in the message.
   """
@@ -139,18 +150,20 @@ def _load_data(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: st
   return data
 
 
-def _with_trained_teacher(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str,
+def _with_trained_teacher(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus,
+                          workdir: str,
                           strategy: tf.distribute.Strategy) -> ml_collections.ConfigDict:
-  """``cfg`` naming its teacher: with ``self_training.teacher_epochs`` and no teacher given, one trained here first on
-  the labelled images into ``workdir/teacher`` (a finished one, with its report.json, is reused)."""
+  """``cfg`` naming its teacher: with ``self_training.teacher_epochs`` and no teacher given, one
+  trained here first on the labelled images into ``workdir/teacher`` (a finished one, with its
+  report.json, is reused)."""
   if cfg.self_training.teacher or not cfg.self_training.teacher_epochs:
     return cfg
   teacher_dir = os.path.join(workdir, self_training.TEACHER_DIR)
   if os.path.isfile(os.path.join(teacher_dir, "report.json")):
     logging.info("self-training: reusing the finished teacher in %s", teacher_dir)
   else:
-    logging.info("self-training: training the teacher first, %d epochs on the labelled images, into %s",
-                 cfg.self_training.teacher_epochs, teacher_dir)
+    logging.info("self-training: training the teacher first, %d epochs on the labelled images, "
+                 "into %s", cfg.self_training.teacher_epochs, teacher_dir)
     train_on(self_training.teacher_config(cfg), data, teacher_dir, strategy=strategy)
   cfg = cfg.copy_and_resolve_references()
   cfg.self_training.teacher = teacher_dir
@@ -297,53 +310,64 @@ class _Inputs:
 
 def _training_inputs(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus,
                      strategy: tf.distribute.Strategy) -> _Inputs:
-  """The distributed training data (balanced as ``cfg.balance`` says) and the validation data, in global batches."""
+  """The distributed training data (balanced as ``cfg.balance`` says) and the validation data, in
+  global batches."""
   names = data.label_names
   global_batch = distribute.global_batch_size(cfg.train.batch_size, strategy)
   logging.info("%s; global batch %d", distribute.describe(strategy), global_batch)
   train_targets = data.train[names].to_numpy()
   sample_counts = balance.expected_counts(train_targets, names, cfg.balance)
   if sample_counts is not None:
-    logging.info("balancing: %.0f training images per epoch on average (of %d)", sample_counts.sum(),
-                 len(train_targets))
+    logging.info("balancing: %.0f training images per epoch on average (of %d)",
+                 sample_counts.sum(), len(train_targets))
   steps_per_epoch = cfg.train.steps_per_epoch or distribute.steps_per_epoch(
-      len(train_targets) if sample_counts is None else int(np.ceil(sample_counts.sum())), global_batch)
-  train_ds = _distributed_training_data(strategy, data.train, names, cfg, data.source, sample_counts)
-  # Evaluation batches are global: each replica takes its slice, and metrics and predictions cover them all.
-  val_ds = split_corpus.dataset_of(data.val, names, cfg, training=False, source=data.source, batch_size=global_batch)
-  return _Inputs(train_ds, val_ds.with_options(distribute.data_sharded_options()), train_targets, steps_per_epoch,
-                 global_batch)
+      len(train_targets) if sample_counts is None else int(np.ceil(sample_counts.sum())),
+      global_batch)
+  train_ds = _distributed_training_data(strategy, data.train, names, cfg, data.source,
+                                        sample_counts)
+  # Evaluation batches are global: each replica takes its slice, and metrics and predictions cover
+  # them all.
+  val_ds = split_corpus.dataset_of(data.val, names, cfg, training=False, source=data.source,
+                                   batch_size=global_batch)
+  return _Inputs(train_ds, val_ds.with_options(distribute.data_sharded_options()), train_targets,
+                 steps_per_epoch, global_batch)
 
 
 @dataclasses.dataclass
 class _ResumePoint:
   backup: callbacks_lib.AtomicBackupAndRestore
-  weights: str | None     # a checkpoint to load before fitting (config.train.resume_from), None: the backup's or none
+  weights: str | None     # a checkpoint to load before fitting (config.train.resume_from), None:
+                          # the backup's or none
   epoch: int | None       # finished epochs the run starts after, None: a fresh run
   last_good: str | None   # the checkpoint a diverged run names
 
 
 def _resume_point(cfg: ml_collections.ConfigDict, workdir: str, chief: bool) -> _ResumePoint:
-  """Where the run starts: its backup in ``workdir`` if any (newer than any checkpoint), else ``resume_from``."""
+  """Where the run starts: its backup in ``workdir`` if any (newer than any checkpoint), else
+  ``resume_from``."""
   backup = callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup"),
-                                                save_freq=cfg.train.backup_every_steps or "epoch", write=chief)
+                                                save_freq=cfg.train.backup_every_steps or "epoch",
+                                                write=chief)
   backed_up = backup.backed_up_epoch()
   weights = cfg.train.resume_from if backed_up is None else None
   epoch = callbacks_lib.checkpoint_epochs(weights) if weights else backed_up
-  last_good = weights or (callbacks_lib.EpochCheckpoint.path(os.path.join(workdir, "checkpoints"), backed_up)
-                          if backed_up is not None else None)
+  last_good = weights or (
+      callbacks_lib.EpochCheckpoint.path(os.path.join(workdir, "checkpoints"), backed_up)
+      if backed_up is not None else None)
   return _ResumePoint(backup, weights, epoch, last_good)
 
 
-def _compiled_model(cfg: ml_collections.ConfigDict, names: list[str], strategy: tf.distribute.Strategy,
-                    inputs: _Inputs, weights: str | None):
-  """The network, built and compiled under ``strategy``, with ``weights`` loaded when given; and its learning rate
-  (a float or a schedule, which a time budget re-plans)."""
+def _compiled_model(cfg: ml_collections.ConfigDict, names: list[str],
+                    strategy: tf.distribute.Strategy, inputs: _Inputs, weights: str | None):
+  """The network, built and compiled under ``strategy``, with ``weights`` loaded when given; and its
+  learning rate (a float or a schedule, which a time budget re-plans)."""
   optimizer_cfg = cfg.optimizer.copy_and_resolve_references()
   optimizer_cfg.learning_rate = distribute.scaled_learning_rate(
-      cfg.optimizer.learning_rate, inputs.global_batch, cfg.optimizer.base_batch_size, cfg.optimizer.lr_scaling)
+      cfg.optimizer.learning_rate, inputs.global_batch, cfg.optimizer.base_batch_size,
+      cfg.optimizer.lr_scaling)
   with strategy.scope():
-    model = distribute.for_strategy(models.build(cfg.model, len(names), cfg.data.image_size, names), strategy)
+    model = distribute.for_strategy(models.build(cfg.model, len(names), cfg.data.image_size, names),
+                                    strategy)
     if weights:
       model.load_weights(weights)  # weights only: the optimizer starts afresh from the config
     schedule = optimizers.make_schedule(optimizer_cfg, inputs.steps_per_epoch, cfg.train.epochs)
@@ -359,31 +383,36 @@ def _model_fit(cfg: ml_collections.ConfigDict, model: keras.Model, inputs: _Inpu
                val_targets: np.ndarray, resume: _ResumePoint, workdir: str, chief: bool,
                verbose: int, time_budget: budget_lib.TimeBudget | None,
                ) -> tuple[keras.callbacks.History, float]:
-  """``model.fit`` with the run's callbacks (``time_budget`` among them when given); (its history, its wall time
-  in seconds)."""
+  """``model.fit`` with the run's callbacks (``time_budget`` among them when given); (its history,
+  its wall time in seconds)."""
   history_path = os.path.join(workdir, "history.csv")
   if resume.epoch is not None:
     logging.info("resuming at epoch %d from %s", resume.epoch + 1,
                  resume.weights or f"the backup in {resume.backup.backup_dir}")
     if chief:
       _trim_history(history_path, resume.epoch)
-  checkpoint = callbacks_lib.EpochCheckpoint(os.path.join(workdir, "checkpoints"), resume.last_good, write=chief)
+  checkpoint = callbacks_lib.EpochCheckpoint(os.path.join(workdir, "checkpoints"), resume.last_good,
+                                             write=chief)
   start = time.perf_counter()
   try:
     history = model.fit(
         inputs.train, epochs=cfg.train.epochs, initial_epoch=resume.epoch or 0,
         steps_per_epoch=inputs.steps_per_epoch,
         callbacks=[
-            # With weight averaging, the averaged weights are in the model from each epoch's end to the next
-            # epoch's start: calibration, early stopping and checkpoints see and keep them.
-            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.optimizer.get("ema_momentum") else []),
+            # With weight averaging, the averaged weights are in the model from each epoch's end to
+            # the next epoch's start: calibration, early stopping and checkpoints see and keep them.
+            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
+              if cfg.optimizer.get("ema_momentum") else []),
             # the epoch's one validation pass; before the callbacks below, which read what it logs
             callbacks_lib.CalibratedValidationF1(inputs.val.map(lambda x, y: x), val_targets),
             keras.callbacks.EarlyStopping(monitor=cfg.train.monitor, mode="max",
-                                          patience=cfg.train.early_stopping_patience, restore_best_weights=True),
+                                          patience=cfg.train.early_stopping_patience,
+                                          restore_best_weights=True),
             *([time_budget] if time_budget is not None else []),
-            callbacks_lib.StopOnNaN(checkpoint),  # before anything that saves: diverged weights are never saved
-            *([keras.callbacks.CSVLogger(history_path, append=resume.epoch is not None)] if chief else []),
+            callbacks_lib.StopOnNaN(checkpoint),  # before anything that saves: diverged weights are
+                                                  # never saved
+            *([keras.callbacks.CSVLogger(history_path, append=resume.epoch is not None)] if chief
+              else []),
             checkpoint,
             *(callbacks_lib.optional_callbacks(cfg.train, workdir) if chief else []),
             resume.backup,  # last: an epoch counts as done once its log line is written
@@ -391,14 +420,16 @@ def _model_fit(cfg: ml_collections.ConfigDict, model: keras.Model, inputs: _Inpu
         shuffle=False,  # the tf.data pipeline shuffles
         verbose=verbose)
   except callbacks_lib.TrainingDiverged:
-    resume.backup.on_train_end()  # the run is over: its backup would only resume the divergence; the checkpoint stays
+    resume.backup.on_train_end()  # the run is over: its backup would only resume the divergence;
+                                  # the checkpoint stays
     raise
   return history, time.perf_counter() - start
 
 
 def _local_copy(cfg: ml_collections.ConfigDict, model: keras.Model, names: list[str],
                 strategy: tf.distribute.Strategy) -> keras.Model:
-  """The trained network as everything after training uses it: outside the strategy, flip-averaged if asked."""
+  """The trained network as everything after training uses it: outside the strategy, flip-averaged
+  if asked."""
   if cfg.strategy != "default":
     trained = model
     model = models.build(cfg.model, len(names), cfg.data.image_size, names)
@@ -406,7 +437,8 @@ def _local_copy(cfg: ml_collections.ConfigDict, model: keras.Model, names: list[
   return inference.with_flip_average(model) if cfg.model.flip_average else model
 
 
-def save(workdir: str, inference_model: keras.Model, report: dict, cfg: ml_collections.ConfigDict) -> None:
+def save(workdir: str, inference_model: keras.Model, report: dict,
+         cfg: ml_collections.ConfigDict) -> None:
   """Writes a workdir's model.keras, report.json and config.json, each atomically.
 
   What evaluation, export and mlc-calibrate read from a workdir.
