@@ -24,8 +24,8 @@ import tensorflow as tf
 
 @contextlib.contextmanager
 def staged_beside(path: str) -> Iterator[str]:
-  """A hidden path next to ``path`` to write a file, a directory or a link to; whatever is left
-  there is removed.
+  """Yields a hidden path next to ``path`` to write a file, a directory or a link to; whatever is
+  left there is removed.
 
   The name ends with ``path``'s own (Keras picks the format from the suffix:
   ``.keras``, ``.weights.h5``) and holds the writer's process id and a
@@ -93,8 +93,8 @@ def write_aside(path: str, write: Callable[[str], None]) -> str:
 
 
 def write_text(path: str, text: str) -> str:
-  """``text`` into ``path`` whole or not at all: synced before the rename, an existing file's mode
-  kept."""
+  """Writes ``text`` into ``path`` whole or not at all: synced before the rename, an existing
+  file's mode kept."""
   def write(staged: str) -> None:
     with open(staged, "w", newline="") as f:
       f.write(text)
@@ -106,12 +106,13 @@ def write_text(path: str, text: str) -> str:
 
 
 def write_json(path: str, value) -> str:
-  """``value`` as indented JSON into ``path``, atomically (``write_text``)."""
+  """Writes ``value`` as indented JSON into ``path``, atomically (``write_text``)."""
   return write_text(path, json.dumps(value, indent=2))
 
 
 def write_report(directory: str, name: str, markdown: str, value) -> list[str]:
-  """``<name>.md`` and ``<name>.json`` in ``directory``, each written atomically; their paths.
+  """Writes ``<name>.md`` and ``<name>.json`` in ``directory``, each atomically; returns their
+  paths.
 
   The markdown (``markdown``, a newline added) and the JSON (``value``) of one
   report: evaluation, cross-validation, growing and exploration all write so.

@@ -23,13 +23,15 @@ from mlc_tf import registry
 
 
 def check_choices(config: ml_collections.ConfigDict) -> None:
-  """A ValueError naming the knobs of a choice where config.model/loss/optimizer sets another."""
+  """Raises a ValueError naming the knobs of a choice where config.model/loss/optimizer sets
+  another."""
   for kind in registry.KINDS:
     registry.knob_values(kind, config[kind])
 
 
 def parse_choices(arg: str | None) -> dict[str, str]:
-  """A recipe's config argument (``--config=<recipe>.py:model=resnet,loss=focal``) as a dict."""
+  """Parses a recipe's config argument (``--config=<recipe>.py:model=resnet,loss=focal``) into a
+  dict."""
   choices = {}
   for item in filter(None, (arg or "").split(",")):
     kind, equals, name = item.partition("=")
@@ -48,6 +50,13 @@ def choose(config: ml_collections.ConfigDict, kind: str, name: str,
   overridden on the command line. ``values`` are the recipe's for ``name``,
   checked against its knobs; when ``choices`` (the config argument) picked
   another, only those the other takes carry over.
+
+  Args:
+    config: the config to set, in place.
+    kind: the choice's kind (``registry.KINDS``): "model", "loss" or "optimizer".
+    name: the recipe's choice of ``kind``.
+    choices: the config argument's choices (``parse_choices``); ``choices[kind]`` wins.
+    **values: the recipe's knob values for ``name``.
   """
   chosen = (choices or {}).get(kind, name)
   knobs = registry.knobs(kind, chosen)
@@ -60,7 +69,7 @@ def choose(config: ml_collections.ConfigDict, kind: str, name: str,
 
 
 def load_run_config(path: str) -> ml_collections.ConfigDict:
-  """The ``config.json`` a training run wrote into its workdir, over today's defaults.
+  """Loads the ``config.json`` a training run wrote into its workdir, over today's defaults.
 
   Lets a later command (evaluation, cross-validation) rebuild exactly the
   run's split and preprocessing without the original config file. Older runs
@@ -72,7 +81,7 @@ def load_run_config(path: str) -> ml_collections.ConfigDict:
 
 
 def run_config(saved: dict, source: str) -> ml_collections.ConfigDict:
-  """``load_run_config`` of a config already read; ``source`` says where from, for the log."""
+  """Does ``load_run_config`` on a config already read; ``source`` says where from, for the log."""
   config = config_lib.base_config()
   for kind in registry.KINDS:
     group = saved.get(kind, {})

@@ -46,7 +46,8 @@ class CPU:
 
   @property
   def native_bfloat16(self) -> bool:
-    """Computes bfloat16 in hardware (AVX512_BF16 or AMX) rather than emulating it in float32."""
+    """Tells whether it computes bfloat16 in hardware (AVX512_BF16 or AMX) rather than emulating it
+    in float32."""
     return bool(_NATIVE_BFLOAT16_FLAGS & self.flags)
 
   @property
@@ -54,7 +55,7 @@ class CPU:
     return bool(_NATIVE_FLOAT16_FLAGS & self.flags)
 
   def describe(self) -> dict:
-    """For report.json: the model, and the flags that decide precision and oneDNN."""
+    """Describes it for report.json: the model, and the flags that decide precision and oneDNN."""
     relevant = sorted(self.flags & (_TF_ONEDNN_DEFAULT_FLAGS | _NATIVE_FLOAT16_FLAGS
                                     | {"avx2", "avx512f", "fma"}))
     return {"model": self.model, "machine": self.machine, "flags": relevant}
@@ -69,18 +70,18 @@ class GPU:
 
   @property
   def tensor_cores(self) -> bool:
-    """float16 matrix units: compute capability 7.0 (Volta) and later."""
+    """Tells whether it has float16 matrix units: compute capability 7.0 (Volta) and later."""
     return self.compute_capability is not None and self.compute_capability >= (7, 0)
 
   @property
   def native_bfloat16(self) -> bool:
-    """bfloat16 matrix units: compute capability 8.0 (Ampere) and later."""
+    """Tells whether it has bfloat16 matrix units: compute capability 8.0 (Ampere) and later."""
     return self.compute_capability is not None and self.compute_capability >= (8, 0)
 
 
 def read_cpu(cpuinfo: str = "/proc/cpuinfo") -> CPU:
-  """This machine's CPU; where ``cpuinfo`` cannot be read (not Linux), the model from ``platform``
-  and no flags."""
+  """Reads this machine's CPU; where ``cpuinfo`` cannot be read (not Linux), the model from
+  ``platform`` and no flags."""
   model, flags = "", frozenset()
   try:
     with open(cpuinfo, encoding="utf-8", errors="replace") as f:
@@ -99,7 +100,7 @@ def read_cpu(cpuinfo: str = "/proc/cpuinfo") -> CPU:
 
 
 def read_gpus() -> list[GPU]:
-  """The GPUs TensorFlow sees (imports TensorFlow)."""
+  """Lists the GPUs TensorFlow sees (imports TensorFlow)."""
   import tensorflow as tf  # here: the entry points read the CPU before TensorFlow may load
   found = []
   for device in tf.config.list_physical_devices("GPU"):
@@ -109,7 +110,7 @@ def read_gpus() -> list[GPU]:
 
 
 def onednn_faster(cpu: CPU) -> bool:
-  """Whether TensorFlow's oneDNN kernels should be on where TensorFlow would leave them off.
+  """Tells whether TensorFlow's oneDNN kernels should be on where TensorFlow would leave them off.
 
   Measured on an AVX2-only AMD EPYC (2 cores): best.py's float32 training through the pipeline at
   21.9 images/s with oneDNN against 12.5 without. TensorFlow turns them on by itself on the CPUs of
@@ -138,7 +139,7 @@ class PrecisionChoice:
 
 
 def check_precision(requested: str) -> None:
-  """A ``config.ConfigError`` unless ``requested`` is one of ``PRECISIONS``."""
+  """Raises a ``config.ConfigError`` unless ``requested`` is one of ``PRECISIONS``."""
   if requested not in PRECISIONS:
     raise config_lib.ConfigError(f"unknown precision {requested!r} (config.train.precision); "
                                  f"known: {', '.join(PRECISIONS)}")
@@ -146,8 +147,8 @@ def check_precision(requested: str) -> None:
 
 def choose_precision(requested: str, cpu: CPU, gpus: list[GPU],
                      bfloat16_speedup: float | None = None) -> PrecisionChoice:
-  """``config.train.precision`` on this hardware: ``auto`` picks 16-bit compute only where it is
-  native.
+  """Chooses ``config.train.precision`` on this hardware: ``auto`` picks 16-bit compute only where
+  it is native.
 
   ``auto``: on a GPU, ``mixed_bfloat16`` from compute capability 8.0 (no loss scaling needed),
   ``mixed_float16`` (Keras adds loss scaling) on 7.x, else float32; on a CPU, ``mixed_bfloat16``
@@ -210,8 +211,8 @@ def choose_precision(requested: str, cpu: CPU, gpus: list[GPU],
 
 def bfloat16_conv_speedup(batch: int = 16, side: int = 16, channels: int = 64,
                           repeats: int = 3) -> float:
-  """How many times float32's speed a bfloat16 3x3 convolution's training step (forward and both
-  gradients) runs at in this TensorFlow (imports TensorFlow).
+  """Measures how many times float32's speed a bfloat16 3x3 convolution's training step (forward
+  and both gradients) runs at in this TensorFlow (imports TensorFlow).
 
   The CPU's flags say what the silicon has; this says what TensorFlow's kernels, as configured, make
   of it. A convolution, not a matmul: on an AVX2-only AMD EPYC, where best.py's bfloat16 step ran
@@ -244,7 +245,7 @@ def bfloat16_conv_speedup(batch: int = 16, side: int = 16, channels: int = 64,
 
 def resolve_precision(requested: str, cpu: CPU | None = None,
                       gpus: list[GPU] | None = None) -> PrecisionChoice:
-  """``choose_precision`` on this machine (``cpu`` and ``gpus`` read when not given; imports
+  """Runs ``choose_precision`` on this machine (``cpu`` and ``gpus`` read when not given; imports
   TensorFlow).
 
   Where the CPU's flags say bfloat16 is native and it would be used (no GPU; ``auto`` or

@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence], align: str | None = None) -> list[str]:
-  """The lines of a markdown table: header, alignment row, one line per row of cells.
+  """Returns the lines of a markdown table: header, alignment row, one line per row of cells.
 
   Args:
     align: one character per column, ``l`` (left) or ``r`` (right, for
@@ -23,5 +23,5 @@ def table(header: Sequence[str], rows: Iterable[Sequence], align: str | None = N
 
 
 def row(cells: Sequence) -> str:
-  """One table line: ``| a | b |`` (an empty cell ``| |``)."""
+  """Formats one table line: ``| a | b |`` (an empty cell ``| |``)."""
   return "|" + "".join(f" {cell} |" if str(cell) else " |" for cell in cells)

@@ -24,7 +24,7 @@ _BUILDERS: dict[str, dict[str, Callable]] = {kind: {} for kind in KINDS}
 
 
 def register(kind: str, name: str) -> Callable[[Callable], Callable]:
-  """A decorator registering a builder as choice ``name`` of ``kind``.
+  """Returns a decorator registering a builder as choice ``name`` of ``kind``.
 
   Raises:
     ValueError: ``kind`` is not one of ``KINDS``, or ``name`` is taken.
@@ -38,8 +38,8 @@ def register(kind: str, name: str) -> Callable[[Callable], Callable]:
 
 
 def lookup(kind: str, name: str) -> Callable:
-  """The builder registered as ``name`` of ``kind``; a ValueError naming the known ones if none
-  is."""
+  """Looks up the builder registered as ``name`` of ``kind``; a ValueError names the known ones
+  if none is."""
   builders = _of(kind)
   if name not in builders:
     raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(builders))}")
@@ -47,19 +47,21 @@ def lookup(kind: str, name: str) -> Callable:
 
 
 def names(kind: str) -> list[str]:
-  """The registered names of ``kind``, sorted."""
+  """Returns the registered names of ``kind``, sorted."""
   return sorted(_of(kind))
 
 
 def knobs(kind: str, name: str) -> dict[str, Any]:
-  """The knobs of choice ``name`` with their defaults: its builder's keyword-only arguments."""
+  """Returns the knobs of choice ``name`` with their defaults: its builder's keyword-only
+  arguments."""
   parameters = inspect.signature(lookup(kind, name)).parameters.values()
   return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def checked_knobs(kind: str, name: str, given: Mapping[str, Any],
                   knobs: Mapping[str, Any]) -> dict[str, Any]:
-  """``given`` if each key is one of the ``knobs`` (name -> default) of ``name``, else an error."""
+  """Returns ``given`` if each key is one of the ``knobs`` (name -> default) of ``name``, else
+  raises a ValueError."""
   unknown = sorted(set(given) - set(knobs))
   if unknown:
     declared = ", ".join(f"{knob}={default!r}" for knob, default in knobs.items()) or "none"
@@ -70,7 +72,7 @@ def checked_knobs(kind: str, name: str, given: Mapping[str, Any],
 
 
 def knob_values(kind: str, group: Mapping[str, Any]) -> dict[str, Any]:
-  """The knobs ``group`` (config.<kind>) sets, over their defaults; shared fields left out.
+  """Returns the knobs ``group`` (config.<kind>) sets, over their defaults; shared fields left out.
 
   A knob its choice does not take is an error naming the knobs it does.
   """

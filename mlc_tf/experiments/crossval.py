@@ -67,7 +67,8 @@ class CrossValidation:
 
 
 def summarize(reports: list[dict]) -> dict[str, dict]:
-  """Mean, standard deviation (ddof=0) and per-fold values of every scalar the reports share."""
+  """Returns the mean, standard deviation (ddof=0) and per-fold values of every scalar the reports
+  share."""
   flats = [metrics.scalar_metrics(report) for report in reports]
   keys = [key for key in flats[0] if all(key in flat for flat in flats)]
   return {key: {"mean": float(np.mean(values)), "std": float(np.std(values)), "folds": values}
@@ -92,9 +93,11 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
   """Trains ``num_folds`` models, each tested on its held-out fold; writes into ``workdir``.
 
   Args:
+    cfg: the runs' config; ``cfg.data.split_seed`` draws the folds.
     data_dir: the corpus (a directory or a source spec; ``None``: ``cfg.data.source``).
     workdir: gets ``fold_<k>/`` (what ``training.train_on`` writes),
       ``cv_report.md``, ``cv_report.json`` and ``oof_predictions.csv``.
+    num_folds: how many folds, hence models.
     verbose: 1 shows a progress bar across folds and a line as each fold
       starts, 2 adds each epoch's log line, 0 is silent.
 
@@ -137,7 +140,7 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
 
 
 def read_oof(workdir: str) -> pd.DataFrame:
-  """The out-of-fold predictions an earlier ``cross_validate`` wrote into ``workdir``."""
+  """Reads the out-of-fold predictions an earlier ``cross_validate`` wrote into ``workdir``."""
   path = os.path.join(workdir, OOF_FILE)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path} not found: run cross-validation (mlc-cv) into {workdir} first")

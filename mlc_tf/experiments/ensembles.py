@@ -60,8 +60,8 @@ def _field(cfg: ml_collections.ConfigDict, dotted: str):
 
 def read_configs(workdirs: list[str],
                  flip_average: bool = False) -> list[ml_collections.ConfigDict]:
-  """Each member's config.json (``factory.load_run_config``), checked to describe the same split
-  (``SPLIT_FIELDS``).
+  """Reads each member's config.json (``factory.load_run_config``), checked to describe the same
+  split (``SPLIT_FIELDS``).
 
   One workdir is enough with ``flip_average`` (test-time flip averaging of one run).
   """
@@ -103,7 +103,7 @@ def _member_figures(workdir: str, report: dict, split: str) -> dict:
 
 def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average: bool = False,
           export_name: str | None = None) -> Ensemble:
-  """The ensemble of the runs in ``workdirs``, thresholded and scored on their split.
+  """Builds the ensemble of the runs in ``workdirs``, thresholded and scored on their split.
 
   Args:
     workdirs: training runs on the same split, answering the same labels
@@ -153,7 +153,8 @@ def build(workdirs: list[str], data_dir: str | None, workdir: str, flip_average:
 
 
 def format_comparison(report: dict) -> str:
-  """Markdown: each member's own figures (its report.json) and the ensemble's, on the same split."""
+  """Formats, as markdown, each member's own figures (its report.json) and the ensemble's, on the
+  same split."""
   record = report["ensemble"]
   rows = [[f"member {k}: {member['workdir']}", *(_number(member[key]) for key in FIGURES)]
           for k, member in enumerate(record["members"], start=1)]

@@ -71,10 +71,14 @@ def grow(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, margin: fl
   """Trains depth ``start_depth``, +1, … while validation micro-F1 gains ``margin``.
 
   Args:
+    cfg: the runs' config; each depth sets its ``model.depth``.
     data_dir: the corpus (a directory or a source spec), split once for every depth.
     workdir: gets ``depth_<d>/`` (what ``training.train_on`` writes) per depth, and ``growth.md`` /
       ``.json``.
+    margin: the validation micro-F1 a depth must gain over the best so far.
+    start_depth, max_depth: the first and the last depth tried.
     patience: depths in a row that may miss the margin before growing stops.
+    verbose: ``model.fit``'s verbosity (``training.train_on``).
     on_step: called with each depth's ``Step`` once it is trained (e.g. to print progress).
 
   Returns:

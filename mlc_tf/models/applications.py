@@ -16,11 +16,18 @@ SELF_PREPROCESSING = ("ConvNeXt", "EfficientNet", "MobileNetV3", "RegNet")
 @register("keras_app")
 def keras_app(num_labels: int, image_size: int, *, backbone: str = "MobileNetV3Small",
               weights: str = "", dropout: float = 0.0) -> keras.Model:
-  """``keras.applications.<backbone>`` without its top, global-average pooled, then the sigmoid
-  units.
+  """Builds ``keras.applications.<backbone>`` without its top, global-average pooled, then the
+  sigmoid units.
 
-  ``backbone``: e.g. "EfficientNetB0", "MobileNetV3Small". ``weights``: ""
-  trains from scratch, as here; "imagenet" needs internet on first use.
+  Args:
+    num_labels: sigmoid units, one per label.
+    image_size: the side of the square RGB input, in pixels.
+    backbone: e.g. "EfficientNetB0", "MobileNetV3Small".
+    weights: "" trains from scratch, as here; "imagenet" needs internet on first use.
+    dropout: the dropout rate before the sigmoid units.
+
+  Returns:
+    The model: images [B, image_size, image_size, 3] in [0, 255] -> probabilities [B, num_labels].
   """
   if not backbone.startswith(SELF_PREPROCESSING) or not hasattr(keras.applications, backbone):
     raise ValueError(f"backbone {backbone!r} is not a keras.applications model that preprocesses "

@@ -25,6 +25,16 @@ def build(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
   also obey those rules. With ``priors`` (train prior, target prior per label),
   the probabilities are first adapted to the target's label mix
   (``layers.PriorShift``) and ``thresholds`` apply to the adapted ones.
+
+  Args:
+    model: the trained network, image -> probabilities [B, L].
+    label_names: the L labels, in the order of the probabilities.
+    thresholds: the calibrated threshold of each label.
+    implications: the label rules (``a=>b``) the decisions obey; none by default.
+    priors: (train prior, target prior) per label, or None for no prior shift.
+
+  Returns:
+    The inference model: image -> {"probabilities", "decisions"}.
   """
   probabilities = model.outputs[0]
   if priors is not None:
@@ -37,8 +47,8 @@ def build(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
 
 
 def with_flip_average(model: keras.Model) -> keras.Model:
-  """Test-time augmentation: the mean of the model's probabilities on the image and on its mirror
-  image.
+  """Wraps ``model`` for test-time augmentation: the mean of its probabilities on the image and on
+  its mirror image.
 
   The trained model is nested unchanged (same weights); the result is a
   functional model with the same input and output shapes, saved and served
@@ -55,8 +65,8 @@ def with_flip_average(model: keras.Model) -> keras.Model:
 
 
 def ensemble(networks: list[keras.Model], flip_average: bool = False) -> keras.Model:
-  """One network whose probabilities are the mean of ``networks``' probabilities: an ensemble in one
-  graph.
+  """Builds one network whose probabilities are the mean of ``networks``' probabilities: an
+  ensemble in one graph.
 
   Each member is nested unchanged (same weights) as ``member_<k>``, fed the
   same image input; with ``flip_average`` each member first averages over
@@ -92,7 +102,8 @@ def ensemble(networks: list[keras.Model], flip_average: bool = False) -> keras.M
 
 
 def load(path: str) -> keras.Model:
-  """The model ``training`` saved: a ``.keras`` file, or the workdir that holds ``model.keras``."""
+  """Loads the model ``training`` saved: a ``.keras`` file, or the workdir that holds
+  ``model.keras``."""
   if os.path.isdir(path):
     path = os.path.join(path, "model.keras")
   if not os.path.isfile(path):
@@ -102,7 +113,8 @@ def load(path: str) -> keras.Model:
 
 
 def decision_layer(model: keras.Model) -> layers.DecisionThresholds:
-  """The layer that holds the label names and calibrated thresholds of an inference model."""
+  """Returns the layer that holds the label names and calibrated thresholds of an inference
+  model."""
   found = [layer for layer in model.layers if isinstance(layer, layers.DecisionThresholds)]
   if len(found) != 1:
     raise ValueError(f"model {model.name} has {len(found)} DecisionThresholds layers, expected 1: "
@@ -111,14 +123,15 @@ def decision_layer(model: keras.Model) -> layers.DecisionThresholds:
 
 
 def prior_shift(model: keras.Model) -> layers.PriorShift | None:
-  """The layer that adapts an inference model's probabilities to a stream's label mix, or None."""
+  """Returns the layer that adapts an inference model's probabilities to a stream's label mix, or
+  None."""
   found = [layer for layer in model.layers if isinstance(layer, layers.PriorShift)]
   return found[0] if found else None
 
 
 def network(model: keras.Model) -> keras.Model:
-  """The trained network inside an inference model: image -> probabilities as learnt, before any
-  prior shift.
+  """Returns the trained network inside an inference model: image -> probabilities as learnt,
+  before any prior shift.
 
   Shares the inference model's layers and weights; ``build`` wraps it again
   with new thresholds or priors.
@@ -129,7 +142,7 @@ def network(model: keras.Model) -> keras.Model:
 
 
 def implications(model: keras.Model) -> list[tuple[str, str]]:
-  """The label rules an inference model applies to its decisions (none when it has no rules
-  layer)."""
+  """Returns the label rules an inference model applies to its decisions (none when it has no
+  rules layer)."""
   return [pair for layer in model.layers if isinstance(layer, layers.LabelImplications)
           for pair in layer.implications]

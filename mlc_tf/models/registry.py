@@ -21,7 +21,8 @@ from mlc_tf.models import two_network
 
 
 def register(name: str) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
-  """A decorator registering a model builder as ``name`` (``mlc_tf.registry``, kind ``"model"``)."""
+  """Returns a decorator registering a model builder as ``name`` (``mlc_tf.registry``, kind
+  ``"model"``)."""
   return registry_lib.register("model", name)
 
 

@@ -40,7 +40,7 @@ def _basic_block(x, filters: int, stride: int, se_ratio: int, name: str):
 
 
 def stage_blocks(blocks: int, stages: int) -> list[int]:
-  """``blocks`` residual blocks spread over ``stages`` (earlier stages get the remainder)."""
+  """Spreads ``blocks`` residual blocks over ``stages`` (earlier stages get the remainder)."""
   if not 1 <= stages <= blocks:
     raise ValueError(f"need 1 <= stages <= blocks, got {stages} stages for {blocks} blocks")
   return [blocks // stages + (1 if s < blocks % stages else 0) for s in range(stages)]
@@ -49,13 +49,27 @@ def stage_blocks(blocks: int, stages: int) -> list[int]:
 @register("resnet")
 def resnet(num_labels: int, image_size: int, *, width: int = 32, blocks: int = 8, stages: int = 4,
            stem_stride: int = 1, se_ratio: int = 0, dropout: float = 0.0) -> keras.Model:
-  """Stem conv, then ``blocks`` basic residual blocks in ``stages`` stages doubling width, global
-  pooling.
+  """Builds a stem conv, then ``blocks`` basic residual blocks in ``stages`` stages doubling
+  width, global pooling.
 
-  ``width``: filters of the stem and first stage. Each stage after the first
-  halves the resolution. ``stem_stride``: 1, 2, or 4 = stride-2 conv + 2x2
-  max-pool, the cheap way to feed larger images. ``se_ratio``: the
-  squeeze-excite bottleneck ratio; 0: none.
+  Each stage after the first halves the resolution.
+
+  Args:
+    num_labels: sigmoid units, one per label.
+    image_size: the side of the square RGB input, in pixels.
+    width: filters of the stem and first stage.
+    blocks: basic residual blocks in all (``stage_blocks``).
+    stages: stages, each doubling the width of the one before.
+    stem_stride: 1, 2, or 4 = stride-2 conv + 2x2 max-pool, the cheap way to
+      feed larger images.
+    se_ratio: the squeeze-excite bottleneck ratio; 0: none.
+    dropout: the dropout rate before the sigmoid units.
+
+  Returns:
+    The model: images in [0, 255] -> probabilities [B, num_labels].
+
+  Raises:
+    ValueError: ``stem_stride`` is not 1, 2 or 4.
   """
   if stem_stride not in (1, 2, 4):
     raise ValueError(f"resnet stem_stride must be 1, 2 or 4, got {stem_stride}")

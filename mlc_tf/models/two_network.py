@@ -20,8 +20,22 @@ from mlc_tf.models.layers import TakeColumns
 def two_network(build_one: Callable[[int, int], keras.Model], model_name: str,
                 first_labels: Sequence[str], label_names: Sequence[str],
                 image_size: int) -> keras.Model:
-  """Two ``build_one(num_labels, image_size)`` networks (model ``model_name``): ``first_labels`` and
-  the rest."""
+  """Builds two ``build_one(num_labels, image_size)`` networks (model ``model_name``):
+  ``first_labels`` and the rest.
+
+  Args:
+    build_one: the model's builder, knobs bound: (num_labels, image_size) -> network.
+    model_name: the model's name, for the two networks' names.
+    first_labels: the labels of the first network; the second answers the rest.
+    label_names: all the labels, in the order of the output.
+    image_size: the side of the square RGB input, in pixels.
+
+  Returns:
+    One model: image -> probabilities [B, len(label_names)] in ``label_names``' order.
+
+  Raises:
+    ValueError: ``first_labels`` names unknown labels, or holds none or all of them.
+  """
   label_names = list(label_names)
   first = [name for name in label_names if name in set(first_labels)]
   unknown = sorted(set(first_labels) - set(label_names))

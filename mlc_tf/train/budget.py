@@ -50,8 +50,8 @@ class BudgetTooSmall(RuntimeError):
 
 
 def parse_budget(text: str | None) -> float | None:
-  """``"60m"``, ``"1h30m"``, ``"90s"``, ``"2h"`` -> seconds; ``""``/None -> None (no budget:
-  train.epochs decides).
+  """Parses ``"60m"``, ``"1h30m"``, ``"90s"``, ``"2h"`` into seconds; ``""``/None -> None (no
+  budget: train.epochs decides).
 
   Raises:
     config.ConfigError: not such a duration, or not positive.
@@ -85,7 +85,8 @@ class Budget:
 
   @classmethod
   def of(cls, cfg: ml_collections.ConfigDict, workdir: str, started: float) -> Budget | None:
-    """``cfg.train.budget`` counted from ``started`` (``time.time()``); None without one.
+    """Makes the budget of ``cfg.train.budget`` counted from ``started`` (``time.time()``); None
+    without one.
 
     Raises:
       config.ConfigError: the budget or its fallback cannot be used (said before any data is read).
@@ -101,9 +102,9 @@ class Budget:
     return cls(seconds, started, workdir)
 
   def config_to_train(self, cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """``cfg``, or the fallback this run took before it was interrupted: a resumed run trains it
-    again. A new run (nothing backed up) forgets the plan and fallback a finished run left in the
-    workdir: it measures and plans afresh.
+    """Returns ``cfg``, or the fallback this run took before it was interrupted: a resumed run
+    trains it again. A new run (nothing backed up) forgets the plan and fallback a finished run
+    left in the workdir: it measures and plans afresh.
     """
     backup = callbacks.AtomicBackupAndRestore(os.path.join(self.workdir, "backup"), write=False)
     if backup.backed_up_epoch() is None:
@@ -119,9 +120,20 @@ class Budget:
   def time_budget(self, cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus,
                   steps_per_epoch: int, global_batch: int, learning_rate,
                   resumed: bool) -> TimeBudget:
-    """The fit's callback; ``learning_rate`` is re-planned where it is a ``PlannedDecay``.
+    """Makes the fit's callback; ``learning_rate`` is re-planned where it is a ``PlannedDecay``.
 
     A resumed fit (``resumed``) never falls back: it has epochs of its network to lose.
+
+    Args:
+      cfg: the run's config (``train.epochs``, ``train.fallback.below_epochs``).
+      data: the split corpus; its split sizes size the reserve and the validation passes.
+      steps_per_epoch: optimizer steps per epoch.
+      global_batch: images per optimizer step across the cluster.
+      learning_rate: the optimizer's learning rate: a float or a schedule.
+      resumed: whether the fit resumes from a backup.
+
+    Returns:
+      The ``TimeBudget`` callback of the fit.
     """
     train_images = max(len(data.train), 1)
     return TimeBudget(
@@ -134,14 +146,15 @@ class Budget:
 
   def fall_back(self, cfg: ml_collections.ConfigDict,
                 slow: fallback.NetworkTooSlow) -> ml_collections.ConfigDict:
-    """The config to train instead of ``cfg``'s too slow network; the workdir says so
+    """Returns the config to train instead of ``cfg``'s too slow network; the workdir says so
     (``fallback.fall_back``)."""
     self._forget()
     fallback_cfg, self.fallback_taken = fallback.fall_back(cfg, self.workdir, slow)
     return fallback_cfg
 
   def describe(self, time_budget: TimeBudget) -> dict:
-    """For report.json: the fit's plan and why it stopped, and the fallback taken, if any."""
+    """Describes, for report.json, the fit's plan and why it stopped, and the fallback taken, if
+    any."""
     taken = {"fallback": self.fallback_taken} if self.fallback_taken else {}
     return {**time_budget.describe(), **taken}
 
@@ -164,10 +177,12 @@ class Plan:
   anchor_step: int                    # where the schedule was re-planned
 
   def write(self, path: str) -> None:
+    """Writes the plan to ``path`` as JSON, atomically."""
     atomic_files.write_json(path, dataclasses.asdict(self))
 
   @classmethod
   def read(cls, path: str) -> Plan | None:
+    """Reads the plan written to ``path``; None where there is none."""
     if not os.path.exists(path):
       return None
     with open(path) as f:
@@ -180,8 +195,23 @@ class TimeBudget(keras.callbacks.Callback):
   Before its plan it says, a few steps into the first epoch, when one epoch
   plus the reserve cannot fit (``BudgetTooSmall``). After it, an epoch that
   would end past the reserve stops the run early, with a warning, so
-  calibration, report and export still happen. ``schedule``: the learning
-  rate to re-plan (None: a constant rate).
+  calibration, report and export still happen.
+
+  Args:
+    deadline: when the command must end (``time.time()``).
+    budget_seconds: the whole command's budget, in seconds.
+    steps_per_epoch: optimizer steps per epoch.
+    global_batch: images per optimizer step across the cluster.
+    max_epochs: the most epochs worth running (``config.train.epochs``).
+    plan_path: where the plan is written, and read back on a resume.
+    schedule: the learning rate to re-plan (None: a constant rate).
+    after_fit_images: (validation + test images) / training images: what
+      calibration predicts after the fit.
+    clock: the time function (``time.time``; tests pass their own).
+    fallback_below_epochs: raise ``fallback.NetworkTooSlow`` below this many
+      projected epochs (0: never).
+    validation_images: validation images / training images: each epoch's
+      validation pass.
   """
 
   def __init__(self, deadline: float, budget_seconds: float, steps_per_epoch: int,
@@ -209,8 +239,8 @@ class TimeBudget(keras.callbacks.Callback):
     self._first_batches: list[float] = []
 
   def reserve(self) -> float:
-    """Seconds kept after the fit for calibration, report and export (from the last epoch's
-    time)."""
+    """Returns the seconds kept after the fit for calibration, report and export (from the last
+    epoch's time)."""
     return self._reserve_after(self._epoch_seconds)
 
   def _reserve_after(self, epoch_seconds: float) -> float:
@@ -313,7 +343,7 @@ class TimeBudget(keras.callbacks.Callback):
     self.model.stop_training = True
 
   def describe(self) -> dict:
-    """For report.json: the plan, and why the fit stopped where it did."""
+    """Describes, for report.json, the plan, and why the fit stopped where it did."""
     return {**(dataclasses.asdict(self.plan) if self.plan
                else {"budget_seconds": self.budget_seconds}),
             "stopped": self.stopped_because or "early stopping or epochs"}

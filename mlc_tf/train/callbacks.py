@@ -93,7 +93,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     self._training_metadata_path = os.path.join(self._state_dir, "training_metadata.json")
 
   def backed_up_epoch(self) -> int | None:
-    """The epoch a restart resumes at (None without a backup)."""
+    """Returns the epoch a restart resumes at (None without a backup)."""
     if not os.path.exists(self._training_metadata_path):
       return None
     with open(self._training_metadata_path) as f:
@@ -205,7 +205,7 @@ _CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)\.weights\.h5$")
 
 
 def checkpoint_epochs(path: str) -> int:
-  """How many epochs had finished when ``EpochCheckpoint`` wrote ``path``."""
+  """Returns how many epochs had finished when ``EpochCheckpoint`` wrote ``path``."""
   match = _CHECKPOINT_NAME.match(os.path.basename(path))
   if not match:
     raise ValueError(f"{path} is not a checkpoint written by training (expected "
@@ -214,7 +214,7 @@ def checkpoint_epochs(path: str) -> int:
 
 
 def optional_callbacks(cfg, workdir: str) -> list[keras.callbacks.Callback]:
-  """The callbacks config.train switches on: best-epoch model, TensorBoard logs.
+  """Returns the callbacks config.train switches on: best-epoch model, TensorBoard logs.
 
   The best-epoch model (``<workdir>/best_epoch.keras``, the model as
   trained, loadable on its own) tracks the same validation F1 as early

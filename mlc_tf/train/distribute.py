@@ -23,7 +23,7 @@ LR_SCALING = ("none", "linear", "sqrt")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-  """config.strategy -> a tf.distribute strategy.
+  """Makes the tf.distribute strategy config.strategy names.
 
   ``multi_worker`` must be created before the process runs any other
   TensorFlow op (collective ops are configured at start-up); without
@@ -39,12 +39,12 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-  """Whether this process writes checkpoints, reports and exports (one per cluster)."""
+  """Tells whether this process writes checkpoints, reports and exports (one per cluster)."""
   return bool(strategy.extended.should_checkpoint)
 
 
 def num_workers(strategy: tf.distribute.Strategy) -> int:
-  """Processes in the cluster that train (1 outside a multi-worker job)."""
+  """Counts the processes in the cluster that train (1 outside a multi-worker job)."""
   resolver = getattr(strategy, "cluster_resolver", None)
   if resolver is None:
     return 1
@@ -53,7 +53,7 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:
-  """One line for the log: which strategy, which task this is, how many replicas."""
+  """Describes in one line for the log: which strategy, which task this is, how many replicas."""
   resolver = getattr(strategy, "cluster_resolver", None)
   task = ""
   if resolver is not None and resolver.task_type is not None:
@@ -64,18 +64,18 @@ def describe(strategy: tf.distribute.Strategy) -> str:
 
 
 def global_batch_size(per_replica_batch_size: int, strategy: tf.distribute.Strategy) -> int:
-  """Images per optimizer step across the cluster: per-replica batch x replicas."""
+  """Returns the images per optimizer step across the cluster: per-replica batch x replicas."""
   return per_replica_batch_size * strategy.num_replicas_in_sync
 
 
 def steps_per_epoch(num_examples: int, global_batch: int) -> int:
-  """Steps that show every training image once (the last global batch may be short)."""
+  """Returns the steps that show every training image once (the last global batch may be short)."""
   return max(1, math.ceil(num_examples / global_batch))
 
 
 def scaled_learning_rate(learning_rate: float, global_batch: int, base_batch_size: int,
                          rule: str) -> float:
-  """The learning rate for ``global_batch``, given one tuned at ``base_batch_size``.
+  """Returns the learning rate for ``global_batch``, given one tuned at ``base_batch_size``.
 
   ``linear`` keeps the per-image step size (Goyal et al. 2017), ``sqrt`` keeps
   the gradient noise scale (suits Adam); ``none`` leaves it alone.
@@ -88,7 +88,7 @@ def scaled_learning_rate(learning_rate: float, global_batch: int, base_batch_siz
 
 @contextlib.contextmanager
 def precision(policy: str) -> Iterator[None]:
-  """Keras' global dtype policy set to ``policy`` inside the block, restored after.
+  """Sets Keras' global dtype policy to ``policy`` inside the block, and restores it after.
 
   Under ``mixed_float16``/``mixed_bfloat16`` layers compute in 16 bits and keep
   float32 variables; the models' sigmoid heads stay float32, and
@@ -105,8 +105,8 @@ def precision(policy: str) -> Iterator[None]:
 
 
 def data_sharded_options() -> tf.data.Options:
-  """Options for an evaluation dataset under a strategy: each worker keeps its slice of every global
-  batch.
+  """Returns options for an evaluation dataset under a strategy: each worker keeps its slice of
+  every global batch.
 
   Explicit, because the default (AUTO) first looks for files to shard by,
   and ours are read inside a map.
@@ -145,7 +145,7 @@ class MultiWorkerModel(keras.Model):
 
 
 def for_strategy(model: keras.Model, strategy: tf.distribute.Strategy) -> keras.Model:
-  """``model`` ready to compile and fit under ``strategy`` (same layers and weights)."""
+  """Returns ``model`` ready to compile and fit under ``strategy`` (same layers and weights)."""
   if num_workers(strategy) > 1:
     return MultiWorkerModel(model.inputs, model.outputs, name=model.name)
   return model

@@ -42,7 +42,7 @@ class NetworkTooSlow(RuntimeError):
 
 
 def with_changes(cfg: ml_collections.ConfigDict, changes: dict) -> ml_collections.ConfigDict:
-  """``cfg`` with ``changes`` (nested config sections) merged in, and no further fallback.
+  """Returns ``cfg`` with ``changes`` (nested config sections) merged in, and no further fallback.
 
   Raises:
     config.ConfigError: ``changes`` names a key ``cfg`` does not have, or gives a value of the wrong
@@ -60,14 +60,15 @@ def with_changes(cfg: ml_collections.ConfigDict, changes: dict) -> ml_collection
 
 
 def check(cfg: ml_collections.ConfigDict) -> None:
-  """``ConfigError`` where ``config.train.fallback`` cannot apply: said before any data is read."""
+  """Raises ``ConfigError`` where ``config.train.fallback`` cannot apply: said before any data is
+  read."""
   fallback = cfg.train.get("fallback")
   if fallback and fallback.below_epochs:
     with_changes(cfg, fallback.changes.to_dict())
 
 
 def taken(workdir: str) -> dict | None:
-  """The fallback an earlier call of this run took (``FALLBACK_FILE``), or None."""
+  """Reads the fallback an earlier call of this run took (``FALLBACK_FILE``), or None."""
   path = os.path.join(workdir, FALLBACK_FILE)
   if not os.path.exists(path):
     return None
@@ -77,8 +78,8 @@ def taken(workdir: str) -> dict | None:
 
 def fall_back(cfg: ml_collections.ConfigDict, workdir: str,
               slow: NetworkTooSlow) -> tuple[ml_collections.ConfigDict, dict]:
-  """The fallback's config and the decision, written to ``FALLBACK_FILE``; the slow network's state
-  cleared.
+  """Returns the fallback's config and the decision, written to ``FALLBACK_FILE``; clears the slow
+  network's state.
 
   The configured network ran a few steps of its first epoch: nothing of it is worth keeping, and its
   backup would resume the wrong network.

@@ -35,6 +35,11 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
   ``-(fn_w[l] * y * log p + fp_w[l] * (1 - y) * log(1 - p))``, averaged over labels.
   A weight above 1 on a label's false positives makes the network say that
   label less readily; the Flickr study did this for "people", which dominates its corpus.
+
+  Args:
+    fn_weights: per label, the weight on false negatives (``fn_w``).
+    fp_weights: per label, the weight on false positives (``fp_w``); as many as ``fn_weights``.
+    name, reduction, dtype: as for ``keras.losses.Loss``.
   """
 
   def __init__(self, fn_weights: Sequence[float], fp_weights: Sequence[float],
@@ -66,6 +71,12 @@ class AsymmetricLoss(keras.losses.Loss):
   probability ``p_m = max(p - margin, 0)``: ``-p_m^gamma_neg * log(1 - p_m)``,
   so the many easy negatives (most labels are absent from most images) stop
   dominating the gradient, and very easy ones are discarded entirely.
+
+  Args:
+    gamma_pos: the focusing exponent on positives.
+    gamma_neg: the focusing exponent on negatives.
+    margin: the probability shift of negatives.
+    name, reduction, dtype: as for ``keras.losses.Loss``.
   """
 
   def __init__(self, gamma_pos: float, gamma_neg: float, margin: float, name="asymmetric",
@@ -89,7 +100,8 @@ class AsymmetricLoss(keras.losses.Loss):
 
 
 def positive_weights(targets: np.ndarray, power: float, max_weight: float = 10.0) -> np.ndarray:
-  """Per-label weights on positives, ``(negatives / positives) ** power``, capped at ``max_weight``.
+  """Computes per-label weights on positives, ``(negatives / positives) ** power``, capped at
+  ``max_weight``.
 
   ``power=0`` gives all ones; 0.5 is a common compromise between plain BCE and
   fully balanced classes. A label without positives gets weight 1.
@@ -113,7 +125,7 @@ def _per_label(weights_by_name: dict | ml_collections.ConfigDict | None, label_n
 
 def make_loss(cfg: ml_collections.ConfigDict, label_names: list[str],
               train_targets: np.ndarray | None = None) -> keras.losses.Loss:
-  """config.loss -> a Keras loss for the labels ``label_names``.
+  """Makes the Keras loss config.loss describes, for the labels ``label_names``.
 
   ``cfg`` holds ``name`` and knobs of that loss (its builder's keywords; a
   knob it does not take is an error naming its knobs). ``train_targets``:

@@ -19,7 +19,7 @@ SCHEDULES = ("constant", "cosine", "linear", "exponential")
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, epochs: int):
-  """config.optimizer -> a learning rate: a float, or a Keras schedule stepped per batch.
+  """Makes config.optimizer's learning rate: a float, or a Keras schedule stepped per batch.
 
   ``cosine``, ``linear``: linear warm-up over ``warmup_epochs`` to
   ``learning_rate``, then cosine or linear decay to ``learning_rate *
@@ -43,7 +43,7 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, epochs: 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int = 1, epochs: int = 1,
                    learning_rate=None) -> keras.optimizers.Optimizer:
-  """config.optimizer -> a Keras optimizer with its learning-rate schedule.
+  """Makes the Keras optimizer config.optimizer describes, with its learning-rate schedule.
 
   ``steps_per_epoch`` and ``epochs`` size the schedule; a constant rate ignores
   them. ``learning_rate``: a schedule already made (``make_schedule``) instead.

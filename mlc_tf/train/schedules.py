@@ -24,6 +24,13 @@ class PlannedDecay(keras.optimizers.schedules.LearningRateSchedule):
   ``step`` on the rate decays from its value there to the floor at the new
   end, so the curve stays continuous. Without a plan it is Keras'
   ``CosineDecay`` with warm-up (``decay="cosine"``), step for step.
+
+  Args:
+    peak: the rate at the end of the warm-up.
+    warmup_steps: steps of the linear warm-up.
+    total_steps: the step where the decay ends (at least ``warmup_steps + 1``).
+    floor: the final rate, as a fraction of ``peak``.
+    decay: "cosine" or "linear" (``DECAYS``).
   """
 
   def __init__(self, peak: float, warmup_steps: int, total_steps: int, floor: float = 0.0,

@@ -59,8 +59,8 @@ class SelfTrainingError(ValueError):
 
 def with_pseudo_labels(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus,
                        workdir: str | None = None) -> split_corpus.SplitCorpus:
-  """``data`` with the usable images of ``cfg.data.unlabeled`` added to its training split, the
-  teacher's answers as their targets (label rules applied as to the labelled ones);
+  """Returns ``data`` with the usable images of ``cfg.data.unlabeled`` added to its training
+  split, the teacher's answers as their targets (label rules applied as to the labelled ones);
   ``data.unlabeled`` summarises what joined.
 
   Writes ``workdir/unlabeled_audit.json`` when ``workdir`` is given, also when the audit stops the
@@ -110,9 +110,9 @@ def with_pseudo_labels(cfg: ml_collections.ConfigDict, data: split_corpus.SplitC
 
 
 def teacher_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The config of the teacher a student's run trains first: ``cfg`` without the untagged images,
-  for ``cfg.self_training.teacher_epochs`` epochs (the learning-rate schedule spans those), split as
-  the student."""
+  """Returns the config of the teacher a student's run trains first: ``cfg`` without the untagged
+  images, for ``cfg.self_training.teacher_epochs`` epochs (the learning-rate schedule spans those),
+  split as the student."""
   teacher = cfg.copy_and_resolve_references()
   teacher.data.unlabeled = None
   teacher.self_training.teacher_epochs = 0
@@ -122,7 +122,7 @@ def teacher_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def teacher_answers(teacher: keras.Model, paths: np.ndarray,
                     batch_size: int) -> dict[str, np.ndarray]:
-  """An inference model's ``probabilities`` and ``decisions`` for the images at ``paths``,
+  """Returns an inference model's ``probabilities`` and ``decisions`` for the images at ``paths``,
   un-augmented, in order."""
   num_labels = len(inference.decision_layer(teacher).label_names)
   ds = pipeline.make_dataset(paths, np.zeros((len(paths), num_labels), np.float32),

@@ -184,17 +184,23 @@ def _write_audit(audit: corpus_lib.CorpusAudit, workdir: str) -> None:
 def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, workdir: str,
              verbose: int = 2, strategy: tf.distribute.Strategy | None = None,
              budget: budget_lib.Budget | None = None) -> TrainResult:
-  """``train``'s last steps on an already split corpus: fit (the fallback's instead where the budget
-  holds too few epochs), score, save. ``train`` ends here, and so do a cross-validation fold, a
-  growing step and a self-training teacher.
+  """Runs ``train``'s last steps on an already split corpus: fit (the fallback's instead where the
+  budget holds too few epochs), score, save. ``train`` ends here, and so do a cross-validation
+  fold, a growing step and a self-training teacher.
 
   Args:
+    cfg: the run's config (``train``'s).
     data: the split corpus; its untagged images (``data.unlabeled``) are
       used only if ``train`` added them.
+    workdir: where the run's files go (as ``train``'s).
     verbose: ``model.fit``'s verbosity.
     strategy: made from ``cfg.strategy`` when None.
     budget: the command's time (``train`` makes it from ``cfg.train.budget``); None:
       ``cfg.train.epochs`` decides.
+
+  Returns:
+    As ``train``: the fitted network, its inference model and thresholds, the
+    history, the test report and the answers.
 
   Raises:
     callbacks.TrainingDiverged: as ``train``.
