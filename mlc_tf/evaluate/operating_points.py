@@ -217,8 +217,8 @@ def _pick(policy: Policy, thresholds, precision, recall, share,
     if len(reached):
       return float(thresholds[reached[-1]]), None
     best = int(np.argmax(precision))
-    return float(
-        thresholds[best]), f"precision {policy.value:g} not reached: at most {precision[best]:.3f}"
+    return float(thresholds[best]), (f"precision {policy.value:g} not reached: "
+                                     f"at most {precision[best]:.3f}")
   return float(thresholds[reached[0]]), None  # recall 1 at the lowest threshold: always reached
 
 
