@@ -34,7 +34,7 @@ flags.register_multi_flags_validator(
 
 
 def image_paths(args: list[str]) -> list[str]:
-  """Files as given; a directory stands for the files in it, sorted."""
+  """Lists the files to send: files as given; a directory stands for the files in it, sorted."""
   paths = []
   for arg in args:
     if os.path.isdir(arg):

@@ -24,19 +24,19 @@ DATA_DIR_HELP = ("Corpus directory (images/ + annotations/) or source spec. "
 
 
 def repo_config(name: str) -> str:
-  """Path of ``configs/<name>`` in the source tree the package was installed from."""
+  """Returns the path of ``configs/<name>`` in the source tree the package was installed from."""
   return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(mlc_tf.__file__))), "configs",
                       name)
 
 
 def define_data_dir_flag(help_text: str = DATA_DIR_HELP) -> flags.FlagHolder[str | None]:
-  """``--data_dir``: the corpus; :func:`data_dir` resolves it."""
+  """Defines ``--data_dir``, the corpus; :func:`data_dir` resolves it."""
   return flags.DEFINE_string("data_dir", None, help_text)
 
 
 def data_dir(flag_value: str | None, config_source: str | None = None) -> str:
-  """``--data_dir``, else the config's data.source, else the built-in demo corpus (generated on
-  first use)."""
+  """Resolves the corpus: ``--data_dir``, else the config's data.source, else the built-in demo
+  corpus (generated on first use)."""
   source = flag_value or config_source
   if source:
     return source
@@ -63,7 +63,7 @@ class TrainingFlags:
     self._workdir_prefix = workdir_prefix
 
   def resolve(self) -> tuple[ml_collections.ConfigDict, str, str]:
-    """The config, the corpus (see :func:`data_dir`) and the workdir (default:
+    """Returns the config, the corpus (see :func:`data_dir`) and the workdir (default:
     workdirs/<prefix><export name>)."""
     # imported here: mlc-export, -predict and -review load no training code
     from mlc_tf import factory
@@ -91,8 +91,8 @@ def exit_on_error(program: str, *errors: type[Exception]) -> Iterator[None]:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing; a ``--config.<field>=`` override of a field the config lacks is a usage
-  error.
+  """Parses the flags as absl does; a ``--config.<field>=`` override of a field the config lacks
+  is a usage error.
 
   ml_collections raises a bare AttributeError naming only the last part of the
   field; recipes declare the knobs of the model, loss and optimizer they
@@ -113,7 +113,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def run(main: Callable[[list[str]], None], verbosity: int) -> None:
-  """An entry point's ``run()``: set absl logging's verbosity, parse the flags, call ``main``."""
+  """Runs an entry point: sets absl logging's verbosity, parses the flags, calls ``main``."""
   _help_describes(sys.modules[main.__module__])
   logging.set_verbosity(verbosity)
   app.run(main, flags_parser=parse_flags)

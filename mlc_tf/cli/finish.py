@@ -23,6 +23,15 @@ def report_and_export(report: dict, workdir: str, inference_model: keras.Model,
   ``export_model``.
 
   The SavedModel goes to ``<base_dir or cfg.export.base_dir>/<cfg.export.name>/<next version>/``.
+
+  Args:
+    report: the model's ``metrics.evaluate`` report, with its ``split``.
+    workdir: the run's workdir, which holds report.json.
+    inference_model: the model to export.
+    cfg: the training config (export name and base dir; saved with the export).
+    export_model: whether to export.
+    base_dir: overrides ``cfg.export.base_dir`` when set.
+    details: text printed under the report; none by default.
   """
   print(metrics.format_report(report, report["split"]))
   if details:

@@ -57,8 +57,8 @@ _JSON_LINES = flags.DEFINE_bool("json_lines", False,
 
 
 def predict_on_beam(pipeline_args: list[str]) -> None:
-  """--runner: the pipeline of mlc_tf.serving.batch_prediction, Beam's own options passed through
-  untouched."""
+  """Runs --runner's pipeline of mlc_tf.serving.batch_prediction, Beam's own options passed
+  through untouched."""
   try:
     from mlc_tf.serving import batch_prediction  # Beam is the optional `beam` extra
   except ImportError as error:

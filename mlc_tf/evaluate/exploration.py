@@ -39,9 +39,11 @@ class Exploration:
 
   @property
   def no_label_images(self) -> int:
+    """Counts the images with no label."""
     return int(self.labels_per_image.get(0, 0))
 
   def to_dict(self) -> dict:
+    """Returns the statistics as a JSON-ready dict."""
     return {
         "num_images": self.num_images,
         "no_label_images": self.no_label_images,
@@ -56,6 +58,7 @@ class Exploration:
     }
 
   def to_markdown(self) -> str:
+    """Formats the statistics as Markdown tables."""
     n = self.num_images
 
     def share(count: int) -> str:
@@ -103,7 +106,7 @@ def _header(path: str) -> tuple[str, tuple[int, int]] | None:
 
 
 def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = ()) -> Exploration:
-  """Statistics of a label frame (``mlc_tf.data.corpus`` layout) and of its image files.
+  """Computes statistics of a label frame (``mlc_tf.data.corpus`` layout) and of its image files.
 
   ``rules``: label implications (``label_rules.parse_implications``) whose violations are counted.
   """

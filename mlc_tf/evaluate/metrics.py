@@ -14,7 +14,7 @@ from mlc_tf.data import label_rules
 
 def f1_optimal_thresholds(y_true: np.ndarray, probs: np.ndarray,
                           default: float = 0.5) -> np.ndarray:
-  """Per label, the decision threshold (predict 1 when prob >= t) that maximises that label's F1.
+  """Returns, per label, the decision threshold (predict 1 when prob >= t) that maximises its F1.
 
   The threshold lies midway between the lowest positive-predicted score and the
   next lower score.
@@ -39,7 +39,7 @@ def f1_optimal_thresholds(y_true: np.ndarray, probs: np.ndarray,
 
 def decide(probs: np.ndarray, thresholds: np.ndarray | float, label_names: Sequence[str] = (),
            implications: Iterable[tuple[str, str]] = ()) -> np.ndarray:
-  """0/1 decisions [N, L] as the inference model makes them: thresholds, then label rules.
+  """Makes 0/1 decisions [N, L] as the inference model does: thresholds, then label rules.
 
   The one place probabilities become decisions outside the graph. Thresholds
   are compared in the probabilities' dtype, as ``layers.DecisionThresholds``
@@ -59,6 +59,7 @@ def decide(probs: np.ndarray, thresholds: np.ndarray | float, label_names: Seque
 
 
 def micro_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
+  """Returns (micro F1, macro F1) of 0/1 decisions ``y_pred`` against ``y_true``."""
   return (float(skm.f1_score(y_true, y_pred, average="micro", zero_division=0)),
           float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)))
 
@@ -66,10 +67,20 @@ def micro_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float
 def bootstrap_f1_interval(y_true: np.ndarray, y_pred: np.ndarray, samples: int = 1000,
                           confidence: float = 0.95,
                           seed: int = 0) -> dict[str, tuple[float, float]]:
-  """Percentile bootstrap interval of micro and macro F1, resampling images with replacement.
+  """Bootstraps a percentile interval of micro and macro F1, resampling images with replacement.
 
   How far the figures of one test split could move on another draw of as
   many images: differences between runs smaller than this are not evidence.
+
+  Args:
+    y_true: 0/1 targets [N, L].
+    y_pred: 0/1 decisions [N, L].
+    samples: how many bootstrap resamples to draw.
+    confidence: the interval's coverage, e.g. 0.95.
+    seed: seed of the resampling.
+
+  Returns:
+    ``{"micro_f1": (low, high), "macro_f1": (low, high)}``.
   """
   y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
   rng = np.random.default_rng(seed)
@@ -80,7 +91,7 @@ def bootstrap_f1_interval(y_true: np.ndarray, y_pred: np.ndarray, samples: int =
 
 
 def average_precision(y_true: np.ndarray, probs: np.ndarray, label_names: list[str]) -> dict:
-  """Per-label average precision (area under the PR curve, threshold-free) and their mean, mAP.
+  """Computes per-label average precision (AP: area under the PR curve, threshold-free) and mAP.
 
   A label without a positive image has no AP (``None``) and stays out of the mean.
   """
@@ -96,7 +107,7 @@ def average_precision(y_true: np.ndarray, probs: np.ndarray, label_names: list[s
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict:
-  """Per-label precision/recall/F1/support, micro/macro/samples averages and set-level scores.
+  """Computes per-label precision/recall/F1/support, micro/macro/samples averages and set scores.
 
   Samples F1 averages each image's own F1; an image with no true and no
   predicted label counts as a perfect 1 (sklearn's ``zero_division=1``), so a
@@ -124,13 +135,25 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: l
 def evaluate(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, label_names: list[str],
              decision_rules: Callable[[np.ndarray], np.ndarray] | None = None,
              decisions: np.ndarray | None = None) -> dict:
-  """Average precision, and reports at a flat 0.5 and at the calibrated per-label thresholds.
+  """Computes average precision, and reports at a flat 0.5 and at the calibrated thresholds.
 
   ``decisions``: what the model decided at its calibrated thresholds (the
   inference model's ``decisions`` output, which the export serves); without
   them they are derived from ``thresholds``. ``decision_rules`` post-processes
   derived 0/1 decisions as the exported model does (e.g. label implications)
   before they are scored.
+
+  Args:
+    y_true: 0/1 targets [N, L].
+    probs: probabilities [N, L].
+    thresholds: the calibrated per-label thresholds [L].
+    label_names: the labels, in column order.
+    decision_rules: post-processing of derived 0/1 decisions; none by default.
+    decisions: the model's own 0/1 decisions [N, L] at ``thresholds``, if given.
+
+  Returns:
+    A dict: num_images, thresholds, average_precision (``average_precision``),
+    at_0.5 and at_calibrated (``classification_report``).
   """
   rules = decision_rules or (lambda decisions: decisions)
   if decisions is None:
@@ -149,8 +172,8 @@ def _number(value: float | None) -> str:
 
 
 def format_report(result: dict, split: str = "test") -> str:
-  """Markdown: one row per label and the averages at 0.5 and calibrated thresholds, then set-level
-  scores."""
+  """Formats a report as Markdown: per label and averaged at 0.5 and calibrated thresholds, then
+  set-level scores."""
   names = list(result["thresholds"])
   ap = result["average_precision"]
   flat, cal = result["at_0.5"], result["at_calibrated"]
@@ -190,8 +213,8 @@ def format_report(result: dict, split: str = "test") -> str:
 
 
 def scalar_metrics(result: dict) -> dict[str, float]:
-  """Every number of a report as a flat ``{"at_calibrated/micro/f1": value}`` dict (``None`` left
-  out).
+  """Flattens every number of a report into a ``{"at_calibrated/micro/f1": value}`` dict (``None``
+  left out).
 
   Used to average reports, e.g. across cross-validation folds.
   """

@@ -49,7 +49,7 @@ class Policy:
 
 
 def parse_policy(spec: str) -> Policy:
-  """``f1`` | ``share`` | ``precision:P`` | ``recall:R`` | a threshold in [0, 1]."""
+  """Parses ``f1`` | ``share`` | ``precision:P`` | ``recall:R`` | a threshold in [0, 1]."""
   spec = spec.strip()
   if spec in ("f1", "share"):
     return Policy(spec, None)
@@ -84,7 +84,7 @@ def parse_policies(specs, label_names: list[str]) -> list[Policy]:
 
 
 def prior_shift(probs: np.ndarray, train_prior: np.ndarray, target_prior: np.ndarray) -> np.ndarray:
-  """Probabilities adapted to ``target_prior`` (numpy twin of ``layers.PriorShift``)."""
+  """Adapts probabilities to ``target_prior`` (numpy twin of ``layers.PriorShift``)."""
   probs = np.asarray(probs, np.float64)
   positive = probs * (np.asarray(target_prior) / np.asarray(train_prior))
   negative = (1 - probs) * ((1 - np.asarray(target_prior)) / (1 - np.asarray(train_prior)))
@@ -94,8 +94,8 @@ def prior_shift(probs: np.ndarray, train_prior: np.ndarray, target_prior: np.nda
 def estimate_prevalence(target_probs: np.ndarray, train_prior: np.ndarray,
                         max_iterations: int = 1000,
                         tolerance: float = 1e-6) -> tuple[np.ndarray, int]:
-  """Each label's prevalence on untagged photos by EM (Saerens et al. 2002); returns (prevalence,
-  iterations).
+  """Estimates each label's prevalence on untagged photos by EM (Saerens et al. 2002); returns
+  (prevalence, iterations).
 
   Alternates adapting the probabilities to the current prior estimate and
   taking their mean as the next estimate. Assumes calibrated probabilities and
@@ -115,7 +115,7 @@ def estimate_prevalence(target_probs: np.ndarray, train_prior: np.ndarray,
 
 
 def training_prior(train_targets: np.ndarray) -> np.ndarray:
-  """Each label's share of the training images, kept inside (0, 1)."""
+  """Returns each label's share of the training images, kept inside (0, 1)."""
   return np.clip(
       np.asarray(train_targets, np.float64).mean(axis=0), PRIOR_EPSILON, 1 - PRIOR_EPSILON)
 
@@ -130,7 +130,7 @@ class Prevalence:
 
 
 def read_prevalence(path: str, label_names: list[str], train_prior: np.ndarray) -> Prevalence:
-  """A ``label,prevalence`` CSV (header optional): fractions of the stream's photos, each in (0, 1).
+  """Reads a ``label,prevalence`` CSV (header optional): shares of the stream's photos, in (0, 1).
 
   Unknown labels, values outside (0, 1) and repeated labels are errors naming
   the line; labels the file lacks keep their training prior (listed in
@@ -238,8 +238,8 @@ class OperatingPoints:
 def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, policies: list[Policy],
                       label_names: list[str], target_probs: np.ndarray | None = None,
                       prevalence: np.ndarray | None = None, implications=()) -> OperatingPoints:
-  """Each label's threshold by its policy, on labelled images or, given ``target_probs``, for that
-  stream.
+  """Chooses each label's threshold by its policy, on labelled images or, given ``target_probs``,
+  for that stream.
 
   ``probs`` and ``target_probs`` are on the same scale (both adapted to the
   stream's priors, or neither). A label is judged on the decisions the model
@@ -248,6 +248,21 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, policies: list[Poli
   antecedents first. Without a target, ``f1`` ignores the rules and gives
   exactly ``metrics.f1_optimal_thresholds``, as training calibrates. A label
   without a positive example keeps 0.5 (fixed policies excepted) and is noted.
+
+  Args:
+    y_true: 0/1 targets [N, L] of the labelled images.
+    probs: their probabilities [N, L].
+    policies: one policy per label (``parse_policies``).
+    label_names: the labels, in column order.
+    target_probs: probabilities [M, L] on the target stream; None: choose on the labelled images.
+    prevalence: the stream's prevalence per label [L]; needed with ``target_probs``.
+    implications: the label rules (``a=>b`` pairs) the served decisions apply.
+
+  Returns:
+    The ``OperatingPoints``: policies, thresholds [L] float32 and notes on unmet targets.
+
+  Raises:
+    ValueError: a ``share`` policy without a target stream.
   """
   y_true, probs = np.asarray(y_true), np.asarray(probs, np.float64)
   target = None if target_probs is None else np.asarray(target_probs, np.float64)
@@ -288,15 +303,30 @@ def expected_precision_recall(y_true: np.ndarray, probs: np.ndarray, thresholds:
                               prevalence: np.ndarray | None = None,
                               label_names: list[str] | None = None, implications=(),
                               samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
-  """Per label, the precision and recall the thresholds are expected to give, with a bootstrap
-  interval.
+  """Estimates, per label, the precision and recall the thresholds are expected to give, with a
+  bootstrap interval.
 
   Decisions are the served ones (thresholds, then ``implications`` among
   ``label_names``). On labelled images: counted there. For a stream: recall on the labelled
   positives, precision = prevalence x recall / share of the stream tagged.
   The interval resamples the labelled images (and the stream's) with
-  replacement. Returns ``{"precision"|"recall": {"value", "low", "high"}}`` of
-  [L] arrays (NaN where undefined).
+  replacement.
+
+  Args:
+    y_true: 0/1 targets [N, L] of the labelled images.
+    probs: their probabilities [N, L].
+    thresholds: the thresholds [L] to judge.
+    target_probs: probabilities [M, L] on the target stream; None: judge on the labelled images.
+    prevalence: the stream's prevalence per label [L]; needed with ``target_probs``.
+    label_names: the labels, in column order; needed with ``implications``.
+    implications: the label rules (``a=>b`` pairs) the served decisions apply.
+    samples: how many bootstrap resamples to draw.
+    confidence: the interval's coverage, e.g. 0.95.
+    seed: seed of the resampling.
+
+  Returns:
+    ``{"precision"|"recall": {"value", "low", "high"}}`` of [L] arrays (NaN
+    where undefined).
   """
   y_true = np.asarray(y_true) > 0
   names = label_names or [str(k) for k in range(y_true.shape[1])]
@@ -332,7 +362,7 @@ def expected_precision_recall(y_true: np.ndarray, probs: np.ndarray, thresholds:
 
 
 def predicted_shares(decided: np.ndarray, label_names: list[str]) -> dict[str, float]:
-  """Share of images each label is decided on, and of images with no label (``NO_LABEL``)."""
+  """Returns the share of images each label is decided on, and of those with none (``NO_LABEL``)."""
   decided = np.asarray(decided)
   shares = {name: float(decided[:, k].mean()) for k, name in enumerate(label_names)}
   shares[NO_LABEL] = float((decided.sum(axis=1) == 0).mean())
@@ -357,13 +387,29 @@ def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list
               label_names: list[str], train_prior: np.ndarray, stream: Stream | None = None,
               implications=(), test: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
               samples: int = 1000, seed: int = 0) -> tuple[OperatingPoints, dict]:
-  """New operating points, and the report that says what to expect of them.
+  """Chooses new operating points, and reports what to expect of them.
 
   With a ``stream``, probabilities are adapted to its prevalences and the
   thresholds are chosen for it; the report then adds each label's (and no
   label's) predicted share of the stream beside the expected one. ``test``
   (targets, unadapted probabilities, the model's current thresholds) adds
   micro precision/recall/F1 on those labelled images before and after.
+
+  Args:
+    y_labelled: 0/1 targets [N, L] of the labelled images the thresholds are chosen on.
+    labelled_probs: the network's (unadapted) probabilities [N, L] on them.
+    policies: one policy per label (``parse_policies``).
+    label_names: the labels, in column order.
+    train_prior: each label's share of the training images (``training_prior``).
+    stream: the target stream, if any.
+    implications: the label rules (``a=>b`` pairs) the served decisions apply.
+    test: (targets, unadapted probabilities, current thresholds) of a labelled test split.
+    samples: bootstrap resamples of the expected precision/recall intervals.
+    seed: seed of the resampling.
+
+  Returns:
+    (the ``OperatingPoints``, the report: per label its policy, threshold and
+    expected precision/recall, plus the stream and test checks; see ``format_report``).
   """
   def adapted(probs):
     return probs if stream is None else prior_shift(probs, train_prior, stream.prevalence)
@@ -416,8 +462,8 @@ def _interval(measure: dict) -> str:
 
 
 def format_report(report: dict) -> str:
-  """Markdown: per label the policy, threshold and expected P/R (95 % interval), then the stream and
-  test checks."""
+  """Formats a calibration report as Markdown: per label the policy, threshold and expected P/R
+  (95 % interval), then the stream and test checks."""
   stream = report.get("stream")
   where = (
       f"a stream of {stream['images']} untagged photos (prevalence: {stream['prevalence_source']})"

@@ -37,7 +37,7 @@ def _save(fig: Figure, path: str) -> str:
 
 
 def training_curves(history: pd.DataFrame, path: str, monitor: str = "val_micro_f1") -> str:
-  """One panel per metric logged for both splits (train vs validation), plus validation-only
+  """Plots one panel per metric logged for both splits (train vs validation), plus validation-only
   metrics.
 
   A gap that opens between the two curves of a panel is over-fitting; the
@@ -74,8 +74,20 @@ def training_curves(history: pd.DataFrame, path: str, monitor: str = "val_micro_
 
 def pr_curves(y_true: np.ndarray, probs: np.ndarray, label_names: list[str], path: str,
               thresholds: np.ndarray | None = None, columns: int = 4) -> str:
-  """Per-label precision-recall curves with AP, the base rate, and the operating points at 0.5 and
-  calibrated."""
+  """Plots per-label precision-recall curves with AP, the base rate, and the operating points at 0.5
+  and calibrated.
+
+  Args:
+    y_true: 0/1 targets [N, L].
+    probs: probabilities [N, L].
+    label_names: the labels, in column order; one panel each.
+    path: the PNG file to write.
+    thresholds: the calibrated thresholds [L], marked on each curve; none by default.
+    columns: panels per row.
+
+  Returns:
+    ``path``.
+  """
   y_true, probs = np.asarray(y_true), np.asarray(probs)
   rows = math.ceil(len(label_names) / columns)
   fig = _figure(3.0 * columns, 2.8 * rows)
@@ -114,8 +126,19 @@ def pr_curves(y_true: np.ndarray, probs: np.ndarray, label_names: list[str], pat
 
 def predicted_vs_true_counts(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str],
                              path: str, title: str = "Images per label: true vs predicted") -> str:
-  """Grouped bars, one pair per label (most frequent first): how often the model says a label vs the
-  truth."""
+  """Plots grouped bars, one pair per label (most frequent first): how often the model says a label
+  vs the truth.
+
+  Args:
+    y_true: 0/1 targets [N, L].
+    y_pred: 0/1 decisions [N, L].
+    label_names: the labels, in column order.
+    path: the PNG file to write.
+    title: the figure's title.
+
+  Returns:
+    ``path``.
+  """
   true_counts, pred_counts = np.asarray(y_true).sum(axis=0), np.asarray(y_pred).sum(axis=0)
   order = np.argsort(-true_counts, kind="stable")
   x = np.arange(len(label_names))
@@ -135,8 +158,8 @@ def predicted_vs_true_counts(y_true: np.ndarray, y_pred: np.ndarray, label_names
 
 def label_count_bars(counts: pd.Series, path: str, title: str = "Images per label",
                      muted: tuple[str, ...] = ()) -> str:
-  """Horizontal bars of a {label: count} series, largest on top, labelled with counts; ``muted``
-  bars in grey."""
+  """Plots horizontal bars of a {label: count} series, largest on top, labelled with counts;
+  ``muted`` bars in grey."""
   counts = counts.sort_values()
   fig = _figure(6.5, 0.32 * len(counts) + 1.2)
   ax = fig.add_subplot()
@@ -151,8 +174,8 @@ def label_count_bars(counts: pd.Series, path: str, title: str = "Images per labe
 
 
 def cooccurrence_heatmap(counts: pd.DataFrame, path: str) -> str:
-  """Label co-occurrence: cell (row, column) = images with both; colour = share of the row label's
-  images.
+  """Plots label co-occurrence: cell (row, column) = images with both; colour = share of the row
+  label's images.
 
   The colour normalises by the row's count, so a rare label's dependence on a
   frequent one ("baby" -> "people") stands out instead of drowning in raw counts.
@@ -196,8 +219,22 @@ def decision_caption(true_row: np.ndarray, pred_row: np.ndarray, label_names: li
 
 def image_grid(images: list[str | bytes], captions: list[list[tuple[str, str]]], path: str,
                title: str, columns: int = 6, max_lines: int = 6) -> str:
-  """A contact sheet: thumbnails (image files or encoded bytes) with coloured caption lines ``(text,
-  colour)``."""
+  """Draws a contact sheet: thumbnails (image files or encoded bytes) with coloured caption lines.
+
+  Args:
+    images: image file paths or encoded image bytes; an unreadable one is shown as such.
+    captions: per image, its caption lines ``(text, colour)``.
+    path: the PNG file to write.
+    title: the sheet's title.
+    columns: thumbnails per row.
+    max_lines: caption lines per image; more are summed up in the last one.
+
+  Returns:
+    ``path``.
+
+  Raises:
+    ValueError: ``images`` is empty.
+  """
   if not images:
     raise ValueError("no images for the grid")
   rows = math.ceil(len(images) / columns)

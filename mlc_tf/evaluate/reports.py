@@ -20,7 +20,7 @@ GRID_SIZE = 18  # images per sample grid: three rows of six
 
 
 def split_frame(data: split_corpus.SplitCorpus, split: str) -> pd.DataFrame:
-  """One part of a split corpus by name, or all of it (in image id order) for ``"all"``."""
+  """Returns one part of a split corpus by name, or all of it (in image id order) for ``"all"``."""
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
   if split == "all":
@@ -37,8 +37,19 @@ def split_frame(data: split_corpus.SplitCorpus, split: str) -> pd.DataFrame:
 def predict_answers(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
                     cfg: ml_collections.ConfigDict,
                     source: source_base.Source | None = None) -> scoring.SplitAnswers:
-  """An inference model's probabilities and decisions for ``frame``, through training's own input
-  pipeline."""
+  """Returns an inference model's probabilities and decisions for ``frame``, through training's own
+  input pipeline.
+
+  Args:
+    model: the inference model; its input size overrides ``cfg.data.image_size``.
+    frame: the images' rows (``mlc_tf.data.corpus`` layout).
+    label_names: the labels, in the model's order.
+    cfg: the training config whose input pipeline reads the images.
+    source: where the images come from; their paths in ``frame`` when None.
+
+  Returns:
+    A ``scoring.SplitAnswers`` in ``frame``'s row order.
+  """
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   # the size the model was trained at, whatever cfg says
   cfg.data.image_size = int(model.inputs[0].shape[1])
@@ -47,8 +58,8 @@ def predict_answers(model: keras.Model, frame: pd.DataFrame, label_names: list[s
 
 def images_of(frame: pd.DataFrame, rows: np.ndarray,
               source: source_base.Source | None = None) -> list[str | bytes]:
-  """What ``plots.image_grid`` shows for ``frame``'s rows at positions ``rows``: file paths, else
-  encoded bytes."""
+  """Returns what ``plots.image_grid`` shows for ``frame``'s rows at positions ``rows``: file
+  paths, else encoded bytes."""
   if corpus_lib.PATH_COLUMN in frame:
     return list(frame[corpus_lib.PATH_COLUMN].to_numpy()[rows])
   if source is None:
@@ -83,6 +94,18 @@ def write_evaluation(
   no_label.png (images whose label set is empty, where there are any) and
   training_curves.png when ``history_csv`` exists. Images come from the
   frame's paths, else from ``source``.
+
+  Args:
+    output_dir: the folder to write into (created if absent).
+    frame: the evaluated images' rows, with their 0/1 labels.
+    answers: the inference model's answers for ``frame``, in its row order.
+    thresholds: the model's calibrated thresholds [L].
+    label_names: the labels, in the model's order.
+    split: the split's name, for titles and the report.
+    history_csv: a training history CSV to plot, if it exists.
+    seed: seed of the bootstrap and of the random sample grid.
+    source: where the images come from when ``frame`` has no paths.
+    implications: the label rules applied to the reference decisions at 0.5.
 
   Returns:
     (the metrics.evaluate report, the paths written).

@@ -30,7 +30,19 @@ class SplitAnswers:
 
 def predict(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
             cfg: ml_collections.ConfigDict, source: source_base.Source | None = None) -> np.ndarray:
-  """Probabilities [N, L] for ``frame``'s images (from ``source``, else its paths), in its order."""
+  """Predicts ``frame``'s images (from ``source``, else its paths), in its row order.
+
+  Args:
+    model: a network, or an inference model (``inference.build``).
+    frame: the images' rows (``mlc_tf.data.corpus`` layout).
+    label_names: the labels, in the model's order.
+    cfg: the config whose input pipeline (``split_corpus.dataset_of``) reads them.
+    source: where the images come from; their paths in ``frame`` when None.
+
+  Returns:
+    ``model.predict``'s answer: probabilities [N, L] for a network, the
+    outputs dict for an inference model.
+  """
   ds = split_corpus.dataset_of(frame, label_names, cfg, training=False,
                                source=source).map(lambda x, y: x)
   return model.predict(ds, verbose=0)
@@ -39,8 +51,18 @@ def predict(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
 def answer(inference_model: keras.Model, frame: pd.DataFrame, label_names: list[str],
            cfg: ml_collections.ConfigDict,
            source: source_base.Source | None = None) -> SplitAnswers:
-  """The inference model's probabilities and decisions for the images of ``frame``, in its row
-  order."""
+  """Returns the inference model's probabilities and decisions for ``frame``'s images, in its order.
+
+  Args:
+    inference_model: the ``inference.build`` model (probabilities and decisions outputs).
+    frame: the images' rows (``mlc_tf.data.corpus`` layout).
+    label_names: the labels, in the model's order.
+    cfg: the config whose input pipeline reads the images.
+    source: where the images come from; their paths in ``frame`` when None.
+
+  Returns:
+    A ``SplitAnswers`` in ``frame``'s row order.
+  """
   outputs = predict(inference_model, frame, label_names, cfg, source)
   return SplitAnswers(np.asarray(outputs["probabilities"]), np.asarray(outputs["decisions"]))
 
@@ -60,7 +82,7 @@ class Scored:
 
 def wrap_and_score(model: keras.Model, data: split_corpus.SplitCorpus,
                    cfg: ml_collections.ConfigDict, implications: list[tuple[str, str]]) -> Scored:
-  """Thresholds from the validation split, the network wrapped with them, the test split scored.
+  """Chooses thresholds on the validation split, wraps the network with them, scores the test split.
 
   Args:
     model: a network answering probabilities [N, L] for ``data.label_names``.

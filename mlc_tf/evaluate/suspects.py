@@ -38,7 +38,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def rank_suspects(oof: pd.DataFrame, label_names: list[str],
                   min_margin: float = 2.0) -> pd.DataFrame:
-  """One row per suspect (image, label), largest margin first.
+  """Ranks the suspects: one row per (image, label), largest margin first.
 
   Args:
     oof: out-of-fold predictions (``crossval``'s frame): image_id index,
@@ -75,8 +75,19 @@ def rank_suspects(oof: pd.DataFrame, label_names: list[str],
 
 def contact_sheet(suspects: pd.DataFrame, oof: pd.DataFrame, label_names: list[str], path: str,
                   max_images: int = SHEET_SIZE) -> str:
-  """The most suspect images (by their most confident row), captioned with given labels and the
-  suggested fixes."""
+  """Draws the most suspect images (by their most confident row), captioned with given labels and
+  the suggested fixes.
+
+  Args:
+    suspects: ``rank_suspects``'s rows (at least one).
+    oof: the out-of-fold frame they were ranked from, with a ``path`` column.
+    label_names: the labels whose given values the captions list.
+    path: the PNG file to write.
+    max_images: how many images the sheet shows at most.
+
+  Returns:
+    ``path``.
+  """
   order = suspects.drop_duplicates("image_id")["image_id"].to_numpy()[:max_images]
   captions = []
   for image_id in order:
@@ -105,6 +116,16 @@ def write_suspects(oof: pd.DataFrame, label_names: list[str], output_dir: str,
 
   The contact sheet needs image files: it is left out for sources without
   paths (TFDS records), and when there is no suspect.
+
+  Args:
+    oof: out-of-fold predictions (see ``rank_suspects``).
+    label_names: the labels to judge.
+    output_dir: the folder to write into (created if absent).
+    min_margin: how far past the threshold, in logits, a suspect must be; > 0.
+    top: how many of the ranked rows to keep; all when None.
+
+  Returns:
+    (the suspects written, the paths written).
   """
   os.makedirs(output_dir, exist_ok=True)
   suspects = rank_suspects(oof, label_names, min_margin)

@@ -47,7 +47,7 @@ def _image_type(data: bytes) -> str | None:
 
 def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                trusted_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> flask.Flask:
-  """The app for one loaded review; serve it with any WSGI server (mlc-review uses werkzeug's).
+  """Builds the app for one loaded review; any WSGI server serves it (mlc-review uses werkzeug's).
 
   A request whose Host header is none of ``trusted_hosts`` (any port) is a 400.
   """
@@ -57,7 +57,7 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
 
   @app.before_request
   def refuse_cross_site_posts():
-    """A page of another site must not write the corrections file through the user's browser."""
+    """Refuses other sites' POSTs: their pages must not write the corrections file via a browser."""
     origin = flask.request.headers.get("Origin")
     if flask.request.method == "POST" and origin and urllib.parse.urlsplit(
         origin).netloc != flask.request.host:

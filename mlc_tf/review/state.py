@@ -78,11 +78,12 @@ class ReviewState:
 
   @property
   def label_names(self) -> list[str]:
+    """Returns the corpus's labels, in column order."""
     return corpus_lib.label_columns(self.frame)
 
   def image_path(self, image_id: int) -> str | None:
-    """The image file of a corpus id, only when it lies inside the corpus's images/ once links are
-    resolved."""
+    """Returns the image file of a corpus id, only when it lies inside the corpus's images/ once
+    links are resolved."""
     if image_id not in self.frame.index:
       return None
     images_dir = os.path.realpath(os.path.join(self.data_dir, "images"))
@@ -91,6 +92,7 @@ class ReviewState:
                                       ]) == images_dir and os.path.isfile(path) else None
 
   def read_corrections(self) -> Corrections:
+    """Reads the corrections file: its actions by (image id, label) and its problems, if any."""
     if not os.path.exists(self.corrections_path):
       return Corrections({}, [])
     try:
@@ -105,8 +107,8 @@ class ReviewState:
     return Corrections(actions, problems)
 
   def current_labels(self, corrections: Corrections) -> pd.DataFrame:
-    """The corpus's 0/1 labels with the corrections file applied (rows of other images or labels
-    ignored)."""
+    """Returns the corpus's 0/1 labels with the corrections file applied (rows of other images or
+    labels ignored)."""
     labels = self.frame[self.label_names].copy()
     for (image_id, label), action in corrections.actions.items():
       if image_id in labels.index and label in labels.columns:
@@ -114,13 +116,14 @@ class ReviewState:
     return labels
 
   def suspect_decision(self, suspect: Suspect, corrections: Corrections) -> str | None:
-    """"accepted", "rejected" or None (undecided), from the corrections file."""
+    """Returns "accepted", "rejected" or None (undecided), from the corrections file."""
     action = corrections.actions.get((suspect.image_id, suspect.label))
     if action is None:
       return None
     return "accepted" if action == suspect.action else "rejected"
 
   def decide_suspect(self, index: int, accept: bool) -> None:
+    """Writes a reviewer's verdict on suspect ``index`` to the corrections file."""
     suspect = self.suspects[index]
     action = suspect.action if accept else ("add" if suspect.action == "remove" else "remove")
     corrections_lib.upsert_corrections(self.corrections_path, [(str(
@@ -147,8 +150,8 @@ class ReviewState:
 
 
 def read_suspects(path: str, frame: pd.DataFrame) -> tuple[list[Suspect], list[str]]:
-  """mlc-suspects' CSV (or any CSV with image_id,label,action): its rows of this corpus, and the
-  others, named."""
+  """Reads mlc-suspects' CSV (or any CSV with image_id,label,action): its rows of this corpus, and
+  the others, named."""
   try:
     table = pd.read_csv(path, dtype={"image_id": str, "label": str, "action": str})
   except (OSError, ValueError) as error:
@@ -187,6 +190,16 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
   """Loads the corpus (folder layout, audited), the model and its predictions on every image, the
   suspects.
 
+  Args:
+    data_dir: the corpus folder (images/ + annotations/).
+    corrections_path: the corrections CSV the review writes (created if absent).
+    model_path: a model to predict every image with (``tagger.load_tagger``); none by default.
+    suspects_path: mlc-suspects' CSV to review; none by default.
+    batch_size: images per prediction batch.
+
+  Returns:
+    The ``ReviewState``.
+
   Raises:
     corpus.CorpusError: the corpus cannot be used.
     ReviewError: the suspects file cannot be used, or the corrections file's folder does not exist.
@@ -216,7 +229,7 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
 
 def ranked_images(state: ReviewState, labels: pd.DataFrame, show: str,
                   label: str | None) -> list[int]:
-  """The image ids the browse grid shows, in order.
+  """Returns the image ids the browse grid shows, in order.
 
   ``show``: "all"; "labelled" / "predicted" (images with ``label``, as given
   or corrected / as the model decides); "false_positives" (the model decides
@@ -246,8 +259,8 @@ def ranked_images(state: ReviewState, labels: pd.DataFrame, show: str,
 
 
 def first_undecided(state: ReviewState, corrections: Corrections, start: int = 0) -> int | None:
-  """The index of the first undecided suspect at or after ``start`` (then from the top), None when
-  all are."""
+  """Returns the index of the first undecided suspect at or after ``start`` (then from the top),
+  None when all are."""
   order = list(range(start, len(state.suspects))) + list(range(min(start, len(state.suspects))))
   return next((i for i in order if state.suspect_decision(state.suspects[i], corrections) is None),
               None)

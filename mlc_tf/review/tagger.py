@@ -58,7 +58,7 @@ class Tagger:
   predictor: prediction.KerasPredictor | prediction.SavedModelPredictor
 
   def tag(self, image: bytes) -> TagAnswer:
-    """What ``serving_default`` answers for one encoded image."""
+    """Returns what ``serving_default`` answers for one encoded image."""
     try:
       answer = self.serve(image_bytes=tf.constant([image], tf.string))
     # the signature answers valid=False for bad images; this is a guard
@@ -75,8 +75,8 @@ class Tagger:
                      per_label)
 
   def predict_corpus(self, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
-    """``prob_<label>`` and ``decided_<label>`` for each image of a label frame (index: its image
-    ids).
+    """Predicts ``prob_<label>`` and ``decided_<label>`` for each image of a label frame (index: its
+    image ids).
 
     Images the model cannot read are absent: the corpus audit has already dropped undecodable ones.
     """
@@ -107,8 +107,8 @@ def _saved_model_rules(config_json: str, label_names: list[str]) -> list[tuple[s
 
 
 def load_tagger(path: str) -> Tagger:
-  """A workdir or model.keras, a SavedModel version dir, or a TF Serving model dir (its highest
-  version)."""
+  """Loads a tagger from a workdir or model.keras, a SavedModel version dir, or a TF Serving model
+  dir (its highest version)."""
   predictor = prediction.load_predictor(path)
   if isinstance(predictor, prediction.SavedModelPredictor):
     metadata = predictor.loaded.signatures[signatures.METADATA]()
