@@ -19,7 +19,8 @@ from mlc_tf import hardware
 
 
 def _verbose(argv: list[str]) -> bool:
-  """Whether the command line asks absl for more than its default verbosity (``--verbosity=1``, ``-v 1``)."""
+  """Whether the command line asks absl for more than its default verbosity (``--verbosity=1``, ``-v
+  1``)."""
   for i, arg in enumerate(argv):
     name, equals, value = arg.partition("=")
     if name in ("--verbosity", "-v"):
@@ -35,7 +36,8 @@ def _set_tensorflow_environment(environ: dict, argv: list[str], cpu: hardware.CP
   if "TF_ENABLE_ONEDNN_OPTS" not in environ and hardware.onednn_faster(cpu):
     environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
   if "TF_CPP_MIN_LOG_LEVEL" not in environ and not _verbose(argv):
-    # 3: TensorFlow's C++ log says nothing; its errors reach the user as Python exceptions with their message.
+    # 3: TensorFlow's C++ log says nothing; its errors reach the user as Python exceptions with
+    # their message.
     environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 

@@ -1,9 +1,12 @@
-"""mlc-calibrate: set a trained model's operating points again, optionally for a stream with another label mix.
+"""mlc-calibrate: set a trained model's operating points again, optionally for a stream with another
+label mix.
 
   mlc-calibrate --model=workdirs/flickr14 --data_dir=../shared/datasets/flickr14 \\
-                --policy=f1 --policy=people=precision:0.9          # thresholds chosen on the validation split
+                --policy=f1 --policy=people=precision:0.9
+                # thresholds chosen on the validation split
   mlc-calibrate --model=workdirs/flickr14 --data_dir=../shared/datasets/flickr14 \\
-                --target_images=photos/ --prevalence=stream_prevalence.csv   # or --prevalence=estimate
+                --target_images=photos/ --prevalence=stream_prevalence.csv
+                # or --prevalence=estimate
   mlc-calibrate --model=saved_models/flickr14 --data_dir=../shared/datasets/flickr14 --policy=f1
                 # an export (its highest version), as a deployment has it: no workdir needed
 
@@ -43,28 +46,39 @@ from mlc_tf.models import inference
 from mlc_tf.serving import export, prediction
 
 _MODEL = flags.DEFINE_string(
-    "model", None, "A trained model: a training workdir or its model.keras, or an export (a SavedModel, or "
+    "model", None,
+    "A trained model: a training workdir or its model.keras, or an export (a SavedModel, or "
     "saved_models/<name>/ for its highest version).", required=True)
-_DATA_DIR = common.define_data_dir_flag("The run's corpus (images/ + annotations/) or source spec: its split is "
-                                        "rebuilt for the training prior and the labelled images. "
-                                        "Default: the config's data.source, else the built-in demo corpus.")
+_DATA_DIR = common.define_data_dir_flag(
+    "The run's corpus (images/ + annotations/) or source spec: its split is "
+    "rebuilt for the training prior and the labelled images. "
+    "Default: the config's data.source, else the built-in demo corpus.")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config that defines the split. Default: config.json next to the model, or the one an "
+    "config", None,
+    "Config that defines the split. Default: config.json next to the model, or the one an "
     "export carries.")
-_SPLIT = flags.DEFINE_enum("split", "val", reports.SPLITS, "The labelled images the thresholds are chosen on.")
+_SPLIT = flags.DEFINE_enum("split", "val", reports.SPLITS,
+                           "The labelled images the thresholds are chosen on.")
 _POLICY = flags.DEFINE_multi_string(
-    "policy", None, "f1 | precision:P | recall:R | share (stream only) | a fixed threshold; 'label=policy' for "
+    "policy", None,
+    "f1 | precision:P | recall:R | share (stream only) | a fixed threshold; 'label=policy' for "
     "one label. Repeatable. Default: the config's calibration.policy.")
-_TARGET_IMAGES = flags.DEFINE_list("target_images", None,
-                                   "Folders and/or globs of untagged photos of the stream to adapt to.")
+_TARGET_IMAGES = flags.DEFINE_list(
+    "target_images", None, "Folders and/or globs of untagged photos of the stream to adapt to.")
 _PREVALENCE = flags.DEFINE_string(
-    "prevalence", None, "With --target_images: a CSV 'label,prevalence' (fractions of the stream's photos; "
-    f"an optional '{operating_points.NO_LABEL}' row is the share with no label), or 'estimate' (EM on the "
+    "prevalence", None,
+    "With --target_images: a CSV 'label,prevalence' (fractions of the stream's photos; "
+    f"an optional '{operating_points.NO_LABEL}' row is the share with no label), "
+    "or 'estimate' (EM on the "
     "target photos). Default: estimate.")
-_NAME = flags.DEFINE_string("name", None, "Model name: saved_models/<name>/. Default: the config's export.name.")
-_BASE_DIR = flags.DEFINE_string("base_dir", None, "Where model folders go. Default: the config's export.base_dir.")
-_BOOTSTRAP_SAMPLES = flags.DEFINE_integer("bootstrap_samples", 1000, "Resamples for the intervals.", lower_bound=10)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Target photos per batch (bounds memory).", lower_bound=1)
+_NAME = flags.DEFINE_string("name", None,
+                            "Model name: saved_models/<name>/. Default: the config's export.name.")
+_BASE_DIR = flags.DEFINE_string("base_dir", None,
+                                "Where model folders go. Default: the config's export.base_dir.")
+_BOOTSTRAP_SAMPLES = flags.DEFINE_integer("bootstrap_samples", 1000, "Resamples for the intervals.",
+                                          lower_bound=10)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Target photos per batch (bounds memory).",
+                                   lower_bound=1)
 
 
 def _stream(model, label_names, train_prior) -> operating_points.Stream | None:
@@ -74,7 +88,8 @@ def _stream(model, label_names, train_prior) -> operating_points.Stream | None:
   paths = prediction.list_images(_TARGET_IMAGES.value)
   logging.info("predicting %d target photos", len(paths))
   done, probs = [], []
-  for batch_paths, batch_probs, _ in prediction.KerasPredictor(model).predict(paths, _BATCH_SIZE.value):
+  for batch_paths, batch_probs, _ in prediction.KerasPredictor(model).predict(
+      paths, _BATCH_SIZE.value):
     done += batch_paths
     probs.append(batch_probs)
   if not done:
@@ -89,8 +104,10 @@ def _stream(model, label_names, train_prior) -> operating_points.Stream | None:
                                    skipped=skipped)
   read = operating_points.read_prevalence(_PREVALENCE.value, label_names, train_prior)
   if read.missing:
-    logging.warning("%s lacks %s: kept at the training prior", _PREVALENCE.value, ", ".join(read.missing))
-  return operating_points.Stream(probs, read.values, _PREVALENCE.value, read.missing, read.no_label, skipped)
+    logging.warning("%s lacks %s: kept at the training prior", _PREVALENCE.value,
+                    ", ".join(read.missing))
+  return operating_points.Stream(probs, read.values, _PREVALENCE.value, read.missing, read.no_label,
+                                 skipped)
 
 
 def _load(path: str) -> tuple[keras.Model, ml_collections.ConfigDict, int]:
@@ -99,12 +116,15 @@ def _load(path: str) -> tuple[keras.Model, ml_collections.ConfigDict, int]:
   if export_dir:
     model, metadata = export.inference_model_from_export(export_dir)
     if _CONFIG.value is None and not metadata["config"]:
-      raise ValueError(f"{export_dir} carries no training config; pass --config so the split can be rebuilt")
-    cfg = factory.run_config(metadata["config"], export_dir) if _CONFIG.value is None else _CONFIG.value
+      raise ValueError(
+          f"{export_dir} carries no training config; pass --config so the split can be rebuilt")
+    cfg = factory.run_config(metadata["config"],
+                             export_dir) if _CONFIG.value is None else _CONFIG.value
     return model, cfg, metadata["max_image_pixels"]
   config_path = os.path.join(path if os.path.isdir(path) else os.path.dirname(path), "config.json")
   if _CONFIG.value is None and not os.path.isfile(config_path):
-    raise ValueError(f"{config_path} not found; pass --config (the training config) so the split can be rebuilt")
+    raise ValueError(
+        f"{config_path} not found; pass --config (the training config) so the split can be rebuilt")
   cfg = factory.load_run_config(config_path) if _CONFIG.value is None else _CONFIG.value
   return inference.load(path), cfg, export.MAX_IMAGE_PIXELS
 
@@ -112,11 +132,14 @@ def _load(path: str) -> tuple[keras.Model, ml_collections.ConfigDict, int]:
 def main(argv):
   del argv
   if _PREVALENCE.value and not _TARGET_IMAGES.value:
-    raise SystemExit("mlc-calibrate: error: --prevalence needs --target_images (the stream's photos)")
+    raise SystemExit(
+        "mlc-calibrate: error: --prevalence needs --target_images (the stream's photos)")
   if not os.path.exists(_MODEL.value):
-    raise SystemExit(f"mlc-calibrate: error: no model at {_MODEL.value} (a training workdir, its model.keras, "
-                     "or an export)")
-  with common.exit_on_error("mlc-calibrate", FileNotFoundError, ValueError):  # CorpusError is a ValueError
+    raise SystemExit(
+        f"mlc-calibrate: error: no model at {_MODEL.value} (a training workdir, its model.keras, "
+        "or an export)")
+  # CorpusError is a ValueError
+  with common.exit_on_error("mlc-calibrate", FileNotFoundError, ValueError):
     model, cfg, max_image_pixels = _load(_MODEL.value)
     layer = inference.decision_layer(model)
     names, current = list(layer.label_names), layer.thresholds.numpy()
@@ -133,11 +156,14 @@ def main(argv):
     def probabilities(frame):
       return reports.predict_answers(plain, frame, names, cfg, data.source).probabilities
 
-    if data.test.empty:  # a final fit (data.test_fraction=0): nothing to compare the operating points on
-      logging.warning("no test split (a final fit): the old and new operating points are not compared")
+    # a final fit (data.test_fraction=0): nothing to compare the operating points on
+    if data.test.empty:
+      logging.warning(
+          "no test split (a final fit): the old and new operating points are not compared")
     points, report = operating_points.calibrate(
-        labelled[names].to_numpy(), probabilities(labelled), policies, names, train_prior, stream, implications,
-        test=None if data.test.empty else (data.test[names].to_numpy(), probabilities(data.test), current),
+        labelled[names].to_numpy(), probabilities(labelled), policies, names, train_prior, stream,
+        implications, test=None if data.test.empty else
+        (data.test[names].to_numpy(), probabilities(data.test), current),
         samples=_BOOTSTRAP_SAMPLES.value, seed=cfg.seed)
   report.update(model=_MODEL.value, split=_SPLIT.value)
   text = operating_points.format_report(report)
@@ -146,8 +172,9 @@ def main(argv):
   cfg.calibration.policy = tuple(_POLICY.value or cfg.calibration.policy)
   path = export.export_saved_model(
       adapted, base_dir=_BASE_DIR.value or cfg.export.base_dir, name=_NAME.value or cfg.export.name,
-      config_json=cfg.to_json_best_effort(), max_image_pixels=max_image_pixels,
-      extra_assets={"calibration.md": text + "\n", "calibration.json": json.dumps(report, indent=2)})
+      config_json=cfg.to_json_best_effort(), max_image_pixels=max_image_pixels, extra_assets={
+          "calibration.md": text + "\n", "calibration.json": json.dumps(report, indent=2)
+      })
   print(text)
   print(f"\nexported: {path}")
 

@@ -21,8 +21,10 @@ from mlc_tf.serving import client
 
 _REST = flags.DEFINE_string("rest", None, "TF Serving REST endpoint, e.g. http://localhost:8501.")
 _GRPC = flags.DEFINE_string("grpc", None, "TF Serving gRPC endpoint, e.g. localhost:8500.")
-_MODEL = flags.DEFINE_string("model", None, "Model name (the models.config name / MODEL_NAME).", required=True)
-_VERSION = flags.DEFINE_integer("version", None, "Model version. Default: the server's choice (the latest).")
+_MODEL = flags.DEFINE_string("model", None, "Model name (the models.config name / MODEL_NAME).",
+                             required=True)
+_VERSION = flags.DEFINE_integer("version", None,
+                                "Model version. Default: the server's choice (the latest).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per request.", lower_bound=1)
 _TIMEOUT_S = flags.DEFINE_float("timeout_s", 30.0, "Seconds to wait for each request.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object per image instead of a table.")
@@ -32,7 +34,7 @@ flags.register_multi_flags_validator(
 
 
 def image_paths(args: list[str]) -> list[str]:
-  """Files as given; a directory stands for the files in it, sorted."""
+  """Lists the files to send: files as given; a directory stands for the files in it, sorted."""
   paths = []
   for arg in args:
     if os.path.isdir(arg):
@@ -53,7 +55,8 @@ def main(argv):
   for start in range(0, len(paths), _BATCH_SIZE.value):
     batch = paths[start:start + _BATCH_SIZE.value]
     images = [_read(path) for path in batch]
-    with common.exit_on_error("mlc-client", client.ServingError, OSError):  # OSError: unreachable server, timeouts
+    # OSError: unreachable server, timeouts
+    with common.exit_on_error("mlc-client", client.ServingError, OSError):
       if _REST.value:
         answers = client.predict_rest(_REST.value, _MODEL.value, images, version=_VERSION.value,
                                       timeout_s=_TIMEOUT_S.value)

@@ -24,47 +24,57 @@ DATA_DIR_HELP = ("Corpus directory (images/ + annotations/) or source spec. "
 
 
 def repo_config(name: str) -> str:
-  """Path of ``configs/<name>`` in the source tree the package was installed from."""
-  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(mlc_tf.__file__))), "configs", name)
+  """Returns the path of ``configs/<name>`` in the source tree the package was installed from."""
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(mlc_tf.__file__))), "configs",
+                      name)
 
 
 def define_data_dir_flag(help_text: str = DATA_DIR_HELP) -> flags.FlagHolder[str | None]:
-  """``--data_dir``: the corpus; :func:`data_dir` resolves it."""
+  """Defines ``--data_dir``, the corpus; :func:`data_dir` resolves it."""
   return flags.DEFINE_string("data_dir", None, help_text)
 
 
 def data_dir(flag_value: str | None, config_source: str | None = None) -> str:
-  """``--data_dir``, else the config's data.source, else the built-in demo corpus (generated on first use)."""
+  """Resolves the corpus: ``--data_dir``, else the config's data.source, else the built-in demo
+  corpus (generated on first use)."""
   source = flag_value or config_source
   if source:
     return source
-  from mlc_tf.data import builtin  # imported here: mlc-client, which needs none of this, stays free of TensorFlow
+  # imported here: mlc-client, which needs none of this, stays free of TensorFlow
+  from mlc_tf.data import builtin
   return builtin.ensure_demo_corpus()
 
 
 class TrainingFlags:
-  """``--config``, ``--data_dir`` and a workdir flag: what every entry point that trains models takes.
+  """``--config``, ``--data_dir`` and a workdir flag: what every entry point that trains models
+  takes.
 
-  ``workdir_help`` opens the workdir flag's help; "Default: workdirs/<prefix><export name>." ends it.
+  ``workdir_help`` opens the workdir flag's help; "Default: workdirs/<prefix><export name>." ends
+  it.
   """
 
-  def __init__(self, workdir_prefix: str = "", workdir_flag: str = "workdir", workdir_help: str = "",
-               data_dir_help: str = DATA_DIR_HELP):
-    self.config = config_flags.DEFINE_config_file("config", repo_config("demo.py"), "Training config file.")
+  def __init__(self, workdir_prefix: str = "", workdir_flag: str = "workdir",
+               workdir_help: str = "", data_dir_help: str = DATA_DIR_HELP):
+    self.config = config_flags.DEFINE_config_file("config", repo_config("demo.py"),
+                                                  "Training config file.")
     self.data_dir = define_data_dir_flag(data_dir_help)
-    self.workdir = flags.DEFINE_string(workdir_flag, None,
-                                       f"{workdir_help}Default: workdirs/{workdir_prefix}<export name>.")
+    self.workdir = flags.DEFINE_string(
+        workdir_flag, None, f"{workdir_help}Default: workdirs/{workdir_prefix}<export name>.")
     self._workdir_prefix = workdir_prefix
 
   def resolve(self) -> tuple[ml_collections.ConfigDict, str, str]:
-    """The config, the corpus (see :func:`data_dir`) and the workdir (default: workdirs/<prefix><export name>)."""
-    from mlc_tf import factory  # imported here: mlc-export, -predict and -review load no training code
+    """Returns the config, the corpus (see :func:`data_dir`) and the workdir (default:
+    workdirs/<prefix><export name>)."""
+    # imported here: mlc-export, -predict and -review load no training code
+    from mlc_tf import factory
     cfg = self.config.value
     try:
       factory.check_choices(cfg)
-    except ValueError as error:  # e.g. --config.model.name=resnet on a recipe that declares simple_cnn's knobs
+    # e.g. --config.model.name=resnet on a recipe that declares simple_cnn's knobs
+    except ValueError as error:
       raise app.UsageError(str(error)) from None
-    workdir = self.workdir.value or os.path.join("workdirs", f"{self._workdir_prefix}{cfg.export.name}")
+    workdir = self.workdir.value or os.path.join("workdirs",
+                                                 f"{self._workdir_prefix}{cfg.export.name}")
     return cfg, data_dir(self.data_dir.value, cfg.data.source), workdir
 
 
@@ -81,7 +91,8 @@ def exit_on_error(program: str, *errors: type[Exception]) -> Iterator[None]:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing; a ``--config.<field>=`` override of a field the config lacks is a usage error.
+  """Parses the flags as absl does; a ``--config.<field>=`` override of a field the config lacks
+  is a usage error.
 
   ml_collections raises a bare AttributeError naming only the last part of the
   field; recipes declare the knobs of the model, loss and optimizer they
@@ -93,21 +104,24 @@ def parse_flags(argv: list[str]) -> list[str]:
     missing = str(error).strip("\"'")
     overrides = [arg.split("=")[0] for arg in argv[1:] if arg.startswith("--config.")]
     named = [arg for arg in overrides if arg.rsplit(".", 1)[-1] == missing] or overrides
-    raise SystemExit(f"{os.path.basename(argv[0])}: error: {', '.join(named)}: the config has no such field. A "
-                     "recipe declares only the knobs of the model, loss and optimizer it chooses; choose another "
-                     "with --config=<recipe>.py:model=<name> (also loss=, optimizer=; comma-separated), whose "
-                     "knobs it then declares (mlc_tf/factory.py: choose)") from None
+    raise SystemExit(
+        f"{os.path.basename(argv[0])}: error: {', '.join(named)}: the config has no such field. A "
+        "recipe declares only the knobs of the model, loss and optimizer it chooses; "
+        "choose another "
+        "with --config=<recipe>.py:model=<name> (also loss=, optimizer=; comma-separated), whose "
+        "knobs it then declares (mlc_tf/factory.py: choose)") from None
 
 
 def run(main: Callable[[list[str]], None], verbosity: int) -> None:
-  """An entry point's ``run()``: set absl logging's verbosity, parse the flags, call ``main``."""
+  """Runs an entry point: sets absl logging's verbosity, parses the flags, calls ``main``."""
   _help_describes(sys.modules[main.__module__])
   logging.set_verbosity(verbosity)
   app.run(main, flags_parser=parse_flags)
 
 
 def _help_describes(entry_point) -> None:
-  """Makes ``--help`` show ``entry_point``'s docstring and flags when a console script's shim is ``__main__``.
+  """Makes ``--help`` show ``entry_point``'s docstring and flags when a console script's shim is
+  ``__main__``.
 
   absl's ``--help`` lists the key flags of the module named ``sys.argv[0]``
   and prints ``__main__``'s docstring; under ``mlc-train`` both are the

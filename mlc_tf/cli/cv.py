@@ -1,7 +1,9 @@
-"""mlc-cv: k-fold cross-validation (iterative multi-label stratification); mean ± std of every metric.
+"""mlc-cv: k-fold cross-validation (iterative multi-label stratification); mean ± std of every
+metric.
 
   mlc-cv --folds=5                               # configs/demo.py on the built-in demo corpus
-  mlc-cv --config=configs/flickr14.py --data_dir=../shared/datasets/flickr14 --workdir=workdirs/cv_flickr14
+  mlc-cv --config=configs/flickr14.py --data_dir=../shared/datasets/flickr14 \\
+         --workdir=workdirs/cv_flickr14
 
 Trains one model per fold (k times a training run's time) and writes, into
 --workdir: fold_<k>/ (each fold's model, history, report), cv_report.md,
@@ -24,14 +26,16 @@ from mlc_tf.experiments import crossval
 
 _TRAINING = common.TrainingFlags(workdir_prefix="cv_")
 _FOLDS = flags.DEFINE_integer("folds", 5, "Number of folds.", lower_bound=2)
-_EPOCH_LOGS = flags.DEFINE_bool("epoch_logs", False, "Also print each epoch's log line, not only fold progress.")
+_EPOCH_LOGS = flags.DEFINE_bool("epoch_logs", False,
+                                "Also print each epoch's log line, not only fold progress.")
 
 
 def main(argv):
   del argv
   cfg, data_dir, workdir = _TRAINING.resolve()
   with common.exit_on_error("mlc-cv", corpus.CorpusError, ValueError):
-    result = crossval.cross_validate(cfg, data_dir, workdir, _FOLDS.value, verbose=2 if _EPOCH_LOGS.value else 1)
+    result = crossval.cross_validate(cfg, data_dir, workdir, _FOLDS.value,
+                                     verbose=2 if _EPOCH_LOGS.value else 1)
   print()
   print(result.to_markdown())
   print(f"\nwrote {os.path.join(workdir, 'cv_report.md')}, cv_report.json, {crossval.OOF_FILE}")

@@ -1,6 +1,6 @@
 """mlc-evaluate: judge a trained model on a corpus split; markdown + JSON report and figures.
 
-  mlc-evaluate                                  # workdirs/demo (what mlc-train wrote) on its test split
+  mlc-evaluate            # workdirs/demo (what mlc-train wrote) on its test split
   mlc-evaluate --model=workdirs/flickr14 --data_dir=../shared/datasets/flickr14
   mlc-evaluate --model=workdirs/flickr14/model.keras --data_dir=/path/to/new/images --split=all
 
@@ -30,9 +30,11 @@ from mlc_tf.models import inference
 
 _MODEL = flags.DEFINE_string("model", os.path.join("workdirs", "demo"),
                              "A trained model: model.keras, or the training workdir that holds it.")
-_DATA_DIR = common.define_data_dir_flag("Corpus directory (images/ + annotations/) or source spec. "
-                                        "Default: the config's data.source, else the built-in demo corpus.")
-_SPLIT = flags.DEFINE_enum("split", "test", reports.SPLITS, "Which part of the corpus to evaluate on.")
+_DATA_DIR = common.define_data_dir_flag(
+    "Corpus directory (images/ + annotations/) or source spec. "
+    "Default: the config's data.source, else the built-in demo corpus.")
+_SPLIT = flags.DEFINE_enum("split", "test", reports.SPLITS,
+                           "Which part of the corpus to evaluate on.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config that defines the split. Default: config.json next to the model.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Default: <model dir>/evaluation_<split>.")
@@ -45,11 +47,13 @@ def main(argv):
   if cfg is None:
     saved = os.path.join(model_dir, "config.json")
     if not os.path.isfile(saved):
-      raise SystemExit(f"mlc-evaluate: error: {saved} not found; pass --config (the training config) "
-                       "so the split can be rebuilt")
+      raise SystemExit(
+          f"mlc-evaluate: error: {saved} not found; pass --config (the training config) "
+          "so the split can be rebuilt")
     cfg = factory.load_run_config(saved)
   data_dir = common.data_dir(_DATA_DIR.value, cfg.data.source)
-  with common.exit_on_error("mlc-evaluate", FileNotFoundError, ValueError):  # CorpusError is a ValueError
+  # CorpusError is a ValueError
+  with common.exit_on_error("mlc-evaluate", FileNotFoundError, ValueError):
     model = inference.load(_MODEL.value)
     thresholds_layer = inference.decision_layer(model)
     cfg.data.labels = thresholds_layer.label_names  # the model's label columns, in its order
@@ -57,10 +61,12 @@ def main(argv):
     frame = reports.split_frame(data, _SPLIT.value)
   answers = reports.predict_answers(model, frame, thresholds_layer.label_names, cfg, data.source)
   output_dir = _OUTPUT_DIR.value or os.path.join(model_dir, f"evaluation_{_SPLIT.value}")
-  result, written = reports.write_evaluation(
-      output_dir, frame, answers, thresholds_layer.thresholds.numpy(), thresholds_layer.label_names, _SPLIT.value,
-      history_csv=os.path.join(model_dir, "history.csv"), seed=cfg.seed, source=data.source,
-      implications=inference.implications(model))
+  result, written = reports.write_evaluation(output_dir, frame, answers,
+                                             thresholds_layer.thresholds.numpy(),
+                                             thresholds_layer.label_names, _SPLIT.value,
+                                             history_csv=os.path.join(model_dir, "history.csv"),
+                                             seed=cfg.seed, source=data.source,
+                                             implications=inference.implications(model))
   print(metrics.format_report(result, _SPLIT.value))
   print()
   for path in written:

@@ -1,7 +1,8 @@
 """mlc-explore: what a corpus holds, as tables and figures, before any training.
 
   mlc-explore                                   # the built-in demo corpus
-  mlc-explore --data_dir=../shared/datasets/flickr14 --rules=baby=>people --output_dir=workdirs/explore_flickr14
+  mlc-explore --data_dir=../shared/datasets/flickr14 --rules=baby=>people \\
+              --output_dir=workdirs/explore_flickr14
 
 Prints label counts, images with no label, labels per image, co-occurrence,
 grayscale share, image sizes and label-rule violations; writes explore.md,
@@ -23,13 +24,17 @@ from mlc_tf.cli import common
 from mlc_tf.data import corpus, corrections, label_rules, sources
 from mlc_tf.evaluate import exploration
 
-_DATA_DIR = common.define_data_dir_flag("Corpus directory (images/ + annotations/) or source spec "
-                                        "(folder:, csv:, tfds:). Default: the built-in demo corpus.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where tables and figures go. Default: workdirs/explore.")
+_DATA_DIR = common.define_data_dir_flag(
+    "Corpus directory (images/ + annotations/) or source spec "
+    "(folder:, csv:, tfds:). Default: the built-in demo corpus.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
+                                  "Where tables and figures go. Default: workdirs/explore.")
 _LABELS = flags.DEFINE_list("labels", None, "Labels to keep. Default: every annotation file.")
-_RULES = flags.DEFINE_list("rules", [], "Label implications to check, written as in config.rules.implications: "
-                           "'label=>implied', e.g. baby=>people ('baby>people' is still read, with a warning).")
-_CORRECTIONS = flags.DEFINE_string("corrections", None, "A corrections CSV to apply first (see mlc-suspects).")
+_RULES = flags.DEFINE_list(
+    "rules", [], "Label implications to check, written as in config.rules.implications: "
+    "'label=>implied', e.g. baby=>people ('baby>people' is still read, with a warning).")
+_CORRECTIONS = flags.DEFINE_string("corrections", None,
+                                   "A corrections CSV to apply first (see mlc-suspects).")
 
 
 def main(argv):

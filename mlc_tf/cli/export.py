@@ -22,12 +22,16 @@ from mlc_tf.cli import common
 from mlc_tf.models import inference
 from mlc_tf.serving import export
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir (holds model.keras and config.json).",
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "A training workdir (holds model.keras and config.json).",
                                required=True)
-_NAME = flags.DEFINE_string("name", None, "Model name: saved_models/<name>/. Default: the config's export.name.")
-_BASE_DIR = flags.DEFINE_string("base_dir", None, "Where model folders go. Default: the config's export.base_dir.")
-_MAX_IMAGE_PIXELS = flags.DEFINE_integer("max_image_pixels", export.MAX_IMAGE_PIXELS,
-                                         "Images whose header announces more pixels get valid=false.")
+_NAME = flags.DEFINE_string("name", None,
+                            "Model name: saved_models/<name>/. Default: the config's export.name.")
+_BASE_DIR = flags.DEFINE_string("base_dir", None,
+                                "Where model folders go. Default: the config's export.base_dir.")
+_MAX_IMAGE_PIXELS = flags.DEFINE_integer(
+    "max_image_pixels", export.MAX_IMAGE_PIXELS,
+    "Images whose header announces more pixels get valid=false.")
 
 
 def main(argv):
@@ -41,10 +45,12 @@ def main(argv):
     with open(config_path) as f:
       config_json = f.read()
   export_config = json.loads(config_json).get("export", {})
-  name = _NAME.value or export_config.get("name") or os.path.basename(os.path.normpath(_WORKDIR.value))
+  name = _NAME.value or export_config.get("name") or os.path.basename(
+      os.path.normpath(_WORKDIR.value))
   base_dir = _BASE_DIR.value or export_config.get("base_dir") or "saved_models"
   path = export.export_saved_model(inference.load(model_path), base_dir=base_dir, name=name,
-                                   config_json=config_json, max_image_pixels=_MAX_IMAGE_PIXELS.value)
+                                   config_json=config_json,
+                                   max_image_pixels=_MAX_IMAGE_PIXELS.value)
   print(f"exported: {path}")
 
 

@@ -1,4 +1,5 @@
-"""What mlc-train and mlc-ensemble do with a finished model: print its report, export it as a SavedModel.
+"""What mlc-train and mlc-ensemble do with a finished model: print its report, export it as a
+SavedModel.
 
 Not in ``common``: that module is imported by every entry point, and the
 export and predict entry points load no evaluation code (tests/test_architecture.py).
@@ -15,11 +16,22 @@ from mlc_tf.evaluate import metrics
 from mlc_tf.serving import export
 
 
-def report_and_export(report: dict, workdir: str, inference_model: keras.Model, cfg: ml_collections.ConfigDict,
-                      export_model: bool, base_dir: str | None = None, details: str = "") -> None:
-  """Prints ``report`` (and ``details`` under it), where report.json is, and exports when ``export_model``.
+def report_and_export(report: dict, workdir: str, inference_model: keras.Model,
+                      cfg: ml_collections.ConfigDict, export_model: bool,
+                      base_dir: str | None = None, details: str = "") -> None:
+  """Prints ``report`` (and ``details`` under it), where report.json is, and exports when
+  ``export_model``.
 
   The SavedModel goes to ``<base_dir or cfg.export.base_dir>/<cfg.export.name>/<next version>/``.
+
+  Args:
+    report: the model's ``metrics.evaluate`` report, with its ``split``.
+    workdir: the run's workdir, which holds report.json.
+    inference_model: the model to export.
+    cfg: the training config (export name and base dir; saved with the export).
+    export_model: whether to export.
+    base_dir: overrides ``cfg.export.base_dir`` when set.
+    details: text printed under the report; none by default.
   """
   print(metrics.format_report(report, report["split"]))
   if details:

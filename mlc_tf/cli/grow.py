@@ -1,7 +1,8 @@
 """mlc-grow: progressive growing; add conv layers while validation F1 improves by --margin.
 
   mlc-grow --margin=0.01                          # configs/demo.py on the built-in demo corpus
-  mlc-grow --config=configs/flickr14.py --data_dir=../shared/datasets/flickr14 --workdir=workdirs/grow_flickr14
+  mlc-grow --config=configs/flickr14.py --data_dir=../shared/datasets/flickr14 \\
+           --workdir=workdirs/grow_flickr14
 
 Trains config.model (any builder with a depth knob) at depth 1, 2, … on one
 fixed split and prints depth vs validation/test F1 vs train time; each depth
@@ -23,11 +24,13 @@ from mlc_tf.data import corpus
 from mlc_tf.experiments import growing
 
 _TRAINING = common.TrainingFlags(workdir_prefix="grow_")
-_MARGIN = flags.DEFINE_float("margin", 0.01, "Least gain in validation micro-F1 that justifies one more layer.")
+_MARGIN = flags.DEFINE_float("margin", 0.01,
+                             "Least gain in validation micro-F1 that justifies one more layer.")
 _START = flags.DEFINE_integer("start_depth", 1, "Depth to start from.", lower_bound=1)
 _MAX = flags.DEFINE_integer("max_depth", 8, "Depth to stop at in any case.", lower_bound=1)
-_PATIENCE = flags.DEFINE_integer("patience", 1, "Depths in a row without a --margin gain before stopping "
-                                 "(1: the Flickr study's rule).", lower_bound=1)
+_PATIENCE = flags.DEFINE_integer(
+    "patience", 1, "Depths in a row without a --margin gain before stopping "
+    "(1: the Flickr study's rule).", lower_bound=1)
 
 
 def main(argv):
@@ -35,12 +38,14 @@ def main(argv):
   cfg, data_dir, workdir = _TRAINING.resolve()
 
   def report(step: growing.Step) -> None:
-    print(f"depth {step.depth}: val micro-F1 {step.val_micro_f1:.3f}, {step.parameters:,} parameters, "
-          f"{step.epochs} epochs, {step.train_seconds:.0f} s", flush=True)
+    print(
+        f"depth {step.depth}: val micro-F1 {step.val_micro_f1:.3f}, "
+        f"{step.parameters:,} parameters, "
+        f"{step.epochs} epochs, {step.train_seconds:.0f} s", flush=True)
 
   with common.exit_on_error("mlc-grow", corpus.CorpusError, ValueError):
-    growth = growing.grow(cfg, data_dir, workdir, _MARGIN.value, _START.value, _MAX.value, _PATIENCE.value,
-                          verbose=0, on_step=report)
+    growth = growing.grow(cfg, data_dir, workdir, _MARGIN.value, _START.value, _MAX.value,
+                          _PATIENCE.value, verbose=0, on_step=report)
   print()
   print(growth.to_markdown())
   print(f"\nwrote {os.path.join(workdir, 'growth.md')}, growth.json")

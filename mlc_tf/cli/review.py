@@ -1,4 +1,5 @@
-"""mlc-review: a local web app to review label suspects, browse the corpus and tag photos with a model.
+"""mlc-review: a local web app to review label suspects, browse the corpus and tag photos with a
+model.
 
   mlc-review --data_dir=../shared/datasets/flickr14 --model=workdirs/best \
              --suspects=workdirs/cv_flickr14/suspects/suspects.csv --corrections=corrections.csv
@@ -26,16 +27,22 @@ from mlc_tf.review import state as state_lib
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/).", required=True)
-_MODEL = flags.DEFINE_string("model", None, "model.keras, a training workdir, or a SavedModel (version) dir.")
-_SUSPECTS = flags.DEFINE_string("suspects", None, "mlc-suspects' suspects.csv, to review one row at a time.")
-_CORRECTIONS = flags.DEFINE_string("corrections", None, "The corrections CSV the decisions go to (created if absent).",
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/).",
+                                required=True)
+_MODEL = flags.DEFINE_string("model", None,
+                             "model.keras, a training workdir, or a SavedModel (version) dir.")
+_SUSPECTS = flags.DEFINE_string("suspects", None,
+                                "mlc-suspects' suspects.csv, to review one row at a time.")
+_CORRECTIONS = flags.DEFINE_string("corrections", None,
+                                   "The corrections CSV the decisions go to (created if absent).",
                                    required=True)
-_HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to bind; anything but loopback exposes the corpus.")
-_ALLOWED_HOSTS = flags.DEFINE_list("allowed_hosts", [],
-                                   "More host names (or IPv4 addresses) the pages may be opened by, besides "
-                                   "localhost, 127.0.0.1 and --host: any other Host header is refused.")
-_PORT = flags.DEFINE_integer("port", 8080, "Port to bind (0: any free port).", lower_bound=0, upper_bound=65535)
+_HOST = flags.DEFINE_string("host", "127.0.0.1",
+                            "Address to bind; anything but loopback exposes the corpus.")
+_ALLOWED_HOSTS = flags.DEFINE_list(
+    "allowed_hosts", [], "More host names (or IPv4 addresses) the pages may be opened by, besides "
+    "localhost, 127.0.0.1 and --host: any other Host header is refused.")
+_PORT = flags.DEFINE_integer("port", 8080, "Port to bind (0: any free port).", lower_bound=0,
+                             upper_bound=65535)
 _MAX_UPLOAD_KIB = flags.DEFINE_integer("max_upload_kib", app_lib.MAX_UPLOAD_BYTES // 1024,
                                        "Largest photo 'Tag a photo' accepts.", lower_bound=1)
 
@@ -43,13 +50,16 @@ _MAX_UPLOAD_KIB = flags.DEFINE_integer("max_upload_kib", app_lib.MAX_UPLOAD_BYTE
 def main(argv):
   del argv
   if _HOST.value not in _LOOPBACK:
-    logging.warning("binding %s, not loopback: anyone who reaches it can see the corpus and write %s",
-                    _HOST.value, _CORRECTIONS.value)
-  with common.exit_on_error("mlc-review", corpus.CorpusError, state_lib.ReviewError, FileNotFoundError, ValueError):
+    logging.warning(
+        "binding %s, not loopback: anyone who reaches it can see the corpus and write %s",
+        _HOST.value, _CORRECTIONS.value)
+  with common.exit_on_error("mlc-review", corpus.CorpusError, state_lib.ReviewError,
+                            FileNotFoundError, ValueError):
     state = state_lib.load_state(_DATA_DIR.value, _CORRECTIONS.value, _MODEL.value, _SUSPECTS.value)
   bound = [] if _HOST.value in ("0.0.0.0", "::", "") else [_HOST.value]
-  app = app_lib.create_app(state, _MAX_UPLOAD_KIB.value * 1024,
-                           tuple(dict.fromkeys([*app_lib.LOOPBACK_HOSTS, *bound, *_ALLOWED_HOSTS.value])))
+  app = app_lib.create_app(
+      state, _MAX_UPLOAD_KIB.value * 1024,
+      tuple(dict.fromkeys([*app_lib.LOOPBACK_HOSTS, *bound, *_ALLOWED_HOSTS.value])))
   server = serving.make_server(_HOST.value, _PORT.value, app, threaded=True)
   print(f"{len(state.frame)} image(s), {len(state.suspects)} suspect(s)"
         f"{f' ({len(state.skipped_suspects)} row(s) skipped)' if state.skipped_suspects else ''}; "

@@ -1,6 +1,7 @@
-"""mlc-suspects: find likely wrong labels with out-of-fold predictions; a review CSV and a contact sheet.
+"""mlc-suspects: find likely wrong labels with out-of-fold predictions; a review CSV and a contact
+sheet.
 
-  mlc-suspects                                    # demo corpus; runs 5-fold CV into workdirs/cv_demo first
+  mlc-suspects            # demo corpus; runs 5-fold CV into workdirs/cv_demo first
   mlc-suspects --config=configs/flickr14.py --data_dir=../shared/datasets/flickr14 \
                --cv_workdir=workdirs/cv_flickr14 --top=200
 
@@ -29,8 +30,9 @@ _TRAINING = common.TrainingFlags(workdir_prefix="cv_", workdir_flag="cv_workdir"
                                  workdir_help="Cross-validation workdir. ")
 _FOLDS = flags.DEFINE_integer("folds", 5, "Folds, when cross-validation has to run.", lower_bound=2)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Default: <cv_workdir>/suspects.")
-_MIN_MARGIN = flags.DEFINE_float("min_margin", 2.0, "How far past the fold model's threshold, in logits, the "
-                                 "out-of-fold prediction must contradict the given label.")
+_MIN_MARGIN = flags.DEFINE_float(
+    "min_margin", 2.0, "How far past the fold model's threshold, in logits, the "
+    "out-of-fold prediction must contradict the given label.")
 _TOP = flags.DEFINE_integer("top", None, "Keep only the most confident rows.")
 
 
@@ -45,9 +47,11 @@ def main(argv):
     else:
       result = crossval.cross_validate(cfg, data_dir, cv_workdir, _FOLDS.value)
       oof, names = result.oof, result.label_names
-    ranked, written = suspects.write_suspects(oof, names, _OUTPUT_DIR.value or os.path.join(cv_workdir, "suspects"),
-                                              _MIN_MARGIN.value, _TOP.value)
-  print(f"{len(ranked)} suspect label(s) on {ranked['image_id'].nunique()} image(s); most confident:")
+    ranked, written = suspects.write_suspects(
+        oof, names, _OUTPUT_DIR.value or os.path.join(cv_workdir, "suspects"), _MIN_MARGIN.value,
+        _TOP.value)
+  print(
+      f"{len(ranked)} suspect label(s) on {ranked['image_id'].nunique()} image(s); most confident:")
   print(ranked.head(15).drop(columns=["path"], errors="ignore").to_string(index=False))
   for path in written:
     print(f"wrote {path}")

@@ -1,9 +1,11 @@
-"""mlc-train: train on a corpus, calibrate thresholds, report on the test split, export a SavedModel.
+"""mlc-train: train on a corpus, calibrate thresholds, report on the test split, export a
+SavedModel.
 
   mlc-train                                   # the built-in demo corpus, configs/demo.py
   mlc-train --config=configs/seed_final.py --data_dir=../shared/datasets/flickr14 \
             --workdir=workdirs/flickr14 --config.train.epochs=40
-  mlc-train --config.data.source=tfds:mlc_corpus --config.data.tfds_manual_dir=../shared/datasets/flickr14
+  mlc-train --config.data.source=tfds:mlc_corpus \
+            --config.data.tfds_manual_dir=../shared/datasets/flickr14
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from mlc_tf.data import corpus
 from mlc_tf.train import budget, callbacks, self_training, training
 
 _TRAINING = common.TrainingFlags(
-    workdir_help="Where logs, the .keras model and reports go. ",
-    data_dir_help="Corpus directory (images/ + annotations/), short for --config.data.source=folder:<dir>. "
-                  "Default: config.data.source, else the built-in demo corpus, generated on first use.")
-_EXPORT = flags.DEFINE_bool("export", True, "Export a SavedModel to <config.export.base_dir>/<name>/<version>/.")
+    workdir_help="Where logs, the .keras model and reports go. ", data_dir_help=
+    "Corpus directory (images/ + annotations/), short for --config.data.source=folder:<dir>. "
+    "Default: config.data.source, else the built-in demo corpus, generated on first use.")
+_EXPORT = flags.DEFINE_bool("export", True,
+                            "Export a SavedModel to <config.export.base_dir>/<name>/<version>/.")
 
 
 def main(argv):
@@ -32,11 +35,13 @@ def main(argv):
     raise app.UsageError("give either --data_dir or --config.data.source, not both")
   cfg, data_dir, workdir = _TRAINING.resolve()
   with common.exit_on_error("mlc-train", corpus.CorpusError, callbacks.TrainingDiverged,
-                            self_training.SelfTrainingError, config_lib.ConfigError, budget.BudgetTooSmall):
+                            self_training.SelfTrainingError, config_lib.ConfigError,
+                            budget.BudgetTooSmall):
     result = training.train(cfg, data_dir, workdir, started=cli.STARTED)
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return
-  finish.report_and_export(result.report, workdir, result.inference_model, result.config, _EXPORT.value)
+  finish.report_and_export(result.report, workdir, result.inference_model, result.config,
+                           _EXPORT.value)
 
 
 def run():

@@ -1,7 +1,8 @@
 """mlc-validate-data: check a corpus before training; decode every image once and write the audit.
 
   mlc-validate-data --data_dir=../shared/datasets/flickr14               # audit -> data_audit.json
-  mlc-validate-data --data_dir=corpus --strict --output=corpus_audit.json  # any skip is an error (exit 1)
+  mlc-validate-data --data_dir=corpus --strict --output=corpus_audit.json
+                    # any skip is an error (exit 1)
 
 Prints a summary table and the warnings; exits 1 when the corpus cannot be
 used (unreadable files, garbage in an annotation file, or any skip under
@@ -19,8 +20,10 @@ from absl import flags, logging
 from mlc_tf.cli import common
 from mlc_tf.data import corpus
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/).", required=True)
-_LABELS = flags.DEFINE_list("labels", None, "Labels to keep (comma-separated); default: every annotation file.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/).",
+                                required=True)
+_LABELS = flags.DEFINE_list("labels", None,
+                            "Labels to keep (comma-separated); default: every annotation file.")
 _STRICT = flags.DEFINE_bool("strict", False, "Treat every skipped or odd file as an error.")
 _OUTPUT = flags.DEFINE_string("output", "data_audit.json", "Where the audit goes (JSON).")
 _WORKERS = flags.DEFINE_integer("workers", None, "Parallel decodes; default: tf.data's autotuning.")
@@ -37,8 +40,8 @@ def _report(audit: corpus.CorpusAudit) -> None:
 def main(argv):
   del argv
   try:
-    _, audit = corpus.load_corpus(_DATA_DIR.value, _LABELS.value, strict=_STRICT.value, workers=_WORKERS.value,
-                                  progress=True)
+    _, audit = corpus.load_corpus(_DATA_DIR.value, _LABELS.value, strict=_STRICT.value,
+                                  workers=_WORKERS.value, progress=True)
   except corpus.CorpusError as error:
     if error.audit is not None:
       _report(error.audit)

@@ -1,4 +1,5 @@
-"""What a corpus holds before training: label counts, empty label sets, co-occurrence, image formats, rule violations.
+"""What a corpus holds before training: label counts, empty label sets, co-occurrence, image
+formats, rule violations.
 
 Image statistics come from each file's header (PIL opens lazily, no pixel
 decoding), once, up front: this is an audit, not the training pipeline. A
@@ -38,9 +39,11 @@ class Exploration:
 
   @property
   def no_label_images(self) -> int:
+    """Counts the images with no label."""
     return int(self.labels_per_image.get(0, 0))
 
   def to_dict(self) -> dict:
+    """Returns the statistics as a JSON-ready dict."""
     return {
         "num_images": self.num_images,
         "no_label_images": self.no_label_images,
@@ -55,21 +58,32 @@ class Exploration:
     }
 
   def to_markdown(self) -> str:
+    """Formats the statistics as Markdown tables."""
     n = self.num_images
 
     def share(count: int) -> str:
       return f"{100 * count / n:.1f} %"
 
-    files = ("image files: not available from this source" if self.grayscale_images is None else
-             f"grayscale (single-channel): {self.grayscale_images} ({share(self.grayscale_images)}); "
-             f"unreadable: {len(self.unreadable)}")
-    lines = [f"Images: {n}; with no label: {self.no_label_images} ({share(self.no_label_images)}); {files}", "",
-             *markdown.table(["label", "images", "share"],
-                             [[label, count, share(count)] for label, count in self.label_counts.items()])]
-    lines += ["", *markdown.table(["labels per image", "images"], self.labels_per_image.items(), align="rr")]
+    files = (
+        "image files: not available from this source" if self.grayscale_images is None else
+        f"grayscale (single-channel): {self.grayscale_images} ({share(self.grayscale_images)}); "
+        f"unreadable: {len(self.unreadable)}")
+    lines = [
+        f"Images: {n}; with no label: {self.no_label_images} "
+        f"({share(self.no_label_images)}); {files}",
+        "", *markdown.table(
+            ["label", "images", "share"],
+            [[label, count, share(count)] for label, count in self.label_counts.items()])
+    ]
+    lines += [
+        "",
+        *markdown.table(["labels per image", "images"], self.labels_per_image.items(), align="rr")
+    ]
     names = list(self.cooccurrence.index)
-    lines += ["", "Co-occurrence (images carrying both labels):", "",
-              *markdown.table(["", *names], [[row, *(int(v) for v in self.cooccurrence.loc[row])] for row in names])]
+    lines += [
+        "", "Co-occurrence (images carrying both labels):", "", *markdown.table(
+            ["", *names], [[row, *(int(v) for v in self.cooccurrence.loc[row])] for row in names])
+    ]
     if len(self.image_sizes):
       sizes = ", ".join(f"{size}: {count}" for size, count in self.image_sizes.head(5).items())
       lines += ["", f"Image sizes (most frequent of {len(self.image_sizes)}): {sizes}"]
@@ -92,7 +106,7 @@ def _header(path: str) -> tuple[str, tuple[int, int]] | None:
 
 
 def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = ()) -> Exploration:
-  """Statistics of a label frame (``mlc_tf.data.corpus`` layout) and of its image files.
+  """Computes statistics of a label frame (``mlc_tf.data.corpus`` layout) and of its image files.
 
   ``rules``: label implications (``label_rules.parse_implications``) whose violations are counted.
   """
@@ -100,7 +114,8 @@ def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = ()) -> Explorati
   for rule in rules:
     unknown = [label for label in rule if label not in names]
     if unknown:
-      raise ValueError(f"rule {rule[0]}=>{rule[1]} names label(s) {unknown} that the corpus does not have")
+      raise ValueError(
+          f"rule {rule[0]}=>{rule[1]} names label(s) {unknown} that the corpus does not have")
   targets = frame[names].to_numpy().astype(np.int64)
   counts = pd.Series(targets.sum(axis=0), index=names).sort_values(ascending=False, kind="stable")
   per_image = pd.Series(targets.sum(axis=1)).value_counts().sort_index()
@@ -115,18 +130,23 @@ def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = ()) -> Explorati
     mode, (width, height) = header
     grayscale += mode in GRAYSCALE_MODES
     sizes[f"{width}x{height}"] += 1
-  violations = {f"{a}=>{b}": [int(i) for i in frame.index[(frame[a] == 1) & (frame[b] == 0)]] for a, b in rules}
+  violations = {f"{a}=>{b}": [int(i) for i in frame.index[(frame[a] == 1) & (frame[b] == 0)]]
+                for a, b in rules}
   return Exploration(len(frame), counts, per_image, cooccurrence, grayscale,
                      pd.Series(dict(sizes.most_common()), dtype=int), unreadable, violations)
 
 
 def write_exploration(result: Exploration, output_dir: str) -> list[str]:
-  """Writes explore.md, explore.json and the label-count and co-occurrence figures; returns their paths."""
+  """Writes explore.md, explore.json and the label-count and co-occurrence figures; returns their
+  paths."""
   os.makedirs(output_dir, exist_ok=True)
   paths = atomic_files.write_report(output_dir, "explore", result.to_markdown(), result.to_dict())
   counts = result.label_counts.copy()
   counts["(no label)"] = result.no_label_images
-  paths.append(plots.label_count_bars(counts, os.path.join(output_dir, "label_counts.png"),
-                                      f"Images per label ({result.num_images} images)", muted=("(no label)",)))
-  paths.append(plots.cooccurrence_heatmap(result.cooccurrence, os.path.join(output_dir, "cooccurrence.png")))
+  paths.append(
+      plots.label_count_bars(counts, os.path.join(output_dir, "label_counts.png"),
+                             f"Images per label ({result.num_images} images)",
+                             muted=("(no label)",)))
+  paths.append(
+      plots.cooccurrence_heatmap(result.cooccurrence, os.path.join(output_dir, "cooccurrence.png")))
   return paths

@@ -1,4 +1,5 @@
-"""Operating points: per-label threshold policies, and adapting a model to a stream with another label mix.
+"""Operating points: per-label threshold policies, and adapting a model to a stream with another
+label mix.
 
 A policy says how one label's threshold is chosen on labelled images:
 ``f1`` (the F1-optimal one, as training calibrates), ``precision:0.9`` (the
@@ -48,7 +49,7 @@ class Policy:
 
 
 def parse_policy(spec: str) -> Policy:
-  """``f1`` | ``share`` | ``precision:P`` | ``recall:R`` | a threshold in [0, 1]."""
+  """Parses ``f1`` | ``share`` | ``precision:P`` | ``recall:R`` | a threshold in [0, 1]."""
   spec = spec.strip()
   if spec in ("f1", "share"):
     return Policy(spec, None)
@@ -61,35 +62,40 @@ def parse_policy(spec: str) -> Policy:
     return Policy(kind, number)
   if not value and number is not None and 0 <= number <= 1:
     return Policy("fixed", number)
-  raise ValueError(f"bad policy {spec!r}: expected f1, share, precision:P or recall:R with 0 < P, R <= 1, "
-                   "or a fixed threshold in [0, 1]")
+  raise ValueError(
+      f"bad policy {spec!r}: expected f1, share, precision:P or recall:R with 0 < P, R <= 1, "
+      "or a fixed threshold in [0, 1]")
 
 
 def parse_policies(specs, label_names: list[str]) -> list[Policy]:
-  """One policy per label from a default spec and ``label=spec`` overrides (the last default wins)."""
+  """Returns one policy per label from a default spec and ``label=spec`` overrides (the last
+  default wins)."""
   default, overrides = Policy("f1", None), {}
   for spec in specs:
     name, sep, policy = spec.partition("=")
     if not sep:
       default = parse_policy(spec)
     elif name.strip() not in label_names:
-      raise ValueError(f"policy {spec!r} names an unknown label {name.strip()!r}; labels: {', '.join(label_names)}")
+      raise ValueError(f"policy {spec!r} names an unknown label {name.strip()!r}; "
+                       f"labels: {', '.join(label_names)}")
     else:
       overrides[name.strip()] = parse_policy(policy)
   return [overrides.get(name, default) for name in label_names]
 
 
 def prior_shift(probs: np.ndarray, train_prior: np.ndarray, target_prior: np.ndarray) -> np.ndarray:
-  """Probabilities adapted to ``target_prior`` (numpy twin of ``layers.PriorShift``)."""
+  """Adapts probabilities to ``target_prior`` (numpy twin of ``layers.PriorShift``)."""
   probs = np.asarray(probs, np.float64)
   positive = probs * (np.asarray(target_prior) / np.asarray(train_prior))
   negative = (1 - probs) * ((1 - np.asarray(target_prior)) / (1 - np.asarray(train_prior)))
   return positive / (positive + negative)
 
 
-def estimate_prevalence(target_probs: np.ndarray, train_prior: np.ndarray, max_iterations: int = 1000,
+def estimate_prevalence(target_probs: np.ndarray, train_prior: np.ndarray,
+                        max_iterations: int = 1000,
                         tolerance: float = 1e-6) -> tuple[np.ndarray, int]:
-  """Each label's prevalence on untagged photos by EM (Saerens et al. 2002); returns (prevalence, iterations).
+  """Estimates each label's prevalence on untagged photos by EM (Saerens et al. 2002); returns
+  (prevalence, iterations).
 
   Alternates adapting the probabilities to the current prior estimate and
   taking their mean as the next estimate. Assumes calibrated probabilities and
@@ -98,7 +104,9 @@ def estimate_prevalence(target_probs: np.ndarray, train_prior: np.ndarray, max_i
   train_prior = np.asarray(train_prior, np.float64)
   prior = train_prior.copy()
   for iteration in range(1, max_iterations + 1):
-    estimate = np.clip(prior_shift(target_probs, train_prior, prior).mean(axis=0), PRIOR_EPSILON, 1 - PRIOR_EPSILON)
+    estimate = np.clip(
+        prior_shift(target_probs, train_prior, prior).mean(axis=0), PRIOR_EPSILON,
+        1 - PRIOR_EPSILON)
     converged = np.max(np.abs(estimate - prior)) < tolerance
     prior = estimate
     if converged:
@@ -107,8 +115,9 @@ def estimate_prevalence(target_probs: np.ndarray, train_prior: np.ndarray, max_i
 
 
 def training_prior(train_targets: np.ndarray) -> np.ndarray:
-  """Each label's share of the training images, kept inside (0, 1)."""
-  return np.clip(np.asarray(train_targets, np.float64).mean(axis=0), PRIOR_EPSILON, 1 - PRIOR_EPSILON)
+  """Returns each label's share of the training images, kept inside (0, 1)."""
+  return np.clip(
+      np.asarray(train_targets, np.float64).mean(axis=0), PRIOR_EPSILON, 1 - PRIOR_EPSILON)
 
 
 @dataclasses.dataclass
@@ -121,14 +130,15 @@ class Prevalence:
 
 
 def read_prevalence(path: str, label_names: list[str], train_prior: np.ndarray) -> Prevalence:
-  """A ``label,prevalence`` CSV (header optional): fractions of the stream's photos, each in (0, 1).
+  """Reads a ``label,prevalence`` CSV (header optional): shares of the stream's photos, in (0, 1).
 
   Unknown labels, values outside (0, 1) and repeated labels are errors naming
   the line; labels the file lacks keep their training prior (listed in
   ``missing``, to be warned about).
   """
   values, no_label = {}, None
-  with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: past a spreadsheet's byte order mark
+  # -sig: past a spreadsheet's byte order mark
+  with open(path, newline="", encoding="utf-8-sig") as f:
     for line_number, row in enumerate(csv.reader(f), start=1):
       cells = [cell.strip() for cell in row]
       if not any(cells) or (line_number == 1 and cells == ["label", "prevalence"]):
@@ -144,7 +154,8 @@ def read_prevalence(path: str, label_names: list[str], train_prior: np.ndarray) 
       if not 0 < value < 1:
         raise ValueError(f"{where}: prevalence {value:g} of {name!r} is outside (0, 1)")
       if name != NO_LABEL and name not in label_names:
-        raise ValueError(f"{where}: unknown label {name!r}; the model's labels: {', '.join(label_names)}")
+        raise ValueError(
+            f"{where}: unknown label {name!r}; the model's labels: {', '.join(label_names)}")
       if name in values or (name == NO_LABEL and no_label is not None):
         raise ValueError(f"{where}: {name!r} appears twice")
       if name == NO_LABEL:
@@ -154,7 +165,8 @@ def read_prevalence(path: str, label_names: list[str], train_prior: np.ndarray) 
   if not values and no_label is None:
     raise ValueError(f"{path} holds no 'label,prevalence' row")
   missing = [name for name in label_names if name not in values]
-  prevalence = np.array([values.get(name, p) for name, p in zip(label_names, train_prior)], np.float64)
+  prevalence = np.array([values.get(name, p) for name, p in zip(label_names, train_prior)],
+                        np.float64)
   return Prevalence(prevalence, missing, no_label)
 
 
@@ -174,25 +186,30 @@ def _curve(scores: np.ndarray, positives: np.ndarray, target_scores: np.ndarray 
     candidates = np.zeros(1)
   thresholds = (candidates + np.append(candidates[1:], 0.0)) / 2
   positive_scores = np.sort(scores[positives])
-  recall = (len(positive_scores) - np.searchsorted(positive_scores, thresholds)) / max(len(positive_scores), 1)
+  recall = (len(positive_scores) - np.searchsorted(positive_scores, thresholds)) / max(
+      len(positive_scores), 1)
   counted = np.sort(scores if target_scores is None else target_scores)
   share = (len(counted) - np.searchsorted(counted, thresholds)) / len(counted)
   if target_scores is None:
     tagged = share * len(counted)
-    precision = np.divide(recall * len(positive_scores), tagged, out=np.zeros_like(tagged), where=tagged > 0)
+    precision = np.divide(recall * len(positive_scores), tagged, out=np.zeros_like(tagged),
+                          where=tagged > 0)
   else:
-    precision = np.minimum(1.0, np.divide(prevalence * recall, share, out=np.ones_like(share), where=share > 0))
+    precision = np.minimum(
+        1.0, np.divide(prevalence * recall, share, out=np.ones_like(share), where=share > 0))
   return thresholds, precision, recall, share
 
 
-def _pick(policy: Policy, thresholds, precision, recall, share, prevalence) -> tuple[float, str | None]:
+def _pick(policy: Policy, thresholds, precision, recall, share,
+          prevalence) -> tuple[float, str | None]:
   """(threshold, why the policy's target is not met or None) from one label's curve."""
   if policy.kind == "fixed":
     return policy.value, None
   if policy.kind == "f1":
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
                    where=(precision + recall) > 0)
-    return float(thresholds[len(f1) - 1 - int(np.argmax(f1[::-1]))]), None  # ties: the lowest threshold
+    # ties: the lowest threshold
+    return float(thresholds[len(f1) - 1 - int(np.argmax(f1[::-1]))]), None
   if policy.kind == "share":
     return float(thresholds[int(np.argmin(np.abs(share - prevalence)))]), None
   reached = np.flatnonzero((precision if policy.kind == "precision" else recall) >= policy.value)
@@ -200,7 +217,8 @@ def _pick(policy: Policy, thresholds, precision, recall, share, prevalence) -> t
     if len(reached):
       return float(thresholds[reached[-1]]), None
     best = int(np.argmax(precision))
-    return float(thresholds[best]), f"precision {policy.value:g} not reached: at most {precision[best]:.3f}"
+    return float(thresholds[best]), (f"precision {policy.value:g} not reached: "
+                                     f"at most {precision[best]:.3f}")
   return float(thresholds[reached[0]]), None  # recall 1 at the lowest threshold: always reached
 
 
@@ -217,10 +235,11 @@ class OperatingPoints:
   notes: dict[str, str]        # label -> why its policy's target is not met
 
 
-def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, policies: list[Policy], label_names: list[str],
-                      target_probs: np.ndarray | None = None, prevalence: np.ndarray | None = None,
-                      implications=()) -> OperatingPoints:
-  """Each label's threshold by its policy, on labelled images or, given ``target_probs``, for that stream.
+def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, policies: list[Policy],
+                      label_names: list[str], target_probs: np.ndarray | None = None,
+                      prevalence: np.ndarray | None = None, implications=()) -> OperatingPoints:
+  """Chooses each label's threshold by its policy, on labelled images or, given ``target_probs``,
+  for that stream.
 
   ``probs`` and ``target_probs`` are on the same scale (both adapted to the
   stream's priors, or neither). A label is judged on the decisions the model
@@ -229,6 +248,21 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, policies: list[Poli
   antecedents first. Without a target, ``f1`` ignores the rules and gives
   exactly ``metrics.f1_optimal_thresholds``, as training calibrates. A label
   without a positive example keeps 0.5 (fixed policies excepted) and is noted.
+
+  Args:
+    y_true: 0/1 targets [N, L] of the labelled images.
+    probs: their probabilities [N, L].
+    policies: one policy per label (``parse_policies``).
+    label_names: the labels, in column order.
+    target_probs: probabilities [M, L] on the target stream; None: choose on the labelled images.
+    prevalence: the stream's prevalence per label [L]; needed with ``target_probs``.
+    implications: the label rules (``a=>b`` pairs) the served decisions apply.
+
+  Returns:
+    The ``OperatingPoints``: policies, thresholds [L] float32 and notes on unmet targets.
+
+  Raises:
+    ValueError: a ``share`` policy without a target stream.
   """
   y_true, probs = np.asarray(y_true), np.asarray(probs, np.float64)
   target = None if target_probs is None else np.asarray(target_probs, np.float64)
@@ -239,7 +273,8 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, policies: list[Poli
     thresholds = metrics.f1_optimal_thresholds(y_true, probs)
   implies = label_rules.implication_matrix(label_names, implications) > 0  # [i, j]: i implies j
   np.fill_diagonal(implies, False)
-  tagged = np.zeros(probs.shape, bool)  # each label's own decisions, filled in as its threshold is chosen
+  # each label's own decisions, filled in as its threshold is chosen
+  tagged = np.zeros(probs.shape, bool)
   target_tagged = None if target is None else np.zeros(target.shape, bool)
   notes = {}
   for k in np.argsort(implies.sum(axis=0), kind="stable"):  # a label implied by fewer labels first
@@ -247,11 +282,13 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, policies: list[Poli
     if not positives.any() and policy.kind != "fixed":
       notes[name] = "no positive labelled image: threshold left at 0.5"
       thresholds[k] = 0.5
-    elif policy.kind != "f1" or target is not None:  # (f1 without a target: f1_optimal_thresholds above)
+    # (f1 without a target: f1_optimal_thresholds above)
+    elif policy.kind != "f1" or target is not None:
       antecedents = implies[:, k]
-      curve = _curve(_with_rules(probs[:, k], tagged, antecedents), positives,
-                     None if target is None else _with_rules(target[:, k], target_tagged, antecedents),
-                     None if prevalence is None else float(prevalence[k]))
+      curve = _curve(
+          _with_rules(probs[:, k], tagged, antecedents), positives,
+          None if target is None else _with_rules(target[:, k], target_tagged, antecedents),
+          None if prevalence is None else float(prevalence[k]))
       thresholds[k], note = _pick(policy, *curve, None if prevalence is None else prevalence[k])
       if note:
         notes[name] = note
@@ -262,22 +299,40 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, policies: list[Poli
 
 
 def expected_precision_recall(y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray,
-                              target_probs: np.ndarray | None = None, prevalence: np.ndarray | None = None,
-                              label_names: list[str] | None = None, implications=(), samples: int = 1000,
-                              confidence: float = 0.95, seed: int = 0) -> dict:
-  """Per label, the precision and recall the thresholds are expected to give, with a bootstrap interval.
+                              target_probs: np.ndarray | None = None,
+                              prevalence: np.ndarray | None = None,
+                              label_names: list[str] | None = None, implications=(),
+                              samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+  """Estimates, per label, the precision and recall the thresholds are expected to give, with a
+  bootstrap interval.
 
   Decisions are the served ones (thresholds, then ``implications`` among
   ``label_names``). On labelled images: counted there. For a stream: recall on the labelled
   positives, precision = prevalence x recall / share of the stream tagged.
   The interval resamples the labelled images (and the stream's) with
-  replacement. Returns ``{"precision"|"recall": {"value", "low", "high"}}`` of
-  [L] arrays (NaN where undefined).
+  replacement.
+
+  Args:
+    y_true: 0/1 targets [N, L] of the labelled images.
+    probs: their probabilities [N, L].
+    thresholds: the thresholds [L] to judge.
+    target_probs: probabilities [M, L] on the target stream; None: judge on the labelled images.
+    prevalence: the stream's prevalence per label [L]; needed with ``target_probs``.
+    label_names: the labels, in column order; needed with ``implications``.
+    implications: the label rules (``a=>b`` pairs) the served decisions apply.
+    samples: how many bootstrap resamples to draw.
+    confidence: the interval's coverage, e.g. 0.95.
+    seed: seed of the resampling.
+
+  Returns:
+    ``{"precision"|"recall": {"value", "low", "high"}}`` of [L] arrays (NaN
+    where undefined).
   """
   y_true = np.asarray(y_true) > 0
   names = label_names or [str(k) for k in range(y_true.shape[1])]
   decided = metrics.decide(probs, thresholds, names, implications) > 0
-  stream = None if target_probs is None else metrics.decide(target_probs, thresholds, names, implications) > 0
+  stream = None if target_probs is None else metrics.decide(target_probs, thresholds, names,
+                                                            implications) > 0
   rng = np.random.default_rng(seed)
 
   def precision_recall(rows, stream_rows):
@@ -292,12 +347,14 @@ def expected_precision_recall(y_true: np.ndarray, probs: np.ndarray, thresholds:
     return precision, recall
 
   point = precision_recall(np.arange(len(y_true)), np.arange(0 if stream is None else len(stream)))
-  resampled = precision_recall(rng.integers(0, len(y_true), (samples, len(y_true))),
-                               None if stream is None else rng.integers(0, len(stream), (samples, len(stream))))
+  resampled = precision_recall(
+      rng.integers(0, len(y_true), (samples, len(y_true))),
+      None if stream is None else rng.integers(0, len(stream), (samples, len(stream))))
   tail = 50 * (1 - confidence)
   result = {}
   for name, value, draws in zip(("precision", "recall"), point, resampled):
-    with warnings.catch_warnings():  # a label never positive (or never tagged) has no value: NaN, not a warning
+    # a label never positive (or never tagged) has no value: NaN, not a warning
+    with warnings.catch_warnings():
       warnings.simplefilter("ignore", RuntimeWarning)
       low, high = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
     result[name] = {"value": value, "low": low, "high": high}
@@ -305,7 +362,7 @@ def expected_precision_recall(y_true: np.ndarray, probs: np.ndarray, thresholds:
 
 
 def predicted_shares(decided: np.ndarray, label_names: list[str]) -> dict[str, float]:
-  """Share of images each label is decided on, and of images with no label (``NO_LABEL``)."""
+  """Returns the share of images each label is decided on, and of those with none (``NO_LABEL``)."""
   decided = np.asarray(decided)
   shares = {name: float(decided[:, k].mean()) for k, name in enumerate(label_names)}
   shares[NO_LABEL] = float((decided.sum(axis=1) == 0).mean())
@@ -314,37 +371,56 @@ def predicted_shares(decided: np.ndarray, label_names: list[str]) -> dict[str, f
 
 @dataclasses.dataclass
 class Stream:
-  """A target stream: the network's (unadapted) probabilities on its photos, and its label prevalences."""
+  """A target stream: the network's (unadapted) probabilities on its photos, and its label
+  prevalences."""
 
   probs: np.ndarray            # [N, L]
   prevalence: np.ndarray       # [L]
   source: str                  # where the prevalences come from, for the report
   missing: list[str] = dataclasses.field(default_factory=list)  # labels kept at the training prior
   no_label: float | None = None  # expected share of photos with no label, when known
-  skipped: list[str] = dataclasses.field(default_factory=list)  # photos that could not be read or decoded
+  # photos that could not be read or decoded
+  skipped: list[str] = dataclasses.field(default_factory=list)
 
 
-def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list[Policy], label_names: list[str],
-              train_prior: np.ndarray, stream: Stream | None = None, implications=(),
-              test: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, samples: int = 1000,
-              seed: int = 0) -> tuple[OperatingPoints, dict]:
-  """New operating points, and the report that says what to expect of them.
+def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list[Policy],
+              label_names: list[str], train_prior: np.ndarray, stream: Stream | None = None,
+              implications=(), test: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+              samples: int = 1000, seed: int = 0) -> tuple[OperatingPoints, dict]:
+  """Chooses new operating points, and reports what to expect of them.
 
   With a ``stream``, probabilities are adapted to its prevalences and the
   thresholds are chosen for it; the report then adds each label's (and no
   label's) predicted share of the stream beside the expected one. ``test``
   (targets, unadapted probabilities, the model's current thresholds) adds
   micro precision/recall/F1 on those labelled images before and after.
+
+  Args:
+    y_labelled: 0/1 targets [N, L] of the labelled images the thresholds are chosen on.
+    labelled_probs: the network's (unadapted) probabilities [N, L] on them.
+    policies: one policy per label (``parse_policies``).
+    label_names: the labels, in column order.
+    train_prior: each label's share of the training images (``training_prior``).
+    stream: the target stream, if any.
+    implications: the label rules (``a=>b`` pairs) the served decisions apply.
+    test: (targets, unadapted probabilities, current thresholds) of a labelled test split.
+    samples: bootstrap resamples of the expected precision/recall intervals.
+    seed: seed of the resampling.
+
+  Returns:
+    (the ``OperatingPoints``, the report: per label its policy, threshold and
+    expected precision/recall, plus the stream and test checks; see ``format_report``).
   """
   def adapted(probs):
     return probs if stream is None else prior_shift(probs, train_prior, stream.prevalence)
 
   stream_probs = None if stream is None else adapted(stream.probs)
   prevalence = None if stream is None else stream.prevalence
-  points = choose_thresholds(y_labelled, adapted(labelled_probs), policies, label_names, stream_probs, prevalence,
-                             implications)
-  expected = expected_precision_recall(y_labelled, adapted(labelled_probs), points.thresholds, stream_probs,
-                                       prevalence, label_names, implications, samples=samples, seed=seed)
+  points = choose_thresholds(y_labelled, adapted(labelled_probs), policies, label_names,
+                             stream_probs, prevalence, implications)
+  expected = expected_precision_recall(y_labelled, adapted(labelled_probs), points.thresholds,
+                                       stream_probs, prevalence, label_names, implications,
+                                       samples=samples, seed=seed)
   per_label = {}
   for k, name in enumerate(label_names):
     row = {"policy": str(points.policies[k]), "threshold": float(points.thresholds[k]),
@@ -354,12 +430,15 @@ def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list
     per_label[name] = row
   report = {"labelled_images": len(y_labelled), "per_label": per_label}
   if stream is not None:
-    shares = predicted_shares(metrics.decide(stream_probs, points.thresholds, label_names, implications), label_names)
+    shares = predicted_shares(
+        metrics.decide(stream_probs, points.thresholds, label_names, implications), label_names)
     for k, name in enumerate(label_names):
       per_label[name].update(target_prior=float(stream.prevalence[k]), predicted_share=shares[name])
-    report["stream"] = {"images": len(stream.probs), "prevalence_source": stream.source,
-                        "missing_labels": stream.missing, "skipped_images": stream.skipped,
-                        "no_label": {"expected": stream.no_label, "predicted_share": shares[NO_LABEL]}}
+    report["stream"] = {
+        "images": len(stream.probs), "prevalence_source": stream.source,
+        "missing_labels": stream.missing, "skipped_images": stream.skipped,
+        "no_label": {"expected": stream.no_label, "predicted_share": shares[NO_LABEL]}
+    }
   if test is not None:
     y_test, test_probs, current = test
     before = metrics.decide(test_probs, current, label_names, implications)
@@ -383,13 +462,18 @@ def _interval(measure: dict) -> str:
 
 
 def format_report(report: dict) -> str:
-  """Markdown: per label the policy, threshold and expected P/R (95 % interval), then the stream and test checks."""
+  """Formats a calibration report as Markdown: per label the policy, threshold and expected P/R
+  (95 % interval), then the stream and test checks."""
   stream = report.get("stream")
-  where = (f"a stream of {stream['images']} untagged photos (prevalence: {stream['prevalence_source']})"
-           if stream else f"{report['labelled_images']} labelled images")
+  where = (
+      f"a stream of {stream['images']} untagged photos (prevalence: {stream['prevalence_source']})"
+      if stream else f"{report['labelled_images']} labelled images")
   header = ["label", "policy", "threshold", "expected precision (95 %)", "expected recall (95 %)"]
-  rows = [[name, row["policy"], f"{row['threshold']:.3f}", _interval(row["precision"]), _interval(row["recall"])]
-          for name, row in report["per_label"].items()]
+  rows = [[
+      name, row["policy"], f"{row['threshold']:.3f}",
+      _interval(row["precision"]),
+      _interval(row["recall"])
+  ] for name, row in report["per_label"].items()]
   if stream:
     header += ["train prior", "prevalence", "predicted share"]
     for cells, row in zip(rows, report["per_label"].values()):
@@ -397,20 +481,27 @@ def format_report(report: dict) -> str:
     no_label = stream["no_label"]
     expected = "–" if no_label["expected"] is None else f"{no_label['expected']:.3f}"
     rows.append(["*no label*", *[""] * 5, expected, f"{no_label['predicted_share']:.3f}"])
-  lines = [f"Operating points for {where}; recall measured on {report['labelled_images']} labelled images.", "",
+  lines = [f"Operating points for {where}; "
+           f"recall measured on {report['labelled_images']} labelled images.", "",
            *markdown.table(header, rows, align="ll" + "r" * (len(header) - 2))]
   notes = [f"- {name}: {row['note']}" for name, row in report["per_label"].items() if row["note"]]
   if stream and stream["missing_labels"]:
-    notes.append(f"- not in the prevalence file, kept at the training prior: {', '.join(stream['missing_labels'])}")
+    notes.append("- not in the prevalence file, kept at the training prior: "
+                 f"{', '.join(stream['missing_labels'])}")
   if stream and stream["skipped_images"]:
-    shown = ", ".join(stream["skipped_images"][:10]) + (" …" if len(stream["skipped_images"]) > 10 else "")
-    notes.append(f"- skipped {len(stream['skipped_images'])} stream file(s) that are not readable images: {shown}")
+    shown = ", ".join(
+        stream["skipped_images"][:10]) + (" …" if len(stream["skipped_images"]) > 10 else "")
+    notes.append(f"- skipped {len(stream['skipped_images'])} stream file(s) "
+                 f"that are not readable images: {shown}")
   if notes:
     lines += ["", *notes]
   if "test" in report:
     test = report["test"]
-    lines += ["", f"Labelled test split ({test['images']} images), micro averages:", "",
-              *markdown.table(["operating points", "precision", "recall", "F1"],
-                              [[when, *(f"{test[key][measure]:.3f}" for measure in ("precision", "recall", "f1"))]
-                               for when, key in (("the model's", "before"), ("new", "after"))])]
+    lines += [
+        "", f"Labelled test split ({test['images']} images), micro averages:", "", *markdown.table(
+            ["operating points", "precision", "recall", "F1"],
+            [[when, *(f"{test[key][measure]:.3f}"
+                      for measure in ("precision", "recall", "f1"))]
+             for when, key in (("the model's", "before"), ("new", "after"))])
+    ]
   return "\n".join(lines)

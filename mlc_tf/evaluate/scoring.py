@@ -30,32 +30,59 @@ class SplitAnswers:
 
 def predict(model: keras.Model, frame: pd.DataFrame, label_names: list[str],
             cfg: ml_collections.ConfigDict, source: source_base.Source | None = None) -> np.ndarray:
-  """Probabilities [N, L] for ``frame``'s images (from ``source``, else its paths), in its order."""
-  ds = split_corpus.dataset_of(frame, label_names, cfg, training=False, source=source).map(lambda x, y: x)
+  """Predicts ``frame``'s images (from ``source``, else its paths), in its row order.
+
+  Args:
+    model: a network, or an inference model (``inference.build``).
+    frame: the images' rows (``mlc_tf.data.corpus`` layout).
+    label_names: the labels, in the model's order.
+    cfg: the config whose input pipeline (``split_corpus.dataset_of``) reads them.
+    source: where the images come from; their paths in ``frame`` when None.
+
+  Returns:
+    ``model.predict``'s answer: probabilities [N, L] for a network, the
+    outputs dict for an inference model.
+  """
+  ds = split_corpus.dataset_of(frame, label_names, cfg, training=False,
+                               source=source).map(lambda x, y: x)
   return model.predict(ds, verbose=0)
 
 
 def answer(inference_model: keras.Model, frame: pd.DataFrame, label_names: list[str],
-           cfg: ml_collections.ConfigDict, source: source_base.Source | None = None) -> SplitAnswers:
-  """The inference model's probabilities and decisions for the images of ``frame``, in its row order."""
+           cfg: ml_collections.ConfigDict,
+           source: source_base.Source | None = None) -> SplitAnswers:
+  """Returns the inference model's probabilities and decisions for ``frame``'s images, in its order.
+
+  Args:
+    inference_model: the ``inference.build`` model (probabilities and decisions outputs).
+    frame: the images' rows (``mlc_tf.data.corpus`` layout).
+    label_names: the labels, in the model's order.
+    cfg: the config whose input pipeline reads the images.
+    source: where the images come from; their paths in ``frame`` when None.
+
+  Returns:
+    A ``SplitAnswers`` in ``frame``'s row order.
+  """
   outputs = predict(inference_model, frame, label_names, cfg, source)
   return SplitAnswers(np.asarray(outputs["probabilities"]), np.asarray(outputs["decisions"]))
 
 
 @dataclasses.dataclass
 class Scored:
-  """A network wrapped at thresholds chosen on the validation split, with its answers and its report."""
+  """A network wrapped at thresholds chosen on the validation split, with its answers and its
+  report."""
 
   inference_model: keras.Model
   thresholds: np.ndarray
   val: SplitAnswers
   test: SplitAnswers | None  # None in a final fit
-  report: dict               # the test split's, else (final fit) the validation split's; "split" names it
+  # the test split's, else (final fit) the validation split's; "split" names it
+  report: dict
 
 
-def wrap_and_score(model: keras.Model, data: split_corpus.SplitCorpus, cfg: ml_collections.ConfigDict,
-                   implications: list[tuple[str, str]]) -> Scored:
-  """Thresholds from the validation split, the network wrapped with them, the test split scored.
+def wrap_and_score(model: keras.Model, data: split_corpus.SplitCorpus,
+                   cfg: ml_collections.ConfigDict, implications: list[tuple[str, str]]) -> Scored:
+  """Chooses thresholds on the validation split, wraps the network with them, scores the test split.
 
   Args:
     model: a network answering probabilities [N, L] for ``data.label_names``.
@@ -71,29 +98,41 @@ def wrap_and_score(model: keras.Model, data: split_corpus.SplitCorpus, cfg: ml_c
   names = data.label_names
   val_probabilities = predict(model, data.val, names, cfg, data.source)
   thresholds = operating_points.choose_thresholds(
-      data.val[names].to_numpy(), val_probabilities, operating_points.parse_policies(cfg.calibration.policy, names),
-      names).thresholds
+      data.val[names].to_numpy(), val_probabilities,
+      operating_points.parse_policies(cfg.calibration.policy, names), names).thresholds
   wrapped = inference.build(model, names, thresholds, implications)
-  val = SplitAnswers(val_probabilities, metrics.decide(val_probabilities, thresholds, names, implications))
+  val = SplitAnswers(val_probabilities,
+                     metrics.decide(val_probabilities, thresholds, names, implications))
   test = answer(wrapped, data.test, names, cfg, data.source) if len(data.test) else None
   return Scored(wrapped, thresholds, val, test, _report(data, val, test, thresholds, implications))
 
 
-def _split_report(y_true: np.ndarray, answers: SplitAnswers, thresholds: np.ndarray, names: list[str],
-                  implications: list[tuple[str, str]]) -> dict:
+def _split_report(y_true: np.ndarray, answers: SplitAnswers, thresholds: np.ndarray,
+                  names: list[str], implications: list[tuple[str, str]]) -> dict:
   """``metrics.evaluate`` of the inference model's answers on one split (its rules also at 0.5)."""
   return metrics.evaluate(
       y_true, answers.probabilities, thresholds, names, decisions=answers.decisions,
-      decision_rules=(lambda d: label_rules.apply_implications(d, names, implications)) if implications else None)
+      decision_rules=(lambda d: label_rules.apply_implications(d, names, implications))
+      if implications else None)
 
 
-def _report(data: split_corpus.SplitCorpus, val: SplitAnswers, test: SplitAnswers | None, thresholds: np.ndarray,
-            implications: list[tuple[str, str]]) -> dict:
-  """The test split's report; a final fit (data.test_fraction=0, no test split) scores the validation split."""
+def _report(data: split_corpus.SplitCorpus, val: SplitAnswers, test: SplitAnswers | None,
+            thresholds: np.ndarray, implications: list[tuple[str, str]]) -> dict:
+  """The test split's report; a final fit (data.test_fraction=0, no test split) scores the
+  validation split."""
   names = data.label_names
   if test is None:
-    logging.warning("no test split (data.test_fraction=0, a final fit on every labelled image): report.json scores "
-                    "the validation split, whose images chose the epoch and the thresholds, so it is optimistic; "
-                    "quote figures from runs with a test split")
-    return {**_split_report(data.val[names].to_numpy(), val, thresholds, names, implications), "split": "validation"}
-  return {**_split_report(data.test[names].to_numpy(), test, thresholds, names, implications), "split": "test"}
+    logging.warning(
+        "no test split (data.test_fraction=0, a final fit on every labelled image): "
+        "report.json scores "
+        "the validation split, whose images chose the epoch and the thresholds, "
+        "so it is optimistic; "
+        "quote figures from runs with a test split")
+    return {
+        **_split_report(data.val[names].to_numpy(), val, thresholds, names, implications), "split":
+            "validation"
+    }
+  return {
+      **_split_report(data.test[names].to_numpy(), test, thresholds, names, implications), "split":
+          "test"
+  }

@@ -1,4 +1,5 @@
-"""Label suspects: the (image, label) pairs whose given label out-of-fold predictions most confidently contradict.
+"""Label suspects: the (image, label) pairs whose given label out-of-fold predictions most
+confidently contradict.
 
 Out-of-fold means each image is judged by the cross-validation model that
 never trained on it, so a memorised wrong label cannot vouch for itself.
@@ -35,8 +36,9 @@ def _logit(p: np.ndarray) -> np.ndarray:
   return np.log(p / (1 - p))
 
 
-def rank_suspects(oof: pd.DataFrame, label_names: list[str], min_margin: float = 2.0) -> pd.DataFrame:
-  """One row per suspect (image, label), largest margin first.
+def rank_suspects(oof: pd.DataFrame, label_names: list[str],
+                  min_margin: float = 2.0) -> pd.DataFrame:
+  """Ranks the suspects: one row per (image, label), largest margin first.
 
   Args:
     oof: out-of-fold predictions (``crossval``'s frame): image_id index,
@@ -56,7 +58,9 @@ def rank_suspects(oof: pd.DataFrame, label_names: list[str], min_margin: float =
   for name in label_names:
     given, prob = oof[name].to_numpy().astype(int), oof[f"prob_{name}"].to_numpy()
     threshold = oof[f"threshold_{name}"].to_numpy()
-    margin = np.where(given == 1, _logit(threshold) - _logit(prob), _logit(prob) - _logit(threshold))
+    margin = np.where(given == 1,
+                      _logit(threshold) - _logit(prob),
+                      _logit(prob) - _logit(threshold))
     flagged = margin >= min_margin
     parts.append(pd.DataFrame({
         "image_id": oof.index[flagged], "label": name,
@@ -71,30 +75,57 @@ def rank_suspects(oof: pd.DataFrame, label_names: list[str], min_margin: float =
 
 def contact_sheet(suspects: pd.DataFrame, oof: pd.DataFrame, label_names: list[str], path: str,
                   max_images: int = SHEET_SIZE) -> str:
-  """The most suspect images (by their most confident row), captioned with given labels and the suggested fixes."""
+  """Draws the most suspect images (by their most confident row), captioned with given labels and
+  the suggested fixes.
+
+  Args:
+    suspects: ``rank_suspects``'s rows (at least one).
+    oof: the out-of-fold frame they were ranked from, with a ``path`` column.
+    label_names: the labels whose given values the captions list.
+    path: the PNG file to write.
+    max_images: how many images the sheet shows at most.
+
+  Returns:
+    ``path``.
+  """
   order = suspects.drop_duplicates("image_id")["image_id"].to_numpy()[:max_images]
   captions = []
   for image_id in order:
     given = [name for name in label_names if oof.at[image_id, name] == 1]
-    caption = [(f"id {image_id}", plots.NEUTRAL), (f"given: {', '.join(given) or '(none)'}", plots.NEUTRAL)]
+    caption = [(f"id {image_id}", plots.NEUTRAL),
+               (f"given: {', '.join(given) or '(none)'}", plots.NEUTRAL)]
     for row in suspects[suspects["image_id"] == image_id].itertuples():
       if row.action == "remove":
-        caption.append((f"− {row.label}? p={row.probability:.3f} < {row.threshold:.3f}", plots.MISSED))
+        caption.append(
+            (f"− {row.label}? p={row.probability:.3f} < {row.threshold:.3f}", plots.MISSED))
       else:
-        caption.append((f"+ {row.label}? p={row.probability:.3f} > {row.threshold:.3f}", plots.FALSE_POSITIVE))
+        caption.append(
+            (f"+ {row.label}? p={row.probability:.3f} > {row.threshold:.3f}", plots.FALSE_POSITIVE))
     captions.append(caption)
   return plots.image_grid(
       [oof.at[i, "path"] for i in order], captions, path,
       f"Most suspect labels, {len(order)} of {suspects['image_id'].nunique()} images "
-      "(out-of-fold; − given label the model rejects, + label the model sees but nobody gave)", max_lines=7)
+      "(out-of-fold; − given label the model rejects, + label the model sees but nobody gave)",
+      max_lines=7)
 
 
-def write_suspects(oof: pd.DataFrame, label_names: list[str], output_dir: str, min_margin: float = 2.0,
+def write_suspects(oof: pd.DataFrame, label_names: list[str], output_dir: str,
+                   min_margin: float = 2.0,
                    top: int | None = None) -> tuple[pd.DataFrame, list[str]]:
   """Writes suspects.csv (the review / corrections file, ``top`` rows if set) and suspects.png.
 
   The contact sheet needs image files: it is left out for sources without
   paths (TFDS records), and when there is no suspect.
+
+  Args:
+    oof: out-of-fold predictions (see ``rank_suspects``).
+    label_names: the labels to judge.
+    output_dir: the folder to write into (created if absent).
+    min_margin: how far past the threshold, in logits, a suspect must be; > 0.
+    top: how many of the ranked rows to keep; all when None.
+
+  Returns:
+    (the suspects written, the paths written).
   """
   os.makedirs(output_dir, exist_ok=True)
   suspects = rank_suspects(oof, label_names, min_margin)
@@ -104,5 +135,6 @@ def write_suspects(oof: pd.DataFrame, label_names: list[str], output_dir: str, m
   suspects.to_csv(csv_path, index=False)
   written = [csv_path]
   if len(suspects) and "path" in oof:
-    written.append(contact_sheet(suspects, oof, label_names, os.path.join(output_dir, "suspects.png")))
+    written.append(
+        contact_sheet(suspects, oof, label_names, os.path.join(output_dir, "suspects.png")))
   return suspects, written

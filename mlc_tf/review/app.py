@@ -1,4 +1,5 @@
-"""The review web app: Flask, pages rendered on the server, a little JavaScript for keyboard and drop.
+"""The review web app: Flask, pages rendered on the server, a little JavaScript for keyboard and
+drop.
 
 Pages: ``/suspects`` (accept or reject mlc-suspects' proposals one by one),
 ``/browse`` (the corpus as a paged grid, filtered) and ``/photo/<id>`` (one
@@ -24,8 +25,8 @@ from mlc_tf.data import image_formats
 from mlc_tf.review import state as state_lib
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-# Host names a request may address the app by, whatever address it is bound to: a page of another site
-# whose name resolves to this machine (DNS rebinding) sends its own name and is refused.
+# Host names a request may address the app by, whatever address it is bound to: a page of another
+# site whose name resolves to this machine (DNS rebinding) sends its own name and is refused.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 PAGE_SIZE = 48
 BROWSE_VIEWS = {
@@ -38,14 +39,15 @@ BROWSE_VIEWS = {
 
 
 def _image_type(data: bytes) -> str | None:
-  """The MIME type of an image's bytes, by the signatures ``data/image_formats.py`` knows; None for others."""
+  """The MIME type of an image's bytes, by the signatures ``data/image_formats.py`` knows; None for
+  others."""
   kind = image_formats.format_of(data)
   return kind and f"image/{kind}"
 
 
 def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                trusted_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> flask.Flask:
-  """The app for one loaded review; serve it with any WSGI server (mlc-review uses werkzeug's).
+  """Builds the app for one loaded review; any WSGI server serves it (mlc-review uses werkzeug's).
 
   A request whose Host header is none of ``trusted_hosts`` (any port) is a 400.
   """
@@ -55,9 +57,10 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
 
   @app.before_request
   def refuse_cross_site_posts():
-    """A page of another site must not write the corrections file through the user's browser."""
+    """Refuses other sites' POSTs: their pages must not write the corrections file via a browser."""
     origin = flask.request.headers.get("Origin")
-    if flask.request.method == "POST" and origin and urllib.parse.urlsplit(origin).netloc != flask.request.host:
+    if flask.request.method == "POST" and origin and urllib.parse.urlsplit(
+        origin).netloc != flask.request.host:
       flask.abort(403, "a form of another site tried to post here")
 
   @app.context_processor
@@ -69,13 +72,16 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
   @app.errorhandler(exceptions.HTTPException)
   def http_error(error):
     if error.code == 413 and flask.request.endpoint == "tag":
-      return render_tag(message=f"The upload is larger than the limit of {max_upload_bytes // 1024} KiB."), 413
-    if isinstance(error, exceptions.SecurityError):  # an untrusted Host: no URL can be built, so no page
-      return flask.Response(f"{error.description} This app answers only to {', '.join(trusted_hosts)}; start "
-                            "mlc-review with --allowed_hosts=NAME to add the name you open it by.\n",
-                            error.code, mimetype="text/plain")
-    return flask.render_template("message.html", title=f"{error.code} {error.name}", message=error.description), \
-        error.code
+      return render_tag(
+          message=f"The upload is larger than the limit of {max_upload_bytes // 1024} KiB."), 413
+    # an untrusted Host: no URL can be built, so no page
+    if isinstance(error, exceptions.SecurityError):
+      return flask.Response(
+          f"{error.description} This app answers only to {', '.join(trusted_hosts)}; start "
+          "mlc-review with --allowed_hosts=NAME to add the name you open it by.\n", error.code,
+          mimetype="text/plain")
+    return flask.render_template("message.html", title=f"{error.code} {error.name}",
+                                 message=error.description), error.code
 
   @app.errorhandler(corrections_lib.CorrectionsError)
   def corrections_error(error):
@@ -84,8 +90,9 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
 
   @app.errorhandler(OSError)
   def file_error(error):
-    return flask.render_template("message.html", title="A file cannot be read or written",
-                                 message=f"{error}. Nothing was written; the decisions before it are kept."), 500
+    return flask.render_template(
+        "message.html", title="A file cannot be read or written",
+        message=f"{error}. Nothing was written; the decisions before it are kept."), 500
 
   @app.get("/")
   def home():
@@ -134,13 +141,15 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
     no_model_label = None
     if show not in ("all", "labelled") and label and (state.predictions is None
                                                       or f"prob_{label}" not in state.predictions):
-      no_model_label = (f"No model was given: nothing is {BROWSE_VIEWS[show]} {label!r}." if state.tagger is None
-                        else f"The model has no label {label!r}: nothing is {BROWSE_VIEWS[show]} it.")
+      no_model_label = (f"No model was given: nothing is {BROWSE_VIEWS[show]} {label!r}."
+                        if state.tagger is None else
+                        f"The model has no label {label!r}: nothing is {BROWSE_VIEWS[show]} it.")
     pages = max(1, math.ceil(len(ids) / PAGE_SIZE))
     page = min(max(flask.request.args.get("page", 1, type=int), 1), pages)
     shown = ids[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
-    return flask.render_template("browse.html", views=BROWSE_VIEWS, show=show, label=label, ids=shown, page=page,
-                                 pages=pages, total=len(ids), labels=labels, no_model_label=no_model_label,
+    return flask.render_template("browse.html", views=BROWSE_VIEWS, show=show, label=label,
+                                 ids=shown, page=page, pages=pages, total=len(ids), labels=labels,
+                                 no_model_label=no_model_label,
                                  probability=(lambda i: _probability(i, label)))
 
   @app.route("/photo/<int:image_id>", methods=["GET", "POST"])
@@ -148,12 +157,17 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
     if image_id not in state.frame.index:
       flask.abort(404, f"there is no image {image_id} in the corpus")
     if state.image_path(image_id) is None:
-      flask.abort(404, f"the file of image {image_id} lies outside the corpus's images/ (a link): not shown")
+      flask.abort(
+          404,
+          f"the file of image {image_id} lies outside the corpus's images/ (a link): not shown")
     conflict = None
     if flask.request.method == "POST":
       if "shown" not in flask.request.form:
-        flask.abort(400, "an edit names the labels it sets (a 'label' field per checked label) and those its page "
-                         "showed (the 'shown' field, a JSON list); this request names nothing")
+        flask.abort(
+            400,
+            "an edit names the labels it sets (a 'label' field per checked label) "
+            "and those its page "
+            "showed (the 'shown' field, a JSON list); this request names nothing")
       try:
         shown = set(json.loads(flask.request.form["shown"]))
       except (ValueError, TypeError):
@@ -163,13 +177,16 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
         changed = state.edit_labels(image_id, checked, shown)
         return flask.redirect(flask.url_for("photo", image_id=image_id, saved=changed), 303)
       except state_lib.EditConflict as error:
-        conflict = (f"Not saved: this photo's labels changed since this page showed them (another tab or a hand "
-                    f"edit); {error}. Check them below and save again.")
+        conflict = (
+            "Not saved: this photo's labels changed since this page showed them "
+            "(another tab or a hand "
+            f"edit); {error}. Check them below and save again.")
     labels = state.current_labels(state.read_corrections()).loc[image_id]
-    return flask.render_template("photo.html", image_id=image_id, labels=labels,
-                                 shown=json.dumps([name for name in state.label_names if labels[name]]),
-                                 given=state.frame.loc[image_id], predictions=_predictions(image_id),
-                                 saved=flask.request.args.get("saved", type=int), conflict=conflict), \
+    return flask.render_template(
+        "photo.html", image_id=image_id, labels=labels,
+        shown=json.dumps([name for name in state.label_names if labels[name]]),
+        given=state.frame.loc[image_id], predictions=_predictions(image_id),
+        saved=flask.request.args.get("saved", type=int), conflict=conflict), \
         409 if conflict else 200
 
   @app.get("/image/<int:image_id>")
@@ -180,8 +197,8 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
     return flask.send_file(path, max_age=3600)
 
   def render_tag(answer=None, message=None, preview=None, filename=None):
-    return flask.render_template("tag.html", answer=answer, message=message, preview=preview, filename=filename,
-                                 max_upload_kib=max_upload_bytes // 1024)
+    return flask.render_template("tag.html", answer=answer, message=message, preview=preview,
+                                 filename=filename, max_upload_kib=max_upload_bytes // 1024)
 
   @app.route("/tag", methods=["GET", "POST"])
   def tag():
@@ -196,9 +213,10 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
     mime = _image_type(data)
     answer = state.tagger.tag(data) if mime else None
     if answer is None or not answer.valid:
-      return render_tag(message=f"{upload.filename!r} is not a JPEG, PNG, GIF or BMP image the model can decode "
-                                f"({corpus_lib.undecodable_reason(data) or corpus_lib.REFUSED_BY_MODEL}).",
-                        filename=upload.filename), 400
+      return render_tag(
+          message=f"{upload.filename!r} is not a JPEG, PNG, GIF or BMP image the model can decode "
+          f"({corpus_lib.undecodable_reason(data) or corpus_lib.REFUSED_BY_MODEL}).",
+          filename=upload.filename), 400
     preview = f"data:{mime};base64,{base64.b64encode(data).decode()}"
     return render_tag(answer=answer, preview=preview, filename=upload.filename)
 
@@ -213,6 +231,7 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
   def _probability(image_id, label):
     if state.predictions is None or not label or f"prob_{label}" not in state.predictions:
       return None
-    return state.predictions.at[image_id, f"prob_{label}"] if image_id in state.predictions.index else None
+    return state.predictions.at[image_id,
+                                f"prob_{label}"] if image_id in state.predictions.index else None
 
   return app

@@ -1,4 +1,5 @@
-"""What the review pages show: the corpus, the model's predictions, the suspects and the corrections file.
+"""What the review pages show: the corpus, the model's predictions, the suspects and the corrections
+file.
 
 The corrections file is the one ``--config.data.corrections`` reads, and the
 only state the app writes: every decision is upserted into it at once
@@ -33,7 +34,8 @@ class ReviewError(ValueError):
 
 
 class EditConflict(Exception):
-  """A photo's labels changed (another tab, a hand edit) since the page that edits them showed them."""
+  """A photo's labels changed (another tab, a hand edit) since the page that edits them showed
+  them."""
 
   def __init__(self, current: set[str]):
     super().__init__(f"its labels are now {sorted(current) or 'none'}")
@@ -71,25 +73,31 @@ class ReviewState:
   predictions: pd.DataFrame | None = None  # tagger.predict_corpus's frame
   suspects: list[Suspect] = dataclasses.field(default_factory=list)
   suspects_path: str | None = None
-  skipped_suspects: list[str] = dataclasses.field(default_factory=list)  # rows not of this corpus, and why
+  # rows not of this corpus, and why
+  skipped_suspects: list[str] = dataclasses.field(default_factory=list)
 
   @property
   def label_names(self) -> list[str]:
+    """Returns the corpus's labels, in column order."""
     return corpus_lib.label_columns(self.frame)
 
   def image_path(self, image_id: int) -> str | None:
-    """The image file of a corpus id, only when it lies inside the corpus's images/ once links are resolved."""
+    """Returns the image file of a corpus id, only when it lies inside the corpus's images/ once
+    links are resolved."""
     if image_id not in self.frame.index:
       return None
     images_dir = os.path.realpath(os.path.join(self.data_dir, "images"))
     path = os.path.realpath(self.frame.at[image_id, corpus_lib.PATH_COLUMN])
-    return path if os.path.commonpath([images_dir, path]) == images_dir and os.path.isfile(path) else None
+    return path if os.path.commonpath([images_dir, path
+                                      ]) == images_dir and os.path.isfile(path) else None
 
   def read_corrections(self) -> Corrections:
+    """Reads the corrections file: its actions by (image id, label) and its problems, if any."""
     if not os.path.exists(self.corrections_path):
       return Corrections({}, [])
     try:
-      rows, problems = corrections_lib.parse_corrections(corrections_lib.read_text(self.corrections_path))
+      rows, problems = corrections_lib.parse_corrections(
+          corrections_lib.read_text(self.corrections_path))
     except corrections_lib.CorrectionsError as error:
       return Corrections({}, [], unreadable=str(error))
     actions = {}
@@ -99,7 +107,8 @@ class ReviewState:
     return Corrections(actions, problems)
 
   def current_labels(self, corrections: Corrections) -> pd.DataFrame:
-    """The corpus's 0/1 labels with the corrections file applied (rows of other images or labels ignored)."""
+    """Returns the corpus's 0/1 labels with the corrections file applied (rows of other images or
+    labels ignored)."""
     labels = self.frame[self.label_names].copy()
     for (image_id, label), action in corrections.actions.items():
       if image_id in labels.index and label in labels.columns:
@@ -107,17 +116,18 @@ class ReviewState:
     return labels
 
   def suspect_decision(self, suspect: Suspect, corrections: Corrections) -> str | None:
-    """"accepted", "rejected" or None (undecided), from the corrections file."""
+    """Returns "accepted", "rejected" or None (undecided), from the corrections file."""
     action = corrections.actions.get((suspect.image_id, suspect.label))
     if action is None:
       return None
     return "accepted" if action == suspect.action else "rejected"
 
   def decide_suspect(self, index: int, accept: bool) -> None:
+    """Writes a reviewer's verdict on suspect ``index`` to the corrections file."""
     suspect = self.suspects[index]
     action = suspect.action if accept else ("add" if suspect.action == "remove" else "remove")
-    corrections_lib.upsert_corrections(self.corrections_path, [(str(suspect.image_id), suspect.label, action,
-                                                                ACCEPTED_NOTE if accept else REJECTED_NOTE)])
+    corrections_lib.upsert_corrections(self.corrections_path, [(str(
+        suspect.image_id), suspect.label, action, ACCEPTED_NOTE if accept else REJECTED_NOTE)])
 
   def edit_labels(self, image_id: int, checked: set[str], shown: set[str]) -> int:
     """Sets one photo's labels to ``checked``, writing those that differ; returns how many.
@@ -140,7 +150,8 @@ class ReviewState:
 
 
 def read_suspects(path: str, frame: pd.DataFrame) -> tuple[list[Suspect], list[str]]:
-  """mlc-suspects' CSV (or any CSV with image_id,label,action): its rows of this corpus, and the others, named."""
+  """Reads mlc-suspects' CSV (or any CSV with image_id,label,action): its rows of this corpus, and
+  the others, named."""
   try:
     table = pd.read_csv(path, dtype={"image_id": str, "label": str, "action": str})
   except (OSError, ValueError) as error:
@@ -160,7 +171,9 @@ def read_suspects(path: str, frame: pd.DataFrame) -> tuple[list[Suspect], list[s
     elif action not in corrections_lib.ACTIONS:
       skipped.append(f"line {number}: action {action!r} is not one of {corrections_lib.ACTIONS}")
     else:
-      suspects.append(Suspect(int(image_id), label, action, _number(row, "probability"), _number(row, "threshold")))
+      suspects.append(
+          Suspect(int(image_id), label, action, _number(row, "probability"),
+                  _number(row, "threshold")))
   return suspects, skipped
 
 
@@ -174,7 +187,18 @@ def _number(row, column: str) -> float | None:
 
 def load_state(data_dir: str, corrections_path: str, model_path: str | None = None,
                suspects_path: str | None = None, batch_size: int = 64) -> ReviewState:
-  """Loads the corpus (folder layout, audited), the model and its predictions on every image, the suspects.
+  """Loads the corpus (folder layout, audited), the model and its predictions on every image, the
+  suspects.
+
+  Args:
+    data_dir: the corpus folder (images/ + annotations/).
+    corrections_path: the corrections CSV the review writes (created if absent).
+    model_path: a model to predict every image with (``tagger.load_tagger``); none by default.
+    suspects_path: mlc-suspects' CSV to review; none by default.
+    batch_size: images per prediction batch.
+
+  Returns:
+    The ``ReviewState``.
 
   Raises:
     corpus.CorpusError: the corpus cannot be used.
@@ -185,11 +209,14 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
   if not os.path.isdir(folder):
     raise ReviewError(f"the corrections file's folder {folder} does not exist")
   if os.path.isdir(corrections_path):
-    raise ReviewError(f"the corrections file {corrections_path} is a directory; name a CSV file (created if absent)")
+    raise ReviewError(
+        f"the corrections file {corrections_path} is a directory; "
+        "name a CSV file (created if absent)")
   corrections_lib.remove_abandoned_temporaries(corrections_path)
   if suspects_path and os.path.abspath(suspects_path) == os.path.abspath(corrections_path):
-    raise ReviewError("the decisions need a corrections file of their own: written into the suspects file, "
-                      "every suspect left undecided would be applied as a correction")
+    raise ReviewError(
+        "the decisions need a corrections file of their own: written into the suspects file, "
+        "every suspect left undecided would be applied as a correction")
   frame, _ = corpus_lib.load_corpus(data_dir)
   state = ReviewState(data_dir, frame, corrections_path, suspects_path=suspects_path)
   if model_path:
@@ -200,8 +227,9 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
   return state
 
 
-def ranked_images(state: ReviewState, labels: pd.DataFrame, show: str, label: str | None) -> list[int]:
-  """The image ids the browse grid shows, in order.
+def ranked_images(state: ReviewState, labels: pd.DataFrame, show: str,
+                  label: str | None) -> list[int]:
+  """Returns the image ids the browse grid shows, in order.
 
   ``show``: "all"; "labelled" / "predicted" (images with ``label``, as given
   or corrected / as the model decides); "false_positives" (the model decides
@@ -231,6 +259,8 @@ def ranked_images(state: ReviewState, labels: pd.DataFrame, show: str, label: st
 
 
 def first_undecided(state: ReviewState, corrections: Corrections, start: int = 0) -> int | None:
-  """The index of the first undecided suspect at or after ``start`` (then from the top), None when all are."""
+  """Returns the index of the first undecided suspect at or after ``start`` (then from the top),
+  None when all are."""
   order = list(range(start, len(state.suspects))) + list(range(min(start, len(state.suspects))))
-  return next((i for i in order if state.suspect_decision(state.suspects[i], corrections) is None), None)
+  return next((i for i in order if state.suspect_decision(state.suspects[i], corrections) is None),
+              None)

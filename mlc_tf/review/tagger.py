@@ -1,4 +1,5 @@
-"""The model behind the review pages: a workdir's model.keras or an exported SavedModel, asked like TF Serving.
+"""The model behind the review pages: a workdir's model.keras or an exported SavedModel, asked like
+TF Serving.
 
 Both kinds answer an uploaded photo through the ``serving_default`` signature
 (the SavedModel's own, or ``export.signature_functions`` of the model.keras):
@@ -29,12 +30,14 @@ class LabelAnswer:
   probability: float
   threshold: float
   decided: bool
-  by_rule: bool  # decided only because a label rule implies it (its probability is below its threshold)
+  # decided only because a label rule implies it (its probability is below its threshold)
+  by_rule: bool
 
 
 @dataclasses.dataclass
 class TagAnswer:
-  """The serving signature's answer for one photo: ``valid`` false when it is not a decodable image."""
+  """The serving signature's answer for one photo: ``valid`` false when it is not a decodable
+  image."""
 
   valid: bool
   labels: list[str]  # the decided labels, most probable first
@@ -43,29 +46,37 @@ class TagAnswer:
 
 @dataclasses.dataclass
 class Tagger:
-  """A loaded model: its labels, calibrated thresholds and label rules, and its serving signature."""
+  """A loaded model: its labels, calibrated thresholds and label rules, and its serving
+  signature."""
 
   path: str
   label_names: list[str]
   thresholds: np.ndarray
   implications: list[tuple[str, str]]
-  serve: Callable[..., dict]  # serving_default: image_bytes string [B] -> probabilities, decisions, labels, valid
+  # serving_default: image_bytes string [B] -> probabilities, decisions, labels, valid
+  serve: Callable[..., dict]
   predictor: prediction.KerasPredictor | prediction.SavedModelPredictor
 
   def tag(self, image: bytes) -> TagAnswer:
-    """What ``serving_default`` answers for one encoded image."""
+    """Returns what ``serving_default`` answers for one encoded image."""
     try:
       answer = self.serve(image_bytes=tf.constant([image], tf.string))
-    except tf.errors.InvalidArgumentError:  # the signature answers valid=False for bad images; this is a guard
+    # the signature answers valid=False for bad images; this is a guard
+    except tf.errors.InvalidArgumentError:
       return TagAnswer(False, [], [])
     out = {key: np.asarray(value) for key, value in answer.items()}
     probabilities, decisions = out["probabilities"][0], out["decisions"][0]
-    per_label = [LabelAnswer(name, float(p), float(t), bool(d), bool(d) and p < t)
-                 for name, p, t, d in zip(self.label_names, probabilities, self.thresholds, decisions)]
-    return TagAnswer(bool(out["valid"][0]), [name.decode() for name in out["labels"][0] if name], per_label)
+    per_label = [
+        LabelAnswer(name, float(p), float(t), bool(d),
+                    bool(d) and p < t)
+        for name, p, t, d in zip(self.label_names, probabilities, self.thresholds, decisions)
+    ]
+    return TagAnswer(bool(out["valid"][0]), [name.decode() for name in out["labels"][0] if name],
+                     per_label)
 
   def predict_corpus(self, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
-    """``prob_<label>`` and ``decided_<label>`` for each image of a label frame (index: its image ids).
+    """Predicts ``prob_<label>`` and ``decided_<label>`` for each image of a label frame (index: its
+    image ids).
 
     Images the model cannot read are absent: the corpus audit has already dropped undecodable ones.
     """
@@ -74,7 +85,8 @@ class Tagger:
     for paths, probabilities, decisions in self.predictor.predict(list(frame["path"]), batch_size):
       ids += [ids_by_path[path] for path in paths]
       rows += [np.concatenate([p, d]) for p, d in zip(probabilities, decisions)]
-    columns = [f"prob_{name}" for name in self.label_names] + [f"decided_{name}" for name in self.label_names]
+    columns = [f"prob_{name}" for name in self.label_names
+              ] + [f"decided_{name}" for name in self.label_names]
     predictions = pd.DataFrame(np.asarray(rows, np.float64).reshape(len(rows), len(columns)),
                                index=pd.Index(ids, name=frame.index.name), columns=columns)
     decided = [f"decided_{name}" for name in self.label_names]
@@ -95,7 +107,8 @@ def _saved_model_rules(config_json: str, label_names: list[str]) -> list[tuple[s
 
 
 def load_tagger(path: str) -> Tagger:
-  """A workdir or model.keras, a SavedModel version dir, or a TF Serving model dir (its highest version)."""
+  """Loads a tagger from a workdir or model.keras, a SavedModel version dir, or a TF Serving model
+  dir (its highest version)."""
   predictor = prediction.load_predictor(path)
   if isinstance(predictor, prediction.SavedModelPredictor):
     metadata = predictor.loaded.signatures[signatures.METADATA]()
@@ -106,4 +119,5 @@ def load_tagger(path: str) -> Tagger:
     thresholds = inference.decision_layer(predictor.model).thresholds.numpy()
     rules = inference.implications(predictor.model)
     serve = export.signature_functions(predictor.model)[signatures.SERVING]
-  return Tagger(path, list(predictor.label_names), np.asarray(thresholds, np.float64), rules, serve, predictor)
+  return Tagger(path, list(predictor.label_names), np.asarray(thresholds, np.float64), rules, serve,
+                predictor)
