@@ -46,7 +46,8 @@ def only_over_represented(targets: np.ndarray, label_names: Sequence[str],
   """Boolean per image: it has at least one label and all of its labels are in ``over_represented``."""
   unknown = sorted(set(over_represented) - set(label_names))
   if unknown:
-    raise ValueError(f"over-represented label(s) {unknown} are not labels of the corpus: {list(label_names)}")
+    raise ValueError(
+        f"over-represented label(s) {unknown} are not labels of the corpus: {list(label_names)}")
   targets = np.asarray(targets) >= PRESENT
   over = np.isin(np.asarray(label_names), list(over_represented))
   return targets.any(axis=1) & ~(targets & ~over).any(axis=1)
@@ -81,4 +82,5 @@ def resample(ds: tf.data.Dataset, counts: np.ndarray, seed: int) -> tf.data.Data
     n = tf.cast(whole + tf.cast(uniform < count - whole, tf.float32), tf.int64)
     return tf.data.Dataset.from_tensors(example).repeat(n)
 
-  return tf.data.Dataset.zip(ds, tf.data.Dataset.from_tensor_slices(counts), randomness).flat_map(copies)
+  return tf.data.Dataset.zip(ds, tf.data.Dataset.from_tensor_slices(counts),
+                             randomness).flat_map(copies)

@@ -91,26 +91,37 @@ class CorpusAudit:
     if self.undecodable_images:
       examples = ", ".join(f"{os.path.basename(path)}: {reason}" for path, reason in
                            self.undecodable_images[:_EXAMPLES])
-      lines.append(f"{len(self.undecodable_images)} image(s) cannot be decoded and were skipped ({examples})")
+      lines.append(
+          f"{len(self.undecodable_images)} image(s) cannot be decoded and were skipped ({examples})"
+      )
     if self.missing_images:
-      examples = ", ".join(f"{label}.txt:{line} id {i}" for label, line, i in self.missing_images[:_EXAMPLES])
-      lines.append(f"{len(self.missing_images)} annotation id(s) have no image and were ignored ({examples})")
+      examples = ", ".join(
+          f"{label}.txt:{line} id {i}" for label, line, i in self.missing_images[:_EXAMPLES])
+      lines.append(
+          f"{len(self.missing_images)} annotation id(s) have no image and were ignored ({examples})"
+      )
     if self.duplicate_ids:
-      examples = ", ".join(f"{label}.txt:{line} id {i}" for label, line, i in self.duplicate_ids[:_EXAMPLES])
+      examples = ", ".join(
+          f"{label}.txt:{line} id {i}" for label, line, i in self.duplicate_ids[:_EXAMPLES])
       lines.append(f"{len(self.duplicate_ids)} duplicate id(s) in annotation files ({examples})")
     if self.unrecognised_files:
-      lines.append(f"{len(self.unrecognised_files)} file(s) in images/ not named im<ID>.<ext> were ignored "
-                   f"({', '.join(self.unrecognised_files[:_EXAMPLES])})")
+      lines.append(
+          f"{len(self.unrecognised_files)} file(s) in images/ not named im<ID>.<ext> were ignored "
+          f"({', '.join(self.unrecognised_files[:_EXAMPLES])})")
     if self.empty_labels:
-      lines.append(f"label(s) with no positive image, kept with 0 positives: {', '.join(self.empty_labels)}")
+      lines.append(
+          f"label(s) with no positive image, kept with 0 positives: {', '.join(self.empty_labels)}")
     return lines
 
   def errors(self, strict: bool = False) -> list[str]:
     """The findings that stop a run: unreadable files always, every warning when ``strict``."""
     lines = []
     if self.unreadable_files:
-      examples = ", ".join(f"{path}: {reason}" for path, reason in self.unreadable_files[:_EXAMPLES])
-      lines.append(f"{len(self.unreadable_files)} file(s) cannot be read ({examples}); check their permissions")
+      examples = ", ".join(
+          f"{path}: {reason}" for path, reason in self.unreadable_files[:_EXAMPLES])
+      lines.append(
+          f"{len(self.unreadable_files)} file(s) cannot be read ({examples}); check their "
+          "permissions")
     if strict:
       lines += [f"{line} [strict]" for line in self.warnings()]
     return lines
@@ -151,7 +162,8 @@ class CorpusAudit:
 def _reason(error: Exception) -> str:
   """The human part of an OS or TensorFlow error message."""
   message = error.message if isinstance(error, tf.errors.OpError) else str(error)
-  return _TF_MESSAGE_NOISE.sub("", message).strip().splitlines()[0] if message.strip() else type(error).__name__
+  return _TF_MESSAGE_NOISE.sub(
+      "", message).strip().splitlines()[0] if message.strip() else type(error).__name__
 
 
 def check_image(path: str) -> tuple[str, str | None, str | None]:
@@ -168,7 +180,8 @@ def check_image(path: str) -> tuple[str, str | None, str | None]:
   return image_formats.format_of(data) or "", None, undecodable_reason(data)
 
 
-# What a skip says when the model's decoder refused a file in which undecodable_reason finds nothing wrong.
+# What a skip says when the model's decoder refused a file in which undecodable_reason finds nothing
+# wrong.
 REFUSED_BY_MODEL = "refused by the model"
 
 
@@ -208,12 +221,17 @@ def _decodable_heads(paths: list[str], workers: int | None, progress: bool) -> d
     heads[int(index)] = head
     if bar is not None:
       bar.update(int(index) + 1)
-  if bar is not None and len(paths) - 1 not in heads:  # the last file failed: the bar has not finished
+  if bar is not None and len(
+      paths) - 1 not in heads:  # the last file failed: the bar has not finished
     bar.update(len(paths))
   return heads
 
 
-def audit_frame(frame: pd.DataFrame, audit: CorpusAudit, *, strict: bool = False, workers: int | None = None,
+def audit_frame(frame: pd.DataFrame,
+                audit: CorpusAudit,
+                *,
+                strict: bool = False,
+                workers: int | None = None,
                 progress: bool = False) -> pd.DataFrame:
   """Checks a label frame's images and finishes its audit; returns the frame without the bad images.
 
@@ -285,7 +303,11 @@ def listdir(path: str) -> list[str]:
     raise CorpusError(f"{path}: cannot list the directory: {_reason(error)}") from None
 
 
-def load_corpus(root: str, labels: list[str] | None = None, *, strict: bool = False, workers: int | None = None,
+def load_corpus(root: str,
+                labels: list[str] | None = None,
+                *,
+                strict: bool = False,
+                workers: int | None = None,
                 progress: bool = False) -> tuple[pd.DataFrame, CorpusAudit]:
   """Reads ``root`` (images/ + annotations/) into a label frame and an audit.
 
@@ -346,7 +368,8 @@ def _image_files(images_dir: str, audit: CorpusAudit) -> dict[int, str]:
   return paths
 
 
-def _annotated_labels(annotations_dir: str, labels: list[str] | None, audit: CorpusAudit) -> list[str]:
+def _annotated_labels(annotations_dir: str, labels: list[str] | None,
+                      audit: CorpusAudit) -> list[str]:
   """The labels to load, sorted: ``labels`` (each needs its file), or every <label>.txt when None."""
   available = [name[:-4] for name in listdir(annotations_dir) if name.endswith(".txt")]
   if labels is None:
@@ -361,7 +384,8 @@ def _annotated_labels(annotations_dir: str, labels: list[str] | None, audit: Cor
   return labels
 
 
-def _annotated_ids(annotations_dir: str, label: str, paths: dict[int, str], audit: CorpusAudit) -> list[int]:
+def _annotated_ids(annotations_dir: str, label: str, paths: dict[int, str],
+                   audit: CorpusAudit) -> list[int]:
   """The ids <label>.txt lists that have an image; repeats and ids without image go to the audit."""
   seen, ids = set(), []
   for line, image_id in _parse_annotation(os.path.join(annotations_dir, f"{label}.txt")):

@@ -11,8 +11,8 @@ human confirmed. Lines starting with ``#`` and blank lines are skipped::
     877,people,add
 
 Image ids are the corpus's: integers for the folder layout, the file name as
-written for a CSV source. Nothing is applied silently: the returned report counts and names every change,
-every correction that changed nothing (the label was already so), and every
+written for a CSV source. Nothing is applied silently: the returned report counts and names every
+change, every correction that changed nothing (the label was already so), and every
 row skipped because its image or label is not in this corpus/run.
 """
 
@@ -64,10 +64,13 @@ class CorrectionsReport:
 
   def lines(self) -> list[str]:
     """A human-readable summary, one line per kind of outcome."""
-    lines = [f"corrections {self.path}: {len(self.added)} label(s) added, {len(self.removed)} removed"]
+    lines = [
+        f"corrections {self.path}: {len(self.added)} label(s) added, {len(self.removed)} removed"
+    ]
     if self.already_so:
-      lines.append(f"{len(self.already_so)} correction(s) changed nothing, the label was already so "
-                   f"(lines {', '.join(str(r[0]) for r in self.already_so[:5])})")
+      lines.append(
+          f"{len(self.already_so)} correction(s) changed nothing, the label was already so "
+          f"(lines {', '.join(str(r[0]) for r in self.already_so[:5])})")
     if self.unknown_images:
       lines.append(f"{len(self.unknown_images)} correction(s) skipped: image id not in the corpus "
                    f"({', '.join(f'line {n} id {i}' for n, i in self.unknown_images[:5])})")
@@ -90,10 +93,12 @@ class RowProblem:
 
 def _lines(text: str):
   """(line number, raw line, kind, value) for each line of a corrections file's text: kind "skip" (blank
-  or comment; value None), "header" (the first other line; value its fields) or "row" (value the row as
+  or comment; value None), "header" (the first other line; value its fields) or "row" (value the row
+  as
   a dict by header column). The one reading of the format, for the parser and the writer."""
   header = None
-  for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):  # a spreadsheet's BOM
+  for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(),
+                               start=1):  # a spreadsheet's BOM
     if not raw.strip() or raw.lstrip().startswith("#"):
       yield number, raw, "skip", None
       continue
@@ -161,7 +166,8 @@ def read_text(path: str) -> str:
     raise CorrectionsError(f"corrections file {path} is not UTF-8 text (byte {error.start}: "
                            f"{error.object[error.start:error.start + 1]!r})") from None
   except (OSError, tf.errors.OpError) as error:
-    raise CorrectionsError(f"corrections file {path} cannot be read: {getattr(error, 'message', error)}") from None
+    raise CorrectionsError(
+        f"corrections file {path} cannot be read: {getattr(error, 'message', error)}") from None
 
 
 def upsert_corrections(path: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
@@ -190,15 +196,19 @@ def exclusive(path: str):
 def remove_abandoned_temporaries(path: str) -> list[str]:
   """Removes the temporary files of writers of ``path`` killed mid-write; returns them.
 
-  Only a writer holding the lock makes one, so with the lock held every one there is abandoned: those
-  ``atomic_files.write_text`` stages (``.staging-<pid>-<hex>-<name>``) and those of versions before it
-  (``.<name>.<random>``).
+  Only a writer holding the lock makes one, so with the lock held every one there is abandoned:
+  those ``atomic_files.write_text`` stages (``.staging-<pid>-<hex>-<name>``) and those of versions
+  before it (``.<name>.<random>``).
   """
   directory, name = os.path.split(os.path.abspath(path))
   with exclusive(path):
-    removed = [os.path.join(directory, entry) for entry in os.listdir(directory)
-               if (entry.startswith(f".{name}.") or (entry.startswith(".staging-") and entry.endswith(f"-{name}")))
-               and os.path.isfile(os.path.join(directory, entry))]
+    removed = [
+        os.path.join(directory, entry)
+        for entry in os.listdir(directory)
+        if (entry.startswith(f".{name}.") or
+            (entry.startswith(".staging-") and entry.endswith(f"-{name}"))) and
+        os.path.isfile(os.path.join(directory, entry))
+    ]
     for temporary in removed:
       os.remove(temporary)
   return removed
@@ -218,8 +228,9 @@ def upsert_holding_lock(path: str, rows: Iterable[tuple[str, str, str, str]]) ->
     if kind == "header":
       header = value
       if _missing_columns(header):
-        raise CorrectionsError(f"{path}: header {raw!r} lacks column(s) {_missing_columns(header)}: "
-                               "not writing into it")
+        raise CorrectionsError(
+            f"{path}: header {raw!r} lacks column(s) {_missing_columns(header)}: "
+            "not writing into it")
     if kind != "row":
       lines.append(raw)
       continue

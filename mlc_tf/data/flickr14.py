@@ -6,6 +6,6 @@ recipes (through ``mlc_tf.configs.common``) train on them.
 
 FLICKR14_LABELS = ("baby", "bird", "car", "clouds", "dog", "female", "flower", "male", "night",
                    "people", "portrait", "river", "sea", "tree")
-# Only humans are labelled male/female, and a baby is a person: targets that break this are labelling
-# errors.
+# Only humans are labelled male/female, and a baby is a person: targets that break this are
+# labelling errors.
 FLICKR14_RULES = ("baby=>people", "female=>people", "male=>people")

@@ -33,7 +33,8 @@ def parse_implications(rules: Iterable[str]) -> list[tuple[str, str]]:
   for rule in rules or ():
     text = str(rule)
     if "=>" not in text and text.count(">") == 1:
-      logging.warning("label rule %r: the 'a>b' form is deprecated, write 'a=>b' as configs do", text)
+      logging.warning("label rule %r: the 'a>b' form is deprecated, write 'a=>b' as configs do",
+                      text)
       text = text.replace(">", "=>")
     parts = [part.strip() for part in text.split("=>")]
     if len(parts) != 2 or not all(parts):
@@ -44,7 +45,8 @@ def parse_implications(rules: Iterable[str]) -> list[tuple[str, str]]:
   return pairs
 
 
-def implication_matrix(label_names: Sequence[str], implications: Iterable[tuple[str, str]]) -> np.ndarray:
+def implication_matrix(label_names: Sequence[str],
+                       implications: Iterable[tuple[str, str]]) -> np.ndarray:
   """[L, L] 0/1 matrix, ``M[i, j] = 1`` when label i implies label j (reflexive, transitively closed)."""
   index = {name: i for i, name in enumerate(label_names)}
   matrix = np.eye(len(label_names), dtype=np.int64)
@@ -65,8 +67,8 @@ def apply_implications(targets: np.ndarray, label_names: Sequence[str],
                        implications: Iterable[tuple[str, str]]) -> np.ndarray:
   """Targets or decisions [N, L] in [0, 1] with every implied label raised to its antecedents'; same dtype.
 
-  0/1 rows get every implied label set; soft targets (probabilities) get ``b = max(b, a)`` for ``a=>b``,
-  since an image is at least as likely to carry ``b`` as ``a``.
+  0/1 rows get every implied label set; soft targets (probabilities) get ``b = max(b, a)`` for
+  ``a=>b``, since an image is at least as likely to carry ``b`` as ``a``.
   """
   targets = np.asarray(targets)
   matrix = implication_matrix(label_names, implications)
@@ -85,9 +87,11 @@ def merge_labels(frame: pd.DataFrame, merges: Mapping[str, Sequence[str]]) -> pd
     sources = list(sources)
     missing = sorted(set(sources) - labels)
     if not sources or missing:
-      raise ValueError(f"label merge {merged!r} <- {sources}: unknown or no source label(s) {missing}")
+      raise ValueError(
+          f"label merge {merged!r} <- {sources}: unknown or no source label(s) {missing}")
     if merged in labels and merged not in sources:
-      raise ValueError(f"label merge {merged!r} would overwrite an existing label it does not merge")
+      raise ValueError(
+          f"label merge {merged!r} would overwrite an existing label it does not merge")
     column = frame[sources].max(axis=1).astype("uint8")
     frame = frame.drop(columns=sources)
     frame[merged] = column

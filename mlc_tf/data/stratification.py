@@ -6,7 +6,8 @@ import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 
 
-def _stratified_take(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_take(targets: np.ndarray, fraction: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Positions (rest, taken) with ``fraction`` of the rows taken, label proportions kept."""
   splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
   rest, taken = next(splitter.split(np.zeros(len(targets)), targets))
@@ -51,4 +52,7 @@ def kfold(targets: np.ndarray, num_folds: int, seed: int) -> list[np.ndarray]:
   if num_folds > len(targets):
     raise ValueError(f"{num_folds} folds but only {len(targets)} images")
   splitter = MultilabelStratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
-  return [np.sort(held_out) for _, held_out in splitter.split(np.zeros(len(targets)), _with_empty(targets))]
+  return [
+      np.sort(held_out)
+      for _, held_out in splitter.split(np.zeros(len(targets)), _with_empty(targets))
+  ]

@@ -59,7 +59,11 @@ def parse_rest_response(body: dict) -> list[Answer]:
           for row in body["predictions"]]
 
 
-def predict_rest(server: str, model_name: str, images: Sequence[bytes], *, version: int | None = None,
+def predict_rest(server: str,
+                 model_name: str,
+                 images: Sequence[bytes],
+                 *,
+                 version: int | None = None,
                  timeout_s: float = 30.0) -> list[Answer]:
   """Answers for ``images`` from the TF Serving REST endpoint ``server`` (e.g. http://localhost:8501)."""
   if not images:
@@ -107,7 +111,11 @@ def parse_grpc_response(response) -> list[Answer]:
               outputs["valid"], outputs["labels"], outputs["probabilities"], outputs["decisions"])]
 
 
-def predict_grpc(target: str, model_name: str, images: Sequence[bytes], *, version: int | None = None,
+def predict_grpc(target: str,
+                 model_name: str,
+                 images: Sequence[bytes],
+                 *,
+                 version: int | None = None,
                  timeout_s: float = 30.0) -> list[Answer]:
   """Answers for ``images`` from the TF Serving gRPC endpoint ``target`` (e.g. localhost:8500)."""
   import grpc

@@ -38,16 +38,19 @@ def list_images(sources: list[str]) -> list[str]:
     else:
       matches = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
     if not matches:
-      raise FileNotFoundError(f"no image file found at {source!r} (a folder of .jpg/.png/.gif/.bmp or a glob)")
+      raise FileNotFoundError(
+          f"no image file found at {source!r} (a folder of .jpg/.png/.gif/.bmp or a glob)")
     found.update(dict.fromkeys(matches))
   return list(found)
 
 
 def non_image_files(sources: list[str]) -> list[str]:
   """The files of the folders among ``sources`` that ``list_images`` leaves out: their names are no image's."""
-  return [os.path.join(source, name) for source in sources if os.path.isdir(source)
-          for name in sorted(os.listdir(source))
-          if os.path.isfile(os.path.join(source, name)) and not name.lower().endswith(image_formats.EXTENSIONS)]
+  return [
+      os.path.join(source, name) for source in sources if os.path.isdir(source)
+      for name in sorted(os.listdir(source)) if os.path.isfile(os.path.join(source, name)) and
+      not name.lower().endswith(image_formats.EXTENSIONS)
+  ]
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
@@ -64,12 +67,16 @@ class KerasPredictor:
     self.label_names = list(layer.label_names)
     self.image_size = int(model.inputs[0].shape[1])
 
-  def predict(self, paths: list[str], batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+  def predict(self, paths: list[str],
+              batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
     """Yields (paths, probabilities [B, L], decisions [B, L]) for the readable images, in order."""
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths, dtype=str))
-    ds = ds.map(lambda path: (path, pipeline.decode_and_resize(tf.io.read_file(path), self.image_size)),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)  # the path travels with its image
+    ds = ds.map(lambda path:
+                (path, pipeline.decode_and_resize(tf.io.read_file(path), self.image_size)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    ds = ds.ignore_errors().batch(batch_size).prefetch(
+        tf.data.AUTOTUNE)  # the path travels with its image
     for batch_paths, images in ds:
       outputs = self.model.predict_on_batch(images)
       yield ([p.decode() for p in batch_paths.numpy()], np.asarray(outputs["probabilities"]),
@@ -92,7 +99,8 @@ class SavedModelPredictor:
     outputs = self.serve(image_bytes=tf.constant(blobs, tf.string))
     return {k: v.numpy() for k, v in outputs.items()}
 
-  def predict(self, paths: list[str], batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+  def predict(self, paths: list[str],
+              batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
     """Yields (paths, probabilities, decisions) for the images the model accepts, in order."""
     for chunk in _batches(paths, batch_size):
       readable = []
@@ -104,7 +112,8 @@ class SavedModelPredictor:
           continue
       try:
         answers = [(readable, self._call([blob for _, blob in readable]))] if readable else []
-      except tf.errors.InvalidArgumentError:  # one bad image fails the whole batch: find it, keep the rest
+      # One bad image fails the whole batch: find it, keep the rest.
+      except tf.errors.InvalidArgumentError:
         answers = []
         for item in readable:
           try:
@@ -129,7 +138,8 @@ def load_predictor(path: str) -> KerasPredictor | SavedModelPredictor:
 def saved_model_dir(path: str) -> str | None:
   """The SavedModel ``path`` names: itself, or a TF Serving model dir's highest version; None if neither.
 
-  Through ``tf.io.gfile``, so ``gs://`` and the other file systems TensorFlow has work as local paths do.
+  Through ``tf.io.gfile``, so ``gs://`` and the other file systems TensorFlow has work as local
+  paths do.
   """
   if not tf.io.gfile.isdir(path):
     return None
@@ -146,7 +156,9 @@ def csv_columns(label_names: list[str], probabilities: bool) -> list[str]:
 
   Local and Beam prediction (``batch_prediction``) both write through this and :func:`csv_row`.
   """
-  return ["file", *label_names, *([f"prob_{name}" for name in label_names] if probabilities else [])]
+  return [
+      "file", *label_names, *([f"prob_{name}" for name in label_names] if probabilities else [])
+  ]
 
 
 def csv_row(path: str, probs: np.ndarray, decisions: np.ndarray, probabilities: bool) -> list:
@@ -165,7 +177,8 @@ def predict_to_csv(predictor: KerasPredictor | SavedModelPredictor, paths: list[
   """Writes ``output``: ``file``, one 0/1 column per label and, on request, ``prob_<label>`` columns.
 
   Raises:
-    ValueError: ``output`` is a directory or lies under a file; no file of ``paths`` is a readable image
+    ValueError: ``output`` is a directory or lies under a file; no file of ``paths`` is a readable
+    image
       (``output`` is then left as it was).
   """
   if os.path.isdir(output):
@@ -186,8 +199,9 @@ def predict_to_csv(predictor: KerasPredictor | SavedModelPredictor, paths: list[
           writer.writerow(csv_row(path, p, d, probabilities))
           done.add(path)
     if not done:
-      raise ValueError(f"none of the {len(paths)} file(s) is an image the model can read "
-                       f"({', '.join(paths[:5])}{' …' if len(paths) > 5 else ''}); {output} was not written")
+      raise ValueError(
+          f"none of the {len(paths)} file(s) is an image the model can read "
+          f"({', '.join(paths[:5])}{' …' if len(paths) > 5 else ''}); {output} was not written")
 
   atomic_files.write_aside(output, write)
   return PredictionSummary(len(done), [path for path in paths if path not in done])
