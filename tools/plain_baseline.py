@@ -205,8 +205,8 @@ class BudgetAndBest(keras.callbacks.Callback):
     super().__init__()
     self.val_images, self.val_targets, self.schedule = val_images, val_targets, schedule
     self.steps_per_epoch, self.deadline = steps_per_epoch, deadline
-    self.planned, self.best_f1, self.best_epoch = _EPOCHS.value, -1.0, 0
-    self.best_weights, self.log = None, []
+    (self.planned, self.best_f1, self.best_epoch, self.best_weights,
+     self.log) = _EPOCHS.value, -1.0, 0, None, []
 
   def on_epoch_begin(self, epoch, logs=None):
     self.began = time.time()
