@@ -1,4 +1,5 @@
-"""Training images/s of a model with Keras' BatchNormalization against the same model with the fused layer.
+"""Training images/s of a model with Keras' BatchNormalization against the same model with the fused
+layer.
 
   python tools/bench_batch_norm.py --config=configs/best.py
 
@@ -45,7 +46,8 @@ _NUM_LABELS = 14
 
 
 def with_keras_batch_norm(model: keras.Model) -> keras.Model:
-  """``model`` rebuilt with keras.layers.BatchNormalization where it has the fused layer, weights copied."""
+  """``model`` rebuilt with keras.layers.BatchNormalization where it has the fused layer, weights
+  copied."""
   def clone(layer):
     if isinstance(layer, layers.FusedBatchNormalization):
       return keras.layers.BatchNormalization.from_config(layer.get_config())

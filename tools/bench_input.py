@@ -52,7 +52,8 @@ _CACHED_EPOCHS = flags.DEFINE_integer("cached_epochs", 3, "tf.data epochs timed 
 
 
 class TutorialDataset:
-  """A map-style dataset as PyTorch tutorials write one: one image per ``__getitem__``, PIL + NumPy."""
+  """A map-style dataset as PyTorch tutorials write one: one image per ``__getitem__``, PIL + NumPy.
+  """
 
   def __init__(self, paths: np.ndarray, labels: np.ndarray, image_size: int, seed: int = 0):
     self.paths, self.labels, self.image_size = paths, labels, image_size
@@ -71,7 +72,8 @@ class TutorialDataset:
 
 
 def tutorial_loader(dataset: TutorialDataset, batch_size: int, seed: int):
-  """``DataLoader(dataset, batch_size, shuffle=True, num_workers=0)``: shuffled indices, stacked in-process."""
+  """``DataLoader(dataset, batch_size, shuffle=True, num_workers=0)``: shuffled indices, stacked
+  in-process."""
   order = np.random.default_rng(seed).permutation(len(dataset))
   for start in range(0, len(order), batch_size):
     items = [dataset[i] for i in order[start:start + batch_size]]
@@ -79,7 +81,8 @@ def tutorial_loader(dataset: TutorialDataset, batch_size: int, seed: int):
 
 
 def images_per_second(batches) -> tuple[float, float]:
-  """Images per wall-clock second and per CPU second of this process, over one pass of ``batches``."""
+  """Images per wall-clock second and per CPU second of this process, over one pass of ``batches``.
+  """
   with timing.Rate() as rate:
     for x, _ in batches:
       rate.work += len(x)
@@ -87,7 +90,8 @@ def images_per_second(batches) -> tuple[float, float]:
 
 
 def stage_costs(paths: np.ndarray, size: int, batch: int) -> list[tuple[str, float]]:
-  """(stage, ms of CPU per image): a full decode's path by stage, then ``decode_and_resize`` after the read."""
+  """(stage, ms of CPU per image): a full decode's path by stage, then ``decode_and_resize`` after
+  the read."""
   def full_decode(path):
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 

@@ -145,7 +145,8 @@ def main(argv):
 
 def _print_against_baseline(latency: np.ndarray, baseline_latency: np.ndarray, batch: np.ndarray,
                             baseline_batch: np.ndarray) -> None:
-  """serving_default of --workdir and of --baseline: p50 latency of one JPEG, images/s at the batch size, ratios."""
+  """serving_default of --workdir and of --baseline: p50 latency of one JPEG, images/s at the batch
+  size, ratios."""
   p50 = np.percentile(latency, 50), np.percentile(baseline_latency, 50)
   rates = _BATCH_SIZE.value / np.median(batch), _BATCH_SIZE.value / np.median(baseline_batch)
   print(f"\nserving_default, --workdir={_WORKDIR.value} against --baseline={_BASELINE.value}")

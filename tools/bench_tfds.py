@@ -1,4 +1,5 @@
-"""Images/s of the input pipeline from prepared TFDS records vs from the folder of JPEGs, cold and warm.
+"""Images/s of the input pipeline from prepared TFDS records vs from the folder of JPEGs, cold and
+warm.
 
   PYTHONPATH=. python tools/bench_tfds.py --data_dir=../shared/datasets/flickr14
 

@@ -1,4 +1,5 @@
-"""Training images/s with the real input pipeline against in-memory tensors, and FLOP/s against a matmul peak.
+"""Training images/s with the real input pipeline against in-memory tensors, and FLOP/s against a
+matmul peak.
 
   python tools/bench_train.py --data_dir=../shared/datasets/flickr14 --num_images=1024 --steps=20
 
@@ -69,7 +70,8 @@ _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,
 
 
 def matmul_peak_flops(size: int, dtype: str, repeats: int = 10) -> tuple[timing.Rate, float]:
-  """The fastest (wall-clock) of ``repeats`` ``dtype`` [size, size] @ [size, size] matmuls, and the best FLOP/CPU-s."""
+  """The fastest (wall-clock) of ``repeats`` ``dtype`` [size, size] @ [size, size] matmuls, and the
+  best FLOP/CPU-s."""
   a = tf.cast(tf.random.normal([size, size]), dtype)
   b = tf.cast(tf.random.normal([size, size]), dtype)
   tf.matmul(a, b).numpy()  # warm-up

@@ -1,4 +1,5 @@
-"""Writes the train/validation/test split an mlc-train run of a config makes, as image_id,split rows.
+"""Writes the train/validation/test split an mlc-train run of a config makes, as image_id,split
+rows.
 
   python tools/export_split.py --config=configs/best.py --data_dir=../shared/datasets/flickr14 \
       --config.data.val_fraction=0.15 --config.data.test_fraction=0.15 --config.data.split_seed=0 \

@@ -1,4 +1,5 @@
-"""A plain single-file Keras baseline for a multi-label corpus: the recipe best.py grew from, without mlc_tf.
+"""A plain single-file Keras baseline for a multi-label corpus: the recipe best.py grew from,
+without mlc_tf.
 
   python tools/export_split.py --config=configs/best.py --data_dir=../shared/datasets/flickr14 \
       --config.data.val_fraction=0.15 --config.data.test_fraction=0.15 --config.data.split_seed=0 \
@@ -74,7 +75,8 @@ _MAX_IMAGES = flags.DEFINE_integer("max_images", None,
 
 
 def load_corpus(root, max_images):
-  """(image ids, label names, [N, L] 0/1 targets, paths) of images/im<ID>.jpg and annotations/<label>.txt."""
+  """(image ids, label names, [N, L] 0/1 targets, paths) of images/im<ID>.jpg and
+  annotations/<label>.txt."""
   ids = sorted(int(name[2:-4]) for name in os.listdir(os.path.join(root, "images"))
                if name.startswith("im") and name.endswith(".jpg") and name[2:-4].isdigit())
   ids = np.array(ids[:max_images] if max_images else ids)
@@ -91,7 +93,8 @@ def load_corpus(root, max_images):
 
 
 def read_images(paths, size):
-  """The images as one [N, size, size, 3] uint8 array (grayscale JPEGs decoded to three channels)."""
+  """The images as one [N, size, size, 3] uint8 array (grayscale JPEGs decoded to three channels).
+  """
   def decode(path):
     image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
     image = tf.image.resize(image, [size, size], antialias=True)
@@ -101,7 +104,8 @@ def read_images(paths, size):
 
 
 def split_parts(ids, targets):
-  """{"train"/"val"/"test": row positions}: --split_csv's rows, or an iterative stratification here."""
+  """{"train"/"val"/"test": row positions}: --split_csv's rows, or an iterative stratification here.
+  """
   if _SPLIT_CSV.value:
     table = pd.read_csv(_SPLIT_CSV.value).set_index("image_id")["split"]
     if not _MAX_IMAGES.value and set(table.index) != set(ids):
@@ -157,7 +161,8 @@ def resnet18(size, num_labels, width, dropout):
 
 
 class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-  """Linear warm-up to the peak, then a cosine decay to min_fraction of it at ``total_steps`` (re-plannable)."""
+  """Linear warm-up to the peak, then a cosine decay to min_fraction of it at ``total_steps``
+  (re-plannable)."""
 
   def __init__(self, peak, warmup_steps, total_steps, min_fraction):
     self.peak, self.warmup, self.min_fraction = peak, float(warmup_steps), min_fraction
@@ -172,7 +177,8 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def best_thresholds(targets, probs):
-  """Per label, the threshold (positive at prob >= it) of its best F1 on ``targets``; 0.5 without positives."""
+  """Per label, the threshold (positive at prob >= it) of its best F1 on ``targets``; 0.5 without
+  positives."""
   thresholds = np.full(targets.shape[1], 0.5)
   for k in range(targets.shape[1]):
     positives = targets[:, k].sum()
@@ -199,7 +205,8 @@ def scores(targets, probs, thresholds, labels):
 
 
 class BudgetAndBest(keras.callbacks.Callback):
-  """Plans the epochs into the deadline, stops before it, keeps the weights of the best validation micro-F1."""
+  """Plans the epochs into the deadline, stops before it, keeps the weights of the best validation
+  micro-F1."""
 
   def __init__(self, val_images, val_targets, schedule, steps_per_epoch, deadline):
     super().__init__()

@@ -1,4 +1,5 @@
-"""Soak test: many threads call the loaded SavedModel for minutes; memory stays flat, every answer is right.
+"""Soak test: many threads call the loaded SavedModel for minutes; memory stays flat, every answer
+is right.
 
   PYTHONPATH=. python tools/soak_serving.py --saved_model=saved_models/demo/1 --threads=8
   --duration_s=180

@@ -1,4 +1,5 @@
-"""The benchmarks' timer: work per second of wall-clock time and per second of this process's CPU time.
+"""The benchmarks' timer: work per second of wall-clock time and per second of this process's CPU
+time.
 
 Wall-clock time is what a user waits and follows the load of other processes
 sharing the CPUs; CPU time (all threads) is what the work costs, whatever the load.
@@ -21,7 +22,8 @@ import tensorflow as tf
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
-  """(stolen, total) clock ticks of all CPUs since boot, from the first line of /proc/stat; None without it."""
+  """(stolen, total) clock ticks of all CPUs since boot, from the first line of /proc/stat; None
+  without it."""
   try:
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
   except OSError:
@@ -57,7 +59,8 @@ class Rate:
       self.stolen = (after[0] - self._jiffies[0]) / (after[1] - self._jiffies[1])
 
   def conditions(self) -> str:
-    """The cores this process kept busy and the share stolen during the block, e.g. ``'1.9 cores, stolen 2%'``."""
+    """The cores this process kept busy and the share stolen during the block, e.g. ``'1.9 cores,
+    stolen 2%'``."""
     return f"{self.cores:.1f} cores" + (""
                                         if self.stolen is None else f", stolen {self.stolen:.0%}")
 
@@ -67,7 +70,8 @@ class Rate:
 
 
 class _StepsAfterTheFirst(keras.callbacks.Callback):
-  """A Rate over a fit's steps after its first, ended at its last step's end (logs pythonified: the step is done)."""
+  """A Rate over a fit's steps after its first, ended at its last step's end (logs pythonified: the
+  step is done)."""
 
   def __init__(self, steps: int, batch_size: int):
     super().__init__()
@@ -81,7 +85,8 @@ class _StepsAfterTheFirst(keras.callbacks.Callback):
 
 
 def timed_fit(model: keras.Model, dataset: tf.data.Dataset, steps: int, batch_size: int) -> Rate:
-  """Images per second of ``steps`` training steps (model.fit, as training does, metrics included), steady state.
+  """Images per second of ``steps`` training steps (model.fit, as training does, metrics included),
+  steady state.
 
   The clock starts when the first step has ended: each call's fit set-up, a new iterator over
   ``dataset`` and the pipeline's first fill (its shuffle buffer, its prefetch) come once per

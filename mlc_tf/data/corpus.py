@@ -86,7 +86,7 @@ class CorpusAudit:
   ignored_label_files: list[str] = dataclasses.field(default_factory=list)
 
   def warnings(self) -> list[str]:
-    """One human-readable line per kind of skip or oddity; ``strict`` makes each an error."""
+    """Returns a human-readable line per kind of skip or oddity; ``strict`` makes each an error."""
     lines = []
     if self.undecodable_images:
       examples = ", ".join(f"{os.path.basename(path)}: {reason}" for path, reason in
@@ -114,7 +114,10 @@ class CorpusAudit:
     return lines
 
   def errors(self, strict: bool = False) -> list[str]:
-    """The findings that stop a run: unreadable files always, every warning when ``strict``."""
+    """Returns the findings that stop a run.
+
+    Those are unreadable files always, and every warning when ``strict``.
+    """
     lines = []
     if self.unreadable_files:
       examples = ", ".join(
@@ -127,7 +130,7 @@ class CorpusAudit:
     return lines
 
   def summary_table(self) -> str:
-    """A markdown table: one row per check, its count and the first files it names."""
+    """Returns a markdown table: one row per check, its count and the first files it names."""
     def names(items, pick):
       return ", ".join(pick(item) for item in items[:3]) + (", …" if len(items) > 3 else "")
     rows = [
@@ -186,7 +189,10 @@ REFUSED_BY_MODEL = "refused by the model"
 
 
 def undecodable_reason(data: bytes) -> str | None:
-  """Why ``decode_and_resize`` refuses an encoded image ("empty file", "larger than the 40 MP limit"...), or None."""
+  """Returns why ``decode_and_resize`` refuses an encoded image, or None.
+
+  E.g. "empty file", "larger than the 40 MP limit"...
+  """
   if not data:
     return "empty file"
   if image_formats.format_of(data) is None:
@@ -199,7 +205,9 @@ def undecodable_reason(data: bytes) -> str | None:
 
 
 def _decodable_heads(paths: list[str], workers: int | None, progress: bool) -> dict[int, bytes]:
-  """Decodes every file with tf.data, in parallel; {index in ``paths``: first bytes} of those that decode.
+  """Decodes every file with tf.data, in parallel.
+
+  Returns {index in ``paths``: first bytes} of those that decode.
 
   A file that fails to read or decode is an error of its element only:
   ``ignore_errors`` drops it and the scan goes on; the caller asks
@@ -233,7 +241,7 @@ def audit_frame(frame: pd.DataFrame,
                 strict: bool = False,
                 workers: int | None = None,
                 progress: bool = False) -> pd.DataFrame:
-  """Checks a label frame's images and finishes its audit; returns the frame without the bad images.
+  """Checks a label frame's images and finishes its audit.
 
   Any source of label frames (a ``path`` column + 0/1 label columns) calls
   this after recording its own layout findings in ``audit``.
@@ -244,6 +252,9 @@ def audit_frame(frame: pd.DataFrame,
     strict: every warning of the audit is an error.
     workers: parallel decodes; ``None``: tf.data's autotuning.
     progress: show a progress bar while decoding.
+
+  Returns:
+    The frame without the bad images.
 
   Raises:
     CorpusError: a file cannot be read, or ``strict`` and the audit has warnings;
@@ -296,7 +307,10 @@ def _parse_annotation(path: str) -> list[tuple[int, int]]:
 
 
 def listdir(path: str) -> list[str]:
-  """The sorted names in a directory; a CorpusError naming it when it cannot be listed."""
+  """Returns the sorted names in a directory.
+
+  Raises a CorpusError naming it when it cannot be listed.
+  """
   try:
     return sorted(tf.io.gfile.listdir(path))
   except (OSError, tf.errors.OpError) as error:
@@ -350,7 +364,10 @@ def _corpus_dirs(root: str) -> tuple[str, str]:
 
 
 def _image_files(images_dir: str, audit: CorpusAudit) -> dict[int, str]:
-  """{image id: path} of the files named im<ID>.<image extension>; the others are listed in the audit."""
+  """Maps image id to path for the files named im<ID>.<image extension>.
+
+  The others are listed in the audit.
+  """
   paths: dict[int, str] = {}
   for name in listdir(images_dir):
     match = image_formats.CORPUS_IMAGE_NAME.match(name)
@@ -370,7 +387,10 @@ def _image_files(images_dir: str, audit: CorpusAudit) -> dict[int, str]:
 
 def _annotated_labels(annotations_dir: str, labels: list[str] | None,
                       audit: CorpusAudit) -> list[str]:
-  """The labels to load, sorted: ``labels`` (each needs its file), or every <label>.txt when None."""
+  """Returns the labels to load, sorted.
+
+  Those are ``labels`` (each needs its file), or every <label>.txt when None.
+  """
   available = [name[:-4] for name in listdir(annotations_dir) if name.endswith(".txt")]
   if labels is None:
     labels = available
@@ -401,7 +421,7 @@ def _annotated_ids(annotations_dir: str, label: str, paths: dict[int, str],
 
 
 def label_columns(frame: pd.DataFrame) -> list[str]:
-  """The label names of a label frame, in column order."""
+  """Returns the label names of a label frame, in column order."""
   return [c for c in frame.columns if c != PATH_COLUMN]
 
 

@@ -1,4 +1,6 @@
-"""The Flickr photo corpus this project started from (../shared/datasets/flickr14): its labels and rules.
+"""The Flickr photo corpus this project started from: its labels and rules.
+
+The corpus is ../shared/datasets/flickr14.
 
 Data, not a recipe: the ``mlc_corpus`` TFDS builder names its labels, and the
 recipes (through ``mlc_tf.configs.common``) train on them.

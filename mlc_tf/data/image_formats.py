@@ -1,4 +1,6 @@
-"""The image formats ``decode_and_resize`` reads, JPEG, PNG, GIF and BMP: everything mlc_tf knows about them.
+"""The image formats ``decode_and_resize`` reads, JPEG, PNG, GIF and BMP.
+
+This module holds everything mlc_tf knows about them.
 
 Their leading bytes (the content decides, whatever a file's extension
 says), the file extensions that name them, how many pixels decoding one
@@ -31,7 +33,7 @@ SIGNATURES = (("jpeg", JPEG_SIGNATURE), ("png", PNG_SIGNATURE),
 
 
 def format_of(data: bytes) -> str | None:
-  """"jpeg", "png", "gif" or "bmp" from the leading bytes of a file; None for any other content."""
+  """Returns "jpeg", "png", "gif" or "bmp" from a file's leading bytes; None for other content."""
   return next((kind for kind, signature in SIGNATURES if data.startswith(signature)), None)
 
 
@@ -40,17 +42,20 @@ def _starts_with(image_bytes: tf.Tensor, signature: bytes) -> tf.Tensor:
 
 
 def is_jpeg(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Scalar bool tensor: the encoded image is a JPEG."""
+  """Tells (a scalar bool tensor) whether the encoded image is a JPEG."""
   return _starts_with(image_bytes, JPEG_SIGNATURE)
 
 
 def is_png(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Scalar bool tensor: the encoded image is a PNG."""
+  """Tells (a scalar bool tensor) whether the encoded image is a PNG."""
   return _starts_with(image_bytes, PNG_SIGNATURE)
 
 
 def is_palette_bmp(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Scalar bool tensor: a BMP of at most 8 bits per pixel, whose pixels index a colour palette."""
+  """Tells (a scalar bool tensor) whether the encoded image is a palette BMP.
+
+  That is a BMP of at most 8 bits per pixel, whose pixels index a colour palette.
+  """
   def bits_per_pixel():
     return tf.io.decode_raw(tf.strings.substr(image_bytes, 28, 2), tf.uint16, little_endian=True)[0]
 
@@ -102,7 +107,9 @@ def _gif_frame_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
 
 
 def decoded_pixel_count(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Pixels (int64) that decoding one JPEG/PNG/GIF/BMP allocates, from its headers; -1 for any other content.
+  """Returns the pixels (int64) that decoding one JPEG/PNG/GIF/BMP allocates, from its headers.
+
+  Any other content gives -1.
 
   Reads only headers (for a GIF, every frame's image descriptor), so it is
   cheap on any input; a header too short to hold the size raises

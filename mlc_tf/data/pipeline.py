@@ -1,4 +1,6 @@
-"""tf.data input: read -> decode_and_resize -> cache (uint8) -> balance -> shuffle -> batch -> augment -> prefetch.
+"""tf.data input pipeline.
+
+read -> decode_and_resize -> cache (uint8) -> balance -> shuffle -> batch -> augment -> prefetch.
 
 ``decode_and_resize`` is the one place where encoded bytes become a model
 input; the export graph (``mlc_tf.serving.export``) calls the same function, so a
@@ -21,7 +23,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 def decode_and_resize(image_bytes: tf.Tensor, image_size: int,
                       max_image_pixels: int = image_formats.MAX_IMAGE_PIXELS) -> tf.Tensor:
-  """Encoded JPEG/PNG/GIF/BMP bytes -> float32 [image_size, image_size, 3] in [0, 255].
+  """Decodes JPEG/PNG/GIF/BMP bytes into float32 [image_size, image_size, 3] in [0, 255].
 
   Grayscale becomes 3 identical channels, alpha is dropped, a GIF gives its
   first frame, and 16-bit images are scaled to 8-bit range. A JPEG is
@@ -72,7 +74,9 @@ _JPEG_SCALES = (1, 2, 4, 8)
 
 
 def decode_jpeg_downscaled(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
-  """A JPEG -> uint8 [H, W, 3] at the smallest of its 1/1, 1/2, 1/4, 1/8 scales with both sides >= image_size.
+  """Decodes a JPEG into uint8 [H, W, 3] at its smallest scale with both sides >= image_size.
+
+  The scales are libjpeg's 1/1, 1/2, 1/4 and 1/8.
 
   The resize that follows has less left to shrink, or nothing (a 128-px JPEG
   decoded at 1/2 for a 64-px model), and never enlarges what a full decode
@@ -89,7 +93,10 @@ def decode_jpeg_downscaled(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor
 
 
 def resize(pixels: tf.Tensor, image_size: int) -> tf.Tensor:
-  """Float pixels [..., H, W, 3] in [0, 255] -> [..., image_size, image_size, 3] in [0, 255].
+  """Resizes float pixels [..., H, W, 3] in [0, 255] to [..., image_size, image_size, 3].
+
+  The values stay in [0, 255].
+
 
   The one resize of the project: ``decode_and_resize`` uses it, and so does
   the export's ``predict_pixels`` signature for callers that send pixels.
@@ -150,7 +157,10 @@ _LABEL_MIXING_AUGMENTATIONS = {
 
 
 def build_augmenter(cfg: ml_collections.ConfigDict, seed: int) -> keras.Sequential | None:
-  """Keras preprocessing layers for training-time augmentation of images, from ``cfg`` (config.augment)."""
+  """Builds Keras preprocessing layers for training-time image augmentation.
+
+  ``cfg`` is config.augment; None when it asks for no image augmentation.
+  """
   unknown = sorted(set(cfg) - set(_IMAGE_AUGMENTATIONS) - set(_LABEL_MIXING_AUGMENTATIONS))
   if unknown:
     raise ValueError(
@@ -165,7 +175,10 @@ def build_augmenter(cfg: ml_collections.ConfigDict, seed: int) -> keras.Sequenti
 
 
 def build_label_mixers(cfg: ml_collections.ConfigDict, seed: int) -> list[keras.layers.Layer]:
-  """MixUp / CutMix layers from ``cfg`` (config.augment): each maps {"images", "labels"} to mixed ones."""
+  """Builds the MixUp / CutMix layers that ``cfg`` (config.augment) asks for.
+
+  Each maps {"images", "labels"} to mixed ones.
+  """
   return [
       make(cfg[name], seed=seed, dtype=_AUGMENTATION_DTYPE)
       for name, make in _LABEL_MIXING_AUGMENTATIONS.items()
@@ -195,7 +208,7 @@ def make_dataset(images: list[str] | np.ndarray | tf.data.Dataset,
                  cache: bool | str = True,
                  drop_remainder: bool = False,
                  sample_counts: np.ndarray | None = None) -> tf.data.Dataset:
-  """A batched dataset of (images float32 [B, S, S, 3] in [0, 255], labels float32 [B, L]).
+  """Makes a batched dataset of (images float32 [B, S, S, 3] in [0, 255], labels float32 [B, L]).
 
   ``images`` are image file paths (read here), or a dataset of encoded image
   bytes in the order of ``labels``' rows (TFDS records, see
@@ -207,6 +220,21 @@ def make_dataset(images: list[str] | np.ndarray | tf.data.Dataset,
   ``sample_counts`` (training only; see ``balance.expected_counts``) re-balances
   the data: image ``i`` appears ``sample_counts[i]`` times per pass on average,
   and the dataset repeats endlessly, so fit it with ``steps_per_epoch``.
+
+  Args:
+    images: image file paths, or a dataset of encoded image bytes in ``labels``' row order.
+    labels: [N, L] targets, one row per image.
+    image_size: side S of the square model input.
+    batch_size: images per batch.
+    training: shuffle, augment and re-balance; otherwise keep the order.
+    augment: config.augment, the training-time augmentations; None for none.
+    seed: seed of the shuffle, the augmentations and the re-balancing.
+    cache: cache decoded images: True in memory, a string as a file prefix, False not at all.
+    drop_remainder: drop the last, smaller batch.
+    sample_counts: expected appearances of each image per pass (training only); None for one each.
+
+  Returns:
+    The dataset, prefetched.
   """
   labels = np.asarray(labels, np.float32)
   if isinstance(images, tf.data.Dataset):

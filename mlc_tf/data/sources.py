@@ -77,7 +77,10 @@ class CsvAudit(corpus_lib.CorpusAudit):
 
 
 def resolve_under(root: str, relative: str, where: str) -> str:
-  """``root``/``relative``, refusing any path that could leave ``root`` (absolute, URL, drive, ``..``)."""
+  """Returns ``root``/``relative``, refusing any path that could leave ``root``.
+
+  Such a path is absolute, a URL, names a drive or holds ``..``.
+  """
   relative = relative.replace("\\", "/")
   parts = relative.split("/")
   if relative.startswith("/") or _URL_OR_DRIVE.match(relative) or ".." in parts:
@@ -102,7 +105,9 @@ def _read_csv_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
 
 
 def load_csv(path: str, labels: list[str] | None = None) -> tuple[pd.DataFrame, CsvAudit]:
-  """Reads a CSV label file into a label frame (index: the image path as written) and an audit.
+  """Reads a CSV label file into a label frame and an audit.
+
+  The frame's index is the image path as written.
 
   Two layouts, both with a header row whose first column names the image file
   (relative to the CSV's folder): ``file,labels`` (or ``tags``) with
@@ -134,7 +139,10 @@ def load_csv(path: str, labels: list[str] | None = None) -> tuple[pd.DataFrame, 
 
 
 def _label_columns(path: str, header: list[str]) -> list[str] | None:
-  """The 0/1 label columns the header names; None for the ``file,labels`` layout (space-separated names)."""
+  """Returns the 0/1 label columns the header names.
+
+  None for the ``file,labels`` layout (space-separated names).
+  """
   if len(header) == 2 and header[1].lower() in SPACE_SEPARATED_HEADERS:
     return None
   columns = header[1:]
@@ -149,7 +157,10 @@ def _label_columns(path: str, header: list[str]) -> list[str] | None:
 
 def _parse_csv_rows(path: str, root: str, header: list[str], body: list[tuple[int, list[str]]],
                     columns: list[str] | None) -> dict[str, tuple[int, set[str]]]:
-  """{image path as written: (CSV line, its labels)}; any malformed row is an error naming its line."""
+  """Maps each image path as written to (CSV line, its labels).
+
+  Any malformed row is an error naming its line.
+  """
   rows: dict[str, tuple[int, set[str]]] = {}
   for line, row in body:
     where = f"{path}:{line}"
@@ -175,7 +186,10 @@ def _parse_csv_rows(path: str, root: str, header: list[str], body: list[tuple[in
 
 def _chosen_labels(path: str, rows: dict[str, tuple[int, set[str]]], columns: list[str] | None,
                    labels: list[str] | None) -> list[str]:
-  """The frame's label columns, sorted: ``labels`` when given, else every column or every label a row names."""
+  """Returns the frame's label columns, sorted.
+
+  Those are ``labels`` when given, else every column or every label a row names.
+  """
   available = sorted(columns or set().union(*(present for _, present in rows.values())))
   if labels is not None:
     unknown = sorted(set(labels) - set(available))
@@ -188,7 +202,10 @@ def _chosen_labels(path: str, rows: dict[str, tuple[int, set[str]]], columns: li
 
 
 def _existing_files(root: str, rows: dict) -> set[str]:
-  """The names among ``rows`` whose file exists: one directory listing per folder, not one stat per file."""
+  """Returns the names among ``rows`` whose file exists.
+
+  It lists each folder once rather than stat each file.
+  """
   by_folder = collections.defaultdict(list)
   for name in rows:
     folder, _, base = name.rpartition("/")

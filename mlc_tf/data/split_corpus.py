@@ -1,4 +1,7 @@
-"""The split corpus a run trains on: a source opened, corrected, rule-fixed and split as ``config.data`` says."""
+"""The split corpus a run trains on.
+
+That is a source opened, corrected, rule-fixed and split as ``config.data`` says.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ from mlc_tf.data import corrections, label_rules, pipeline, source_base, sources
 
 @dataclasses.dataclass
 class SplitCorpus:
-  """A loaded corpus split into train/validation/test parts: the frames share the label frame's columns."""
+  """A loaded corpus split into train/validation/test parts.
+
+  The frames share the label frame's columns.
+  """
 
   label_names: list[str]
   train: pd.DataFrame
@@ -85,6 +91,7 @@ def dataset_of(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.
     training: shuffle and augment (the training part) or not.
     source: where the images are read from; ``None``: the frame's path column.
     batch_size, seed: ``None`` takes ``cfg.train.batch_size``, ``cfg.seed``.
+    drop_remainder: drop the last, smaller batch.
     sample_counts: per-row expected draws per epoch (``balance.expected_counts``), or ``None``.
 
   Returns:

@@ -1,4 +1,7 @@
-"""Train/validation/test splits and k folds that keep every label's proportion (iterative stratification)."""
+"""Train/validation/test splits and k folds that keep every label's proportion.
+
+Both come from iterative stratification.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ def _with_empty(targets: np.ndarray) -> np.ndarray:
 
 def train_val_test_split(targets: np.ndarray, val_fraction: float, test_fraction: float,
                          seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Row positions of the train, validation and test parts of a [N, L] 0/1 target matrix.
+  """Returns the row positions of the train, validation and test parts of [N, L] 0/1 targets.
 
   Images without any label are stratified too (as their own pseudo-label), so
   each part keeps the corpus's share of empty label sets.
@@ -41,7 +44,7 @@ def train_val_test_split(targets: np.ndarray, val_fraction: float, test_fraction
 
 
 def kfold(targets: np.ndarray, num_folds: int, seed: int) -> list[np.ndarray]:
-  """Row positions of each of ``num_folds`` disjoint folds of a [N, L] 0/1 target matrix.
+  """Returns the row positions of each of ``num_folds`` disjoint folds of [N, L] 0/1 targets.
 
   Every row is in exactly one fold; each fold keeps every label's proportion,
   and the share of images without any label, as closely as iterative

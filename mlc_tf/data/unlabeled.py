@@ -1,4 +1,6 @@
-"""Untagged images (``config.data.unlabeled``): a folder listed and audited like a corpus, without labels.
+"""Untagged images (``config.data.unlabeled``).
+
+They are a folder listed and audited like a corpus, without labels.
 
 The folder holds the images directly, or in an ``images/`` sub-folder as a
 corpus does; any file name with an image extension (``.jpg``, ``.png``, ...)
@@ -46,7 +48,7 @@ class UnlabeledAudit(corpus_lib.CorpusAudit):
 
 
 def images_dir(root: str) -> str:
-  """Where ``root``'s images are: its ``images/`` sub-folder if it has one, else ``root`` itself."""
+  """Returns where ``root``'s images are: its ``images/`` sub-folder if any, else ``root``."""
   if not tf.io.gfile.isdir(root):
     raise corpus_lib.CorpusError(
         f"folder of untagged images {root} does not exist (config.data.unlabeled)")

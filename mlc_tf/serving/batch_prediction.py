@@ -60,7 +60,7 @@ class SavedModelHandler(base.ModelHandler):
     return tf.saved_model.load(self._export_dir)  # the signature needs the loaded object kept alive
 
   def run_inference(self, batch, model, inference_args=None):
-    """Encoded images -> one ``PredictionResult`` each: probabilities, decisions, valid."""
+    """Answers encoded images, one ``PredictionResult`` each (probabilities, decisions, valid)."""
     outputs = model.signatures[signatures.SERVING](**{
         signatures.IMAGE_BYTES: tf.constant(batch, tf.string)
     })
@@ -70,7 +70,10 @@ class SavedModelHandler(base.ModelHandler):
             for blob, p, d, v in zip(batch, probabilities, decisions, valid)]
 
   def get_num_bytes(self, batch) -> int:
-    """A batch's bytes for RunInference's metrics: the images' sizes (the default pickles the batch)."""
+    """Returns a batch's bytes for RunInference's metrics: the images' sizes.
+
+    The default would pickle the batch.
+    """
     return sum(len(blob) for blob in batch)
 
 
@@ -82,7 +85,10 @@ def _csv_line(values: list) -> str:
 
 
 class _ReadImage(beam.DoFn):
-  """A matched file -> (path, its bytes); one that cannot be read is counted and goes to the failures."""
+  """A matched file -> (path, its bytes).
+
+  One that cannot be read is counted and goes to the failures.
+  """
 
   def setup(self):
     self._unreadable = Metrics.counter(METRICS_NAMESPACE, "unreadable")
@@ -100,7 +106,10 @@ class _ReadImage(beam.DoFn):
 
 
 class _ImagesByName(beam.DoFn):
-  """A folder's matched file -> its metadata if its name is an image's; else counted and to the failures."""
+  """A folder's matched file -> its metadata if its name is an image's.
+
+  Any other is counted and goes to the failures.
+  """
 
   def setup(self):
     self._left_out = Metrics.counter(METRICS_NAMESPACE, "left_out")
@@ -114,7 +123,10 @@ class _ImagesByName(beam.DoFn):
 
 
 class _DanglingLink(beam.DoFn):
-  """A symbolic link the match could not see (its target is gone) -> counted unreadable, to the failures."""
+  """A symbolic link the match could not see (its target is gone) -> counted unreadable.
+
+  It goes to the failures.
+  """
 
   def setup(self):
     self._unreadable = Metrics.counter(METRICS_NAMESPACE, "unreadable")
@@ -125,7 +137,10 @@ class _DanglingLink(beam.DoFn):
 
 
 class _FormatRows(beam.DoFn):
-  """(path, answer) -> a CSV line (and a JSON line), counted; an undecodable image goes to the failures."""
+  """(path, answer) -> a CSV line (and a JSON line), counted.
+
+  An undecodable image goes to the failures.
+  """
 
   def __init__(self, label_names: list[str], probabilities: bool, json_lines: bool):
     self._label_names = label_names
@@ -163,8 +178,11 @@ class _FormatRows(beam.DoFn):
 
 
 def _pattern(source: str) -> tuple[str, bool]:
-  """(Beam file pattern, whether to keep image extensions only), as local ``list_images`` reads ``source``:
-  a glob takes every file it matches, a folder its images (not recursive), else a single file."""
+  """Returns (Beam file pattern, whether to keep image extensions only) for ``source``.
+
+  It reads ``source`` as local ``list_images`` does: a glob takes every file it matches, a folder
+  its images (not recursive), else a single file.
+  """
   if _WILDCARD.search(source):
     return source, False
   folder = filesystems.FileSystems.join(source, "*")
@@ -174,7 +192,10 @@ def _pattern(source: str) -> tuple[str, bool]:
 
 
 def _check_matches(sources: list[str]) -> list[tuple[str, bool]]:
-  """Each source's pattern; a source that matches no file is an error before the run, as local mlc-predict's."""
+  """Returns each source's pattern.
+
+  A source that matches no file is an error before the run, as in local mlc-predict.
+  """
   patterns = [_pattern(source) for source in sources]
   for source, (pattern, _) in zip(sources, patterns):
     if not filesystems.FileSystems.match([pattern], limits=[1])[0].metadata_list:
@@ -184,7 +205,9 @@ def _check_matches(sources: list[str]) -> list[tuple[str, bool]]:
 
 
 def dangling_links(sources: list[str]) -> list[str]:
-  """The symbolic links to missing files among local ``sources``' images, which Beam's match cannot see.
+  """Returns the symbolic links to missing files among local ``sources``' images.
+
+  Beam's match cannot see them.
 
   Beam's local file system leaves out what it cannot ``stat``; local
   mlc-predict lists such a link as a skip, so the launcher names them for the
@@ -214,10 +237,21 @@ def build_pipeline(pipeline: beam.Pipeline,
                    num_shards: int = 0,
                    json_lines: bool = False,
                    dangling: list[str] = ()) -> None:
-  """Adds to ``pipeline``: match, read, RunInference, and write the CSV shards, the failures (and JSON Lines).
+  """Adds the batch prediction steps to ``pipeline``.
 
-  ``num_shards=0`` lets the runner choose how many shards to write; ``dangling``
-  (``dangling_links``) are counted unreadable and listed with the failures.
+  The steps match, read, RunInference, and write the CSV shards, the failures (and JSON Lines).
+
+  Args:
+    pipeline: the Beam pipeline to add to.
+    patterns: (Beam file pattern, whether to keep image extensions only) per source.
+    export_dir: the SavedModel the workers load.
+    output_prefix: prefix of the written shards.
+    label_names: the model's labels, one CSV column each.
+    probabilities: also write ``prob_<label>`` columns.
+    min_batch_size, max_batch_size: bounds of RunInference's batches.
+    num_shards: CSV (and JSON Lines) shards to write; 0 lets the runner choose.
+    json_lines: also write JSON Lines shards.
+    dangling: symbolic links (``dangling_links``), counted unreadable and listed with the failures.
   """
   matched, failed = [], []
   for index, (pattern, images_only) in enumerate(patterns):
@@ -276,12 +310,23 @@ def predict_to_shards(model: str,
                       max_batch_size: int = 64,
                       num_shards: int = 0,
                       json_lines: bool = False) -> BatchSummary:
-  """Runs the pipeline under ``pipeline_args`` (Beam's own options, ``--runner`` among them), waits for it,
-  and writes its counters to ``<prefix>-counters.json`` beside the shards.
+  """Runs the batch prediction pipeline, waits for it and writes its counters.
 
-  ``output`` is the shards' prefix (a trailing ``.csv`` is dropped):
-  ``<prefix>-00000-of-00002.csv``, ``<prefix>-failures-00000-of-00001.csv``. ``model`` must be an
-  export (a SavedModel or a TF Serving model dir), which is what the workers load.
+  The counters go to ``<prefix>-counters.json`` beside the shards.
+
+  Args:
+    model: an export (a SavedModel or a TF Serving model dir), which is what the workers load.
+    sources: folders, globs or files of images.
+    output: the shards' prefix (a trailing ``.csv`` is dropped):
+      ``<prefix>-00000-of-00002.csv``, ``<prefix>-failures-00000-of-00001.csv``.
+    pipeline_args: Beam's own options, ``--runner`` among them.
+    probabilities: also write ``prob_<label>`` columns.
+    min_batch_size, max_batch_size: bounds of RunInference's batches.
+    num_shards: CSV (and JSON Lines) shards to write; 0 lets the runner choose.
+    json_lines: also write JSON Lines shards.
+
+  Returns:
+    The run's counters and the path they were written to.
   """
   if min_batch_size > max_batch_size:
     raise ValueError(

@@ -42,7 +42,7 @@ MAX_IMAGE_PIXELS = image_formats.MAX_IMAGE_PIXELS
 
 
 def next_version(model_dir: str) -> int:
-  """1 + the highest integer version directory under ``model_dir`` (1 when there is none)."""
+  """Returns 1 + the highest integer version directory under ``model_dir`` (1 when none)."""
   if not tf.io.gfile.isdir(model_dir):
     return 1
   versions = [
@@ -55,7 +55,7 @@ def next_version(model_dir: str) -> int:
 
 def decode_batch(image_bytes: tf.Tensor, image_size: int,
                  max_image_pixels: int = MAX_IMAGE_PIXELS) -> tuple[tf.Tensor, tf.Tensor]:
-  """Encoded images [B] -> (float32 [B, S, S, 3] from ``decode_and_resize``, valid bool [B]).
+  """Decodes images [B] into (float32 [B, S, S, 3] from ``decode_and_resize``, valid bool [B]).
 
   An element whose header is not a JPEG/PNG/GIF/BMP, or that
   ``decode_and_resize`` refuses (over ``max_image_pixels``, a palette BMP,
@@ -85,7 +85,10 @@ def decode_batch(image_bytes: tf.Tensor, image_size: int,
 
 def predicted_label_names(probabilities: tf.Tensor, decisions: tf.Tensor,
                           label_names: tf.Tensor) -> tf.Tensor:
-  """[B, L] names of the labels decided 1, most probable first, padded with "" to L columns."""
+  """Returns the [B, L] names of the labels decided 1, most probable first, padded with "".
+
+  Each row has L columns.
+  """
   score = tf.where(decisions > 0, probabilities, -1.0)
   order = tf.argsort(score, axis=-1, direction="DESCENDING", stable=True)
   chosen = tf.gather(decisions, order, batch_dims=1) > 0
@@ -94,7 +97,9 @@ def predicted_label_names(probabilities: tf.Tensor, decisions: tf.Tensor,
 
 def signature_functions(inference_model: keras.Model, config_json: str = "{}",
                         max_image_pixels: int = MAX_IMAGE_PIXELS) -> dict:
-  """The exported signatures as tf.functions, by name (``signatures``): what a SavedModel serves, in memory.
+  """Returns the exported signatures as tf.functions, by name (``signatures``).
+
+  They are what a SavedModel serves, in memory.
 
   ``export_saved_model`` writes exactly these; a caller holding a model.keras
   can ask ``serving_default`` the same question TF Serving would be asked.
@@ -149,7 +154,10 @@ def signature_functions(inference_model: keras.Model, config_json: str = "{}",
 
 
 def _metadata(inference_model: keras.Model, config_json: str, max_image_pixels: int) -> dict:
-  """What the metadata signature answers and assets.extra/metadata.json holds, read from the model."""
+  """Returns what the metadata signature answers and assets.extra/metadata.json holds.
+
+  It is read from the model.
+  """
   decisions_layer = inference.decision_layer(inference_model)
   shift = inference.prior_shift(inference_model)
   return {
@@ -173,7 +181,9 @@ def _metadata(inference_model: keras.Model, config_json: str, max_image_pixels: 
 
 
 def inference_model_from_export(export_dir: str) -> tuple[keras.Model, dict]:
-  """(An inference model that answers as the SavedModel at ``export_dir`` does, the export's metadata).
+  """Returns an inference model that answers as the SavedModel at ``export_dir`` does.
+
+  It comes with the export's metadata: (model, metadata).
 
   The export's network is wrapped as it is (``keras.layers.TFSMLayer`` on its
   ``predict_pixels`` signature); the prior shift it carries is undone inside
@@ -232,6 +242,22 @@ def export_saved_model(inference_model: keras.Model,
   The version directory appears atomically (written aside, then renamed), so
   TF Serving never sees a half-written model, and an existing version is
   never overwritten.
+
+  Args:
+    inference_model: the model to export.
+    base_dir: the directory of the exported models.
+    name: the model's name, a directory under ``base_dir``.
+    config_json: the training config, kept in the metadata.
+    label_names: the expected label names; None: not checked.
+    image_size: the expected input size; None: not checked.
+    max_image_pixels: the largest image (in pixels) the signatures decode.
+    extra_assets: file name -> text, written to ``assets.extra/``.
+
+  Returns:
+    The new version directory.
+
+  Raises:
+    ValueError: ``label_names`` or ``image_size`` disagree with the model.
   """
   metadata = _metadata(inference_model, config_json, max_image_pixels)
   if label_names is not None and list(label_names) != metadata["label_names"]:
@@ -248,9 +274,9 @@ def export_saved_model(inference_model: keras.Model,
   model_dir = os.path.join(base_dir, name)
   os.makedirs(model_dir, exist_ok=True)
   atomic_files.remove_abandoned(model_dir)  # versions of exports killed mid-write
-  with atomic_files.staged_beside(os.path.join(model_dir,
-                                               "version")) as staged:  # not an integer: TF Serving
-    archive.write_out(staged, verbose=False)                                      # ignores it
+  # Staged as "version", not an integer: TF Serving ignores it.
+  with atomic_files.staged_beside(os.path.join(model_dir, "version")) as staged:
+    archive.write_out(staged, verbose=False)
     os.makedirs(os.path.join(staged, "assets.extra"))
     with open(os.path.join(staged, "assets.extra", "metadata.json"), "w") as f:
       json.dump(metadata, f, indent=2)
@@ -261,7 +287,10 @@ def export_saved_model(inference_model: keras.Model,
 
 
 def _publish_as_next_version(staged: str, model_dir: str) -> str:
-  """Renames the finished ``staged`` directory to ``model_dir/<next version>``, never onto an existing version."""
+  """Renames the finished ``staged`` directory to ``model_dir/<next version>``.
+
+  It never renames onto an existing version.
+  """
   while True:
     version_dir = os.path.join(model_dir, str(next_version(model_dir)))
     try:

@@ -1,4 +1,6 @@
-"""TF Serving's ``models.config``: several exported models in one server, each with a version policy.
+"""TF Serving's ``models.config``: several exported models in one server.
+
+Each model has its version policy.
 
     model_config_list {
       config { name: "demo" base_path: "/models/demo" model_platform: "tensorflow"
@@ -24,7 +26,10 @@ VersionPolicy = (
 
 
 def version_policy(spec: str) -> VersionPolicy:
-  """``latest:N`` (the N highest versions), ``all``, or ``specific:V1,V2,...`` -> a version policy."""
+  """Parses ``latest:N`` (the N highest versions), ``all`` or ``specific:V1,V2,...``.
+
+  Returns the version policy.
+  """
   kind, _, arg = spec.partition(":")
   policy = VersionPolicy()
   try:
@@ -45,7 +50,10 @@ def version_policy(spec: str) -> VersionPolicy:
 
 
 def exported_models(base_dir: str) -> dict[str, list[int]]:
-  """{model name: its integer versions, ascending} for every ``<base_dir>/<name>/<version>/``."""
+  """Maps each model name to its integer versions, ascending.
+
+  It finds them as ``<base_dir>/<name>/<version>/``.
+  """
   models = {}
   for name in sorted(os.listdir(base_dir)):
     model_dir = os.path.join(base_dir, name)
@@ -61,7 +69,10 @@ def exported_models(base_dir: str) -> dict[str, list[int]]:
 
 def models_config(policies: Mapping[str, str],
                   serving_base: str) -> model_server_config_pb2.ModelServerConfig:
-  """One ``config`` entry per {model name: version policy spec}, served from ``<serving_base>/<name>``."""
+  """Makes one ``config`` entry per {model name: version policy spec}.
+
+  Each is served from ``<serving_base>/<name>``.
+  """
   if not policies:
     raise ValueError("no models to put in models.config")
   config = model_server_config_pb2.ModelServerConfig()

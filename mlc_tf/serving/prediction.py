@@ -29,7 +29,10 @@ from mlc_tf.serving import signatures
 
 
 def list_images(sources: list[str]) -> list[str]:
-  """Image files from folders (their images, not recursive) and glob patterns, sorted per source, no repeats."""
+  """Lists the image files of folders (not recursive) and glob patterns.
+
+  They are sorted per source, without repeats.
+  """
   found: dict[str, None] = {}
   for source in sources:
     if os.path.isdir(source):
@@ -45,7 +48,10 @@ def list_images(sources: list[str]) -> list[str]:
 
 
 def non_image_files(sources: list[str]) -> list[str]:
-  """The files of the folders among ``sources`` that ``list_images`` leaves out: their names are no image's."""
+  """Returns the files of the folders among ``sources`` that ``list_images`` leaves out.
+
+  Their names are no image's.
+  """
   return [
       os.path.join(source, name) for source in sources if os.path.isdir(source)
       for name in sorted(os.listdir(source)) if os.path.isfile(os.path.join(source, name)) and
@@ -127,8 +133,11 @@ class SavedModelPredictor:
 
 
 def load_predictor(path: str) -> KerasPredictor | SavedModelPredictor:
-  """A predictor for ``path``: a SavedModel dir, a TF Serving model dir (its highest version), a .keras
-  file, or a training workdir holding model.keras."""
+  """Loads a predictor for ``path``.
+
+  ``path`` is a SavedModel dir, a TF Serving model dir (its highest version), a .keras file, or a
+  training workdir holding model.keras.
+  """
   export_dir = saved_model_dir(path)
   if export_dir:
     return SavedModelPredictor(export_dir)
@@ -136,7 +145,9 @@ def load_predictor(path: str) -> KerasPredictor | SavedModelPredictor:
 
 
 def saved_model_dir(path: str) -> str | None:
-  """The SavedModel ``path`` names: itself, or a TF Serving model dir's highest version; None if neither.
+  """Returns the SavedModel ``path`` names: itself, or a TF Serving model dir's highest version.
+
+  None if neither.
 
   Through ``tf.io.gfile``, so ``gs://`` and the other file systems TensorFlow has work as local
   paths do.
@@ -152,7 +163,7 @@ def saved_model_dir(path: str) -> str | None:
 
 
 def csv_columns(label_names: list[str], probabilities: bool) -> list[str]:
-  """The CSV's header: ``file``, one column per label and, on request, ``prob_<label>`` columns.
+  """Returns the CSV's header: ``file``, a column per label and, on request, ``prob_<label>`` ones.
 
   Local and Beam prediction (``batch_prediction``) both write through this and :func:`csv_row`.
   """
@@ -162,7 +173,10 @@ def csv_columns(label_names: list[str], probabilities: bool) -> list[str]:
 
 
 def csv_row(path: str, probs: np.ndarray, decisions: np.ndarray, probabilities: bool) -> list:
-  """One image's CSV row under :func:`csv_columns`: its path, 0/1 decisions, probabilities to 6 decimals."""
+  """Returns one image's CSV row under :func:`csv_columns`.
+
+  That is its path, 0/1 decisions and probabilities to 6 decimals.
+  """
   return [path, *map(int, decisions), *([f"{x:.6f}" for x in probs] if probabilities else [])]
 
 
@@ -174,12 +188,21 @@ class PredictionSummary:
 
 def predict_to_csv(predictor: KerasPredictor | SavedModelPredictor, paths: list[str], output: str,
                    batch_size: int = 64, probabilities: bool = False) -> PredictionSummary:
-  """Writes ``output``: ``file``, one 0/1 column per label and, on request, ``prob_<label>`` columns.
+  """Writes ``output``: ``file``, one 0/1 column per label and, on request, ``prob_<label>`` ones.
+
+  Args:
+    predictor: the model to ask.
+    paths: image files, in the order of the rows.
+    output: the CSV file to write.
+    batch_size: images per prediction batch.
+    probabilities: also write ``prob_<label>`` columns.
+
+  Returns:
+    How many rows were written, and the files skipped as not readable images.
 
   Raises:
     ValueError: ``output`` is a directory or lies under a file; no file of ``paths`` is a readable
-    image
-      (``output`` is then left as it was).
+      image (``output`` is then left as it was).
   """
   if os.path.isdir(output):
     raise ValueError(f"the output {output} is a directory; name the CSV file to write")

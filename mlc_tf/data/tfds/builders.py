@@ -53,7 +53,7 @@ class DigitsConfig(CorpusConfig):
 
 
 def rgb_jpeg(data: bytes) -> bytes:
-  """The encoded image as a 3-channel JPEG.
+  """Returns the encoded image as a 3-channel JPEG.
 
   A 3-channel JPEG is kept byte for byte, so records decode to exactly the
   pixels the folder gives; anything else (grayscale or CMYK JPEG, PNG, GIF,
@@ -103,6 +103,20 @@ def digits_config(val_fraction=0.15,
                   split_seed=0,
                   num_images=1500,
                   seed=0) -> DigitsConfig:
+  """Returns the ``mlc_digits`` builder config with these settings.
+
+  A predefined config with the same values is reused; otherwise a new one is named after them.
+
+  Args:
+    val_fraction: share of the images in the validation split.
+    test_fraction: share of the images in the test split.
+    split_seed: seed of the stratified split.
+    num_images: how many scenes the generator makes.
+    seed: seed of the generator (``mlc_tf.data.builtin``).
+
+  Returns:
+    The ``DigitsConfig``.
+  """
   return _config(MlcDigits,
                  val_fraction=val_fraction,
                  test_fraction=test_fraction,

@@ -1,4 +1,6 @@
-"""The ``tfds:<name>[:<version>][:<split>]`` data source: TFDS records in mlc_tf's one element structure.
+"""The ``tfds:<name>[:<version>][:<split>]`` data source.
+
+It gives TFDS records in mlc_tf's one element structure.
 
 Without a split, the dataset's own ``train``/``validation``/``test`` splits
 are the three parts (a missing validation or test part is carved out of
@@ -39,7 +41,7 @@ _SPEC = re.compile(r"(?P<name>[^:\[\]]+?)(?::(?P<version>\d+\.\d+\.\d+))?(?::(?P
 
 
 def parse_spec(rest: str) -> tuple[str, str | None, str | None]:
-  """``<name>[:<version>][:<split>]`` -> (name, version or None, split or None)."""
+  """Parses ``<name>[:<version>][:<split>]`` into (name, version or None, split or None)."""
   match = _SPEC.fullmatch(rest)
   if not match:
     raise CorpusError(f"bad data source tfds:{rest}: expected tfds:<name>[:<version>][:<split>]")
@@ -56,7 +58,10 @@ def open_tfds(spec: str, rest: str, data: ml_collections.ConfigDict) -> TfdsSour
 
 def make_builder(name: str, version: str | None,
                  data: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  """The builder for ``name``; mlc_tf's own builders get a config made from ``data`` (config.data)."""
+  """Returns the builder for ``name``.
+
+  mlc_tf's own builders get a config made from ``data`` (config.data).
+  """
   data_dir = data.get("tfds_data_dir")
   split = dict(val_fraction=data.val_fraction,
                test_fraction=data.test_fraction,
@@ -115,7 +120,7 @@ def _from_indices(indices: tf.Tensor, num_labels: int) -> tf.Tensor:
 
 
 def label_reader(features: tfds.features.FeaturesDict):
-  """(label names, example -> uint8 multi-hot [num_labels]) for a TFDS dataset's features."""
+  """Returns (label names, example -> uint8 multi-hot [num_labels]) for TFDS dataset features."""
   keys = list(features.keys())
   labels = features["labels"] if "labels" in keys else None
   if isinstance(labels, MultiHotLabels):
@@ -142,7 +147,7 @@ def label_reader(features: tfds.features.FeaturesDict):
 
 
 class TfdsSource(source_base.Source):
-  """TFDS records: a label frame read from them once, and their image bytes streamed in stored order."""
+  """TFDS records: a label frame read from them once, and their image bytes in stored order."""
 
   def __init__(self, spec: str, builder: tfds.core.DatasetBuilder, split: str | None,
                labels: list[str] | None):
@@ -200,7 +205,10 @@ class TfdsSource(source_base.Source):
                                     decoders={self._image_key: tfds.decode.SkipDecoding()})
 
   def split(self, val_fraction, test_fraction, seed):
-    """The dataset's own train/validation/test when no split was named; missing parts carved out of train."""
+    """Returns the dataset's own train/validation/test parts when no split was named.
+
+    Missing parts are carved out of train.
+    """
     if not self._own_parts:
       return super().split(val_fraction, test_fraction, seed)
     parts = {name: np.arange(start, end) for name, start, end in self._streams}
@@ -221,15 +229,17 @@ class TfdsSource(source_base.Source):
     return train, val, test if test is not None else train[:0]
 
   def images(self, frame: pd.DataFrame) -> tf.data.Dataset:
-    """Encoded image bytes of ``frame``'s rows, which must follow the source frame's (stored) order."""
+    """Returns the encoded image bytes of ``frame``'s rows.
+
+    The rows must follow the source frame's (stored) order.
+    """
     rows = self.frame.index.get_indexer(frame.index)
     if (rows < 0).any():
       raise ValueError(f"{self.spec}: {int((rows < 0).sum())} row(s) are not in this source")
     if (np.diff(rows) <= 0).any():
       raise ValueError(
           f"{self.spec}: TFDS records stream in stored order; select the rows of the source's "
-          "frame "
-          "in that order (e.g. frame.iloc[sorted positions])")
+          "frame in that order (e.g. frame.iloc[sorted positions])")
     pieces = []
     for split, start, end in self._streams:
       inside = rows[(rows >= start) & (rows < end)] - start
@@ -246,7 +256,10 @@ class TfdsSource(source_base.Source):
     return images.apply(tf.data.experimental.assert_cardinality(len(frame))).with_options(options)
 
   def _stream(self, split: str, ids: pd.Index, keep: np.ndarray | None) -> tf.data.Dataset:
-    """A split's encoded images, only where ``keep`` is set, each checked against the id the frame expects."""
+    """Streams a split's encoded images, only where ``keep`` is set.
+
+    Each is checked against the id the frame expects.
+    """
     expected = tf.constant(np.asarray(list(ids)))
     id_key = self._id_key or "tfds_id"
 
