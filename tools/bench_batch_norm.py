@@ -1,4 +1,5 @@
-"""Training images/s of a model with Keras' BatchNormalization against the same model with the fused layer.
+"""Training images/s of a model with Keras' BatchNormalization against the same model with the fused
+layer.
 
   python tools/bench_batch_norm.py --config=configs/best.py
 
@@ -34,14 +35,19 @@ from mlc_tf.models import layers  # noqa: E402
 from mlc_tf.train import distribute, optimizers  # noqa: E402
 from tools import timing  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("best.py"), "Training config (its model).")
-_STEPS = flags.DEFINE_integer("steps", 8, "Training steps per timed turn (the first untimed).", lower_bound=2)
+_CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("best.py"),
+                                          "Training config (its model).")
+_STEPS = flags.DEFINE_integer("steps",
+                              8,
+                              "Training steps per timed turn (the first untimed).",
+                              lower_bound=2)
 _TURNS = flags.DEFINE_integer("turns", 3, "Timed turns of each model, alternating.")
 _NUM_LABELS = 14
 
 
 def with_keras_batch_norm(model: keras.Model) -> keras.Model:
-  """``model`` rebuilt with keras.layers.BatchNormalization where it has the fused layer, weights copied."""
+  """``model`` rebuilt with keras.layers.BatchNormalization where it has the fused layer, weights
+  copied."""
   def clone(layer):
     if isinstance(layer, layers.FusedBatchNormalization):
       return keras.layers.BatchNormalization.from_config(layer.get_config())
@@ -57,9 +63,11 @@ def main(argv):
   choice = hardware.resolve_precision(cfg.train.precision)
   with distribute.precision(choice.policy):
     turns = timed_turns(cfg)
-  print(f"model {cfg.model.name} ({', '.join(f'{k} {v}' for k, v in cfg.model.items() if k != 'name')}) at "
-        f"{cfg.data.image_size}x{cfg.data.image_size}, batch {cfg.train.batch_size}, "
-        f"precision {choice.policy}, {os.cpu_count()} CPUs, CPU {hardware.read_cpu().model}")
+  print(
+      f"model {cfg.model.name} "
+      f"({', '.join(f'{k} {v}' for k, v in cfg.model.items() if k != 'name')}) at "
+      f"{cfg.data.image_size}x{cfg.data.image_size}, batch {cfg.train.batch_size}, "
+      f"precision {choice.policy}, {os.cpu_count()} CPUs, CPU {hardware.read_cpu().model}")
   wall = {name: max(r.per_wall for r in rates) for name, rates in turns.items()}
   cpu = {name: max(r.per_cpu for r in rates) for name, rates in turns.items()}
   for name, rates in turns.items():
@@ -77,7 +85,10 @@ def timed_turns(cfg) -> dict[str, list[timing.Rate]]:
   fused = models.build(cfg.model, _NUM_LABELS, size)
   if not any(isinstance(layer, layers.FusedBatchNormalization) for layer in fused.layers):
     raise app.UsageError(f"model {cfg.model.name} has no batch normalization to compare")
-  candidates = {"keras BatchNormalization": with_keras_batch_norm(fused), "FusedBatchNormalization": fused}
+  candidates = {
+      "keras BatchNormalization": with_keras_batch_norm(fused),
+      "FusedBatchNormalization": fused
+  }
   rng = np.random.default_rng(cfg.seed)
   data = tf.data.Dataset.from_tensors(
       (rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32),

@@ -43,7 +43,8 @@ from mlc_tf.data import corpus as corpus_lib  # noqa: E402
 from mlc_tf.data import pipeline  # noqa: E402
 from tools import timing  # noqa: E402
 
-_DATA_DIR = flags.DEFINE_string("data_dir", "../shared/datasets/flickr14", "Corpus directory (images/ + annotations/).")
+_DATA_DIR = flags.DEFINE_string("data_dir", "../shared/datasets/flickr14",
+                                "Corpus directory (images/ + annotations/).")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 2000, "Images to load per epoch.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Side of the resized images.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per batch.")
@@ -51,7 +52,8 @@ _CACHED_EPOCHS = flags.DEFINE_integer("cached_epochs", 3, "tf.data epochs timed 
 
 
 class TutorialDataset:
-  """A map-style dataset as PyTorch tutorials write one: one image per ``__getitem__``, PIL + NumPy."""
+  """A map-style dataset as PyTorch tutorials write one: one image per ``__getitem__``, PIL + NumPy.
+  """
 
   def __init__(self, paths: np.ndarray, labels: np.ndarray, image_size: int, seed: int = 0):
     self.paths, self.labels, self.image_size = paths, labels, image_size
@@ -70,7 +72,8 @@ class TutorialDataset:
 
 
 def tutorial_loader(dataset: TutorialDataset, batch_size: int, seed: int):
-  """``DataLoader(dataset, batch_size, shuffle=True, num_workers=0)``: shuffled indices, stacked in-process."""
+  """``DataLoader(dataset, batch_size, shuffle=True, num_workers=0)``: shuffled indices, stacked
+  in-process."""
   order = np.random.default_rng(seed).permutation(len(dataset))
   for start in range(0, len(order), batch_size):
     items = [dataset[i] for i in order[start:start + batch_size]]
@@ -78,7 +81,8 @@ def tutorial_loader(dataset: TutorialDataset, batch_size: int, seed: int):
 
 
 def images_per_second(batches) -> tuple[float, float]:
-  """Images per wall-clock second and per CPU second of this process, over one pass of ``batches``."""
+  """Images per wall-clock second and per CPU second of this process, over one pass of ``batches``.
+  """
   with timing.Rate() as rate:
     for x, _ in batches:
       rate.work += len(x)
@@ -86,21 +90,24 @@ def images_per_second(batches) -> tuple[float, float]:
 
 
 def stage_costs(paths: np.ndarray, size: int, batch: int) -> list[tuple[str, float]]:
-  """(stage, ms of CPU per image): a full decode's path by stage, then ``decode_and_resize`` after the read."""
+  """(stage, ms of CPU per image): a full decode's path by stage, then ``decode_and_resize`` after
+  the read."""
   def full_decode(path):
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
   def cost(stage) -> float:  # ms of CPU per image of a map of ``stage`` over the files
-    iterator = iter(tf.data.Dataset.from_tensor_slices(paths).map(stage, num_parallel_calls=pipeline.AUTOTUNE)
-                    .batch(batch).prefetch(pipeline.AUTOTUNE))
+    iterator = iter(
+        tf.data.Dataset.from_tensor_slices(paths).map(
+            stage, num_parallel_calls=pipeline.AUTOTUNE).batch(batch).prefetch(pipeline.AUTOTUNE))
     counted = len(next(iterator))  # traced, and started: the rest is timed
     with timing.Rate(len(paths) - counted) as rate:
       for _ in iterator:
         pass
     return 1e3 / rate.per_cpu
 
-  read, decoded, resized = (cost(tf.io.read_file), cost(full_decode),
-                            cost(lambda path: pipeline.resize(tf.cast(full_decode(path), tf.float32), size)))
+  read, decoded, resized = (
+      cost(tf.io.read_file), cost(full_decode),
+      cost(lambda path: pipeline.resize(tf.cast(full_decode(path), tf.float32), size)))
   ours = cost(lambda path: pipeline.decode_and_resize(tf.io.read_file(path), size))
   return [("read the file", read), ("full decode", decoded - read),
           ("antialiased resize of the full decode", resized - decoded),
@@ -132,11 +139,16 @@ def main(argv):
   after = np.array(run_reference())
   reference = (before + after) / 2  # timed before and after tf.data, so that varying load hits both
   print(f"{'':52s} images/s wall   images/CPU-s   vs PIL (wall, CPU-s)")
-  print(f"{'PIL + NumPy loader (tutorial Dataset, num_workers=0)':52s} {reference[0]:14.0f} {reference[1]:14.0f}"
-        f"   (wall before/after: {before[0]:.0f}/{after[0]:.0f})")
+  print(
+      f"{'PIL + NumPy loader (tutorial Dataset, num_workers=0)':52s} {reference[0]:14.0f} "
+      f"{reference[1]:14.0f}"
+      f"   (wall before/after: {before[0]:.0f}/{after[0]:.0f})")
   for name, rate in (("tf.data, first epoch (decode + resize + flip)", first),
-                     (f"tf.data, cached epochs (flip only), mean of {_CACHED_EPOCHS.value}", cached)):
-    print(f"{name:52s} {rate[0]:14.0f} {rate[1]:14.0f}   {rate[0] / reference[0]:.2f}x, {rate[1] / reference[1]:.2f}x")
+                     (f"tf.data, cached epochs (flip only), mean of {_CACHED_EPOCHS.value}",
+                      cached)):
+    print(
+        f"{name:52s} {rate[0]:14.0f} {rate[1]:14.0f}   {rate[0] / reference[0]:.2f}x, "
+        f"{rate[1] / reference[1]:.2f}x")
   print(f"first epoch by stage, ms of CPU per image (after the first batch; PIL loader: "
         f"{1e3 / reference[1]:.3f} for all of its work)")
   for name, cost in stage_costs(paths, size, batch):

@@ -1,6 +1,7 @@
 """Serving speed: the exported SavedModel's signatures against keras.Model.predict, in one run.
 
-  PYTHONPATH=. python tools/bench_serving.py --workdir=workdirs/demo      # after mlc-train (configs/demo.py)
+  # after mlc-train (configs/demo.py)
+  PYTHONPATH=. python tools/bench_serving.py --workdir=workdirs/demo
 
 Exports ``<workdir>/model.keras`` to a temporary folder, loads it back with
 ``tf.saved_model.load`` and measures, on the same images:
@@ -38,12 +39,16 @@ from mlc_tf.models import inference
 from mlc_tf.serving import export
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Training workdir holding model.keras.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus to take images from. Default: the built-in demo corpus.")
-_LATENCY_CALLS = flags.DEFINE_integer("latency_calls", 300, "Single-image calls per latency measurement.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per call in the throughput measurement.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "Corpus to take images from. Default: the built-in demo corpus.")
+_LATENCY_CALLS = flags.DEFINE_integer("latency_calls", 300,
+                                      "Single-image calls per latency measurement.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64,
+                                   "Images per call in the throughput measurement.")
 _BATCH_CALLS = flags.DEFINE_integer("batch_calls", 30, "Batches per throughput measurement.")
-_BASELINE = flags.DEFINE_string("baseline", None, "Another workdir (e.g. one member of the ensemble in --workdir): "
-                                "its export is timed too, and --workdir's cost printed relative to it.")
+_BASELINE = flags.DEFINE_string(
+    "baseline", None, "Another workdir (e.g. one member of the ensemble in --workdir): "
+    "its export is timed too, and --workdir's cost printed relative to it.")
 
 
 def timed_calls(fn, calls: int, warmup: int = 5) -> np.ndarray:
@@ -66,7 +71,8 @@ def main(argv):
   frame, _ = corpus.load_corpus(data_dir)
   paths = frame[corpus.PATH_COLUMN].tolist()[:_BATCH_SIZE.value]
   if len(paths) < _BATCH_SIZE.value:
-    raise SystemExit(f"bench_serving: error: {data_dir} has {len(paths)} images; need {_BATCH_SIZE.value}")
+    raise SystemExit(
+        f"bench_serving: error: {data_dir} has {len(paths)} images; need {_BATCH_SIZE.value}")
   encoded = [open(path, "rb").read() for path in paths]
   image_size = int(model.input_shape[1])
   decoded = tf.stack([pipeline.decode_and_resize(data, image_size) for data in encoded]).numpy()
@@ -80,43 +86,58 @@ def main(argv):
                                model.predict(decoded, verbose=0)["probabilities"], atol=1e-5)
 
     latency = {
-        "serving_default (JPEG bytes)": timed_calls(lambda: serve(image_bytes=one_jpeg), _LATENCY_CALLS.value),
-        "keras.Model.predict (decoded)": timed_calls(lambda: model.predict(one_decoded, verbose=0),
-                                                     _LATENCY_CALLS.value),
-        "keras.Model.predict_on_batch (decoded)": timed_calls(lambda: model.predict_on_batch(one_decoded),
-                                                              _LATENCY_CALLS.value),
+        "serving_default (JPEG bytes)":
+            timed_calls(lambda: serve(image_bytes=one_jpeg), _LATENCY_CALLS.value),
+        "keras.Model.predict (decoded)":
+            timed_calls(lambda: model.predict(one_decoded, verbose=0), _LATENCY_CALLS.value),
+        "keras.Model.predict_on_batch (decoded)":
+            timed_calls(lambda: model.predict_on_batch(one_decoded), _LATENCY_CALLS.value),
     }
     batch = {
-        "serving_default (JPEG bytes)": timed_calls(lambda: serve(image_bytes=batch_bytes), _BATCH_CALLS.value),
-        "predict_pixels (decoded)": timed_calls(lambda: pixels(pixels=batch_pixels), _BATCH_CALLS.value),
-        "keras.Model.predict (decoded)": timed_calls(lambda: model.predict(decoded, verbose=0), _BATCH_CALLS.value),
-        "keras.Model.predict_on_batch (decoded)": timed_calls(lambda: model.predict_on_batch(decoded),
-                                                              _BATCH_CALLS.value),
+        "serving_default (JPEG bytes)":
+            timed_calls(lambda: serve(image_bytes=batch_bytes), _BATCH_CALLS.value),
+        "predict_pixels (decoded)":
+            timed_calls(lambda: pixels(pixels=batch_pixels), _BATCH_CALLS.value),
+        "keras.Model.predict (decoded)":
+            timed_calls(lambda: model.predict(decoded, verbose=0), _BATCH_CALLS.value),
+        "keras.Model.predict_on_batch (decoded)":
+            timed_calls(lambda: model.predict_on_batch(decoded), _BATCH_CALLS.value),
     }
     if _BASELINE.value:
-      baseline = tf.saved_model.load(export.export_saved_model(inference.load(_BASELINE.value), base_dir=base_dir,
-                                                               name="baseline"))
+      baseline = tf.saved_model.load(
+          export.export_saved_model(inference.load(_BASELINE.value),
+                                    base_dir=base_dir,
+                                    name="baseline"))
       serve_baseline = baseline.signatures["serving_default"]
-      # Timed again, each right after the other: the ratio then holds when the machine's load changes.
+      # Timed again, each right after the other: the ratio then holds when the machine's load
+      # changes.
       against = [timed_calls(lambda: serve(image_bytes=one_jpeg), _LATENCY_CALLS.value),
                  timed_calls(lambda: serve_baseline(image_bytes=one_jpeg), _LATENCY_CALLS.value),
                  timed_calls(lambda: serve(image_bytes=batch_bytes), _BATCH_CALLS.value),
                  timed_calls(lambda: serve_baseline(image_bytes=batch_bytes), _BATCH_CALLS.value)]
 
   reference, on_batch = "keras.Model.predict (decoded)", "keras.Model.predict_on_batch (decoded)"
-  print(f"\nmodel: {model.name}, input {image_size}x{image_size}, {len(inference.decision_layer(model).label_names)} "
-        f"labels; images from {data_dir}")
-  print(f"\nlatency, one JPEG ({_LATENCY_CALLS.value} calls)          p50 ms   p99 ms   speed-up at p50 vs "
-        "predict / predict_on_batch")
+  print(
+      f"\nmodel: {model.name}, input {image_size}x{image_size}, "
+      f"{len(inference.decision_layer(model).label_names)} "
+      f"labels; images from {data_dir}")
+  print(
+      f"\nlatency, one JPEG ({_LATENCY_CALLS.value} calls)          p50 ms   p99 ms   speed-up at "
+      "p50 vs "
+      "predict / predict_on_batch")
   p50 = {name: np.percentile(seconds, 50) for name, seconds in latency.items()}
   for name, seconds in latency.items():
     print(f"  {name:42s} {p50[name] * 1000:7.2f}  {np.percentile(seconds, 99) * 1000:7.2f}   "
           f"{p50[reference] / p50[name]:6.2f}x / {p50[on_batch] / p50[name]:5.2f}x")
-  print(f"\nthroughput, batch {_BATCH_SIZE.value} ({_BATCH_CALLS.value} calls)        images/s   ratio vs "
-        "predict / predict_on_batch")
+  print(
+      f"\nthroughput, batch {_BATCH_SIZE.value} ({_BATCH_CALLS.value} calls)        images/s   "
+      "ratio vs "
+      "predict / predict_on_batch")
   rates = {name: _BATCH_SIZE.value / np.median(seconds) for name, seconds in batch.items()}
   for name, rate in rates.items():
-    print(f"  {name:42s} {rate:8.0f}   {rate / rates[reference]:6.2f}x / {rate / rates[on_batch]:5.2f}x")
+    print(
+        f"  {name:42s} {rate:8.0f}   {rate / rates[reference]:6.2f}x / "
+        f"{rate / rates[on_batch]:5.2f}x")
   if _BASELINE.value:
     _print_against_baseline(*against)
   print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
@@ -124,14 +145,17 @@ def main(argv):
 
 def _print_against_baseline(latency: np.ndarray, baseline_latency: np.ndarray, batch: np.ndarray,
                             baseline_batch: np.ndarray) -> None:
-  """serving_default of --workdir and of --baseline: p50 latency of one JPEG, images/s at the batch size, ratios."""
+  """serving_default of --workdir and of --baseline: p50 latency of one JPEG, images/s at the batch
+  size, ratios."""
   p50 = np.percentile(latency, 50), np.percentile(baseline_latency, 50)
   rates = _BATCH_SIZE.value / np.median(batch), _BATCH_SIZE.value / np.median(baseline_batch)
   print(f"\nserving_default, --workdir={_WORKDIR.value} against --baseline={_BASELINE.value}")
   print(f"  {'':26s} p50 ms, one JPEG   images/s, batch {_BATCH_SIZE.value}")
   print(f"  {'--workdir':26s} {p50[0] * 1000:16.2f}   {rates[0]:18.0f}")
   print(f"  {'--baseline':26s} {p50[1] * 1000:16.2f}   {rates[1]:18.0f}")
-  print(f"  {'ratio, workdir / baseline':26s} {p50[0] / p50[1]:15.2f}x   {rates[0] / rates[1]:17.2f}x")
+  print(
+      f"  {'ratio, workdir / baseline':26s} {p50[0] / p50[1]:15.2f}x   {rates[0] / rates[1]:17.2f}x"
+  )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Images/s of the input pipeline from prepared TFDS records vs from the folder of JPEGs, cold and warm.
+"""Images/s of the input pipeline from prepared TFDS records vs from the folder of JPEGs, cold and
+warm.
 
   PYTHONPATH=. python tools/bench_tfds.py --data_dir=../shared/datasets/flickr14
 
@@ -28,9 +29,11 @@ from absl import app, flags
 from mlc_tf import config as config_lib
 from mlc_tf.data import pipeline, sources
 
-_DATA_DIR = flags.DEFINE_string("data_dir", "../shared/datasets/flickr14", "Corpus folder (images/ + annotations/).")
-_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "Where to prepare the records. Default: a temporary "
-                                     "folder, removed at the end.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "../shared/datasets/flickr14",
+                                "Corpus folder (images/ + annotations/).")
+_TFDS_DATA_DIR = flags.DEFINE_string(
+    "tfds_data_dir", None, "Where to prepare the records. Default: a temporary "
+    "folder, removed at the end.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Images are resized to this size.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Batch size.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Cold+warm rounds per source; the median is reported.")
@@ -77,9 +80,11 @@ def main(argv):
     jpeg_files = list(folder.frame["path"])
     size_mb = {name: sum(os.path.getsize(p) for p in files) / 1e6
                for name, files in (("folder", jpeg_files), ("tfds", record_files))}
-    print(f"corpus {_DATA_DIR.value}: {len(folder.frame)} JPEG files, {size_mb['folder']:.1f} MB; "
-          f"TFDS records: {num_images} images in {len(record_files)} files, {size_mb['tfds']:.1f} MB, "
-          f"prepared (or opened) in {prepare_s:.1f} s")
+    print(
+        f"corpus {_DATA_DIR.value}: {len(folder.frame)} JPEG files, {size_mb['folder']:.1f} MB; "
+        f"TFDS records: {num_images} images in {len(record_files)} files, {size_mb['tfds']:.1f} "
+        "MB, "
+        f"prepared (or opened) in {prepare_s:.1f} s")
 
     def images(name):
       source = folder if name == "folder" else records
@@ -105,19 +110,26 @@ def main(argv):
         evict(files[name])
         cold = raw_read_seconds(files[name])
         timings.setdefault(("raw Python read", name, "cold"), []).append(cold)
-        timings.setdefault(("raw Python read", name, "warm"), []).append(raw_read_seconds(files[name]))
+        timings.setdefault(("raw Python read", name, "warm"),
+                           []).append(raw_read_seconds(files[name]))
         for what, make in (("read only", read_pass), ("read + decode_and_resize", decode_pass)):
           evict(files[name])
           timings.setdefault((what, name, "cold"), []).append(pass_seconds(make(name)))
           timings.setdefault((what, name, "warm"), []).append(pass_seconds(make(name)))
 
-    print(f"\nimages/s, median of {_ROUNDS.value} rounds, {_IMAGE_SIZE.value} px, batch {_BATCH_SIZE.value}, "
-          f"{os.cpu_count()} CPUs, load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after\n")
+    print(
+        f"\nimages/s, median of {_ROUNDS.value} rounds, {_IMAGE_SIZE.value} px, batch "
+        f"{_BATCH_SIZE.value}, "
+        f"{os.cpu_count()} CPUs, load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} "
+        "after\n")
     print("| pass | cache | folder of JPEGs | TFDS records | TFDS / folder |")
     print("|---|---|---:|---:|---:|")
     for what in ("raw Python read", "read only", "read + decode_and_resize"):
       for state in ("cold", "warm"):
-        rate = {name: num_images / statistics.median(timings[(what, name, state)]) for name in ("folder", "tfds")}
+        rate = {
+            name: num_images / statistics.median(timings[(what, name, state)])
+            for name in ("folder", "tfds")
+        }
         print(f"| {what} | {state} | {rate['folder']:,.0f} | {rate['tfds']:,.0f} | "
               f"{rate['tfds'] / rate['folder']:.2f} |")
   finally:

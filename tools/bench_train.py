@@ -1,4 +1,5 @@
-"""Training images/s with the real input pipeline against in-memory tensors, and FLOP/s against a matmul peak.
+"""Training images/s with the real input pipeline against in-memory tensors, and FLOP/s against a
+matmul peak.
 
   python tools/bench_train.py --data_dir=../shared/datasets/flickr14 --num_images=1024 --steps=20
 
@@ -25,8 +26,8 @@ are on or off as the entry points set them (TF_ENABLE_ONEDNN_OPTS=0 or 1 to choo
 FLOP/s: the float operations of one training step (forward, loss and
 gradients, counted by TensorFlow's profiler on the step's graph; the
 optimizer update is not counted) times steps/s, against the peak of this
-machine measured the same way as a --matmul_size square matmul in the precision's compute dtype (a bfloat16
-matmul peaks about twice as high as a float32 one on a CPU with AMX).
+machine measured the same way as a --matmul_size square matmul in the precision's compute dtype (a
+bfloat16 matmul peaks about twice as high as a float32 one on a CPU with AMX).
 """
 
 from __future__ import annotations
@@ -53,16 +54,24 @@ from mlc_tf.data import pipeline  # noqa: E402
 from mlc_tf.train import distribute, losses, optimizers  # noqa: E402
 from tools import timing  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("flickr14.py"), "Training config.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "../shared/datasets/flickr14", "Corpus directory (images/ + annotations/).")
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 1024, "Training images (the first N of the corpus).")
-_STEPS = flags.DEFINE_integer("steps", 20, "Training steps per timed turn (the first untimed).", lower_bound=2)
+_CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("flickr14.py"),
+                                          "Training config.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "../shared/datasets/flickr14",
+                                "Corpus directory (images/ + annotations/).")
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 1024,
+                                   "Training images (the first N of the corpus).")
+_STEPS = flags.DEFINE_integer("steps",
+                              20,
+                              "Training steps per timed turn (the first untimed).",
+                              lower_bound=2)
 _TURNS = flags.DEFINE_integer("turns", 3, "Timed turns of each feed, alternating.")
-_MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmul that measures the peak.")
+_MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,
+                                    "Side of the square matmul that measures the peak.")
 
 
 def matmul_peak_flops(size: int, dtype: str, repeats: int = 10) -> tuple[timing.Rate, float]:
-  """The fastest (wall-clock) of ``repeats`` ``dtype`` [size, size] @ [size, size] matmuls, and the best FLOP/CPU-s."""
+  """The fastest (wall-clock) of ``repeats`` ``dtype`` [size, size] @ [size, size] matmuls, and the
+  best FLOP/CPU-s."""
   a = tf.cast(tf.random.normal([size, size]), dtype)
   b = tf.cast(tf.random.normal([size, size]), dtype)
   tf.matmul(a, b).numpy()  # warm-up
@@ -74,7 +83,8 @@ def matmul_peak_flops(size: int, dtype: str, repeats: int = 10) -> tuple[timing.
   return max(rates, key=lambda r: r.per_wall), max(r.per_cpu for r in rates)
 
 
-def train_step_flops(model: keras.Model, loss: keras.losses.Loss, batch: tuple[tf.Tensor, tf.Tensor]) -> int:
+def train_step_flops(model: keras.Model, loss: keras.losses.Loss, batch: tuple[tf.Tensor,
+                                                                               tf.Tensor]) -> int:
   """Float operations of forward + loss + gradients for ``batch``, from the step's graph."""
   @tf.function
   def step(x, y):
@@ -91,8 +101,10 @@ def main(argv):
   del argv
   cfg = _CONFIG.value
   cpu, choice = hardware.read_cpu(), hardware.resolve_precision(cfg.train.precision)
-  print(f"CPU {cpu.model} ({', '.join(cpu.describe()['flags'])}); TF_ENABLE_ONEDNN_OPTS="
-        f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset)')}; precision {choice.policy} ({choice.reason})")
+  print(
+      f"CPU {cpu.model} ({', '.join(cpu.describe()['flags'])}); TF_ENABLE_ONEDNN_OPTS="
+      f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset)')}; precision {choice.policy} "
+      f"({choice.reason})")
   with distribute.precision(choice.policy):
     benchmark(cfg)
 
@@ -109,9 +121,15 @@ def benchmark(cfg):
         f"devices: {', '.join(d.name for d in tf.config.list_logical_devices())}, "
         f"jit_compile {cfg.train.jit_compile}")
 
-  real = pipeline.make_dataset(frame[corpus_lib.PATH_COLUMN].to_numpy(), frame[names].to_numpy(),
-                               image_size=size, batch_size=batch, training=True, augment=cfg.augment,
-                               seed=cfg.seed, cache=cfg.data.cache, drop_remainder=True).repeat()
+  real = pipeline.make_dataset(frame[corpus_lib.PATH_COLUMN].to_numpy(),
+                               frame[names].to_numpy(),
+                               image_size=size,
+                               batch_size=batch,
+                               training=True,
+                               augment=cfg.augment,
+                               seed=cfg.seed,
+                               cache=cfg.data.cache,
+                               drop_remainder=True).repeat()
   in_memory = tf.data.Dataset.from_tensors(next(iter(real))).repeat()
 
   model = models.build(cfg.model, len(names), size, names)
@@ -122,7 +140,8 @@ def benchmark(cfg):
                 jit_compile="auto" if cfg.train.jit_compile is None else cfg.train.jit_compile)
   steps_per_pass = len(frame) // batch
   with timing.Rate(steps_per_pass * batch) as first:
-    model.fit(real, epochs=1, steps_per_epoch=steps_per_pass, verbose=0)  # traces, and fills the cache
+    model.fit(real, epochs=1, steps_per_epoch=steps_per_pass,
+              verbose=0)  # traces, and fills the cache
   print(f"first epoch (decode + cache, tracing included): {first.describe()} images/s wall, "
         f"{first.per_cpu:7.1f} images/CPU-s")
   model.fit(in_memory, epochs=1, steps_per_epoch=2, verbose=0)

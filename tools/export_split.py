@@ -1,4 +1,5 @@
-"""Writes the train/validation/test split an mlc-train run of a config makes, as image_id,split rows.
+"""Writes the train/validation/test split an mlc-train run of a config makes, as image_id,split
+rows.
 
   python tools/export_split.py --config=configs/best.py --data_dir=../shared/datasets/flickr14 \
       --config.data.val_fraction=0.15 --config.data.test_fraction=0.15 --config.data.split_seed=0 \
@@ -28,7 +29,8 @@ from ml_collections import config_flags  # noqa: E402
 from mlc_tf.cli import common  # noqa: E402
 from mlc_tf.data import split_corpus  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("best.py"), "Training config (its data).")
+_CONFIG = config_flags.DEFINE_config_file("config", common.repo_config("best.py"),
+                                          "Training config (its data).")
 _DATA_DIR = common.define_data_dir_flag()
 _OUTPUT = flags.DEFINE_string("output", "split.csv", "The CSV to write (image_id,split).")
 
@@ -48,8 +50,10 @@ def main(argv):
   os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
   frame.to_csv(_OUTPUT.value, index=False)
   counts = frame["split"].value_counts()
-  print(f"wrote {_OUTPUT.value}: {len(frame)} images, train {counts.get('train', 0)}, "
-        f"val {counts.get('val', 0)}, test {counts.get('test', 0)} (split seed {cfg.data.split_seed})")
+  print(
+      f"wrote {_OUTPUT.value}: {len(frame)} images, train {counts.get('train', 0)}, "
+      f"val {counts.get('val', 0)}, test {counts.get('test', 0)} (split seed {cfg.data.split_seed})"
+  )
 
 
 if __name__ == "__main__":

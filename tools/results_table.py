@@ -1,7 +1,8 @@
 """Prints the results tables of docs/results.md from finished training workdirs.
 
-  python tools/results_table.py --run="best=workdirs/best" --run="best, no label rules=workdirs/best_no_rules"
-  python tools/results_table.py --run="baseline=runs/base_s0,runs/base_s1" --run="+ EMA=runs/ema_s0,runs/ema_s1"
+  python tools/results_table.py --run="best=workdirs/best" --run="best, no label
+  rules=workdirs/best_no_rules" python tools/results_table.py
+  --run="baseline=runs/base_s0,runs/base_s1" --run="+ EMA=runs/ema_s0,runs/ema_s1"
 
 One markdown row per ``--run=LABEL=WORKDIR[,WORKDIR...]``, read from the
 ``report.json`` that ``mlc-train`` wrote there (test split): micro
@@ -23,8 +24,10 @@ from absl import app, flags
 
 _RUNS = flags.DEFINE_multi_string("run", [], "LABEL=WORKDIR[,WORKDIR...]; repeat for each row.")
 
-_HEADER = ("| run | micro P | micro R | micro F1 | macro F1 | micro F1 @0.5 | macro F1 @0.5 | mAP | epochs (best) "
-           "| fit time | img/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+_HEADER = (
+    "| run | micro P | micro R | micro F1 | macro F1 | micro F1 @0.5 | macro F1 @0.5 | mAP | "
+    "epochs (best) "
+    "| fit time | img/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
 def _quality(report: dict) -> list[float]:

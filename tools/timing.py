@@ -1,4 +1,5 @@
-"""The benchmarks' timer: work per second of wall-clock time and per second of this process's CPU time.
+"""The benchmarks' timer: work per second of wall-clock time and per second of this process's CPU
+time.
 
 Wall-clock time is what a user waits and follows the load of other processes
 sharing the CPUs; CPU time (all threads) is what the work costs, whatever the load.
@@ -21,12 +22,14 @@ import tensorflow as tf
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
-  """(stolen, total) clock ticks of all CPUs since boot, from the first line of /proc/stat; None without it."""
+  """(stolen, total) clock ticks of all CPUs since boot, from the first line of /proc/stat; None
+  without it."""
   try:
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
   except OSError:
     return None
-  # cpu user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is already in user/nice.
+  # cpu user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is already in
+  # user/nice.
   ticks = [int(f) for f in fields[1:9]]
   return ticks[7], sum(ticks)
 
@@ -34,9 +37,10 @@ def _cpu_jiffies() -> tuple[int, int] | None:
 class Rate:
   """Work per wall-clock second and per CPU second of this process, over a ``with`` block.
 
-  Give ``work`` up front, or add to it inside the block when it is counted as it goes. ``stolen`` is the share
-  of the machine's CPU time the hypervisor took during the block (0 on bare metal, None where unknown);
-  ``cores`` is this process's CPU time over the block's wall time (2.0: both cores of a 2-core machine busy).
+  Give ``work`` up front, or add to it inside the block when it is counted as it goes. ``stolen`` is
+  the share of the machine's CPU time the hypervisor took during the block (0 on bare metal, None
+  where unknown); ``cores`` is this process's CPU time over the block's wall time (2.0: both cores
+  of a 2-core machine busy).
   """
 
   def __init__(self, work: float = 0):
@@ -55,8 +59,10 @@ class Rate:
       self.stolen = (after[0] - self._jiffies[0]) / (after[1] - self._jiffies[1])
 
   def conditions(self) -> str:
-    """The cores this process kept busy and the share stolen during the block, e.g. ``'1.9 cores, stolen 2%'``."""
-    return f"{self.cores:.1f} cores" + ("" if self.stolen is None else f", stolen {self.stolen:.0%}")
+    """The cores this process kept busy and the share stolen during the block, e.g. ``'1.9 cores,
+    stolen 2%'``."""
+    return f"{self.cores:.1f} cores" + (""
+                                        if self.stolen is None else f", stolen {self.stolen:.0%}")
 
   def describe(self) -> str:
     """The wall-clock rate and its conditions, e.g. ``'98.3 (1.9 cores, stolen 2%)'``."""
@@ -64,7 +70,8 @@ class Rate:
 
 
 class _StepsAfterTheFirst(keras.callbacks.Callback):
-  """A Rate over a fit's steps after its first, ended at its last step's end (logs pythonified: the step is done)."""
+  """A Rate over a fit's steps after its first, ended at its last step's end (logs pythonified: the
+  step is done)."""
 
   def __init__(self, steps: int, batch_size: int):
     super().__init__()
@@ -78,11 +85,13 @@ class _StepsAfterTheFirst(keras.callbacks.Callback):
 
 
 def timed_fit(model: keras.Model, dataset: tf.data.Dataset, steps: int, batch_size: int) -> Rate:
-  """Images per second of ``steps`` training steps (model.fit, as training does, metrics included), steady state.
+  """Images per second of ``steps`` training steps (model.fit, as training does, metrics included),
+  steady state.
 
-  The clock starts when the first step has ended: each call's fit set-up, a new iterator over ``dataset``
-  and the pipeline's first fill (its shuffle buffer, its prefetch) come once per training run, not once per
-  few steps, and would otherwise weigh on short turns and on the pipeline feed only.
+  The clock starts when the first step has ended: each call's fit set-up, a new iterator over
+  ``dataset`` and the pipeline's first fill (its shuffle buffer, its prefetch) come once per
+  training run, not once per few steps, and would otherwise weigh on short turns and on the
+  pipeline feed only.
   """
   if steps < 2:
     raise ValueError(f"timed_fit needs at least 2 steps (the first is not timed), not {steps}")

@@ -1,8 +1,10 @@
 """Writes TF Serving's models.config for the models exported under saved_models/.
 
-  python tools/write_models_config.py                         # every exported model, latest version only
+  # every exported model, latest version only
+  python tools/write_models_config.py
+  # chosen models; demo pinned to versions 1 and 2
   python tools/write_models_config.py --policy=latest:2 \
-      --model=demo=specific:1,2 --model=flickr14              # chosen models; demo pinned to versions 1 and 2
+      --model=demo=specific:1,2 --model=flickr14
 
 Then serve them all from one container (docs/serving.md):
 
@@ -18,12 +20,15 @@ from absl import app, flags
 
 from mlc_tf.serving import models_config
 
-_BASE_DIR = flags.DEFINE_string("base_dir", "saved_models", "Where exports live: <base_dir>/<name>/<version>/.")
-_SERVING_BASE = flags.DEFINE_string("serving_base", "/models", "Where the server sees --base_dir (a mount point).")
+_BASE_DIR = flags.DEFINE_string("base_dir", "saved_models",
+                                "Where exports live: <base_dir>/<name>/<version>/.")
+_SERVING_BASE = flags.DEFINE_string("serving_base", "/models",
+                                    "Where the server sees --base_dir (a mount point).")
 _POLICY = flags.DEFINE_string("policy", "latest:1", "Version policy for models without their own: "
                               "latest:N, all, or specific:V1,V2,...")
-_MODELS = flags.DEFINE_multi_string("model", [], "NAME or NAME=POLICY; repeat for several. Default: every "
-                                    "exported model under --base_dir, with --policy.")
+_MODELS = flags.DEFINE_multi_string(
+    "model", [], "NAME or NAME=POLICY; repeat for several. Default: every "
+    "exported model under --base_dir, with --policy.")
 _OUT = flags.DEFINE_string("out", None, "Output file. Default: <base_dir>/models.config.")
 
 
@@ -34,12 +39,14 @@ def main(argv):
   policies = {name: policy or _POLICY.value for name, _, policy in chosen}
   for name, policy in policies.items():
     if name not in exported:
-      raise SystemExit(f"write_models_config: error: no exported versions of {name!r} under {_BASE_DIR.value}")
+      raise SystemExit(
+          f"write_models_config: error: no exported versions of {name!r} under {_BASE_DIR.value}")
   try:
     config = models_config.models_config(policies, _SERVING_BASE.value)
   except ValueError as error:
     raise SystemExit(f"write_models_config: error: {error}") from None
-  for entry in config.model_config_list.config:  # TF Serving would wait forever for a pinned version that is absent
+  # TF Serving would wait forever for a pinned version that is absent.
+  for entry in config.model_config_list.config:
     missing = sorted(set(entry.model_version_policy.specific.versions) - set(exported[entry.name]))
     if missing:
       raise SystemExit(f"write_models_config: error: {entry.name} has no version(s) {missing}; "

@@ -29,9 +29,10 @@ import tensorflow as tf
 PRESENT = 0.5  # a (soft) target from which the image counts as carrying the label
 
 def repeat_factors(targets: np.ndarray, threshold: float) -> np.ndarray:
-  """Per image, LVIS repeat factor ``max over its labels of max(1, sqrt(threshold / f_label))``.
+  """Returns each image's LVIS repeat factor.
 
-  Images without labels get 1; ``threshold=0`` gives all ones.
+  That is ``max over its labels of max(1, sqrt(threshold / f_label))``; images without labels get 1,
+  and ``threshold=0`` gives all ones.
   """
   targets = np.asarray(targets, np.float64)
   if threshold <= 0:
@@ -43,10 +44,11 @@ def repeat_factors(targets: np.ndarray, threshold: float) -> np.ndarray:
 
 def only_over_represented(targets: np.ndarray, label_names: Sequence[str],
                           over_represented: Sequence[str]) -> np.ndarray:
-  """Boolean per image: it has at least one label and all of its labels are in ``over_represented``."""
+  """Tells per image whether it has labels and all of them are in ``over_represented``."""
   unknown = sorted(set(over_represented) - set(label_names))
   if unknown:
-    raise ValueError(f"over-represented label(s) {unknown} are not labels of the corpus: {list(label_names)}")
+    raise ValueError(
+        f"over-represented label(s) {unknown} are not labels of the corpus: {list(label_names)}")
   targets = np.asarray(targets) >= PRESENT
   over = np.isin(np.asarray(label_names), list(over_represented))
   return targets.any(axis=1) & ~(targets & ~over).any(axis=1)
@@ -54,7 +56,10 @@ def only_over_represented(targets: np.ndarray, label_names: Sequence[str],
 
 def expected_counts(targets: np.ndarray, label_names: Sequence[str],
                     cfg: ml_collections.ConfigDict) -> np.ndarray | None:
-  """config.balance -> expected epoch count per training image, or None when balancing is off."""
+  """Returns the expected epoch count per training image under ``cfg`` (config.balance).
+
+  None when balancing is off.
+  """
   fraction = cfg.get("under_fraction", 0.0)
   threshold = cfg.get("repeat_threshold", 0.0)
   if not 0.0 <= fraction < 1.0:
@@ -69,7 +74,10 @@ def expected_counts(targets: np.ndarray, label_names: Sequence[str],
 
 
 def resample(ds: tf.data.Dataset, counts: np.ndarray, seed: int) -> tf.data.Dataset:
-  """Repeats element ``i`` of ``ds`` a random number of times with mean ``counts[i]``, new draws each epoch."""
+  """Repeats element ``i`` of ``ds`` a random number of times with mean ``counts[i]``.
+
+  The draws are new each epoch.
+  """
   counts = np.asarray(counts, np.float32)
   if counts.ndim != 1 or (counts < 0).any():
     raise ValueError("sample counts must be a 1-D array of non-negative numbers")
@@ -81,4 +89,5 @@ def resample(ds: tf.data.Dataset, counts: np.ndarray, seed: int) -> tf.data.Data
     n = tf.cast(whole + tf.cast(uniform < count - whole, tf.float32), tf.int64)
     return tf.data.Dataset.from_tensors(example).repeat(n)
 
-  return tf.data.Dataset.zip(ds, tf.data.Dataset.from_tensor_slices(counts), randomness).flat_map(copies)
+  return tf.data.Dataset.zip(ds, tf.data.Dataset.from_tensor_slices(counts),
+                             randomness).flat_map(copies)

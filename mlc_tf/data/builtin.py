@@ -36,18 +36,20 @@ def default_cache_dir() -> str:
   return os.path.join(os.path.expanduser("~"), ".cache", "mlc_tf")
 
 
-def _scene(rng: np.random.Generator, digits_by_class: list[np.ndarray], classes: list[int]) -> Image.Image:
+def _scene(rng: np.random.Generator, digits_by_class: list[np.ndarray],
+           classes: list[int]) -> Image.Image:
   background = rng.integers(0, 120, size=3)
   canvas = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
   canvas[:] = background
   canvas += rng.normal(0, 12, size=canvas.shape)
-  slots = rng.permutation(4)[: len(classes)]  # 2x2 grid, jittered, so digits do not cover each other
+  slots = rng.permutation(4)[:len(classes)]  # 2x2 grid, jittered, so digits do not cover each other
   for cls, slot in zip(classes, slots):
     pool = digits_by_class[cls]
     digit = pool[rng.integers(len(pool))] / 16.0
     size = int(rng.integers(DIGIT_SIZE - 6, DIGIT_SIZE + 6))
-    glyph = np.asarray(Image.fromarray((digit * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR),
-                       np.float32) / 255.0
+    glyph = np.asarray(
+        Image.fromarray((digit * 255).astype(np.uint8)).resize(
+            (size, size), Image.BILINEAR), np.float32) / 255.0
     colour = rng.integers(130, 256, size=3).astype(np.float32)
     half = IMAGE_SIZE // 2
     y = (slot // 2) * half + int(rng.integers(0, max(1, half - size + 1)))
@@ -72,9 +74,11 @@ def generate(root: str, num_images: int = 1500, seed: int = 0) -> None:
       present = []
       distractors = list(rng.choice([6, 7, 8, 9], size=int(rng.integers(1, 3)), replace=False))
     else:
-      present = [c for c, p in enumerate(LABEL_PROBABILITY) if rng.random() < p] or [int(rng.integers(0, 6))]
+      present = [c for c, p in enumerate(LABEL_PROBABILITY) if rng.random() < p
+                ] or [int(rng.integers(0, 6))]
       present = present[:3]
-      distractors = list(rng.choice([6, 7, 8, 9], size=int(rng.integers(0, 4 - len(present))), replace=False))
+      distractors = list(
+          rng.choice([6, 7, 8, 9], size=int(rng.integers(0, 4 - len(present))), replace=False))
     image = _scene(rng, digits_by_class, [*present, *distractors])
     if rng.random() < GRAYSCALE_SHARE:
       image = image.convert("L")

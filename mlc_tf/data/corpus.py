@@ -86,37 +86,51 @@ class CorpusAudit:
   ignored_label_files: list[str] = dataclasses.field(default_factory=list)
 
   def warnings(self) -> list[str]:
-    """One human-readable line per kind of skip or oddity; ``strict`` makes each an error."""
+    """Returns a human-readable line per kind of skip or oddity; ``strict`` makes each an error."""
     lines = []
     if self.undecodable_images:
       examples = ", ".join(f"{os.path.basename(path)}: {reason}" for path, reason in
                            self.undecodable_images[:_EXAMPLES])
-      lines.append(f"{len(self.undecodable_images)} image(s) cannot be decoded and were skipped ({examples})")
+      lines.append(
+          f"{len(self.undecodable_images)} image(s) cannot be decoded and were skipped ({examples})"
+      )
     if self.missing_images:
-      examples = ", ".join(f"{label}.txt:{line} id {i}" for label, line, i in self.missing_images[:_EXAMPLES])
-      lines.append(f"{len(self.missing_images)} annotation id(s) have no image and were ignored ({examples})")
+      examples = ", ".join(
+          f"{label}.txt:{line} id {i}" for label, line, i in self.missing_images[:_EXAMPLES])
+      lines.append(
+          f"{len(self.missing_images)} annotation id(s) have no image and were ignored ({examples})"
+      )
     if self.duplicate_ids:
-      examples = ", ".join(f"{label}.txt:{line} id {i}" for label, line, i in self.duplicate_ids[:_EXAMPLES])
+      examples = ", ".join(
+          f"{label}.txt:{line} id {i}" for label, line, i in self.duplicate_ids[:_EXAMPLES])
       lines.append(f"{len(self.duplicate_ids)} duplicate id(s) in annotation files ({examples})")
     if self.unrecognised_files:
-      lines.append(f"{len(self.unrecognised_files)} file(s) in images/ not named im<ID>.<ext> were ignored "
-                   f"({', '.join(self.unrecognised_files[:_EXAMPLES])})")
+      lines.append(
+          f"{len(self.unrecognised_files)} file(s) in images/ not named im<ID>.<ext> were ignored "
+          f"({', '.join(self.unrecognised_files[:_EXAMPLES])})")
     if self.empty_labels:
-      lines.append(f"label(s) with no positive image, kept with 0 positives: {', '.join(self.empty_labels)}")
+      lines.append(
+          f"label(s) with no positive image, kept with 0 positives: {', '.join(self.empty_labels)}")
     return lines
 
   def errors(self, strict: bool = False) -> list[str]:
-    """The findings that stop a run: unreadable files always, every warning when ``strict``."""
+    """Returns the findings that stop a run.
+
+    Those are unreadable files always, and every warning when ``strict``.
+    """
     lines = []
     if self.unreadable_files:
-      examples = ", ".join(f"{path}: {reason}" for path, reason in self.unreadable_files[:_EXAMPLES])
-      lines.append(f"{len(self.unreadable_files)} file(s) cannot be read ({examples}); check their permissions")
+      examples = ", ".join(
+          f"{path}: {reason}" for path, reason in self.unreadable_files[:_EXAMPLES])
+      lines.append(
+          f"{len(self.unreadable_files)} file(s) cannot be read ({examples}); check their "
+          "permissions")
     if strict:
       lines += [f"{line} [strict]" for line in self.warnings()]
     return lines
 
   def summary_table(self) -> str:
-    """A markdown table: one row per check, its count and the first files it names."""
+    """Returns a markdown table: one row per check, its count and the first files it names."""
     def names(items, pick):
       return ", ".join(pick(item) for item in items[:3]) + (", …" if len(items) > 3 else "")
     rows = [
@@ -151,7 +165,8 @@ class CorpusAudit:
 def _reason(error: Exception) -> str:
   """The human part of an OS or TensorFlow error message."""
   message = error.message if isinstance(error, tf.errors.OpError) else str(error)
-  return _TF_MESSAGE_NOISE.sub("", message).strip().splitlines()[0] if message.strip() else type(error).__name__
+  return _TF_MESSAGE_NOISE.sub(
+      "", message).strip().splitlines()[0] if message.strip() else type(error).__name__
 
 
 def check_image(path: str) -> tuple[str, str | None, str | None]:
@@ -168,12 +183,16 @@ def check_image(path: str) -> tuple[str, str | None, str | None]:
   return image_formats.format_of(data) or "", None, undecodable_reason(data)
 
 
-# What a skip says when the model's decoder refused a file in which undecodable_reason finds nothing wrong.
+# What a skip says when the model's decoder refused a file in which undecodable_reason finds nothing
+# wrong.
 REFUSED_BY_MODEL = "refused by the model"
 
 
 def undecodable_reason(data: bytes) -> str | None:
-  """Why ``decode_and_resize`` refuses an encoded image ("empty file", "larger than the 40 MP limit"...), or None."""
+  """Returns why ``decode_and_resize`` refuses an encoded image, or None.
+
+  E.g. "empty file", "larger than the 40 MP limit"...
+  """
   if not data:
     return "empty file"
   if image_formats.format_of(data) is None:
@@ -186,7 +205,9 @@ def undecodable_reason(data: bytes) -> str | None:
 
 
 def _decodable_heads(paths: list[str], workers: int | None, progress: bool) -> dict[int, bytes]:
-  """Decodes every file with tf.data, in parallel; {index in ``paths``: first bytes} of those that decode.
+  """Decodes every file with tf.data, in parallel.
+
+  Returns {index in ``paths``: first bytes} of those that decode.
 
   A file that fails to read or decode is an error of its element only:
   ``ignore_errors`` drops it and the scan goes on; the caller asks
@@ -208,14 +229,19 @@ def _decodable_heads(paths: list[str], workers: int | None, progress: bool) -> d
     heads[int(index)] = head
     if bar is not None:
       bar.update(int(index) + 1)
-  if bar is not None and len(paths) - 1 not in heads:  # the last file failed: the bar has not finished
+  if bar is not None and len(
+      paths) - 1 not in heads:  # the last file failed: the bar has not finished
     bar.update(len(paths))
   return heads
 
 
-def audit_frame(frame: pd.DataFrame, audit: CorpusAudit, *, strict: bool = False, workers: int | None = None,
+def audit_frame(frame: pd.DataFrame,
+                audit: CorpusAudit,
+                *,
+                strict: bool = False,
+                workers: int | None = None,
                 progress: bool = False) -> pd.DataFrame:
-  """Checks a label frame's images and finishes its audit; returns the frame without the bad images.
+  """Checks a label frame's images and finishes its audit.
 
   Any source of label frames (a ``path`` column + 0/1 label columns) calls
   this after recording its own layout findings in ``audit``.
@@ -226,6 +252,9 @@ def audit_frame(frame: pd.DataFrame, audit: CorpusAudit, *, strict: bool = False
     strict: every warning of the audit is an error.
     workers: parallel decodes; ``None``: tf.data's autotuning.
     progress: show a progress bar while decoding.
+
+  Returns:
+    The frame without the bad images.
 
   Raises:
     CorpusError: a file cannot be read, or ``strict`` and the audit has warnings;
@@ -278,14 +307,21 @@ def _parse_annotation(path: str) -> list[tuple[int, int]]:
 
 
 def listdir(path: str) -> list[str]:
-  """The sorted names in a directory; a CorpusError naming it when it cannot be listed."""
+  """Returns the sorted names in a directory.
+
+  Raises a CorpusError naming it when it cannot be listed.
+  """
   try:
     return sorted(tf.io.gfile.listdir(path))
   except (OSError, tf.errors.OpError) as error:
     raise CorpusError(f"{path}: cannot list the directory: {_reason(error)}") from None
 
 
-def load_corpus(root: str, labels: list[str] | None = None, *, strict: bool = False, workers: int | None = None,
+def load_corpus(root: str,
+                labels: list[str] | None = None,
+                *,
+                strict: bool = False,
+                workers: int | None = None,
                 progress: bool = False) -> tuple[pd.DataFrame, CorpusAudit]:
   """Reads ``root`` (images/ + annotations/) into a label frame and an audit.
 
@@ -328,7 +364,10 @@ def _corpus_dirs(root: str) -> tuple[str, str]:
 
 
 def _image_files(images_dir: str, audit: CorpusAudit) -> dict[int, str]:
-  """{image id: path} of the files named im<ID>.<image extension>; the others are listed in the audit."""
+  """Maps image id to path for the files named im<ID>.<image extension>.
+
+  The others are listed in the audit.
+  """
   paths: dict[int, str] = {}
   for name in listdir(images_dir):
     match = image_formats.CORPUS_IMAGE_NAME.match(name)
@@ -346,8 +385,12 @@ def _image_files(images_dir: str, audit: CorpusAudit) -> dict[int, str]:
   return paths
 
 
-def _annotated_labels(annotations_dir: str, labels: list[str] | None, audit: CorpusAudit) -> list[str]:
-  """The labels to load, sorted: ``labels`` (each needs its file), or every <label>.txt when None."""
+def _annotated_labels(annotations_dir: str, labels: list[str] | None,
+                      audit: CorpusAudit) -> list[str]:
+  """Returns the labels to load, sorted.
+
+  Those are ``labels`` (each needs its file), or every <label>.txt when None.
+  """
   available = [name[:-4] for name in listdir(annotations_dir) if name.endswith(".txt")]
   if labels is None:
     labels = available
@@ -361,7 +404,8 @@ def _annotated_labels(annotations_dir: str, labels: list[str] | None, audit: Cor
   return labels
 
 
-def _annotated_ids(annotations_dir: str, label: str, paths: dict[int, str], audit: CorpusAudit) -> list[int]:
+def _annotated_ids(annotations_dir: str, label: str, paths: dict[int, str],
+                   audit: CorpusAudit) -> list[int]:
   """The ids <label>.txt lists that have an image; repeats and ids without image go to the audit."""
   seen, ids = set(), []
   for line, image_id in _parse_annotation(os.path.join(annotations_dir, f"{label}.txt")):
@@ -377,7 +421,7 @@ def _annotated_ids(annotations_dir: str, label: str, paths: dict[int, str], audi
 
 
 def label_columns(frame: pd.DataFrame) -> list[str]:
-  """The label names of a label frame, in column order."""
+  """Returns the label names of a label frame, in column order."""
   return [c for c in frame.columns if c != PATH_COLUMN]
 
 

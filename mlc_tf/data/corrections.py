@@ -1,4 +1,6 @@
-"""Label corrections: a reviewed list of (image id, label, add/remove) applied to a label frame on load.
+"""Label corrections: a reviewed list of (image id, label, add/remove) applied on load.
+
+The corrections apply to a label frame as it is loaded.
 
 The file is a CSV with a header naming at least ``image_id``, ``label`` and
 ``action`` (``add`` or ``remove``); other columns (a note, the model's
@@ -11,8 +13,8 @@ human confirmed. Lines starting with ``#`` and blank lines are skipped::
     877,people,add
 
 Image ids are the corpus's: integers for the folder layout, the file name as
-written for a CSV source. Nothing is applied silently: the returned report counts and names every change,
-every correction that changed nothing (the label was already so), and every
+written for a CSV source. Nothing is applied silently: the returned report counts and names every
+change, every correction that changed nothing (the label was already so), and every
 row skipped because its image or label is not in this corpus/run.
 """
 
@@ -63,11 +65,14 @@ class CorrectionsReport:
   unknown_labels: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
   def lines(self) -> list[str]:
-    """A human-readable summary, one line per kind of outcome."""
-    lines = [f"corrections {self.path}: {len(self.added)} label(s) added, {len(self.removed)} removed"]
+    """Returns a human-readable summary, one line per kind of outcome."""
+    lines = [
+        f"corrections {self.path}: {len(self.added)} label(s) added, {len(self.removed)} removed"
+    ]
     if self.already_so:
-      lines.append(f"{len(self.already_so)} correction(s) changed nothing, the label was already so "
-                   f"(lines {', '.join(str(r[0]) for r in self.already_so[:5])})")
+      lines.append(
+          f"{len(self.already_so)} correction(s) changed nothing, the label was already so "
+          f"(lines {', '.join(str(r[0]) for r in self.already_so[:5])})")
     if self.unknown_images:
       lines.append(f"{len(self.unknown_images)} correction(s) skipped: image id not in the corpus "
                    f"({', '.join(f'line {n} id {i}' for n, i in self.unknown_images[:5])})")
@@ -89,11 +94,15 @@ class RowProblem:
 
 
 def _lines(text: str):
-  """(line number, raw line, kind, value) for each line of a corrections file's text: kind "skip" (blank
-  or comment; value None), "header" (the first other line; value its fields) or "row" (value the row as
-  a dict by header column). The one reading of the format, for the parser and the writer."""
+  """Yields (line number, raw line, kind, value) for each line of a corrections file's text.
+
+  The kind is "skip" (blank or comment; value None), "header" (the first other line; value its
+  fields) or "row" (value the row as a dict by header column). The one reading of the format, for
+  the parser and the writer.
+  """
   header = None
-  for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):  # a spreadsheet's BOM
+  for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(),
+                               start=1):  # a spreadsheet's BOM
     if not raw.strip() or raw.lstrip().startswith("#"):
       yield number, raw, "skip", None
       continue
@@ -110,7 +119,9 @@ def _missing_columns(header: list[str]) -> list[str]:
 
 
 def parse_corrections(text: str) -> tuple[list[Correction], list[RowProblem]]:
-  """The usable corrections of a corrections file's text, and every line that is not (by line number).
+  """Returns the usable corrections of a corrections file's text, and every line that is not.
+
+  The unusable lines are listed by line number.
 
   A bad header makes every row unusable: it is the one problem then. A row
   that contradicts an earlier one is a problem; the earlier row stands.
@@ -153,7 +164,10 @@ def read_corrections(path: str) -> list[Correction]:
 
 
 def read_text(path: str) -> str:
-  """A corrections file's text; one that is not UTF-8 text (or not a file) is a CorrectionsError saying so."""
+  """Returns a corrections file's text.
+
+  One that is not UTF-8 text (or not a file) is a CorrectionsError saying so.
+  """
   try:
     with tf.io.gfile.GFile(path, "rb") as f:
       return f.read().decode("utf-8")
@@ -161,11 +175,14 @@ def read_text(path: str) -> str:
     raise CorrectionsError(f"corrections file {path} is not UTF-8 text (byte {error.start}: "
                            f"{error.object[error.start:error.start + 1]!r})") from None
   except (OSError, tf.errors.OpError) as error:
-    raise CorrectionsError(f"corrections file {path} cannot be read: {getattr(error, 'message', error)}") from None
+    raise CorrectionsError(
+        f"corrections file {path} cannot be read: {getattr(error, 'message', error)}") from None
 
 
 def upsert_corrections(path: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
-  """Writes (image id, label, action, note) rows into a local corrections file, replacing each pair's earlier row.
+  """Writes (image id, label, action, note) rows into a local corrections file.
+
+  Each row replaces the earlier row of its (image id, label) pair.
 
   For a reviewer who decides one label at a time and may change their mind:
   the file is rewritten whole under an exclusive lock (``<path>.lock``, so
@@ -181,7 +198,10 @@ def upsert_corrections(path: str, rows: Iterable[tuple[str, str, str, str]]) -> 
 
 @contextlib.contextmanager
 def exclusive(path: str):
-  """Holds the corrections file's lock (``<path>.lock``): its writers, threads or processes, take turns."""
+  """Holds the corrections file's lock (``<path>.lock``).
+
+  Its writers, threads or processes, take turns.
+  """
   with open(path + ".lock", "a") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # released when the lock file closes
     yield
@@ -190,22 +210,29 @@ def exclusive(path: str):
 def remove_abandoned_temporaries(path: str) -> list[str]:
   """Removes the temporary files of writers of ``path`` killed mid-write; returns them.
 
-  Only a writer holding the lock makes one, so with the lock held every one there is abandoned: those
-  ``atomic_files.write_text`` stages (``.staging-<pid>-<hex>-<name>``) and those of versions before it
-  (``.<name>.<random>``).
+  Only a writer holding the lock makes one, so with the lock held every one there is abandoned:
+  those ``atomic_files.write_text`` stages (``.staging-<pid>-<hex>-<name>``) and those of versions
+  before it (``.<name>.<random>``).
   """
   directory, name = os.path.split(os.path.abspath(path))
   with exclusive(path):
-    removed = [os.path.join(directory, entry) for entry in os.listdir(directory)
-               if (entry.startswith(f".{name}.") or (entry.startswith(".staging-") and entry.endswith(f"-{name}")))
-               and os.path.isfile(os.path.join(directory, entry))]
+    removed = [
+        os.path.join(directory, entry)
+        for entry in os.listdir(directory)
+        if (entry.startswith(f".{name}.") or
+            (entry.startswith(".staging-") and entry.endswith(f"-{name}"))) and
+        os.path.isfile(os.path.join(directory, entry))
+    ]
     for temporary in removed:
       os.remove(temporary)
   return removed
 
 
 def upsert_holding_lock(path: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
-  """``upsert_corrections`` for a caller inside ``exclusive(path)``, who decided the rows on what it read there."""
+  """Does ``upsert_corrections`` for a caller inside ``exclusive(path)``.
+
+  That caller decided the rows on what it read there.
+  """
   rows = [tuple(str(value) for value in row) for row in rows]
   for image_id, label, action, _ in rows:
     if not image_id or not label or action not in ACTIONS:
@@ -218,8 +245,9 @@ def upsert_holding_lock(path: str, rows: Iterable[tuple[str, str, str, str]]) ->
     if kind == "header":
       header = value
       if _missing_columns(header):
-        raise CorrectionsError(f"{path}: header {raw!r} lacks column(s) {_missing_columns(header)}: "
-                               "not writing into it")
+        raise CorrectionsError(
+            f"{path}: header {raw!r} lacks column(s) {_missing_columns(header)}: "
+            "not writing into it")
     if kind != "row":
       lines.append(raw)
       continue
@@ -249,7 +277,7 @@ def _csv_line(header: list[str], row: tuple[str, str, str, str]) -> str:
 
 def apply_corrections(frame: pd.DataFrame, corrections: list[Correction],
                       path: str = "<corrections>") -> tuple[pd.DataFrame, CorrectionsReport]:
-  """A corrected copy of a label frame, and the report of what changed."""
+  """Returns a corrected copy of a label frame, and the report of what changed."""
   frame = frame.copy()
   labels = set(corpus_lib.label_columns(frame))
   integer_ids = pd.api.types.is_integer_dtype(frame.index)
@@ -269,7 +297,10 @@ def apply_corrections(frame: pd.DataFrame, corrections: list[Correction],
 
 
 def apply_file(frame: pd.DataFrame, path: str | None) -> pd.DataFrame:
-  """The loading hook: applies the corrections file at ``path`` (none when ``None``) and logs its report."""
+  """Applies the corrections file at ``path`` (none when ``None``) and logs its report.
+
+  This is the loading hook.
+  """
   if not path:
     return frame
   frame, report = apply_corrections(frame, read_corrections(path), path)

@@ -1,4 +1,6 @@
-"""The image formats ``decode_and_resize`` reads, JPEG, PNG, GIF and BMP: everything mlc_tf knows about them.
+"""The image formats ``decode_and_resize`` reads, JPEG, PNG, GIF and BMP.
+
+This module holds everything mlc_tf knows about them.
 
 Their leading bytes (the content decides, whatever a file's extension
 says), the file extensions that name them, how many pixels decoding one
@@ -16,7 +18,8 @@ import tensorflow as tf
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 # A corpus image file: im<ID>.<one of EXTENSIONS>, any case.
-CORPUS_IMAGE_NAME = re.compile(r"^im(\d+)(" + "|".join(map(re.escape, EXTENSIONS)) + ")$", re.IGNORECASE)
+CORPUS_IMAGE_NAME = re.compile(r"^im(\d+)(" + "|".join(map(re.escape, EXTENSIONS)) + ")$",
+                               re.IGNORECASE)
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
@@ -25,12 +28,12 @@ BMP_SIGNATURE = b"BM"
 # process allocate gigabytes. 40 MP still admits 6000 x 6000 photos.
 MAX_IMAGE_PIXELS = 40_000_000
 PALETTE_BMP = "palette BMP is not supported (TensorFlow would read palette indices as grey levels)"
-SIGNATURES = (("jpeg", JPEG_SIGNATURE), ("png", PNG_SIGNATURE), *(("gif", gif) for gif in GIF_SIGNATURES),
-              ("bmp", BMP_SIGNATURE))
+SIGNATURES = (("jpeg", JPEG_SIGNATURE), ("png", PNG_SIGNATURE),
+              *(("gif", gif) for gif in GIF_SIGNATURES), ("bmp", BMP_SIGNATURE))
 
 
 def format_of(data: bytes) -> str | None:
-  """"jpeg", "png", "gif" or "bmp" from the leading bytes of a file; None for any other content."""
+  """Returns "jpeg", "png", "gif" or "bmp" from a file's leading bytes; None for other content."""
   return next((kind for kind, signature in SIGNATURES if data.startswith(signature)), None)
 
 
@@ -39,21 +42,25 @@ def _starts_with(image_bytes: tf.Tensor, signature: bytes) -> tf.Tensor:
 
 
 def is_jpeg(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Scalar bool tensor: the encoded image is a JPEG."""
+  """Tells (a scalar bool tensor) whether the encoded image is a JPEG."""
   return _starts_with(image_bytes, JPEG_SIGNATURE)
 
 
 def is_png(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Scalar bool tensor: the encoded image is a PNG."""
+  """Tells (a scalar bool tensor) whether the encoded image is a PNG."""
   return _starts_with(image_bytes, PNG_SIGNATURE)
 
 
 def is_palette_bmp(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Scalar bool tensor: a BMP of at most 8 bits per pixel, whose pixels index a colour palette."""
+  """Tells (a scalar bool tensor) whether the encoded image is a palette BMP.
+
+  That is a BMP of at most 8 bits per pixel, whose pixels index a colour palette.
+  """
   def bits_per_pixel():
     return tf.io.decode_raw(tf.strings.substr(image_bytes, 28, 2), tf.uint16, little_endian=True)[0]
 
-  return tf.cond(_starts_with(image_bytes, BMP_SIGNATURE), lambda: bits_per_pixel() <= 8, lambda: False)
+  return tf.cond(_starts_with(image_bytes, BMP_SIGNATURE), lambda: bits_per_pixel() <= 8,
+                 lambda: False)
 
 
 def _gif_frame_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -69,7 +76,8 @@ def _gif_frame_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
 
   def byte(position):  # 0 past the end: the walk then stops
     position = tf.cast(position, tf.int64)
-    return tf.cast(tf.gather(data, tf.minimum(position, length - 1)), tf.int64) * tf.cast(position < length, tf.int64)
+    return tf.cast(tf.gather(data, tf.minimum(position, length - 1)), tf.int64) * tf.cast(
+        position < length, tf.int64)
 
   def u16(position):
     return byte(position) + 256 * byte(position + 1)
@@ -77,7 +85,8 @@ def _gif_frame_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
   def colour_table(flags):  # the size of a colour table its flags byte announces
     return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8), 0)
 
-  def past_sub_blocks(position):  # a chain of size-prefixed sub-blocks ends with a 0 size; the hot loop
+  def past_sub_blocks(
+      position):  # a chain of size-prefixed sub-blocks ends with a 0 size; the hot loop
     return tf.while_loop(lambda p: byte(p) > 0, lambda p: (p + 1 + byte(p),), (position,))[0] + 1
 
   def block(position, pixels):
@@ -87,24 +96,30 @@ def _gif_frame_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
     frame = tf.where(is_image, u16(position + 5) * u16(position + 7), 0)
     return past_sub_blocks(chain), pixels + frame
 
-  def is_block(position, _):  # an image or an extension; the trailer (0x3B), or anything else, ends the walk
+  def is_block(position,
+               _):  # an image or an extension; the trailer (0x3B), or anything else, ends the walk
     introducer = byte(position)
     return (position < length) & (tf.equal(introducer, 0x2C) | tf.equal(introducer, 0x21))
 
-  _, pixels = tf.while_loop(is_block, block, (13 + colour_table(byte(10)), tf.constant(0, tf.int64)))
+  _, pixels = tf.while_loop(is_block, block,
+                            (13 + colour_table(byte(10)), tf.constant(0, tf.int64)))
   return pixels
 
 
 def decoded_pixel_count(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Pixels (int64) that decoding one JPEG/PNG/GIF/BMP allocates, from its headers; -1 for any other content.
+  """Returns the pixels (int64) that decoding one JPEG/PNG/GIF/BMP allocates, from its headers.
+
+  Any other content gives -1.
 
   Reads only headers (for a GIF, every frame's image descriptor), so it is
   cheap on any input; a header too short to hold the size raises
   InvalidArgumentError, like the decoder would.
   """
   def int_pair(offset, dtype, little_endian):
-    pair = tf.io.decode_raw(tf.strings.substr(image_bytes, offset, 2 * dtype.size), dtype, little_endian)
-    return tf.abs(tf.cast(pair[0], tf.int64) * tf.cast(pair[1], tf.int64))  # BMP heights may be negative
+    pair = tf.io.decode_raw(tf.strings.substr(image_bytes, offset, 2 * dtype.size), dtype,
+                            little_endian)
+    return tf.abs(tf.cast(pair[0], tf.int64) *
+                  tf.cast(pair[1], tf.int64))  # BMP heights may be negative
 
   def jpeg():
     shape = tf.io.extract_jpeg_shape(image_bytes, output_type=tf.int64)
@@ -117,5 +132,8 @@ def decoded_pixel_count(image_bytes: tf.Tensor) -> tf.Tensor:
       (is_jpeg(image_bytes), jpeg),
       (is_png(image_bytes), lambda: int_pair(16, tf.int32, little_endian=False)),
       (tf.reduce_any([_starts_with(image_bytes, gif) for gif in GIF_SIGNATURES]), gif),
-      (_starts_with(image_bytes, BMP_SIGNATURE), lambda: int_pair(18, tf.int32, little_endian=True)),
-  ], default=lambda: tf.constant(-1, tf.int64), exclusive=False)
+      (_starts_with(image_bytes,
+                    BMP_SIGNATURE), lambda: int_pair(18, tf.int32, little_endian=True)),
+  ],
+                 default=lambda: tf.constant(-1, tf.int64),
+                 exclusive=False)

@@ -24,7 +24,7 @@ from mlc_tf.data import corpus as corpus_lib
 
 
 def parse_implications(rules: Iterable[str]) -> list[tuple[str, str]]:
-  """``["baby=>people", ...]`` -> ``[("baby", "people"), ...]``; whitespace is ignored.
+  """Parses ``["baby=>people", ...]`` into ``[("baby", "people"), ...]``; whitespace is ignored.
 
   The one parser of label rules, for configs and ``mlc-explore --rules`` alike.
   The older ``baby>people`` (mlc-explore's first syntax) is still read, with a warning.
@@ -33,7 +33,8 @@ def parse_implications(rules: Iterable[str]) -> list[tuple[str, str]]:
   for rule in rules or ():
     text = str(rule)
     if "=>" not in text and text.count(">") == 1:
-      logging.warning("label rule %r: the 'a>b' form is deprecated, write 'a=>b' as configs do", text)
+      logging.warning("label rule %r: the 'a>b' form is deprecated, write 'a=>b' as configs do",
+                      text)
       text = text.replace(">", "=>")
     parts = [part.strip() for part in text.split("=>")]
     if len(parts) != 2 or not all(parts):
@@ -44,8 +45,12 @@ def parse_implications(rules: Iterable[str]) -> list[tuple[str, str]]:
   return pairs
 
 
-def implication_matrix(label_names: Sequence[str], implications: Iterable[tuple[str, str]]) -> np.ndarray:
-  """[L, L] 0/1 matrix, ``M[i, j] = 1`` when label i implies label j (reflexive, transitively closed)."""
+def implication_matrix(label_names: Sequence[str],
+                       implications: Iterable[tuple[str, str]]) -> np.ndarray:
+  """Returns the [L, L] 0/1 matrix ``M`` with ``M[i, j] = 1`` when label i implies label j.
+
+  The matrix is reflexive and transitively closed.
+  """
   index = {name: i for i, name in enumerate(label_names)}
   matrix = np.eye(len(label_names), dtype=np.int64)
   for antecedent, consequent in implications:
@@ -63,10 +68,12 @@ def implication_matrix(label_names: Sequence[str], implications: Iterable[tuple[
 
 def apply_implications(targets: np.ndarray, label_names: Sequence[str],
                        implications: Iterable[tuple[str, str]]) -> np.ndarray:
-  """Targets or decisions [N, L] in [0, 1] with every implied label raised to its antecedents'; same dtype.
+  """Raises every implied label of targets or decisions [N, L] in [0, 1] to its antecedents'.
 
-  0/1 rows get every implied label set; soft targets (probabilities) get ``b = max(b, a)`` for ``a=>b``,
-  since an image is at least as likely to carry ``b`` as ``a``.
+  Returns a new array of the same dtype.
+
+  0/1 rows get every implied label set; soft targets (probabilities) get ``b = max(b, a)`` for
+  ``a=>b``, since an image is at least as likely to carry ``b`` as ``a``.
   """
   targets = np.asarray(targets)
   matrix = implication_matrix(label_names, implications)
@@ -74,7 +81,7 @@ def apply_implications(targets: np.ndarray, label_names: Sequence[str],
 
 
 def merge_labels(frame: pd.DataFrame, merges: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-  """A label frame where each ``merged: [sources]`` entry replaced its source columns by their OR.
+  """Returns a label frame where each ``merged: [sources]`` entry replaced its sources by their OR.
 
   The merged label may reuse a source's name (``people: [male, female, people]``).
   Label columns stay sorted by name, as ``corpus.load_corpus`` makes them.
@@ -85,9 +92,11 @@ def merge_labels(frame: pd.DataFrame, merges: Mapping[str, Sequence[str]]) -> pd
     sources = list(sources)
     missing = sorted(set(sources) - labels)
     if not sources or missing:
-      raise ValueError(f"label merge {merged!r} <- {sources}: unknown or no source label(s) {missing}")
+      raise ValueError(
+          f"label merge {merged!r} <- {sources}: unknown or no source label(s) {missing}")
     if merged in labels and merged not in sources:
-      raise ValueError(f"label merge {merged!r} would overwrite an existing label it does not merge")
+      raise ValueError(
+          f"label merge {merged!r} would overwrite an existing label it does not merge")
     column = frame[sources].max(axis=1).astype("uint8")
     frame = frame.drop(columns=sources)
     frame[merged] = column

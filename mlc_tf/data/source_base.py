@@ -30,10 +30,13 @@ class Source:
 
   def split(self, val_fraction: float, test_fraction: float,
             seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row positions of the train, validation and test parts of ``self.frame``."""
+    """Returns the row positions of the train, validation and test parts of ``self.frame``."""
     targets = self.frame[self.label_names].to_numpy()
     return stratification.train_val_test_split(targets, val_fraction, test_fraction, seed)
 
   def images(self, frame: pd.DataFrame) -> np.ndarray | tf.data.Dataset:
-    """The images of ``frame`` (rows of ``self.frame``), in its order, as ``make_dataset`` takes them."""
+    """Returns the images of ``frame`` (rows of ``self.frame``), in its order.
+
+    They are in the form ``make_dataset`` takes.
+    """
     return frame[corpus_lib.PATH_COLUMN].to_numpy()

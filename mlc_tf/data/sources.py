@@ -1,9 +1,12 @@
 """Where a corpus comes from: ``config.data.source``.
 
-  folder:<dir>                        a corpus folder, images/ + annotations/ (a bare directory means the same)
-  csv:<file>                          a CSV of image file names and their labels, images under the CSV's folder
-  tfds:<name>[:<version>][:<split>]   TFDS records: mlc_tf's own builders (mlc_corpus, mlc_digits) or a public
-                                      multi-label dataset such as voc/2007
+  folder:<dir>                        a corpus folder, images/ + annotations/ (a bare
+                                      directory means the same)
+  csv:<file>                          a CSV of image file names and their labels, images
+                                      under the CSV's folder
+  tfds:<name>[:<version>][:<split>]   TFDS records: mlc_tf's own builders (mlc_corpus,
+                                      mlc_digits) or a public multi-label dataset such as
+                                      voc/2007
 
 Every source gives the same three things, so training does not care which one
 it reads: a label frame (pandas, index ``image_id``, one uint8 0/1 column per
@@ -32,19 +35,22 @@ from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import source_base
 
 CorpusError = corpus_lib.CorpusError
-SPACE_SEPARATED_HEADERS = ("labels", "tags")  # a 2-column CSV with this header holds space-separated labels
+# A 2-column CSV with this header holds space-separated labels.
+SPACE_SEPARATED_HEADERS = ("labels", "tags")
 _URL_OR_DRIVE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def open_source(spec: str, data: ml_collections.ConfigDict) -> source_base.Source:
   """Opens ``spec`` (see the module docstring) with the settings of ``data`` (config.data)."""
   if not spec:
-    raise CorpusError("no data source: set config.data.source (folder:, csv: or tfds:) or --data_dir")
+    raise CorpusError(
+        "no data source: set config.data.source (folder:, csv: or tfds:) or --data_dir")
   kind, _, rest = spec.partition(":")
   labels, strict = data.get("labels"), data.get("strict", False)
   if kind == "csv":
     frame, audit = load_csv(rest, labels)
-    frame = corpus_lib.audit_frame(frame, audit, strict=strict)  # decodes every image once, as for folders
+    # Decodes every image once, as for folders.
+    frame = corpus_lib.audit_frame(frame, audit, strict=strict)
     return source_base.Source(spec, frame, audit)
   if kind == "tfds":
     from mlc_tf.data.tfds import source as tfds_source  # TFDS is imported for tfds: sources only
@@ -64,13 +70,17 @@ class CsvAudit(corpus_lib.CorpusAudit):
     lines = super().warnings()
     if self.missing_files:
       examples = ", ".join(f"line {line}: {path}" for line, path in self.missing_files[:5])
-      lines.insert(0, f"{len(self.missing_files)} CSV row(s) name an image file that does not exist "
-                      f"and were skipped ({examples})")
+      lines.insert(
+          0, f"{len(self.missing_files)} CSV row(s) name an image file that does not exist "
+          f"and were skipped ({examples})")
     return lines
 
 
 def resolve_under(root: str, relative: str, where: str) -> str:
-  """``root``/``relative``, refusing any path that could leave ``root`` (absolute, URL, drive, ``..``)."""
+  """Returns ``root``/``relative``, refusing any path that could leave ``root``.
+
+  Such a path is absolute, a URL, names a drive or holds ``..``.
+  """
   relative = relative.replace("\\", "/")
   parts = relative.split("/")
   if relative.startswith("/") or _URL_OR_DRIVE.match(relative) or ".." in parts:
@@ -85,15 +95,19 @@ def _read_csv_rows(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
   with tf.io.gfile.GFile(path, "r") as f:
     reader = csv.reader(io.StringIO(f.read()))
     rows = [(reader.line_num, row) for row in reader]
-  rows = [(line, [cell.strip() for cell in row]) for line, row in rows if any(cell.strip() for cell in row)]
+  rows = [(line, [cell.strip() for cell in row]) for line, row in rows if any(cell.strip()
+                                                                              for cell in row)]
   if not rows:
-    raise CorpusError(f"{path} is empty: expected a header row (file, then `labels` or one column per label)")
+    raise CorpusError(
+        f"{path} is empty: expected a header row (file, then `labels` or one column per label)")
   (_, header), body = rows[0], rows[1:]
   return header, body
 
 
 def load_csv(path: str, labels: list[str] | None = None) -> tuple[pd.DataFrame, CsvAudit]:
-  """Reads a CSV label file into a label frame (index: the image path as written) and an audit.
+  """Reads a CSV label file into a label frame and an audit.
+
+  The frame's index is the image path as written.
 
   Two layouts, both with a header row whose first column names the image file
   (relative to the CSV's folder): ``file,labels`` (or ``tags``) with
@@ -125,25 +139,34 @@ def load_csv(path: str, labels: list[str] | None = None) -> tuple[pd.DataFrame, 
 
 
 def _label_columns(path: str, header: list[str]) -> list[str] | None:
-  """The 0/1 label columns the header names; None for the ``file,labels`` layout (space-separated names)."""
+  """Returns the 0/1 label columns the header names.
+
+  None for the ``file,labels`` layout (space-separated names).
+  """
   if len(header) == 2 and header[1].lower() in SPACE_SEPARATED_HEADERS:
     return None
   columns = header[1:]
   if not columns:
-    raise CorpusError(f"{path}:1: the header names no label column (expected `file,labels` or `file,<label>,…`)")
+    raise CorpusError(
+        f"{path}:1: the header names no label column (expected `file,labels` or `file,<label>,…`)")
   if "" in columns or len(set(columns)) != len(columns):
-    raise CorpusError(f"{path}:1: label columns must have distinct, non-empty names, found {columns}")
+    raise CorpusError(
+        f"{path}:1: label columns must have distinct, non-empty names, found {columns}")
   return columns
 
 
 def _parse_csv_rows(path: str, root: str, header: list[str], body: list[tuple[int, list[str]]],
                     columns: list[str] | None) -> dict[str, tuple[int, set[str]]]:
-  """{image path as written: (CSV line, its labels)}; any malformed row is an error naming its line."""
+  """Maps each image path as written to (CSV line, its labels).
+
+  Any malformed row is an error naming its line.
+  """
   rows: dict[str, tuple[int, set[str]]] = {}
   for line, row in body:
     where = f"{path}:{line}"
     if len(row) != len(header):
-      raise CorpusError(f"{where}: expected {len(header)} columns as in the header, found {len(row)}")
+      raise CorpusError(
+          f"{where}: expected {len(header)} columns as in the header, found {len(row)}")
     name = row[0].replace("\\", "/")
     if not name:
       raise CorpusError(f"{where}: empty image path")
@@ -163,7 +186,10 @@ def _parse_csv_rows(path: str, root: str, header: list[str], body: list[tuple[in
 
 def _chosen_labels(path: str, rows: dict[str, tuple[int, set[str]]], columns: list[str] | None,
                    labels: list[str] | None) -> list[str]:
-  """The frame's label columns, sorted: ``labels`` when given, else every column or every label a row names."""
+  """Returns the frame's label columns, sorted.
+
+  Those are ``labels`` when given, else every column or every label a row names.
+  """
   available = sorted(columns or set().union(*(present for _, present in rows.values())))
   if labels is not None:
     unknown = sorted(set(labels) - set(available))
@@ -176,7 +202,10 @@ def _chosen_labels(path: str, rows: dict[str, tuple[int, set[str]]], columns: li
 
 
 def _existing_files(root: str, rows: dict) -> set[str]:
-  """The names among ``rows`` whose file exists: one directory listing per folder, not one stat per file."""
+  """Returns the names among ``rows`` whose file exists.
+
+  It lists each folder once rather than stat each file.
+  """
   by_folder = collections.defaultdict(list)
   for name in rows:
     folder, _, base = name.rpartition("/")

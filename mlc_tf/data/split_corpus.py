@@ -1,4 +1,7 @@
-"""The split corpus a run trains on: a source opened, corrected, rule-fixed and split as ``config.data`` says."""
+"""The split corpus a run trains on.
+
+That is a source opened, corrected, rule-fixed and split as ``config.data`` says.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +19,20 @@ from mlc_tf.data import corrections, label_rules, pipeline, source_base, sources
 
 @dataclasses.dataclass
 class SplitCorpus:
-  """A loaded corpus split into train/validation/test parts: the frames share the label frame's columns."""
+  """A loaded corpus split into train/validation/test parts.
+
+  The frames share the label frame's columns.
+  """
 
   label_names: list[str]
   train: pd.DataFrame
   val: pd.DataFrame
   test: pd.DataFrame
   audit: corpus_lib.CorpusAudit
-  source: source_base.Source | None = None  # where the frames' images are; None: their `path` column
-  # What self-training added to ``train`` (untagged images, teacher's targets; mlc_tf/train/self_training.py).
+  # Where the frames' images are; None: their `path` column.
+  source: source_base.Source | None = None
+  # What self-training added to ``train`` (untagged images, teacher's targets;
+  # mlc_tf/train/self_training.py).
   unlabeled: dict | None = None
 
 
@@ -39,10 +47,12 @@ def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> Spli
   frame = corrections.apply_file(source.frame, cfg.data.corrections)
   if cfg.rules.merges:
     frame = label_rules.merge_labels(frame, cfg.rules.merges.to_dict())
-  # The one edit of the source: its split stratifies on these labels, and it is the whole corpus as trained on.
+  # The one edit of the source: its split stratifies on these labels, and it is the whole corpus as
+  # trained on.
   source.frame = frame
   label_names = corpus_lib.label_columns(frame)
-  train, val, test = source.split(cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
+  train, val, test = source.split(cfg.data.val_fraction, cfg.data.test_fraction,
+                                  cfg.data.split_seed)
   train, val, test = frame.iloc[train], frame.iloc[val], frame.iloc[test]
   implications = label_rules.parse_implications(cfg.rules.implications)
   if implications and cfg.rules.to_targets:  # the test split keeps its annotations: it is the judge
@@ -51,8 +61,8 @@ def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> Spli
 
 
 def _log_audit(spec: str, audit: corpus_lib.CorpusAudit) -> None:
-  logging.info("corpus %s: %d image files, %d kept, %d skipped as undecodable", spec, audit.num_images,
-               audit.num_samples, len(audit.undecodable_images))
+  logging.info("corpus %s: %d image files, %d kept, %d skipped as undecodable", spec,
+               audit.num_images, audit.num_samples, len(audit.undecodable_images))
   for line in audit.warnings():
     logging.warning("corpus %s: %s", spec, line)
 
@@ -81,14 +91,20 @@ def dataset_of(frame: pd.DataFrame, label_names: list[str], cfg: ml_collections.
     training: shuffle and augment (the training part) or not.
     source: where the images are read from; ``None``: the frame's path column.
     batch_size, seed: ``None`` takes ``cfg.train.batch_size``, ``cfg.seed``.
+    drop_remainder: drop the last, smaller batch.
     sample_counts: per-row expected draws per epoch (``balance.expected_counts``), or ``None``.
 
   Returns:
     The batched ``tf.data.Dataset`` of ``pipeline.make_dataset``.
   """
   images = source.images(frame) if source is not None else frame[corpus_lib.PATH_COLUMN].to_numpy()
-  return pipeline.make_dataset(
-      images, frame[label_names].to_numpy(),
-      image_size=cfg.data.image_size, batch_size=batch_size or cfg.train.batch_size, training=training,
-      augment=cfg.augment, seed=cfg.seed if seed is None else seed, cache=cfg.data.cache,
-      drop_remainder=drop_remainder, sample_counts=sample_counts)
+  return pipeline.make_dataset(images,
+                               frame[label_names].to_numpy(),
+                               image_size=cfg.data.image_size,
+                               batch_size=batch_size or cfg.train.batch_size,
+                               training=training,
+                               augment=cfg.augment,
+                               seed=cfg.seed if seed is None else seed,
+                               cache=cfg.data.cache,
+                               drop_remainder=drop_remainder,
+                               sample_counts=sample_counts)

@@ -1,4 +1,7 @@
-"""Train/validation/test splits and k folds that keep every label's proportion (iterative stratification)."""
+"""Train/validation/test splits and k folds that keep every label's proportion.
+
+Both come from iterative stratification.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 
 
-def _stratified_take(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_take(targets: np.ndarray, fraction: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Positions (rest, taken) with ``fraction`` of the rows taken, label proportions kept."""
   splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
   rest, taken = next(splitter.split(np.zeros(len(targets)), targets))
@@ -21,7 +25,7 @@ def _with_empty(targets: np.ndarray) -> np.ndarray:
 
 def train_val_test_split(targets: np.ndarray, val_fraction: float, test_fraction: float,
                          seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Row positions of the train, validation and test parts of a [N, L] 0/1 target matrix.
+  """Returns the row positions of the train, validation and test parts of [N, L] 0/1 targets.
 
   Images without any label are stratified too (as their own pseudo-label), so
   each part keeps the corpus's share of empty label sets.
@@ -40,7 +44,7 @@ def train_val_test_split(targets: np.ndarray, val_fraction: float, test_fraction
 
 
 def kfold(targets: np.ndarray, num_folds: int, seed: int) -> list[np.ndarray]:
-  """Row positions of each of ``num_folds`` disjoint folds of a [N, L] 0/1 target matrix.
+  """Returns the row positions of each of ``num_folds`` disjoint folds of [N, L] 0/1 targets.
 
   Every row is in exactly one fold; each fold keeps every label's proportion,
   and the share of images without any label, as closely as iterative
@@ -51,4 +55,7 @@ def kfold(targets: np.ndarray, num_folds: int, seed: int) -> list[np.ndarray]:
   if num_folds > len(targets):
     raise ValueError(f"{num_folds} folds but only {len(targets)} images")
   splitter = MultilabelStratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
-  return [np.sort(held_out) for _, held_out in splitter.split(np.zeros(len(targets)), _with_empty(targets))]
+  return [
+      np.sort(held_out)
+      for _, held_out in splitter.split(np.zeros(len(targets)), _with_empty(targets))
+  ]

@@ -1,4 +1,6 @@
-"""Untagged images (``config.data.unlabeled``): a folder listed and audited like a corpus, without labels.
+"""Untagged images (``config.data.unlabeled``).
+
+They are a folder listed and audited like a corpus, without labels.
 
 The folder holds the images directly, or in an ``images/`` sub-folder as a
 corpus does; any file name with an image extension (``.jpg``, ``.png``, ...)
@@ -32,20 +34,24 @@ class UnlabeledAudit(corpus_lib.CorpusAudit):
   """A folder of untagged images' audit: also the files without an image extension (ignored)."""
 
   not_images: list[str] = dataclasses.field(default_factory=list)
-  num_drawn: int = 0  # images drawn (self_training.max_images) and checked; num_images without a cap
+  # Images drawn (self_training.max_images) and checked; num_images without a cap.
+  num_drawn: int = 0
 
   def warnings(self) -> list[str]:
     lines = super().warnings()
     if self.not_images:
-      lines.append(f"{len(self.not_images)} file(s) without an image extension ({', '.join(image_formats.EXTENSIONS)})"
-                   f" were ignored ({', '.join(self.not_images[:_EXAMPLES])})")
+      lines.append(
+          f"{len(self.not_images)} file(s) without an image extension "
+          f"({', '.join(image_formats.EXTENSIONS)})"
+          f" were ignored ({', '.join(self.not_images[:_EXAMPLES])})")
     return lines
 
 
 def images_dir(root: str) -> str:
-  """Where ``root``'s images are: its ``images/`` sub-folder if it has one, else ``root`` itself."""
+  """Returns where ``root``'s images are: its ``images/`` sub-folder if any, else ``root``."""
   if not tf.io.gfile.isdir(root):
-    raise corpus_lib.CorpusError(f"folder of untagged images {root} does not exist (config.data.unlabeled)")
+    raise corpus_lib.CorpusError(
+        f"folder of untagged images {root} does not exist (config.data.unlabeled)")
   inner = os.path.join(root, "images")
   return inner if tf.io.gfile.isdir(inner) else root
 
@@ -77,7 +83,8 @@ def load_unlabeled(root: str, *, max_images: int = 0, seed: int = 0,
       audit.not_images.append(name)
   audit.num_images = len(paths)
   if not paths:
-    raise corpus_lib.CorpusError(f"{folder} holds no image file ({', '.join(image_formats.EXTENSIONS)})", audit)
+    raise corpus_lib.CorpusError(
+        f"{folder} holds no image file ({', '.join(image_formats.EXTENSIONS)})", audit)
   if 0 < max_images < len(paths):
     drawn = np.random.default_rng(seed).choice(len(paths), size=max_images, replace=False)
     paths = [paths[i] for i in sorted(drawn)]

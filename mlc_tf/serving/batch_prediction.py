@@ -60,14 +60,20 @@ class SavedModelHandler(base.ModelHandler):
     return tf.saved_model.load(self._export_dir)  # the signature needs the loaded object kept alive
 
   def run_inference(self, batch, model, inference_args=None):
-    """Encoded images -> one ``PredictionResult`` each: probabilities, decisions, valid."""
-    outputs = model.signatures[signatures.SERVING](**{signatures.IMAGE_BYTES: tf.constant(batch, tf.string)})
-    probabilities, decisions, valid = (outputs[key].numpy() for key in ("probabilities", "decisions", "valid"))
+    """Answers encoded images, one ``PredictionResult`` each (probabilities, decisions, valid)."""
+    outputs = model.signatures[signatures.SERVING](**{
+        signatures.IMAGE_BYTES: tf.constant(batch, tf.string)
+    })
+    probabilities, decisions, valid = (
+        outputs[key].numpy() for key in ("probabilities", "decisions", "valid"))
     return [base.PredictionResult(blob, {"probabilities": p, "decisions": d, "valid": bool(v)})
             for blob, p, d, v in zip(batch, probabilities, decisions, valid)]
 
   def get_num_bytes(self, batch) -> int:
-    """A batch's bytes for RunInference's metrics: the images' sizes (the default pickles the batch)."""
+    """Returns a batch's bytes for RunInference's metrics: the images' sizes.
+
+    The default would pickle the batch.
+    """
     return sum(len(blob) for blob in batch)
 
 
@@ -79,7 +85,10 @@ def _csv_line(values: list) -> str:
 
 
 class _ReadImage(beam.DoFn):
-  """A matched file -> (path, its bytes); one that cannot be read is counted and goes to the failures."""
+  """A matched file -> (path, its bytes).
+
+  One that cannot be read is counted and goes to the failures.
+  """
 
   def setup(self):
     self._unreadable = Metrics.counter(METRICS_NAMESPACE, "unreadable")
@@ -97,7 +106,10 @@ class _ReadImage(beam.DoFn):
 
 
 class _ImagesByName(beam.DoFn):
-  """A folder's matched file -> its metadata if its name is an image's; else counted and to the failures."""
+  """A folder's matched file -> its metadata if its name is an image's.
+
+  Any other is counted and goes to the failures.
+  """
 
   def setup(self):
     self._left_out = Metrics.counter(METRICS_NAMESPACE, "left_out")
@@ -111,7 +123,10 @@ class _ImagesByName(beam.DoFn):
 
 
 class _DanglingLink(beam.DoFn):
-  """A symbolic link the match could not see (its target is gone) -> counted unreadable, to the failures."""
+  """A symbolic link the match could not see (its target is gone) -> counted unreadable.
+
+  It goes to the failures.
+  """
 
   def setup(self):
     self._unreadable = Metrics.counter(METRICS_NAMESPACE, "unreadable")
@@ -122,7 +137,10 @@ class _DanglingLink(beam.DoFn):
 
 
 class _FormatRows(beam.DoFn):
-  """(path, answer) -> a CSV line (and a JSON line), counted; an undecodable image goes to the failures."""
+  """(path, answer) -> a CSV line (and a JSON line), counted.
+
+  An undecodable image goes to the failures.
+  """
 
   def __init__(self, label_names: list[str], probabilities: bool, json_lines: bool):
     self._label_names = label_names
@@ -132,31 +150,39 @@ class _FormatRows(beam.DoFn):
   def setup(self):
     self._tagged = Metrics.counter(METRICS_NAMESPACE, "tagged")
     self._invalid = Metrics.counter(METRICS_NAMESPACE, "invalid")
-    self._positives = [Metrics.counter(METRICS_NAMESPACE, f"positives_{name}") for name in self._label_names]
+    self._positives = [
+        Metrics.counter(METRICS_NAMESPACE, f"positives_{name}") for name in self._label_names
+    ]
 
   def process(self, keyed_result):
     path, result = keyed_result
     answer = result.inference
     if not answer["valid"]:
-      self._invalid.inc()  # why, as the corpus audit and local mlc-predict say it ("larger than the 40 MP limit")
+      # Why, as the corpus audit and local mlc-predict say it ("larger than the 40 MP limit").
+      self._invalid.inc()
       reason = corpus.undecodable_reason(result.example) or corpus.REFUSED_BY_MODEL
       yield beam.pvalue.TaggedOutput(_FAILED, _csv_line([path, reason]))
       return
     self._tagged.inc()
     for counter, decision in zip(self._positives, answer["decisions"]):
       counter.inc(int(decision))
-    row = prediction.csv_row(path, answer["probabilities"], answer["decisions"], self._probabilities)
+    row = prediction.csv_row(path, answer["probabilities"], answer["decisions"],
+                             self._probabilities)
     yield _csv_line(row)
     if self._json_lines:
-      num_labels = len(self._label_names)  # the probabilities as numbers, equal to the CSV's 6 decimals
+      num_labels = len(
+          self._label_names)  # the probabilities as numbers, equal to the CSV's 6 decimals
       values = row[:1 + num_labels] + [float(x) for x in row[1 + num_labels:]]
       columns = prediction.csv_columns(self._label_names, self._probabilities)
       yield beam.pvalue.TaggedOutput(_JSON, json.dumps(dict(zip(columns, values))))
 
 
 def _pattern(source: str) -> tuple[str, bool]:
-  """(Beam file pattern, whether to keep image extensions only), as local ``list_images`` reads ``source``:
-  a glob takes every file it matches, a folder its images (not recursive), else a single file."""
+  """Returns (Beam file pattern, whether to keep image extensions only) for ``source``.
+
+  It reads ``source`` as local ``list_images`` does: a glob takes every file it matches, a folder
+  its images (not recursive), else a single file.
+  """
   if _WILDCARD.search(source):
     return source, False
   folder = filesystems.FileSystems.join(source, "*")
@@ -166,16 +192,22 @@ def _pattern(source: str) -> tuple[str, bool]:
 
 
 def _check_matches(sources: list[str]) -> list[tuple[str, bool]]:
-  """Each source's pattern; a source that matches no file is an error before the run, as local mlc-predict's."""
+  """Returns each source's pattern.
+
+  A source that matches no file is an error before the run, as in local mlc-predict.
+  """
   patterns = [_pattern(source) for source in sources]
   for source, (pattern, _) in zip(sources, patterns):
     if not filesystems.FileSystems.match([pattern], limits=[1])[0].metadata_list:
-      raise FileNotFoundError(f"no image file found at {source!r} (a folder of .jpg/.png/.gif/.bmp or a glob)")
+      raise FileNotFoundError(
+          f"no image file found at {source!r} (a folder of .jpg/.png/.gif/.bmp or a glob)")
   return patterns
 
 
 def dangling_links(sources: list[str]) -> list[str]:
-  """The symbolic links to missing files among local ``sources``' images, which Beam's match cannot see.
+  """Returns the symbolic links to missing files among local ``sources``' images.
+
+  Beam's match cannot see them.
 
   Beam's local file system leaves out what it cannot ``stat``; local
   mlc-predict lists such a link as a skip, so the launcher names them for the
@@ -194,74 +226,123 @@ def dangling_links(sources: list[str]) -> list[str]:
   return list(dict.fromkeys(found))
 
 
-def build_pipeline(pipeline: beam.Pipeline, patterns: list[tuple[str, bool]], export_dir: str, output_prefix: str,
-                   label_names: list[str], probabilities: bool = False, min_batch_size: int = 1,
-                   max_batch_size: int = 64, num_shards: int = 0, json_lines: bool = False,
+def build_pipeline(pipeline: beam.Pipeline,
+                   patterns: list[tuple[str, bool]],
+                   export_dir: str,
+                   output_prefix: str,
+                   label_names: list[str],
+                   probabilities: bool = False,
+                   min_batch_size: int = 1,
+                   max_batch_size: int = 64,
+                   num_shards: int = 0,
+                   json_lines: bool = False,
                    dangling: list[str] = ()) -> None:
-  """Adds to ``pipeline``: match, read, RunInference, and write the CSV shards, the failures (and JSON Lines).
+  """Adds the batch prediction steps to ``pipeline``.
 
-  ``num_shards=0`` lets the runner choose how many shards to write; ``dangling``
-  (``dangling_links``) are counted unreadable and listed with the failures.
+  The steps match, read, RunInference, and write the CSV shards, the failures (and JSON Lines).
+
+  Args:
+    pipeline: the Beam pipeline to add to.
+    patterns: (Beam file pattern, whether to keep image extensions only) per source.
+    export_dir: the SavedModel the workers load.
+    output_prefix: prefix of the written shards.
+    label_names: the model's labels, one CSV column each.
+    probabilities: also write ``prob_<label>`` columns.
+    min_batch_size, max_batch_size: bounds of RunInference's batches.
+    num_shards: CSV (and JSON Lines) shards to write; 0 lets the runner choose.
+    json_lines: also write JSON Lines shards.
+    dangling: symbolic links (``dangling_links``), counted unreadable and listed with the failures.
   """
   matched, failed = [], []
   for index, (pattern, images_only) in enumerate(patterns):
-    files = pipeline | f"Match {index}" >> fileio.MatchFiles(pattern, fileio.EmptyMatchTreatment.ALLOW)
+    files = pipeline | f"Match {index}" >> fileio.MatchFiles(pattern,
+                                                             fileio.EmptyMatchTreatment.ALLOW)
     if images_only:
-      split = files | f"Images of {index}" >> beam.ParDo(_ImagesByName()).with_outputs(_FAILED, main="images")
+      split = files | f"Images of {index}" >> beam.ParDo(_ImagesByName()).with_outputs(
+          _FAILED, main="images")
       files = split.images
       failed.append(split[_FAILED])
     matched.append(files)
   if dangling:
-    failed.append(pipeline | "Dangling links" >> beam.Create(list(dangling)) | "Count them" >> beam.ParDo(
-        _DanglingLink()))
-  read = (matched | "Flatten" >> beam.Flatten()
-          | "Paths" >> beam.Map(lambda metadata: metadata.path)
-          | "Distinct" >> beam.Distinct()  # no path twice; and the shuffle spreads the files over the workers
-          | "ReadMatches" >> fileio.ReadMatches()
-          | "Read" >> beam.ParDo(_ReadImage()).with_outputs(_FAILED, main="images"))
+    failed.append(pipeline | "Dangling links" >> beam.Create(list(dangling)) |
+                  "Count them" >> beam.ParDo(_DanglingLink()))
+  read = (
+      matched | "Flatten" >> beam.Flatten() | "Paths" >> beam.Map(lambda metadata: metadata.path) |
+      "Distinct" >>
+      beam.Distinct()  # no path twice; and the shuffle spreads the files over the workers
+      | "ReadMatches" >> fileio.ReadMatches() |
+      "Read" >> beam.ParDo(_ReadImage()).with_outputs(_FAILED, main="images"))
   handler = base.KeyedModelHandler(SavedModelHandler(export_dir, min_batch_size, max_batch_size))
-  answered = (read.images | "RunInference" >> base.RunInference(handler)
-              | "Rows" >> beam.ParDo(_FormatRows(label_names, probabilities, json_lines)).with_outputs(
-                  _FAILED, _JSON, main="rows"))
+  answered = (
+      read.images | "RunInference" >> base.RunInference(handler) |
+      "Rows" >> beam.ParDo(_FormatRows(label_names, probabilities, json_lines)).with_outputs(
+          _FAILED, _JSON, main="rows"))
   header = _csv_line(prediction.csv_columns(label_names, probabilities))
-  answered.rows | "Write CSV" >> beam.io.WriteToText(output_prefix, file_name_suffix=".csv", num_shards=num_shards,
-                                                     header=header, append_trailing_newlines=False)
-  ((*failed, read[_FAILED], answered[_FAILED]) | "Failures" >> beam.Flatten()
-   | "Write failures" >> beam.io.WriteToText(f"{output_prefix}-failures", file_name_suffix=".csv", num_shards=1,
-                                             header=_csv_line(FAILURE_COLUMNS), append_trailing_newlines=False))
+  answered.rows | "Write CSV" >> beam.io.WriteToText(output_prefix,
+                                                     file_name_suffix=".csv",
+                                                     num_shards=num_shards,
+                                                     header=header,
+                                                     append_trailing_newlines=False)
+  ((*failed, read[_FAILED], answered[_FAILED]) | "Failures" >> beam.Flatten() |
+   "Write failures" >> beam.io.WriteToText(f"{output_prefix}-failures",
+                                           file_name_suffix=".csv",
+                                           num_shards=1,
+                                           header=_csv_line(FAILURE_COLUMNS),
+                                           append_trailing_newlines=False))
   if json_lines:
-    answered[_JSON] | "Write JSON Lines" >> beam.io.WriteToText(output_prefix, file_name_suffix=".jsonl",
-                                                               num_shards=num_shards)
+    answered[_JSON] | "Write JSON Lines" >> beam.io.WriteToText(
+        output_prefix, file_name_suffix=".jsonl", num_shards=num_shards)
 
 
 @dataclasses.dataclass
 class BatchSummary:
-  counters: dict  # tagged, invalid, unreadable, left_out: files; positives: {label: photos decided positive}
+  # tagged, invalid, unreadable, left_out: files; positives: {label: photos decided positive}.
+  counters: dict
   counters_path: str
 
 
-def predict_to_shards(model: str, sources: list[str], output: str, pipeline_args: list[str],
-                      probabilities: bool = False, min_batch_size: int = 1, max_batch_size: int = 64,
-                      num_shards: int = 0, json_lines: bool = False) -> BatchSummary:
-  """Runs the pipeline under ``pipeline_args`` (Beam's own options, ``--runner`` among them), waits for it,
-  and writes its counters to ``<prefix>-counters.json`` beside the shards.
+def predict_to_shards(model: str,
+                      sources: list[str],
+                      output: str,
+                      pipeline_args: list[str],
+                      probabilities: bool = False,
+                      min_batch_size: int = 1,
+                      max_batch_size: int = 64,
+                      num_shards: int = 0,
+                      json_lines: bool = False) -> BatchSummary:
+  """Runs the batch prediction pipeline, waits for it and writes its counters.
 
-  ``output`` is the shards' prefix (a trailing ``.csv`` is dropped): ``<prefix>-00000-of-00002.csv``,
-  ``<prefix>-failures-00000-of-00001.csv``. ``model`` must be an export (a SavedModel or a TF Serving
-  model dir), which is what the workers load.
+  The counters go to ``<prefix>-counters.json`` beside the shards.
+
+  Args:
+    model: an export (a SavedModel or a TF Serving model dir), which is what the workers load.
+    sources: folders, globs or files of images.
+    output: the shards' prefix (a trailing ``.csv`` is dropped):
+      ``<prefix>-00000-of-00002.csv``, ``<prefix>-failures-00000-of-00001.csv``.
+    pipeline_args: Beam's own options, ``--runner`` among them.
+    probabilities: also write ``prob_<label>`` columns.
+    min_batch_size, max_batch_size: bounds of RunInference's batches.
+    num_shards: CSV (and JSON Lines) shards to write; 0 lets the runner choose.
+    json_lines: also write JSON Lines shards.
+
+  Returns:
+    The run's counters and the path they were written to.
   """
   if min_batch_size > max_batch_size:
-    raise ValueError(f"the smallest batch ({min_batch_size}) is larger than the largest ({max_batch_size})")
+    raise ValueError(
+        f"the smallest batch ({min_batch_size}) is larger than the largest ({max_batch_size})")
   export_dir = prediction.saved_model_dir(model)
   if export_dir is None:
-    raise ValueError(f"{model} is not an exported SavedModel (nor a dir of versions): Beam workers load an "
-                     "export; make one with mlc-export --workdir=<the training workdir>")
-  label_names = prediction.SavedModelPredictor(export_dir).label_names  # checked and named on the launcher
+    raise ValueError(
+        f"{model} is not an exported SavedModel (nor a dir of versions): Beam workers load an "
+        "export; make one with mlc-export --workdir=<the training workdir>")
+  label_names = prediction.SavedModelPredictor(
+      export_dir).label_names  # checked and named on the launcher
   patterns = _check_matches(sources)
   prefix = output[:-len(".csv")] if output.endswith(".csv") else output
   with beam.Pipeline(options=PipelineOptions(pipeline_args)) as pipeline:
-    build_pipeline(pipeline, patterns, export_dir, prefix, label_names, probabilities, min_batch_size,
-                   max_batch_size, num_shards, json_lines, dangling_links(sources))
+    build_pipeline(pipeline, patterns, export_dir, prefix, label_names, probabilities,
+                   min_batch_size, max_batch_size, num_shards, json_lines, dangling_links(sources))
   counters = _counters(pipeline.result, label_names)
   counters_path = f"{prefix}-counters.json"
   with filesystems.FileSystems.create(counters_path) as f:
@@ -272,7 +353,8 @@ def predict_to_shards(model: str, sources: list[str], output: str, pipeline_args
 def _counters(result: PipelineResult, label_names: list[str]) -> dict:
   """The run's metrics in our namespace, summed over steps; a counter never incremented is 0."""
   totals: dict[str, int] = {}
-  for counter in result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
+  for counter in result.metrics().query(
+      MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
     totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + counter.result
   return {**{name: totals.get(name, 0) for name in ("tagged", "invalid", "unreadable", "left_out")},
           "positives": {name: totals.get(f"positives_{name}", 0) for name in label_names}}

@@ -38,19 +38,22 @@ class Answer:
 
 
 def rest_url(server: str, model_name: str, version: int | None = None) -> str:
-  """``<server>/v1/models/<name>[/versions/<version>]:predict``."""
+  """Returns the REST predict URL, ``<server>/v1/models/<name>[/versions/<version>]:predict``."""
   path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version is not None else "")
   return f"{server.rstrip('/')}{path}:predict"
 
 
 def rest_request(images: Sequence[bytes], signature_name: str = signatures.SERVING) -> dict:
-  """The JSON body of a REST predict call: row format, one ``{"b64": ...}`` instance per image."""
+  """Returns the JSON body of a REST predict call: row format, one ``{"b64": ...}`` per image."""
   return {"signature_name": signature_name,
           "instances": [{"b64": base64.b64encode(image).decode("ascii")} for image in images]}
 
 
 def parse_rest_response(body: dict) -> list[Answer]:
-  """TF Serving's row-format reply (``{"predictions": [{output: value, ...}, ...]}``) -> answers."""
+  """Parses TF Serving's row-format reply (``{"predictions": [{output: value, ...}, ...]}``).
+
+  Returns the answers.
+  """
   if "error" in body:
     raise ServingError(body["error"])
   return [Answer(valid=bool(row["valid"]), labels=[label for label in row["labels"] if label],
@@ -59,9 +62,27 @@ def parse_rest_response(body: dict) -> list[Answer]:
           for row in body["predictions"]]
 
 
-def predict_rest(server: str, model_name: str, images: Sequence[bytes], *, version: int | None = None,
+def predict_rest(server: str,
+                 model_name: str,
+                 images: Sequence[bytes],
+                 *,
+                 version: int | None = None,
                  timeout_s: float = 30.0) -> list[Answer]:
-  """Answers for ``images`` from the TF Serving REST endpoint ``server`` (e.g. http://localhost:8501)."""
+  """Asks the TF Serving REST endpoint ``server`` for answers for ``images``.
+
+  Args:
+    server: the endpoint, e.g. http://localhost:8501.
+    model_name: the served model's name.
+    images: encoded images.
+    version: the model version to ask; None: the server's default.
+    timeout_s: seconds to wait for the reply.
+
+  Returns:
+    One answer per image, in order.
+
+  Raises:
+    ServingError: the server answered with an error.
+  """
   if not images:
     return []
   request = urllib.request.Request(rest_url(server, model_name, version),
@@ -81,7 +102,10 @@ def predict_rest(server: str, model_name: str, images: Sequence[bytes], *, versi
 
 def grpc_request(images: Sequence[bytes], model_name: str, *, version: int | None = None,
                  signature_name: str = signatures.SERVING):
-  """A tensorflow-serving-api ``PredictRequest`` carrying ``images`` as the string tensor ``image_bytes``."""
+  """Makes a tensorflow-serving-api ``PredictRequest`` carrying ``images``.
+
+  They travel as the string tensor ``image_bytes``.
+  """
   import tensorflow as tf
   from tensorflow_serving.apis import predict_pb2
 
@@ -96,7 +120,7 @@ def grpc_request(images: Sequence[bytes], model_name: str, *, version: int | Non
 
 
 def parse_grpc_response(response) -> list[Answer]:
-  """A ``PredictResponse`` -> answers."""
+  """Parses a ``PredictResponse`` into answers."""
   import tensorflow as tf
 
   outputs = {name: tf.make_ndarray(tensor) for name, tensor in response.outputs.items()}
@@ -107,9 +131,24 @@ def parse_grpc_response(response) -> list[Answer]:
               outputs["valid"], outputs["labels"], outputs["probabilities"], outputs["decisions"])]
 
 
-def predict_grpc(target: str, model_name: str, images: Sequence[bytes], *, version: int | None = None,
+def predict_grpc(target: str,
+                 model_name: str,
+                 images: Sequence[bytes],
+                 *,
+                 version: int | None = None,
                  timeout_s: float = 30.0) -> list[Answer]:
-  """Answers for ``images`` from the TF Serving gRPC endpoint ``target`` (e.g. localhost:8500)."""
+  """Asks the TF Serving gRPC endpoint ``target`` for answers for ``images``.
+
+  Args:
+    target: the endpoint, e.g. localhost:8500.
+    model_name: the served model's name.
+    images: encoded images.
+    version: the model version to ask; None: the server's default.
+    timeout_s: seconds to wait for the reply.
+
+  Returns:
+    One answer per image, in order.
+  """
   import grpc
   from tensorflow_serving.apis import prediction_service_pb2_grpc
 

@@ -42,16 +42,20 @@ MAX_IMAGE_PIXELS = image_formats.MAX_IMAGE_PIXELS
 
 
 def next_version(model_dir: str) -> int:
-  """1 + the highest integer version directory under ``model_dir`` (1 when there is none)."""
+  """Returns 1 + the highest integer version directory under ``model_dir`` (1 when none)."""
   if not tf.io.gfile.isdir(model_dir):
     return 1
-  versions = [int(name.rstrip("/")) for name in tf.io.gfile.listdir(model_dir) if name.rstrip("/").isdigit()]
+  versions = [
+      int(name.rstrip("/"))
+      for name in tf.io.gfile.listdir(model_dir)
+      if name.rstrip("/").isdigit()
+  ]
   return max(versions, default=0) + 1
 
 
 def decode_batch(image_bytes: tf.Tensor, image_size: int,
                  max_image_pixels: int = MAX_IMAGE_PIXELS) -> tuple[tf.Tensor, tf.Tensor]:
-  """Encoded images [B] -> (float32 [B, S, S, 3] from ``decode_and_resize``, valid bool [B]).
+  """Decodes images [B] into (float32 [B, S, S, 3] from ``decode_and_resize``, valid bool [B]).
 
   An element whose header is not a JPEG/PNG/GIF/BMP, or that
   ``decode_and_resize`` refuses (over ``max_image_pixels``, a palette BMP,
@@ -69,15 +73,22 @@ def decode_batch(image_bytes: tf.Tensor, image_size: int,
              .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
              .ignore_errors())
   # A sentinel at index ``count`` makes exactly one batch, even when nothing decoded.
-  sentinel = tf.data.Dataset.from_tensors((count, tf.zeros([image_size, image_size, 3], tf.float32)))
+  sentinel = tf.data.Dataset.from_tensors((count, tf.zeros([image_size, image_size, 3],
+                                                           tf.float32)))
   indices, images = decoded.concatenate(sentinel).batch(count + 1).get_single_element()
-  images = tf.scatter_nd(indices[:, None], images, tf.stack([count + 1, image_size, image_size, 3]))[:-1]
-  valid = tf.scatter_nd(indices[:, None], tf.ones_like(indices, tf.int32), tf.reshape(count + 1, [1]))[:-1] > 0
+  images = tf.scatter_nd(indices[:, None], images, tf.stack([count + 1, image_size, image_size,
+                                                             3]))[:-1]
+  valid = tf.scatter_nd(indices[:, None], tf.ones_like(indices, tf.int32),
+                        tf.reshape(count + 1, [1]))[:-1] > 0
   return images, valid
 
 
-def predicted_label_names(probabilities: tf.Tensor, decisions: tf.Tensor, label_names: tf.Tensor) -> tf.Tensor:
-  """[B, L] names of the labels decided 1, most probable first, padded with "" to L columns."""
+def predicted_label_names(probabilities: tf.Tensor, decisions: tf.Tensor,
+                          label_names: tf.Tensor) -> tf.Tensor:
+  """Returns the [B, L] names of the labels decided 1, most probable first, padded with "".
+
+  Each row has L columns.
+  """
   score = tf.where(decisions > 0, probabilities, -1.0)
   order = tf.argsort(score, axis=-1, direction="DESCENDING", stable=True)
   chosen = tf.gather(decisions, order, batch_dims=1) > 0
@@ -86,7 +97,9 @@ def predicted_label_names(probabilities: tf.Tensor, decisions: tf.Tensor, label_
 
 def signature_functions(inference_model: keras.Model, config_json: str = "{}",
                         max_image_pixels: int = MAX_IMAGE_PIXELS) -> dict:
-  """The exported signatures as tf.functions, by name (``signatures``): what a SavedModel serves, in memory.
+  """Returns the exported signatures as tf.functions, by name (``signatures``).
+
+  They are what a SavedModel serves, in memory.
 
   ``export_saved_model`` writes exactly these; a caller holding a model.keras
   can ask ``serving_default`` the same question TF Serving would be asked.
@@ -103,8 +116,8 @@ def signature_functions(inference_model: keras.Model, config_json: str = "{}",
     def no_rows():
       return tf.zeros([0, num_labels], tf.float32), tf.zeros([0, num_labels], tf.int32)
 
-    # An empty batch never reaches the network: oneDNN's batch norm rejects 0-row inputs on some CPUs
-    # (AVX-512/AMX hosts: "Incompatible shapes: [C] vs. [0,H,W,C]").
+    # An empty batch never reaches the network: oneDNN's batch norm rejects 0-row inputs on some
+    # CPUs (AVX-512/AMX hosts: "Incompatible shapes: [C] vs. [0,H,W,C]").
     return tf.cond(tf.shape(images)[0] > 0, run_network, no_rows)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=signatures.IMAGE_BYTES)])
@@ -116,7 +129,8 @@ def signature_functions(inference_model: keras.Model, config_json: str = "{}",
     return {"probabilities": probabilities, "decisions": decisions,
             "labels": predicted_label_names(probabilities, decisions, label_tensor), "valid": valid}
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=signatures.PIXEL_INPUT)])
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None, None, 3], tf.float32, name=signatures.PIXEL_INPUT)])
   def serve_pixels(pixels):
     probabilities, decisions = answer(pipeline.resize(pixels, model_size))
     return {"probabilities": probabilities, "decisions": decisions,
@@ -124,27 +138,52 @@ def signature_functions(inference_model: keras.Model, config_json: str = "{}",
 
   @tf.function(input_signature=[])
   def metadata_signature():
-    return {"label_names": label_tensor, "thresholds": tf.constant(metadata["thresholds"], tf.float32),
-            "image_size": tf.constant(model_size, tf.int32),
-            "max_image_pixels": tf.constant(max_image_pixels, tf.int64), "config": tf.constant(config_json)}
+    return {
+        "label_names": label_tensor,
+        "thresholds": tf.constant(metadata["thresholds"], tf.float32),
+        "image_size": tf.constant(model_size, tf.int32),
+        "max_image_pixels": tf.constant(max_image_pixels, tf.int64),
+        "config": tf.constant(config_json)
+    }
 
-  return {signatures.SERVING: serve_bytes, signatures.PIXELS: serve_pixels, signatures.METADATA: metadata_signature}
+  return {
+      signatures.SERVING: serve_bytes,
+      signatures.PIXELS: serve_pixels,
+      signatures.METADATA: metadata_signature
+  }
 
 
 def _metadata(inference_model: keras.Model, config_json: str, max_image_pixels: int) -> dict:
-  """What the metadata signature answers and assets.extra/metadata.json holds, read from the model."""
+  """Returns what the metadata signature answers and assets.extra/metadata.json holds.
+
+  It is read from the model.
+  """
   decisions_layer = inference.decision_layer(inference_model)
   shift = inference.prior_shift(inference_model)
-  return {"label_names": list(decisions_layer.label_names),
-          "thresholds": np.asarray(decisions_layer.thresholds.numpy(), np.float32).tolist(),
-          "image_size": int(inference_model.input_shape[1]), "max_image_pixels": max_image_pixels,
-          "label_rules": [list(pair) for pair in inference.implications(inference_model)],
-          "prior_shift": shift and {"train_prior": shift.train_prior, "target_prior": shift.target_prior},
-          "config": json.loads(config_json)}
+  return {
+      "label_names":
+          list(decisions_layer.label_names),
+      "thresholds":
+          np.asarray(decisions_layer.thresholds.numpy(), np.float32).tolist(),
+      "image_size":
+          int(inference_model.input_shape[1]),
+      "max_image_pixels":
+          max_image_pixels,
+      "label_rules": [list(pair) for pair in inference.implications(inference_model)],
+      "prior_shift":
+          shift and {
+              "train_prior": shift.train_prior,
+              "target_prior": shift.target_prior
+          },
+      "config":
+          json.loads(config_json)
+  }
 
 
 def inference_model_from_export(export_dir: str) -> tuple[keras.Model, dict]:
-  """(An inference model that answers as the SavedModel at ``export_dir`` does, the export's metadata).
+  """Returns an inference model that answers as the SavedModel at ``export_dir`` does.
+
+  It comes with the export's metadata: (model, metadata).
 
   The export's network is wrapped as it is (``keras.layers.TFSMLayer`` on its
   ``predict_pixels`` signature); the prior shift it carries is undone inside
@@ -155,31 +194,43 @@ def inference_model_from_export(export_dir: str) -> tuple[keras.Model, dict]:
   """
   metadata_path = os.path.join(export_dir, "assets.extra", "metadata.json")
   if not tf.io.gfile.exists(metadata_path):
-    raise FileNotFoundError(f"{export_dir} has no assets.extra/metadata.json: not a model mlc_tf exported")
+    raise FileNotFoundError(
+        f"{export_dir} has no assets.extra/metadata.json: not a model mlc_tf exported")
   with tf.io.gfile.GFile(metadata_path) as f:
     metadata = json.load(f)
   if "label_rules" not in metadata or "prior_shift" not in metadata:
-    raise ValueError(f"{export_dir} was exported before mlc_tf recorded the label rules and prior shift it "
-                     "carries: calibrate the training workdir (or its model.keras) it came from")
+    raise ValueError(
+        f"{export_dir} was exported before mlc_tf recorded the label rules and prior shift it "
+        "carries: calibrate the training workdir (or its model.keras) it came from")
   names, size, shift = metadata["label_names"], metadata["image_size"], metadata["prior_shift"]
   image = keras.Input((size, size, 3), name="image")
-  probabilities = keras.layers.TFSMLayer(export_dir, call_endpoint=signatures.PIXELS, name="export")(image)[
-      "probabilities"]
+  probabilities = keras.layers.TFSMLayer(export_dir, call_endpoint=signatures.PIXELS,
+                                         name="export")(image)["probabilities"]
   if shift:  # the same shift with the priors swapped is its exact inverse
     probabilities = layers.PriorShift(names, shift["target_prior"], shift["train_prior"],
                                       name="undo_prior_shift")(probabilities)
   network = keras.Model(image, probabilities, name="exported_network")
   outer = keras.Input((size, size, 3), name="image")
-  nested = keras.Model(outer, network(outer), name="exported")  # one layer to ``build``: its shift stays inside
-  model = inference.build(nested, names, np.asarray(metadata["thresholds"], np.float32),
-                          [tuple(pair) for pair in metadata["label_rules"]],
-                          priors=shift and (np.asarray(shift["train_prior"]), np.asarray(shift["target_prior"])))
+  nested = keras.Model(outer, network(outer),
+                       name="exported")  # one layer to ``build``: its shift stays inside
+  model = inference.build(nested,
+                          names,
+                          np.asarray(metadata["thresholds"],
+                                     np.float32), [tuple(pair) for pair in metadata["label_rules"]],
+                          priors=shift and
+                          (np.asarray(shift["train_prior"]), np.asarray(shift["target_prior"])))
   return model, metadata
 
 
-def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str, config_json: str = "{}",
-                       label_names: list[str] | None = None, image_size: int | None = None,
-                       max_image_pixels: int = MAX_IMAGE_PIXELS, extra_assets: dict[str, str] | None = None) -> str:
+def export_saved_model(inference_model: keras.Model,
+                       *,
+                       base_dir: str,
+                       name: str,
+                       config_json: str = "{}",
+                       label_names: list[str] | None = None,
+                       image_size: int | None = None,
+                       max_image_pixels: int = MAX_IMAGE_PIXELS,
+                       extra_assets: dict[str, str] | None = None) -> str:
   """Writes ``inference_model`` as ``<base_dir>/<name>/<next version>/`` and returns that path.
 
   Label names, thresholds and the input size are read from the model;
@@ -191,21 +242,41 @@ def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str
   The version directory appears atomically (written aside, then renamed), so
   TF Serving never sees a half-written model, and an existing version is
   never overwritten.
+
+  Args:
+    inference_model: the model to export.
+    base_dir: the directory of the exported models.
+    name: the model's name, a directory under ``base_dir``.
+    config_json: the training config, kept in the metadata.
+    label_names: the expected label names; None: not checked.
+    image_size: the expected input size; None: not checked.
+    max_image_pixels: the largest image (in pixels) the signatures decode.
+    extra_assets: file name -> text, written to ``assets.extra/``.
+
+  Returns:
+    The new version directory.
+
+  Raises:
+    ValueError: ``label_names`` or ``image_size`` disagree with the model.
   """
   metadata = _metadata(inference_model, config_json, max_image_pixels)
   if label_names is not None and list(label_names) != metadata["label_names"]:
-    raise ValueError(f"label_names {list(label_names)} differ from the model's {metadata['label_names']}")
+    raise ValueError(
+        f"label_names {list(label_names)} differ from the model's {metadata['label_names']}")
   if image_size is not None and image_size != metadata["image_size"]:
-    raise ValueError(f"image_size {image_size} differs from the model's input size {metadata['image_size']}")
+    raise ValueError(
+        f"image_size {image_size} differs from the model's input size {metadata['image_size']}")
   archive = keras.export.ExportArchive()
   archive.track(inference_model)
-  for signature_name, function in signature_functions(inference_model, config_json, max_image_pixels).items():
+  for signature_name, function in signature_functions(inference_model, config_json,
+                                                      max_image_pixels).items():
     archive.add_endpoint(signature_name, function)
   model_dir = os.path.join(base_dir, name)
   os.makedirs(model_dir, exist_ok=True)
   atomic_files.remove_abandoned(model_dir)  # versions of exports killed mid-write
-  with atomic_files.staged_beside(os.path.join(model_dir, "version")) as staged:  # not an integer: TF Serving
-    archive.write_out(staged, verbose=False)                                      # ignores it
+  # Staged as "version", not an integer: TF Serving ignores it.
+  with atomic_files.staged_beside(os.path.join(model_dir, "version")) as staged:
+    archive.write_out(staged, verbose=False)
     os.makedirs(os.path.join(staged, "assets.extra"))
     with open(os.path.join(staged, "assets.extra", "metadata.json"), "w") as f:
       json.dump(metadata, f, indent=2)
@@ -216,7 +287,10 @@ def export_saved_model(inference_model: keras.Model, *, base_dir: str, name: str
 
 
 def _publish_as_next_version(staged: str, model_dir: str) -> str:
-  """Renames the finished ``staged`` directory to ``model_dir/<next version>``, never onto an existing version."""
+  """Renames the finished ``staged`` directory to ``model_dir/<next version>``.
+
+  It never renames onto an existing version.
+  """
   while True:
     version_dir = os.path.join(model_dir, str(next_version(model_dir)))
     try:

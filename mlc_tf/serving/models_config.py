@@ -1,4 +1,6 @@
-"""TF Serving's ``models.config``: several exported models in one server, each with a version policy.
+"""TF Serving's ``models.config``: several exported models in one server.
+
+Each model has its version policy.
 
     model_config_list {
       config { name: "demo" base_path: "/models/demo" model_platform: "tensorflow"
@@ -19,11 +21,15 @@ from typing import Mapping
 from google.protobuf import text_format
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
-VersionPolicy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
+VersionPolicy = (
+    file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy)
 
 
 def version_policy(spec: str) -> VersionPolicy:
-  """``latest:N`` (the N highest versions), ``all``, or ``specific:V1,V2,...`` -> a version policy."""
+  """Parses ``latest:N`` (the N highest versions), ``all`` or ``specific:V1,V2,...``.
+
+  Returns the version policy.
+  """
   kind, _, arg = spec.partition(":")
   policy = VersionPolicy()
   try:
@@ -38,25 +44,35 @@ def version_policy(spec: str) -> VersionPolicy:
     else:
       raise ValueError
   except ValueError:
-    raise ValueError(f"bad version policy {spec!r}; expected latest:N, all, or specific:V1,V2,...") from None
+    raise ValueError(
+        f"bad version policy {spec!r}; expected latest:N, all, or specific:V1,V2,...") from None
   return policy
 
 
 def exported_models(base_dir: str) -> dict[str, list[int]]:
-  """{model name: its integer versions, ascending} for every ``<base_dir>/<name>/<version>/``."""
+  """Maps each model name to its integer versions, ascending.
+
+  It finds them as ``<base_dir>/<name>/<version>/``.
+  """
   models = {}
   for name in sorted(os.listdir(base_dir)):
     model_dir = os.path.join(base_dir, name)
     if os.path.isdir(model_dir):
-      versions = sorted(int(v) for v in os.listdir(model_dir)
-                        if v.isdigit() and os.path.isfile(os.path.join(model_dir, v, "saved_model.pb")))
+      versions = sorted(
+          int(v)
+          for v in os.listdir(model_dir)
+          if v.isdigit() and os.path.isfile(os.path.join(model_dir, v, "saved_model.pb")))
       if versions:
         models[name] = versions
   return models
 
 
-def models_config(policies: Mapping[str, str], serving_base: str) -> model_server_config_pb2.ModelServerConfig:
-  """One ``config`` entry per {model name: version policy spec}, served from ``<serving_base>/<name>``."""
+def models_config(policies: Mapping[str, str],
+                  serving_base: str) -> model_server_config_pb2.ModelServerConfig:
+  """Makes one ``config`` entry per {model name: version policy spec}.
+
+  Each is served from ``<serving_base>/<name>``.
+  """
   if not policies:
     raise ValueError("no models to put in models.config")
   config = model_server_config_pb2.ModelServerConfig()

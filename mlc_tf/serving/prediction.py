@@ -29,7 +29,10 @@ from mlc_tf.serving import signatures
 
 
 def list_images(sources: list[str]) -> list[str]:
-  """Image files from folders (their images, not recursive) and glob patterns, sorted per source, no repeats."""
+  """Lists the image files of folders (not recursive) and glob patterns.
+
+  They are sorted per source, without repeats.
+  """
   found: dict[str, None] = {}
   for source in sources:
     if os.path.isdir(source):
@@ -38,16 +41,22 @@ def list_images(sources: list[str]) -> list[str]:
     else:
       matches = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
     if not matches:
-      raise FileNotFoundError(f"no image file found at {source!r} (a folder of .jpg/.png/.gif/.bmp or a glob)")
+      raise FileNotFoundError(
+          f"no image file found at {source!r} (a folder of .jpg/.png/.gif/.bmp or a glob)")
     found.update(dict.fromkeys(matches))
   return list(found)
 
 
 def non_image_files(sources: list[str]) -> list[str]:
-  """The files of the folders among ``sources`` that ``list_images`` leaves out: their names are no image's."""
-  return [os.path.join(source, name) for source in sources if os.path.isdir(source)
-          for name in sorted(os.listdir(source))
-          if os.path.isfile(os.path.join(source, name)) and not name.lower().endswith(image_formats.EXTENSIONS)]
+  """Returns the files of the folders among ``sources`` that ``list_images`` leaves out.
+
+  Their names are no image's.
+  """
+  return [
+      os.path.join(source, name) for source in sources if os.path.isdir(source)
+      for name in sorted(os.listdir(source)) if os.path.isfile(os.path.join(source, name)) and
+      not name.lower().endswith(image_formats.EXTENSIONS)
+  ]
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
@@ -64,12 +73,16 @@ class KerasPredictor:
     self.label_names = list(layer.label_names)
     self.image_size = int(model.inputs[0].shape[1])
 
-  def predict(self, paths: list[str], batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+  def predict(self, paths: list[str],
+              batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
     """Yields (paths, probabilities [B, L], decisions [B, L]) for the readable images, in order."""
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths, dtype=str))
-    ds = ds.map(lambda path: (path, pipeline.decode_and_resize(tf.io.read_file(path), self.image_size)),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)  # the path travels with its image
+    ds = ds.map(lambda path:
+                (path, pipeline.decode_and_resize(tf.io.read_file(path), self.image_size)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    ds = ds.ignore_errors().batch(batch_size).prefetch(
+        tf.data.AUTOTUNE)  # the path travels with its image
     for batch_paths, images in ds:
       outputs = self.model.predict_on_batch(images)
       yield ([p.decode() for p in batch_paths.numpy()], np.asarray(outputs["probabilities"]),
@@ -92,7 +105,8 @@ class SavedModelPredictor:
     outputs = self.serve(image_bytes=tf.constant(blobs, tf.string))
     return {k: v.numpy() for k, v in outputs.items()}
 
-  def predict(self, paths: list[str], batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+  def predict(self, paths: list[str],
+              batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
     """Yields (paths, probabilities, decisions) for the images the model accepts, in order."""
     for chunk in _batches(paths, batch_size):
       readable = []
@@ -104,7 +118,8 @@ class SavedModelPredictor:
           continue
       try:
         answers = [(readable, self._call([blob for _, blob in readable]))] if readable else []
-      except tf.errors.InvalidArgumentError:  # one bad image fails the whole batch: find it, keep the rest
+      # One bad image fails the whole batch: find it, keep the rest.
+      except tf.errors.InvalidArgumentError:
         answers = []
         for item in readable:
           try:
@@ -118,8 +133,11 @@ class SavedModelPredictor:
 
 
 def load_predictor(path: str) -> KerasPredictor | SavedModelPredictor:
-  """A predictor for ``path``: a SavedModel dir, a TF Serving model dir (its highest version), a .keras
-  file, or a training workdir holding model.keras."""
+  """Loads a predictor for ``path``.
+
+  ``path`` is a SavedModel dir, a TF Serving model dir (its highest version), a .keras file, or a
+  training workdir holding model.keras.
+  """
   export_dir = saved_model_dir(path)
   if export_dir:
     return SavedModelPredictor(export_dir)
@@ -127,9 +145,12 @@ def load_predictor(path: str) -> KerasPredictor | SavedModelPredictor:
 
 
 def saved_model_dir(path: str) -> str | None:
-  """The SavedModel ``path`` names: itself, or a TF Serving model dir's highest version; None if neither.
+  """Returns the SavedModel ``path`` names: itself, or a TF Serving model dir's highest version.
 
-  Through ``tf.io.gfile``, so ``gs://`` and the other file systems TensorFlow has work as local paths do.
+  None if neither.
+
+  Through ``tf.io.gfile``, so ``gs://`` and the other file systems TensorFlow has work as local
+  paths do.
   """
   if not tf.io.gfile.isdir(path):
     return None
@@ -142,15 +163,20 @@ def saved_model_dir(path: str) -> str | None:
 
 
 def csv_columns(label_names: list[str], probabilities: bool) -> list[str]:
-  """The CSV's header: ``file``, one column per label and, on request, ``prob_<label>`` columns.
+  """Returns the CSV's header: ``file``, a column per label and, on request, ``prob_<label>`` ones.
 
   Local and Beam prediction (``batch_prediction``) both write through this and :func:`csv_row`.
   """
-  return ["file", *label_names, *([f"prob_{name}" for name in label_names] if probabilities else [])]
+  return [
+      "file", *label_names, *([f"prob_{name}" for name in label_names] if probabilities else [])
+  ]
 
 
 def csv_row(path: str, probs: np.ndarray, decisions: np.ndarray, probabilities: bool) -> list:
-  """One image's CSV row under :func:`csv_columns`: its path, 0/1 decisions, probabilities to 6 decimals."""
+  """Returns one image's CSV row under :func:`csv_columns`.
+
+  That is its path, 0/1 decisions and probabilities to 6 decimals.
+  """
   return [path, *map(int, decisions), *([f"{x:.6f}" for x in probs] if probabilities else [])]
 
 
@@ -162,11 +188,21 @@ class PredictionSummary:
 
 def predict_to_csv(predictor: KerasPredictor | SavedModelPredictor, paths: list[str], output: str,
                    batch_size: int = 64, probabilities: bool = False) -> PredictionSummary:
-  """Writes ``output``: ``file``, one 0/1 column per label and, on request, ``prob_<label>`` columns.
+  """Writes ``output``: ``file``, one 0/1 column per label and, on request, ``prob_<label>`` ones.
+
+  Args:
+    predictor: the model to ask.
+    paths: image files, in the order of the rows.
+    output: the CSV file to write.
+    batch_size: images per prediction batch.
+    probabilities: also write ``prob_<label>`` columns.
+
+  Returns:
+    How many rows were written, and the files skipped as not readable images.
 
   Raises:
-    ValueError: ``output`` is a directory or lies under a file; no file of ``paths`` is a readable image
-      (``output`` is then left as it was).
+    ValueError: ``output`` is a directory or lies under a file; no file of ``paths`` is a readable
+      image (``output`` is then left as it was).
   """
   if os.path.isdir(output):
     raise ValueError(f"the output {output} is a directory; name the CSV file to write")
@@ -186,8 +222,9 @@ def predict_to_csv(predictor: KerasPredictor | SavedModelPredictor, paths: list[
           writer.writerow(csv_row(path, p, d, probabilities))
           done.add(path)
     if not done:
-      raise ValueError(f"none of the {len(paths)} file(s) is an image the model can read "
-                       f"({', '.join(paths[:5])}{' …' if len(paths) > 5 else ''}); {output} was not written")
+      raise ValueError(
+          f"none of the {len(paths)} file(s) is an image the model can read "
+          f"({', '.join(paths[:5])}{' …' if len(paths) > 5 else ''}); {output} was not written")
 
   atomic_files.write_aside(output, write)
   return PredictionSummary(len(done), [path for path in paths if path not in done])

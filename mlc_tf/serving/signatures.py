@@ -1,4 +1,6 @@
-"""The serving contract's names: what an exported model's signatures are called and what they take and give.
+"""The serving contract's names.
+
+What an exported model's signatures are called, and what they take and give.
 
 ``mlc_tf.serving.export`` builds the signatures under these names, ``client`` speaks
 them, and docs/serving.md documents them; nothing here imports TensorFlow.

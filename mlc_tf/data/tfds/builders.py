@@ -53,7 +53,7 @@ class DigitsConfig(CorpusConfig):
 
 
 def rgb_jpeg(data: bytes) -> bytes:
-  """The encoded image as a 3-channel JPEG.
+  """Returns the encoded image as a 3-channel JPEG.
 
   A 3-channel JPEG is kept byte for byte, so records decode to exactly the
   pixels the folder gives; anything else (grayscale or CMYK JPEG, PNG, GIF,
@@ -85,17 +85,44 @@ def _config(builder_cls, **fields) -> CorpusConfig:
     if all(getattr(config, key) == value for key, value in fields.items()):
       return config
   config_cls = type(builder_cls.BUILDER_CONFIGS[0])
-  return config_cls(name=_config_name(fields), description="Made from mlc_tf's config.data.", **fields)
+  return config_cls(name=_config_name(fields),
+                    description="Made from mlc_tf's config.data.",
+                    **fields)
 
 
 def corpus_config(label_names, val_fraction=0.15, test_fraction=0.15, split_seed=0) -> CorpusConfig:
-  return _config(MlcCorpus, label_names=label_names, val_fraction=val_fraction, test_fraction=test_fraction,
+  return _config(MlcCorpus,
+                 label_names=label_names,
+                 val_fraction=val_fraction,
+                 test_fraction=test_fraction,
                  split_seed=split_seed)
 
 
-def digits_config(val_fraction=0.15, test_fraction=0.15, split_seed=0, num_images=1500, seed=0) -> DigitsConfig:
-  return _config(MlcDigits, val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
-                 num_images=num_images, seed=seed)
+def digits_config(val_fraction=0.15,
+                  test_fraction=0.15,
+                  split_seed=0,
+                  num_images=1500,
+                  seed=0) -> DigitsConfig:
+  """Returns the ``mlc_digits`` builder config with these settings.
+
+  A predefined config with the same values is reused; otherwise a new one is named after them.
+
+  Args:
+    val_fraction: share of the images in the validation split.
+    test_fraction: share of the images in the test split.
+    split_seed: seed of the stratified split.
+    num_images: how many scenes the generator makes.
+    seed: seed of the generator (``mlc_tf.data.builtin``).
+
+  Returns:
+    The ``DigitsConfig``.
+  """
+  return _config(MlcDigits,
+                 val_fraction=val_fraction,
+                 test_fraction=test_fraction,
+                 split_seed=split_seed,
+                 num_images=num_images,
+                 seed=seed)
 
 
 class _LayoutBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -112,11 +139,16 @@ class _LayoutBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         builder=self,
         description=self.__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg",
-                                         doc="3-channel JPEG; 3-channel JPEG files are stored unchanged"),
-            "labels": MultiHotLabels(sorted(self.builder_config.label_names),
-                                     doc="1 where the label's annotation file lists the image"),
-            "image_id": tfds.features.Scalar(np.int64, doc="<ID> of images/im<ID>.jpg"),
+            "image":
+                tfds.features.Image(
+                    shape=(None, None, 3),
+                    encoding_format="jpeg",
+                    doc="3-channel JPEG; 3-channel JPEG files are stored unchanged"),
+            "labels":
+                MultiHotLabels(sorted(self.builder_config.label_names),
+                               doc="1 where the label's annotation file lists the image"),
+            "image_id":
+                tfds.features.Scalar(np.int64, doc="<ID> of images/im<ID>.jpg"),
         }),
         supervised_keys=("image", "labels"),
         metadata=tfds.core.MetadataDict(),
@@ -134,18 +166,27 @@ class _LayoutBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       data = _read(path)
       if rgb_jpeg(data) != data:
         reencode.add(image_id)
-    self.info.metadata.update(corpus_warnings=audit.warnings(),
-                              skipped_images={os.path.basename(path): why for path, why in audit.undecodable_images},
-                              reencoded_images=len(reencode))
+    self.info.metadata.update(
+        corpus_warnings=audit.warnings(),
+        skipped_images={
+            os.path.basename(path): why for path, why in audit.undecodable_images
+        },
+        reencoded_images=len(reencode))
     labels = corpus_lib.label_columns(frame)
-    train, val, test = stratification.train_val_test_split(frame[labels].to_numpy(), config.val_fraction,
-                                                   config.test_fraction, config.split_seed)
+    train, val, test = stratification.train_val_test_split(frame[labels].to_numpy(),
+                                                           config.val_fraction,
+                                                           config.test_fraction, config.split_seed)
     parts = {"train": train, "validation": val, "test": test}
-    return {name: self._generate_examples(frame.iloc[rows], reencode) for name, rows in parts.items() if len(rows)}
+    return {
+        name: self._generate_examples(frame.iloc[rows], reencode)
+        for name, rows in parts.items()
+        if len(rows)
+    }
 
   def _generate_examples(self, frame: pd.DataFrame, reencode: set):
     labels = corpus_lib.label_columns(frame)
-    for image_id, path, targets in zip(frame.index, frame[corpus_lib.PATH_COLUMN], frame[labels].to_numpy()):
+    for image_id, path, targets in zip(frame.index, frame[corpus_lib.PATH_COLUMN],
+                                       frame[labels].to_numpy()):
       data = _read(path)
       yield int(image_id), {"image": rgb_jpeg(data) if image_id in reencode else data,
                             "labels": targets.astype(np.uint8), "image_id": int(image_id)}
@@ -192,9 +233,12 @@ class MlcDigits(_LayoutBuilder):
       "1.0.0": f"Initial release: generator version {builtin.VERSION} of mlc_tf.data.builtin; "
                "stratified train/validation/test splits from the builder config.",
   }
-  BUILDER_CONFIGS = [DigitsConfig(name="default", description="1,500 images, seed 0; 70/15/15 split, seed 0.")]
+  BUILDER_CONFIGS = [
+      DigitsConfig(name="default", description="1,500 images, seed 0; 70/15/15 split, seed 0.")
+  ]
 
   def _corpus_root(self, dl_manager):
     config = self.builder_config
-    return builtin.ensure_demo_corpus(os.fspath(dl_manager.download_dir), num_images=config.num_images,
+    return builtin.ensure_demo_corpus(os.fspath(dl_manager.download_dir),
+                                      num_images=config.num_images,
                                       seed=config.seed)
