@@ -56,6 +56,9 @@ class TaggedGate:
   label_frequency: float     # c = P(labelled | tagged) in the (class-balanced) fit
   tagged_share: float        # the stream's estimated share of tagged photos (cross-fitted)
   auc: float                 # ROC AUC of the cross-fitted g, labelled vs stream photos
+  # Elkan & Noto's own estimate (e1: c = mean of a plain cross-fitted logistic g on the labelled
+  # photos), a cross-check: higher than tagged_share where tagged and untagged photos overlap
+  tagged_share_e1: float
   labelled_images: int
   stream_images: int
 
@@ -68,7 +71,8 @@ class TaggedGate:
             "label_frequency": float(self.label_frequency),
             "tagged_share": float(self.tagged_share),
             "no_label_share": 1 - float(self.tagged_share),
-            "auc": float(self.auc), "labelled_images": self.labelled_images,
+            "auc": float(self.auc), "tagged_share_e1": float(self.tagged_share_e1),
+            "labelled_images": self.labelled_images,
             "stream_images": self.stream_images}
 
 
@@ -126,7 +130,8 @@ def fit_tagged_gate(labelled_probs: np.ndarray, stream_probs: np.ndarray, folds:
   Args:
     labelled_probs: the network's probabilities [N, L] on labelled photos it was not trained on.
     stream_probs: its probabilities [M, L] on the stream's untagged photos.
-    folds: cross-validation folds of the "is there anything to tell apart" check (ROC AUC).
+    folds: cross-fitting folds of the plain logistic g behind the ROC AUC check and the e1
+      cross-check (each photo scored by a model not fitted on it).
     seed: seed of the folds.
     min_stream_photos: the fewest stream photos an estimate is made from.
 
@@ -152,6 +157,9 @@ def fit_tagged_gate(labelled_probs: np.ndarray, stream_probs: np.ndarray, folds:
   g = model_selection.cross_val_predict(_classifier(seed), x, s, cv=cv,
                                         method="predict_proba")[:, 1]
   auc = float(metrics.roc_auc_score(s, g))
+  c_e1 = float(np.clip(g[s == 1].mean(), 1e-6, 1 - 1e-6))
+  g_stream = np.clip(g[s == 0], 1e-12, 1 - 1e-12)
+  tagged_share_e1 = float(np.minimum(1.0, (1 - c_e1) / c_e1 * g_stream / (1 - g_stream)).mean())
   scaler = preprocessing.StandardScaler().fit(x)
   w, b, c = _fit_modified_logistic(scaler.transform(x), s)
   coefficients = w / scaler.scale_  # the scaler folded into the coefficients
@@ -163,5 +171,5 @@ def fit_tagged_gate(labelled_probs: np.ndarray, stream_probs: np.ndarray, folds:
         f"apart with ROC AUC {auc:.3f} (at least {MIN_AUC} needed) and the estimated share with "
         f"no label is {1 - tagged_share:.3f} (at least {MIN_NO_LABEL_SHARE} needed); if the "
         "stream is all tagged, calibrate with --noestimate_untagged")
-  return TaggedGate(coefficients, bias, c, tagged_share, auc, len(labelled_probs),
+  return TaggedGate(coefficients, bias, c, tagged_share, auc, tagged_share_e1, len(labelled_probs),
                     len(stream_probs))
