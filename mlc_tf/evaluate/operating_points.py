@@ -418,7 +418,9 @@ def estimate_stream(probs: np.ndarray, train_prior: np.ndarray,
                   tagged_prior=tagged_prior, gate=gate)
   stream.prevalence = np.clip(stream.adapt(probs, train_prior).mean(axis=0), PRIOR_EPSILON,
                               1 - PRIOR_EPSILON)
-  stream.source = (f"untagged share {1 - gate.tagged_share:.3f} estimated by PU learning "
+  low, high = gate.no_label_interval
+  stream.source = (f"untagged share {1 - gate.tagged_share:.3f} (95 %: {low:.3f}–{high:.3f}) "
+                   "estimated by PU learning "
                    f"(ROC AUC {gate.auc:.3f} labelled vs stream, c = {gate.label_frequency:.3f}; "
                    f"Elkan & Noto's e1 {1 - gate.tagged_share_e1:.3f}), "
                    f"the tagged part's by EM in {iterations} iterations")

@@ -59,6 +59,8 @@ class TaggedGate:
   # Elkan & Noto's own estimate (e1: c = mean of a plain cross-fitted logistic g on the labelled
   # photos), a cross-check: higher than tagged_share where tagged and untagged photos overlap
   tagged_share_e1: float
+  # 95 % bootstrap interval of the share with no label (labelled and stream photos resampled)
+  no_label_interval: tuple[float, float]
   labelled_images: int
   stream_images: int
 
@@ -71,6 +73,7 @@ class TaggedGate:
             "label_frequency": float(self.label_frequency),
             "tagged_share": float(self.tagged_share),
             "no_label_share": 1 - float(self.tagged_share),
+            "no_label_interval": [float(v) for v in self.no_label_interval],
             "auc": float(self.auc), "tagged_share_e1": float(self.tagged_share_e1),
             "labelled_images": self.labelled_images,
             "stream_images": self.stream_images}
@@ -124,7 +127,8 @@ def _fit_modified_logistic(x: np.ndarray, s: np.ndarray, l2: float = 1.0):
 
 
 def fit_tagged_gate(labelled_probs: np.ndarray, stream_probs: np.ndarray, folds: int = 5,
-                    seed: int = 0, min_stream_photos: int = MIN_STREAM_PHOTOS) -> TaggedGate:
+                    seed: int = 0, min_stream_photos: int = MIN_STREAM_PHOTOS,
+                    samples: int = 50) -> TaggedGate:
   """Estimates a stream's tagged share and P(tagged | photo) from labelled and stream photos.
 
   Args:
@@ -134,6 +138,7 @@ def fit_tagged_gate(labelled_probs: np.ndarray, stream_probs: np.ndarray, folds:
       cross-check (each photo scored by a model not fitted on it).
     seed: seed of the folds.
     min_stream_photos: the fewest stream photos an estimate is made from.
+    samples: bootstrap resamples of the no-label share's interval (each a refit).
 
   Returns:
     The ``TaggedGate``: the modified logistic model fitted on all photos and its estimates.
@@ -161,15 +166,29 @@ def fit_tagged_gate(labelled_probs: np.ndarray, stream_probs: np.ndarray, folds:
   g_stream = np.clip(g[s == 0], 1e-12, 1 - 1e-12)
   tagged_share_e1 = float(np.minimum(1.0, (1 - c_e1) / c_e1 * g_stream / (1 - g_stream)).mean())
   scaler = preprocessing.StandardScaler().fit(x)
-  w, b, c = _fit_modified_logistic(scaler.transform(x), s)
-  coefficients = w / scaler.scale_  # the scaler folded into the coefficients
-  bias = b - float(coefficients @ scaler.mean_)
-  tagged_share = float(tagged_probability(stream_probs, coefficients, bias, c).mean())
+
+  def fit(rows):
+    """(coefficients, bias, c, tagged share of the stream photos among ``rows``)."""
+    w, b, c = _fit_modified_logistic(scaler.transform(x[rows]), s[rows])
+    coefficients = w / scaler.scale_  # the scaler folded into the coefficients
+    bias = b - float(coefficients @ scaler.mean_)
+    stream_rows = rows[s[rows] == 0] - len(labelled_probs)
+    return coefficients, bias, c, float(
+        tagged_probability(stream_probs[stream_rows], coefficients, bias, c).mean())
+
+  coefficients, bias, c, tagged_share = fit(np.arange(len(s)))
+  rng = np.random.default_rng(seed)
+  resampled = [
+      1 - fit(np.r_[rng.integers(0, len(labelled_probs), len(labelled_probs)),
+                    len(labelled_probs) + rng.integers(0, len(stream_probs), len(stream_probs))])[3]
+      for _ in range(samples)]
+  interval = tuple(np.percentile(resampled, [2.5, 97.5])) if samples else (np.nan, np.nan)
   if auc < MIN_AUC or 1 - tagged_share < MIN_NO_LABEL_SHARE:
     raise UntaggedEstimateError(
         "no sign of untagged photos in the stream: its photos and the labelled ones are told "
         f"apart with ROC AUC {auc:.3f} (at least {MIN_AUC} needed) and the estimated share with "
         f"no label is {1 - tagged_share:.3f} (at least {MIN_NO_LABEL_SHARE} needed); if the "
         "stream is all tagged, calibrate with --noestimate_untagged")
-  return TaggedGate(coefficients, bias, c, tagged_share, auc, tagged_share_e1, len(labelled_probs),
+  return TaggedGate(coefficients, bias, c, tagged_share, auc, tagged_share_e1, interval,
+                    len(labelled_probs),
                     len(stream_probs))
