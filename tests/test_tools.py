@@ -170,9 +170,9 @@ def test_stream_shares_measures_the_ways_of_adapting_on_held_out_stream_photos(t
   assert any(line.startswith("| (none) | 0.500 |") for line in lines)
   assert not any(line.startswith("| sun |") for line in lines)  # corpus share under 2 %
   figures = json.loads(output.read_text())
-  gated = figures["PU gate + EM (--prevalence=estimate)"]
+  gated = figures["PU gate (--prevalence=estimate)"]
   assert figures["as trained"]["estimated_no_label"] is None
-  assert 0.2 < gated["estimated_no_label"] < 0.8
+  assert 0.05 < gated["estimated_no_label"] < 0.8  # 40 fitted photos: a rough estimate
   # the blank photos are gated out: more photos without a label than as trained
   assert (gated["shares"]["held-out"]["(none)"]
           > figures["as trained"]["shares"]["held-out"]["(none)"])

@@ -13,10 +13,10 @@ computed from the network's probabilities with the numpy twins of the exported l
 against the graph). Rows: photos with no label, then each label whose corpus share is at least
 --min_share; columns: the corpus share, then per way of adapting the held-out and all-photo shares.
 Ways: the model as trained; EM alone (``--prevalence=estimate --noestimate_untagged``, what
-mlc-calibrate did before); the PU gate with the tagged part at the training prior; the PU gate
-with EM on the tagged part (``--prevalence=estimate``, the default). The labelled test split's
-micro P/R/F1 at each way's operating points closes the table. --cache keeps the network's
-probabilities (an .npz) so that a rerun with another seed or fraction predicts nothing.
+mlc-calibrate did before); the PU gate with the tagged part at the training prior
+(``--prevalence=estimate``, the default); the PU gate with EM on the tagged part. The labelled
+test split's micro P/R/F1 at each way's operating points closes the table. --cache keeps the
+network's probabilities (an .npz) so that a rerun with another seed or fraction predicts nothing.
 """
 
 from __future__ import annotations
@@ -109,20 +109,16 @@ def main(argv):
   held_rows = order[len(fit_rows):] if len(fit_rows) < len(order) else order
   fit = stream_probs[fit_rows]
 
-  def untagged_at_train_prior():
-    stream = operating_points.estimate_stream(fit, train_prior, fit_probs, seed=_SEED.value,
-                                              min_stream_photos=_MIN_TARGET_IMAGES.value)
-    stream.tagged_prior = train_prior
-    stream.prevalence = np.clip(stream.adapt(fit, train_prior).mean(axis=0), 1e-6, 1 - 1e-6)
-    return stream
+  def pu(tagged_em):
+    return lambda: operating_points.estimate_stream(
+        fit, train_prior, fit_probs, tagged_em=tagged_em, seed=_SEED.value,
+        min_stream_photos=_MIN_TARGET_IMAGES.value)
 
   ways = {
       "as trained": None,
       "EM alone (before)": lambda: operating_points.estimate_stream(fit, train_prior),
-      "PU gate, tagged part at the training prior": untagged_at_train_prior,
-      "PU gate + EM (--prevalence=estimate)": lambda: operating_points.estimate_stream(
-          fit, train_prior, fit_probs, seed=_SEED.value,
-          min_stream_photos=_MIN_TARGET_IMAGES.value),
+      "PU gate (--prevalence=estimate)": pu(False),
+      "PU gate + EM on the tagged part": pu(True),
   }
   read = operating_points.read_prevalence(_CORPUS_SHARES.value, names, train_prior)
   corpus = {**dict(zip(names, read.values)), operating_points.NO_LABEL: read.no_label}

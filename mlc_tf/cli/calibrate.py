@@ -6,7 +6,7 @@ label mix.
                 # thresholds chosen on the validation split
   mlc-calibrate --model=workdirs/flickr14 --data_dir=../shared/datasets/flickr14 \\
                 --target_images=photos/ --prevalence=stream_prevalence.csv
-                # or --prevalence=estimate: the share with no label by PU learning, then EM
+                # or --prevalence=estimate: the share with no label by PU learning
   mlc-calibrate --model=saved_models/flickr14 --data_dir=../shared/datasets/flickr14 --policy=f1
                 # an export (its highest version), as a deployment has it: no workdir needed
 
@@ -83,7 +83,7 @@ _ESTIMATE_UNTAGGED = flags.DEFINE_boolean(
     "estimate_untagged", True,
     "With --prevalence=estimate: first estimate the stream's share of photos with no label by "
     "positive-unlabelled learning (labelled --split photos vs the target photos) and gate the "
-    "export's probabilities by P(tagged | photo); EM then runs on the tagged part. "
+    "export's probabilities by P(tagged | photo); the tagged part keeps the training label mix. "
     "--noestimate_untagged: EM alone, as if every stream photo were tagged.")
 _MIN_TARGET_IMAGES = flags.DEFINE_integer(
     "min_target_images", untagged.MIN_STREAM_PHOTOS,

@@ -398,22 +398,27 @@ class Stream:
 
 
 def estimate_stream(probs: np.ndarray, train_prior: np.ndarray,
-                    labelled_probs: np.ndarray | None = None, **gate_options) -> Stream:
+                    labelled_probs: np.ndarray | None = None, tagged_em: bool = False,
+                    **gate_options) -> Stream:
   """Estimates a stream's prevalences from the network's probabilities on its photos.
 
   Without ``labelled_probs``: EM (``estimate_prevalence``), which assumes
   every stream photo is tagged. With them (held-out labelled photos): the
-  untagged part first (``untagged.fit_tagged_gate``; ``gate_options`` go
-  there), then EM on the tagged part, each photo weighted by its
-  P(tagged | photo); a label's stream prevalence is the mean of the gated,
-  shifted probabilities and no label's the estimated untagged share.
+  untagged part (``untagged.fit_tagged_gate``; ``gate_options`` go there);
+  the tagged part keeps the training prior (``tagged_em``: EM on it, each
+  photo weighted by its P(tagged | photo); measured worse on flickr14,
+  docs/evaluation.md); a label's stream prevalence is the mean of its gated
+  probability, no label's the estimated untagged share.
   """
   if labelled_probs is None:
     prevalence, iterations = estimate_prevalence(probs, train_prior)
     return Stream(probs, prevalence, f"estimated by EM in {iterations} iterations")
   gate = untagged.fit_tagged_gate(labelled_probs, probs, **gate_options)
-  tagged = gate.tagged_probability(probs)
-  tagged_prior, iterations = estimate_prevalence(probs, train_prior, weights=tagged)
+  tagged_prior, how = np.asarray(train_prior, np.float64), "at the training prior"
+  if tagged_em:
+    tagged_prior, iterations = estimate_prevalence(probs, train_prior,
+                                                   weights=gate.tagged_probability(probs))
+    how = f"by EM in {iterations} iterations"
   stream = Stream(probs, np.zeros(len(train_prior)), "", no_label=1 - gate.tagged_share,
                   tagged_prior=tagged_prior, gate=gate)
   stream.prevalence = np.clip(stream.adapt(probs, train_prior).mean(axis=0), PRIOR_EPSILON,
@@ -421,9 +426,9 @@ def estimate_stream(probs: np.ndarray, train_prior: np.ndarray,
   low, high = gate.no_label_interval
   stream.source = (f"untagged share {1 - gate.tagged_share:.3f} (95 %: {low:.3f}–{high:.3f}) "
                    "estimated by PU learning "
-                   f"(ROC AUC {gate.auc:.3f} labelled vs stream, c = {gate.label_frequency:.3f}; "
+                   f"(ROC AUC {gate.auc:.3f} labelled vs stream; "
                    f"Elkan & Noto's e1 {1 - gate.tagged_share_e1:.3f}), "
-                   f"the tagged part's by EM in {iterations} iterations")
+                   f"the tagged part's label mix {how}")
   return stream
 
 

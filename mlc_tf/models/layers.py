@@ -144,7 +144,7 @@ class TaggedGate(keras.layers.Layer):
 
   The trained network answers P(label | photo, tagged): it never saw a photo with no label. On a
   stream where some photos carry none, P(label | photo) = P(label | photo, tagged) *
-  P(tagged | photo), with P(tagged | photo) = (1 - c) * sigmoid(z) / (1 - c * sigmoid(z)),
+  P(tagged | photo), with P(tagged | photo) = min(1, (1 - c)/c * exp(z)),
   z = coefficients . logit(network probabilities) + bias: positive-unlabelled learning (Elkan &
   Noto 2008; mlc_tf/evaluate/untagged.py fits it). Coefficients, bias and c are in the config.
   """
@@ -163,8 +163,8 @@ class TaggedGate(keras.layers.Layer):
     clipped = ops.clip(ops.cast(network, "float32"), 1e-6, 1 - 1e-6)
     z = ops.matmul(ops.log(clipped) - ops.log1p(-clipped),
                    ops.convert_to_tensor(np.asarray(self.coefficients, np.float32)[:, None]))
-    sig = ops.sigmoid(z + self.bias)
-    tagged = (1 - self.label_frequency) * sig / (1 - self.label_frequency * sig)
+    odds = np.log((1 - self.label_frequency) / self.label_frequency)
+    tagged = ops.exp(ops.minimum(z + (self.bias + odds), 0.0))
     return probabilities * ops.cast(tagged, probabilities.dtype)
 
   def compute_output_spec(self, inputs):
