@@ -161,9 +161,9 @@ def fit_tagged_gate(labelled_probs: np.ndarray, stream_probs: np.ndarray, folds:
   interval = tuple(np.percentile(resampled, [2.5, 97.5])) if samples else (np.nan, np.nan)
   if auc < MIN_AUC or 1 - tagged_share < MIN_NO_LABEL_SHARE:
     raise UntaggedEstimateError(
-        "no sign of untagged photos in the stream: its photos and the labelled ones are told "
-        f"apart with ROC AUC {auc:.3f} (at least {MIN_AUC} needed) and the estimated share with "
-        f"no label is {1 - tagged_share:.3f} (at least {MIN_NO_LABEL_SHARE} needed); if the "
+        "no sign of untagged photos in the stream (needed: its photos told apart from the "
+        f"labelled ones with ROC AUC >= {MIN_AUC}, got {auc:.3f}; an estimated share with no "
+        f"label >= {MIN_NO_LABEL_SHARE}, got {1 - tagged_share:.3f}): no gate is guessed; if the "
         "stream is all tagged, calibrate with --noestimate_untagged")
   fitted = _classifier(seed).fit(x, s)
   scaler, logistic = fitted[0], fitted[1]
