@@ -112,8 +112,11 @@ def test_adapted_export_is_the_next_version_with_shifted_probabilities_and_a_rep
       answer["probabilities"].numpy(),
       operating_points.prior_shift(raw["probabilities"], train_prior, target_prior), atol=1e-5)
 
-  # again, with the prevalence estimated: the next version, the first one untouched
+  # again, with the prevalence estimated: 20 photos are too few for the untagged share, a clear
+  # error; EM alone then gives the next version, the first one untouched
   status, out, err = calibrate(*common, f"--target_images={stream}")
+  assert status == 1 and "too few target photos to estimate the untagged share" in err, err[-3000:]
+  status, out, err = calibrate(*common, f"--target_images={stream}", "--noestimate_untagged")
   assert status == 0, err[-3000:]
   assert "estimated by EM" in out and os.path.isdir(os.path.join(base_dir, "tiny", "2"))
   assert np.allclose(

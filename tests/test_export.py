@@ -149,7 +149,7 @@ def test_served_answers_equal_training_in_a_process_without_mlc_tf(tiny_trained,
       list(pair) for pair in inference.implications(result.inference_model)
   ]
   # what mlc-calibrate needs to rebuild the model around the export
-  assert assets["prior_shift"] is None
+  assert assets["prior_shift"] is None and assets["tagged_gate"] is None
 
 
 def parse_saved_model_cli_show(text):

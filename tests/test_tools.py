@@ -144,3 +144,35 @@ def test_gpu_check_runs_its_steps_on_the_cpu(tmp_path):
   assert "training reaches" in (out / "train_jit_True.txt").read_text()
   assert "throughput, batch 64" in (out / "serving.txt").read_text()
   assert list((out / "saved_models" / "demo").iterdir())
+
+
+def test_stream_shares_measures_the_ways_of_adapting_on_held_out_stream_photos(tiny_trained,
+                                                                                tmp_path):
+  import numpy as np
+  from PIL import Image
+  root, workdir, _ = tiny_trained
+  make_tiny_corpus(str(tmp_path / "tagged"), num_images=40, seed=11, grayscale_every=0)
+  stream = tmp_path / "tagged" / "images"
+  for k in range(40):  # half the stream looks like no labelled photo
+    Image.fromarray(np.full((16, 16, 3), 255, np.uint8)).save(stream / f"blank{k}.png")
+  shares = tmp_path / "shares.csv"
+  shares.write_text("cat,0.2\ndog,0.2\nsun,0.01\n(none),0.5\n")
+  output, cache = tmp_path / "figures.json", tmp_path / "probs.npz"
+  args = [sys.executable, os.path.join(REPO_ROOT, "tools", "stream_shares.py"),
+          f"--model={workdir}", f"--data_dir={root}", f"--images={stream}",
+          f"--corpus_shares={shares}", "--split=all", "--min_target_images=30",
+          f"--output={output}", f"--cache={cache}"]
+  for _ in range(2):  # the second run reads the cached probabilities
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "fitted on 40 (seed 0), held-out 40" in proc.stdout
+  lines = proc.stdout.splitlines()
+  assert any(line.startswith("| (none) | 0.500 |") for line in lines)
+  assert not any(line.startswith("| sun |") for line in lines)  # corpus share under 2 %
+  figures = json.loads(output.read_text())
+  gated = figures["PU gate (--prevalence=estimate)"]
+  assert figures["as trained"]["estimated_no_label"] is None
+  assert 0.05 < gated["estimated_no_label"] < 0.8  # 40 fitted photos: a rough estimate
+  # the blank photos are gated out: more photos without a label than as trained
+  assert (gated["shares"]["held-out"]["(none)"]
+          > figures["as trained"]["shares"]["held-out"]["(none)"])

@@ -6,14 +6,16 @@ label mix.
                 # thresholds chosen on the validation split
   mlc-calibrate --model=workdirs/flickr14 --data_dir=../shared/datasets/flickr14 \\
                 --target_images=photos/ --prevalence=stream_prevalence.csv
-                # or --prevalence=estimate
+                # or --prevalence=estimate: the share with no label by PU learning
   mlc-calibrate --model=saved_models/flickr14 --data_dir=../shared/datasets/flickr14 --policy=f1
                 # an export (its highest version), as a deployment has it: no workdir needed
 
 No retraining: the trained network (a workdir's model.keras, or an export's
 own graph through ``keras.layers.TFSMLayer``) is wrapped again with new per-label
 thresholds (and, for a stream, a ``PriorShift`` layer that adapts its
-probabilities to the stream's prevalences) and exported as the next version
+probabilities to the stream's prevalences, and with an estimated untagged
+part a ``TaggedGate`` that multiplies them by P(tagged | photo),
+mlc_tf/evaluate/untagged.py) and exported as the next version
 of saved_models/<name>/ (never overwriting one). The report (printed, and in
 the export's assets.extra/calibration.md and .json) gives each label's
 threshold with the precision and recall to expect (95 % bootstrap interval),
@@ -41,7 +43,7 @@ from ml_collections import config_flags
 from mlc_tf import factory
 from mlc_tf.cli import common
 from mlc_tf.data import split_corpus
-from mlc_tf.evaluate import operating_points, reports
+from mlc_tf.evaluate import operating_points, reports, untagged
 from mlc_tf.models import inference
 from mlc_tf.serving import export, prediction
 
@@ -77,11 +79,21 @@ _BASE_DIR = flags.DEFINE_string("base_dir", None,
                                 "Where model folders go. Default: the config's export.base_dir.")
 _BOOTSTRAP_SAMPLES = flags.DEFINE_integer("bootstrap_samples", 1000, "Resamples for the intervals.",
                                           lower_bound=10)
+_ESTIMATE_UNTAGGED = flags.DEFINE_boolean(
+    "estimate_untagged", True,
+    "With --prevalence=estimate: first estimate the stream's share of photos with no label by "
+    "positive-unlabelled learning (labelled --split photos vs the target photos) and gate the "
+    "export's probabilities by P(tagged | photo); the tagged part keeps the training label mix. "
+    "--noestimate_untagged: EM alone, as if every stream photo were tagged.")
+_MIN_TARGET_IMAGES = flags.DEFINE_integer(
+    "min_target_images", untagged.MIN_STREAM_PHOTOS,
+    "The fewest target photos the untagged share is estimated from.", lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Target photos per batch (bounds memory).",
                                    lower_bound=1)
 
 
-def _stream(model, label_names, train_prior) -> operating_points.Stream | None:
+def _stream(model, label_names, train_prior, labelled_probs,
+            seed) -> operating_points.Stream | None:
   """The target photos' probabilities and prevalences, or None without --target_images."""
   if not _TARGET_IMAGES.value:
     return None
@@ -99,9 +111,11 @@ def _stream(model, label_names, train_prior) -> operating_points.Stream | None:
     logging.warning("skipped %d target file(s) that are not readable images", len(skipped))
   probs = np.concatenate(probs)
   if _PREVALENCE.value in (None, "estimate"):
-    prevalence, iterations = operating_points.estimate_prevalence(probs, train_prior)
-    return operating_points.Stream(probs, prevalence, f"estimated by EM in {iterations} iterations",
-                                   skipped=skipped)
+    stream = operating_points.estimate_stream(
+        probs, train_prior, labelled_probs if _ESTIMATE_UNTAGGED.value else None, seed=seed,
+        min_stream_photos=_MIN_TARGET_IMAGES.value)
+    stream.skipped = skipped
+    return stream
   read = operating_points.read_prevalence(_PREVALENCE.value, label_names, train_prior)
   if read.missing:
     logging.warning("%s lacks %s: kept at the training prior", _PREVALENCE.value,
@@ -150,25 +164,32 @@ def main(argv):
     network = inference.network(model)
     plain = inference.build(network, names, current)  # answers the network's own probabilities
     train_prior = operating_points.training_prior(data.train[names].to_numpy())
-    stream = _stream(plain, names, train_prior)
     labelled = reports.split_frame(data, _SPLIT.value)
 
     def probabilities(frame):
       return reports.predict_answers(plain, frame, names, cfg, data.source).probabilities
+
+    labelled_probs = probabilities(labelled)
+    stream = _stream(plain, names, train_prior, labelled_probs, cfg.seed)
 
     # a final fit (data.test_fraction=0): nothing to compare the operating points on
     if data.test.empty:
       logging.warning(
           "no test split (a final fit): the old and new operating points are not compared")
     points, report = operating_points.calibrate(
-        labelled[names].to_numpy(), probabilities(labelled), policies, names, train_prior, stream,
+        labelled[names].to_numpy(), labelled_probs, policies, names, train_prior, stream,
         implications, test=None if data.test.empty else
         (data.test[names].to_numpy(), probabilities(data.test), current),
         samples=_BOOTSTRAP_SAMPLES.value, seed=cfg.seed)
   report.update(model=_MODEL.value, split=_SPLIT.value)
   text = operating_points.format_report(report)
-  adapted = inference.build(network, names, points.thresholds, implications,
-                            priors=None if stream is None else (train_prior, stream.prevalence))
+  gate = None if stream is None or stream.gate is None else stream.gate
+  adapted = inference.build(
+      network, names, points.thresholds, implications,
+      priors=None if stream is None else
+      (train_prior, stream.prevalence if gate is None else stream.tagged_prior),
+      gate=gate and {"coefficients": gate.coefficients, "bias": gate.bias,
+                     "label_frequency": gate.label_frequency})
   cfg.calibration.policy = tuple(_POLICY.value or cfg.calibration.policy)
   path = export.export_saved_model(
       adapted, base_dir=_BASE_DIR.value or cfg.export.base_dir, name=_NAME.value or cfg.export.name,

@@ -30,7 +30,7 @@ import numpy as np
 
 from mlc_tf import markdown
 from mlc_tf.data import label_rules
-from mlc_tf.evaluate import metrics
+from mlc_tf.evaluate import metrics, untagged
 
 POLICY_KINDS = ("f1", "precision", "recall", "fixed", "share")
 NO_LABEL = "(none)"  # prevalence-file row: the share of stream photos that carry none of the labels
@@ -92,20 +92,23 @@ def prior_shift(probs: np.ndarray, train_prior: np.ndarray, target_prior: np.nda
 
 
 def estimate_prevalence(target_probs: np.ndarray, train_prior: np.ndarray,
-                        max_iterations: int = 1000,
-                        tolerance: float = 1e-6) -> tuple[np.ndarray, int]:
+                        max_iterations: int = 1000, tolerance: float = 1e-6,
+                        weights: np.ndarray | None = None) -> tuple[np.ndarray, int]:
   """Estimates each label's prevalence on untagged photos by EM (Saerens et al. 2002); returns
   (prevalence, iterations).
 
   Alternates adapting the probabilities to the current prior estimate and
   taking their mean as the next estimate. Assumes calibrated probabilities and
-  photos of a label that look alike in training and in the stream.
+  photos of a label that look alike in training and in the stream. With
+  ``weights`` [N] (e.g. each photo's P(tagged | photo)) the mean is weighted:
+  the prevalence among the part of the stream they weigh.
   """
   train_prior = np.asarray(train_prior, np.float64)
   prior = train_prior.copy()
   for iteration in range(1, max_iterations + 1):
     estimate = np.clip(
-        prior_shift(target_probs, train_prior, prior).mean(axis=0), PRIOR_EPSILON,
+        np.average(prior_shift(target_probs, train_prior, prior), axis=0, weights=weights),
+        PRIOR_EPSILON,
         1 - PRIOR_EPSILON)
     converged = np.max(np.abs(estimate - prior)) < tolerance
     prior = estimate
@@ -381,6 +384,52 @@ class Stream:
   no_label: float | None = None  # expected share of photos with no label, when known
   # photos that could not be read or decoded
   skipped: list[str] = dataclasses.field(default_factory=list)
+  # With an estimated untagged part (mlc_tf.evaluate.untagged): the prior among the stream's tagged
+  # photos (the PriorShift's target) and the gate; ``prevalence`` is then the whole stream's.
+  tagged_prior: np.ndarray | None = None
+  gate: untagged.TaggedGate | None = None
+
+  def adapt(self, probs: np.ndarray, train_prior: np.ndarray) -> np.ndarray:
+    """Returns the network's probabilities as the adapted model serves them on this stream
+    (prior shift, then the tagged gate)."""
+    shifted = prior_shift(probs, train_prior,
+                          self.prevalence if self.tagged_prior is None else self.tagged_prior)
+    return shifted if self.gate is None else shifted * self.gate.tagged_probability(probs)[:, None]
+
+
+def estimate_stream(probs: np.ndarray, train_prior: np.ndarray,
+                    labelled_probs: np.ndarray | None = None, tagged_em: bool = False,
+                    **gate_options) -> Stream:
+  """Estimates a stream's prevalences from the network's probabilities on its photos.
+
+  Without ``labelled_probs``: EM (``estimate_prevalence``), which assumes
+  every stream photo is tagged. With them (held-out labelled photos): the
+  untagged part (``untagged.fit_tagged_gate``; ``gate_options`` go there);
+  the tagged part keeps the training prior (``tagged_em``: EM on it, each
+  photo weighted by its P(tagged | photo); measured worse on flickr14,
+  docs/evaluation.md); a label's stream prevalence is the mean of its gated
+  probability, no label's the estimated untagged share.
+  """
+  if labelled_probs is None:
+    prevalence, iterations = estimate_prevalence(probs, train_prior)
+    return Stream(probs, prevalence, f"estimated by EM in {iterations} iterations")
+  gate = untagged.fit_tagged_gate(labelled_probs, probs, **gate_options)
+  tagged_prior, how = np.asarray(train_prior, np.float64), "at the training prior"
+  if tagged_em:
+    tagged_prior, iterations = estimate_prevalence(probs, train_prior,
+                                                   weights=gate.tagged_probability(probs))
+    how = f"by EM in {iterations} iterations"
+  stream = Stream(probs, np.zeros(len(train_prior)), "", no_label=1 - gate.tagged_share,
+                  tagged_prior=tagged_prior, gate=gate)
+  stream.prevalence = np.clip(stream.adapt(probs, train_prior).mean(axis=0), PRIOR_EPSILON,
+                              1 - PRIOR_EPSILON)
+  low, high = gate.no_label_interval
+  stream.source = (f"untagged share {1 - gate.tagged_share:.3f} (95 %: {low:.3f}–{high:.3f}) "
+                   "estimated by PU learning "
+                   f"(ROC AUC {gate.auc:.3f} labelled vs stream; "
+                   f"Elkan & Noto's e1 {1 - gate.tagged_share_e1:.3f}), "
+                   f"the tagged part's label mix {how}")
+  return stream
 
 
 def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list[Policy],
@@ -412,7 +461,7 @@ def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list
     expected precision/recall, plus the stream and test checks; see ``format_report``).
   """
   def adapted(probs):
-    return probs if stream is None else prior_shift(probs, train_prior, stream.prevalence)
+    return probs if stream is None else stream.adapt(probs, train_prior)
 
   stream_probs = None if stream is None else adapted(stream.probs)
   prevalence = None if stream is None else stream.prevalence
@@ -437,7 +486,9 @@ def calibrate(y_labelled: np.ndarray, labelled_probs: np.ndarray, policies: list
     report["stream"] = {
         "images": len(stream.probs), "prevalence_source": stream.source,
         "missing_labels": stream.missing, "skipped_images": stream.skipped,
-        "no_label": {"expected": stream.no_label, "predicted_share": shares[NO_LABEL]}
+        "no_label": {"expected": stream.no_label, "predicted_share": shares[NO_LABEL]},
+        "tagged_gate": None if stream.gate is None else {
+            **stream.gate.to_json(), "tagged_prior": [float(p) for p in stream.tagged_prior]}
     }
   if test is not None:
     y_test, test_probs, current = test

@@ -18,13 +18,17 @@ from mlc_tf.models import layers
 
 
 def build(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
-          implications=(), priors: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
+          implications=(), priors: tuple[np.ndarray, np.ndarray] | None = None,
+          gate: dict | None = None) -> keras.Model:
   """Wraps a trained model so it also outputs 0/1 decisions at the calibrated thresholds.
 
   With ``implications`` (``mlc_tf.data.label_rules.parse_implications``), the decisions
   also obey those rules. With ``priors`` (train prior, target prior per label),
   the probabilities are first adapted to the target's label mix
-  (``layers.PriorShift``) and ``thresholds`` apply to the adapted ones.
+  (``layers.PriorShift``) and ``thresholds`` apply to the adapted ones. With
+  ``gate`` (``layers.TaggedGate``'s coefficients, bias and label_frequency),
+  they are then multiplied by P(tagged | photo), from the network's own
+  probabilities.
 
   Args:
     model: the trained network, image -> probabilities [B, L].
@@ -32,13 +36,18 @@ def build(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
     thresholds: the calibrated threshold of each label.
     implications: the label rules (``a=>b``) the decisions obey; none by default.
     priors: (train prior, target prior) per label, or None for no prior shift.
+    gate: ``{"coefficients", "bias", "label_frequency"}`` of a ``TaggedGate``, or None.
 
   Returns:
     The inference model: image -> {"probabilities", "decisions"}.
   """
-  probabilities = model.outputs[0]
+  probabilities = network_probabilities = model.outputs[0]
   if priors is not None:
     probabilities = layers.PriorShift(label_names, *priors, name="prior_shift")(probabilities)
+  if gate is not None:
+    probabilities = layers.TaggedGate(label_names, gate["coefficients"], gate["bias"],
+                                      gate["label_frequency"],
+                                      name="tagged_gate")([network_probabilities, probabilities])
   decisions = layers.DecisionThresholds(label_names, thresholds, name="decisions")(probabilities)
   if implications:
     decisions = layers.LabelImplications(label_names, implications, name="label_rules")(decisions)
@@ -129,15 +138,22 @@ def prior_shift(model: keras.Model) -> layers.PriorShift | None:
   return found[0] if found else None
 
 
+def tagged_gate(model: keras.Model) -> layers.TaggedGate | None:
+  """Returns the layer that multiplies an inference model's probabilities by P(tagged | photo), or
+  None."""
+  found = [layer for layer in model.layers if isinstance(layer, layers.TaggedGate)]
+  return found[0] if found else None
+
+
 def network(model: keras.Model) -> keras.Model:
   """Returns the trained network inside an inference model: image -> probabilities as learnt,
-  before any prior shift.
+  before any prior shift or tagged gate.
 
   Shares the inference model's layers and weights; ``build`` wraps it again
   with new thresholds or priors.
   """
-  shift = prior_shift(model)
-  probabilities = (shift or decision_layer(model)).input
+  gate, shift = tagged_gate(model), prior_shift(model)
+  probabilities = gate.input[0] if gate else (shift or decision_layer(model)).input
   return keras.Model(model.inputs, probabilities, name=model.name.removesuffix("_inference"))
 
 

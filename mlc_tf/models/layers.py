@@ -137,6 +137,45 @@ class PriorShift(keras.layers.Layer):
             "train_prior": self.train_prior, "target_prior": self.target_prior}
 
 
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class TaggedGate(keras.layers.Layer):
+  """[network probabilities [B, L], probabilities to gate [B, L]] -> the second times
+  P(tagged | photo).
+
+  The trained network answers P(label | photo, tagged): it never saw a photo with no label. On a
+  stream where some photos carry none, P(label | photo) = P(label | photo, tagged) *
+  P(tagged | photo), with P(tagged | photo) = min(1, (1 - c)/c * exp(z)),
+  z = coefficients . logit(network probabilities) + bias: positive-unlabelled learning (Elkan &
+  Noto 2008; mlc_tf/evaluate/untagged.py fits it). Coefficients, bias and c are in the config.
+  """
+
+  def __init__(self, label_names, coefficients, bias, label_frequency, **kwargs):
+    super().__init__(**kwargs)
+    self.label_names = list(label_names)
+    self.coefficients = [float(v) for v in coefficients]
+    self.bias, self.label_frequency = float(bias), float(label_frequency)
+    if len(self.coefficients) != len(self.label_names) or not 0 < self.label_frequency < 1:
+      raise ValueError("TaggedGate needs one coefficient per label and 0 < label_frequency < 1, "
+                       f"got {len(self.coefficients)} and {self.label_frequency}")
+
+  def call(self, inputs):
+    network, probabilities = inputs
+    clipped = ops.clip(ops.cast(network, "float32"), 1e-6, 1 - 1e-6)
+    z = ops.matmul(ops.log(clipped) - ops.log1p(-clipped),
+                   ops.convert_to_tensor(np.asarray(self.coefficients, np.float32)[:, None]))
+    odds = np.log((1 - self.label_frequency) / self.label_frequency)
+    tagged = ops.exp(ops.minimum(z + (self.bias + odds), 0.0))
+    return probabilities * ops.cast(tagged, probabilities.dtype)
+
+  def compute_output_spec(self, inputs):
+    return keras.KerasTensor(inputs[1].shape, dtype=inputs[1].dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "label_names": self.label_names,
+            "coefficients": self.coefficients, "bias": self.bias,
+            "label_frequency": self.label_frequency}
+
+
 @functools.cache
 def _fused_bfloat16_runs() -> bool:
   """Whether the fused op takes bfloat16 here: oneDNN has no bfloat16 batch-norm kernel on a CPU

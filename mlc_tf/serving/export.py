@@ -19,9 +19,11 @@ Signatures (docs/serving.md shows them in use):
 
 ``assets.extra/metadata.json`` holds the same metadata for humans and tools
 (TF Serving ignores that folder's other files), plus the label rules the
-decisions obey and the prior shift the probabilities carry (null when none):
+decisions obey and the prior shift the probabilities carry (null when none),
+and the tagged gate (``layers.TaggedGate``: coefficients, bias, label_frequency; null when none):
 with them ``inference_model_from_export`` rebuilds the inference model around
-the export, so a deployment's export is recalibrated without its workdir.
+the export, so a deployment's export is recalibrated without its workdir (one
+with a tagged gate excepted: its outputs cannot undo the gate).
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def _metadata(inference_model: keras.Model, config_json: str, max_image_pixels: 
   It is read from the model.
   """
   decisions_layer = inference.decision_layer(inference_model)
-  shift = inference.prior_shift(inference_model)
+  shift, gate = inference.prior_shift(inference_model), inference.tagged_gate(inference_model)
   return {
       "label_names":
           list(decisions_layer.label_names),
@@ -174,6 +176,12 @@ def _metadata(inference_model: keras.Model, config_json: str, max_image_pixels: 
           shift and {
               "train_prior": shift.train_prior,
               "target_prior": shift.target_prior
+          },
+      "tagged_gate":
+          gate and {
+              "coefficients": gate.coefficients,
+              "bias": gate.bias,
+              "label_frequency": gate.label_frequency
           },
       "config":
           json.loads(config_json)
@@ -202,6 +210,10 @@ def inference_model_from_export(export_dir: str) -> tuple[keras.Model, dict]:
     raise ValueError(
         f"{export_dir} was exported before mlc_tf recorded the label rules and prior shift it "
         "carries: calibrate the training workdir (or its model.keras) it came from")
+  if metadata.get("tagged_gate"):
+    raise ValueError(
+        f"{export_dir} multiplies its probabilities by P(tagged | photo) (a TaggedGate), which its "
+        "outputs cannot undo: calibrate the training workdir (or its model.keras) it came from")
   names, size, shift = metadata["label_names"], metadata["image_size"], metadata["prior_shift"]
   image = keras.Input((size, size, 3), name="image")
   probabilities = keras.layers.TFSMLayer(export_dir, call_endpoint=signatures.PIXELS,
