@@ -177,14 +177,20 @@ def test_nothing_in_the_library_imports_the_entry_points():
 
 
 # One process each: mlc-review defines --model too, and absl flags cannot be defined twice.
+def _modules_loaded_by(imports: str) -> list[str]:
+  """The modules a fresh interpreter holds after ``imports`` (a statement), its last stdout line."""
+  code = f"{imports}; import sys; print(sorted(sys.modules))"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True).stdout
+  return ast.literal_eval(out.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("entry_points", [("mlc_tf.cli.export", "mlc_tf.cli.predict"),
                                           ("mlc_tf.cli.review",)])
 def test_exporting_predicting_and_reviewing_load_no_training_or_evaluation_code(entry_points):
-  code = (f"import sys, {', '.join(entry_points)}; print(sorted(m for m in sys.modules "
-          "if m.startswith(('mlc_tf.train', 'mlc_tf.evaluate', 'mlc_tf.experiments'))))")
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       check=True).stdout
-  assert out.strip().splitlines()[-1] == "[]"
+  loaded = _modules_loaded_by(f"import {', '.join(entry_points)}")
+  assert not [m for m in loaded
+              if m.startswith(("mlc_tf.train", "mlc_tf.evaluate", "mlc_tf.experiments"))]
 
 
 def test_only_batch_prediction_imports_apache_beam():
@@ -202,11 +208,8 @@ def test_only_batch_prediction_imports_apache_beam():
     if "apache_beam" in top_level:
       assert path.relative_to(
           PACKAGE).as_posix() == "serving/batch_prediction.py", path.relative_to(PACKAGE)
-  code = ("import sys, mlc_tf.serving, mlc_tf.cli.predict; "
-          "print(sorted(m for m in sys.modules if 'beam' in m))")
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       check=True).stdout
-  assert out.strip().splitlines()[-1] == "[]"
+  assert not [m for m in _modules_loaded_by("import mlc_tf.serving, mlc_tf.cli.predict")
+              if "beam" in m]
 
 
 def test_the_layers_module_registers_every_custom_layer_of_the_library():

@@ -39,9 +39,8 @@ def test_model_outputs_one_probability_per_label(cfg, size, tmp_path):
   assert model.layers[-1].activation is keras.activations.sigmoid
   path = str(tmp_path / "model.keras")
   model.save(path)
-  np.testing.assert_allclose(
-      keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
-                             atol=1e-6)
+  loaded = keras.saving.load_model(path, safe_mode=True)
+  np.testing.assert_allclose(loaded.predict(images, verbose=0), probs, atol=1e-6)
 
 
 def test_simple_cnn_stem_stride_halves_the_first_feature_map():
@@ -95,9 +94,8 @@ def test_two_networks_give_one_output_in_label_order(tmp_path):
                              atol=1e-6)
   path = str(tmp_path / "two.keras")
   model.save(path)
-  np.testing.assert_allclose(
-      keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
-                             atol=1e-6)
+  loaded = keras.saving.load_model(path, safe_mode=True)
+  np.testing.assert_allclose(loaded.predict(images, verbose=0), probs, atol=1e-6)
   for bad in (("person",), tuple(labels)):
     with pytest.raises(ValueError, match="first_labels"):
       models.build(_cfg("simple_cnn", depth=2, first_labels=bad), len(labels), 16, labels)
@@ -114,9 +112,8 @@ def test_flip_average_is_the_mean_over_the_mirror_image_and_reloads(tmp_path):
   np.testing.assert_allclose(averaged.predict(images[:, :, ::-1], verbose=0), probs, atol=1e-6)
   path = str(tmp_path / "flip.keras")
   averaged.save(path)
-  np.testing.assert_allclose(
-      keras.saving.load_model(path, safe_mode=True).predict(images, verbose=0), probs,
-                             atol=1e-6)
+  loaded = keras.saving.load_model(path, safe_mode=True)
+  np.testing.assert_allclose(loaded.predict(images, verbose=0), probs, atol=1e-6)
 
 
 def test_builder_keyword_defaults_are_the_only_defaults():

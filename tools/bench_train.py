@@ -60,9 +60,7 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/datasets/flickr14",
                                 "Corpus directory (images/ + annotations/).")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 1024,
                                    "Training images (the first N of the corpus).")
-_STEPS = flags.DEFINE_integer("steps",
-                              20,
-                              "Training steps per timed turn (the first untimed).",
+_STEPS = flags.DEFINE_integer("steps", 20, "Training steps per timed turn (the first untimed).",
                               lower_bound=2)
 _TURNS = flags.DEFINE_integer("turns", 3, "Timed turns of each feed, alternating.")
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048,

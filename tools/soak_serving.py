@@ -38,9 +38,7 @@ _THREADS = flags.DEFINE_integer("threads", 8, "Concurrent callers.", lower_bound
 _DURATION_S = flags.DEFINE_float("duration_s", 180.0, "Stop after this many seconds.")
 _MAX_REQUESTS = flags.DEFINE_integer("max_requests", 1_000_000,
                                      "Stop after this many requests in all.")
-_MAX_BATCH = flags.DEFINE_integer("max_batch",
-                                  16,
-                                  "Largest batch a request carries.",
+_MAX_BATCH = flags.DEFINE_integer("max_batch", 16, "Largest batch a request carries.",
                                   lower_bound=1)
 _MAX_GROWTH_MB = flags.DEFINE_float("max_growth_mb", 50.0,
                                     "Resident memory growth allowed over the second half.")

@@ -62,12 +62,8 @@ def parse_rest_response(body: dict) -> list[Answer]:
           for row in body["predictions"]]
 
 
-def predict_rest(server: str,
-                 model_name: str,
-                 images: Sequence[bytes],
-                 *,
-                 version: int | None = None,
-                 timeout_s: float = 30.0) -> list[Answer]:
+def predict_rest(server: str, model_name: str, images: Sequence[bytes], *,
+                 version: int | None = None, timeout_s: float = 30.0) -> list[Answer]:
   """Asks the TF Serving REST endpoint ``server`` for answers for ``images``.
 
   Args:
@@ -131,23 +127,11 @@ def parse_grpc_response(response) -> list[Answer]:
               outputs["valid"], outputs["labels"], outputs["probabilities"], outputs["decisions"])]
 
 
-def predict_grpc(target: str,
-                 model_name: str,
-                 images: Sequence[bytes],
-                 *,
-                 version: int | None = None,
-                 timeout_s: float = 30.0) -> list[Answer]:
-  """Asks the TF Serving gRPC endpoint ``target`` for answers for ``images``.
+def predict_grpc(target: str, model_name: str, images: Sequence[bytes], *,
+                 version: int | None = None, timeout_s: float = 30.0) -> list[Answer]:
+  """Asks the TF Serving gRPC endpoint ``target`` (e.g. localhost:8500) for answers for ``images``.
 
-  Args:
-    target: the endpoint, e.g. localhost:8500.
-    model_name: the served model's name.
-    images: encoded images.
-    version: the model version to ask; None: the server's default.
-    timeout_s: seconds to wait for the reply.
-
-  Returns:
-    One answer per image, in order.
+  The other arguments and the answers are ``predict_rest``'s.
   """
   import grpc
   from tensorflow_serving.apis import prediction_service_pb2_grpc
