@@ -18,7 +18,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import mlc_tf.cli  # noqa: E402,F401  first: sets TensorFlow's environment as the entry points do
+import mlc_tf.cli  # noqa: E402
+
+mlc_tf.cli.start()  # first: TensorFlow's environment (oneDNN) as the entry points set it
 
 # isort: split
 

@@ -25,7 +25,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import mlc_tf.cli  # noqa: E402,F401  first: sets TensorFlow's environment as the entry points do
+import mlc_tf.cli  # noqa: E402
+
+mlc_tf.cli.start()  # first: TensorFlow's environment (oneDNN) as the entry points set it
 
 # isort: split
 
@@ -37,8 +39,7 @@ from absl import app, flags  # noqa: E402
 
 from mlc_tf import factory, markdown  # noqa: E402
 from mlc_tf.cli import common  # noqa: E402
-from mlc_tf.data import split_corpus  # noqa: E402
-from mlc_tf.evaluate import metrics, operating_points, reports  # noqa: E402
+from mlc_tf.evaluate import metrics, operating_points, reports, scoring  # noqa: E402
 from mlc_tf.models import inference  # noqa: E402
 from mlc_tf.serving import prediction  # noqa: E402
 
@@ -84,19 +85,16 @@ def main(argv):
   workdir = _MODEL.value if os.path.isdir(_MODEL.value) else os.path.dirname(_MODEL.value)
   cfg = factory.load_run_config(os.path.join(workdir, "config.json"))
   model = inference.load(_MODEL.value)
-  layer = inference.decision_layer(model)
-  names, current = list(layer.label_names), layer.thresholds.numpy()
-  implications = inference.implications(model)
+  parts = scoring.recalibration(model, cfg, common.data_dir(_DATA_DIR.value, cfg.data.source))
+  names, current, implications = parts.label_names, parts.thresholds, parts.implications
+  data, train_prior = parts.data, parts.train_prior
   policies = operating_points.parse_policies(_POLICY.value or cfg.calibration.policy, names)
-  cfg.data.labels = names
-  data = split_corpus.load_and_split(common.data_dir(_DATA_DIR.value, cfg.data.source), cfg)
-  train_prior = operating_points.training_prior(data.train[names].to_numpy())
   if _CACHE.value and os.path.isfile(_CACHE.value):
     cached = np.load(_CACHE.value)
     y_fit, fit_probs, y_test, test_probs, stream_probs = (
         cached[key] for key in ("y_fit", "fit_probs", "y_test", "test_probs", "stream_probs"))
   else:
-    plain = inference.build(inference.network(model), names, current)
+    plain = parts.plain
     y_fit, fit_probs = _probabilities(plain, cfg, data, names, _SPLIT.value)
     y_test, test_probs = _probabilities(plain, cfg, data, names, "test")
     _, stream_probs = _stream_probabilities(plain, prediction.list_images(_IMAGES.value))

@@ -42,8 +42,7 @@ from ml_collections import config_flags
 
 from mlc_tf import factory
 from mlc_tf.cli import common
-from mlc_tf.data import split_corpus
-from mlc_tf.evaluate import operating_points, reports, untagged
+from mlc_tf.evaluate import operating_points, reports, scoring, untagged
 from mlc_tf.models import inference
 from mlc_tf.serving import export, prediction
 
@@ -155,15 +154,10 @@ def main(argv):
   # CorpusError is a ValueError
   with common.exit_on_error("mlc-calibrate", FileNotFoundError, ValueError):
     model, cfg, max_image_pixels = _load(_MODEL.value)
-    layer = inference.decision_layer(model)
-    names, current = list(layer.label_names), layer.thresholds.numpy()
-    implications = inference.implications(model)
+    parts = scoring.recalibration(model, cfg, common.data_dir(_DATA_DIR.value, cfg.data.source))
+    names, current, implications = parts.label_names, parts.thresholds, parts.implications
+    data, plain, train_prior = parts.data, parts.plain, parts.train_prior
     policies = operating_points.parse_policies(_POLICY.value or cfg.calibration.policy, names)
-    cfg.data.labels = names
-    data = split_corpus.load_and_split(common.data_dir(_DATA_DIR.value, cfg.data.source), cfg)
-    network = inference.network(model)
-    plain = inference.build(network, names, current)  # answers the network's own probabilities
-    train_prior = operating_points.training_prior(data.train[names].to_numpy())
     labelled = reports.split_frame(data, _SPLIT.value)
 
     def probabilities(frame):
@@ -183,9 +177,9 @@ def main(argv):
         samples=_BOOTSTRAP_SAMPLES.value, seed=cfg.seed)
   report.update(model=_MODEL.value, split=_SPLIT.value)
   text = operating_points.format_report(report)
-  gate = None if stream is None or stream.gate is None else stream.gate
+  gate = stream and stream.gate
   adapted = inference.build(
-      network, names, points.thresholds, implications,
+      inference.network(model), names, points.thresholds, implications,
       priors=None if stream is None else
       (train_prior, stream.prevalence if gate is None else stream.tagged_prior),
       gate=gate and {"coefficients": gate.coefficients, "bias": gate.bias,

@@ -107,6 +107,30 @@ def wrap_and_score(model: keras.Model, data: split_corpus.SplitCorpus,
   return Scored(wrapped, thresholds, val, test, _report(data, val, test, thresholds, implications))
 
 
+@dataclasses.dataclass
+class Recalibration:
+  """A trained inference model taken apart for new operating points, beside its run's split."""
+
+  label_names: list[str]
+  thresholds: np.ndarray  # the model's current ones
+  implications: list
+  data: split_corpus.SplitCorpus
+  plain: keras.Model  # the network behind its current thresholds: answers its own probabilities
+  train_prior: np.ndarray
+
+
+def recalibration(model: keras.Model, cfg: ml_collections.ConfigDict,
+                  data_dir: str | None) -> Recalibration:
+  """Takes ``model`` apart and splits its corpus again as ``cfg`` says, with the model's labels."""
+  layer = inference.decision_layer(model)
+  names, thresholds = list(layer.label_names), layer.thresholds.numpy()
+  cfg.data.labels = names
+  data = split_corpus.load_and_split(data_dir, cfg)
+  return Recalibration(names, thresholds, inference.implications(model), data,
+                       inference.build(inference.network(model), names, thresholds),
+                       operating_points.training_prior(data.train[names].to_numpy()))
+
+
 def _split_report(y_true: np.ndarray, answers: SplitAnswers, thresholds: np.ndarray,
                   names: list[str], implications: list[tuple[str, str]]) -> dict:
   """``metrics.evaluate`` of the inference model's answers on one split (its rules also at 0.5)."""
