@@ -91,7 +91,41 @@ def test_a_fast_machine_stops_at_the_most_epochs_worth_running(tmp_path):
   assert callback.describe()["stopped"] == "max_epochs"
 
 
-def test_a_machine_slower_than_planned_stops_early_leaving_time_to_export(tmp_path):
+def test_a_machine_turning_slower_shortens_the_plan_and_still_ends_its_decay_on_time(tmp_path):
+  clock = _Clock()
+  schedule = schedules.PlannedDecay(1.0, warmup_steps=100, total_steps=100 * 50, floor=0.0)
+  callback = _budget(tmp_path, clock, schedule=schedule)
+  _run_epoch(callback, clock, 0, 50, seconds_per_step=1.0)
+  _run_epoch(callback, clock, 1, 50, seconds_per_step=1.0)
+  planned = callback.plan.planned_epochs
+  for epoch in range(2, 10):
+    _run_epoch(callback, clock, epoch, 50, seconds_per_step=1.0)
+  rate = float(schedule(10 * 50))
+  epoch = 10
+  while not callback.model.stop_training:
+    _run_epoch(callback, clock, epoch, 50, seconds_per_step=3.0)  # another job took the cores
+    epoch += 1
+  plan = callback.plan
+  assert epoch == plan.planned_epochs < planned and plan.shortened >= 1
+  assert callback.describe()["stopped"] == "planned"
+  # the decay went on from the rate reached and ended where the shortened plan does
+  assert float(schedule(plan.anchor_step)) <= rate
+  assert float(schedule(plan.planned_steps)) == pytest.approx(0.0, abs=1e-6)
+  assert clock.now + callback.reserve() <= 1000 + 3600
+  assert json.loads((tmp_path / budget.PLAN_FILE).read_text())["shortened"] == plan.shortened
+
+
+def test_one_slow_epoch_does_not_shorten_the_plan(tmp_path):
+  clock = _Clock()
+  callback = _budget(tmp_path, clock)
+  for epoch in range(4):
+    _run_epoch(callback, clock, epoch, 50, seconds_per_step=1.0)
+  planned = callback.plan.planned_epochs
+  _run_epoch(callback, clock, 4, 50, seconds_per_step=2.0)  # a hiccup: the median of 3 ignores it
+  assert callback.plan.planned_epochs == planned and callback.plan.shortened == 0
+
+
+def test_a_machine_slower_than_planned_at_the_end_stops_early_leaving_time_to_export(tmp_path):
   clock = _Clock()
   callback = _budget(tmp_path, clock)
   _run_epoch(callback, clock, 0, 50, seconds_per_step=1.0)
@@ -99,7 +133,9 @@ def test_a_machine_slower_than_planned_stops_early_leaving_time_to_export(tmp_pa
   planned = callback.plan.planned_epochs
   epoch = 2
   while not callback.model.stop_training:
-    _run_epoch(callback, clock, epoch, 50, seconds_per_step=3.0)  # another job took the cores
+    # on plan until the last minutes, then an epoch three times the time: no epoch left to re-plan
+    slow = clock.now > 1000 + 3600 - 300
+    _run_epoch(callback, clock, epoch, 50, seconds_per_step=3.0 if slow else 1.0)
     epoch += 1
   assert epoch < planned and callback.describe()["stopped"] == "slower than planned"
   assert clock.now + callback.reserve() <= 1000 + 3600

@@ -9,7 +9,9 @@ epoch a process runs (the first traces the step and fills the cache), plans
 how many epochs fit before the deadline less what the run still has to do
 after fitting, and re-plans ``schedules.PlannedDecay`` to end its decay
 exactly there: a schedule planned for the budget, not a longer one cut short
-(Li, Yumer & Ramanan, "Budgeted Training", ICLR 2020).
+(Li, Yumer & Ramanan, "Budgeted Training", ICLR 2020). Where the machine
+turns slower later (another job takes the cores), the plan is shortened and
+the decay re-planned from the rate reached, so it still ends on time.
 ``config.train.epochs`` is the most epochs worth running, so a fast machine
 stops there. The plan is written to the workdir, and a resumed run keeps it.
 Where the budget holds too few epochs of the network, the run trains its
@@ -24,6 +26,7 @@ import logging
 import math
 import os
 import re
+import statistics
 import time
 
 import keras
@@ -42,6 +45,7 @@ _UNITS = {"h": 3600, "m": 60, "s": 1}
 # than a minute. On the development CPU best.py spent about 20 s after its fit (docs/results.md).
 _SAVE_AND_EXPORT_SECONDS = 30.0
 _MIN_RESERVE_SECONDS = 60.0
+_RECENT_EPOCHS = 3  # a late plan is judged on the median of the last epochs, not one slow epoch
 
 
 class BudgetTooSmall(RuntimeError):
@@ -82,6 +86,7 @@ class Budget:
     self.seconds, self.deadline, self.workdir = seconds, started + seconds, workdir
     self.plan_path = os.path.join(workdir, PLAN_FILE)
     self.fallback_taken: dict | None = None  # the fallback this run trains, and why (report.json)
+    self.stream_photos = 0  # untagged photos predicted after the fit (train/stream_adaptation.py)
 
   @classmethod
   def of(cls, cfg: ml_collections.ConfigDict, workdir: str, started: float) -> Budget | None:
@@ -140,7 +145,7 @@ class Budget:
         self.deadline, self.seconds, steps_per_epoch, global_batch, cfg.train.epochs,
         self.plan_path,
         learning_rate if isinstance(learning_rate, schedules.PlannedDecay) else None,
-        after_fit_images=(len(data.val) + len(data.test)) / train_images,
+        after_fit_images=(len(data.val) + len(data.test) + self.stream_photos) / train_images,
         fallback_below_epochs=0 if resumed else cfg.train.fallback.below_epochs,
         validation_images=len(data.val) / train_images)
 
@@ -175,6 +180,9 @@ class Plan:
                                       # included
   reserved_seconds: float             # kept for calibration, report and export
   anchor_step: int                    # where the schedule was re-planned
+  # times the machine turned out slower and the plan was shortened, the decay re-planned to end
+  # at the new length
+  shortened: int = 0
 
   def write(self, path: str) -> None:
     """Writes the plan to ``path`` as JSON, atomically."""
@@ -236,6 +244,7 @@ class TimeBudget(keras.callbacks.Callback):
     self._epochs_run = 0
     self._epoch_start = self._batch_start = 0.0
     self._epoch_seconds = 0.0
+    self._recent_epoch_seconds: list[float] = []
     self._first_batches: list[float] = []
 
   def reserve(self) -> float:
@@ -304,6 +313,8 @@ class TimeBudget(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     now = self._clock()
     epoch_seconds = self._epoch_seconds = now - self._epoch_start
+    if self._epochs_run:  # a process's first epoch traces the step and fills the cache: not speed
+      self._recent_epoch_seconds.append(epoch_seconds)
     self._epochs_run += 1
     finished = epoch + 1
     if self.plan is None and self._epochs_run == 1:  # an epoch too short to probe: said at its end
@@ -313,6 +324,8 @@ class TimeBudget(keras.callbacks.Callback):
       self._make_plan(finished, epoch_seconds, now)
     if self.plan is None:
       return
+    if finished < self.plan.planned_epochs and self._recent_epoch_seconds:
+      self._shorten_if_late(finished, now)
     if finished >= self.plan.planned_epochs:
       self._stop("planned" if self.plan.planned_epochs < self.max_epochs else "max_epochs")
     elif now + epoch_seconds + self.reserve() > self.deadline:
@@ -336,6 +349,28 @@ class TimeBudget(keras.callbacks.Callback):
                  "%.0f s kept for calibration, report and export", _minutes(self.budget_seconds),
                  planned, self.plan.planned_steps, self.max_epochs,
                  self.plan.measured_images_per_second, self.plan.reserved_seconds)
+    self.plan.write(self.plan_path)
+
+  def _shorten_if_late(self, finished: int, now: float) -> None:
+    """Shortens the plan where the epochs left no longer fit at the recent speed (the median of
+    the last ``_RECENT_EPOCHS`` epochs: another job took the cores), and re-plans the decay from the
+    rate reached to end there: the run ends on a finished schedule, not one cut short. An epoch
+    short is let be: the decay's tail is flat, and the deadline check stops it in time."""
+    epoch_seconds = statistics.median(self._recent_epoch_seconds[-_RECENT_EPOCHS:])
+    affordable = math.floor(max(0.0, self.deadline - now - self._reserve_after(epoch_seconds))
+                            / max(epoch_seconds, 1e-9))
+    if not affordable or finished + affordable >= self.plan.planned_epochs - 1:
+      return  # on time; or no epoch left at all, which the caller stops on
+    planned = finished + affordable
+    step = finished * self.steps_per_epoch
+    logging.warning("budget: the machine is slower than planned (%.0f s an epoch lately): %d "
+                    "epochs instead of %d, the learning-rate decay re-planned to end there",
+                    epoch_seconds, planned, self.plan.planned_epochs)
+    self.plan = dataclasses.replace(self.plan, planned_epochs=planned,
+                                    planned_steps=planned * self.steps_per_epoch,
+                                    anchor_step=step, shortened=self.plan.shortened + 1)
+    if self.schedule is not None:
+      self.schedule.plan(self.plan.planned_steps, step)
     self.plan.write(self.plan_path)
 
   def _stop(self, reason: str) -> None:
