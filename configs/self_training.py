@@ -12,7 +12,8 @@ untagged photos of ../shared/datasets/flickr14-unlabeled with a teacher's answer
 Not timed; about 2 hours on a 2-core Intel Xeon with AMX (an estimate: the teacher is best.py's 40
 epochs, 46 min of fit there, and the student trains 40 epochs of 1.7x the images). For test figures
 add best.py's protocol overrides. How it works: docs/data_sources.md; what it gained at a small
-budget: docs/results.md, "Levers, screened".
+budget: docs/results.md, "Levers, screened". The saved and exported student is also adapted to the
+stream of those photos (config.calibration.adapt_to_unlabeled, docs/evaluation.md).
 """
 
 from mlc_tf.configs import best  # configs/best.py: mlc_tf.configs holds the recipes

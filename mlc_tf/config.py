@@ -41,9 +41,11 @@ def base_config() -> ml_collections.ConfigDict:
   # mlc_tf/data/corrections.py.
   config.data.corrections = ml_collections.FieldReference(None, field_type=str)
   config.data.strict = False            # any file the data audit skips or finds odd is an error
-  # Untagged images for self-training (config.self_training): a folder of JPEG/PNG/GIF/BMP files, or
-  # one that holds images/ as a corpus does. They join the training split only, with a teacher's
-  # answers as targets; validation and test stay labelled. None or "": off.
+  # Untagged photos of the stream the model will tag: a folder of JPEG/PNG/GIF/BMP files, or one
+  # that holds images/ as a corpus does. The saved and exported model is adapted to that stream
+  # (config.calibration.adapt_to_unlabeled); with config.self_training.teacher or teacher_epochs
+  # they also join the training split, with a teacher's answers as targets (validation and test stay
+  # labelled). None or "": off.
   config.data.unlabeled = ml_collections.FieldReference(None, field_type=str)
 
   config.augment = ml_collections.ConfigDict()  # 0/""/False switches a transform off
@@ -177,6 +179,15 @@ def base_config() -> ml_collections.ConfigDict:
   # recall:R | a fixed threshold) and "label=policy" overrides, e.g. ("f1", "people=precision:0.9");
   # chosen on the validation split.
   config.calibration.policy = ml_collections.FieldReference(("f1",), field_type=tuple)
+  # With data.unlabeled (photos of the stream the model will tag): mlc-train adapts the model it
+  # saves and exports to that stream, as mlc-calibrate --prevalence=estimate does: the share of
+  # photos with no label estimated by positive-unlabelled learning, P(tagged | photo) gating the
+  # probabilities, each label's threshold chosen for the stream by stream_policy
+  # (mlc_tf/train/stream_adaptation.py). Needs at least min_stream_photos usable photos, checked
+  # before training. False: the untagged photos serve self-training only.
+  config.calibration.adapt_to_unlabeled = True
+  config.calibration.stream_policy = ml_collections.FieldReference(("share",), field_type=tuple)
+  config.calibration.min_stream_photos = 200
 
   config.export = ml_collections.ConfigDict()
   config.export.name = "mlc"            # saved_models/<name>/<version>/

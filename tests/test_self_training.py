@@ -177,7 +177,7 @@ def test_mlc_train_with_untagged_images_writes_model_and_report(tiny_trained, tm
           "--config.data.test_fraction=0.25", "--config.augment.mixup=0.2",
           f"--config.data.unlabeled={folder}",
           f"--config.self_training.teacher={teacher_workdir}",
-          "--config.self_training.targets=soft")
+          "--config.self_training.targets=soft", "--config.calibration.adapt_to_unlabeled=False")
   assert os.path.isfile(os.path.join(workdir, "model.keras"))
   with open(os.path.join(workdir, "report.json")) as f:
     report = json.load(f)
@@ -206,6 +206,7 @@ def test_teacher_epochs_trains_the_teacher_first_in_the_same_run_and_a_rerun_reu
   cfg = fast_config(epochs=1)
   cfg.data.unlabeled = _untagged_folder(str(tmp_path / "untagged"))
   cfg.self_training.teacher_epochs = 2
+  cfg.calibration.adapt_to_unlabeled = False  # too few photos to estimate their stream from
   workdir = str(tmp_path / "student")
   result = training.train(cfg, corpus_root, workdir)
   teacher_dir = os.path.join(workdir, self_training.TEACHER_DIR)

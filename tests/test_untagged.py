@@ -125,3 +125,56 @@ def test_calibrate_estimates_the_untagged_share_and_its_export_gates_those_photo
   status, _, err = calibrate(*common[:-2], f"--target_images={folder}")
   assert status == 1 and "too few target photos" in err and "Traceback" not in err
   assert result.label_names == metadata["label_names"]
+
+
+def _stream_folder(folder, tagged_corpus, num_blank):
+  """The tagged corpus's images moved into ``folder`` beside ``num_blank`` white ones that look like
+  none of them; returns ``folder``."""
+  os.makedirs(folder)
+  for name in os.listdir(os.path.join(tagged_corpus, "images")):
+    os.rename(os.path.join(tagged_corpus, "images", name), os.path.join(folder, name))
+  for k in range(num_blank):
+    Image.fromarray(np.full((16, 16, 3), 255, np.uint8)).save(os.path.join(folder, f"blank{k}.png"))
+  return folder
+
+
+def test_training_with_stream_photos_exports_a_model_gated_for_their_stream(tmp_path):
+  from helpers import fast_config
+
+  from mlc_tf import config as config_lib
+  from mlc_tf.serving import export
+  from mlc_tf.train import training
+  root = str(tmp_path / "corpus")
+  make_tiny_corpus(root, num_images=100, grayscale_every=0)
+  make_tiny_corpus(str(tmp_path / "tagged"), num_images=40, seed=11, grayscale_every=0)
+  folder = _stream_folder(str(tmp_path / "stream"), str(tmp_path / "tagged"), 40)
+  cfg = fast_config(epochs=3)
+  cfg.data.val_fraction, cfg.data.test_fraction = 0.3, 0.2
+  cfg.data.unlabeled = folder
+  cfg.calibration.min_stream_photos = 60
+  workdir = str(tmp_path / "run")
+  result = training.train(cfg, root, workdir)
+  stream, calibration = result.report["stream"], result.report["stream"]["calibration"]
+  assert stream["adapted"] and calibration["stream"]["images"] == 80
+  assert {row["policy"] for row in calibration["per_label"].values()} == {"share"}
+  no_label = stream["no_label_share"]
+  assert (0.3 < no_label < 0.8 and calibration["stream"]["no_label"]["expected"] == no_label
+          == pytest.approx(calibration["stream"]["tagged_gate"]["no_label_share"]))
+  # the labelled figures stay the network's at its labelled thresholds; the stream's cost is said
+  assert "at_calibrated" in result.report
+  assert set(calibration["test"]) == {"images", "before", "after"}
+  saved = inference.load(workdir)
+  assert inference.tagged_gate(saved).no_label_share == pytest.approx(no_label)
+  with open(os.path.join(workdir, "report.json")) as f:
+    assert json.load(f)["stream"]["no_label_share"] == pytest.approx(no_label)
+  export_dir = export.export_saved_model(result.inference_model, base_dir=str(tmp_path / "models"),
+                                         name="tiny")
+  with open(os.path.join(export_dir, "assets.extra", "metadata.json")) as f:
+    assert json.load(f)["tagged_gate"]["no_label_share"] == pytest.approx(no_label)
+  blank = np.full((1, 16, 16, 3), 255, np.float32)
+  assert result.inference_model.predict(blank, verbose=0)["decisions"].sum() == 0
+  # too few stream photos: said before any training, nothing written
+  cfg.calibration.min_stream_photos = 81
+  with pytest.raises(config_lib.ConfigError, match="holds 80 usable photos.*min_stream_photos=81"):
+    training.train(cfg, root, str(tmp_path / "few"))
+  assert not os.path.exists(os.path.join(tmp_path / "few", "model.keras"))

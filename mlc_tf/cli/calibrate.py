@@ -177,13 +177,8 @@ def main(argv):
         samples=_BOOTSTRAP_SAMPLES.value, seed=cfg.seed)
   report.update(model=_MODEL.value, split=_SPLIT.value)
   text = operating_points.format_report(report)
-  gate = stream and stream.gate
-  adapted = inference.build(
-      inference.network(model), names, points.thresholds, implications,
-      priors=None if stream is None else
-      (train_prior, stream.prevalence if gate is None else stream.tagged_prior),
-      gate=gate and {"coefficients": gate.coefficients, "bias": gate.bias,
-                     "label_frequency": gate.label_frequency})
+  adapted = scoring.adapted_model(inference.network(model), names, points.thresholds,
+                                 implications, stream, train_prior)
   cfg.calibration.policy = tuple(_POLICY.value or cfg.calibration.policy)
   path = export.export_saved_model(
       adapted, base_dir=_BASE_DIR.value or cfg.export.base_dir, name=_NAME.value or cfg.export.name,

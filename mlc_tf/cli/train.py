@@ -19,6 +19,7 @@ from absl import app, flags, logging
 from mlc_tf import config as config_lib
 from mlc_tf.cli import common, finish
 from mlc_tf.data import corpus
+from mlc_tf.evaluate import operating_points
 from mlc_tf.train import budget, callbacks, self_training, training
 
 _TRAINING = common.TrainingFlags(
@@ -40,8 +41,11 @@ def main(argv):
     result = training.train(cfg, data_dir, workdir, started=cli.STARTED)
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return
-  finish.report_and_export(result.report, workdir, result.inference_model, result.config,
-                           _EXPORT.value)
+  stream = result.report.get("stream")
+  finish.report_and_export(
+      result.report, workdir, result.inference_model, result.config, _EXPORT.value,
+      details=operating_points.format_report(stream["calibration"]) if stream and stream["adapted"]
+      else "")
 
 
 def run():

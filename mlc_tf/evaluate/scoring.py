@@ -131,6 +131,21 @@ def recalibration(model: keras.Model, cfg: ml_collections.ConfigDict,
                        operating_points.training_prior(data.train[names].to_numpy()))
 
 
+def adapted_model(network: keras.Model, label_names: list[str], thresholds: np.ndarray,
+                  implications: list[tuple[str, str]], stream: operating_points.Stream | None,
+                  train_prior: np.ndarray) -> keras.Model:
+  """Wraps ``network`` for ``stream``: its prior shift, its tagged gate when it has one, then the
+  thresholds chosen for it (none of them without a stream)."""
+  gate = stream and stream.gate
+  return inference.build(
+      network, label_names, thresholds, implications,
+      priors=None if stream is None else
+      (train_prior, stream.prevalence if gate is None else stream.tagged_prior),
+      gate=gate and {"coefficients": gate.coefficients, "bias": gate.bias,
+                     "label_frequency": gate.label_frequency,
+                     "no_label_share": 1 - gate.tagged_share})
+
+
 def _split_report(y_true: np.ndarray, answers: SplitAnswers, thresholds: np.ndarray,
                   names: list[str], implications: list[tuple[str, str]]) -> dict:
   """``metrics.evaluate`` of the inference model's answers on one split (its rules also at 0.5)."""

@@ -26,7 +26,8 @@ def build(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
   also obey those rules. With ``priors`` (train prior, target prior per label),
   the probabilities are first adapted to the target's label mix
   (``layers.PriorShift``) and ``thresholds`` apply to the adapted ones. With
-  ``gate`` (``layers.TaggedGate``'s coefficients, bias and label_frequency),
+  ``gate`` (``layers.TaggedGate``'s coefficients, bias, label_frequency and, for the record,
+  the estimated no_label_share),
   they are then multiplied by P(tagged | photo), from the network's own
   probabilities.
 
@@ -36,7 +37,8 @@ def build(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
     thresholds: the calibrated threshold of each label.
     implications: the label rules (``a=>b``) the decisions obey; none by default.
     priors: (train prior, target prior) per label, or None for no prior shift.
-    gate: ``{"coefficients", "bias", "label_frequency"}`` of a ``TaggedGate``, or None.
+    gate: ``{"coefficients", "bias", "label_frequency"}`` (and optionally ``"no_label_share"``) of
+      a ``TaggedGate``, or None.
 
   Returns:
     The inference model: image -> {"probabilities", "decisions"}.
@@ -46,7 +48,7 @@ def build(model: keras.Model, label_names: list[str], thresholds: np.ndarray,
     probabilities = layers.PriorShift(label_names, *priors, name="prior_shift")(probabilities)
   if gate is not None:
     probabilities = layers.TaggedGate(label_names, gate["coefficients"], gate["bias"],
-                                      gate["label_frequency"],
+                                      gate["label_frequency"], gate.get("no_label_share"),
                                       name="tagged_gate")([network_probabilities, probabilities])
   decisions = layers.DecisionThresholds(label_names, thresholds, name="decisions")(probabilities)
   if implications:

@@ -146,14 +146,17 @@ class TaggedGate(keras.layers.Layer):
   stream where some photos carry none, P(label | photo) = P(label | photo, tagged) *
   P(tagged | photo), with P(tagged | photo) = min(1, (1 - c)/c * exp(z)),
   z = coefficients . logit(network probabilities) + bias: positive-unlabelled learning (Elkan &
-  Noto 2008; mlc_tf/evaluate/untagged.py fits it). Coefficients, bias and c are in the config.
+  Noto 2008; mlc_tf/evaluate/untagged.py fits it). Coefficients, bias and c are in the config,
+  with the stream's estimated share of photos with no label, for the record (the export's metadata).
   """
 
-  def __init__(self, label_names, coefficients, bias, label_frequency, **kwargs):
+  def __init__(self, label_names, coefficients, bias, label_frequency, no_label_share=None,
+               **kwargs):
     super().__init__(**kwargs)
     self.label_names = list(label_names)
     self.coefficients = [float(v) for v in coefficients]
     self.bias, self.label_frequency = float(bias), float(label_frequency)
+    self.no_label_share = None if no_label_share is None else float(no_label_share)
     if len(self.coefficients) != len(self.label_names) or not 0 < self.label_frequency < 1:
       raise ValueError("TaggedGate needs one coefficient per label and 0 < label_frequency < 1, "
                        f"got {len(self.coefficients)} and {self.label_frequency}")
@@ -173,7 +176,7 @@ class TaggedGate(keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "label_names": self.label_names,
             "coefficients": self.coefficients, "bias": self.bias,
-            "label_frequency": self.label_frequency}
+            "label_frequency": self.label_frequency, "no_label_share": self.no_label_share}
 
 
 @functools.cache

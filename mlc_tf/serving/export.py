@@ -20,7 +20,8 @@ Signatures (docs/serving.md shows them in use):
 ``assets.extra/metadata.json`` holds the same metadata for humans and tools
 (TF Serving ignores that folder's other files), plus the label rules the
 decisions obey and the prior shift the probabilities carry (null when none),
-and the tagged gate (``layers.TaggedGate``: coefficients, bias, label_frequency; null when none):
+and the tagged gate (``layers.TaggedGate``: coefficients, bias, label_frequency and the stream's
+estimated share of photos with no label; null when none):
 with them ``inference_model_from_export`` rebuilds the inference model around
 the export, so a deployment's export is recalibrated without its workdir (one
 with a tagged gate excepted: its outputs cannot undo the gate).
@@ -181,7 +182,8 @@ def _metadata(inference_model: keras.Model, config_json: str, max_image_pixels: 
           gate and {
               "coefficients": gate.coefficients,
               "bias": gate.bias,
-              "label_frequency": gate.label_frequency
+              "label_frequency": gate.label_frequency,
+              "no_label_share": gate.no_label_share
           },
       "config":
           json.loads(config_json)

@@ -76,10 +76,13 @@ def with_pseudo_labels(cfg: ml_collections.ConfigDict, data: split_corpus.SplitC
     raise SelfTrainingError(f"config.self_training.targets={settings.targets!r}: expected one of "
                             f"{TARGETS}")
   if not settings.teacher:
-    raise SelfTrainingError("config.data.unlabeled is set but config.self_training.teacher is not: "
-                            "give the workdir (or model.keras) of a model trained on this corpus "
-                            "to label the untagged images, or "
-                            "config.self_training.teacher_epochs=N to train one first in this run")
+    raise SelfTrainingError("config.data.unlabeled is set for self-training but "
+                            "config.self_training.teacher is not: give the workdir (or "
+                            "model.keras) of a model trained on this corpus to label the untagged "
+                            "images, or "
+                            "config.self_training.teacher_epochs=N to train one first in this run "
+                            "(or config.calibration.adapt_to_unlabeled=True to adapt the model to "
+                            "their stream instead)")
   if corpus_lib.PATH_COLUMN not in data.train:
     raise SelfTrainingError("config.data.unlabeled needs a file source (folder: or csv:): the "
                             "training images of a TFDS source are records, which untagged files "

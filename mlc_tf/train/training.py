@@ -21,7 +21,7 @@ from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
 from mlc_tf.train import budget as budget_lib
 from mlc_tf.train import callbacks as callbacks_lib
-from mlc_tf.train import distribute, fallback, losses, optimizers, self_training
+from mlc_tf.train import distribute, fallback, losses, optimizers, self_training, stream_adaptation
 
 
 @dataclasses.dataclass
@@ -80,7 +80,8 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
   """Fits a network, chooses its thresholds on the validation split, scores the test split.
 
   One path in named steps: check the config, make the strategy, load and
-  check the data, self-train if asked, then ``train_on``: fit, score, save.
+  check the data, self-train if asked, then ``train_on``: fit, score, save;
+  last, with untagged stream photos, adapt the saved model to their stream.
 
   Args:
     cfg: a run's config (``mlc_tf/config.py``, a recipe in configs/).
@@ -97,8 +98,11 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
   also when it stops the run), ``history.csv`` (per-epoch log),
   ``checkpoints/epoch_<N>.weights.h5`` (the last finished epoch's weights),
   ``model.keras`` (the inference model, thresholds included) and
-  ``report.json``; with ``cfg.data.unlabeled`` (self-training) also
-  ``unlabeled_audit.json``; in a multi-worker job only the chief writes. Training
+  ``report.json``; with ``cfg.data.unlabeled`` and self-training also
+  ``unlabeled_audit.json``; in a multi-worker job only the chief writes. With
+  ``cfg.data.unlabeled`` and ``cfg.calibration.adapt_to_unlabeled``, the
+  saved inference model is adapted to the stream of those photos and
+  ``report["stream"]`` says how (``stream_adaptation``). Training
   state is backed up in ``workdir/backup/`` (every epoch, and every
   ``cfg.train.backup_every_steps`` steps when set): the same call after a
   crash resumes from there, and a finished or diverged run deletes it.
@@ -127,12 +131,24 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
   strategy = distribute.make_strategy(cfg.strategy)
   chief = distribute.is_chief(strategy)
   data = _load_data(cfg, data_dir, workdir, chief)
-  if cfg.data.get("unlabeled"):
+  stream_photos = stream_adaptation.stream_photos(cfg) if stream_adaptation.wanted(cfg) else None
+  if stream_photos is not None and budget is not None:
+    budget.stream_photos = len(stream_photos)
+  if cfg.data.get("unlabeled") and (stream_photos is None or cfg.self_training.teacher
+                                    or cfg.self_training.teacher_epochs):
     cfg = _with_trained_teacher(cfg, data, workdir, strategy)
     data = self_training.with_pseudo_labels(cfg, data, workdir if chief else None)
   logging.info("corpus %s: %d train, %d validation, %d test images, %d labels", data.source.spec,
                len(data.train), len(data.val), len(data.test), len(data.label_names))
-  return train_on(cfg, data, workdir, strategy=strategy, budget=budget)
+  result = train_on(cfg, data, workdir, strategy=strategy, budget=budget)
+  if stream_photos is None or not result.is_chief:
+    return result
+  adapted, stream_report = stream_adaptation.adapt(
+      cfg, data, stream_photos, result.inference_model,
+      None if result.test is None else result.test.probabilities, result.val.probabilities)
+  report = {**result.report, "stream": stream_report}
+  save(workdir, adapted, report, result.config)
+  return dataclasses.replace(result, inference_model=adapted, report=report)
 
 
 def _load_data(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
@@ -210,7 +226,8 @@ def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wor
     logging.warning("config.train.budget bounds mlc-train's command only: this run (a "
                     "cross-validation fold, a growing step, a self-training teacher) trains "
                     "config.train.epochs=%d", cfg.train.epochs)
-  if cfg.data.get("unlabeled") and data.unlabeled is None:
+  if cfg.data.get("unlabeled") and data.unlabeled is None and (cfg.self_training.teacher or
+                                                               cfg.self_training.teacher_epochs):
     logging.warning("config.data.unlabeled is set, but only mlc-train (training.train) "
                     "self-trains: this run (a cross-validation fold, a growing step) trains on the "
                     "labelled images alone")
