@@ -248,6 +248,30 @@ def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_
     state_lib.load_state(root, str(path), suspects_path=str(path))
 
 
+def test_hand_written_ids_and_notes_mean_what_training_reads(tmp_path):
+  root = str(tmp_path / "corpus")
+  truth = make_tiny_corpus(root, num_images=4, labels=("cat", "dog"))
+  with_cat = next(i for i, labels in truth.items() if "cat" in labels)
+  path = tmp_path / "corrections.csv"
+  note = '"a spreadsheet\'s note\r\nover two lines"'
+  path.write_text(f"image_id,label,action,note\n0{with_cat},cat,remove,{note}\n"
+                  "1,dog,add,one\u2028two\x85three\n")
+  client = app_lib.create_app(state_lib.load_state(root, str(path))).test_client()
+  assert "cat" not in json.loads(shown_labels(client, with_cat))  # 01 is image 1, as in training
+  shown = shown_labels(client, with_cat)
+  answer = client.post(f"/photo/{with_cat}", data={"label": ["cat"], "shown": shown})
+  assert answer.status_code == 303 and "cat" in json.loads(shown_labels(client, with_cat))
+  assert path.read_bytes().decode().split("\n")[1:] == [
+      f"{with_cat},cat,add,{state_lib.EDITED_NOTE}", "1,dog,add,one\u2028two\x85three", ""]
+  found, problems = corrections.parse_corrections(path.read_bytes().decode())
+  assert not problems and len(found) == 2
+  path.write_text(f"image_id,label,action\n\u00b2,cat,add\n{note},dog,add\n")
+  for url in ["/browse", "/photo/1", "/tag", "/suspects"]:
+    page = html.unescape(client.get(url, follow_redirects=True).get_data(as_text=True))
+    assert ("row 2: image id '\u00b2' is not a number in ASCII digits" in page
+            and "row 3: image id" in page), url
+
+
 def test_requests_addressed_to_another_host_are_refused_dns_rebinding(review):
   state, client, truth = review
   rebound = {"headers": {"Host": "attacker.example:18080",

@@ -97,13 +97,13 @@ class ReviewState:
       return Corrections({}, [])
     try:
       rows, problems = corrections_lib.parse_corrections(
-          corrections_lib.read_text(self.corrections_path))
+          corrections_lib.read_text(self.corrections_path), integer_ids=True)
     except corrections_lib.CorrectionsError as error:
       return Corrections({}, [], unreadable=str(error))
+    # rows of one (image, label) agree (parse_corrections): the first stands for all
     actions = {}
     for row in rows:
-      if row.image_id.isdigit():
-        actions.setdefault((int(row.image_id), row.label), row.action)
+      actions.setdefault((corrections_lib.image_key(row.image_id), row.label), row.action)
     return Corrections(actions, problems)
 
   def current_labels(self, corrections: Corrections) -> pd.DataFrame:
@@ -164,7 +164,7 @@ def read_suspects(path: str, frame: pd.DataFrame) -> tuple[list[Suspect], list[s
   suspects, skipped = [], []
   for number, row in enumerate(table.itertuples(index=False), start=2):  # line 1 is the header
     image_id, label, action = (str(getattr(row, column)).strip() for column in SUSPECT_COLUMNS)
-    if not image_id.isdigit() or int(image_id) not in frame.index:
+    if corrections_lib.image_key(image_id) not in frame.index:
       skipped.append(f"line {number}: image {image_id!r} is not in the corpus")
     elif label not in labels:
       skipped.append(f"line {number}: label {label!r} is not in the corpus")
@@ -172,7 +172,7 @@ def read_suspects(path: str, frame: pd.DataFrame) -> tuple[list[Suspect], list[s
       skipped.append(f"line {number}: action {action!r} is not one of {corrections_lib.ACTIONS}")
     else:
       suspects.append(
-          Suspect(int(image_id), label, action, _number(row, "probability"),
+          Suspect(corrections_lib.image_key(image_id), label, action, _number(row, "probability"),
                   _number(row, "threshold")))
   return suspects, skipped
 
