@@ -34,11 +34,12 @@ class ReviewError(ValueError):
 
 
 class EditConflict(Exception):
-  """A photo's labels changed (another tab, a hand edit) since the page that edits them showed
-  them."""
+  """A photo's labels, or a suspect's decision, changed (another tab, a hand edit) since the page
+  that edits them showed them."""
 
-  def __init__(self, current: set[str]):
-    super().__init__(f"its labels are now {sorted(current) or 'none'}")
+  def __init__(self, current: set[str], decision: str | None = None):
+    super().__init__(f"its labels are now {sorted(current) or 'none'}" +
+                     (f" and the suspect is {decision}" if decision else ""))
     self.current = current
 
 
@@ -122,12 +123,32 @@ class ReviewState:
       return None
     return "accepted" if action == suspect.action else "rejected"
 
-  def decide_suspect(self, index: int, accept: bool) -> None:
-    """Writes a reviewer's verdict on suspect ``index`` to the corrections file."""
+  def labels_of(self, image_id: int, corrections: Corrections) -> set[str]:
+    """Returns one photo's labels, the corrections file applied."""
+    row = self.current_labels(corrections).loc[image_id]
+    return {label for label in self.label_names if row[label]}
+
+  def decide_suspect(self, index: int, accept: bool, shown: set[str], shown_decision: str) -> None:
+    """Writes a reviewer's verdict on suspect ``index`` to the corrections file.
+
+    ``shown`` and ``shown_decision`` ("accepted", "rejected", "undecided") are
+    the photo's labels and the suspect's decision as the deciding page showed
+    them. As in ``edit_labels``, a verdict given on a state that has changed
+    since (another tab decided it, or edited the photo) is refused
+    (EditConflict) unless it is already the verdict given.
+    """
     suspect = self.suspects[index]
     action = suspect.action if accept else ("add" if suspect.action == "remove" else "remove")
-    corrections_lib.upsert_corrections(self.corrections_path, [(str(
-        suspect.image_id), suspect.label, action, ACCEPTED_NOTE if accept else REJECTED_NOTE)])
+    verdict = "accepted" if accept else "rejected"
+    with corrections_lib.exclusive(self.corrections_path):
+      corrections = self.read_corrections()
+      current = self.labels_of(suspect.image_id, corrections)
+      decision = self.suspect_decision(suspect, corrections) or "undecided"
+      if decision != verdict and (current, decision) != (shown, shown_decision):
+        raise EditConflict(current, decision)
+      corrections_lib.upsert_holding_lock(self.corrections_path, [
+          (str(suspect.image_id), suspect.label, action,
+           ACCEPTED_NOTE if accept else REJECTED_NOTE)])
 
   def edit_labels(self, image_id: int, checked: set[str], shown: set[str]) -> int:
     """Sets one photo's labels to ``checked``, writing those that differ; returns how many.
@@ -138,8 +159,7 @@ class ReviewState:
     neither asked for.
     """
     with corrections_lib.exclusive(self.corrections_path):
-      row = self.current_labels(self.read_corrections()).loc[image_id]
-      current = {label for label in self.label_names if row[label]}
+      current = self.labels_of(image_id, self.read_corrections())
       if current != shown and current != checked:
         raise EditConflict(current)
       rows = [(str(image_id), label, "add" if label in checked else "remove", EDITED_NOTE)
