@@ -306,6 +306,23 @@ def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_
     state_lib.load_state(root, str(path), suspects_path=str(path))
 
 
+def test_the_suspects_file_is_refused_as_corrections_file_through_any_link(tmp_path):
+  root = str(tmp_path / "corpus")
+  truth = make_tiny_corpus(root, num_images=4, labels=("cat",))
+  suspects = write_suspects(tmp_path / "suspects.csv", suspect_rows(truth, 2))
+  with open(suspects, "a") as f:
+    f.write("\u00b2,cat,add,0,0.9,0.4,3.1,0\n")  # not an id: a skipped row, named
+  (tmp_path / "link.csv").symlink_to(suspects)
+  os.link(suspects, tmp_path / "hard.csv")
+  (tmp_path / "sub").mkdir()
+  for corrections_path in ["link.csv", "hard.csv", "sub/../suspects.csv"]:
+    with pytest.raises(state_lib.ReviewError, match="corrections file of their own"):
+      state_lib.load_state(root, str(tmp_path / corrections_path), suspects_path=suspects)
+  state = state_lib.load_state(root, str(tmp_path / "corrections.csv"), suspects_path=suspects)
+  assert len(state.suspects) == 2 and state.skipped_suspects == [
+      "line 4: image '\u00b2' is not in the corpus"]
+
+
 def test_hand_written_ids_and_notes_mean_what_training_reads(tmp_path):
   root = str(tmp_path / "corpus")
   truth = make_tiny_corpus(root, num_images=4, labels=("cat", "dog"))

@@ -205,6 +205,13 @@ def _number(row, column: str) -> float | None:
     return None
 
 
+def _same_file(path: str, other: str) -> bool:
+  """Tells whether two paths name one file: through links (symbolic or hard) too."""
+  if os.path.exists(path) and os.path.exists(other):
+    return os.path.samefile(path, other)
+  return os.path.realpath(path) == os.path.realpath(other)
+
+
 def load_state(data_dir: str, corrections_path: str, model_path: str | None = None,
                suspects_path: str | None = None, batch_size: int = 64) -> ReviewState:
   """Loads the corpus (folder layout, audited), the model and its predictions on every image, the
@@ -233,7 +240,7 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
         f"the corrections file {corrections_path} is a directory; "
         "name a CSV file (created if absent)")
   corrections_lib.remove_abandoned_temporaries(corrections_path)
-  if suspects_path and os.path.abspath(suspects_path) == os.path.abspath(corrections_path):
+  if suspects_path and _same_file(suspects_path, corrections_path):
     raise ReviewError(
         "the decisions need a corrections file of their own: written into the suspects file, "
         "every suspect left undecided would be applied as a correction")
