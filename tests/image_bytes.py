@@ -86,6 +86,16 @@ def gif_with_second_frame(first: np.ndarray, second_side: int) -> bytes:
   return encode(first, "GIF")[:-1] + blocks + b";"
 
 
+def gif_of_blocks(comment_sub_blocks: int = 0, frames: int = 1) -> bytes:
+  """A valid GIF of ``frames`` 1x1 frames after a comment of ``comment_sub_blocks`` one-byte
+  sub-blocks: many blocks in few bytes, a costly walk for a frame-size check."""
+  one = encode(np.zeros((1, 1), np.uint8), "GIF")
+  flags = one[10]
+  screen = one[:13 + (3 << ((flags & 7) + 1)) if flags & 0x80 else 13]
+  comment = b"\x21\xfe" + b"\x01A" * comment_sub_blocks + b"\x00"
+  return screen + comment + one[len(screen):-1] * frames + b";"
+
+
 def palette_bmp(pixels: np.ndarray) -> bytes:
   """An 8-bit palette BMP of uint8 pixels [H, W, 3] (PIL quantizes them)."""
   buffer = io.BytesIO()

@@ -182,3 +182,47 @@ def test_the_split_corpus_is_the_corrected_merged_corpus_split(tiny_corpus, tmp_
   parts = pd.concat([data.train, data.val, data.test])
   assert sorted(parts.index) == sorted(whole.index)
   pd.testing.assert_frame_equal(data.test, whole.loc[data.test.index])
+
+
+def test_hand_written_ids_have_one_meaning_in_training(tmp_path):
+  root = str(tmp_path / "corpus")
+  truth = make_tiny_corpus(root, num_images=6)
+  with_cat = next(i for i, labels in truth.items() if "cat" in labels)
+  cfg = fast_config()
+  cfg.data.corrections = _write(tmp_path / "fix.csv",
+                                f"image_id,label,action\n0{with_cat},cat,remove\n")
+  data = split_corpus.load_and_split(root, cfg)
+  assert data.source.frame.at[with_cat, "cat"] == 0  # 01 is image 1
+  for text, message in [
+      (f"image_id,label,action\n{with_cat},cat,add\n0{with_cat},cat,remove\n",
+       f"fix.csv:3: remove 'cat' for image 0{with_cat} contradicts line 2 "
+       rf"\(add for image {with_cat}\)"),
+      ("image_id,label,action\n1,cat,add\n\u00b2,cat,add\n",
+       "fix.csv:3: image id '\u00b2' is not a number in ASCII digits"),
+      ("image_id,label,action\n\uff11,cat,add\n", "fix.csv:2: image id '\uff11' is not a number"),
+  ]:
+    pathlib.Path(cfg.data.corrections).write_text(text)
+    with pytest.raises(corrections.CorrectionsError, match=message):
+      split_corpus.load_and_split(root, cfg)
+
+
+def test_a_quoted_note_spans_lines_and_unicode_line_separators_are_text(tmp_path):
+  # what a spreadsheet writes: a note over two lines, CRLF line ends; U+2028 and NEL inside notes
+  text = ('image_id,label,action,note\r\n1,cat,remove,"not a cat:\r\na puppy"\r\n# a comment\r\n'
+          '2,dog,add,one\u2028two\r\n3,sun,add,three\x85four\r\n4,cat,add,"no line end"')
+  path = tmp_path / "fix.csv"
+  path.write_bytes(text.encode())
+  found = corrections.read_corrections(str(path))
+  assert [(c.image_id, c.label, c.action, c.line) for c in found] == [
+      ("1", "cat", "remove", 2), ("2", "dog", "add", 5), ("3", "sun", "add", 6),
+      ("4", "cat", "add", 7)]
+  corrections.upsert_corrections(str(path), [("5", "dog", "remove", "new,\nrow")])
+  assert path.read_bytes().decode() == text + '\r\n5,dog,remove,"new,\nrow"\r\n'
+  corrections.upsert_corrections(str(path), [("02", "dog", "remove", "")])  # replaces image 2's
+  assert path.read_bytes().decode() == text.replace("2,dog,add,one\u2028two", "02,dog,remove,") + (
+      '\r\n5,dog,remove,"new,\nrow"\r\n')
+  path.write_text("image_id,label,action,note\n1,cat,add," + '"' + "x" * 200_000 + '"\n')
+  with pytest.raises(corrections.CorrectionsError, match="fix.csv:2: not readable as CSV"):
+    corrections.read_corrections(str(path))
+  with pytest.raises(corrections.CorrectionsError, match="fix.csv:2: not readable as CSV"):
+    corrections.upsert_corrections(str(path), [("5", "dog", "remove", "")])

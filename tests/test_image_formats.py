@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mlc_tf.data import image_formats
+from mlc_tf.data import corpus, image_formats, pipeline
 
 PIXELS = np.full((6, 10, 3), 128, np.uint8)
 
@@ -35,6 +35,23 @@ def test_a_gif_counts_the_pixels_of_every_frame_not_its_screen():
   assert int(image_formats.decoded_pixel_count(tf.constant(image_bytes.gif_bomb(300)))) == 300 * 300
   two_frames = image_bytes.gif_with_second_frame(PIXELS, 50)
   assert int(image_formats.decoded_pixel_count(tf.constant(two_frames))) == 60 + 50 * 50
+
+
+@pytest.mark.parametrize("blocks", [
+    {"comment_sub_blocks": image_formats.MAX_GIF_SUB_BLOCKS + 1},
+    {"frames": image_formats.MAX_GIF_BLOCKS + 1},
+])
+def test_a_gif_of_more_blocks_than_its_check_walks_is_refused_with_the_reason(blocks):
+  hostile = image_bytes.gif_of_blocks(**blocks)  # ~140 KB; at 10 MB, minutes of checking
+  assert len(hostile) < 200_000 and tf.io.decode_image(hostile, expand_animations=False).shape == (
+      1, 1, 3)  # TensorFlow decodes it
+  count = tf.function(image_formats.decoded_pixel_count)  # as the pipeline and the export run it
+  assert int(count(tf.constant(hostile))) == image_formats.GIF_UNCHECKED
+  assert corpus.undecodable_reason(hostile) == image_formats.GIF_TOO_MANY_BLOCKS
+  with pytest.raises(tf.errors.InvalidArgumentError, match="too many to check its frame sizes"):
+    tf.function(pipeline.decode_and_resize)(tf.constant(hostile), 8)
+  fewer = {key: value - 2 for key, value in blocks.items()}
+  assert corpus.undecodable_reason(image_bytes.gif_of_blocks(**fewer)) is None  # within the bound
 
 
 def test_a_palette_bmp_is_told_from_a_24_bit_one():

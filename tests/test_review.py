@@ -40,6 +40,19 @@ def review(loaded, tmp_path):
   return state, app_lib.create_app(state, max_upload_bytes=64 * 1024).test_client(), truth
 
 
+def shown_fields(client, url):
+  """A page's hidden fields: what it showed, as its form posts it back."""
+  page = client.get(url).get_data(as_text=True)
+  return {name: html.unescape(value)
+          for name, value in re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', page)}
+
+
+def decide(client, index, decision):
+  """Posts a decision as the suspect's page does, from the page as it is now."""
+  return client.post(f"/suspects/{index}",
+                     data={"decision": decision, **shown_fields(client, f"/suspects/{index}")})
+
+
 def test_suspects_are_decided_into_the_corrections_file_and_the_review_resumes(review):
   state, client, _ = review
   assert len(state.suspects) == 3 and len(state.skipped_suspects) == 2
@@ -50,10 +63,9 @@ def test_suspects_are_decided_into_the_corrections_file_and_the_review_resumes(r
   assert client.get("/suspects").headers["Location"].endswith("/suspects/0")
   page = client.get("/suspects/0").get_data(as_text=True)
   assert "0 / 3 decided" in page and f"{first.action} “cat”" in page and "probability 0.050" in page
-  answer = client.post("/suspects/0", data={"decision": "accept"})
+  answer = decide(client, 0, "accept")
   assert answer.status_code == 303 and answer.headers["Location"].endswith("/suspects/1")
-  assert client.post("/suspects/1",
-                     data={"decision": "reject"}).headers["Location"].endswith("/suspects/2")
+  assert decide(client, 1, "reject").headers["Location"].endswith("/suspects/2")
   found, problems = corrections.parse_corrections(pathlib.Path(state.corrections_path).read_text())
   opposite = {"add": "remove", "remove": "add"}
   assert not problems and [(c.image_id, c.label, c.action) for c in found] == [
@@ -65,13 +77,12 @@ def test_suspects_are_decided_into_the_corrections_file_and_the_review_resumes(r
   assert "2 / 3 decided" in restarted.get("/suspects/2").get_data(as_text=True)
   assert 'class="decision accepted"' in restarted.get("/suspects/0").get_data(as_text=True)
   # Changing one's mind replaces the row; the last decision leaves nothing undecided.
-  client.post("/suspects/0", data={"decision": "reject"})
-  assert client.post("/suspects/2",
-                     data={"decision": "accept"}).headers["Location"].endswith("/suspects")
+  decide(client, 0, "reject")
+  assert decide(client, 2, "accept").headers["Location"].endswith("/suspects")
   assert "All 3 suspects are decided" in client.get("/suspects").get_data(as_text=True)
   found, _ = corrections.parse_corrections(pathlib.Path(state.corrections_path).read_text())
   assert len(found) == 3 and found[0].action == opposite[first.action]
-  assert client.post("/suspects/0", data={"decision": "maybe"}).status_code == 400
+  assert decide(client, 0, "maybe").status_code == 400
   assert client.get("/suspects/7").status_code == 404
 
 
@@ -98,16 +109,14 @@ def test_browse_filters_and_ranks_by_the_models_disagreement(review):
 def shown_labels(client, image_id):
   """The page's hidden "shown" field: the labels the photo's page showed, as the form posts them
   back."""
-  page = client.get(f"/photo/{image_id}").get_data(as_text=True)
-  return html.unescape(re.search(r'name="shown" value="([^"]*)"', page).group(1))
+  return shown_fields(client, f"/photo/{image_id}")["shown"]
 
 
 def test_a_photos_label_edit_goes_to_the_corrections_file(review):
   state, client, truth = review
   image_id = next(i for i, labels in truth.items() if labels == {"cat"})
   assert json.loads(shown_labels(client, image_id)) == ["cat"]
-  answer = client.post(f"/photo/{image_id}",
-                       data={"label": ["dog", "cat", "<script>"], "shown": '["cat"]'})
+  answer = client.post(f"/photo/{image_id}", data={"label": ["dog", "cat"], "shown": '["cat"]'})
   assert answer.status_code == 303
   assert "Saved: 1 label change(s)" in client.get(answer.headers["Location"]).get_data(as_text=True)
   written = pathlib.Path(state.corrections_path).read_text().splitlines()
@@ -127,6 +136,55 @@ def test_a_post_that_names_nothing_is_refused_not_taken_as_no_labels(review):
     assert response.status_code == 400, request
   assert "this request names nothing" in client.post(f"/photo/{image_id}").get_data(as_text=True)
   assert not os.path.exists(state.corrections_path)
+
+
+def test_a_post_naming_a_label_not_of_the_corpus_or_a_malformed_shown_field_is_refused(review):
+  state, client, truth = review
+  image_id = next(i for i, labels in truth.items() if "cat" in labels)
+  shown = shown_labels(client, image_id)
+  # a label name in the wrong case must not stand for "unchecked"
+  response = client.post(f"/photo/{image_id}", data={"label": ["Cat"], "shown": shown})
+  assert response.status_code == 400 and "names 'Cat': not a label of this corpus" in html.unescape(
+      response.get_data(as_text=True))
+  response = client.post(f"/photo/{image_id}", data={"label": ["cat"], "shown": '["Cat"]'})
+  assert response.status_code == 400 and "'shown' field names 'Cat'" in html.unescape(
+      response.get_data(as_text=True))
+  deep = "[" * 5_000 + "]" * 5_000  # deeper than Python recurses
+  suspect = shown_fields(client, "/suspects/0")
+  for url, data in [(f"/photo/{image_id}", {"label": ["cat"], "shown": value})
+                    for value in (deep, '"cat"', '{"cat": 1}', '[["cat"]]', "[1]")] + [
+                        ("/suspects/0", {**suspect, "decision": "accept", "shown": deep}),
+                        ("/suspects/0", {**suspect, "decision": "accept", "shown_decision": "x"}),
+                        ("/suspects/0", {"decision": "accept"})]:
+    response = client.post(url, data=data)
+    assert response.status_code == 400, (url, str(data)[:80])
+  assert not os.path.exists(state.corrections_path)
+
+
+def test_a_decision_on_a_page_that_is_no_longer_so_is_refused_not_written_over(review):
+  state, client, _ = review
+  first = state.suspects[0]
+  tab_a = shown_fields(client, "/suspects/0")
+  photo = shown_fields(client, f"/photo/{first.image_id}")  # tab B edits the photo's labels
+  edited = sorted(set(json.loads(photo["shown"])) ^ {"sun"})
+  assert client.post(f"/photo/{first.image_id}",
+                     data={"label": edited, **photo}).status_code == 303
+  written = pathlib.Path(state.corrections_path).read_bytes()
+  response = client.post("/suspects/0", data={"decision": "accept", **tab_a})
+  page = html.unescape(response.get_data(as_text=True))
+  assert response.status_code == 409 and "changed since this page showed them" in page
+  assert pathlib.Path(state.corrections_path).read_bytes() == written
+  assert decide(client, 0, "accept").status_code == 303  # decided again on the page as it is now
+  # two tabs deciding one suspect differently: the second is told, whichever it is
+  tab_a = tab_b = shown_fields(client, "/suspects/1")
+  assert client.post("/suspects/1", data={"decision": "reject", **tab_a}).status_code == 303
+  written = pathlib.Path(state.corrections_path).read_bytes()
+  response = client.post("/suspects/1", data={"decision": "accept", **tab_b})
+  assert response.status_code == 409 and "the suspect is rejected" in response.get_data(
+      as_text=True)
+  assert pathlib.Path(state.corrections_path).read_bytes() == written
+  # the same verdict twice (a double click) is no conflict
+  assert client.post("/suspects/1", data={"decision": "reject", **tab_b}).status_code == 303
 
 
 def test_two_tabs_editing_one_photo_never_lose_or_merge_an_edit(review):
@@ -246,6 +304,47 @@ def test_a_bad_row_of_a_hand_written_corrections_file_is_reported_by_number(tmp_
   assert response.status_code == 409 and "lacks column" in response.get_data(as_text=True)
   with pytest.raises(state_lib.ReviewError, match="corrections file of their own"):
     state_lib.load_state(root, str(path), suspects_path=str(path))
+
+
+def test_the_suspects_file_is_refused_as_corrections_file_through_any_link(tmp_path):
+  root = str(tmp_path / "corpus")
+  truth = make_tiny_corpus(root, num_images=4, labels=("cat",))
+  suspects = write_suspects(tmp_path / "suspects.csv", suspect_rows(truth, 2))
+  with open(suspects, "a") as f:
+    f.write("\u00b2,cat,add,0,0.9,0.4,3.1,0\n")  # not an id: a skipped row, named
+  (tmp_path / "link.csv").symlink_to(suspects)
+  os.link(suspects, tmp_path / "hard.csv")
+  (tmp_path / "sub").mkdir()
+  for corrections_path in ["link.csv", "hard.csv", "sub/../suspects.csv"]:
+    with pytest.raises(state_lib.ReviewError, match="corrections file of their own"):
+      state_lib.load_state(root, str(tmp_path / corrections_path), suspects_path=suspects)
+  state = state_lib.load_state(root, str(tmp_path / "corrections.csv"), suspects_path=suspects)
+  assert len(state.suspects) == 2 and state.skipped_suspects == [
+      "line 4: image '\u00b2' is not in the corpus"]
+
+
+def test_hand_written_ids_and_notes_mean_what_training_reads(tmp_path):
+  root = str(tmp_path / "corpus")
+  truth = make_tiny_corpus(root, num_images=4, labels=("cat", "dog"))
+  with_cat = next(i for i, labels in truth.items() if "cat" in labels)
+  path = tmp_path / "corrections.csv"
+  note = '"a spreadsheet\'s note\r\nover two lines"'
+  path.write_text(f"image_id,label,action,note\n0{with_cat},cat,remove,{note}\n"
+                  "1,dog,add,one\u2028two\x85three\n")
+  client = app_lib.create_app(state_lib.load_state(root, str(path))).test_client()
+  assert "cat" not in json.loads(shown_labels(client, with_cat))  # 01 is image 1, as in training
+  shown = shown_labels(client, with_cat)
+  answer = client.post(f"/photo/{with_cat}", data={"label": ["cat"], "shown": shown})
+  assert answer.status_code == 303 and "cat" in json.loads(shown_labels(client, with_cat))
+  assert path.read_bytes().decode().split("\n")[1:] == [
+      f"{with_cat},cat,add,{state_lib.EDITED_NOTE}", "1,dog,add,one\u2028two\x85three", ""]
+  found, problems = corrections.parse_corrections(path.read_bytes().decode())
+  assert not problems and len(found) == 2
+  path.write_text(f"image_id,label,action\n\u00b2,cat,add\n{note},dog,add\n")
+  for url in ["/browse", "/photo/1", "/tag", "/suspects"]:
+    page = html.unescape(client.get(url, follow_redirects=True).get_data(as_text=True))
+    assert ("row 2: image id '\u00b2' is not a number in ASCII digits" in page
+            and "row 3: image id" in page), url
 
 
 def test_requests_addressed_to_another_host_are_refused_dns_rebinding(review):

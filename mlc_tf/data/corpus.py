@@ -46,6 +46,10 @@ from mlc_tf.data import image_formats, pipeline
 PATH_COLUMN = "path"
 # TensorFlow error messages carry the op's internals around the human part.
 _TF_MESSAGE_NOISE = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", re.DOTALL)
+# A graph's error: where the failing op was defined, then the message (an assertion's in brackets).
+_GRAPH_TRACE = re.compile(
+    r"^Graph execution error:\s*(?:Detected at node[^\n]*\n(?:\s*File [^\n]*\n)*)?\s*")
+_ASSERTION = re.compile(r"^assertion failed: \[(.*?)\] \[Condition")
 _EXAMPLES = 5
 
 
@@ -165,8 +169,12 @@ class CorpusAudit:
 def _reason(error: Exception) -> str:
   """The human part of an OS or TensorFlow error message."""
   message = error.message if isinstance(error, tf.errors.OpError) else str(error)
-  return _TF_MESSAGE_NOISE.sub(
-      "", message).strip().splitlines()[0] if message.strip() else type(error).__name__
+  message = _TF_MESSAGE_NOISE.sub("", _GRAPH_TRACE.sub("", message)).strip()
+  if not message:
+    return type(error).__name__
+  line = message.splitlines()[0]
+  assertion = _ASSERTION.match(line)
+  return assertion.group(1) if assertion else line
 
 
 def check_image(path: str) -> tuple[str, str | None, str | None]:
@@ -188,6 +196,12 @@ def check_image(path: str) -> tuple[str, str | None, str | None]:
 REFUSED_BY_MODEL = "refused by the model"
 
 
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+def _decode_check(data: tf.Tensor) -> tf.Tensor:
+  """``decode_and_resize`` as a graph: run eagerly, a GIF's block walk would be a Python loop."""
+  return pipeline.decode_and_resize(data, 1)
+
+
 def undecodable_reason(data: bytes) -> str | None:
   """Returns why ``decode_and_resize`` refuses an encoded image, or None.
 
@@ -198,7 +212,7 @@ def undecodable_reason(data: bytes) -> str | None:
   if image_formats.format_of(data) is None:
     return "not a JPEG, PNG, GIF or BMP image"
   try:
-    pipeline.decode_and_resize(tf.constant(data), 1)
+    _decode_check(tf.constant(data))
   except tf.errors.OpError as error:
     return _reason(error)
   return None

@@ -6,16 +6,20 @@ The file is a CSV with a header naming at least ``image_id``, ``label`` and
 ``action`` (``add`` or ``remove``); other columns (a note, the model's
 probability) are kept for the reviewer and ignored here, so the review CSV that
 ``mlc-suspects`` writes is itself a corrections file once pruned to the rows a
-human confirmed. Lines starting with ``#`` and blank lines are skipped::
+human confirmed. It is read and written as CSV (a quoted note may span lines,
+as a spreadsheet writes it). Lines starting with ``#`` and blank lines between
+rows are skipped::
 
     image_id,label,action,note
     1234,baby,remove,a puppy
     877,people,add
 
-Image ids are the corpus's: integers for the folder layout, the file name as
-written for a CSV source. Nothing is applied silently: the returned report counts and names every
-change, every correction that changed nothing (the label was already so), and every
-row skipped because its image or label is not in this corpus/run.
+Image ids are the corpus's: integers for the folder layout, written in ASCII
+digits (``01`` is image 1, everywhere: ``image_key``; ``²`` is a bad row), the
+file name as written for a CSV source. Nothing is applied silently: the
+returned report counts and names every change, every correction that changed
+nothing (the label was already so), and every row skipped because its image or
+label is not in this corpus/run.
 """
 
 from __future__ import annotations
@@ -93,20 +97,55 @@ class RowProblem:
   message: str
 
 
-def _lines(text: str):
-  """Yields (line number, raw line, kind, value) for each line of a corrections file's text.
+def image_key(image_id: str) -> int | str:
+  """Returns an image id's one meaning, the same for training and the review app.
 
-  The kind is "skip" (blank or comment; value None), "header" (the first other line; value its
-  fields) or "row" (value the row as a dict by header column). The one reading of the format, for
-  the parser and the writer.
+  ASCII digits name a number (``01`` is 1); anything else is the text as written
+  (a CSV source's file name). ``"²".isdigit()`` is true, yet ``²`` is no id.
   """
+  return int(image_id) if image_id.isascii() and image_id.isdigit() else image_id
+
+
+def _records(text: str):
+  """Yields (line number, raw text, kind, value) for each record of a corrections file's text.
+
+  Read as CSV (a quoted note may span lines; U+2028 or NEL inside one is text,
+  not a line end). The kind is "skip" (a blank or ``#`` line between records;
+  value None), "header" (the first record; value its fields), "row" (value the
+  row as a dict by header column) or "bad" (CSV that cannot be read, the last
+  record; value why). The raw text keeps its line ends, so a rewrite keeps
+  every record it does not change as written. The one reading of the format,
+  for the parser and the writer.
+  """
+  physical = io.StringIO(text.removeprefix("\ufeff"), newline="")  # past a spreadsheet's BOM
+  skipped, record, count = [], [], 0
+
+  def lines():  # the csv reader's lines; blank and comment lines between records left out
+    nonlocal count
+    for line in physical:
+      count += 1
+      if not record and (not line.strip() or line.lstrip().startswith("#")):
+        skipped.append((count, line))
+      else:
+        record.append(line)
+        yield line
+
   header = None
-  for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(),
-                               start=1):  # a spreadsheet's BOM
-    if not raw.strip() or raw.lstrip().startswith("#"):
-      yield number, raw, "skip", None
-      continue
-    fields = [field.strip() for field in next(csv.reader([raw]))]
+  reader = csv.reader(lines())
+  while True:
+    try:
+      fields = next(reader, None)
+    except csv.Error as error:
+      yield from ((number, raw, "skip", None) for number, raw in skipped)
+      yield count - len(record) + 1, "".join(record), "bad", f"not readable as CSV: {error}"
+      return
+    yield from ((number, raw, "skip", None) for number, raw in skipped)
+    skipped.clear()
+    if fields is None:
+      return
+    number, raw = count - len(record) + 1, "".join(record)
+    record.clear()
+    fields = [field.strip() for field in fields]
     if header is None:
       header = fields
       yield number, raw, "header", header
@@ -118,34 +157,44 @@ def _missing_columns(header: list[str]) -> list[str]:
   return [column for column in REQUIRED_COLUMNS if column not in header]
 
 
-def parse_corrections(text: str) -> tuple[list[Correction], list[RowProblem]]:
+def parse_corrections(text: str,
+                      integer_ids: bool = False) -> tuple[list[Correction], list[RowProblem]]:
   """Returns the usable corrections of a corrections file's text, and every line that is not.
 
   The unusable lines are listed by line number.
 
   A bad header makes every row unusable: it is the one problem then. A row
-  that contradicts an earlier one is a problem; the earlier row stands.
+  that contradicts an earlier one of the same image (``image_key``: ``01`` is
+  ``1``) and label is a problem; the earlier row stands. With ``integer_ids``
+  (a folder corpus's ids), an id other than ASCII digits is a problem too.
   """
   corrections, problems, seen = [], [], {}
-  for number, raw, kind, value in _lines(text):
+  for number, raw, kind, value in _records(text):
+    if kind == "bad":
+      problems.append(RowProblem(number, value))
     if kind == "header" and _missing_columns(value):
-      return [], [RowProblem(number, f"header {raw!r} lacks column(s) {_missing_columns(value)} "
+      return [], [RowProblem(number, f"header {raw.rstrip()!r} lacks column(s) "
+                                     f"{_missing_columns(value)} "
                                      f"(expected {','.join(REQUIRED_COLUMNS)})")]
     if kind != "row":
       continue
     row = value
     image_id, label, action = (row.get(c, "") for c in REQUIRED_COLUMNS)
     action = action.lower()
-    key = (image_id, label)
+    key = (image_key(image_id), label)
     if not image_id:
       problems.append(RowProblem(number, "no image id"))
+    elif integer_ids and not isinstance(key[0], int):
+      problems.append(RowProblem(number, f"image id {image_id!r} is not a number in ASCII digits, "
+                                         "as the corpus's ids are"))
     elif not label:
       problems.append(RowProblem(number, "no label"))
     elif action not in ACTIONS:
       problems.append(RowProblem(number, f"action must be one of {ACTIONS}, found {action!r}"))
     elif key in seen and seen[key].action != action:
       problems.append(RowProblem(number, f"{action} {label!r} for image {image_id} contradicts "
-                                         f"line {seen[key].line} ({seen[key].action})"))
+                                         f"line {seen[key].line} ({seen[key].action} for image "
+                                         f"{seen[key].image_id})"))
     else:
       correction = Correction(image_id, label, action, number)
       seen.setdefault(key, correction)
@@ -153,11 +202,14 @@ def parse_corrections(text: str) -> tuple[list[Correction], list[RowProblem]]:
   return corrections, problems
 
 
-def read_corrections(path: str) -> list[Correction]:
-  """Parses a corrections CSV; garbage and contradictions are errors naming the line."""
+def read_corrections(path: str, integer_ids: bool = False) -> list[Correction]:
+  """Parses a corrections CSV; garbage and contradictions are errors naming the line.
+
+  ``integer_ids``: as ``parse_corrections``.
+  """
   if not tf.io.gfile.exists(path):
     raise CorrectionsError(f"corrections file {path} does not exist")
-  corrections, problems = parse_corrections(read_text(path))
+  corrections, problems = parse_corrections(read_text(path), integer_ids)
   if problems:
     raise CorrectionsError(f"{path}:{problems[0].line}: {problems[0].message}")
   return corrections
@@ -238,41 +290,44 @@ def upsert_holding_lock(path: str, rows: Iterable[tuple[str, str, str, str]]) ->
     if not image_id or not label or action not in ACTIONS:
       raise ValueError(f"a correction needs an image id, a label and an action in {ACTIONS}: "
                        f"{(image_id, label, action)}")
-  pending = {(image_id, label): row for row in rows for image_id, label in [row[:2]]}
+  pending = {(image_key(row[0]), row[1]): row for row in rows}
   text = read_text(path) if os.path.exists(path) else ""
-  header, lines, replaced = None, [], set()
-  for _, raw, kind, value in _lines(text):
+  ending = "\r\n" if text.partition("\n")[0].endswith("\r") else "\n"  # the file's own
+  header, records, replaced = None, [], set()
+  for number, raw, kind, value in _records(text):
+    if kind == "bad":
+      raise CorrectionsError(f"{path}:{number}: {value}: not writing into it")
     if kind == "header":
       header = value
       if _missing_columns(header):
         raise CorrectionsError(
-            f"{path}: header {raw!r} lacks column(s) {_missing_columns(header)}: "
+            f"{path}: header {raw.rstrip()!r} lacks column(s) {_missing_columns(header)}: "
             "not writing into it")
     if kind != "row":
-      lines.append(raw)
+      records.append(raw)
       continue
-    row = value
-    key = (row.get("image_id", ""), row.get("label", ""))
-    if key in replaced:  # an older duplicate of a pair just rewritten
+    key = (image_key(value.get("image_id", "")), value.get("label", ""))
+    if key in replaced:  # another row of a pair just rewritten (``01`` after ``1``)
       continue
     if key in pending:
-      lines.append(_csv_line(header, pending.pop(key)))
+      records.append(_csv_record(header, pending.pop(key), ending))
       replaced.add(key)
     else:
-      lines.append(raw)
+      records.append(raw)
   if header is None:
     header = [*REQUIRED_COLUMNS, "note"]
-    lines.append(",".join(header))
-  lines += [_csv_line(header, row) for row in pending.values()]
-  atomic_files.write_text(path, "".join(f"{line}\n" for line in lines))
+    records.append(",".join(header) + ending)
+  records += [_csv_record(header, row, ending) for row in pending.values()]
+  # a last line without its line end gets one before more follow
+  atomic_files.write_text(path, "".join(
+      record if record.endswith(("\n", "\r")) else record + ending for record in records))
 
 
-def _csv_line(header: list[str], row: tuple[str, str, str, str]) -> str:
+def _csv_record(header: list[str], row: tuple[str, str, str, str], ending: str) -> str:
   values = dict(zip((*REQUIRED_COLUMNS, "note"), row))
   out = io.StringIO()
-  csv.writer(out, lineterminator="").writerow([values.get(column, "") for column in header])
+  csv.writer(out, lineterminator=ending).writerow([values.get(column, "") for column in header])
   return out.getvalue()
-
 
 
 def apply_corrections(frame: pd.DataFrame, corrections: list[Correction],
@@ -283,7 +338,7 @@ def apply_corrections(frame: pd.DataFrame, corrections: list[Correction],
   integer_ids = pd.api.types.is_integer_dtype(frame.index)
   report = CorrectionsReport(path)
   for c in corrections:
-    image_id = int(c.image_id) if integer_ids and c.image_id.isdigit() else c.image_id
+    image_id = image_key(c.image_id) if integer_ids else c.image_id
     if c.label not in labels:
       report.unknown_labels.append((c.line, c.label))
     elif image_id not in frame.index:
@@ -303,7 +358,8 @@ def apply_file(frame: pd.DataFrame, path: str | None) -> pd.DataFrame:
   """
   if not path:
     return frame
-  frame, report = apply_corrections(frame, read_corrections(path), path)
+  integer_ids = pd.api.types.is_integer_dtype(frame.index)
+  frame, report = apply_corrections(frame, read_corrections(path, integer_ids), path)
   for line in report.lines():
     logging.warning(line)
   return frame

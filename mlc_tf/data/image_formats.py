@@ -27,6 +27,14 @@ BMP_SIGNATURE = b"BM"
 # Images whose headers announce more pixels are refused before decoding: a few bytes must not make a
 # process allocate gigabytes. 40 MP still admits 6000 x 6000 photos.
 MAX_IMAGE_PIXELS = 40_000_000
+# A GIF's frame sizes are read by a walk of its blocks and sub-blocks, at microseconds a step; one
+# of more is refused unchecked. An encoder fills its data sub-blocks (255 bytes), so this admits
+# 16 MB of pixel data and 4,000 frames (each with its extension), and costs a second or two at most.
+MAX_GIF_BLOCKS = 8_192  # frames and extensions
+MAX_GIF_SUB_BLOCKS = 65_536
+GIF_UNCHECKED = -2  # decoded_pixel_count's answer for such a GIF
+GIF_TOO_MANY_BLOCKS = (f"a GIF of more than {MAX_GIF_BLOCKS} blocks (frames, extensions) or "
+                       f"{MAX_GIF_SUB_BLOCKS} sub-blocks, too many to check its frame sizes")
 PALETTE_BMP = "palette BMP is not supported (TensorFlow would read palette indices as grey levels)"
 SIGNATURES = (("jpeg", JPEG_SIGNATURE), ("png", PNG_SIGNATURE),
               *(("gif", gif) for gif in GIF_SIGNATURES), ("bmp", BMP_SIGNATURE))
@@ -64,12 +72,15 @@ def is_palette_bmp(image_bytes: tf.Tensor) -> tf.Tensor:
 
 
 def _gif_frame_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Width x height summed over every image descriptor of a GIF (int64).
+  """Width x height summed over every image descriptor of a GIF (int64), or ``GIF_UNCHECKED``.
 
   TensorFlow's GIF decoder (giflib's DGifSlurp) allocates every frame at its
   own size, whatever the logical screen says and even when only the first
   frame is asked for, so the frames, not the screen, bound its memory. Walks
   the block structure: extensions and image data are chains of sub-blocks.
+  The walk stops at ``MAX_GIF_BLOCKS`` blocks or ``MAX_GIF_SUB_BLOCKS``
+  sub-blocks and answers ``GIF_UNCHECKED``: each step costs microseconds, and
+  one-byte sub-blocks or 1x1 frames would make a few MB minutes of walking.
   """
   data = tf.io.decode_raw(image_bytes, tf.uint8)
   length = tf.shape(data, out_type=tf.int64)[0]
@@ -85,35 +96,43 @@ def _gif_frame_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
   def colour_table(flags):  # the size of a colour table its flags byte announces
     return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8), 0)
 
-  def past_sub_blocks(
-      position):  # a chain of size-prefixed sub-blocks ends with a 0 size; the hot loop
-    return tf.while_loop(lambda p: byte(p) > 0, lambda p: (p + 1 + byte(p),), (position,))[0] + 1
+  def past_sub_blocks(position, sub_blocks):
+    # a chain of size-prefixed sub-blocks ends with a 0 size; the hot loop, kept to few ops
+    position, sub_blocks = tf.while_loop(lambda p, n: (byte(p) > 0) & (n <= MAX_GIF_SUB_BLOCKS),
+                                         lambda p, n: (p + 1 + byte(p), n + 1),
+                                         (position, sub_blocks))
+    return position + 1, sub_blocks
 
-  def block(position, pixels):
+  def block(position, pixels, blocks, sub_blocks):
     introducer = byte(position)
     is_image = tf.equal(introducer, 0x2C)
     chain = tf.where(is_image, position + 11 + colour_table(byte(position + 9)), position + 2)
     frame = tf.where(is_image, u16(position + 5) * u16(position + 7), 0)
-    return past_sub_blocks(chain), pixels + frame
+    position, sub_blocks = past_sub_blocks(chain, sub_blocks)
+    return position, pixels + frame, blocks + 1, sub_blocks
 
-  def is_block(position,
-               _):  # an image or an extension; the trailer (0x3B), or anything else, ends the walk
+  def is_block(position, _, blocks, sub_blocks):
+    # an image or an extension; the trailer (0x3B), or anything else, ends the walk
     introducer = byte(position)
-    return (position < length) & (tf.equal(introducer, 0x2C) | tf.equal(introducer, 0x21))
+    return ((position < length) & (tf.equal(introducer, 0x2C) | tf.equal(introducer, 0x21)) &
+            (blocks <= MAX_GIF_BLOCKS) & (sub_blocks <= MAX_GIF_SUB_BLOCKS))
 
-  _, pixels = tf.while_loop(is_block, block,
-                            (13 + colour_table(byte(10)), tf.constant(0, tf.int64)))
-  return pixels
+  zero = tf.constant(0, tf.int64)
+  _, pixels, blocks, sub_blocks = tf.while_loop(
+      is_block, block, (13 + colour_table(byte(10)), zero, zero, zero))
+  return tf.where((blocks > MAX_GIF_BLOCKS) | (sub_blocks > MAX_GIF_SUB_BLOCKS),
+                  tf.constant(GIF_UNCHECKED, tf.int64), pixels)
 
 
 def decoded_pixel_count(image_bytes: tf.Tensor) -> tf.Tensor:
   """Returns the pixels (int64) that decoding one JPEG/PNG/GIF/BMP allocates, from its headers.
 
-  Any other content gives -1.
+  Any other content gives -1; a GIF of more than ``MAX_GIF_BLOCKS`` blocks or
+  ``MAX_GIF_SUB_BLOCKS`` sub-blocks, ``GIF_UNCHECKED``.
 
-  Reads only headers (for a GIF, every frame's image descriptor), so it is
-  cheap on any input; a header too short to hold the size raises
-  InvalidArgumentError, like the decoder would.
+  Reads only headers (for a GIF, every frame's image descriptor, within those
+  bounds), so it is cheap on any input; a header too short
+  to hold the size raises InvalidArgumentError, like the decoder would.
   """
   def int_pair(offset, dtype, little_endian):
     pair = tf.io.decode_raw(tf.strings.substr(image_bytes, offset, 2 * dtype.size), dtype,
@@ -126,7 +145,10 @@ def decoded_pixel_count(image_bytes: tf.Tensor) -> tf.Tensor:
     return shape[0] * shape[1]
 
   def gif():
-    return tf.maximum(int_pair(6, tf.uint16, little_endian=True), _gif_frame_pixels(image_bytes))
+    frames = _gif_frame_pixels(image_bytes)
+    return tf.where(
+        tf.equal(frames, GIF_UNCHECKED), frames,
+        tf.maximum(int_pair(6, tf.uint16, little_endian=True), frames))
 
   return tf.case([
       (is_jpeg(image_bytes), jpeg),

@@ -31,11 +31,17 @@ def decode_and_resize(image_bytes: tf.Tensor, image_size: int,
   (``decode_jpeg_downscaled``): the first epoch's decode, and a large photo's
   above all, costs a fraction of a full decode and resize. Refused with
   InvalidArgumentError before decoding: an image whose headers announce more
-  than ``max_image_pixels`` (a decompression bomb) and a palette BMP
+  than ``max_image_pixels`` (a decompression bomb), a GIF of too many blocks
+  to count its pixels (``image_formats.MAX_GIF_BLOCKS``) and a palette BMP
   (TensorFlow would decode it to the wrong colours), so training, the export,
   ``mlc-predict`` and the review app all take the same files.
   """
   pixels = image_formats.decoded_pixel_count(image_bytes)
+  checked = tf.debugging.assert_none_equal(pixels, tf.constant(image_formats.GIF_UNCHECKED,
+                                                               tf.int64),
+                                           message=image_formats.GIF_TOO_MANY_BLOCKS)
+  with tf.control_dependencies([checked]):  # its reason first: the checks below refuse it too
+    pixels = tf.identity(pixels)
   known = tf.debugging.assert_positive(
       pixels, message="not a JPEG, PNG, GIF or BMP image, or one of no pixels")
   limit = tf.debugging.assert_less_equal(

@@ -105,16 +105,49 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
       return flask.render_template("suspects.html", index=None)
     return flask.redirect(flask.url_for("suspect", index=index))
 
+  def shown_labels():
+    """The labels the posting page showed (its 'shown' field): a JSON list of the corpus's labels.
+
+    Anything else is a 400, nothing written.
+    """
+    if "shown" not in flask.request.form:
+      flask.abort(
+          400, "a save names what its page showed (the 'shown' field, a JSON list of labels) and, "
+          "for a photo, the labels it sets (a 'label' field per checked label); "
+          "this request names nothing")
+    try:
+      shown = json.loads(flask.request.form["shown"])
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
+      shown = None
+    if not isinstance(shown, list) or not all(isinstance(name, str) for name in shown):
+      flask.abort(400, "the 'shown' field must be a JSON list of label names")
+    return known_labels(shown, "shown")
+
+  def known_labels(names, field):
+    """``names`` as a set; a name that is no label of the corpus is a 400 naming it."""
+    unknown = sorted(set(names) - set(state.label_names))
+    if unknown:
+      flask.abort(400, f"the '{field}' field names {', '.join(map(repr, unknown[:5]))}"
+                  f"{' …' if len(unknown) > 5 else ''}: not a label of this corpus (names are "
+                  "case-sensitive); nothing was written")
+    return set(names)
+
+  def shown_json(labels):
+    """The 'shown' field of a page showing one photo's labels (a row of current_labels)."""
+    return json.dumps([name for name in state.label_names if labels[name]])
+
   @app.get("/suspects/<int:index>")
-  def suspect(index):
+  def suspect(index, conflict=None):
     if not 0 <= index < len(state.suspects):
       flask.abort(404, f"there is no suspect number {index + 1}")
     corrections = state.read_corrections()
     item = state.suspects[index]
+    labels = state.current_labels(corrections).loc[item.image_id]
     return flask.render_template("suspects.html", index=index, suspect=item,
                                  decision=state.suspect_decision(item, corrections),
-                                 labels=state.current_labels(corrections).loc[item.image_id],
-                                 predictions=_predictions(item.image_id))
+                                 labels=labels, shown=shown_json(labels), conflict=conflict,
+                                 predictions=_predictions(item.image_id)), \
+        409 if conflict else 200
 
   @app.post("/suspects/<int:index>")
   def decide(index):
@@ -123,7 +156,17 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
     decision = flask.request.form.get("decision")
     if decision not in ("accept", "reject"):
       flask.abort(400, "the decision must be accept or reject")
-    state.decide_suspect(index, decision == "accept")
+    shown = shown_labels()
+    shown_decision = flask.request.form.get("shown_decision")
+    if shown_decision not in ("accepted", "rejected", "undecided"):
+      flask.abort(400, "the 'shown_decision' field (the decision its page showed) must be "
+                  "accepted, rejected or undecided")
+    try:
+      state.decide_suspect(index, decision == "accept", shown, shown_decision)
+    except state_lib.EditConflict as error:
+      return suspect(index, conflict=(
+          "Not saved: this suspect or its photo's labels changed since this page showed them "
+          f"(another tab or a hand edit); {error}. Check them below and decide again."))
     following = state_lib.first_undecided(state, state.read_corrections(), index + 1)
     return flask.redirect(flask.url_for("suspects" if following is None else "suspect", **(
         {} if following is None else {"index": following})), 303)
@@ -162,17 +205,8 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
           f"the file of image {image_id} lies outside the corpus's images/ (a link): not shown")
     conflict = None
     if flask.request.method == "POST":
-      if "shown" not in flask.request.form:
-        flask.abort(
-            400,
-            "an edit names the labels it sets (a 'label' field per checked label) "
-            "and those its page "
-            "showed (the 'shown' field, a JSON list); this request names nothing")
-      try:
-        shown = set(json.loads(flask.request.form["shown"]))
-      except (ValueError, TypeError):
-        flask.abort(400, "the 'shown' field must be a JSON list of label names")
-      checked = set(flask.request.form.getlist("label")) & set(state.label_names)
+      shown = shown_labels()
+      checked = known_labels(flask.request.form.getlist("label"), "label")
       try:
         changed = state.edit_labels(image_id, checked, shown)
         return flask.redirect(flask.url_for("photo", image_id=image_id, saved=changed), 303)
@@ -183,8 +217,7 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
             f"edit); {error}. Check them below and save again.")
     labels = state.current_labels(state.read_corrections()).loc[image_id]
     return flask.render_template(
-        "photo.html", image_id=image_id, labels=labels,
-        shown=json.dumps([name for name in state.label_names if labels[name]]),
+        "photo.html", image_id=image_id, labels=labels, shown=shown_json(labels),
         given=state.frame.loc[image_id], predictions=_predictions(image_id),
         saved=flask.request.args.get("saved", type=int), conflict=conflict), \
         409 if conflict else 200

@@ -34,11 +34,12 @@ class ReviewError(ValueError):
 
 
 class EditConflict(Exception):
-  """A photo's labels changed (another tab, a hand edit) since the page that edits them showed
-  them."""
+  """A photo's labels, or a suspect's decision, changed (another tab, a hand edit) since the page
+  that edits them showed them."""
 
-  def __init__(self, current: set[str]):
-    super().__init__(f"its labels are now {sorted(current) or 'none'}")
+  def __init__(self, current: set[str], decision: str | None = None):
+    super().__init__(f"its labels are now {sorted(current) or 'none'}" +
+                     (f" and the suspect is {decision}" if decision else ""))
     self.current = current
 
 
@@ -97,13 +98,13 @@ class ReviewState:
       return Corrections({}, [])
     try:
       rows, problems = corrections_lib.parse_corrections(
-          corrections_lib.read_text(self.corrections_path))
+          corrections_lib.read_text(self.corrections_path), integer_ids=True)
     except corrections_lib.CorrectionsError as error:
       return Corrections({}, [], unreadable=str(error))
+    # rows of one (image, label) agree (parse_corrections): the first stands for all
     actions = {}
     for row in rows:
-      if row.image_id.isdigit():
-        actions.setdefault((int(row.image_id), row.label), row.action)
+      actions.setdefault((corrections_lib.image_key(row.image_id), row.label), row.action)
     return Corrections(actions, problems)
 
   def current_labels(self, corrections: Corrections) -> pd.DataFrame:
@@ -122,12 +123,32 @@ class ReviewState:
       return None
     return "accepted" if action == suspect.action else "rejected"
 
-  def decide_suspect(self, index: int, accept: bool) -> None:
-    """Writes a reviewer's verdict on suspect ``index`` to the corrections file."""
+  def labels_of(self, image_id: int, corrections: Corrections) -> set[str]:
+    """Returns one photo's labels, the corrections file applied."""
+    row = self.current_labels(corrections).loc[image_id]
+    return {label for label in self.label_names if row[label]}
+
+  def decide_suspect(self, index: int, accept: bool, shown: set[str], shown_decision: str) -> None:
+    """Writes a reviewer's verdict on suspect ``index`` to the corrections file.
+
+    ``shown`` and ``shown_decision`` ("accepted", "rejected", "undecided") are
+    the photo's labels and the suspect's decision as the deciding page showed
+    them. As in ``edit_labels``, a verdict given on a state that has changed
+    since (another tab decided it, or edited the photo) is refused
+    (EditConflict) unless it is already the verdict given.
+    """
     suspect = self.suspects[index]
     action = suspect.action if accept else ("add" if suspect.action == "remove" else "remove")
-    corrections_lib.upsert_corrections(self.corrections_path, [(str(
-        suspect.image_id), suspect.label, action, ACCEPTED_NOTE if accept else REJECTED_NOTE)])
+    verdict = "accepted" if accept else "rejected"
+    with corrections_lib.exclusive(self.corrections_path):
+      corrections = self.read_corrections()
+      current = self.labels_of(suspect.image_id, corrections)
+      decision = self.suspect_decision(suspect, corrections) or "undecided"
+      if decision != verdict and (current, decision) != (shown, shown_decision):
+        raise EditConflict(current, decision)
+      corrections_lib.upsert_holding_lock(self.corrections_path, [
+          (str(suspect.image_id), suspect.label, action,
+           ACCEPTED_NOTE if accept else REJECTED_NOTE)])
 
   def edit_labels(self, image_id: int, checked: set[str], shown: set[str]) -> int:
     """Sets one photo's labels to ``checked``, writing those that differ; returns how many.
@@ -138,8 +159,7 @@ class ReviewState:
     neither asked for.
     """
     with corrections_lib.exclusive(self.corrections_path):
-      row = self.current_labels(self.read_corrections()).loc[image_id]
-      current = {label for label in self.label_names if row[label]}
+      current = self.labels_of(image_id, self.read_corrections())
       if current != shown and current != checked:
         raise EditConflict(current)
       rows = [(str(image_id), label, "add" if label in checked else "remove", EDITED_NOTE)
@@ -164,7 +184,7 @@ def read_suspects(path: str, frame: pd.DataFrame) -> tuple[list[Suspect], list[s
   suspects, skipped = [], []
   for number, row in enumerate(table.itertuples(index=False), start=2):  # line 1 is the header
     image_id, label, action = (str(getattr(row, column)).strip() for column in SUSPECT_COLUMNS)
-    if not image_id.isdigit() or int(image_id) not in frame.index:
+    if corrections_lib.image_key(image_id) not in frame.index:
       skipped.append(f"line {number}: image {image_id!r} is not in the corpus")
     elif label not in labels:
       skipped.append(f"line {number}: label {label!r} is not in the corpus")
@@ -172,7 +192,7 @@ def read_suspects(path: str, frame: pd.DataFrame) -> tuple[list[Suspect], list[s
       skipped.append(f"line {number}: action {action!r} is not one of {corrections_lib.ACTIONS}")
     else:
       suspects.append(
-          Suspect(int(image_id), label, action, _number(row, "probability"),
+          Suspect(corrections_lib.image_key(image_id), label, action, _number(row, "probability"),
                   _number(row, "threshold")))
   return suspects, skipped
 
@@ -183,6 +203,13 @@ def _number(row, column: str) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
   except (TypeError, ValueError):
     return None
+
+
+def _same_file(path: str, other: str) -> bool:
+  """Tells whether two paths name one file: through links (symbolic or hard) too."""
+  if os.path.exists(path) and os.path.exists(other):
+    return os.path.samefile(path, other)
+  return os.path.realpath(path) == os.path.realpath(other)
 
 
 def load_state(data_dir: str, corrections_path: str, model_path: str | None = None,
@@ -213,7 +240,7 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
         f"the corrections file {corrections_path} is a directory; "
         "name a CSV file (created if absent)")
   corrections_lib.remove_abandoned_temporaries(corrections_path)
-  if suspects_path and os.path.abspath(suspects_path) == os.path.abspath(corrections_path):
+  if suspects_path and _same_file(suspects_path, corrections_path):
     raise ReviewError(
         "the decisions need a corrections file of their own: written into the suspects file, "
         "every suspect left undecided would be applied as a correction")
