@@ -262,7 +262,21 @@ def test_export_refuses_a_model_it_would_mislabel(tiny_trained, tmp_path):
   with pytest.raises(ValueError, match="DecisionThresholds"):
     # the bare network: no thresholds
     export.export_saved_model(result.model, base_dir=str(tmp_path), name="x")
+  for pixels in (0, -5):  # it would refuse every photo
+    with pytest.raises(ValueError, match=f"max_image_pixels={pixels}: .*refuse every photo"):
+      export.export_saved_model(result.inference_model, base_dir=str(tmp_path), name="x",
+                                max_image_pixels=pixels)
   assert not os.path.exists(tmp_path / "x")
+
+
+def test_mlc_export_refuses_a_pixel_limit_below_one(tiny_trained, tmp_path):
+  _, workdir, _ = tiny_trained
+  proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.export", f"--workdir={workdir}",
+                         f"--base_dir={tmp_path}", "--max_image_pixels=-5"], capture_output=True,
+                        text=True, cwd=REPO_ROOT, timeout=300,
+                        env={**os.environ, "PYTHONPATH": REPO_ROOT})
+  assert proc.returncode == 1 and "--max_image_pixels=-5" in proc.stderr, proc.stderr[-2000:]
+  assert not os.listdir(tmp_path)
 
 
 def test_mlc_export_writes_the_next_version_of_a_workdir(tiny_trained, tmp_path):

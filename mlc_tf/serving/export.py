@@ -269,8 +269,12 @@ def export_saved_model(inference_model: keras.Model,
     The new version directory.
 
   Raises:
-    ValueError: ``label_names`` or ``image_size`` disagree with the model.
+    ValueError: ``label_names`` or ``image_size`` disagree with the model, or ``max_image_pixels``
+      is below 1 (an export that refuses every photo).
   """
+  if max_image_pixels < 1:
+    raise ValueError(f"max_image_pixels={max_image_pixels}: an export would refuse every photo; "
+                     "give a positive pixel count")
   metadata = _metadata(inference_model, config_json, max_image_pixels)
   if label_names is not None and list(label_names) != metadata["label_names"]:
     raise ValueError(
