@@ -57,6 +57,22 @@ def test_write_evaluation_report_and_figures(trained, tmp_path):
       tmp_path / "report.md").read()
 
 
+def test_a_one_label_corpus_trains_reports_and_evaluates(tmp_path):
+  """A binary tagger is a multi-label tagger with one label: no report or figure fails on it."""
+  root, workdir = str(tmp_path / "corpus"), tmp_path / "run"
+  make_tiny_corpus(root, labels=("cat",), num_images=40)
+  run_cli("train", f"--data_dir={root}", f"--workdir={workdir}", "--config.data.image_size=16",
+          "--config.train.epochs=1", "--config.train.batch_size=8", "--noexport")
+  report = json.loads((workdir / "report.json").read_text())
+  assert list(report["at_calibrated"]["per_label"]) == ["cat"]
+  assert report["at_calibrated"]["micro"] == {
+      k: report["at_calibrated"]["per_label"]["cat"][k] for k in ("precision", "recall", "f1")}
+  run_cli("evaluate", f"--model={workdir}", f"--data_dir={root}",
+          f"--output_dir={tmp_path / 'evaluation'}")
+  assert {"report.md", "pr_curves.png", "label_counts.png", "samples.png"} <= set(
+      os.listdir(tmp_path / "evaluation"))
+
+
 def test_a_training_result_carries_what_its_inference_model_answers(trained):
   root, _, result = trained
   cfg = fast_config(epochs=1)
