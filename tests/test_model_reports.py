@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -169,6 +170,32 @@ def test_mlc_predict_on_a_glob(trained, image_folder, tmp_path):
   assert list(rows[0]) == ["file", "cat", "dog", "sun"] and len(rows) == 5
   with pytest.raises(FileNotFoundError, match="no image file"):
     prediction.list_images([os.path.join(image_folder, "*.png")])
+
+
+def test_mlc_predict_walks_a_recursive_glob_once_per_real_folder_and_skips_what_it_cannot_read(
+    trained, image_folder, tmp_path):
+  """Links back up (two never end with glob's own walk), a FIFO (a read blocks for good), a dangling
+  link and a folder named .jpg: one row per photo, the rest skipped with their reason."""
+  _, workdir, _ = trained
+  sub = pathlib.Path(image_folder) / "sub"
+  sub.mkdir()
+  (sub / "im3.jpg").write_bytes((pathlib.Path(image_folder) / "im1.jpg").read_bytes())
+  (sub / "up").symlink_to("..")
+  (sub / "up_again").symlink_to("..")
+  os.mkfifo(sub / "pipe.jpg")
+  (sub / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+  (sub / "album.jpg").mkdir()
+  output = tmp_path / "tags.csv"
+  stdout = run_cli("predict", f"--model={workdir}", f"--images={image_folder}/**/*.jpg",
+                   f"--output={output}", timeout=300)
+  files = [row["file"] for row in _read(output)]
+  assert sorted(os.path.relpath(f, image_folder) for f in files) == [
+      "im1.jpg", "im2.jpg", "im5.jpg", "im7.jpg", "im9.jpg", os.path.join("sub", "im3.jpg")]
+  assert "skipped 4 file(s)" in stdout
+  for name, reason in (("pipe.jpg", "not a regular file: a named pipe (FIFO)"),
+                       ("album.jpg", "Is a directory"),
+                       ("gone.jpg", "No such file"), ("broken.jpg", "not a JPEG")):
+    assert re.search(f"{name} \\([^)]*{re.escape(reason)}", stdout), stdout
 
 
 def test_mlc_predict_skips_bombs_and_palette_bmps_saying_why_and_counts_what_it_leaves_out(
