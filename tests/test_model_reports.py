@@ -160,6 +160,26 @@ def test_predict_to_csv_streams_and_skips_unreadable_files(trained, image_folder
   np.testing.assert_array_equal(decisions, metrics.decide(probs, result.thresholds))
 
 
+def test_predictions_csv_escapes_cells_a_spreadsheet_would_run_as_formulas(
+    trained, image_folder, tmp_path, monkeypatch):
+  _, workdir, _ = trained
+  photo = (pathlib.Path(image_folder) / "im1.jpg").read_bytes()
+  folder = tmp_path / "hostile"
+  folder.mkdir()
+  names = ["=HYPERLINK(1).jpg", "+1.jpg", "-1.jpg", "@SUM(1).jpg", "ok.jpg"]
+  for name in names:
+    (folder / name).write_bytes(photo)
+  output = tmp_path / "out.csv"
+  prediction.predict_to_csv(prediction.load_predictor(workdir), [str(folder / n) for n in names],
+                            str(output))
+  cells = [row["file"] for row in _read(output)]
+  assert cells == [str(folder / n) for n in names]  # an absolute path starts with "/": safe
+  monkeypatch.chdir(folder)
+  prediction.predict_to_csv(prediction.load_predictor(workdir), names, str(output))
+  assert [row["file"] for row in _read(output)] == [
+      "'=HYPERLINK(1).jpg", "'+1.jpg", "'-1.jpg", "'@SUM(1).jpg", "ok.jpg"]
+
+
 def test_mlc_predict_on_a_glob(trained, image_folder, tmp_path):
   _, workdir, result = trained
   output = str(tmp_path / "tags.csv")

@@ -78,9 +78,10 @@ class SavedModelHandler(base.ModelHandler):
 
 
 def _csv_line(values: list) -> str:
-  """One CSV line as ``csv.writer`` writes it for local ``mlc-predict`` (quoting, ``\\r\\n``)."""
+  """One CSV line as ``csv.writer`` writes it for local ``mlc-predict`` (quoting, ``\\r\\n``); a
+  failure's path cell escaped as a row's (``prediction.spreadsheet_safe``)."""
   buffer = io.StringIO()
-  csv.writer(buffer).writerow(values)
+  csv.writer(buffer).writerow([prediction.spreadsheet_safe(values[0]), *values[1:]])
   return buffer.getvalue()
 
 
@@ -177,7 +178,8 @@ class _FormatRows(beam.DoFn):
     if self._json_lines:
       num_labels = len(
           self._label_names)  # the probabilities as numbers, equal to the CSV's 6 decimals
-      values = row[:1 + num_labels] + [float(x) for x in row[1 + num_labels:]]
+      # the path as it is: JSON is no spreadsheet
+      values = [path, *row[1:1 + num_labels], *(float(x) for x in row[1 + num_labels:])]
       columns = prediction.csv_columns(self._label_names, self._probabilities)
       yield beam.pvalue.TaggedOutput(_JSON, json.dumps(dict(zip(columns, values))))
 

@@ -241,12 +241,23 @@ def csv_columns(label_names: list[str], probabilities: bool) -> list[str]:
   ]
 
 
+# A cell starting with one of these is a formula to a spreadsheet (OWASP's CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+  """``cell``, with a single quote before it where a spreadsheet would run it as a formula
+  (``=HYPERLINK(…).jpg``, a file named by whoever supplied the photos): OWASP's escape."""
+  return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell
+
+
 def csv_row(path: str, probs: np.ndarray, decisions: np.ndarray, probabilities: bool) -> list:
   """Returns one image's CSV row under :func:`csv_columns`.
 
-  That is its path, 0/1 decisions and probabilities to 6 decimals.
+  That is its path (``spreadsheet_safe``), 0/1 decisions and probabilities to 6 decimals.
   """
-  return [path, *map(int, decisions), *([f"{x:.6f}" for x in probs] if probabilities else [])]
+  return [spreadsheet_safe(path), *map(int, decisions),
+          *([f"{x:.6f}" for x in probs] if probabilities else [])]
 
 
 @dataclasses.dataclass
