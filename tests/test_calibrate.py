@@ -260,3 +260,13 @@ def test_an_export_that_does_not_record_its_rules_and_prior_shift_is_refused(
   assert (status == 1 and "calibrate the training workdir" in err
           and "Traceback" not in err), err[-3000:]
   assert not (tmp_path / "saved").exists()
+
+
+def test_a_model_of_another_corpus_without_data_dir_says_data_dir_is_needed(tiny_trained,
+                                                                             tmp_path):
+  """Its config names no corpus (mlc-train's --data_dir is not kept): not the demo corpus, whose
+  labels it does not tag."""
+  _, workdir, _ = tiny_trained
+  status, _, err = calibrate(f"--model={workdir}", f"--base_dir={tmp_path}")
+  assert status == 1 and "--data_dir is needed" in err and "cat, dog, sun" in err, err[-3000:]
+  assert "Traceback" not in err and not os.listdir(tmp_path)

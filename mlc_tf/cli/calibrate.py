@@ -42,6 +42,7 @@ from ml_collections import config_flags
 
 from mlc_tf import factory
 from mlc_tf.cli import common
+from mlc_tf.data import builtin
 from mlc_tf.evaluate import operating_points, reports, scoring, untagged
 from mlc_tf.models import inference
 from mlc_tf.serving import export, prediction
@@ -160,6 +161,19 @@ def _load(path: str) -> tuple[keras.Model, ml_collections.ConfigDict, int]:
   return inference.load(path), cfg, export.MAX_IMAGE_PIXELS
 
 
+def _corpus(model: keras.Model, cfg: ml_collections.ConfigDict) -> str:
+  """--data_dir, else the config's data.source, else the built-in demo corpus if the model tags
+  its labels; a model of another corpus trained with --data_dir (which its config does not keep)
+  needs --data_dir."""
+  names = inference.decision_layer(model).label_names
+  if not (_DATA_DIR.value or cfg.data.source) and tuple(names) != builtin.LABELS:
+    raise ValueError(
+        f"--data_dir is needed: {_MODEL.value} tags {', '.join(names)}, not the built-in demo "
+        "corpus's labels, and its training config names no corpus (mlc-train's --data_dir is "
+        "not kept in it); pass the corpus it was trained on")
+  return common.data_dir(_DATA_DIR.value, cfg.data.source)
+
+
 def main(argv):
   del argv
   if _PREVALENCE.value and not _TARGET_IMAGES.value:
@@ -173,7 +187,7 @@ def main(argv):
   with common.exit_on_error("mlc-calibrate", FileNotFoundError, ValueError):
     target_paths = _target_paths()
     model, cfg, max_image_pixels = _load(_MODEL.value)
-    parts = scoring.recalibration(model, cfg, common.data_dir(_DATA_DIR.value, cfg.data.source))
+    parts = scoring.recalibration(model, cfg, _corpus(model, cfg))
     names, current, implications = parts.label_names, parts.thresholds, parts.implications
     data, plain, train_prior = parts.data, parts.plain, parts.train_prior
     policies = operating_points.parse_policies(_POLICY.value or cfg.calibration.policy, names)
