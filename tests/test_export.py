@@ -220,6 +220,14 @@ def test_predict_pixels_resizes_like_training(loaded, image_files):
   big = np.asarray(Image.fromarray(png).resize((37, 53), Image.NEAREST), np.float32)
   assert pixels_signature(pixels=tf.constant(big[None]))["probabilities"].shape == (1, 3)
   assert pixels_signature(pixels=tf.zeros([0, 20, 30, 3]))["labels"].shape == (0, 3)
+  # NaN or infinite pixels are refused, not answered with NaN probabilities; others are clipped
+  for bad in (np.nan, np.inf, -np.inf):
+    hostile = big.copy()
+    hostile[5, 5, 1] = bad
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pixels must be finite"):
+      pixels_signature(pixels=tf.constant(hostile[None]))
+  np.testing.assert_allclose(from_pixels(np.where(png > 128, 1e6, -1e6)),
+                             from_pixels(np.where(png > 128, 255, 0)), atol=1e-6)
 
 
 def test_an_export_removes_the_versions_of_killed_exports_but_never_one_being_written(
