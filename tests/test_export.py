@@ -319,3 +319,14 @@ def test_rejected_jpegs_do_not_hold_memory():
   for _ in range(30):
     decode(truncated)
   assert _resident_mb() - before < 40
+
+
+def test_an_export_shows_its_own_lines_and_tensorflows_notes_only_with_verbosity(tiny_trained,
+                                                                                 tmp_path):
+  _, workdir, _ = tiny_trained
+  for verbosity, shown in (([], False), (["--verbosity=1"], True)):
+    proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.export", f"--workdir={workdir}",
+                           f"--base_dir={tmp_path}", *verbosity], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=300, env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert proc.returncode == 0 and "exported: " in proc.stdout, proc.stderr[-2000:]
+    assert ("with unsupported characters" in proc.stderr) == shown, proc.stderr[-2000:]
