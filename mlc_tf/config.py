@@ -10,6 +10,8 @@ A leaf: it imports no other mlc_tf module, so any module may import it.
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 
@@ -197,3 +199,56 @@ def base_config() -> ml_collections.ConfigDict:
 
 class ConfigError(ValueError):
   """A config value that cannot be used (a precision, a budget): said before any data is read."""
+
+
+def check_values(config: ml_collections.ConfigDict) -> None:
+  """Raises a ``ConfigError`` naming the first field whose value no run can use.
+
+  Said before any data is read or anything written: TensorFlow would say it
+  later as a traceback (image_size=0 in a pooling layer, batch_size=0 as a
+  division by zero), or train nothing and export that (epochs=0).
+  """
+  data, train = config.data, config.train
+  positive_ints = {"data.image_size": data.image_size, "train.batch_size": train.batch_size,
+                   "train.epochs": train.epochs, "train.steps_per_epoch": train.steps_per_epoch}
+  for field, value in positive_ints.items():
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+      raise ConfigError(f"config.{field}={value!r}: must be a whole number of at least 1")
+  if not 0 < data.val_fraction < 1 or not 0 <= data.test_fraction < 1:
+    raise ConfigError(f"config.data.val_fraction={data.val_fraction!r}, "
+                      f"test_fraction={data.test_fraction!r}: val_fraction must be in (0, 1) and "
+                      "test_fraction in [0, 1)")
+  if data.val_fraction + data.test_fraction >= 1:
+    raise ConfigError(f"config.data.val_fraction + test_fraction = "
+                      f"{data.val_fraction + data.test_fraction:g}: must be below 1, leaving "
+                      "images to train on")
+  dropout = config.model.get("dropout")
+  if dropout is not None and not 0 <= dropout < 1:
+    raise ConfigError(f"config.model.dropout={dropout!r}: a rate, in [0, 1)")
+  if not config.optimizer.learning_rate > 0:
+    raise ConfigError(f"config.optimizer.learning_rate={config.optimizer.learning_rate!r}: must "
+                      "be positive")
+  if config.self_training.teacher_epochs < 0:
+    raise ConfigError(f"config.self_training.teacher_epochs={config.self_training.teacher_epochs!r}"
+                      ": 0 (no teacher trained here) or more")
+
+
+def check_workdir(workdir: str) -> None:
+  """Raises a ``ConfigError`` where ``workdir`` is not a folder, or cannot be made, by this user.
+
+  Checks without writing: the nearest existing folder on its path must be one this user may
+  create entries in.
+  """
+  if os.path.exists(workdir):
+    if not os.path.isdir(workdir):
+      raise ConfigError(f"workdir {workdir}: exists and is not a folder")
+    existing = workdir
+  else:
+    existing = os.path.dirname(os.path.abspath(workdir))
+    while not os.path.exists(existing):
+      existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+      raise ConfigError(f"workdir {workdir}: cannot be made, {existing} is not a folder")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ConfigError(f"workdir {workdir}: cannot be written, {existing} is not writable by this "
+                      "user")

@@ -37,8 +37,9 @@ IN_PROCESS = "--runner=FnApiRunner"
 @pytest.fixture
 def photo_folder(tiny_trained, tmp_path):
   """Six corpus images, a truncated JPEG, a text file named .jpg, a socket named .jpg (unreadable,
-  even to root) and a dangling symbolic link named .jpg, plus a non-image extension (left out, and
-  said so) and a subfolder that neither path reads."""
+  even to root), a named pipe (FIFO: a read would wait for a writer forever), a folder named .jpg
+  and a dangling symbolic link named .jpg, plus a non-image extension (left out, and said so) and a
+  subfolder that neither path reads."""
   root, _, _ = tiny_trained
   folder = tmp_path / "photos"
   folder.mkdir()
@@ -54,6 +55,8 @@ def photo_folder(tiny_trained, tmp_path):
     unreadable.bind(str(folder / "s.jpg"))
   # a link to a missing file: Beam's match skips it
   (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+  os.mkfifo(folder / "pipe.jpg")
+  (folder / "dir.jpg").mkdir()  # Beam's match cannot see it
   return str(folder)
 
 
@@ -94,7 +97,8 @@ def test_beam_writes_local_mlc_predicts_rows_and_counts_what_it_could_not_tag(
     tiny_saved_model, photo_folder, tmp_path):
   header, rows, skipped = _local(tiny_saved_model, photo_folder, str(tmp_path / "local.csv"),
                                  probabilities=True)
-  assert skipped == ["corrupt.jpg", "gone.jpg", "notes.jpg", "s.jpg"] and len(rows) == 6
+  assert skipped == ["corrupt.jpg", "dir.jpg", "gone.jpg", "notes.jpg", "pipe.jpg", "s.jpg"]
+  assert len(rows) == 6
   prefix = str(tmp_path / "beam" / "tags")
   summary = batch_prediction.predict_to_shards(tiny_saved_model, [photo_folder], f"{prefix}.csv",
                                                [IN_PROCESS], probabilities=True, max_batch_size=4,
@@ -109,7 +113,7 @@ def test_beam_writes_local_mlc_predicts_rows_and_counts_what_it_could_not_tag(
   labels = list(csv.reader([header]))[0][1:4]
   local_rows = list(csv.DictReader([header, *rows]))
   assert summary.counters == {
-      "tagged": 6, "invalid": 2, "unreadable": 2, "left_out": 1,
+      "tagged": 6, "invalid": 2, "unreadable": 4, "left_out": 1,
       "positives": {name: sum(int(row[name]) for row in local_rows) for name in labels}
   }
   with open(summary.counters_path) as f:
@@ -125,6 +129,8 @@ def test_beam_writes_local_mlc_predicts_rows_and_counts_what_it_could_not_tag(
   assert failures["s.jpg"].startswith(
       "unreadable: ") and failures["gone.jpg"] == batch_prediction.DANGLING_LINK
   assert failures["notes.txt"] == batch_prediction.LEFT_OUT
+  assert failures["pipe.jpg"] == "unreadable: not a regular file: a named pipe (FIFO)"
+  assert failures["dir.jpg"] == batch_prediction.FOLDER_NAMED_AS_IMAGE
 
   json_rows = [
       json.loads(line) for shard in sorted(glob.glob(f"{prefix}-*.jsonl")) for line in _lines(shard)
@@ -144,10 +150,11 @@ def test_mlc_predict_with_a_runner_on_two_worker_processes_writes_the_same_rows(
   stdout = run_cli("predict", f"--model={tiny_saved_model}", f"--images={photo_folder}",
                    f"--output={prefix}", "--batch_size=3", IN_PROCESS, "--",
                    "--direct_num_workers=2", "--direct_running_mode=multi_processing")
-  assert "tagged 6 image(s); 2 not decodable, 2 unreadable, 1 left out" in stdout, stdout
+  assert "tagged 6 image(s); 2 not decodable, 4 unreadable, 1 left out" in stdout, stdout
   beam_header, beam_rows = _shards(f"{prefix}-?????-of-?????.csv")
   assert beam_header == header and sorted(beam_rows) == sorted(rows)
-  assert sorted(_failures(prefix)) == ["corrupt.jpg", "gone.jpg", "notes.jpg", "notes.txt", "s.jpg"]
+  assert sorted(_failures(prefix)) == ["corrupt.jpg", "dir.jpg", "gone.jpg", "notes.jpg",
+                                       "notes.txt", "pipe.jpg", "s.jpg"]
 
 
 def test_a_file_without_read_permission_is_counted_and_the_run_goes_on(
@@ -165,7 +172,7 @@ def test_a_file_without_read_permission_is_counted_and_the_run_goes_on(
   prefix = str(tmp_path / "tags")
   summary = batch_prediction.predict_to_shards(tiny_saved_model, [photo_folder], prefix,
                                                [IN_PROCESS])
-  assert (summary.counters["tagged"], summary.counters["unreadable"]) == (6, 3)
+  assert (summary.counters["tagged"], summary.counters["unreadable"]) == (6, 5)
   assert "Permission denied" in _failures(prefix)["locked.jpg"]
 
 

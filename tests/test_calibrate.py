@@ -112,11 +112,15 @@ def test_adapted_export_is_the_next_version_with_shifted_probabilities_and_a_rep
       answer["probabilities"].numpy(),
       operating_points.prior_shift(raw["probabilities"], train_prior, target_prior), atol=1e-5)
 
-  # again, with the prevalence estimated: 20 photos are too few for the untagged share, a clear
-  # error; EM alone then gives the next version, the first one untouched
-  status, out, err = calibrate(*common, f"--target_images={stream}")
-  assert status == 1 and "too few target photos to estimate the untagged share" in err, err[-3000:]
-  status, out, err = calibrate(*common, f"--target_images={stream}", "--noestimate_untagged")
+  # again, with the prevalence estimated: 20 photos are too few for any estimate, the untagged
+  # share's or EM's alone, a clear error naming the floor; EM alone with the floor lowered then
+  # gives the next version, the first one untouched
+  for args in ([], ["--noestimate_untagged"]):
+    status, out, err = calibrate(*common, f"--target_images={stream}", *args)
+    assert status == 1 and "too few target photos to estimate the stream's prevalences: 21, " \
+        "at least 200 needed" in err, err[-3000:]
+  status, out, err = calibrate(*common, f"--target_images={stream}", "--noestimate_untagged",
+                               "--min_target_images=20")
   assert status == 0, err[-3000:]
   assert "estimated by EM" in out and os.path.isdir(os.path.join(base_dir, "tiny", "2"))
   assert np.allclose(
@@ -130,6 +134,9 @@ def test_adapted_export_is_the_next_version_with_shifted_probabilities_and_a_rep
     ("empty_prevalence", "holds no 'label,prevalence' row"),
     ("prevalence_without_target_images", "--prevalence needs --target_images"),
     ("no_model", "no model at"),
+    ("prevalence_directory", "photos: not a file"),
+    ("em_on_one_photo", "too few target photos to estimate the stream's prevalences: 1, at least "
+     "200 needed"),
 ])
 def test_bad_stream_input_is_a_clear_error_and_exports_nothing(tiny_trained, tmp_path, case,
                                                                message):
@@ -143,11 +150,13 @@ def test_bad_stream_input_is_a_clear_error_and_exports_nothing(tiny_trained, tmp
   prevalence = tmp_path / "prevalence.csv"
   prevalence.write_text({"unknown_label": "cat,0.2\nbird,0.1\n",
                          "empty_prevalence": ""}.get(case, "cat,0.2\n"))
+  prevalence = {"prevalence_directory": folder, "em_on_one_photo": "estimate"}.get(case, prevalence)
   base_dir = tmp_path / "saved_models"
   status, _, err = calibrate(
       f"--model={tmp_path / 'none' if case == 'no_model' else workdir}", f"--data_dir={root}",
       f"--base_dir={base_dir}", f"--prevalence={prevalence}",
-      *([] if case == "prevalence_without_target_images" else [f"--target_images={folder}"]))
+      *([] if case == "prevalence_without_target_images" else [f"--target_images={folder}"]),
+      *(["--noestimate_untagged"] if case == "em_on_one_photo" else []))
   assert status == 1 and "mlc-calibrate: error: " in err and message in err, err[-3000:]
   # no help text before the one line
   assert "Traceback" not in err and "--bootstrap_samples" not in err
@@ -251,3 +260,13 @@ def test_an_export_that_does_not_record_its_rules_and_prior_shift_is_refused(
   assert (status == 1 and "calibrate the training workdir" in err
           and "Traceback" not in err), err[-3000:]
   assert not (tmp_path / "saved").exists()
+
+
+def test_a_model_of_another_corpus_without_data_dir_says_data_dir_is_needed(tiny_trained,
+                                                                             tmp_path):
+  """Its config names no corpus (mlc-train's --data_dir is not kept): not the demo corpus, whose
+  labels it does not tag."""
+  _, workdir, _ = tiny_trained
+  status, _, err = calibrate(f"--model={workdir}", f"--base_dir={tmp_path}")
+  assert status == 1 and "--data_dir is needed" in err and "cat, dog, sun" in err, err[-3000:]
+  assert "Traceback" not in err and not os.listdir(tmp_path)

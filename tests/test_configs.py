@@ -5,9 +5,12 @@ import glob
 import importlib.util
 import json
 import os
+import re
+import subprocess
+import sys
 
 import pytest
-from helpers import REPO_ROOT, run_cli
+from helpers import REPO_ROOT, fast_config, make_tiny_corpus, run_cli
 
 import mlc_tf.configs.common as mcc
 from mlc_tf import config as config_lib
@@ -35,6 +38,7 @@ def test_config_builds(path):
   for kind in registry.KINDS:  # every knob of each choice declared, none of another
     shared = set(config_lib.base_config()[kind])
     assert set(cfg[kind]) - shared == set(registry.knobs(kind, cfg[kind].name)), kind
+  config_lib.check_values(cfg)
   models.build(cfg.model, len(FLICKR14_LABELS), cfg.data.image_size)
   losses.make_loss(cfg.loss, FLICKR14_LABELS,
                    [[1] * len(FLICKR14_LABELS), [0] * len(FLICKR14_LABELS)])
@@ -126,3 +130,57 @@ def test_override_of_an_undeclared_knob_names_the_new_spelling():
                      match=r"model 'resnet' takes no depth; its knobs: width=32, .*:model=<name>"):
     run_cli("train", "--config=configs/demo.py", "--config.model.name=resnet",
             "--workdir=/nonexistent")
+
+
+BAD_VALUES = (("data.image_size", 0, "image_size=0"), ("data.image_size", -32, "image_size=-32"),
+              ("train.batch_size", 0, "batch_size=0"), ("train.epochs", 0, "epochs=0"),
+              ("train.epochs", -1, "epochs=-1"), ("model.dropout", 1.5, "dropout=1.5"),
+              ("data.val_fraction", 0.75, "val_fraction + test_fraction = 1:"),
+              ("data.test_fraction", 0.8, "val_fraction + test_fraction = 1.05"),
+              ("data.val_fraction", 0.0, "val_fraction must be in (0, 1)"),
+              ("optimizer.learning_rate", 0.0, "learning_rate=0.0"))
+
+
+@pytest.mark.parametrize("field,value,message", BAD_VALUES, ids=lambda v: str(v))
+def test_training_refuses_a_value_no_run_can_use_before_reading_or_writing(tmp_path, field,
+                                                                           value, message):
+  from mlc_tf.train import training
+  cfg = fast_config()
+  section, name = field.split(".")
+  cfg[section][name] = value
+  workdir = tmp_path / "run"
+  with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
+    training.train(cfg, str(tmp_path / "no_such_corpus"), str(workdir))
+  assert not workdir.exists()
+
+
+def test_training_refuses_a_workdir_it_cannot_make(tmp_path):
+  from mlc_tf.train import training
+  root = str(tmp_path / "corpus")
+  make_tiny_corpus(root, num_images=8)
+  a_file = tmp_path / "a_file"
+  a_file.write_text("mine")
+  for workdir, message in ((a_file, "exists and is not a folder"),
+                           (a_file / "run", "is not a folder")):
+    with pytest.raises(config_lib.ConfigError, match=message):
+      training.train(fast_config(), root, str(workdir))
+  assert a_file.read_text() == "mine"
+
+
+def test_mlc_train_says_each_bad_value_in_one_line_and_writes_nothing(tmp_path):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  for args, message in (
+      (["--config.data.image_size=0"], "config.data.image_size=0: must be a whole number"),
+      (["--config.train.epochs=0"], "config.train.epochs=0: must be a whole number"),
+      (["--config.data.val_fraction=0.6", "--config.data.test_fraction=0.4"],
+       "val_fraction + test_fraction = 1: must be below 1"),
+      ([f"--workdir={a_file}"], "exists and is not a folder")):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlc_tf.cli.train", f"--workdir={tmp_path / 'run'}", *args],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("mlc-train:")]
+    assert proc.returncode == 1 and len(error_lines) == 1 and message in error_lines[0], (
+        proc.stderr[-2000:])
+  assert sorted(os.listdir(tmp_path)) == ["a_file"]

@@ -73,6 +73,47 @@ def test_unknown_label_is_an_error(tiny_corpus):
     corpus_lib.load_corpus(root, labels=["cat", "unicorn"])
 
 
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_label_named_as_the_frames_path_column_is_refused_not_lost(tiny_corpus, strict):
+  root, _ = tiny_corpus
+  annotations = os.path.join(root, "annotations")
+  os.rename(os.path.join(annotations, "cat.txt"), os.path.join(annotations, "path.txt"))
+  with pytest.raises(corpus_lib.CorpusError, match=r"label name\(s\) \['path'\] are reserved"):
+    corpus_lib.load_corpus(root, strict=strict)
+  # asked for by name too; left out, the file is merely ignored
+  with pytest.raises(corpus_lib.CorpusError, match="reserved"):
+    corpus_lib.load_corpus(root, labels=["path", "dog"])
+  frame, audit = corpus_lib.load_corpus(root, labels=["dog", "sun"])
+  assert audit.ignored_label_files == ["path.txt"] and frame["path"].map(os.path.exists).all()
+
+
+def test_csv_label_named_path_is_refused(tiny_corpus):
+  root, truth = tiny_corpus
+  from mlc_tf.data import sources
+  for header, row in (("file,labels", "images/im{i}.jpg,path cat"),
+                      ("file,path,cat", "images/im{i}.jpg,1,0")):
+    with open(os.path.join(root, "labels.csv"), "w") as f:
+      f.write("\n".join([header] + [row.format(i=i) for i in truth]) + "\n")
+    with pytest.raises(corpus_lib.CorpusError, match=r"labels\.csv: .*\['path'\] are reserved"):
+      sources.load_csv(os.path.join(root, "labels.csv"))
+
+
+@pytest.mark.parametrize("name", ["cat.TXT", "cat.Txt"])
+def test_annotation_extension_matches_in_any_case(tiny_corpus, name):
+  root, truth = tiny_corpus
+  annotations = os.path.join(root, "annotations")
+  os.rename(os.path.join(annotations, "cat.txt"), os.path.join(annotations, name))
+  frame, audit = corpus_lib.load_corpus(root)
+  assert corpus_lib.label_columns(frame) == ["cat", "dog", "sun"]
+  assert {i for i in truth if frame.at[i, "cat"]} == {i for i, p in truth.items() if "cat" in p}
+  # two files of one label: which is meant cannot be guessed
+  with open(os.path.join(annotations, "cat.txt"), "w") as f:
+    f.write("1\n")
+  with pytest.raises(corpus_lib.CorpusError,
+                     match=f"two annotation files for label 'cat': .*{name}"):
+    corpus_lib.load_corpus(root)
+
+
 def test_demo_corpus_is_deterministic_and_imbalanced(tmp_path):
   a = builtin.ensure_demo_corpus(str(tmp_path / "a"), num_images=300, seed=3)
   b = builtin.ensure_demo_corpus(str(tmp_path / "b"), num_images=300, seed=3)

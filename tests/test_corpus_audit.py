@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -229,3 +230,33 @@ def test_validate_data_cli_reports_and_fails_under_strict(messy_corpus, tmp_path
          } == {n for n, _, _ in BAD.values()}
   assert audit["num_samples"] == 10 + len(ODD_BUT_GOOD)
   assert audit["ignored_label_files"] == ["empty.txt", "unicorn.txt"]
+
+
+def test_a_fifo_among_the_images_is_skipped_with_its_reason_not_waited_on(tiny_corpus):
+  """Reading a named pipe blocks until something writes to it: load_corpus (so validate-data,
+  training and the review app) would hang."""
+  root, _ = tiny_corpus
+  os.remove(os.path.join(root, "images", "im3.jpg"))
+  fifo = os.path.join(root, "images", "im3.jpg")
+  os.mkfifo(fifo)
+  waited = []
+
+  def unblock():  # a reader that waits on the pipe gets its end of file: the test then fails
+    try:
+      os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+      waited.append(True)
+    except OSError:  # no reader: none waits
+      pass
+
+  watchdog = threading.Timer(60, unblock)
+  watchdog.start()
+  try:
+    frame, audit = corpus_lib.load_corpus(root)
+    assert 3 not in frame.index
+    assert [(os.path.basename(path), reason) for path, reason in audit.undecodable_images] == [
+        ("im3.jpg", "not a regular file: a named pipe (FIFO)")]
+    with pytest.raises(corpus_lib.CorpusError, match=r"im3\.jpg: not a regular file"):
+      corpus_lib.load_corpus(root, strict=True)
+  finally:
+    watchdog.cancel()
+  assert not waited

@@ -99,3 +99,18 @@ def test_bootstrap_interval_brackets_the_score_and_narrows_with_more_images():
   assert np.diff(wide["micro_f1"]) > 2 * np.diff(narrow["micro_f1"])  # ~ 1/sqrt(n): 4.5x expected
   assert metrics.bootstrap_f1_interval(*small, samples=50, seed=3) == metrics.bootstrap_f1_interval(
       *small, samples=50, seed=3)
+
+
+def test_one_label_is_scored_as_any_label_of_a_multi_label_report():
+  rng = np.random.default_rng(1)
+  y = (rng.random((60, 2)) < 0.3).astype(int)
+  d = np.where(rng.random((60, 2)) < 0.2, 1 - y, y)
+  one = metrics.classification_report(y[:, :1], d[:, :1], ["cat"])
+  both = metrics.classification_report(y, d, ["cat", "dog"])
+  assert one["per_label"] == {"cat": both["per_label"]["cat"]}  # not classes 0 and 1
+  for average in ("micro", "macro"):  # the one label's own scores, not accuracy
+    assert one[average] == {k: both["per_label"]["cat"][k] for k in ("precision", "recall", "f1")}
+  assert one["samples"]["f1"] == one["exact_match"] == pytest.approx(np.mean(y[:, 0] == d[:, 0]))
+  assert metrics.micro_macro_f1(y[:, :1], d[:, :1]) == (one["micro"]["f1"],) * 2
+  low, high = metrics.bootstrap_f1_interval(y[:, :1], d[:, :1], samples=20)["micro_f1"]
+  assert low <= one["micro"]["f1"] <= high

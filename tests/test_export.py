@@ -220,6 +220,14 @@ def test_predict_pixels_resizes_like_training(loaded, image_files):
   big = np.asarray(Image.fromarray(png).resize((37, 53), Image.NEAREST), np.float32)
   assert pixels_signature(pixels=tf.constant(big[None]))["probabilities"].shape == (1, 3)
   assert pixels_signature(pixels=tf.zeros([0, 20, 30, 3]))["labels"].shape == (0, 3)
+  # NaN or infinite pixels are refused, not answered with NaN probabilities; others are clipped
+  for bad in (np.nan, np.inf, -np.inf):
+    hostile = big.copy()
+    hostile[5, 5, 1] = bad
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pixels must be finite"):
+      pixels_signature(pixels=tf.constant(hostile[None]))
+  np.testing.assert_allclose(from_pixels(np.where(png > 128, 1e6, -1e6)),
+                             from_pixels(np.where(png > 128, 255, 0)), atol=1e-6)
 
 
 def test_an_export_removes_the_versions_of_killed_exports_but_never_one_being_written(
@@ -262,7 +270,21 @@ def test_export_refuses_a_model_it_would_mislabel(tiny_trained, tmp_path):
   with pytest.raises(ValueError, match="DecisionThresholds"):
     # the bare network: no thresholds
     export.export_saved_model(result.model, base_dir=str(tmp_path), name="x")
+  for pixels in (0, -5):  # it would refuse every photo
+    with pytest.raises(ValueError, match=f"max_image_pixels={pixels}: .*refuse every photo"):
+      export.export_saved_model(result.inference_model, base_dir=str(tmp_path), name="x",
+                                max_image_pixels=pixels)
   assert not os.path.exists(tmp_path / "x")
+
+
+def test_mlc_export_refuses_a_pixel_limit_below_one(tiny_trained, tmp_path):
+  _, workdir, _ = tiny_trained
+  proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.export", f"--workdir={workdir}",
+                         f"--base_dir={tmp_path}", "--max_image_pixels=-5"], capture_output=True,
+                        text=True, cwd=REPO_ROOT, timeout=300,
+                        env={**os.environ, "PYTHONPATH": REPO_ROOT})
+  assert proc.returncode == 1 and "--max_image_pixels=-5" in proc.stderr, proc.stderr[-2000:]
+  assert not os.listdir(tmp_path)
 
 
 def test_mlc_export_writes_the_next_version_of_a_workdir(tiny_trained, tmp_path):
@@ -297,3 +319,14 @@ def test_rejected_jpegs_do_not_hold_memory():
   for _ in range(30):
     decode(truncated)
   assert _resident_mb() - before < 40
+
+
+def test_an_export_shows_its_own_lines_and_tensorflows_notes_only_with_verbosity(tiny_trained,
+                                                                                 tmp_path):
+  _, workdir, _ = tiny_trained
+  for verbosity, shown in (([], False), (["--verbosity=1"], True)):
+    proc = subprocess.run([sys.executable, "-m", "mlc_tf.cli.export", f"--workdir={workdir}",
+                           f"--base_dir={tmp_path}", *verbosity], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=300, env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert proc.returncode == 0 and "exported: " in proc.stdout, proc.stderr[-2000:]
+    assert ("with unsupported characters" in proc.stderr) == shown, proc.stderr[-2000:]

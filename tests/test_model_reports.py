@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -55,6 +56,22 @@ def test_write_evaluation_report_and_figures(trained, tmp_path):
   assert all(os.path.getsize(p) > 0 for p in written)
   assert "mAP" in open(tmp_path / "report.md").read() and "![pr_curves.png](pr_curves.png)" in open(
       tmp_path / "report.md").read()
+
+
+def test_a_one_label_corpus_trains_reports_and_evaluates(tmp_path):
+  """A binary tagger is a multi-label tagger with one label: no report or figure fails on it."""
+  root, workdir = str(tmp_path / "corpus"), tmp_path / "run"
+  make_tiny_corpus(root, labels=("cat",), num_images=40)
+  run_cli("train", f"--data_dir={root}", f"--workdir={workdir}", "--config.data.image_size=16",
+          "--config.train.epochs=1", "--config.train.batch_size=8", "--noexport")
+  report = json.loads((workdir / "report.json").read_text())
+  assert list(report["at_calibrated"]["per_label"]) == ["cat"]
+  assert report["at_calibrated"]["micro"] == {
+      k: report["at_calibrated"]["per_label"]["cat"][k] for k in ("precision", "recall", "f1")}
+  run_cli("evaluate", f"--model={workdir}", f"--data_dir={root}",
+          f"--output_dir={tmp_path / 'evaluation'}")
+  assert {"report.md", "pr_curves.png", "label_counts.png", "samples.png"} <= set(
+      os.listdir(tmp_path / "evaluation"))
 
 
 def test_a_training_result_carries_what_its_inference_model_answers(trained):
@@ -143,6 +160,26 @@ def test_predict_to_csv_streams_and_skips_unreadable_files(trained, image_folder
   np.testing.assert_array_equal(decisions, metrics.decide(probs, result.thresholds))
 
 
+def test_predictions_csv_escapes_cells_a_spreadsheet_would_run_as_formulas(
+    trained, image_folder, tmp_path, monkeypatch):
+  _, workdir, _ = trained
+  photo = (pathlib.Path(image_folder) / "im1.jpg").read_bytes()
+  folder = tmp_path / "hostile"
+  folder.mkdir()
+  names = ["=HYPERLINK(1).jpg", "+1.jpg", "-1.jpg", "@SUM(1).jpg", "ok.jpg"]
+  for name in names:
+    (folder / name).write_bytes(photo)
+  output = tmp_path / "out.csv"
+  prediction.predict_to_csv(prediction.load_predictor(workdir), [str(folder / n) for n in names],
+                            str(output))
+  cells = [row["file"] for row in _read(output)]
+  assert cells == [str(folder / n) for n in names]  # an absolute path starts with "/": safe
+  monkeypatch.chdir(folder)
+  prediction.predict_to_csv(prediction.load_predictor(workdir), names, str(output))
+  assert [row["file"] for row in _read(output)] == [
+      "'=HYPERLINK(1).jpg", "'+1.jpg", "'-1.jpg", "'@SUM(1).jpg", "ok.jpg"]
+
+
 def test_mlc_predict_on_a_glob(trained, image_folder, tmp_path):
   _, workdir, result = trained
   output = str(tmp_path / "tags.csv")
@@ -153,6 +190,32 @@ def test_mlc_predict_on_a_glob(trained, image_folder, tmp_path):
   assert list(rows[0]) == ["file", "cat", "dog", "sun"] and len(rows) == 5
   with pytest.raises(FileNotFoundError, match="no image file"):
     prediction.list_images([os.path.join(image_folder, "*.png")])
+
+
+def test_mlc_predict_walks_a_recursive_glob_once_per_real_folder_and_skips_what_it_cannot_read(
+    trained, image_folder, tmp_path):
+  """Links back up (two never end with glob's own walk), a FIFO (a read blocks for good), a dangling
+  link and a folder named .jpg: one row per photo, the rest skipped with their reason."""
+  _, workdir, _ = trained
+  sub = pathlib.Path(image_folder) / "sub"
+  sub.mkdir()
+  (sub / "im3.jpg").write_bytes((pathlib.Path(image_folder) / "im1.jpg").read_bytes())
+  (sub / "up").symlink_to("..")
+  (sub / "up_again").symlink_to("..")
+  os.mkfifo(sub / "pipe.jpg")
+  (sub / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+  (sub / "album.jpg").mkdir()
+  output = tmp_path / "tags.csv"
+  stdout = run_cli("predict", f"--model={workdir}", f"--images={image_folder}/**/*.jpg",
+                   f"--output={output}", timeout=300)
+  files = [row["file"] for row in _read(output)]
+  assert sorted(os.path.relpath(f, image_folder) for f in files) == [
+      "im1.jpg", "im2.jpg", "im5.jpg", "im7.jpg", "im9.jpg", os.path.join("sub", "im3.jpg")]
+  assert "skipped 4 file(s)" in stdout
+  for name, reason in (("pipe.jpg", "not a regular file: a named pipe (FIFO)"),
+                       ("album.jpg", "Is a directory"),
+                       ("gone.jpg", "No such file"), ("broken.jpg", "not a JPEG")):
+    assert re.search(f"{name} \\([^)]*{re.escape(reason)}", stdout), stdout
 
 
 def test_mlc_predict_skips_bombs_and_palette_bmps_saying_why_and_counts_what_it_leaves_out(

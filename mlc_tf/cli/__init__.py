@@ -42,6 +42,19 @@ def _set_tensorflow_environment(environ: dict, argv: list[str], cpu: hardware.CP
 
 
 STARTED = time.time()
+# Libraries that log their own progress through absl (TensorFlow's SavedModel writer: a 23-name
+# "unsupported characters" line per signature) or Python logging (Beam's harness): below a
+# warning, shown only with --verbosity.
+_LIBRARIES = tuple(f"{os.sep}{name}{os.sep}" for name in ("tensorflow", "keras", "apache_beam"))
+
+
+class _QuietLibraries(logging.Filter):
+  """Drops the info lines of ``_LIBRARIES``; their warnings and errors, and mlc_tf's lines,
+  pass."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not any(
+        library in record.pathname for library in _LIBRARIES)
 
 
 def start() -> None:
@@ -50,3 +63,5 @@ def start() -> None:
   if not _verbose(sys.argv):
     # TensorFlow's Python notes (signature input names, ...)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    logging.getLogger("absl").addFilter(_QuietLibraries())

@@ -42,6 +42,7 @@ from ml_collections import config_flags
 
 from mlc_tf import factory
 from mlc_tf.cli import common
+from mlc_tf.data import builtin
 from mlc_tf.evaluate import operating_points, reports, scoring, untagged
 from mlc_tf.models import inference
 from mlc_tf.serving import export, prediction
@@ -86,17 +87,35 @@ _ESTIMATE_UNTAGGED = flags.DEFINE_boolean(
     "--noestimate_untagged: EM alone, as if every stream photo were tagged.")
 _MIN_TARGET_IMAGES = flags.DEFINE_integer(
     "min_target_images", untagged.MIN_STREAM_PHOTOS,
-    "The fewest target photos the untagged share is estimated from.", lower_bound=1)
+    "The fewest readable target photos --prevalence=estimate estimates from (the untagged share, "
+    "and EM alone).", lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Target photos per batch (bounds memory).",
                                    lower_bound=1)
 
 
-def _stream(model, label_names, train_prior, labelled_probs,
-            seed) -> operating_points.Stream | None:
-  """The target photos' probabilities and prevalences, or None without --target_images."""
+def _estimating() -> bool:
+  return _PREVALENCE.value in (None, "estimate")
+
+
+def _target_paths() -> list[str]:
+  """The target photos' paths ([] without --target_images), checked before any work: too few to
+  estimate from, or a prevalence path that is not a file, is an error."""
   if not _TARGET_IMAGES.value:
-    return None
+    return []
+  if not _estimating() and not os.path.isfile(_PREVALENCE.value):
+    raise ValueError(f"--prevalence={_PREVALENCE.value}: not a file (a CSV 'label,prevalence', "
+                     "or 'estimate')")
   paths = prediction.list_images(_TARGET_IMAGES.value)
+  if _estimating():
+    operating_points.check_stream_size(len(paths), _MIN_TARGET_IMAGES.value)
+  return paths
+
+
+def _stream(model, paths, label_names, train_prior, labelled_probs,
+            seed) -> operating_points.Stream | None:
+  """The target photos' probabilities and prevalences, or None without target photos."""
+  if not paths:
+    return None
   logging.info("predicting %d target photos", len(paths))
   done, probs = [], []
   for batch_paths, batch_probs, _ in prediction.KerasPredictor(model).predict(
@@ -109,7 +128,7 @@ def _stream(model, label_names, train_prior, labelled_probs,
   if skipped:
     logging.warning("skipped %d target file(s) that are not readable images", len(skipped))
   probs = np.concatenate(probs)
-  if _PREVALENCE.value in (None, "estimate"):
+  if _estimating():
     stream = operating_points.estimate_stream(
         probs, train_prior, labelled_probs if _ESTIMATE_UNTAGGED.value else None, seed=seed,
         min_stream_photos=_MIN_TARGET_IMAGES.value)
@@ -142,6 +161,19 @@ def _load(path: str) -> tuple[keras.Model, ml_collections.ConfigDict, int]:
   return inference.load(path), cfg, export.MAX_IMAGE_PIXELS
 
 
+def _corpus(model: keras.Model, cfg: ml_collections.ConfigDict) -> str:
+  """--data_dir, else the config's data.source, else the built-in demo corpus if the model tags
+  its labels; a model of another corpus trained with --data_dir (which its config does not keep)
+  needs --data_dir."""
+  names = inference.decision_layer(model).label_names
+  if not (_DATA_DIR.value or cfg.data.source) and tuple(names) != builtin.LABELS:
+    raise ValueError(
+        f"--data_dir is needed: {_MODEL.value} tags {', '.join(names)}, not the built-in demo "
+        "corpus's labels, and its training config names no corpus (mlc-train's --data_dir is "
+        "not kept in it); pass the corpus it was trained on")
+  return common.data_dir(_DATA_DIR.value, cfg.data.source)
+
+
 def main(argv):
   del argv
   if _PREVALENCE.value and not _TARGET_IMAGES.value:
@@ -153,8 +185,9 @@ def main(argv):
         "or an export)")
   # CorpusError is a ValueError
   with common.exit_on_error("mlc-calibrate", FileNotFoundError, ValueError):
+    target_paths = _target_paths()
     model, cfg, max_image_pixels = _load(_MODEL.value)
-    parts = scoring.recalibration(model, cfg, common.data_dir(_DATA_DIR.value, cfg.data.source))
+    parts = scoring.recalibration(model, cfg, _corpus(model, cfg))
     names, current, implications = parts.label_names, parts.thresholds, parts.implications
     data, plain, train_prior = parts.data, parts.plain, parts.train_prior
     policies = operating_points.parse_policies(_POLICY.value or cfg.calibration.policy, names)
@@ -164,7 +197,7 @@ def main(argv):
       return reports.predict_answers(plain, frame, names, cfg, data.source).probabilities
 
     labelled_probs = probabilities(labelled)
-    stream = _stream(plain, names, train_prior, labelled_probs, cfg.seed)
+    stream = _stream(plain, target_paths, names, train_prior, labelled_probs, cfg.seed)
 
     # a final fit (data.test_fraction=0): nothing to compare the operating points on
     if data.test.empty:

@@ -64,8 +64,14 @@ class TrainingFlags:
 
   def resolve(self) -> tuple[ml_collections.ConfigDict, str, str]:
     """Returns the config, the corpus (see :func:`data_dir`) and the workdir (default:
-    workdirs/<prefix><export name>)."""
+    workdirs/<prefix><export name>).
+
+    Raises:
+      config.ConfigError: a config value no run can use, or a workdir that cannot be made; said
+        before anything is read or written.
+    """
     # imported here: mlc-export, -predict and -review load no training code
+    from mlc_tf import config as config_lib
     from mlc_tf import factory
     cfg = self.config.value
     try:
@@ -73,8 +79,10 @@ class TrainingFlags:
     # e.g. --config.model.name=resnet on a recipe that declares simple_cnn's knobs
     except ValueError as error:
       raise app.UsageError(str(error)) from None
+    config_lib.check_values(cfg)
     workdir = self.workdir.value or os.path.join("workdirs",
                                                  f"{self._workdir_prefix}{cfg.export.name}")
+    config_lib.check_workdir(workdir)
     return cfg, data_dir(self.data_dir.value, cfg.data.source), workdir
 
 

@@ -32,8 +32,8 @@ _EPOCH_LOGS = flags.DEFINE_bool("epoch_logs", False,
 
 def main(argv):
   del argv
-  cfg, data_dir, workdir = _TRAINING.resolve()
   with common.exit_on_error("mlc-cv", corpus.CorpusError, ValueError):
+    cfg, data_dir, workdir = _TRAINING.resolve()
     result = crossval.cross_validate(cfg, data_dir, workdir, _FOLDS.value,
                                      verbose=2 if _EPOCH_LOGS.value else 1)
   print()

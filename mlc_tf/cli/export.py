@@ -31,7 +31,7 @@ _BASE_DIR = flags.DEFINE_string("base_dir", None,
                                 "Where model folders go. Default: the config's export.base_dir.")
 _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
     "max_image_pixels", export.MAX_IMAGE_PIXELS,
-    "Images whose header announces more pixels get valid=false.")
+    "Images whose header announces more pixels get valid=false.", lower_bound=1)
 
 
 def main(argv):

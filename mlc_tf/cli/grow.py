@@ -35,7 +35,8 @@ _PATIENCE = flags.DEFINE_integer(
 
 def main(argv):
   del argv
-  cfg, data_dir, workdir = _TRAINING.resolve()
+  with common.exit_on_error("mlc-grow", ValueError):
+    cfg, data_dir, workdir = _TRAINING.resolve()
 
   def report(step: growing.Step) -> None:
     print(

@@ -38,8 +38,8 @@ _TOP = flags.DEFINE_integer("top", None, "Keep only the most confident rows.")
 
 def main(argv):
   del argv
-  cfg, data_dir, cv_workdir = _TRAINING.resolve()
   with common.exit_on_error("mlc-suspects", corpus.CorpusError, ValueError):
+    cfg, data_dir, cv_workdir = _TRAINING.resolve()
     if os.path.isfile(os.path.join(cv_workdir, crossval.OOF_FILE)):
       print(f"using the out-of-fold predictions in {cv_workdir}")
       oof = crossval.read_oof(cv_workdir)

@@ -34,10 +34,10 @@ def main(argv):
   del argv
   if _TRAINING.data_dir.value and _TRAINING.config.value.data.source:
     raise app.UsageError("give either --data_dir or --config.data.source, not both")
-  cfg, data_dir, workdir = _TRAINING.resolve()
   with common.exit_on_error("mlc-train", corpus.CorpusError, callbacks.TrainingDiverged,
                             self_training.SelfTrainingError, config_lib.ConfigError,
                             budget.BudgetTooSmall):
+    cfg, data_dir, workdir = _TRAINING.resolve()
     result = training.train(cfg, data_dir, workdir, started=cli.STARTED)
   if not result.is_chief:  # another worker of a multi-worker job: the chief reports and exports
     return

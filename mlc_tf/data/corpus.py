@@ -44,6 +44,10 @@ from mlc_tf import markdown
 from mlc_tf.data import image_formats, pipeline
 
 PATH_COLUMN = "path"
+# Label names a label frame cannot hold: its other columns'.
+RESERVED_LABELS = (PATH_COLUMN,)
+# An annotation file: <label>.txt, the extension in any case (as an image's).
+ANNOTATION_EXTENSION = ".txt"
 # TensorFlow error messages carry the op's internals around the human part.
 _TF_MESSAGE_NOISE = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", re.DOTALL)
 # A graph's error: where the failing op was defined, then the message (an assertion's in brackets).
@@ -181,8 +185,12 @@ def check_image(path: str) -> tuple[str, str | None, str | None]:
   """Reads and decodes one image file the way training does, and says what is wrong with it.
 
   Returns:
-    (content format or "", why it cannot be read or None, why it cannot be decoded or None).
+    (content format or "", why it cannot be read or None, why it cannot be decoded or None). A
+    path that is no regular file (a FIFO, which would block the read) cannot be decoded.
   """
+  special = image_formats.not_a_regular_file(path)
+  if special:
+    return "", None, special
   try:
     with tf.io.gfile.GFile(path, "rb") as f:
       data = f.read()
@@ -275,12 +283,19 @@ def audit_frame(frame: pd.DataFrame,
       ``error.audit`` is ``audit``.
   """
   paths = frame[PATH_COLUMN].tolist()
-  heads = _decodable_heads(paths, workers, progress)
+  special = {row: image_formats.not_a_regular_file(path) for row, path in enumerate(paths)}
+  special = {row: reason for row, reason in special.items() if reason}
+  # a FIFO would block the scan: left out of it, and skipped with the reason below
+  scanned = [row for row in range(len(paths)) if row not in special]
+  heads = {scanned[index]: head for index, head in
+           _decodable_heads([paths[row] for row in scanned], workers, progress).items()}
   formats: dict[str, int] = {}
   keep = []
   for row, path in enumerate(paths):
     if row in heads:
       kind, unreadable, undecodable = image_formats.format_of(heads[row]), None, None
+    elif row in special:
+      kind, unreadable, undecodable = "", None, special[row]
     else:
       kind, unreadable, undecodable = check_image(path)
     if kind:
@@ -354,11 +369,12 @@ def load_corpus(root: str,
   images_dir, annotations_dir = _corpus_dirs(root)
   audit = CorpusAudit(source=root)
   paths = _image_files(images_dir, audit)
-  labels = _annotated_labels(annotations_dir, labels, audit)
+  files = _annotated_labels(annotations_dir, labels, audit)
   ids = sorted(paths)
-  frame = pd.DataFrame(0, index=pd.Index(ids, name="image_id"), columns=labels, dtype="uint8")
-  for label in labels:
-    frame.loc[_annotated_ids(annotations_dir, label, paths, audit), label] = 1
+  frame = pd.DataFrame(0, index=pd.Index(ids, name="image_id"), columns=list(files),
+                       dtype="uint8")
+  for label, file_name in files.items():
+    frame.loc[_annotated_ids(annotations_dir, label, file_name, paths, audit), label] = 1
   frame[PATH_COLUMN] = [paths[i] for i in ids]
   frame = audit_frame(frame, audit, strict=strict, workers=workers, progress=progress)
   return frame, audit
@@ -399,30 +415,58 @@ def _image_files(images_dir: str, audit: CorpusAudit) -> dict[int, str]:
   return paths
 
 
+def check_label_names(labels: list[str], where: str) -> None:
+  """Raises a CorpusError naming ``where`` if a label is called as a label frame's other column
+  (``path``): the frame would hold one of the two, and the label would vanish."""
+  reserved = sorted(set(labels) & set(RESERVED_LABELS))
+  if reserved:
+    raise CorpusError(f"{where}: label name(s) {reserved} are reserved (a label frame's "
+                      f"{PATH_COLUMN!r} column holds each image's file): rename the label")
+
+
+def annotation_files(annotations_dir: str) -> dict[str, str]:
+  """Maps each label to its annotation file's name: <label>.txt, the extension in any case.
+
+  Two files of one label (``cat.txt`` and ``cat.TXT``) are an error.
+  """
+  files: dict[str, str] = {}
+  for name in listdir(annotations_dir):
+    if not name.lower().endswith(ANNOTATION_EXTENSION):
+      continue
+    label = name[:-len(ANNOTATION_EXTENSION)]
+    if label in files:
+      raise CorpusError(f"{annotations_dir}: two annotation files for label {label!r}: "
+                        f"{files[label]} and {name}")
+    files[label] = name
+  return files
+
+
 def _annotated_labels(annotations_dir: str, labels: list[str] | None,
-                      audit: CorpusAudit) -> list[str]:
-  """Returns the labels to load, sorted.
+                      audit: CorpusAudit) -> dict[str, str]:
+  """Returns the labels to load, sorted, each with its annotation file's name.
 
   Those are ``labels`` (each needs its file), or every <label>.txt when None.
   """
-  available = [name[:-4] for name in listdir(annotations_dir) if name.endswith(".txt")]
+  files = annotation_files(annotations_dir)
   if labels is None:
-    labels = available
-  missing = sorted(set(labels) - set(available))
+    labels = list(files)
+  missing = sorted(set(labels) - set(files))
   if missing:
     raise CorpusError(f"{annotations_dir} has no annotation file for label(s) {missing}")
   labels = sorted(labels)
   if not labels:
     raise CorpusError(f"{annotations_dir} holds no <label>.txt annotation file")
-  audit.ignored_label_files = [f"{name}.txt" for name in available if name not in labels]
-  return labels
+  check_label_names(labels, annotations_dir)
+  audit.ignored_label_files = [name for label, name in sorted(files.items())
+                               if label not in labels]
+  return {label: files[label] for label in labels}
 
 
-def _annotated_ids(annotations_dir: str, label: str, paths: dict[int, str],
+def _annotated_ids(annotations_dir: str, label: str, file_name: str, paths: dict[int, str],
                    audit: CorpusAudit) -> list[int]:
   """The ids <label>.txt lists that have an image; repeats and ids without image go to the audit."""
   seen, ids = set(), []
-  for line, image_id in _parse_annotation(os.path.join(annotations_dir, f"{label}.txt")):
+  for line, image_id in _parse_annotation(os.path.join(annotations_dir, file_name)):
     if image_id in seen:
       audit.duplicate_ids.append((label, line, image_id))
       continue

@@ -12,7 +12,9 @@ files) and ``mlc-predict``'s folder listing alike.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 
 import tensorflow as tf
 
@@ -38,6 +40,28 @@ GIF_TOO_MANY_BLOCKS = (f"a GIF of more than {MAX_GIF_BLOCKS} blocks (frames, ext
 PALETTE_BMP = "palette BMP is not supported (TensorFlow would read palette indices as grey levels)"
 SIGNATURES = (("jpeg", JPEG_SIGNATURE), ("png", PNG_SIGNATURE),
               *(("gif", gif) for gif in GIF_SIGNATURES), ("bmp", BMP_SIGNATURE))
+
+
+def not_a_regular_file(path: str) -> str | None:
+  """Says why a local ``path`` is no file to read an image from (a FIFO, a socket, a device), or
+  None.
+
+  Reading a named pipe blocks until some process writes to it: every reader
+  asks this first and skips such a path with the reason. None too for a
+  folder and where ``path`` cannot be examined (a remote file system's, a
+  dangling link): the read fails at once and says what is wrong.
+  """
+  if "://" in path:
+    return None
+  try:
+    mode = os.stat(path).st_mode
+  except OSError:
+    return None
+  if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+    return None
+  kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
+          "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+  return f"not a regular file: {kind}"
 
 
 def format_of(data: bytes) -> str | None:

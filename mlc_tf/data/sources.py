@@ -198,6 +198,7 @@ def _chosen_labels(path: str, rows: dict[str, tuple[int, set[str]]], columns: li
     available = sorted(labels)
   if not available:
     raise CorpusError(f"{path}: no row carries any label, and config.data.labels names none")
+  corpus_lib.check_label_names(available, path)
   return available
 
 

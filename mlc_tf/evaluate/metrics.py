@@ -58,10 +58,26 @@ def decide(probs: np.ndarray, thresholds: np.ndarray | float, label_names: Seque
                                         implications) if implications else decided
 
 
+def _as_labels(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+  """``y_true``, ``y_pred`` [N, L] and the keywords that make scikit-learn score each column as a
+  label.
+
+  scikit-learn reads one column as a binary target with two classes, 0 and 1
+  (per-class scores for both, micro F1 = accuracy) and refuses samplewise
+  scores; that column scored as class 1 alone (``labels=[1]``) is the one
+  label of a binary tagger, scored as any label of a multi-label one.
+  """
+  y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+  if y_true.ndim == 2 and y_true.shape[1] == 1:
+    return y_true[:, 0], y_pred[:, 0], {"labels": [1]}
+  return y_true, y_pred, {}
+
+
 def micro_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
   """Returns (micro F1, macro F1) of 0/1 decisions ``y_pred`` against ``y_true``."""
-  return (float(skm.f1_score(y_true, y_pred, average="micro", zero_division=0)),
-          float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)))
+  y_true, y_pred, labels = _as_labels(y_true, y_pred)
+  return (float(skm.f1_score(y_true, y_pred, average="micro", zero_division=0, **labels)),
+          float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0, **labels)))
 
 
 def bootstrap_f1_interval(y_true: np.ndarray, y_pred: np.ndarray, samples: int = 1000,
@@ -113,20 +129,23 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: l
   predicted label counts as a perfect 1 (sklearn's ``zero_division=1``), so a
   corpus with many unlabelled images is not scored as if they were all wrong.
   ``exact_match`` is the share of images whose whole label set is right;
-  ``hamming_loss`` the share of wrong image-label decisions.
+  ``hamming_loss`` the share of wrong image-label decisions. One label (a
+  binary tagger) is scored as any label (``_as_labels``); an image's F1 is
+  then 1 where its decision is right, so samples F1 is the exact-match share.
   """
+  y_true, y_pred, labels = _as_labels(y_true, y_pred)
   precision, recall, f1, support = skm.precision_recall_fscore_support(
-      y_true, y_pred, average=None, zero_division=0)
+      y_true, y_pred, average=None, zero_division=0, **labels)
   report = {"per_label": {
       name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
       for name, p, r, f, s in zip(label_names, precision, recall, f1, support)}}
   for average in ("micro", "macro"):
     p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=average,
-                                                     zero_division=0)
+                                                     zero_division=0, **labels)
     report[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
-  report["samples"] = {
-      "f1": float(skm.f1_score(y_true, y_pred, average="samples", zero_division=1.0))
-  }
+  samples_f1 = (skm.accuracy_score(y_true, y_pred) if labels else
+                skm.f1_score(y_true, y_pred, average="samples", zero_division=1.0))
+  report["samples"] = {"f1": float(samples_f1)}
   report["exact_match"] = float(skm.accuracy_score(y_true, y_pred))
   report["hamming_loss"] = float(skm.hamming_loss(y_true, y_pred))
   return report

@@ -397,9 +397,21 @@ class Stream:
     return shifted if self.gate is None else shifted * self.gate.tagged_probability(probs)[:, None]
 
 
+def check_stream_size(photos: int, min_stream_photos: int = untagged.MIN_STREAM_PHOTOS) -> None:
+  """Raises a ValueError where a stream of ``photos`` is too small to estimate prevalences from.
+
+  Every estimate, EM alone included: on 3 photos EM claims prevalences of exactly 0 and 1, and
+  thresholds chosen for them cut the labelled test split's F1 in half.
+  """
+  if photos < min_stream_photos:
+    raise ValueError(f"too few target photos to estimate the stream's prevalences: {photos}, at "
+                     f"least {min_stream_photos} needed (a share over fewer photos is a guess); "
+                     "pass a prevalence file, or more photos")
+
+
 def estimate_stream(probs: np.ndarray, train_prior: np.ndarray,
                     labelled_probs: np.ndarray | None = None, tagged_em: bool = False,
-                    **gate_options) -> Stream:
+                    min_stream_photos: int = untagged.MIN_STREAM_PHOTOS, **gate_options) -> Stream:
   """Estimates a stream's prevalences from the network's probabilities on its photos.
 
   Without ``labelled_probs``: EM (``estimate_prevalence``), which assumes
@@ -409,11 +421,17 @@ def estimate_stream(probs: np.ndarray, train_prior: np.ndarray,
   photo weighted by its P(tagged | photo); measured worse on flickr14,
   docs/evaluation.md); a label's stream prevalence is the mean of its gated
   probability, no label's the estimated untagged share.
+
+  Raises:
+    ValueError: fewer than ``min_stream_photos`` photos (``check_stream_size``), or
+      ``untagged.fit_tagged_gate``'s errors.
   """
+  check_stream_size(len(probs), min_stream_photos)
   if labelled_probs is None:
     prevalence, iterations = estimate_prevalence(probs, train_prior)
     return Stream(probs, prevalence, f"estimated by EM in {iterations} iterations")
-  gate = untagged.fit_tagged_gate(labelled_probs, probs, **gate_options)
+  gate = untagged.fit_tagged_gate(labelled_probs, probs, min_stream_photos=min_stream_photos,
+                                  **gate_options)
   tagged_prior, how = np.asarray(train_prior, np.float64), "at the training prior"
   if tagged_em:
     tagged_prior, iterations = estimate_prevalence(probs, train_prior,

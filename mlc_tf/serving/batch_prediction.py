@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import glob
 import io
 import json
 import os
@@ -39,6 +38,7 @@ METRICS_NAMESPACE = "mlc_tf"
 FAILURE_COLUMNS = ["file", "reason"]
 LEFT_OUT = f"left out: not a {'/'.join(image_formats.EXTENSIONS)} name"  # a folder's other files
 DANGLING_LINK = "unreadable: a symbolic link to a missing file"
+FOLDER_NAMED_AS_IMAGE = "unreadable: a folder, not a file"
 _FAILED = "failed"  # the side outputs' tags
 _JSON = "json"
 _WILDCARD = re.compile(r"[*?\[]")
@@ -78,9 +78,10 @@ class SavedModelHandler(base.ModelHandler):
 
 
 def _csv_line(values: list) -> str:
-  """One CSV line as ``csv.writer`` writes it for local ``mlc-predict`` (quoting, ``\\r\\n``)."""
+  """One CSV line as ``csv.writer`` writes it for local ``mlc-predict`` (quoting, ``\\r\\n``); a
+  failure's path cell escaped as a row's (``prediction.spreadsheet_safe``)."""
   buffer = io.StringIO()
-  csv.writer(buffer).writerow(values)
+  csv.writer(buffer).writerow([prediction.spreadsheet_safe(values[0]), *values[1:]])
   return buffer.getvalue()
 
 
@@ -95,6 +96,11 @@ class _ReadImage(beam.DoFn):
 
   def process(self, readable: fileio.ReadableFile):
     path = readable.metadata.path
+    special = image_formats.not_a_regular_file(path)  # a FIFO would block this worker for good
+    if special:
+      self._unreadable.inc()
+      yield beam.pvalue.TaggedOutput(_FAILED, _csv_line([path, f"unreadable: {special}"]))
+      return
     try:
       with readable.open(compression_type=filesystem.CompressionTypes.UNCOMPRESSED) as f:
         blob = f.read()
@@ -122,8 +128,8 @@ class _ImagesByName(beam.DoFn):
     yield beam.pvalue.TaggedOutput(_FAILED, _csv_line([metadata.path, LEFT_OUT]))
 
 
-class _DanglingLink(beam.DoFn):
-  """A symbolic link the match could not see (its target is gone) -> counted unreadable.
+class _Unmatched(beam.DoFn):
+  """(path, reason) of a file the match could not see (``unmatched_files``) -> counted unreadable.
 
   It goes to the failures.
   """
@@ -131,9 +137,9 @@ class _DanglingLink(beam.DoFn):
   def setup(self):
     self._unreadable = Metrics.counter(METRICS_NAMESPACE, "unreadable")
 
-  def process(self, path: str):
+  def process(self, unmatched: tuple[str, str]):
     self._unreadable.inc()
-    yield _csv_line([path, DANGLING_LINK])
+    yield _csv_line(list(unmatched))
 
 
 class _FormatRows(beam.DoFn):
@@ -172,7 +178,8 @@ class _FormatRows(beam.DoFn):
     if self._json_lines:
       num_labels = len(
           self._label_names)  # the probabilities as numbers, equal to the CSV's 6 decimals
-      values = row[:1 + num_labels] + [float(x) for x in row[1 + num_labels:]]
+      # the path as it is: JSON is no spreadsheet
+      values = [path, *row[1:1 + num_labels], *(float(x) for x in row[1 + num_labels:])]
       columns = prediction.csv_columns(self._label_names, self._probabilities)
       yield beam.pvalue.TaggedOutput(_JSON, json.dumps(dict(zip(columns, values))))
 
@@ -204,26 +211,18 @@ def _check_matches(sources: list[str]) -> list[tuple[str, bool]]:
   return patterns
 
 
-def dangling_links(sources: list[str]) -> list[str]:
-  """Returns the symbolic links to missing files among local ``sources``' images.
+def unmatched_files(sources: list[str]) -> list[tuple[str, str]]:
+  """Returns (path, reason) of what local ``sources`` list as images but Beam's match cannot see.
 
-  Beam's match cannot see them.
-
-  Beam's local file system leaves out what it cannot ``stat``; local
-  mlc-predict lists such a link as a skip, so the launcher names them for the
-  pipeline to count. Remote file systems have no symbolic links.
+  Beam's local file system lists the files its walk finds and can ``stat``:
+  it leaves out symbolic links to missing files and folders named as images
+  (``dir.jpg``); local mlc-predict lists both as skips, so the launcher names
+  them for the pipeline to count. Remote file systems have neither.
   """
-  found = []
-  for source in sources:
-    if "://" in source:
-      continue
-    if os.path.isdir(source):
-      candidates = [os.path.join(source, name) for name in sorted(os.listdir(source))
-                    if name.lower().endswith(image_formats.EXTENSIONS)]
-    else:
-      candidates = sorted(glob.glob(source, recursive=True))
-    found += [path for path in candidates if os.path.islink(path) and not os.path.exists(path)]
-  return list(dict.fromkeys(found))
+  local = [source for source in sources if "://" not in source]
+  return [(path, DANGLING_LINK if os.path.islink(path) and not os.path.exists(path) else
+           FOLDER_NAMED_AS_IMAGE) for path in prediction.list_images(local)
+          if not os.path.exists(path) or os.path.isdir(path)] if local else []
 
 
 def build_pipeline(pipeline: beam.Pipeline,
@@ -236,7 +235,7 @@ def build_pipeline(pipeline: beam.Pipeline,
                    max_batch_size: int = 64,
                    num_shards: int = 0,
                    json_lines: bool = False,
-                   dangling: list[str] = ()) -> None:
+                   unmatched: list[tuple[str, str]] = ()) -> None:
   """Adds the batch prediction steps to ``pipeline``.
 
   The steps match, read, RunInference, and write the CSV shards, the failures (and JSON Lines).
@@ -251,7 +250,8 @@ def build_pipeline(pipeline: beam.Pipeline,
     min_batch_size, max_batch_size: bounds of RunInference's batches.
     num_shards: CSV (and JSON Lines) shards to write; 0 lets the runner choose.
     json_lines: also write JSON Lines shards.
-    dangling: symbolic links (``dangling_links``), counted unreadable and listed with the failures.
+    unmatched: (path, reason) of files the match cannot see (``unmatched_files``), counted
+      unreadable and listed with the failures.
   """
   matched, failed = [], []
   for index, (pattern, images_only) in enumerate(patterns):
@@ -263,9 +263,9 @@ def build_pipeline(pipeline: beam.Pipeline,
       files = split.images
       failed.append(split[_FAILED])
     matched.append(files)
-  if dangling:
-    failed.append(pipeline | "Dangling links" >> beam.Create(list(dangling)) |
-                  "Count them" >> beam.ParDo(_DanglingLink()))
+  if unmatched:
+    failed.append(pipeline | "Unmatched files" >> beam.Create(list(unmatched)) |
+                  "Count them" >> beam.ParDo(_Unmatched()))
   read = (
       matched | "Flatten" >> beam.Flatten() | "Paths" >> beam.Map(lambda metadata: metadata.path) |
       "Distinct" >>
@@ -342,7 +342,7 @@ def predict_to_shards(model: str,
   prefix = output[:-len(".csv")] if output.endswith(".csv") else output
   with beam.Pipeline(options=PipelineOptions(pipeline_args)) as pipeline:
     build_pipeline(pipeline, patterns, export_dir, prefix, label_names, probabilities,
-                   min_batch_size, max_batch_size, num_shards, json_lines, dangling_links(sources))
+                   min_batch_size, max_batch_size, num_shards, json_lines, unmatched_files(sources))
   counters = _counters(pipeline.result, label_names)
   counters_path = f"{prefix}-counters.json"
   with filesystems.FileSystems.create(counters_path) as f:

@@ -12,7 +12,8 @@ Signatures (docs/serving.md shows them in use):
       labels string [B, L] (names of the decided labels, most probable first, padded with ""),
       valid bool [B] (false: not a decodable JPEG/PNG/GIF/BMP; its answers are zeros and "")
   predict_pixels(pixels float32 [B, H, W, 3] in [0, 255], any H x W) ->
-      probabilities, decisions, labels as above
+      probabilities, decisions, labels as above (NaN or infinite pixels: an InvalidArgumentError;
+      values outside [0, 255] clipped)
   metadata() ->
       label_names string [L], thresholds float32 [L], image_size int32, max_image_pixels int64,
       config string (the training config, JSON)
@@ -135,6 +136,12 @@ def signature_functions(inference_model: keras.Model, config_json: str = "{}",
   @tf.function(input_signature=[
       tf.TensorSpec([None, None, None, 3], tf.float32, name=signatures.PIXEL_INPUT)])
   def serve_pixels(pixels):
+    # Before the resize, which would spread a NaN or an infinity over its neighbours: those are
+    # refused (a NaN answer would decide nothing, silently), values outside [0, 255] clipped.
+    pixels = tf.debugging.check_numerics(
+        pixels, "predict_pixels: pixels must be finite numbers in [0, 255] (a NaN or infinity "
+        "was given)")
+    pixels = tf.clip_by_value(pixels, 0.0, 255.0)
     probabilities, decisions = answer(pipeline.resize(pixels, model_size))
     return {"probabilities": probabilities, "decisions": decisions,
             "labels": predicted_label_names(probabilities, decisions, label_tensor)}
@@ -271,8 +278,12 @@ def export_saved_model(inference_model: keras.Model,
     The new version directory.
 
   Raises:
-    ValueError: ``label_names`` or ``image_size`` disagree with the model.
+    ValueError: ``label_names`` or ``image_size`` disagree with the model, or ``max_image_pixels``
+      is below 1 (an export that refuses every photo).
   """
+  if max_image_pixels < 1:
+    raise ValueError(f"max_image_pixels={max_image_pixels}: an export would refuse every photo; "
+                     "give a positive pixel count")
   metadata = _metadata(inference_model, config_json, max_image_pixels)
   if label_names is not None and list(label_names) != metadata["label_names"]:
     raise ValueError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fnmatch
 import glob
 import os
 from typing import Iterator
@@ -31,7 +32,9 @@ from mlc_tf.serving import signatures
 def list_images(sources: list[str]) -> list[str]:
   """Lists the image files of folders (not recursive) and glob patterns.
 
-  They are sorted per source, without repeats.
+  They are sorted per source, without repeats. A glob keeps what the folder
+  form keeps: every match but a folder whose name is no image's, so a dangling
+  link or a folder named ``x.jpg`` is listed, to be skipped with its reason.
   """
   found: dict[str, None] = {}
   for source in sources:
@@ -39,12 +42,69 @@ def list_images(sources: list[str]) -> list[str]:
       matches = [os.path.join(source, name) for name in sorted(os.listdir(source))
                  if name.lower().endswith(image_formats.EXTENSIONS)]
     else:
-      matches = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
+      matches = sorted(path for path in expand_glob(source) if not os.path.isdir(path)
+                       or path.lower().endswith(image_formats.EXTENSIONS))
     if not matches:
       raise FileNotFoundError(
           f"no image file found at {source!r} (a folder of .jpg/.png/.gif/.bmp or a glob)")
     found.update(dict.fromkeys(matches))
   return list(found)
+
+
+def expand_glob(pattern: str) -> list[str]:
+  """The paths ``pattern`` matches, as ``glob.glob(pattern, recursive=True)``, but ``**`` enters
+  each real folder once.
+
+  glob follows symbolic links to folders: a link back up (``d/sub/up -> ..``)
+  makes it list one photo once per level until the path is too long, and two
+  such links never end. Hidden names match only a pattern part starting with ``.``, as in glob.
+  """
+  if not glob.has_magic(pattern):
+    return [pattern] if os.path.lexists(pattern) else []
+  anchor, parts = ("/", pattern.lstrip("/").split("/")) if pattern.startswith("/") else (
+      "", pattern.split("/"))
+  found: dict[str, None] = {}
+  entered: set[tuple[str, int]] = set()
+
+  def walk(folder: str, rest: list[str]) -> None:
+    part, rest = rest[0], rest[1:]
+    here = folder or "."
+    if part == "**":
+      place = (os.path.realpath(here), len(rest))  # this folder, at this point of the pattern
+      if place in entered:
+        return
+      entered.add(place)
+      if rest:
+        walk(folder, rest)
+      for name in _names(here, "*"):
+        path = os.path.join(folder, name)
+        if not rest:
+          found[path] = None
+        if os.path.isdir(path):
+          walk(path, [part, *rest])
+      return
+    names = _names(here, part) if glob.has_magic(part) else (
+        [part] if os.path.lexists(os.path.join(here, part)) else [])
+    for name in names:
+      path = os.path.join(folder, name)
+      if not rest:
+        found[path] = None
+      elif os.path.isdir(path):
+        walk(path, rest)
+
+  walk(anchor, [part for part in parts if part] or ["*"])
+  return list(found)
+
+
+def _names(folder: str, part: str) -> list[str]:
+  """The names in ``folder`` that ``part`` (one component of a glob) matches, sorted."""
+  try:
+    names = sorted(os.listdir(folder))
+  except OSError:
+    return []
+  if not part.startswith("."):
+    names = [name for name in names if not name.startswith(".")]
+  return fnmatch.filter(names, part)
 
 
 def non_image_files(sources: list[str]) -> list[str]:
@@ -57,6 +117,12 @@ def non_image_files(sources: list[str]) -> list[str]:
       for name in sorted(os.listdir(source)) if os.path.isfile(os.path.join(source, name)) and
       not name.lower().endswith(image_formats.EXTENSIONS)
   ]
+
+
+def regular_files(paths: list[str]) -> list[str]:
+  """``paths`` without those that are no regular file: reading a FIFO would block the run. The
+  caller counts them among the skipped (``corpus.check_image`` says why)."""
+  return [path for path in paths if not image_formats.not_a_regular_file(path)]
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
@@ -76,6 +142,9 @@ class KerasPredictor:
   def predict(self, paths: list[str],
               batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
     """Yields (paths, probabilities [B, L], decisions [B, L]) for the readable images, in order."""
+    paths = regular_files(paths)
+    if not paths:
+      return
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths, dtype=str))
     ds = ds.map(lambda path:
                 (path, pipeline.decode_and_resize(tf.io.read_file(path), self.image_size)),
@@ -108,7 +177,7 @@ class SavedModelPredictor:
   def predict(self, paths: list[str],
               batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
     """Yields (paths, probabilities, decisions) for the images the model accepts, in order."""
-    for chunk in _batches(paths, batch_size):
+    for chunk in _batches(regular_files(paths), batch_size):
       readable = []
       for path in chunk:
         try:
@@ -172,12 +241,23 @@ def csv_columns(label_names: list[str], probabilities: bool) -> list[str]:
   ]
 
 
+# A cell starting with one of these is a formula to a spreadsheet (OWASP's CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+  """``cell``, with a single quote before it where a spreadsheet would run it as a formula
+  (``=HYPERLINK(…).jpg``, a file named by whoever supplied the photos): OWASP's escape."""
+  return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell
+
+
 def csv_row(path: str, probs: np.ndarray, decisions: np.ndarray, probabilities: bool) -> list:
   """Returns one image's CSV row under :func:`csv_columns`.
 
-  That is its path, 0/1 decisions and probabilities to 6 decimals.
+  That is its path (``spreadsheet_safe``), 0/1 decisions and probabilities to 6 decimals.
   """
-  return [path, *map(int, decisions), *([f"{x:.6f}" for x in probs] if probabilities else [])]
+  return [spreadsheet_safe(path), *map(int, decisions),
+          *([f"{x:.6f}" for x in probs] if probabilities else [])]
 
 
 @dataclasses.dataclass

@@ -15,6 +15,7 @@ import pandas as pd
 import tensorflow as tf
 
 from mlc_tf import atomic_files, hardware, models
+from mlc_tf import config as config_lib
 from mlc_tf.data import balance, label_rules, source_base, split_corpus
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.evaluate import scoring
@@ -113,8 +114,9 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
   trained instead (``fallback``; ``TrainResult.config`` says which).
 
   Raises:
-    config.ConfigError: ``cfg.train.precision`` or ``cfg.train.budget`` is not one the run can use
-      (before any data is read).
+    config.ConfigError: a value of ``cfg`` (``config.check_values``: a size, a fraction, a rate,
+      ``train.precision``, ``train.budget``) is not one the run can use, or ``workdir`` cannot be
+      made (before any data is read).
     budget.BudgetTooSmall: the budget cannot hold one epoch plus calibration and export (said a few
       steps in).
     corpus.CorpusError: the corpus or the untagged images cannot be used (before any training).
@@ -123,6 +125,8 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | None, workdir: str,
     callbacks.TrainingDiverged: the loss or weights became NaN or infinite;
       the last good checkpoint is kept and named in the message.
   """
+  config_lib.check_values(cfg)
+  config_lib.check_workdir(workdir)
   budget = budget_lib.Budget.of(cfg, workdir, time.time() if started is None else started)
   hardware.check_precision(cfg.train.precision)
   if budget is not None:

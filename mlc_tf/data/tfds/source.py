@@ -86,7 +86,7 @@ def _annotation_labels(manual_dir: str | None) -> list[str]:
   annotations = os.path.join(manual_dir, "annotations") if manual_dir else None
   if not annotations or not tf.io.gfile.isdir(annotations):
     return []
-  return sorted(name[:-4] for name in tf.io.gfile.listdir(annotations) if name.endswith(".txt"))
+  return sorted(corpus_lib.annotation_files(annotations))
 
 
 def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
