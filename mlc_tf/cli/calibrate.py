@@ -42,6 +42,7 @@ from ml_collections import config_flags
 
 from mlc_tf import factory
 from mlc_tf.cli import common
+from mlc_tf.data import corpus
 from mlc_tf.evaluate import operating_points, reports, scoring, untagged
 from mlc_tf.models import inference
 from mlc_tf.serving import export, prediction
@@ -154,7 +155,8 @@ def main(argv):
   # CorpusError is a ValueError
   with common.exit_on_error("mlc-calibrate", FileNotFoundError, ValueError):
     model, cfg, max_image_pixels = _load(_MODEL.value)
-    parts = scoring.recalibration(model, cfg, common.data_dir(_DATA_DIR.value, cfg.data.source))
+    data_dir = common.data_dir(_DATA_DIR.value, cfg.data.source)
+    parts = scoring.recalibration(model, cfg, data_dir)
     names, current, implications = parts.label_names, parts.thresholds, parts.implications
     data, plain, train_prior = parts.data, parts.plain, parts.train_prior
     policies = operating_points.parse_policies(_POLICY.value or cfg.calibration.policy, names)
@@ -189,7 +191,7 @@ def main(argv):
       adapted, base_dir=_BASE_DIR.value or cfg.export.base_dir, name=_NAME.value or cfg.export.name,
       config_json=cfg.to_json_best_effort(), max_image_pixels=max_image_pixels, extra_assets={
           "calibration.md": text + "\n", "calibration.json": json.dumps(report, indent=2)
-      })
+      }, warmup_photos=corpus.sample_images(data_dir, export.WARMUP_PHOTOS))
   print(text)
   print(f"\nexported: {path}")
 
