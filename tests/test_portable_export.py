@@ -43,7 +43,7 @@ def exported(tiny_trained, tmp_path_factory):
     paths[name] = str(folder / name)
     if name in THROUGH_THE_CLI:
       out = run_cli("export", f"--workdir={workdir}", f"--format={file_format}",
-                    f"--precision={precision}", f"--output={paths[name]}")
+                    f"--precision={precision}", f"--output_file={paths[name]}")
       assert out.strip().splitlines()[-1] == f"exported: {paths[name]}"
     else:
       with open(os.path.join(workdir, "config.json")) as f:

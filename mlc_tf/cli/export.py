@@ -4,7 +4,7 @@ saved_models/<name>/, or a LiteRT or ONNX file.
   mlc-export --workdir=workdirs/demo                   # -> saved_models/demo/<next version>/
   mlc-export --workdir=workdirs/demo --name=demo_small --base_dir=/srv/models
   mlc-export --workdir=workdirs/demo --format=litert --precision=int8  # .../demo_int8.tflite
-  mlc-export --workdir=workdirs/demo --format=onnx --output=demo.onnx
+  mlc-export --workdir=workdirs/demo --format=onnx --output_file=demo.onnx
 
 The name and base directory default to the ``export`` group of the run's
 config.json; an existing version is never overwritten. Photos of the training
@@ -43,8 +43,8 @@ _FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", *portable.F
 _PRECISION = flags.DEFINE_enum("precision", "float32", portable.PRECISIONS,
                                "litert: float32, float16, dynamic_int8 or int8 (integer only, "
                                "calibrated on corpus photos); onnx: float32.")
-_OUTPUT = flags.DEFINE_string(
-    "output", None, "litert/onnx: the file to write. Default: "
+_OUTPUT_FILE = flags.DEFINE_string(
+    "output_file", None, "litert/onnx: the file to write. Default: "
     "<base_dir>/<name>/<name>_<precision>.tflite or <base_dir>/<name>/<name>.onnx.")
 _CORPUS = flags.DEFINE_string(
     "corpus", None, "The training corpus folder (images/ inside, or the images themselves) "
@@ -90,7 +90,7 @@ def main(argv):
                        f"corpus, and {where} gave none here: give --corpus=<its folder>")
     with common.exit_on_error("mlc-export", ValueError):
       path = portable.export_file(inference.load(model_path),
-                                  _OUTPUT.value or os.path.join(base_dir, name, stem + suffix),
+                                  _OUTPUT_FILE.value or os.path.join(base_dir, name, stem + suffix),
                                   _FORMAT.value, _PRECISION.value, representative, config_json,
                                   _MAX_IMAGE_PIXELS.value)
   print(f"exported: {path}")
