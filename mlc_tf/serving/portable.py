@@ -223,7 +223,8 @@ class Runtime:
     self.image_size = int(self.metadata["image_size"])
     if suffix == ".tflite":
       from ai_edge_litert.interpreter import Interpreter
-      self._run = Interpreter(model_path=path).get_signature_runner()
+      # all cores, as TensorFlow and ONNX Runtime use (LiteRT's default is one thread)
+      self._run = Interpreter(model_path=path, num_threads=os.cpu_count()).get_signature_runner()
     else:
       import onnxruntime
       session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
