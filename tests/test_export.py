@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from helpers import REPO_ROOT, fast_config, run_cli
+from helpers import REPO_ROOT, fast_config, run_cli, warmup_requests
 from PIL import Image
-from tensorflow_serving.apis import prediction_log_pb2
 
 from mlc_tf.data import image_formats, pipeline
 from mlc_tf.evaluate import scoring
@@ -290,17 +289,6 @@ def test_mlc_export_writes_the_next_version_of_a_workdir(tiny_trained, tmp_path)
   assert set(requests[0][2]) <= corpus_files
   np.testing.assert_array_equal(
       requests[2][2][0], pipeline.decode_and_resize(tf.constant(requests[0][2][0]), 16).numpy())
-
-
-def warmup_requests(version_dir):
-  """[(signature, input name, rows)] of an export's TF Serving warm-up file, in order."""
-  requests = []
-  path = os.path.join(version_dir, "assets.extra", export.WARMUP_FILE)
-  for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
-    request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
-    (name, tensor), = request.inputs.items()
-    requests.append((request.model_spec.signature_name, name, tf.make_ndarray(tensor)))
-  return requests
 
 
 def test_an_export_without_corpus_photos_warms_up_on_generated_ones(tiny_trained, tmp_path):
