@@ -329,10 +329,7 @@ def warmup_requests(photos: Sequence[bytes], image_size: int,
   the batch sizes a server meets first. ``metadata`` takes no batch and reads constants: nothing
   to warm up.
   """
-  pixels = np.stack([
-      pipeline.decode_and_resize(tf.constant(photo), image_size, max_image_pixels).numpy()
-      for photo in photos
-  ])
+  pixels = decoded_pixels(photos, image_size, max_image_pixels)
   records = []
   for signature_name, input_name, batch in (
       (signatures.SERVING, signatures.IMAGE_BYTES, np.array(list(photos), dtype=object)),
@@ -343,6 +340,16 @@ def warmup_requests(photos: Sequence[bytes], image_size: int,
       log.predict_log.request.inputs[input_name].CopyFrom(tf.make_tensor_proto(rows))
       records.append(log.SerializeToString())
   return records
+
+
+def decoded_pixels(photos: Sequence[bytes], image_size: int,
+                   max_image_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+  """Returns float32 [N, S, S, 3]: encoded ``photos`` through ``decode_and_resize`` (whole
+  intensities in [0, 255])."""
+  return np.stack([
+      pipeline.decode_and_resize(tf.constant(photo), image_size, max_image_pixels).numpy()
+      for photo in photos
+  ])
 
 
 def generated_photos(image_size: int) -> list[bytes]:

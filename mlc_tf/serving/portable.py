@@ -34,7 +34,6 @@ import numpy as np
 import tensorflow as tf
 
 from mlc_tf import atomic_files
-from mlc_tf.data import pipeline
 from mlc_tf.serving import export, signatures
 
 FORMATS = {"litert": ".tflite", "onnx": ".onnx"}  # format -> file suffix
@@ -64,12 +63,9 @@ def pixel_model(inference_model: keras.Model) -> keras.Model:
 
 def decoded_pixels(photos: Sequence[bytes], image_size: int,
                    max_image_pixels: int = export.MAX_IMAGE_PIXELS) -> np.ndarray:
-  """Returns uint8 [N, S, S, 3]: encoded ``photos`` through ``decode_and_resize`` (whole
-  intensities, so the cast loses nothing)."""
-  return np.stack([
-      pipeline.decode_and_resize(tf.constant(photo), image_size, max_image_pixels).numpy()
-      for photo in photos
-  ]).astype(np.uint8)
+  """Returns uint8 [N, S, S, 3]: ``export.decoded_pixels``, whose whole intensities the cast
+  keeps."""
+  return export.decoded_pixels(photos, image_size, max_image_pixels).astype(np.uint8)
 
 
 def export_file(inference_model: keras.Model, path: str, file_format: str,
