@@ -161,7 +161,11 @@ def main(argv):
       file_format, precision = VARIANTS[variant]
       path = os.path.join(scratch, variant + portable.FORMATS[file_format])
       started = time.perf_counter()
-      portable.export_file(model, path, file_format, precision, representative)
+      try:
+        portable.export_file(model, path, file_format, precision, representative)
+      except portable.UnsupportedOps as error:  # a row saying why, and the other formats go on
+        rows.append({"format": variant, "error": str(error)})
+        continue
       export_s = time.perf_counter() - started
       runtime = portable.Runtime(path)
       probabilities, decisions = in_batches(runtime, pixels, _BATCH_SIZE.value)
@@ -184,6 +188,9 @@ def main(argv):
   print("|---|---:|---:|---:|---:|---:|---:|")
   base = rows[0]
   for row in rows:
+    if "error" in row:
+      print(f"| {row['format']} | not exported: {row['error']} |||||")
+      continue
     speed = ("" if "latency_ms" not in row else
              f"{row['latency_ms']:.2f} "
              f"({row['latency_ms'] / row['saved_model_latency_ms']:.2f}x) | "
