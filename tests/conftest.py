@@ -53,10 +53,13 @@ def tiny_trained(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_saved_model(tiny_trained, tmp_path_factory):
-  """``tiny_trained`` exported once: the path of saved_models/tiny/1."""
+  """``tiny_trained`` exported once, warm-up requests made of its corpus' photos: the path of
+  saved_models/tiny/1."""
+  from mlc_tf.data import corpus
   from mlc_tf.serving import export
   _, workdir, result = tiny_trained
   base_dir = str(tmp_path_factory.mktemp("tiny_saved_models"))
   with open(os.path.join(workdir, "config.json")) as f:
-    return export.export_saved_model(result.inference_model, base_dir=base_dir, name="tiny",
-                                     config_json=f.read())
+    return export.export_saved_model(
+        result.inference_model, base_dir=base_dir, name="tiny", config_json=f.read(),
+        warmup_photos=corpus.training_photos(workdir, export.WARMUP_PHOTOS))

@@ -83,3 +83,18 @@ def run_cli(module, *args, timeout=600):
                         env={**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout
+
+
+def warmup_requests(version_dir):
+  """[(signature, input name, rows)] of an export's TF Serving warm-up file, in order."""
+  import tensorflow as tf
+  from tensorflow_serving.apis import prediction_log_pb2
+
+  from mlc_tf.serving import export
+  requests = []
+  path = os.path.join(version_dir, "assets.extra", export.WARMUP_FILE)
+  for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+    request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+    (name, tensor), = request.inputs.items()
+    requests.append((request.model_spec.signature_name, name, tf.make_ndarray(tensor)))
+  return requests

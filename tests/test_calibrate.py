@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import REPO_ROOT, fast_config, make_tiny_corpus, run_cli
+from helpers import REPO_ROOT, fast_config, make_tiny_corpus, run_cli, warmup_requests
 
 from mlc_tf.data import pipeline
 from mlc_tf.evaluate import operating_points
@@ -77,6 +77,10 @@ def test_adapted_export_is_the_next_version_with_shifted_probabilities_and_a_rep
   assert status == 0, err[-3000:]
   assert "exported: " + os.path.join(base_dir, "tiny", "1") in out
   assert "lacks sun: kept at the training prior" in err
+  # its TF Serving warm-up requests carry photos of --data_dir
+  photos = warmup_requests(os.path.join(base_dir, "tiny", "1"))[0][2]
+  assert len(photos) == export.WARMUP_PHOTOS and set(photos) <= {
+      path.read_bytes() for path in pathlib.Path(root, "images").iterdir()}
 
   export_dir = os.path.join(base_dir, "tiny", "1")
   with open(os.path.join(export_dir, "assets.extra", "calibration.json")) as f:

@@ -3,6 +3,7 @@ it."""
 
 import json
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -13,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from helpers import REPO_ROOT, fast_config, run_cli
+from helpers import REPO_ROOT, fast_config, run_cli, warmup_requests
 from PIL import Image
 
+from mlc_tf.data import image_formats, pipeline
 from mlc_tf.evaluate import scoring
 from mlc_tf.models import inference
 from mlc_tf.serving import export, signatures
@@ -297,6 +299,28 @@ def test_mlc_export_writes_the_next_version_of_a_workdir(tiny_trained, tmp_path)
   reloaded = tf.saved_model.load(str(base_dir / "tiny" / "2"))
   np.testing.assert_allclose(reloaded.signatures["metadata"]()["thresholds"].numpy(),
                              result.thresholds, rtol=1e-6)
+  # TF Serving's warm-up: each batch signature asked about photos of the workdir's corpus (its
+  # data_audit.json names it), as a batch and alone; tests/test_serving.py replays them
+  requests = warmup_requests(base_dir / "tiny" / "2")
+  assert [(signature, len(rows)) for signature, _, rows in requests] == [
+      ("serving_default", export.WARMUP_PHOTOS), ("serving_default", 1),
+      ("predict_pixels", export.WARMUP_PHOTOS), ("predict_pixels", 1)]
+  root, _, _ = tiny_trained
+  corpus_files = {(pathlib.Path(root) / "images" / name).read_bytes()
+                  for name in os.listdir(os.path.join(root, "images"))}
+  assert set(requests[0][2]) <= corpus_files
+  np.testing.assert_array_equal(
+      requests[2][2][0], pipeline.decode_and_resize(tf.constant(requests[0][2][0]), 16).numpy())
+
+
+def test_an_export_without_corpus_photos_warms_up_on_generated_ones(tiny_trained, tmp_path):
+  _, _, result = tiny_trained
+  requests = warmup_requests(
+      export.export_saved_model(result.inference_model, base_dir=str(tmp_path), name="tiny"))
+  assert [(signature, name, len(rows)) for signature, name, rows in requests] == [
+      ("serving_default", "image_bytes", 2), ("serving_default", "image_bytes", 1),
+      ("predict_pixels", "pixels", 2), ("predict_pixels", "pixels", 1)]
+  assert [image_formats.format_of(photo) for photo in requests[0][2]] == ["jpeg", "png"]
 
 
 def _resident_mb() -> float:

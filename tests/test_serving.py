@@ -4,6 +4,7 @@ imports mlc_tf."""
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -33,7 +34,8 @@ def server(tiny_saved_model, tmp_path_factory):
     line = proc.stdout.readline()
     assert line, f"the emulator died: {log.read_text()[-3000:]}"
     ready = json.loads(line)
-    assert not ready["imported_mlc_tf"]
+    # it replayed the export's warm-up requests, as TF Serving does before serving a version
+    assert not ready["imported_mlc_tf"] and ready["warmup_requests"] == 4
     yield {"rest": f"http://127.0.0.1:{ready['rest_port']}",
            "grpc": f"127.0.0.1:{ready['grpc_port']}",
            "version": ready["version"]}
@@ -132,6 +134,16 @@ def test_mlc_client_prints_labels_per_image(server, images, expected):
   assert_same_answers([client.Answer(**row) for row in rows], expected)
 
 
+def test_an_export_whose_warm_up_file_is_broken_does_not_load(tiny_saved_model, tmp_path):
+  version = tmp_path / "tiny" / "1"
+  shutil.copytree(tiny_saved_model, version)
+  warmup = version / "assets.extra" / "tf_serving_warmup_requests"
+  warmup.write_bytes(warmup.read_bytes()[:-10])  # a record cut short: its checksum fails
+  proc = subprocess.run([sys.executable, EMULATOR, f"--model_dir={tmp_path / 'tiny'}",
+                         "--name=tiny"], capture_output=True, text=True, env=ENV, timeout=300)
+  assert proc.returncode != 0 and "warm-up of" in proc.stderr and "failed" in proc.stderr
+
+
 def fake_exports(base, versions):
   for name, numbers in versions.items():
     for number in numbers:
@@ -172,7 +184,44 @@ def test_write_models_config_tool(tmp_path):
                              model_server_config_pb2.ModelServerConfig())
   assert [(c.name, c.model_version_policy.latest.num_versions)
           for c in parsed.model_config_list.config] == [("demo", 2), ("tiny", 2)]
+  # beside it, what --batching_parameters_file and --monitoring_config_file read
+  batching = text_format.Parse((tmp_path / "batching.config").read_text(),
+                               serving_message("BatchingParameters"))
+  assert (batching.max_batch_size.value, batching.batch_timeout_micros.value,
+          batching.max_enqueued_batches.value) == (64, 2000, 100)
+  assert batching.num_batch_threads.value >= 1
+  monitoring = text_format.Parse((tmp_path / "monitoring.config").read_text(),
+                                 serving_message("MonitoringConfig"))
+  assert monitoring.prometheus_config.enable
+  assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
+  proc = subprocess.run([*tool, "--max_batch_size=0"], capture_output=True, text=True, env=ENV,
+                        cwd=REPO_ROOT)
+  assert proc.returncode != 0 and "max_batch_size must be at least 1" in proc.stderr
 
   proc = subprocess.run([*tool, "--model=demo=specific:1,5"], capture_output=True, text=True,
                         env=ENV, cwd=REPO_ROOT)
   assert proc.returncode != 0 and "demo has no version(s) [5]" in proc.stderr
+
+
+def serving_message(name):
+  """TF Serving's ``BatchingParameters`` or ``MonitoringConfig`` (session_bundle_config.proto,
+  monitoring_config.proto), which tensorflow-serving-api leaves out, rebuilt from their fields."""
+  from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+  pool = descriptor_pool.DescriptorPool()
+  pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+  proto = descriptor_pb2.FileDescriptorProto(name="serving_configs.proto", package="tfs",
+                                             dependency=["google/protobuf/wrappers.proto"])
+  types = descriptor_pb2.FieldDescriptorProto
+  batching = proto.message_type.add(name="BatchingParameters")
+  for number, field in enumerate(("max_batch_size", "batch_timeout_micros",
+                                  "max_enqueued_batches", "num_batch_threads"), start=1):
+    batching.field.add(name=field, number=number, type=types.TYPE_MESSAGE,
+                       type_name=".google.protobuf.Int64Value", label=types.LABEL_OPTIONAL)
+  prometheus = proto.message_type.add(name="PrometheusConfig")
+  prometheus.field.add(name="enable", number=1, type=types.TYPE_BOOL, label=types.LABEL_OPTIONAL)
+  prometheus.field.add(name="path", number=2, type=types.TYPE_STRING, label=types.LABEL_OPTIONAL)
+  monitoring = proto.message_type.add(name="MonitoringConfig")
+  monitoring.field.add(name="prometheus_config", number=1, type=types.TYPE_MESSAGE,
+                       type_name=".tfs.PrometheusConfig", label=types.LABEL_OPTIONAL)
+  pool.Add(proto)
+  return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tfs.{name}"))()

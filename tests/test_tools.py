@@ -176,3 +176,21 @@ def test_stream_shares_measures_the_ways_of_adapting_on_held_out_stream_photos(t
   # the blank photos are gated out: more photos without a label than as trained
   assert (gated["shares"]["held-out"]["(none)"]
           > figures["as trained"]["shares"]["held-out"]["(none)"])
+
+
+def test_bench_formats_compares_each_format_with_the_saved_model(tiny_trained, tmp_path):
+  root, workdir, _ = tiny_trained
+  output = tmp_path / "formats.json"
+  proc = subprocess.run([
+      sys.executable, os.path.join(REPO_ROOT, "tools", "bench_formats.py"), f"--workdir={workdir}",
+      f"--data_dir={root}", "--formats=litert_float32,onnx", "--latency_calls=2",
+      "--batch_calls=2", "--batch_size=4", f"--output={output}"
+  ], capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+  assert [line.split("|")[1].strip() for line in table[1:]] == [
+      "SavedModel (serving_default on bytes)", "litert_float32", "onnx"]
+  rows = json.loads(output.read_text())["rows"]
+  assert all(row["identical"] == 1.0 and row["micro_f1"] == rows[0]["micro_f1"] for row in rows)
+  assert all(row["latency_ms"] > 0 and row["images_per_s"] > 0 for row in rows[1:])

@@ -9,8 +9,13 @@ row format (``{"predictions": [{output: value}, ...]}``); gRPC tensors go
 through ``tf.make_ndarray`` / ``tf.make_tensor_proto``. It never imports
 mlc_tf: what it serves has to stand on the SavedModel alone.
 
-Prints one JSON line (ports, version, whether mlc_tf got imported) when ready,
-then serves until killed.
+Like TF Serving (its "SavedModel warmup"), it replays the version's
+``assets.extra/tf_serving_warmup_requests`` (a TFRecord of ``PredictionLog``s)
+before it serves, and refuses to load a version whose file does not parse or
+whose requests fail.
+
+Prints one JSON line (ports, version, warm-up requests replayed, whether mlc_tf
+got imported) when ready, then serves until killed.
 
   python tests/tf_serving_emulator.py --model_dir=saved_models/demo --name=demo
 """
@@ -28,7 +33,9 @@ import threading
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 class ServingFailure(Exception):
@@ -50,7 +57,31 @@ class Servable:
     if not versions:
       raise SystemExit(f"no versions under {model_dir}")
     self.name, self.version = name, versions[-1]
-    self.model = tf.saved_model.load(os.path.join(model_dir, str(self.version)))
+    version_dir = os.path.join(model_dir, str(self.version))
+    self.model = tf.saved_model.load(version_dir)
+    self.warmup_requests = self.warm_up(os.path.join(version_dir, WARMUP_FILE))
+
+  def warm_up(self, path):
+    """Replays the warm-up file's predict requests; returns how many. A broken file fails the
+    load."""
+    if not os.path.exists(path):
+      return 0
+    count = 0
+    try:
+      for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        if log.WhichOneof("log_type") != "predict_log":
+          raise ServingFailure(f"unsupported log type {log.WhichOneof('log_type')}")
+        request = log.predict_log.request
+        signature = self.signature(self.name, None, request.model_spec.signature_name)
+        self.run(signature, {name: tf.constant(tf.make_ndarray(tensor), dtype=tensor.dtype)
+                             for name, tensor in request.inputs.items()})
+        count += 1
+    except (ServingFailure, tf.errors.OpError, ValueError) as error:  # DecodeError is a ValueError
+      raise SystemExit(f"warm-up of {path} failed after {count} request(s): {error}") from None
+    if not count:
+      raise SystemExit(f"warm-up file {path} holds no request")
+    return count
 
   def signature(self, name, version, signature_name):
     if name != self.name or version not in (None, self.version):
@@ -195,7 +226,7 @@ def main():
   grpc_port = grpc_server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
   grpc_server.start()
   print(json.dumps({"rest_port": rest.server_address[1], "grpc_port": grpc_port,
-                    "version": servable.version,
+                    "version": servable.version, "warmup_requests": servable.warmup_requests,
                     "imported_mlc_tf": any(m == "mlc_tf" or m.startswith("mlc_tf.")
                                            for m in sys.modules)}),
         flush=True)

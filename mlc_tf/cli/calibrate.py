@@ -42,7 +42,7 @@ from ml_collections import config_flags
 
 from mlc_tf import factory
 from mlc_tf.cli import common
-from mlc_tf.data import builtin
+from mlc_tf.data import builtin, corpus
 from mlc_tf.evaluate import operating_points, reports, scoring, untagged
 from mlc_tf.models import inference
 from mlc_tf.serving import export, prediction
@@ -187,7 +187,8 @@ def main(argv):
   with common.exit_on_error("mlc-calibrate", FileNotFoundError, ValueError):
     target_paths = _target_paths()
     model, cfg, max_image_pixels = _load(_MODEL.value)
-    parts = scoring.recalibration(model, cfg, _corpus(model, cfg))
+    data_dir = _corpus(model, cfg)
+    parts = scoring.recalibration(model, cfg, data_dir)
     names, current, implications = parts.label_names, parts.thresholds, parts.implications
     data, plain, train_prior = parts.data, parts.plain, parts.train_prior
     policies = operating_points.parse_policies(_POLICY.value or cfg.calibration.policy, names)
@@ -217,7 +218,7 @@ def main(argv):
       adapted, base_dir=_BASE_DIR.value or cfg.export.base_dir, name=_NAME.value or cfg.export.name,
       config_json=cfg.to_json_best_effort(), max_image_pixels=max_image_pixels, extra_assets={
           "calibration.md": text + "\n", "calibration.json": json.dumps(report, indent=2)
-      })
+      }, warmup_photos=corpus.sample_images(data_dir, export.WARMUP_PHOTOS))
   print(text)
   print(f"\nexported: {path}")
 

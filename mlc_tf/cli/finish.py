@@ -12,6 +12,7 @@ import os
 import keras
 import ml_collections
 
+from mlc_tf.data import corpus
 from mlc_tf.evaluate import metrics
 from mlc_tf.serving import export
 
@@ -38,6 +39,8 @@ def report_and_export(report: dict, workdir: str, inference_model: keras.Model,
     print(f"\n{details}")
   print(f"\nreport: {os.path.join(workdir, 'report.json')}")
   if export_model:
-    path = export.export_saved_model(inference_model, base_dir=base_dir or cfg.export.base_dir,
-                                     name=cfg.export.name, config_json=cfg.to_json_best_effort())
+    path = export.export_saved_model(
+        inference_model, base_dir=base_dir or cfg.export.base_dir, name=cfg.export.name,
+        config_json=cfg.to_json_best_effort(),
+        warmup_photos=corpus.training_photos(workdir, export.WARMUP_PHOTOS))
     print(f"exported: {path}")

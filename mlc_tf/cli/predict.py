@@ -4,7 +4,9 @@
   mlc-predict --model=saved_models/demo --images='photos/**/*.jpg' --probabilities --output=tags.csv
 
 --model takes model.keras (or the training workdir holding it), an exported
-SavedModel version dir, or a TF Serving model dir (its highest version). The
+SavedModel version dir, a TF Serving model dir (its highest version), or a
+.tflite / .onnx file of `mlc-export --format=litert|onnx` (the same rows; a
+file without mlc_tf's label metadata is refused). The
 CSV has the file, one 0/1 column per label (the model's calibrated
 thresholds) and, with --probabilities, prob_<label> columns. Images stream in
 batches of --batch_size; unreadable files are skipped and listed with the
@@ -34,7 +36,8 @@ from mlc_tf.data import corpus
 from mlc_tf.serving import prediction
 
 _MODEL = flags.DEFINE_string("model", None,
-                             "model.keras, a training workdir, or a SavedModel (version) dir.",
+                             "model.keras, a training workdir, a SavedModel (version) dir, or a "
+                             ".tflite / .onnx file of mlc-export.",
                              required=True)
 _IMAGES = flags.DEFINE_list("images", None, "Folders and/or glob patterns of images.",
                             required=True)

@@ -37,6 +37,7 @@ import os
 import re
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -344,6 +345,41 @@ def listdir(path: str) -> list[str]:
     return sorted(tf.io.gfile.listdir(path))
   except (OSError, tf.errors.OpError) as error:
     raise CorpusError(f"{path}: cannot list the directory: {_reason(error)}") from None
+
+
+def sample_images(source: str | None, count: int, seed: int = 0) -> list[bytes]:
+  """Returns up to ``count`` decodable images of a corpus folder (its images/, else the folder
+  itself), drawn at random with ``seed``, encoded as they are on disk; none when ``source`` is not
+  a folder on this machine (None, a ``csv:`` or ``tfds:`` spec).
+
+  What an export calibrates full-int8 ranges on and warms TF Serving up with: real photos of the
+  corpus the model learnt. Files that ``decode_and_resize`` refuses are passed over.
+  """
+  source = (source or "").removeprefix("folder:")
+  if not source or not tf.io.gfile.isdir(source):
+    return []
+  images_dir = os.path.join(source, "images")
+  images_dir = images_dir if tf.io.gfile.isdir(images_dir) else source
+  names = [name for name in listdir(images_dir) if name.lower().endswith(image_formats.EXTENSIONS)]
+  photos = []
+  for index in np.random.default_rng(seed).permutation(len(names)):
+    with tf.io.gfile.GFile(os.path.join(images_dir, names[index]), "rb") as f:
+      data = f.read()
+    if undecodable_reason(data) is None:
+      photos.append(data)
+      if len(photos) == count:
+        break
+  return photos
+
+
+def training_photos(workdir: str, count: int) -> list[bytes]:
+  """Returns ``sample_images`` of the corpus a training workdir learnt from, which its
+  ``data_audit.json`` names; none when that file is absent."""
+  path = os.path.join(workdir, "data_audit.json")
+  if not os.path.isfile(path):
+    return []
+  with open(path) as f:
+    return sample_images(json.load(f).get("source"), count)
 
 
 def load_corpus(root: str,

@@ -164,7 +164,7 @@ class TaggedGate(keras.layers.Layer):
   def call(self, inputs):
     network, probabilities = inputs
     clipped = ops.clip(ops.cast(network, "float32"), 1e-6, 1 - 1e-6)
-    z = ops.matmul(ops.log(clipped) - ops.log1p(-clipped),
+    z = ops.matmul(ops.log(clipped) - ops.log(1 - clipped),  # log, not log1p: tf2onnx lacks Log1p
                    ops.convert_to_tensor(np.asarray(self.coefficients, np.float32)[:, None]))
     odds = np.log((1 - self.label_frequency) / self.label_frequency)
     tagged = ops.exp(ops.minimum(z + (self.bias + odds), 0.0))

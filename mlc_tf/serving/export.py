@@ -26,16 +26,25 @@ estimated share of photos with no label; null when none):
 with them ``inference_model_from_export`` rebuilds the inference model around
 the export, so a deployment's export is recalibrated without its workdir (one
 with a tagged gate excepted: its outputs cannot undo the gate).
+
+``assets.extra/tf_serving_warmup_requests`` holds the requests TF Serving
+replays when it loads the version, before it serves it (its "SavedModel
+warmup"): ``serving_default`` and ``predict_pixels`` each asked about a few
+photos of the training corpus as one batch and about one alone, so the first
+clients do not pay for the lazy initialisation of the graph's kernels.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
+from tensorflow_serving.apis import prediction_log_pb2
 
 from mlc_tf import atomic_files
 from mlc_tf.data import image_formats, pipeline
@@ -43,6 +52,8 @@ from mlc_tf.models import inference, layers
 from mlc_tf.serving import signatures
 
 MAX_IMAGE_PIXELS = image_formats.MAX_IMAGE_PIXELS
+WARMUP_FILE = "tf_serving_warmup_requests"  # in assets.extra/, where TF Serving looks for it
+WARMUP_PHOTOS = 8  # how many corpus photos the warm-up requests carry
 
 
 def next_version(model_dir: str) -> int:
@@ -108,7 +119,7 @@ def signature_functions(inference_model: keras.Model, config_json: str = "{}",
   ``export_saved_model`` writes exactly these; a caller holding a model.keras
   can ask ``serving_default`` the same question TF Serving would be asked.
   """
-  metadata = _metadata(inference_model, config_json, max_image_pixels)
+  metadata = export_metadata(inference_model, config_json, max_image_pixels)
   num_labels, model_size = len(metadata["label_names"]), metadata["image_size"]
   label_tensor = tf.constant(metadata["label_names"], tf.string)
 
@@ -163,10 +174,10 @@ def signature_functions(inference_model: keras.Model, config_json: str = "{}",
   }
 
 
-def _metadata(inference_model: keras.Model, config_json: str, max_image_pixels: int) -> dict:
+def export_metadata(inference_model: keras.Model, config_json: str, max_image_pixels: int) -> dict:
   """Returns what the metadata signature answers and assets.extra/metadata.json holds.
 
-  It is read from the model.
+  It is read from the model; the LiteRT and ONNX files (``portable``) carry it too.
   """
   decisions_layer = inference.decision_layer(inference_model)
   shift, gate = inference.prior_shift(inference_model), inference.tagged_gate(inference_model)
@@ -251,14 +262,17 @@ def export_saved_model(inference_model: keras.Model,
                        label_names: list[str] | None = None,
                        image_size: int | None = None,
                        max_image_pixels: int = MAX_IMAGE_PIXELS,
-                       extra_assets: dict[str, str] | None = None) -> str:
+                       extra_assets: dict[str, str] | None = None,
+                       warmup_photos: Sequence[bytes] = ()) -> str:
   """Writes ``inference_model`` as ``<base_dir>/<name>/<next version>/`` and returns that path.
 
   Label names, thresholds and the input size are read from the model;
   ``label_names`` and ``image_size``, when given, must agree with it (a guard
   against exporting a model under the wrong names). ``config_json`` (the
   training config) travels in the metadata; ``extra_assets`` (file name ->
-  text, e.g. a calibration report) go next to it in ``assets.extra/``.
+  text, e.g. a calibration report) go next to it in ``assets.extra/``, and so do the
+  warm-up requests, made of ``warmup_photos`` (encoded images of the training corpus,
+  ``corpus.sample_images``); without them, of two generated pictures (``generated_photos``).
 
   The version directory appears atomically (written aside, then renamed), so
   TF Serving never sees a half-written model, and an existing version is
@@ -273,6 +287,7 @@ def export_saved_model(inference_model: keras.Model,
     image_size: the expected input size; None: not checked.
     max_image_pixels: the largest image (in pixels) the signatures decode.
     extra_assets: file name -> text, written to ``assets.extra/``.
+    warmup_photos: encoded photos the warm-up requests carry; none: generated ones.
 
   Returns:
     The new version directory.
@@ -284,7 +299,7 @@ def export_saved_model(inference_model: keras.Model,
   if max_image_pixels < 1:
     raise ValueError(f"max_image_pixels={max_image_pixels}: an export would refuse every photo; "
                      "give a positive pixel count")
-  metadata = _metadata(inference_model, config_json, max_image_pixels)
+  metadata = export_metadata(inference_model, config_json, max_image_pixels)
   if label_names is not None and list(label_names) != metadata["label_names"]:
     raise ValueError(
         f"label_names {list(label_names)} differ from the model's {metadata['label_names']}")
@@ -308,7 +323,55 @@ def export_saved_model(inference_model: keras.Model,
     for file_name, text in (extra_assets or {}).items():
       with open(os.path.join(staged, "assets.extra", file_name), "w") as f:
         f.write(text)
+    if not warmup_photos:
+      logging.warning("%s: no corpus photos at hand; the TF Serving warm-up requests of its new "
+                      "version carry generated pictures", model_dir)
+    with tf.io.TFRecordWriter(os.path.join(staged, "assets.extra", WARMUP_FILE)) as writer:
+      for record in warmup_requests(warmup_photos or generated_photos(metadata["image_size"]),
+                                    metadata["image_size"], max_image_pixels):
+        writer.write(record)
     return _publish_as_next_version(staged, model_dir)
+
+
+def warmup_requests(photos: Sequence[bytes], image_size: int,
+                    max_image_pixels: int = MAX_IMAGE_PIXELS) -> list[bytes]:
+  """Returns TF Serving's warm-up records for ``photos``: serialized ``PredictionLog``s.
+
+  ``serving_default`` is asked with the photos' bytes, ``predict_pixels`` with their pixels
+  (``decode_and_resize``), each once with all of them as one batch and once with the first alone:
+  the batch sizes a server meets first. ``metadata`` takes no batch and reads constants: nothing
+  to warm up.
+  """
+  pixels = decoded_pixels(photos, image_size, max_image_pixels)
+  records = []
+  for signature_name, input_name, batch in (
+      (signatures.SERVING, signatures.IMAGE_BYTES, np.array(list(photos), dtype=object)),
+      (signatures.PIXELS, signatures.PIXEL_INPUT, pixels)):
+    for rows in (batch, batch[:1]):
+      log = prediction_log_pb2.PredictionLog()
+      log.predict_log.request.model_spec.signature_name = signature_name
+      log.predict_log.request.inputs[input_name].CopyFrom(tf.make_tensor_proto(rows))
+      records.append(log.SerializeToString())
+  return records
+
+
+def decoded_pixels(photos: Sequence[bytes], image_size: int,
+                   max_image_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+  """Returns float32 [N, S, S, 3]: encoded ``photos`` through ``decode_and_resize`` (whole
+  intensities in [0, 255])."""
+  return np.stack([
+      pipeline.decode_and_resize(tf.constant(photo), image_size, max_image_pixels).numpy()
+      for photo in photos
+  ])
+
+
+def generated_photos(image_size: int) -> list[bytes]:
+  """Returns a JPEG and a PNG of a colour gradient at twice ``image_size``: the warm-up photos of
+  an export whose training corpus is not at hand (both decoders and the resize run)."""
+  ramp = np.linspace(0, 255, 2 * image_size, dtype=np.float32)
+  red, green = np.meshgrid(ramp, ramp[::-1])
+  pixels = np.dstack([red, green, np.full_like(red, 128)]).astype(np.uint8)
+  return [tf.io.encode_jpeg(pixels).numpy(), tf.io.encode_png(pixels).numpy()]
 
 
 def _publish_as_next_version(staged: str, model_dir: str) -> str:

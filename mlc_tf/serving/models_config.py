@@ -10,6 +10,12 @@ Each model has its version policy.
 
 ``base_path`` is where the server sees ``saved_models/<name>`` (inside the
 container, usually ``/models/<name>``), not where it is on this machine.
+
+Beside it go the server's batching parameters (``--batching_parameters_file``
+with ``--enable_batching``) and its monitoring config (``--monitoring_config_file``:
+a Prometheus endpoint on the REST port). Their messages (``BatchingParameters``,
+``MonitoringConfig``) are not in the tensorflow-serving-api package, so they are
+written as the text format the server parses, from their documented fields.
 """
 
 from __future__ import annotations
@@ -89,3 +95,32 @@ def write_models_config(config: model_server_config_pb2.ModelServerConfig, path:
   """Writes ``config`` in the text format ``tensorflow_model_server --model_config_file`` reads."""
   with open(path, "w") as f:
     f.write(text_format.MessageToString(config))
+
+
+def batching_parameters(max_batch_size: int, batch_timeout_micros: int, num_batch_threads: int,
+                        max_enqueued_batches: int) -> str:
+  """Returns TF Serving's ``BatchingParameters`` in text format (``--batching_parameters_file``).
+
+  The server merges concurrent requests of one signature into batches of at most
+  ``max_batch_size`` elements, waiting at most ``batch_timeout_micros`` for a batch to fill, on
+  ``num_batch_threads`` threads, with at most ``max_enqueued_batches`` waiting (beyond: the
+  request is refused, UNAVAILABLE, rather than queued without bound).
+  """
+  for name, value in (("max_batch_size", max_batch_size), ("num_batch_threads", num_batch_threads),
+                      ("max_enqueued_batches", max_enqueued_batches)):
+    if value < 1:
+      raise ValueError(f"{name} must be at least 1, got {value}")
+  if batch_timeout_micros < 0:
+    raise ValueError(f"batch_timeout_micros must be at least 0, got {batch_timeout_micros}")
+  return (f"max_batch_size {{ value: {max_batch_size} }}\n"
+          f"batch_timeout_micros {{ value: {batch_timeout_micros} }}\n"
+          f"num_batch_threads {{ value: {num_batch_threads} }}\n"
+          f"max_enqueued_batches {{ value: {max_enqueued_batches} }}\n")
+
+
+def monitoring_config(prometheus_path: str) -> str:
+  """Returns TF Serving's ``MonitoringConfig`` in text format (``--monitoring_config_file``):
+  Prometheus metrics served at ``prometheus_path`` on the REST port."""
+  if not prometheus_path.startswith("/"):
+    raise ValueError(f"the Prometheus path must start with '/', got {prometheus_path!r}")
+  return f"prometheus_config {{\n  enable: true\n  path: \"{prometheus_path}\"\n}}\n"

@@ -1,13 +1,15 @@
 """Tagging new images with a trained model: files in, one CSV row per image out, in bounded memory.
 
-Two kinds of model are accepted: the ``model.keras`` training writes (images
-are decoded by the same ``decode_and_resize`` as in training) and an exported
+Three kinds of model are accepted: the ``model.keras`` training writes (images
+are decoded by the same ``decode_and_resize`` as in training), an exported
 SavedModel (its ``serving_default`` signature is fed the encoded bytes, so the
-exported graph's own preprocessing runs). Images stream through in batches and
-rows are written as they come, so a folder of any size fits in memory, into a
-hidden file beside the output renamed over it at the end: a killed run leaves
-the old output whole. A file that is not a readable image is skipped, counted
-and named, never fatal; a run that tags no image at all is an error.
+exported graph's own preprocessing runs) and a LiteRT or ONNX file (``portable``:
+decoded by ``decode_and_resize`` here, its runtime fed uint8 pixels). Images
+stream through in batches and rows are written as they come, so a folder of
+any size fits in memory, into a hidden file beside the output renamed over it
+at the end: a killed run leaves the old output whole. A file that is not a
+readable image is skipped, counted and named, never fatal; a run that tags no
+image at all is an error.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import tensorflow as tf
 from mlc_tf import atomic_files
 from mlc_tf.data import image_formats, pipeline
 from mlc_tf.models import inference
-from mlc_tf.serving import signatures
+from mlc_tf.serving import portable, signatures
 
 
 def list_images(sources: list[str]) -> list[str]:
@@ -142,20 +144,45 @@ class KerasPredictor:
   def predict(self, paths: list[str],
               batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
     """Yields (paths, probabilities [B, L], decisions [B, L]) for the readable images, in order."""
-    paths = regular_files(paths)
-    if not paths:
-      return
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths, dtype=str))
-    ds = ds.map(lambda path:
-                (path, pipeline.decode_and_resize(tf.io.read_file(path), self.image_size)),
-                num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
-    ds = ds.ignore_errors().batch(batch_size).prefetch(
-        tf.data.AUTOTUNE)  # the path travels with its image
-    for batch_paths, images in ds:
+    for batch_paths, images in decoded_batches(paths, self.image_size, batch_size):
       outputs = self.model.predict_on_batch(images)
-      yield ([p.decode() for p in batch_paths.numpy()], np.asarray(outputs["probabilities"]),
-             np.asarray(outputs["decisions"]))
+      yield batch_paths, np.asarray(outputs["probabilities"]), np.asarray(outputs["decisions"])
+
+
+class PortablePredictor:
+  """A LiteRT (.tflite) or ONNX (.onnx) file of ``mlc-export --format``: the images decoded and
+  resized here, as for ``KerasPredictor``, and sent to the file's runtime as uint8 pixels."""
+
+  def __init__(self, path: str):
+    self.runtime = portable.Runtime(path)
+    self.label_names = self.runtime.label_names
+
+  def predict(self, paths: list[str],
+              batch_size: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    """Yields (paths, probabilities [B, L], decisions [B, L]) for the readable images, in order."""
+    for batch_paths, images in decoded_batches(paths, self.runtime.image_size, batch_size,
+                                               self.runtime.metadata["max_image_pixels"]):
+      probabilities, decisions = self.runtime(images.numpy().astype(np.uint8))
+      yield batch_paths, probabilities, decisions
+
+
+def decoded_batches(paths: list[str], image_size: int, batch_size: int,
+                    max_image_pixels: int = image_formats.MAX_IMAGE_PIXELS
+                    ) -> Iterator[tuple[list[str], tf.Tensor]]:
+  """Yields (paths, float32 pixels [B, S, S, 3] from ``decode_and_resize``) for the regular files
+  it can read and decode, in order; the others are dropped."""
+  paths = regular_files(paths)
+  if not paths:
+    return
+  ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths, dtype=str))
+  ds = ds.map(lambda path: (path, pipeline.decode_and_resize(tf.io.read_file(path), image_size,
+                                                             max_image_pixels)),
+              num_parallel_calls=tf.data.AUTOTUNE,
+              deterministic=True)
+  ds = ds.ignore_errors().batch(batch_size).prefetch(
+      tf.data.AUTOTUNE)  # the path travels with its image
+  for batch_paths, images in ds:
+    yield [p.decode() for p in batch_paths.numpy()], images
 
 
 class SavedModelPredictor:
@@ -201,12 +228,14 @@ class SavedModelPredictor:
                out["decisions"][valid])
 
 
-def load_predictor(path: str) -> KerasPredictor | SavedModelPredictor:
+def load_predictor(path: str) -> KerasPredictor | SavedModelPredictor | PortablePredictor:
   """Loads a predictor for ``path``.
 
-  ``path`` is a SavedModel dir, a TF Serving model dir (its highest version), a .keras file, or a
-  training workdir holding model.keras.
+  ``path`` is a SavedModel dir, a TF Serving model dir (its highest version), a .keras file, a
+  training workdir holding model.keras, or a .tflite / .onnx file of ``mlc-export --format``.
   """
+  if path.lower().endswith(tuple(portable.FORMATS.values())):
+    return PortablePredictor(path)
   export_dir = saved_model_dir(path)
   if export_dir:
     return SavedModelPredictor(export_dir)
@@ -266,8 +295,9 @@ class PredictionSummary:
   skipped: list[str]  # input files that were not readable images
 
 
-def predict_to_csv(predictor: KerasPredictor | SavedModelPredictor, paths: list[str], output: str,
-                   batch_size: int = 64, probabilities: bool = False) -> PredictionSummary:
+def predict_to_csv(predictor: KerasPredictor | SavedModelPredictor | PortablePredictor,
+                   paths: list[str], output: str, batch_size: int = 64,
+                   probabilities: bool = False) -> PredictionSummary:
   """Writes ``output``: ``file``, one 0/1 column per label and, on request, ``prob_<label>`` ones.
 
   Args:
