@@ -1,4 +1,4 @@
-"""Grad-CAM heat maps (mlc_tf/evaluate/heatmaps.py): the heat where the label's evidence is, on the
+"""Grad-CAM heat maps (mlc_tf/models/heatmaps.py): the heat where the label's evidence is, on the
 project's networks and through an inference model's wrappers; a model without the layers refused;
 and mlc-review's heat-map route and toggles."""
 
@@ -16,8 +16,7 @@ from helpers import make_tiny_corpus
 from PIL import Image
 from review_helpers import annotated_labels, suspect_rows, write_suspects
 
-from mlc_tf.evaluate import heatmaps
-from mlc_tf.models import inference, registry
+from mlc_tf.models import heatmaps, inference, registry
 from mlc_tf.review import app as app_lib
 from mlc_tf.review import state as state_lib
 

@@ -27,7 +27,7 @@ from werkzeug import exceptions
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import corrections as corrections_lib
 from mlc_tf.data import image_formats
-from mlc_tf.evaluate import heatmaps
+from mlc_tf.models import heatmaps
 from mlc_tf.review import state as state_lib
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -265,8 +265,8 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
 
   @functools.lru_cache(maxsize=HEATMAP_CACHE)
   def heatmap_png(image_id, label):
-    """One photo's heat map of one label, as a PNG; computed once per process (a few ms on a CPU
-    at 64 px)."""
+    """One photo's heat map of one label, as a PNG; made once per process (~20 ms on a CPU at
+    64 px)."""
     with open(state.image_path(image_id), "rb") as f:
       data = f.read()
     try:

@@ -19,8 +19,7 @@ import pandas as pd
 import tensorflow as tf
 
 from mlc_tf.data import label_rules
-from mlc_tf.evaluate import heatmaps
-from mlc_tf.models import inference
+from mlc_tf.models import heatmaps, inference
 from mlc_tf.serving import export, prediction, signatures
 
 
