@@ -275,5 +275,7 @@ def test_a_heat_map_toggled_by_keyboard_shows_beside_the_photo(browser, tiny_tra
     screenshot(browser, "heatmap")
     none.send_keys(Keys.SPACE)
     WebDriverWait(browser, 15).until(lambda d: not figure.is_displayed())
+    press(browser, "a")  # from the toggle, the review's keys still decide
+    wait_for_url(browser, "/suspects/1")
   finally:
     server.kill()

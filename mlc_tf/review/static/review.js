@@ -2,7 +2,10 @@
 // photo's page. The pages work without it.
 document.addEventListener("keydown", (event) => {
   const target = event.target;
-  if (event.ctrlKey || event.metaKey || event.altKey || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName)) {
+  // A heat-map toggle keeps A and R (they type nothing there) but its arrows, which change the label.
+  const toggle = target.tagName === "INPUT" && target.type === "radio";
+  if (event.ctrlKey || event.metaKey || event.altKey || (toggle && event.key.startsWith("Arrow")) ||
+      (!toggle && ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName))) {
     return;
   }
   const clicks = {a: "accept", r: "reject", ArrowLeft: "previous", ArrowRight: "next"};
