@@ -87,6 +87,17 @@ def test_each_labels_heat_lies_where_its_evidence_is_also_through_the_inference_
     cam.heatmap(photo, 2)
 
 
+def test_a_network_without_a_sigmoid_dense_head_is_explained_through_its_probability():
+  network = colour_detector()
+  probabilities = keras.layers.Activation("sigmoid")(keras.layers.Dense(2, name="logits")(
+      network.get_layer("global_pool").output))
+  separate = keras.Model(network.inputs, probabilities, name="separate_sigmoid")
+  separate.get_layer("logits").set_weights([np.eye(2, dtype=np.float32) * 4, np.zeros(2)])
+  cam = heatmaps.GradCam(separate)
+  assert not cam.uses_logits and cam.layer.name == "pool"
+  assert hottest_quadrant(cam.heatmap(red_and_blue_photo(), 1)) == 3
+
+
 def test_a_photo_nothing_in_which_raises_the_label_has_a_cold_map():
   heat = heatmaps.GradCam(colour_detector()).heatmap(np.full((16, 16, 3), 20, np.float32), 0)
   assert heat.shape == (8, 8) and not heat.any()

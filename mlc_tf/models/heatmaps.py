@@ -80,8 +80,9 @@ class GradCam:
   softmax: the probability's gradient is the logit's times p (1 - p), which
   scales the whole map alike and so leaves the normalised map unchanged, but
   underflows to zero where the network is sure (p near 0 or 1) and the map
-  would be blank. A network whose output is no sigmoid Dense (two networks'
-  ``TakeColumns``) has no logit to reach: its probability is used.
+  would be blank. A network whose output is no sigmoid Dense (a head of its
+  own, a separate sigmoid activation layer) has no logit in reach: its
+  probability is used.
 
   An inference model is explained through the network inside
   (``inference.network``): before its prior shift, which moves a label's logit
