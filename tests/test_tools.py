@@ -194,3 +194,33 @@ def test_bench_formats_compares_each_format_with_the_saved_model(tiny_trained, t
   rows = json.loads(output.read_text())["rows"]
   assert all(row["identical"] == 1.0 and row["micro_f1"] == rows[0]["micro_f1"] for row in rows)
   assert all(row["latency_ms"] > 0 and row["images_per_s"] > 0 for row in rows[1:])
+
+
+def test_compare_label_issues_measures_overlap_and_draws_samples(tmp_path):
+  import numpy as np
+  import pandas as pd
+  rng = np.random.default_rng(0)
+  truth = (rng.random((300, 2)) < 0.4).astype(int)
+  given = truth.copy()
+  given[:30, 0] = 1 - given[:30, 0]  # cat flipped on 30 images
+  oof = pd.DataFrame({"fold": 1, "cat": given[:, 0], "dog": given[:, 1],
+                      "prob_cat": np.clip(truth[:, 0] * 0.7 + rng.normal(0.15, 0.08, 300), 0, 1),
+                      "prob_dog": np.clip(truth[:, 1] * 0.7 + rng.normal(0.15, 0.08, 300), 0, 1),
+                      "threshold_cat": 0.5, "threshold_dog": 0.5},
+                     index=pd.Index(range(1, 301), name="image_id"))
+  oof.to_csv(tmp_path / "oof_predictions.csv")
+  out = tmp_path / "compare"
+  proc = subprocess.run([
+      sys.executable, os.path.join(REPO_ROOT, "tools", "compare_label_issues.py"),
+      f"--oof={tmp_path}", f"--output_dir={out}", "--top=10,20", "--sample_top=40",
+      "--samples=3,3,2"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((out / "comparison.json").read_text())
+  assert [o["k"] for o in result["overlaps"]] == [10, 20]
+  # both rankers find the flips: their top 20 agree, and they rank all pairs alike
+  assert result["overlaps"][1]["jaccard"] > 0.5 and result["spearman"]["all_pairs"] > 0.5
+  assert {row["label"] for row in result["per_label"]} == {"cat", "dog"}
+  both = pd.read_csv(out / "sample_both.csv")
+  assert len(both) == 2 and "verdict" in both and set(both["image_id"]) <= set(range(1, 31))
+  assert "| top K |" in proc.stdout
