@@ -1,5 +1,5 @@
-"""Label health (cleanlab's confident learning on out-of-fold probabilities): per-label table,
-ranked pairs, mlc-explore --oof and mlc-suspects --ranker=cleanlab, on synthetic predictions."""
+"""Label health (cleanlab's confident learning on out-of-fold probabilities): the flagged pairs,
+the per-label table and mlc-explore --oof, on synthetic predictions."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import pytest
 from cleanlab.multilabel_classification import dataset as cleanlab_dataset
 from helpers import make_tiny_corpus, run_cli
 
-from mlc_tf.data import corpus, corrections
+from mlc_tf.data import corpus
 from mlc_tf.evaluate import exploration, label_health
 from mlc_tf.experiments import crossval
 
@@ -60,21 +60,18 @@ def test_a_label_with_injected_flips_looks_noisier_than_the_clean_ones():
   assert "| dog |" in table and "600 images" in table
 
 
-def test_ranked_issues_are_the_flips_and_make_a_corrections_file(tmp_path):
+def test_the_flagged_pairs_are_the_flips():
   oof, flipped = _noisy_oof()
-  ranked = label_health.rank_label_issues(oof, NAMES)
-  dog = ranked[ranked["label"] == "dog"]
-  assert len(dog) and set(dog["image_id"]) <= set(flipped)  # precise: only flipped images
-  assert len(set(dog["image_id"])) > 0.6 * len(flipped)  # and most of them
-  assert ranked["quality"].is_monotonic_increasing
-  assert list(ranked.columns[:3]) == ["image_id", "label", "action"]
-  row = ranked.iloc[0]
-  assert row["action"] == ("remove" if oof.at[row["image_id"], row["label"]] else "add")
-  path = tmp_path / "issues.csv"
-  ranked.to_csv(path, index=False)
-  fixed, report = corrections.apply_corrections(oof[NAMES], corrections.read_corrections(str(path)),
-                                                str(path))
-  assert len(report.added) + len(report.removed) == len(ranked)
+  flagged, quality = label_health.find_issues(oof, NAMES)
+  dog = oof.index[flagged[:, 1]]
+  assert len(dog) and set(dog) <= set(flipped)  # precise: only flipped images
+  assert len(dog) > 0.6 * len(flipped)  # and most of them
+  assert not flagged[:, [0, 2]].any()
+  # self-confidence: the probability of the given value
+  given = oof[NAMES].to_numpy()
+  probabilities = oof[[f"prob_{n}" for n in NAMES]].to_numpy()
+  np.testing.assert_allclose(quality, np.where(given == 1, probabilities, 1 - probabilities),
+                             atol=1e-6)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -213,7 +213,7 @@ def test_compare_label_issues_measures_overlap_and_draws_samples(tmp_path):
   proc = subprocess.run([
       sys.executable, os.path.join(REPO_ROOT, "tools", "compare_label_issues.py"),
       f"--oof={tmp_path}", f"--output_dir={out}", "--top=10,20", "--sample_top=40",
-      "--samples=3,3,2"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+      "--samples=3,3,2", "--flips=20"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((out / "comparison.json").read_text())
@@ -224,3 +224,7 @@ def test_compare_label_issues_measures_overlap_and_draws_samples(tmp_path):
   both = pd.read_csv(out / "sample_both.csv")
   assert len(both) == 2 and "verdict" in both and set(both["image_id"]) <= set(range(1, 31))
   assert "| top K |" in proc.stdout
+  known = result["known_errors"]
+  assert known["flips"] == 20 and [r["ranker"] for r in known["rows"]] == ["mlc-suspects",
+                                                                           "cleanlab"]
+  assert all(0 <= r["precision_at"]["20"] <= 1 for r in known["rows"])

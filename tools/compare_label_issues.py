@@ -10,6 +10,11 @@ person to judge (fill in the ``verdict`` column: ``wrong`` when the given label 
 ``right`` when it is right, ``unsure``). Within each ranking's top ``--sample_top``: "only ours"
 are pairs cleanlab does not flag at all, "only cleanlab" pairs whose margin is under
 ``--min_margin`` (mlc-suspects would not list them), "both" pairs in both top lists.
+
+With ``--flips=N`` it also flips N given labels (N/2 given positives to 0, N/2 negatives to 1, at
+random) in a copy of the predictions and measures each ranking's precision at K at finding them:
+labels known to be wrong, with the probabilities unchanged (the models were trained on the
+unflipped labels, so this is kinder to both rankings than a real error would be).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ _MIN_MARGIN = flags.DEFINE_float("min_margin", 2.0, "mlc-suspects' --min_margin.
 _SAMPLE_TOP = flags.DEFINE_integer("sample_top", 200, "Draw the samples from each top list.")
 _SAMPLES = flags.DEFINE_list("samples", ["30", "30", "20"],
                              "Pairs to draw: only ours, only cleanlab, both.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples and the flips.")
+_FLIPS = flags.DEFINE_integer("flips", 0, "Labels to flip for the known-errors test (0: none).")
 
 
 def pair_frame(oof: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -139,21 +145,71 @@ def draw_samples(pairs: pd.DataFrame, sample_top: int, sizes: list[int], min_mar
   return samples
 
 
+def flip_labels(oof: pd.DataFrame, names: list[str], count: int,
+                seed: int) -> tuple[pd.DataFrame, set[tuple[int, str]]]:
+  """A copy of ``oof`` with ``count`` given labels flipped (half positives, half negatives), and
+  the flipped (image_id, label) pairs."""
+  rng = np.random.default_rng(seed)
+  given = oof[names].to_numpy()
+  flipped = oof.copy()
+  pairs = set()
+  for value, n in ((1, count // 2), (0, count - count // 2)):
+    rows, cols = np.nonzero(given == value)
+    for i in rng.choice(len(rows), n, replace=False):
+      flipped.iat[rows[i], flipped.columns.get_loc(names[cols[i]])] = 1 - value
+      pairs.add((int(oof.index[rows[i]]), names[cols[i]]))
+  return flipped, pairs
+
+
+def find_flips(oof: pd.DataFrame, names: list[str], count: int, seed: int, tops: list[int],
+               min_margin: float) -> dict:
+  """Each ranking's precision at K (and the share it flags) on ``count`` injected flips."""
+  flipped, truth = flip_labels(oof, names, count, seed)
+  pairs = pair_frame(flipped, names)
+  known = pd.Series([(int(i), label) in truth for i, label in zip(pairs["image_id"],
+                                                                  pairs["label"])])
+  rows = []
+  for ranker, rank, flagged in (("mlc-suspects", "rank_ours", pairs["margin"] >= min_margin),
+                                ("cleanlab", "rank_cleanlab", pairs["cleanlab"])):
+    rows.append({"ranker": ranker, "flagged": int(flagged.sum()),
+                 "flips_flagged": float(known[flagged].sum() / count),
+                 "precision_at": {k: float(known[pairs[rank] <= k].sum() / k) for k in tops}})
+  return {"flips": count, "rows": rows}
+
+
+def flips_markdown(result: dict) -> str:
+  """The known-errors test as a markdown table."""
+  tops = list(result["rows"][0]["precision_at"])
+  return "\n".join([
+      f"{result['flips']} labels flipped at random (half given to 0, half missing to 1):", "",
+      *markdown.table(["ranking", "pairs flagged", "flips among them",
+                       *(f"precision @{k}" for k in tops)],
+                      [[r["ranker"], r["flagged"], f"{100 * r['flips_flagged']:.0f} %",
+                        *(f"{100 * r['precision_at'][k]:.0f} %" for k in tops)]
+                       for r in result["rows"]])])
+
+
 def main(argv):
   del argv
   oof = crossval.read_oof(_OOF.value)
   names = label_health.oof_labels(oof)
   pairs = pair_frame(oof, names)
-  result = compare(pairs, names, [int(k) for k in _TOP.value], _MIN_MARGIN.value)
+  tops = [int(k) for k in _TOP.value]
+  result = compare(pairs, names, tops, _MIN_MARGIN.value)
+  text = to_markdown(result)
+  if _FLIPS.value:
+    result["known_errors"] = find_flips(oof, names, _FLIPS.value, _SEED.value, tops,
+                                        _MIN_MARGIN.value)
+    text += "\n\n" + flips_markdown(result["known_errors"])
   os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
-  paths = atomic_files.write_report(_OUTPUT_DIR.value, "comparison", to_markdown(result), result)
+  paths = atomic_files.write_report(_OUTPUT_DIR.value, "comparison", text, result)
   samples = draw_samples(pairs, _SAMPLE_TOP.value, [int(n) for n in _SAMPLES.value],
                          _MIN_MARGIN.value, _SEED.value)
   for name, sample in samples.items():
     path = os.path.join(_OUTPUT_DIR.value, f"sample_{name}.csv")
     sample.to_csv(path, index=False)
     paths.append(path)
-  print(to_markdown(result))
+  print(text)
   for path in paths:
     print(f"wrote {path}")
 

@@ -1,17 +1,18 @@
-"""Label health with cleanlab's confident learning on out-of-fold probabilities: which (image,
-label) pairs look wrong, and how noisy each label looks.
+"""Label health with cleanlab's confident learning on out-of-fold probabilities: how noisy each
+label looks.
 
 Confident learning (cleanlab, Northcutt et al. 2021) judges each label one-vs-rest on its own:
 from the out-of-fold probabilities it estimates how many of the label's given positives are
 really negatives (and the reverse), each side's confidence cut being the label's mean
-probability over the images given that side, and flags that many pairs, least
-self-confident first. Self-confidence (cleanlab's per-pair label quality score) is the
+probability over the images given that side, and flags that many pairs, those the model
+contradicts most. Self-confidence (cleanlab's per-pair label quality score) is the
 probability the model gives to the label's given value: ``p`` for a given label, ``1 - p`` for a
 missing one.
 
-``mlc_tf.evaluate.suspects`` ranks by a different rule (the margin past the fold model's
-calibrated threshold); docs/evaluation.md ("Label health: mlc-suspects and cleanlab") compares
-the two on flickr14.
+``mlc_tf.evaluate.suspects`` ranks (image, label) pairs by another rule, the margin past the fold
+model's calibrated threshold; measured against cleanlab's ranking on flickr14 it did as well or
+better at the top of the list and was kept (docs/evaluation.md, "Label health: mlc-suspects and
+cleanlab"). cleanlab's part is the per-label table, which ``mlc-explore --oof`` prints.
 """
 
 from __future__ import annotations
@@ -22,10 +23,6 @@ from cleanlab.multilabel_classification import filter as cleanlab_filter
 from cleanlab.multilabel_classification import rank as cleanlab_rank
 
 from mlc_tf import markdown
-from mlc_tf.evaluate import suspects
-
-HEALTH_COLUMNS = ("label", "given", "suspected_false_positives", "suspected_false_negatives",
-                  "issue_share", "false_positive_share", "false_negative_share", "quality")
 
 
 def oof_labels(oof: pd.DataFrame) -> list[str]:
@@ -73,33 +70,6 @@ def find_issues(oof: pd.DataFrame, label_names: list[str]) -> tuple[np.ndarray, 
   return np.asarray(flagged, bool), np.asarray(quality, np.float64).reshape(given.shape)
 
 
-def rank_label_issues(oof: pd.DataFrame, label_names: list[str]) -> pd.DataFrame:
-  """Ranks the pairs cleanlab flags, least self-confident first, in ``suspects.rank_suspects``'s
-  columns plus ``quality``: its rows make the same corrections file.
-
-  ``margin`` is still the margin past the fold model's threshold (negative where cleanlab flags a
-  pair the threshold agrees with); ``threshold`` and ``margin`` are left out when the frame has no
-  thresholds.
-  """
-  flagged, quality = find_issues(oof, label_names)
-  given, probabilities = given_and_probabilities(oof, label_names)
-  rows, cols = np.nonzero(flagged)
-  ranked = pd.DataFrame({
-      "image_id": oof.index[rows], "label": np.asarray(label_names, dtype=object)[cols],
-      "action": np.where(given[rows, cols] == 1, "remove", "add"), "given": given[rows, cols],
-      "probability": probabilities[rows, cols].round(4)})
-  if all(f"threshold_{name}" in oof for name in label_names):
-    margins = suspects.margins(oof, label_names)
-    ranked["threshold"] = oof[[f"threshold_{n}" for n in label_names]].to_numpy()[rows, cols]
-    ranked["threshold"] = ranked["threshold"].round(4)
-    ranked["margin"] = margins[rows, cols].round(3)
-  ranked["quality"] = quality[rows, cols].round(4)
-  for column in ("fold", "path"):
-    if column in oof:
-      ranked[column] = oof[column].to_numpy()[rows]
-  return ranked.sort_values(["quality", "image_id", "label"], kind="stable", ignore_index=True)
-
-
 def label_health(oof: pd.DataFrame, label_names: list[str]) -> pd.DataFrame:
   """How noisy each label looks: one row per label, the noisiest (largest issue share) first.
 
@@ -135,7 +105,9 @@ def health_markdown(health: pd.DataFrame, num_images: int) -> list[str]:
     return f"{100 * share:.1f} %"
 
   return [f"Label health (cleanlab confident learning on out-of-fold probabilities, {num_images} "
-          "images; noisiest first):", "", *markdown.table(
+          "images; noisiest first). It counts where the cross-validated model and the labels "
+          "disagree: a weak model inflates every count, so compare labels with each other and "
+          "review before believing a share.", "", *markdown.table(
               ["label", "given", "suspected FP", "suspected FN", "issue share", "FP share of given",
                "FN share of rest", "quality"],
               [[row.label, row.given, row.suspected_false_positives, row.suspected_false_negatives,
