@@ -79,6 +79,7 @@ def test_the_flagged_pairs_are_the_flips():
     (lambda oof: oof.assign(prob_cat=np.where(oof.index == 3, np.nan, oof["prob_cat"])),
      r"1 image\(s\) have a probability missing or outside \[0, 1\], e.g. \[3\]"),
     (lambda oof: oof.assign(dog=np.where(oof.index == 7, 2, oof["dog"])), r"image\(s\) \[7\]"),
+    (lambda oof: oof.iloc[:0], "hold no image"),
 ])
 def test_bad_out_of_fold_predictions_are_named(change, message):
   with pytest.raises(ValueError, match=message):

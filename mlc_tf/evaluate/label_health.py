@@ -35,13 +35,15 @@ def given_and_probabilities(oof: pd.DataFrame,
   """Returns the given 0/1 labels and the out-of-fold probabilities, both (images, labels).
 
   Raises:
-    ValueError: a column missing, a given value not 0/1, or a probability missing or outside
-      [0, 1] (naming the first images).
+    ValueError: a column missing, no row, a given value not 0/1, or a probability missing or
+      outside [0, 1] (naming the first images).
   """
   needed = [c for name in label_names for c in (name, f"prob_{name}")]
   missing = [c for c in needed if c not in oof]
   if missing:
     raise ValueError(f"the out-of-fold predictions lack column(s) {missing}")
+  if oof.empty:
+    raise ValueError("the out-of-fold predictions hold no image")
   given = oof[label_names].to_numpy(np.float64)
   probabilities = oof[[f"prob_{name}" for name in label_names]].to_numpy(np.float64)
   bad_given = ~np.isin(given, (0, 1)).all(axis=1)
