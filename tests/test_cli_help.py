@@ -13,7 +13,7 @@ from helpers import REPO_ROOT
 # A few of each entry point's own flags (the rest are defined the same way).
 OWN_FLAGS = {
     "mlc-train": ("--config", "--data_dir", "--workdir", "--[no]export"),
-    "mlc-explore": ("--data_dir", "--rules", "--output_dir"),
+    "mlc-explore": ("--data_dir", "--rules", "--output_dir", "--oof"),
     "mlc-evaluate": ("--model", "--data_dir", "--split"),
     "mlc-cv": ("--config", "--folds", "--workdir"),
     "mlc-grow": ("--config", "--margin", "--max_depth"),

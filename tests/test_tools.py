@@ -217,3 +217,37 @@ def test_threshold_rules_scores_each_rule_on_the_test_split_from_cached_probabil
   figures = json.loads(output.read_text())[str(copy)]
   assert sorted(figures) == sorted(["f1", "bagged", "shrunk", "test-tuned"])
   assert all(0 <= figures[rule][k] <= 1 for rule in figures for k in ("micro_f1", "macro_f1"))
+
+
+def test_compare_label_issues_measures_overlap_and_draws_samples(tmp_path):
+  import numpy as np
+  import pandas as pd
+  rng = np.random.default_rng(0)
+  truth = (rng.random((300, 2)) < 0.4).astype(int)
+  given = truth.copy()
+  given[:30, 0] = 1 - given[:30, 0]  # cat flipped on 30 images
+  oof = pd.DataFrame({"fold": 1, "cat": given[:, 0], "dog": given[:, 1],
+                      "prob_cat": np.clip(truth[:, 0] * 0.7 + rng.normal(0.15, 0.08, 300), 0, 1),
+                      "prob_dog": np.clip(truth[:, 1] * 0.7 + rng.normal(0.15, 0.08, 300), 0, 1),
+                      "threshold_cat": 0.5, "threshold_dog": 0.5},
+                     index=pd.Index(range(1, 301), name="image_id"))
+  oof.to_csv(tmp_path / "oof_predictions.csv")
+  out = tmp_path / "compare"
+  proc = subprocess.run([
+      sys.executable, os.path.join(REPO_ROOT, "tools", "compare_label_issues.py"),
+      f"--oof={tmp_path}", f"--output_dir={out}", "--top=10,20", "--sample_top=40",
+      "--samples=3,3,2", "--flips=20"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((out / "comparison.json").read_text())
+  assert [o["k"] for o in result["overlaps"]] == [10, 20]
+  # both rankers find the flips: their top 20 agree, and they rank all pairs alike
+  assert result["overlaps"][1]["jaccard"] > 0.5 and result["spearman"]["all_pairs"] > 0.5
+  assert {row["label"] for row in result["per_label"]} == {"cat", "dog"}
+  both = pd.read_csv(out / "sample_both.csv")
+  assert len(both) == 2 and "verdict" in both and set(both["image_id"]) <= set(range(1, 31))
+  assert "| top K |" in proc.stdout
+  known = result["known_errors"]
+  assert known["flips"] == 20 and [r["ranker"] for r in known["rows"]] == ["mlc-suspects",
+                                                                           "cleanlab"]
+  assert all(0 <= r["precision_at"]["20"] <= 1 for r in known["rows"])

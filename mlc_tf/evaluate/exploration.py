@@ -1,5 +1,5 @@
 """What a corpus holds before training: label counts, empty label sets, co-occurrence, image
-formats, rule violations.
+formats, rule violations; and, given out-of-fold predictions, how noisy each label looks.
 
 Image statistics come from each file's header (PIL opens lazily, no pixel
 decoding), once, up front: this is an audit, not the training pipeline. A
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -18,7 +19,7 @@ from PIL import Image
 
 from mlc_tf import atomic_files, markdown
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.evaluate import plots
+from mlc_tf.evaluate import label_health, plots
 
 # PIL modes of single-channel files (8/16/32-bit gray, 1-bit, gray with alpha).
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
@@ -36,6 +37,10 @@ class Exploration:
   image_sizes: pd.Series            # "WxH" -> images, most frequent first
   unreadable: list[str]             # files whose header could not be read
   rule_violations: dict[str, list[int]]  # "baby=>people" -> ids with baby but not people
+  # label_health.label_health of out-of-fold predictions, and how many images they cover; None
+  # when none were given
+  label_health: pd.DataFrame | None = None
+  health_images: int = 0
 
   @property
   def no_label_images(self) -> int:
@@ -55,6 +60,9 @@ class Exploration:
         "image_sizes": {k: int(v) for k, v in self.image_sizes.items()},
         "unreadable": self.unreadable,
         "rule_violations": self.rule_violations,
+        "label_health": None if self.label_health is None else {
+            "images": self.health_images,
+            "labels": json.loads(self.label_health.to_json(orient="records"))},
     }
 
   def to_markdown(self) -> str:
@@ -93,6 +101,8 @@ class Exploration:
                                      for rule, ids in self.rule_violations.items()], align="lrl")]
     if self.unreadable:
       lines += ["", f"Unreadable files: {', '.join(self.unreadable[:10])}"]
+    if self.label_health is not None:
+      lines += ["", *label_health.health_markdown(self.label_health, self.health_images)]
     return "\n".join(lines)
 
 
@@ -105,10 +115,13 @@ def _header(path: str) -> tuple[str, tuple[int, int]] | None:
     return None
 
 
-def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = ()) -> Exploration:
+def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = (),
+            oof: pd.DataFrame | None = None) -> Exploration:
   """Computes statistics of a label frame (``mlc_tf.data.corpus`` layout) and of its image files.
 
   ``rules``: label implications (``label_rules.parse_implications``) whose violations are counted.
+  ``oof``: out-of-fold predictions of this corpus (``crossval.read_oof``) for the label health
+  table; it judges the labels as cross-validation saw them (the frame's own columns).
   """
   names = corpus_lib.label_columns(frame)
   for rule in rules:
@@ -133,7 +146,26 @@ def explore(frame: pd.DataFrame, rules: list[tuple[str, str]] = ()) -> Explorati
   violations = {f"{a}=>{b}": [int(i) for i in frame.index[(frame[a] == 1) & (frame[b] == 0)]]
                 for a, b in rules}
   return Exploration(len(frame), counts, per_image, cooccurrence, grayscale,
-                     pd.Series(dict(sizes.most_common()), dtype=int), unreadable, violations)
+                     pd.Series(dict(sizes.most_common()), dtype=int), unreadable, violations,
+                     None if oof is None else _label_health(oof, frame, names),
+                     0 if oof is None else len(oof))
+
+
+def _label_health(oof: pd.DataFrame, frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+  """The health table of out-of-fold predictions, once they are known to be of this corpus."""
+  oof_names = label_health.oof_labels(oof)
+  if not oof_names:
+    raise ValueError("the out-of-fold predictions have no prob_<label> column: not an "
+                     "oof_predictions.csv that mlc-cv wrote")
+  foreign = [name for name in oof_names if name not in names]
+  unknown = oof.index.difference(frame.index)
+  if foreign or len(unknown):
+    raise ValueError(
+        "the out-of-fold predictions are not of this corpus: "
+        + "; ".join(([f"label(s) {foreign} it does not have"] if foreign else [])
+                    + ([f"{len(unknown)} image id(s) it does not have, e.g. {list(unknown[:5])}"]
+                       if len(unknown) else [])))
+  return label_health.label_health(oof, oof_names)
 
 
 def write_exploration(result: Exploration, output_dir: str) -> list[str]:

@@ -36,6 +36,16 @@ def _logit(p: np.ndarray) -> np.ndarray:
   return np.log(p / (1 - p))
 
 
+def margins(oof: pd.DataFrame, label_names: list[str]) -> np.ndarray:
+  """How far, in logits, each out-of-fold prediction contradicts its given label past the fold
+  model's threshold, (images, labels); negative where it agrees."""
+  given = oof[label_names].to_numpy().astype(int)
+  probabilities = oof[[f"prob_{name}" for name in label_names]].to_numpy()
+  thresholds = oof[[f"threshold_{name}" for name in label_names]].to_numpy()
+  return np.where(given == 1, _logit(thresholds) - _logit(probabilities),
+                  _logit(probabilities) - _logit(thresholds))
+
+
 def rank_suspects(oof: pd.DataFrame, label_names: list[str],
                   min_margin: float = 2.0) -> pd.DataFrame:
   """Ranks the suspects: one row per (image, label), largest margin first.
@@ -55,12 +65,9 @@ def rank_suspects(oof: pd.DataFrame, label_names: list[str],
   if min_margin <= 0:
     raise ValueError(f"min_margin must be > 0 (logits past the threshold), got {min_margin}")
   parts = []
-  for name in label_names:
+  for name, margin in zip(label_names, margins(oof, label_names).T):
     given, prob = oof[name].to_numpy().astype(int), oof[f"prob_{name}"].to_numpy()
     threshold = oof[f"threshold_{name}"].to_numpy()
-    margin = np.where(given == 1,
-                      _logit(threshold) - _logit(prob),
-                      _logit(prob) - _logit(threshold))
     flagged = margin >= min_margin
     parts.append(pd.DataFrame({
         "image_id": oof.index[flagged], "label": name,

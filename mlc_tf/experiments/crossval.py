@@ -139,9 +139,20 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
   return outcome
 
 
-def read_oof(workdir: str) -> pd.DataFrame:
-  """Reads the out-of-fold predictions an earlier ``cross_validate`` wrote into ``workdir``."""
-  path = os.path.join(workdir, OOF_FILE)
+def read_oof(path: str) -> pd.DataFrame:
+  """Reads the out-of-fold predictions an earlier ``cross_validate`` wrote: ``path`` is its
+  workdir or the CSV itself.
+
+  Raises:
+    FileNotFoundError: no such file (the message says how to make one).
+    ValueError: a CSV without an ``image_id`` column.
+  """
+  if os.path.isdir(path) or not path.endswith(".csv"):
+    path = os.path.join(path, OOF_FILE)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} not found: run cross-validation (mlc-cv) into {workdir} first")
-  return pd.read_csv(path, index_col="image_id")
+    raise FileNotFoundError(f"{path} not found: run cross-validation (mlc-cv) into "
+                            f"{os.path.dirname(path) or '.'} first")
+  oof = pd.read_csv(path)
+  if "image_id" not in oof:
+    raise ValueError(f"{path} has no image_id column: not an {OOF_FILE} that mlc-cv wrote")
+  return oof.set_index("image_id")
