@@ -6,7 +6,7 @@ Ranks the photos of --images (folders and/or globs, as mlc-predict) by how much
 tagging them would teach the model of --model (model.keras or its training
 workdir): unsure near each label's threshold, weighted toward rare labels, and
 diverse rather than near-duplicates (mlc_tf/evaluate/suggestions.py). The CSV
-has file, rank, score, unsure_labels (the labels the model is unsure of, most
+has file (its absolute path), rank, score, unsure_labels (the labels the model is unsure of, most
 teaching first) and model_labels (what it decides now). Tag them in
 mlc-review --suggestions=<csv>; the tags go to an additions file that training
 reads (--config.data.additions). Unreadable files are skipped, counted and
@@ -14,6 +14,8 @@ named; no readable image at all is an error, and so is --count below 1.
 """
 
 from __future__ import annotations
+
+import os
 
 from mlc_tf import cli
 
@@ -43,7 +45,7 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per batch (bounds m
 def main(argv):
   del argv
   with common.exit_on_error("mlc-suggest", OSError, ValueError):
-    paths = prediction.list_images(_IMAGES.value)
+    paths = [os.path.abspath(path) for path in prediction.list_images(_IMAGES.value)]
     model = inference.load(_MODEL.value)
     label_names = list(inference.decision_layer(model).label_names)
     kept, probabilities, features = suggestions.answers(model, paths, _BATCH_SIZE.value)
