@@ -15,11 +15,11 @@ named; no readable image at all is an error, and so is --count below 1.
 
 from __future__ import annotations
 
-import os
-
 from mlc_tf import cli
 
 cli.start()  # first: TensorFlow, which the imports below load, reads its environment then
+
+import os
 
 from absl import flags, logging
 
@@ -48,7 +48,8 @@ def main(argv):
     paths = [os.path.abspath(path) for path in prediction.list_images(_IMAGES.value)]
     model = inference.load(_MODEL.value)
     label_names = list(inference.decision_layer(model).label_names)
-    kept, probabilities, features = suggestions.answers(model, paths, _BATCH_SIZE.value)
+    kept, probabilities, features = prediction.probabilities_and_features(
+        model, paths, _BATCH_SIZE.value)
     if not kept:
       raise ValueError(f"none of the {len(paths)} file(s) of {', '.join(_IMAGES.value)} is an "
                        "image the model can read")

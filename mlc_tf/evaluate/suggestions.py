@@ -13,8 +13,9 @@ Two steps, both cheap (one forward pass per photo, then numpy):
 2. **Diverse picks** (``pick_diverse``). Greedy: take the photo with the
    highest gain, where gain is its score times ``1 - diversity * s``, ``s``
    its largest cosine similarity (clipped at 0) to the photos already taken,
-   on the network's pooled features (``feature_model``: the input of the last
-   Dense layer), centred and L2-normalised. A near-duplicate of a taken photo
+   on the network's pooled features (``inference.with_features``: the input of
+   the last Dense layer; ``prediction.probabilities_and_features`` computes both
+   for files), centred and L2-normalised. A near-duplicate of a taken photo
    (``s`` near 1) gains almost nothing, so fifty frames of one burst are not
    fifty suggestions; ``diversity=0`` is the plain score ranking. Chosen over
    k-center (core-set) selection, which ignores the scores, and clustering,
@@ -28,15 +29,11 @@ import csv
 import dataclasses
 import io
 import json
-import logging
 import os
 
-import keras
 import numpy as np
 
 from mlc_tf import atomic_files
-from mlc_tf.models import inference
-from mlc_tf.serving import prediction
 
 RARITY_CAP = 20.0
 # A label counts as one the photo is "unsure of" (the CSV's column) from this uncertainty on.
@@ -118,45 +115,6 @@ def suggest(files: list[str], probabilities: np.ndarray, embeddings: np.ndarray,
         tuple(label_names[k] for k in order if raw[row, k] >= UNSURE_FROM),
         tuple(name for name, p, t in zip(label_names, probabilities[row], thresholds) if p >= t)))
   return suggestions
-
-
-def feature_model(model: keras.Model) -> keras.Model:
-  """Returns image -> {"probabilities", "features"} of an inference model (``model.keras``).
-
-  The features are the network's pooled features, the input of its last Dense layer; a network
-  that ends otherwise (an ensemble's average, two networks' columns) gives its probabilities
-  as features.
-  """
-  network = inference.network(model)
-  probabilities = network.outputs[0]
-  head = probabilities._keras_history.operation
-  features = probabilities
-  if isinstance(head, keras.layers.Dense) and len(head._inbound_nodes) == 1:
-    features = head.input
-  else:
-    logging.warning("the network does not end in one Dense layer: its probabilities stand for "
-                    "its features in the diversity step")
-  return keras.Model(model.inputs,
-                     {"probabilities": model.output["probabilities"], "features": features})
-
-
-def answers(model: keras.Model, paths: list[str], batch_size: int
-            ) -> tuple[list[str], np.ndarray, np.ndarray]:
-  """Returns (the paths of the readable images, their probabilities [N, L], features [N, F]).
-
-  Files that cannot be read or decoded are left out, as ``mlc-predict`` leaves them out.
-  """
-  both = feature_model(model)
-  kept, probabilities, features = [], [], []
-  for batch_paths, images in prediction.decoded_batches(paths, int(model.inputs[0].shape[1]),
-                                                        batch_size):
-    out = both.predict_on_batch(images)
-    kept += batch_paths
-    probabilities.append(np.asarray(out["probabilities"]))
-    features.append(np.asarray(out["features"]).reshape(len(batch_paths), -1))
-  if not kept:
-    return [], np.zeros((0, 0)), np.zeros((0, 0))
-  return kept, np.concatenate(probabilities), np.concatenate(features)
 
 
 def train_prior(model_path: str, label_names: list[str]) -> np.ndarray | None:
