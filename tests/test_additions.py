@@ -91,6 +91,11 @@ def test_an_undecodable_photo_is_skipped_and_named(tiny_corpus, tmp_path, caplog
     data = split_corpus.load_and_split(root, cfg)
   assert data.additions["joined"] == 1 and len(data.additions["skipped_undecodable"]) == 1
   assert "1 photo(s) cannot be decoded and were skipped" in caplog.text
+  cfg.data.strict = True  # the undecodable photo stops the run; a label no photo has does not
+  with pytest.raises(additions.AdditionsError, match=r"1 photo\(s\) cannot be decoded .*broken"):
+    split_corpus.load_and_split(root, cfg)
+  _write(cfg.data.additions, "image,labels\nimages/im1.jpg,cat\n")
+  assert split_corpus.load_and_split(root, cfg).additions["joined"] == 1
 
 
 def test_upsert_replaces_an_images_row_and_keeps_every_other_line(tmp_path):

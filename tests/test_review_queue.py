@@ -47,6 +47,7 @@ def test_tags_land_in_the_additions_file_and_a_training_run_learns_from_them(tin
   assert len(state.queue) == 3 and "'" + str(folder / "gone.jpg") + "' does not exist" in (
       state.skipped_queue[0])
   client = app_lib.create_app(state).test_client()
+  assert client.get("/").headers["Location"].endswith("/next")  # no suspects: the queue first
   assert client.get("/next").headers["Location"].endswith("/next/0")
   page = client.get("/next/0").get_data(as_text=True)
   assert "im1.jpg: <span id=\"tag-state\">not tagged yet" in page and "0 / 3 tagged" in page

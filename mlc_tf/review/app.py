@@ -104,7 +104,8 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
 
   @app.get("/")
   def home():
-    return flask.redirect(flask.url_for("suspects" if state.suspects else "browse"))
+    return flask.redirect(flask.url_for(
+        "suspects" if state.suspects else "next_photo" if state.queue else "browse"))
 
   @app.get("/suspects")
   def suspects():
