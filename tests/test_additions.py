@@ -116,3 +116,31 @@ def test_upsert_replaces_an_images_row_and_keeps_every_other_line(tmp_path):
                      "writing into it"):
     additions.upsert_additions(broken, {"b.jpg": ["cat"]})
   assert open(broken).read() == text
+
+
+def test_cross_validation_trains_every_fold_on_the_additions_too(tiny_corpus, tmp_path,
+                                                                 monkeypatch):
+  from mlc_tf.experiments import crossval
+
+  root, _ = tiny_corpus
+  folder, _ = _untagged(tmp_path)
+  cfg = fast_config()
+  cfg.data.additions = _write(os.path.join(folder, "additions.csv"),
+                              "image,labels\nimages/im1.jpg,cat\nimages/im2.jpg,\n")
+  seen = []
+
+  class Stop(Exception):
+    pass
+
+  def train_on(cfg, data, workdir, **kwargs):  # what a fold would train on; no training
+    seen.append(data)
+    raise Stop
+
+  monkeypatch.setattr(crossval.training, "train_on", train_on)
+  with pytest.raises(Stop):
+    crossval.cross_validate(cfg, root, str(tmp_path / "cv"), num_folds=2, verbose=0)
+  fold = seen[0]
+  assert os.path.join(folder, "images", "im1.jpg") in fold.train.index
+  assert fold.train.loc[os.path.join(folder, "images", "im1.jpg"), "cat"] == 1
+  assert fold.additions["joined"] == 2
+  assert not set(fold.test.index) & set(fold.train.index)
