@@ -16,12 +16,16 @@ from mlc_tf.evaluate import suggestions
 def test_uncertainty_peaks_on_the_threshold_and_rare_labels_weigh_more():
   probabilities = np.array([[0.3, 0.3], [0.65, 0.0], [1.0, 0.3]])
   u = suggestions.uncertainty(probabilities, np.array([0.3, 0.3]))
-  np.testing.assert_allclose(u, [[1, 1], [0.5, 1 - 0.3 / 0.7], [0, 1]])
+  np.testing.assert_allclose(u, [[1, 1], [0.5, 0], [0, 1]])  # 0.65: half way up from 0.3 to 1
+  # A low threshold: a probability well under it is sure, not "0.96 unsure" (a margin of max(t, 1-t)
+  # would say so of every photo).
+  np.testing.assert_allclose(suggestions.uncertainty(np.array([[0.01, 0.5]]), [0.05, 0.05]),
+                             [[0.2, 1 - 0.45 / 0.95]])
   weights = suggestions.rarity_weights(np.array([0.5, 0.01]), 2, cap=20)
   np.testing.assert_allclose(weights, [2, 20])  # 1 / 0.01 capped
   np.testing.assert_allclose(suggestions.rarity_weights(None, 2), [1, 1])
   np.testing.assert_allclose(suggestions.scores(probabilities, [0.3, 0.3], [0.5, 0.01]),
-                             [22, 1 + 20 * (1 - 0.3 / 0.7), 20])
+                             [22, 1, 20])
 
 
 def test_diverse_picks_pass_over_near_duplicates():

@@ -3,9 +3,10 @@
 Two steps, both cheap (one forward pass per photo, then numpy):
 
 1. **Score** (``scores``). For each photo and label, how unsure the model is:
-   ``u = max(0, 1 - |p - t| / max(t, 1 - t))``, 1 when the probability sits on
-   the label's calibrated threshold ``t`` and 0 at the far end of its side
-   (the threshold, not 0.5, is where the model's decision flips). Each label
+   ``u = 1 - |p - t| / t`` below the label's calibrated threshold ``t`` and
+   ``1 - |p - t| / (1 - t)`` above it: 1 when the probability sits on the
+   threshold, 0 at 0 and at 1 (the threshold, not 0.5, is where the model's
+   decision flips; with ``t = 0.05``, ``p = 0.01`` is fairly sure already). Each label
    is weighted toward the rare ones, ``w = min(1 / train prior, cap)``: rare
    labels have the fewest examples and the weakest F1, so an answer about one
    teaches more, and the cap keeps a label with a handful of positives from
@@ -51,10 +52,11 @@ class Suggestion:
 
 
 def uncertainty(probabilities: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-  """Returns [N, L] in [0, 1]: 1 on a label's threshold, 0 at the far end of its side."""
-  thresholds = np.asarray(thresholds, np.float64)
-  margin = np.maximum(thresholds, 1 - thresholds)
-  return np.clip(1 - np.abs(np.asarray(probabilities, np.float64) - thresholds) / margin, 0, 1)
+  """Returns [N, L] in [0, 1]: 1 on a label's threshold, falling linearly to 0 at 0 and at 1."""
+  probabilities = np.asarray(probabilities, np.float64)
+  thresholds = np.broadcast_to(np.asarray(thresholds, np.float64), probabilities.shape)
+  side = np.where(probabilities < thresholds, thresholds, 1 - thresholds)  # the way to its end
+  return np.clip(1 - np.abs(probabilities - thresholds) / np.maximum(side, 1e-12), 0, 1)
 
 
 def rarity_weights(train_prior: np.ndarray | None, num_labels: int,
