@@ -243,3 +243,39 @@ def test_browse_tag_and_refusals(browser, review_files, tmp_path):
       assert "404 Not Found" in browser.title or "Not Found" in browser.page_source, url
   finally:
     server.kill()
+
+
+# --- Grad-CAM heat maps ---
+
+
+def test_a_heat_map_toggled_by_keyboard_shows_beside_the_photo(browser, tiny_trained, tmp_path):
+  root, workdir, _ = tiny_trained
+  truth = annotated_labels(root, 40)
+  suspects_csv = write_suspects(tmp_path / "suspects.csv", suspect_rows(truth, 2))
+  server = ReviewServer(f"--data_dir={root}", f"--model={workdir}", f"--suspects={suspects_csv}",
+                        f"--corrections={tmp_path / 'corrections.csv'}")
+  try:
+    browser.get(server.url + "/suspects/0")
+    figure = browser.find_element(By.ID, "heatmap")
+    assert not figure.is_displayed()
+    assert not browser.find_element(By.ID, "show-heatmap").is_displayed()  # JavaScript toggles
+    none = browser.find_element(By.CSS_SELECTOR, "input[name=heatmap][value='']")
+    none.send_keys(Keys.SPACE)  # focused and checked, as Tab would leave it
+    cat = browser.find_element(By.CSS_SELECTOR, "input[aria-label='heat map of cat']")
+    while not cat.is_selected():  # the arrow keys walk the labels
+      ActionChains(browser).send_keys(Keys.ARROW_RIGHT).perform()
+    assert browser.current_url.endswith("/suspects/0")  # the arrows moved the toggle, not the page
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "const i = document.getElementById('heatmap-image');"
+        "return i.complete && i.naturalWidth > 0 && i.src.endsWith('/heatmap/cat.png')"))
+    assert figure.is_displayed() and "cat" in browser.find_element(By.ID, "heatmap-caption").text
+    path = tmp_path / "heatmap.png"
+    browser.save_screenshot(str(path))
+    assert Image.open(path).size[0] > 0
+    screenshot(browser, "heatmap")
+    none.send_keys(Keys.SPACE)
+    WebDriverWait(browser, 15).until(lambda d: not figure.is_displayed())
+    press(browser, "a")  # from the toggle, the review's keys still decide
+    wait_for_url(browser, "/suspects/1")
+  finally:
+    server.kill()

@@ -196,6 +196,29 @@ def test_bench_formats_compares_each_format_with_the_saved_model(tiny_trained, t
   assert all(row["latency_ms"] > 0 and row["images_per_s"] > 0 for row in rows[1:])
 
 
+def test_threshold_rules_scores_each_rule_on_the_test_split_from_cached_probabilities(
+    tiny_trained, tmp_path):
+  import shutil
+  root, workdir, _ = tiny_trained
+  copy = shutil.copytree(workdir, tmp_path / "run")  # the cache is written into the workdir
+  output = tmp_path / "rules.json"
+  args = [sys.executable, os.path.join(REPO_ROOT, "tools", "threshold_rules.py"),
+          f"--workdir={copy}", f"--data_dir={root}", "--bootstrap=5", f"--output={output}"]
+  first = subprocess.run(args, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert (copy / "split_probabilities.npz").is_file()
+  second = subprocess.run(args + ["--val_photos=6", "--draws=3"], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=300)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "random subsets of 6 validation photos, 3 draws" in second.stdout
+  rows = {line.split("|")[1].strip() for line in second.stdout.splitlines()
+          if line.startswith("| ")}
+  assert {"f1", "bagged", "shrunk", "test-tuned"} <= rows
+  figures = json.loads(output.read_text())[str(copy)]
+  assert sorted(figures) == sorted(["f1", "bagged", "shrunk", "test-tuned"])
+  assert all(0 <= figures[rule][k] <= 1 for rule in figures for k in ("micro_f1", "macro_f1"))
+
+
 def test_active_loop_runs_both_strategies_and_writes_its_table_and_plot(tmp_path):
   """A smoke run of the simulated loop: a tiny corpus, one round, one epoch."""
   make_tiny_corpus(str(tmp_path / "corpus"), num_images=48, size=16)

@@ -8,7 +8,8 @@ Then open http://127.0.0.1:8080/. Every decision is written at once to
 --corrections, the file --config.data.corrections reads; the server can be
 stopped at any time and resumes at the first undecided suspect. --model takes
 a training workdir (model.keras), a SavedModel version dir or a TF Serving
-model dir; without it the pages show no predictions and cannot tag.
+model dir; without it the pages show no predictions and cannot tag. Grad-CAM
+heat maps on a photo's page need the Keras model (a workdir or model.keras).
 
 With --suggestions (mlc-suggest's CSV), "Tag next" shows those untagged
 photos one by one; their tags go to --additions (default: additions.csv in
@@ -34,7 +35,8 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus directory (images/ + annotations/).",
                                 required=True)
 _MODEL = flags.DEFINE_string("model", None,
-                             "model.keras, a training workdir, or a SavedModel (version) dir.")
+                             "model.keras, a training workdir, or a SavedModel (version) dir "
+                             "(heat maps need model.keras or the workdir).")
 _SUSPECTS = flags.DEFINE_string("suspects", None,
                                 "mlc-suspects' suspects.csv, to review one row at a time.")
 _CORRECTIONS = flags.DEFINE_string("corrections", None,

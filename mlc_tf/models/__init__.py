@@ -4,7 +4,8 @@ them.
 ``registry`` holds the builders (``build``, ``register``); importing
 this package imports every builder module, which registers itself; ``layers``
 holds every custom Keras layer a saved model may contain; ``inference`` builds,
-loads and introspects the inference model that training saves and export serves.
+loads and introspects the inference model that training saves and export serves;
+``heatmaps`` shows where in a photo a trained network finds a label (Grad-CAM).
 """
 
 # Each registers its builder.

@@ -10,6 +10,7 @@ The corpus is predicted once, through ``prediction.load_predictor``'s batches.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 
@@ -18,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 
 from mlc_tf.data import label_rules
-from mlc_tf.models import inference
+from mlc_tf.models import heatmaps, inference
 from mlc_tf.serving import export, prediction, signatures
 
 
@@ -73,6 +74,15 @@ class Tagger:
     ]
     return TagAnswer(bool(out["valid"][0]), [name.decode() for name in out["labels"][0] if name],
                      per_label)
+
+  @functools.cached_property
+  def grad_cam(self) -> heatmaps.GradCam:
+    """Grad-CAM on the model's network, built on first use.
+
+    Raises:
+      heatmaps.MissingLayerError: the model has no layers Grad-CAM can use (a SavedModel has none).
+    """
+    return heatmaps.GradCam(getattr(self.predictor, "model", None))  # a SavedModel's has none
 
   def predict_corpus(self, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
     """Predicts ``prob_<label>`` and ``decided_<label>`` for each image of a label frame (index: its

@@ -1,7 +1,11 @@
-// mlc-review: keyboard shortcuts on the suspects page, drag and drop on the tag page. The pages work without it.
+// mlc-review: keyboard shortcuts on the suspects page, drag and drop on the tag page, heat-map toggles on a
+// photo's page. The pages work without it.
 document.addEventListener("keydown", (event) => {
   const target = event.target;
-  if (event.ctrlKey || event.metaKey || event.altKey || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName)) {
+  // A heat-map toggle keeps A and R (they type nothing there) but its arrows, which change the label.
+  const toggle = target.tagName === "INPUT" && target.type === "radio";
+  if (event.ctrlKey || event.metaKey || event.altKey || (toggle && event.key.startsWith("Arrow")) ||
+      (!toggle && ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName))) {
     return;
   }
   const clicks = {a: "accept", r: "reject", ArrowLeft: "previous", ArrowRight: "next"};
@@ -25,4 +29,30 @@ document.addEventListener("DOMContentLoaded", () => {
     input.files = event.dataTransfer.files;
     document.getElementById("upload").submit();
   });
+});
+
+// Heat maps: a toggle shows its label's Grad-CAM beside the photo at once, no reload (the "Show" button is the
+// fallback without JavaScript). Radio buttons: Tab reaches the group, the arrow keys change the label.
+document.addEventListener("DOMContentLoaded", () => {
+  const figure = document.getElementById("heatmap");
+  const show = document.getElementById("show-heatmap");
+  if (!figure || !show) {
+    return;
+  }
+  const image = document.getElementById("heatmap-image");
+  const caption = document.getElementById("heatmap-caption");
+  show.hidden = true;
+  image.addEventListener("error", () => {
+    caption.textContent = "the heat map could not be made: open its address for why";
+  });
+  for (const toggle of document.querySelectorAll("input[name=heatmap]")) {
+    toggle.addEventListener("change", () => {
+      figure.hidden = !toggle.dataset.src;
+      if (toggle.dataset.src) {
+        image.src = toggle.dataset.src;
+        image.alt = `heat map of “${toggle.value}”`;
+        caption.textContent = `where the model finds “${toggle.value}”`;
+      }
+    });
+  }
 });
