@@ -42,6 +42,9 @@ def base_config() -> ml_collections.ConfigDict:
   # A reviewed CSV of image_id,label,action (add/remove) applied on load; see
   # mlc_tf/data/corrections.py.
   config.data.corrections = ml_collections.FieldReference(None, field_type=str)
+  # A CSV of newly tagged photos (image,labels; the images relative to its folder) that join the
+  # training split; see mlc_tf/data/additions.py (mlc-suggest, mlc-review --suggestions write it).
+  config.data.additions = ml_collections.FieldReference(None, field_type=str)
   config.data.strict = False            # any file the data audit skips or finds odd is an error
   # Untagged photos of the stream the model will tag: a folder of JPEG/PNG/GIF/BMP files, or one
   # that holds images/ as a corpus does. The saved and exported model is adapted to that stream

@@ -26,6 +26,7 @@ OWN_FLAGS = {
     "mlc-ensemble": ("--members", "--workdir", "--data_dir", "--[no]flip_average", "--[no]export"),
     "mlc-client": ("--rest", "--grpc", "--model"),
     "mlc-review": ("--data_dir", "--corrections", "--port"),
+    "mlc-suggest": ("--model", "--images", "--count", "--output"),
 }
 
 

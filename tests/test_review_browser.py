@@ -279,3 +279,33 @@ def test_a_heat_map_toggled_by_keyboard_shows_beside_the_photo(browser, tiny_tra
     wait_for_url(browser, "/suspects/1")
   finally:
     server.kill()
+
+
+def test_tag_next_by_keyboard_writes_the_additions_file(browser, tiny_trained, tmp_path):
+  """mlc-review --suggestions: the queue's first photo tagged from the keyboard alone."""
+  from helpers import make_tiny_corpus
+
+  from mlc_tf.data import additions
+  from mlc_tf.evaluate import suggestions
+  root, _, _ = tiny_trained
+  make_tiny_corpus(str(tmp_path / "untagged"), num_images=2, seed=5)
+  suggestions_csv = str(tmp_path / "suggestions.csv")
+  suggestions.write_csv(suggestions_csv, [
+      suggestions.Suggestion(str(tmp_path / "untagged" / "images" / f"im{k}.jpg"), k, 1.0,
+                             ("sun",), ()) for k in (1, 2)])
+  server = ReviewServer(f"--data_dir={root}", f"--corrections={tmp_path / 'corrections.csv'}",
+                        f"--suggestions={suggestions_csv}")
+  try:
+    browser.get(server.url + "/")
+    wait_for_url(browser, "/next/0")
+    WebDriverWait(browser, 15).until(lambda d: d.execute_script(
+        "return [...document.images].every(i => i.complete && i.naturalWidth > 0)"))
+    browser.find_element(By.CSS_SELECTOR, "input[value=sun]").send_keys(Keys.SPACE)
+    screenshot(browser, "next")
+    browser.find_element(By.ID, "save").send_keys(Keys.ENTER)
+    wait_for_url(browser, "/next/1?saved=1")
+    assert "Saved to" in browser.find_element(By.ID, "saved").text
+    tagged, problems = additions.tagged(str(tmp_path / "untagged" / "images" / "additions.csv"))
+    assert tagged == {"im1.jpg": ("sun",)} and not problems
+  finally:
+    server.kill()

@@ -251,3 +251,23 @@ def test_compare_label_issues_measures_overlap_and_draws_samples(tmp_path):
   assert known["flips"] == 20 and [r["ranker"] for r in known["rows"]] == ["mlc-suspects",
                                                                            "cleanlab"]
   assert all(0 <= r["precision_at"]["20"] <= 1 for r in known["rows"])
+
+
+def test_active_loop_runs_both_strategies_and_writes_its_table_and_plot(tmp_path):
+  """A smoke run of the simulated loop: a tiny corpus, one round, one epoch."""
+  make_tiny_corpus(str(tmp_path / "corpus"), num_images=48, size=16)
+  output = tmp_path / "loop"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "tools", "active_loop.py"),
+       f"--data_dir={tmp_path / 'corpus'}", f"--output_dir={output}", "--rounds=1", "--seeds=1",
+       "--start=10", "--add=6", "--val_images=10", "--test_fraction=0.25", "--image_size=16",
+       "--width=4", "--depth=2", "--epochs=1", "--batch_size=8"],
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(output / "results.json") as f:
+    rows = json.load(f)["rows"]
+  assert [(r["strategy"], r["round"], r["labelled"]) for r in rows] == [
+      ("ranked", 0, 10), ("ranked", 1, 16), ("random", 0, 10), ("random", 1, 16)]
+  assert rows[0]["macro_f1"] == rows[2]["macro_f1"]  # the strategies share the first model
+  assert (output / "active_loop.png").stat().st_size > 0 and (output / "images_16.npz").exists()
+  assert "results.csv" in proc.stdout

@@ -10,6 +10,10 @@ stopped at any time and resumes at the first undecided suspect. --model takes
 a training workdir (model.keras), a SavedModel version dir or a TF Serving
 model dir; without it the pages show no predictions and cannot tag. Grad-CAM
 heat maps on a photo's page need the Keras model (a workdir or model.keras).
+
+With --suggestions (mlc-suggest's CSV), "Tag next" shows those untagged
+photos one by one; their tags go to --additions (default: additions.csv in
+the photos' common folder), the file --config.data.additions reads.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ _SUSPECTS = flags.DEFINE_string("suspects", None,
 _CORRECTIONS = flags.DEFINE_string("corrections", None,
                                    "The corrections CSV the decisions go to (created if absent).",
                                    required=True)
+_SUGGESTIONS = flags.DEFINE_string("suggestions", None,
+                                   "mlc-suggest's CSV: the untagged photos to tag next.")
+_ADDITIONS = flags.DEFINE_string(
+    "additions", None, "With --suggestions: the additions CSV their tags go to (created if "
+    "absent; in the photos' folder or above it). Default: additions.csv in their common folder.")
 _HOST = flags.DEFINE_string("host", "127.0.0.1",
                             "Address to bind; anything but loopback exposes the corpus.")
 _ALLOWED_HOSTS = flags.DEFINE_list(
@@ -57,7 +66,9 @@ def main(argv):
         _HOST.value, _CORRECTIONS.value)
   with common.exit_on_error("mlc-review", corpus.CorpusError, state_lib.ReviewError,
                             FileNotFoundError, ValueError):
-    state = state_lib.load_state(_DATA_DIR.value, _CORRECTIONS.value, _MODEL.value, _SUSPECTS.value)
+    state = state_lib.load_state(_DATA_DIR.value, _CORRECTIONS.value, _MODEL.value, _SUSPECTS.value,
+                                 suggestions_path=_SUGGESTIONS.value,
+                                 additions_path=_ADDITIONS.value)
   bound = [] if _HOST.value in ("0.0.0.0", "::", "") else [_HOST.value]
   app = app_lib.create_app(
       state, _MAX_UPLOAD_KIB.value * 1024,
@@ -66,6 +77,10 @@ def main(argv):
   print(f"{len(state.frame)} image(s), {len(state.suspects)} suspect(s)"
         f"{f' ({len(state.skipped_suspects)} row(s) skipped)' if state.skipped_suspects else ''}; "
         f"decisions go to {state.corrections_path}")
+  if state.queue:
+    print(f"{len(state.queue)} photo(s) to tag next"
+          f"{f' ({len(state.skipped_queue)} row(s) skipped)' if state.skipped_queue else ''}; "
+          f"tags go to {state.additions_path}")
   print(f"serving on http://{_HOST.value}:{server.server_port}/ (Ctrl-C stops it)", flush=True)
   try:
     server.serve_forever()

@@ -31,7 +31,7 @@ import fcntl
 import io
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import pandas as pd
 import tensorflow as tf
@@ -106,7 +106,7 @@ def image_key(image_id: str) -> int | str:
   return int(image_id) if image_id.isascii() and image_id.isdigit() else image_id
 
 
-def _records(text: str):
+def records(text: str):
   """Yields (line number, raw text, kind, value) for each record of a corrections file's text.
 
   Read as CSV (a quoted note may span lines; U+2028 or NEL inside one is text,
@@ -169,7 +169,7 @@ def parse_corrections(text: str,
   (a folder corpus's ids), an id other than ASCII digits is a problem too.
   """
   corrections, problems, seen = [], [], {}
-  for number, raw, kind, value in _records(text):
+  for number, raw, kind, value in records(text):
     if kind == "bad":
       problems.append(RowProblem(number, value))
     if kind == "header" and _missing_columns(value):
@@ -215,20 +215,20 @@ def read_corrections(path: str, integer_ids: bool = False) -> list[Correction]:
   return corrections
 
 
-def read_text(path: str) -> str:
-  """Returns a corrections file's text.
+def read_text(path: str, what: str = "corrections file",
+              error: type[corpus_lib.CorpusError] = CorrectionsError) -> str:
+  """Returns a corrections file's text (or another reviewed CSV's: ``what`` names it in messages).
 
-  One that is not UTF-8 text (or not a file) is a CorrectionsError saying so.
+  One that is not UTF-8 text (or not a file) is an ``error`` (CorrectionsError) saying so.
   """
   try:
     with tf.io.gfile.GFile(path, "rb") as f:
       return f.read().decode("utf-8")
-  except UnicodeDecodeError as error:
-    raise CorrectionsError(f"corrections file {path} is not UTF-8 text (byte {error.start}: "
-                           f"{error.object[error.start:error.start + 1]!r})") from None
-  except (OSError, tf.errors.OpError) as error:
-    raise CorrectionsError(
-        f"corrections file {path} cannot be read: {getattr(error, 'message', error)}") from None
+  except UnicodeDecodeError as failure:
+    raise error(f"{what} {path} is not UTF-8 text (byte {failure.start}: "
+                f"{failure.object[failure.start:failure.start + 1]!r})") from None
+  except (OSError, tf.errors.OpError) as failure:
+    raise error(f"{what} {path} cannot be read: {getattr(failure, 'message', failure)}") from None
 
 
 def upsert_corrections(path: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
@@ -290,41 +290,60 @@ def upsert_holding_lock(path: str, rows: Iterable[tuple[str, str, str, str]]) ->
     if not image_id or not label or action not in ACTIONS:
       raise ValueError(f"a correction needs an image id, a label and an action in {ACTIONS}: "
                        f"{(image_id, label, action)}")
-  pending = {(image_key(row[0]), row[1]): row for row in rows}
-  text = read_text(path) if os.path.exists(path) else ""
+  upsert_records(path, {(image_key(row[0]), row[1]): dict(zip((*REQUIRED_COLUMNS, "note"), row))
+                        for row in rows},
+                 lambda row: (image_key(row.get("image_id", "")), row.get("label", "")),
+                 (*REQUIRED_COLUMNS, "note"))
+
+
+def upsert_records(path: str, pending: dict, key_of: Callable[[dict], object],
+                   new_header: Sequence[str], what: str = "corrections file",
+                   error: type[corpus_lib.CorpusError] = CorrectionsError) -> None:
+  """Rewrites a local reviewed CSV (``records``' format), each of ``pending``'s rows (key ->
+  {column: value}) replacing the row whose ``key_of`` is its key, or appended; for a caller
+  inside ``exclusive(path)``.
+
+  The writer of the corrections file and of the additions file
+  (``mlc_tf/data/additions.py``): written whole, atomically; lines it does not
+  touch (comments, other columns) stay as written; a new file gets ``new_header``,
+  whose columns the file's header must hold (else ``error``, nothing written); a
+  column the file's header lacks is not written.
+  """
+  pending = dict(pending)
+  text = read_text(path, what, error) if os.path.exists(path) else ""
   ending = "\r\n" if text.partition("\n")[0].endswith("\r") else "\n"  # the file's own
-  header, records, replaced = None, [], set()
-  for number, raw, kind, value in _records(text):
+  required = [column for column in new_header if column != "note"]
+  header, kept, replaced = None, [], set()
+  for number, raw, kind, value in records(text):
     if kind == "bad":
-      raise CorrectionsError(f"{path}:{number}: {value}: not writing into it")
+      raise error(f"{path}:{number}: {value}: not writing into it")
     if kind == "header":
       header = value
-      if _missing_columns(header):
-        raise CorrectionsError(
-            f"{path}: header {raw.rstrip()!r} lacks column(s) {_missing_columns(header)}: "
-            "not writing into it")
+      missing = [column for column in required if column not in header]
+      if missing:
+        raise error(f"{path}: header {raw.rstrip()!r} lacks column(s) {missing}: "
+                    "not writing into it")
     if kind != "row":
-      records.append(raw)
+      kept.append(raw)
       continue
-    key = (image_key(value.get("image_id", "")), value.get("label", ""))
-    if key in replaced:  # another row of a pair just rewritten (``01`` after ``1``)
+    key = key_of(value)
+    if key in replaced:  # another row of a key just rewritten (``01`` after ``1``)
       continue
     if key in pending:
-      records.append(_csv_record(header, pending.pop(key), ending))
+      kept.append(_csv_record(header, pending.pop(key), ending))
       replaced.add(key)
     else:
-      records.append(raw)
+      kept.append(raw)
   if header is None:
-    header = [*REQUIRED_COLUMNS, "note"]
-    records.append(",".join(header) + ending)
-  records += [_csv_record(header, row, ending) for row in pending.values()]
+    header = list(new_header)
+    kept.append(",".join(header) + ending)
+  kept += [_csv_record(header, row, ending) for row in pending.values()]
   # a last line without its line end gets one before more follow
   atomic_files.write_text(path, "".join(
-      record if record.endswith(("\n", "\r")) else record + ending for record in records))
+      record if record.endswith(("\n", "\r")) else record + ending for record in kept))
 
 
-def _csv_record(header: list[str], row: tuple[str, str, str, str], ending: str) -> str:
-  values = dict(zip((*REQUIRED_COLUMNS, "note"), row))
+def _csv_record(header: list[str], values: dict, ending: str) -> str:
   out = io.StringIO()
   csv.writer(out, lineterminator=ending).writerow([values.get(column, "") for column in header])
   return out.getvalue()

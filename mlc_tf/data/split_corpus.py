@@ -1,6 +1,7 @@
 """The split corpus a run trains on.
 
-That is a source opened, corrected, rule-fixed and split as ``config.data`` says.
+That is a source opened, corrected, rule-fixed and split as ``config.data`` says, with the additions
+file's newly tagged photos in its training split.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from mlc_tf.data import additions, corrections, label_rules, pipeline, source_base, sources
 from mlc_tf.data import corpus as corpus_lib
-from mlc_tf.data import corrections, label_rules, pipeline, source_base, sources
 
 
 @dataclasses.dataclass
@@ -34,6 +35,8 @@ class SplitCorpus:
   # What self-training added to ``train`` (untagged images, teacher's targets;
   # mlc_tf/train/self_training.py).
   unlabeled: dict | None = None
+  # What the additions file (config.data.additions) added to ``train``: newly tagged photos.
+  additions: dict | None = None
 
 
 def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> SplitCorpus:
@@ -54,10 +57,13 @@ def load_and_split(data_dir: str | None, cfg: ml_collections.ConfigDict) -> Spli
   train, val, test = source.split(cfg.data.val_fraction, cfg.data.test_fraction,
                                   cfg.data.split_seed)
   train, val, test = frame.iloc[train], frame.iloc[val], frame.iloc[test]
+  added = None
+  if cfg.data.get("additions"):  # newly tagged photos join the training split only
+    train, added = additions.join_training(train, frame, cfg.data.additions, cfg.data.strict)
   implications = label_rules.parse_implications(cfg.rules.implications)
   if implications and cfg.rules.to_targets:  # the test split keeps its annotations: it is the judge
     train, val = (_with_implied_labels(part, label_names, implications) for part in (train, val))
-  return SplitCorpus(label_names, train, val, test, source.audit, source)
+  return SplitCorpus(label_names, train, val, test, source.audit, source, additions=added)
 
 
 def _log_audit(spec: str, audit: corpus_lib.CorpusAudit) -> None:

@@ -109,6 +109,9 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
   frame, names = loaded.source.frame, loaded.label_names
   targets = frame[names].to_numpy()
   folds = stratification.kfold(targets, num_folds, cfg.data.split_seed)
+  # The additions file's newly tagged photos (load_and_split appends them) train in every fold.
+  added = loaded.train.iloc[len(loaded.train) - loaded.additions["joined"]:] if (
+      loaded.additions) else loaded.train.iloc[:0]
   os.makedirs(workdir, exist_ok=True)
 
   progress = keras.utils.Progbar(num_folds, unit_name="fold") if verbose else None
@@ -117,9 +120,10 @@ def cross_validate(cfg: ml_collections.ConfigDict, data_dir: str, workdir: str, 
     rest = np.setdiff1d(np.arange(len(frame)), held_out)
     train, val, _ = stratification.train_val_test_split(targets[rest], cfg.data.val_fraction, 0.0,
                                                         cfg.data.split_seed)
-    data = split_corpus.SplitCorpus(names, frame.iloc[rest[train]], frame.iloc[rest[val]],
+    data = split_corpus.SplitCorpus(names, pd.concat([frame.iloc[rest[train]], added]),
+                                    frame.iloc[rest[val]],
                                     frame.iloc[held_out],
-                           loaded.audit, loaded.source)
+                           loaded.audit, loaded.source, additions=loaded.additions)
     if verbose:
       print(f"fold {k + 1}/{num_folds}: training on {len(data.train)} images, validating on "
             f"{len(data.val)}, testing on {len(data.test)}", flush=True)

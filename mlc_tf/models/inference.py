@@ -9,6 +9,7 @@ in ``mlc_tf.models.layers``, so it loads with ``safe_mode=True``.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import keras
@@ -157,6 +158,26 @@ def network(model: keras.Model) -> keras.Model:
   gate, shift = tagged_gate(model), prior_shift(model)
   probabilities = gate.input[0] if gate else (shift or decision_layer(model)).input
   return keras.Model(model.inputs, probabilities, name=model.name.removesuffix("_inference"))
+
+
+def with_features(model: keras.Model) -> keras.Model:
+  """Returns image -> {"probabilities", "features"} of an inference model: what it answers, and the
+  network's pooled features (the input of its last Dense layer), for ranking photos by similarity
+  (``mlc_tf.evaluate.suggestions``).
+
+  A network that ends otherwise (an ensemble's average, two networks' columns) gives its
+  probabilities as its features.
+  """
+  probabilities = network(model).outputs[0]
+  head = probabilities._keras_history.operation
+  features = probabilities
+  if isinstance(head, keras.layers.Dense) and len(head._inbound_nodes) == 1:
+    features = head.input
+  else:
+    logging.warning("the network does not end in one Dense layer: its probabilities stand for "
+                    "its features")
+  return keras.Model(model.inputs,
+                     {"probabilities": model.output["probabilities"], "features": features})
 
 
 def implications(model: keras.Model) -> list[tuple[str, str]]:

@@ -3,13 +3,15 @@ drop.
 
 Pages: ``/suspects`` (accept or reject mlc-suspects' proposals one by one),
 ``/browse`` (the corpus as a paged grid, filtered) and ``/photo/<id>`` (one
-photo, with a label edit), ``/tag`` (upload a photo, the model answers).
+photo, with a label edit), ``/tag`` (upload a photo, the model answers),
+``/next`` (mlc-suggest's untagged photos, tagged one by one into the additions file).
 A photo's and a suspect's page toggle Grad-CAM heat maps
 (``/photo/<id>/heatmap/<label>.png``) of the labels the model gives it and
 those its suspects name.
-Images are served by corpus id only (``/image/<id>``): no path from a URL
-reaches the file system, and a file whose links lead out of the corpus's
-images/ is refused. Every asset is served by the app; nothing comes from the net.
+Images are served by corpus id (``/image/<id>``) or queue number
+(``/next/<n>/image``) only: no path from a URL reaches the file system, and a
+file whose links lead out of the corpus's images/ is refused. Every asset is
+served by the app; nothing comes from the net.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import flask
 import tensorflow as tf
 from werkzeug import exceptions
 
+from mlc_tf.data import additions as additions_lib
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import corrections as corrections_lib
 from mlc_tf.data import image_formats
@@ -100,6 +103,11 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
     return flask.render_template("message.html", title="This model gives no heat maps",
                                  message=str(error)), 422
 
+  @app.errorhandler(additions_lib.AdditionsError)
+  def additions_error(error):
+    return flask.render_template("message.html", title="The additions file cannot be written",
+                                 message=f"{error} Fix it by hand; nothing was written."), 409
+
   @app.errorhandler(OSError)
   def file_error(error):
     return flask.render_template(
@@ -108,7 +116,8 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
 
   @app.get("/")
   def home():
-    return flask.redirect(flask.url_for("suspects" if state.suspects else "browse"))
+    return flask.redirect(flask.url_for(
+        "suspects" if state.suspects else "next_photo" if state.queue else "browse"))
 
   @app.get("/suspects")
   def suspects():
@@ -326,5 +335,55 @@ def create_app(state: state_lib.ReviewState, max_upload_bytes: int = MAX_UPLOAD_
       return None
     return state.predictions.at[image_id,
                                 f"prob_{label}"] if image_id in state.predictions.index else None
+
+  # The "tag next" queue: mlc-suggest's photos, tagged into the additions file.
+
+  def first_untagged(tagged, start=0):
+    order = list(range(start, len(state.queue))) + list(range(min(start, len(state.queue))))
+    return next((i for i in order if not state.tags_of(i, tagged)[0]), None)
+
+  @app.get("/next")
+  def next_photo():
+    index = first_untagged(state.read_tagged()) if state.queue else None
+    if index is None:
+      return flask.render_template("next.html", index=None)
+    return flask.redirect(flask.url_for("queued", index=index))
+
+  @app.route("/next/<int:index>", methods=["GET", "POST"])
+  def queued(index):
+    if not 0 <= index < len(state.queue):
+      flask.abort(404, f"there is no suggested photo number {index + 1}")
+    conflict = None
+    if flask.request.method == "POST":
+      shown = shown_labels()
+      shown_tagged = flask.request.form.get("shown_tagged")
+      if shown_tagged not in ("yes", "no"):
+        flask.abort(400, "the 'shown_tagged' field (whether its page showed the photo tagged) "
+                    "must be yes or no")
+      checked = known_labels(flask.request.form.getlist("label"), "label")
+      try:
+        state.tag_photo(index, checked, (shown_tagged == "yes", shown))
+        following = first_untagged(state.read_tagged(), index + 1)
+        return flask.redirect(flask.url_for("next_photo") if following is None else
+                              flask.url_for("queued", index=following, saved=1), 303)
+      except state_lib.EditConflict as error:
+        conflict = ("Not saved: this photo's tags changed since this page showed them (another "
+                    f"tab or a hand edit); {error}. Check them below and save again.")
+    tagged = state.read_tagged()
+    is_tagged, labels = state.tags_of(index, tagged)
+    photo = state.queue[index]
+    return flask.render_template(
+        "next.html", index=index, photo=photo, image=state.image_of(photo), tagged=tagged,
+        is_tagged=is_tagged, labels=labels,
+        shown=json.dumps([name for name in state.label_names if name in labels]),
+        tagged_count=sum(state.tags_of(i, tagged)[0] for i in range(len(state.queue))),
+        saved=flask.request.args.get("saved", type=int), conflict=conflict), \
+        409 if conflict else 200
+
+  @app.get("/next/<int:index>/image")
+  def queued_image(index):
+    if not 0 <= index < len(state.queue):
+      flask.abort(404, f"there is no suggested photo number {index + 1}")
+    return flask.send_file(state.queue[index].file, max_age=3600)
 
   return app

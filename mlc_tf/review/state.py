@@ -19,6 +19,7 @@ import os
 
 import pandas as pd
 
+from mlc_tf.data import additions as additions_lib
 from mlc_tf.data import corpus as corpus_lib
 from mlc_tf.data import corrections as corrections_lib
 from mlc_tf.review import tagger as tagger_lib
@@ -27,6 +28,7 @@ SUSPECT_COLUMNS = ("image_id", "label", "action")
 ACCEPTED_NOTE = "review: suspect accepted"
 REJECTED_NOTE = "review: suspect rejected, label kept as given"
 EDITED_NOTE = "review: edited"
+TAGGED_NOTE = "review: tagged"
 
 
 class ReviewError(ValueError):
@@ -64,6 +66,25 @@ class Corrections:
 
 
 @dataclasses.dataclass
+class QueuedPhoto:
+  """One row of mlc-suggest's CSV: an untagged photo to tag, and what the model says of it."""
+
+  file: str                        # absolute
+  unsure_labels: tuple[str, ...]
+  model_labels: tuple[str, ...]
+
+
+@dataclasses.dataclass
+class Tagged:
+  """The additions file as it is now: its photos' labels (relative image -> labels), its bad
+  rows."""
+
+  labels: dict[str, tuple[str, ...]]
+  problems: list[corrections_lib.RowProblem]
+  unreadable: str | None = None
+
+
+@dataclasses.dataclass
 class ReviewState:
   """Everything loaded once at start; the corrections file is read on each request."""
 
@@ -76,6 +97,10 @@ class ReviewState:
   suspects_path: str | None = None
   # rows not of this corpus, and why
   skipped_suspects: list[str] = dataclasses.field(default_factory=list)
+  # The "tag next" queue (mlc-suggest's CSV) and the additions file its tags go to.
+  queue: list[QueuedPhoto] = dataclasses.field(default_factory=list)
+  additions_path: str | None = None
+  skipped_queue: list[str] = dataclasses.field(default_factory=list)  # rows without a photo, why
 
   @property
   def label_names(self) -> list[str]:
@@ -169,6 +194,82 @@ class ReviewState:
     return len(rows)
 
 
+  def image_of(self, photo: QueuedPhoto) -> str:
+    """Returns a queued photo's name in the additions file: relative to its folder."""
+    folder = os.path.dirname(os.path.abspath(self.additions_path))
+    return os.path.relpath(photo.file, folder).replace(os.sep, "/")
+
+  def read_tagged(self) -> Tagged:
+    """Reads the additions file: the photos it tags and its problems, if any."""
+    try:
+      labels, problems = additions_lib.tagged(self.additions_path)
+    except additions_lib.AdditionsError as error:
+      return Tagged({}, [], unreadable=str(error))
+    return Tagged(labels, problems)
+
+  def tags_of(self, index: int, tagged: Tagged) -> tuple[bool, set[str]]:
+    """Returns whether queued photo ``index`` is tagged, and its labels."""
+    image = self.image_of(self.queue[index])
+    return image in tagged.labels, set(tagged.labels.get(image, ()))
+
+  def tag_photo(self, index: int, checked: set[str], shown: tuple[bool, set[str]]) -> None:
+    """Writes queued photo ``index``'s labels (``checked``; none: tagged with no label) into the
+    additions file.
+
+    ``shown`` is (tagged, labels) as the tagging page showed them; as in
+    ``edit_labels``, tags given on a state that has changed since (another tab,
+    a hand edit) are refused (EditConflict) unless they are already so.
+    """
+    with corrections_lib.exclusive(self.additions_path):
+      current = self.tags_of(index, self.read_tagged())
+      if current != shown and current != (True, checked):
+        raise EditConflict(current[1])
+      labels = [name for name in self.label_names if name in checked]
+      additions_lib.upsert_holding_lock(self.additions_path,
+                                        {self.image_of(self.queue[index]): labels}, TAGGED_NOTE)
+
+
+def read_suggestions(path: str) -> tuple[list[QueuedPhoto], list[str]]:
+  """Reads mlc-suggest's CSV: its rows in rank order whose photo exists, and the others, named."""
+  try:
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+  except (OSError, ValueError) as error:
+    raise ReviewError(f"cannot read the suggestions file {path}: {error}") from None
+  if "file" not in table.columns:
+    raise ReviewError(f"{path}: the suggestions file lacks the column 'file' (mlc-suggest writes "
+                      "file,rank,score,unsure_labels,model_labels)")
+  queue, skipped = [], []
+  for number, row in enumerate(table.to_dict("records"), start=2):  # line 1 is the header
+    file = os.path.abspath(row["file"].strip())
+    if not os.path.isfile(file):
+      skipped.append(f"line {number}: photo {row['file']!r} does not exist")
+    else:
+      queue.append(QueuedPhoto(file, tuple(row.get("unsure_labels", "").split()),
+                               tuple(row.get("model_labels", "").split())))
+  return queue, skipped
+
+
+def _queue_and_additions(state: ReviewState, suggestions_path: str,
+                         additions_path: str | None) -> None:
+  """Loads the "tag next" queue into ``state`` and settles its additions file: by default
+  additions.csv in the queued photos' common folder; every photo must lie under its folder."""
+  state.queue, state.skipped_queue = read_suggestions(suggestions_path)
+  if not state.queue:
+    raise ReviewError(f"the suggestions file {suggestions_path} names no photo that exists"
+                      f"{': ' + state.skipped_queue[0] if state.skipped_queue else ''}")
+  if not additions_path:
+    additions_path = os.path.join(
+        os.path.commonpath([os.path.dirname(photo.file) for photo in state.queue]), "additions.csv")
+  folder = os.path.dirname(os.path.abspath(additions_path))
+  outside = [p.file for p in state.queue if os.path.commonpath([folder, p.file]) != folder]
+  if outside:
+    raise ReviewError(f"photo {outside[0]} is not under {folder}, the additions file's folder: "
+                      "its rows name photos relative to it (put --additions in the photos' "
+                      "folder or above it)")
+  state.additions_path = additions_path
+  corrections_lib.remove_abandoned_temporaries(additions_path)
+
+
 def read_suspects(path: str, frame: pd.DataFrame) -> tuple[list[Suspect], list[str]]:
   """Reads mlc-suspects' CSV (or any CSV with image_id,label,action): its rows of this corpus, and
   the others, named."""
@@ -213,7 +314,9 @@ def _same_file(path: str, other: str) -> bool:
 
 
 def load_state(data_dir: str, corrections_path: str, model_path: str | None = None,
-               suspects_path: str | None = None, batch_size: int = 64) -> ReviewState:
+               suspects_path: str | None = None, batch_size: int = 64,
+               suggestions_path: str | None = None,
+               additions_path: str | None = None) -> ReviewState:
   """Loads the corpus (folder layout, audited), the model and its predictions on every image, the
   suspects.
 
@@ -223,13 +326,17 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
     model_path: a model to predict every image with (``tagger.load_tagger``); none by default.
     suspects_path: mlc-suspects' CSV to review; none by default.
     batch_size: images per prediction batch.
+    suggestions_path: mlc-suggest's CSV, the "tag next" queue; none by default.
+    additions_path: the additions file the queue's tags go to (created if absent); by default
+      additions.csv in the queued photos' common folder.
 
   Returns:
     The ``ReviewState``.
 
   Raises:
     corpus.CorpusError: the corpus cannot be used.
-    ReviewError: the suspects file cannot be used, or the corrections file's folder does not exist.
+    ReviewError: the suspects or suggestions file cannot be used, the corrections file's folder
+      does not exist, or a queued photo lies outside the additions file's folder.
     FileNotFoundError, ValueError: no model at ``model_path``.
   """
   folder = os.path.dirname(os.path.abspath(corrections_path))
@@ -251,6 +358,8 @@ def load_state(data_dir: str, corrections_path: str, model_path: str | None = No
     state.predictions = state.tagger.predict_corpus(frame, batch_size)
   if suspects_path:
     state.suspects, state.skipped_suspects = read_suspects(suspects_path, frame)
+  if suggestions_path:
+    _queue_and_additions(state, suggestions_path, additions_path)
   return state
 
 

@@ -149,6 +149,22 @@ class KerasPredictor:
       yield batch_paths, np.asarray(outputs["probabilities"]), np.asarray(outputs["decisions"])
 
 
+def probabilities_and_features(model: keras.Model, paths: list[str], batch_size: int
+                               ) -> tuple[list[str], np.ndarray, np.ndarray]:
+  """Returns (the paths of the readable images, probabilities [N, L], pooled features [N, F]) of
+  an inference model (``inference.with_features``); unreadable files are left out, as here."""
+  both = inference.with_features(model)
+  kept, probabilities, features = [], [], []
+  for batch_paths, images in decoded_batches(paths, int(model.inputs[0].shape[1]), batch_size):
+    out = both.predict_on_batch(images)
+    kept += batch_paths
+    probabilities.append(np.asarray(out["probabilities"]))
+    features.append(np.asarray(out["features"]).reshape(len(batch_paths), -1))
+  if not kept:
+    return [], np.zeros((0, 0)), np.zeros((0, 0))
+  return kept, np.concatenate(probabilities), np.concatenate(features)
+
+
 class PortablePredictor:
   """A LiteRT (.tflite) or ONNX (.onnx) file of ``mlc-export --format``: the images decoded and
   resized here, as for ``KerasPredictor``, and sent to the file's runtime as uint8 pixels."""

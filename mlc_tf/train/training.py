@@ -250,6 +250,8 @@ def train_on(cfg: ml_collections.ConfigDict, data: split_corpus.SplitCorpus, wor
   scored.report["training"] = _training_report(cfg, data, fitted, budget)
   if data.unlabeled:
     scored.report["self_training"] = data.unlabeled
+  if data.additions:
+    scored.report["additions"] = data.additions
   chief = distribute.is_chief(strategy)
   if chief:
     save(workdir, scored.inference_model, scored.report, cfg)
