@@ -155,7 +155,10 @@ def test_models_config_lists_several_models_with_version_policies(tmp_path):
   fake_exports(tmp_path, {"demo": [1, 2, 10], "tiny": [1]})
   os.makedirs(tmp_path / "tiny" / ".staging-abc")  # an export in progress: not a version
   os.makedirs(tmp_path / "empty")
+  fake_exports(tmp_path, {"demo": ["²"]})  # "²".isdigit() is true, yet int("²") raises
   assert models_config.exported_models(str(tmp_path)) == {"demo": [1, 2, 10], "tiny": [1]}
+  from mlc_tf.serving import prediction
+  assert prediction.saved_model_dir(str(tmp_path / "demo")) == str(tmp_path / "demo" / "10")
 
   path = str(tmp_path / "models.config")
   models_config.write_models_config(

@@ -49,7 +49,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from mlc_tf import atomic_files
 from mlc_tf.data import image_formats, pipeline
 from mlc_tf.models import inference, layers
-from mlc_tf.serving import signatures
+from mlc_tf.serving import models_config, signatures
 
 MAX_IMAGE_PIXELS = image_formats.MAX_IMAGE_PIXELS
 WARMUP_FILE = "tf_serving_warmup_requests"  # in assets.extra/, where TF Serving looks for it
@@ -63,7 +63,7 @@ def next_version(model_dir: str) -> int:
   versions = [
       int(name.rstrip("/"))
       for name in tf.io.gfile.listdir(model_dir)
-      if name.rstrip("/").isdigit()
+      if models_config.is_version(name.rstrip("/"))
   ]
   return max(versions, default=0) + 1
 

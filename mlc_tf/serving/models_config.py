@@ -31,6 +31,12 @@ VersionPolicy = (
     file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy)
 
 
+def is_version(name: str) -> bool:
+  """A version folder's name: ASCII digits only (``"²".isdigit()`` is true, yet ``int("²")``
+  raises); any other folder beside the versions is left alone."""
+  return name.isascii() and name.isdigit()
+
+
 def version_policy(spec: str) -> VersionPolicy:
   """Parses ``latest:N`` (the N highest versions), ``all`` or ``specific:V1,V2,...``.
 
@@ -67,7 +73,7 @@ def exported_models(base_dir: str) -> dict[str, list[int]]:
       versions = sorted(
           int(v)
           for v in os.listdir(model_dir)
-          if v.isdigit() and os.path.isfile(os.path.join(model_dir, v, "saved_model.pb")))
+          if is_version(v) and os.path.isfile(os.path.join(model_dir, v, "saved_model.pb")))
       if versions:
         models[name] = versions
   return models

@@ -28,7 +28,7 @@ import tensorflow as tf
 from mlc_tf import atomic_files
 from mlc_tf.data import image_formats, pipeline
 from mlc_tf.models import inference
-from mlc_tf.serving import portable, signatures
+from mlc_tf.serving import models_config, portable, signatures
 
 
 def list_images(sources: list[str]) -> list[str]:
@@ -271,8 +271,8 @@ def saved_model_dir(path: str) -> str | None:
   if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
     return path
   versions = [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
-  versions = [name for name in versions
-              if name.isdigit() and tf.io.gfile.exists(os.path.join(path, name, "saved_model.pb"))]
+  versions = [name for name in versions if models_config.is_version(name) and
+              tf.io.gfile.exists(os.path.join(path, name, "saved_model.pb"))]
   return os.path.join(path, max(versions, key=int)) if versions else None
 
 
