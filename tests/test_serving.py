@@ -228,3 +228,37 @@ def serving_message(name):
                        type_name=".tfs.PrometheusConfig", label=types.LABEL_OPTIONAL)
   pool.Add(proto)
   return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tfs.{name}"))()
+
+
+@pytest.mark.parametrize("reply, message", [
+    (b"<html>maintenance</html>", "that are not JSON"),
+    (json.dumps({"predictions": [{"valid": 1, "labels": ["cat"], "probabilities": [0.9],
+                                  "decisions": [1]}]}).encode(),
+     r"answered 1 photo\(s\) for the 2 sent"),
+    (json.dumps({"outputs": {}}).encode(), "not this model's row format"),
+])
+def test_rest_client_refuses_a_reply_that_would_lose_or_garble_photos(reply, message):
+  """A proxy's 200 page, a reply one photo short, another format: a ServingError naming it,
+  never a traceback or a photo silently dropped."""
+  import http.server
+  import threading
+
+  class Handler(http.server.BaseHTTPRequestHandler):
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+      self.rfile.read(int(self.headers["Content-Length"]))
+      self.send_response(200)
+      self.send_header("Content-Length", str(len(reply)))
+      self.end_headers()
+      self.wfile.write(reply)
+
+    def log_message(self, *args):
+      pass
+
+  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+  threading.Thread(target=httpd.serve_forever, daemon=True).start()
+  try:
+    with pytest.raises(client.ServingError, match=message):
+      client.predict_rest(f"http://127.0.0.1:{httpd.server_port}", "tiny", [b"a", b"b"])
+  finally:
+    httpd.shutdown()

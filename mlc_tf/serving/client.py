@@ -53,13 +53,30 @@ def parse_rest_response(body: dict) -> list[Answer]:
   """Parses TF Serving's row-format reply (``{"predictions": [{output: value, ...}, ...]}``).
 
   Returns the answers.
+
+  Raises:
+    ServingError: an error reply, or one that is not the row format of this model's outputs.
   """
+  if not isinstance(body, dict):
+    raise ServingError(f"the reply is not a JSON object: {str(body)[:200]}")
   if "error" in body:
     raise ServingError(body["error"])
-  return [Answer(valid=bool(row["valid"]), labels=[label for label in row["labels"] if label],
-                 probabilities=[float(p) for p in row["probabilities"]],
-                 decisions=[int(d) for d in row["decisions"]])
-          for row in body["predictions"]]
+  try:
+    return [Answer(valid=bool(row["valid"]), labels=[label for label in row["labels"] if label],
+                   probabilities=[float(p) for p in row["probabilities"]],
+                   decisions=[int(d) for d in row["decisions"]])
+            for row in body["predictions"]]
+  except (KeyError, TypeError, ValueError) as error:
+    raise ServingError(f"the reply is not this model's row format ({error!r}): "
+                       f"{json.dumps(body)[:200]}") from None
+
+
+def _one_answer_per_image(answers: list[Answer], images: Sequence[bytes],
+                          where: str) -> list[Answer]:
+  """``answers``, refused when they are not one per image (a photo would be lost silently)."""
+  if len(answers) != len(images):
+    raise ServingError(f"{where} answered {len(answers)} photo(s) for the {len(images)} sent")
+  return answers
 
 
 def predict_rest(server: str, model_name: str, images: Sequence[bytes], *,
@@ -77,7 +94,8 @@ def predict_rest(server: str, model_name: str, images: Sequence[bytes], *,
     One answer per image, in order.
 
   Raises:
-    ServingError: the server answered with an error.
+    ServingError: the server answered with an error, a reply that is not JSON in the row format,
+      or not one answer per image.
   """
   if not images:
     return []
@@ -86,7 +104,13 @@ def predict_rest(server: str, model_name: str, images: Sequence[bytes], *,
                                    headers={"Content-Type": "application/json"}, method="POST")
   try:
     with urllib.request.urlopen(request, timeout=timeout_s) as reply:
-      return parse_rest_response(json.load(reply))
+      text = reply.read()
+    try:
+      body = json.loads(text)
+    except ValueError:
+      raise ServingError(f"{request.full_url} answered {len(text)} byte(s) that are not JSON: "
+                         f"{text[:200]!r}") from None
+    return _one_answer_per_image(parse_rest_response(body), images, request.full_url)
   except urllib.error.HTTPError as error:  # TF Serving explains itself in a JSON body
     detail = error.read().decode(errors="replace")
     try:
@@ -146,4 +170,4 @@ def predict_grpc(target: str, model_name: str, images: Sequence[bytes], *,
       response = stub.Predict(grpc_request(images, model_name, version=version), timeout=timeout_s)
     except grpc.RpcError as error:
       raise ServingError(f"gRPC {error.code().name} from {target}: {error.details()}") from None
-  return parse_grpc_response(response)
+  return _one_answer_per_image(parse_grpc_response(response), images, target)
