@@ -121,13 +121,21 @@ def test_each_file_carries_the_labels_thresholds_and_rules(exported, tiny_saved_
     assert probabilities.dtype == np.float32 and decisions.dtype == np.int32
 
 
-def test_int8_runs_integer_kernels(exported):
+def test_int8_runs_integer_convolutions_and_a_float_head(exported):
   from ai_edge_litert.interpreter import Interpreter
   interpreter = Interpreter(exported["tiny_int8.tflite"])
-  conv = [op for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"]
+  ops = interpreter._get_ops_details()
   tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+  conv = [op for op in ops if op["op_name"] == "CONV_2D"]
   assert conv and all(tensors[op["inputs"][i]]["dtype"] == np.int8  # activations and weights
                       for op in conv for i in (0, 1))
+  # From the pooled features on ([B, n] tensors: the Dense head, its sigmoid, the thresholds and
+  # rules) nothing is int8: an int8 sigmoid answers multiples of 1/256, thresholds sit among them.
+  head = [op for op in ops if all(len(tensors[i]["shape"]) <= 2 for i in op["outputs"])]
+  assert any(op["op_name"] == "LOGISTIC" for op in head)
+  assert not [op["op_name"] for op in head
+              if any(tensors[i]["dtype"] == np.int8 for i in [*op["inputs"], *op["outputs"]]
+                     if i >= 0)]
 
 
 def test_files_that_are_not_ours_are_refused_with_the_reason(tiny_trained, tmp_path):
