@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import REPO_ROOT, run_cli
+from image_bytes import encode
 
 from mlc_tf.models import inference
 from mlc_tf.serving import portable, prediction
@@ -174,16 +175,18 @@ class BesselLayer(keras.layers.Layer):
     return tf.math.bessel_i1e(x)
 
 
-@pytest.mark.parametrize("file_format", sorted(portable.FORMATS))
+@pytest.mark.parametrize("file_format, precision",
+                         [("litert", "float32"), ("litert", "int8"), ("onnx", "float32")])
 def test_an_op_the_runtime_lacks_fails_the_export_by_name_leaving_nothing(tiny_trained, tmp_path,
-                                                                          file_format):
+                                                                          file_format, precision):
   _, _, result = tiny_trained
   image = keras.Input(result.inference_model.input_shape[1:], name="image")
   odd = inference.build(keras.Model(image, result.model(BesselLayer()(image))),
                         result.label_names, result.thresholds)
   path = str(tmp_path / f"odd{portable.FORMATS[file_format]}")
+  photos = [encode(np.full((8, 8, 3), 100, np.uint8), "PNG")]  # int8 calibrates on them
   with pytest.raises(portable.UnsupportedOps, match="BesselI1e.*nothing was written"):
-    portable.export_file(odd, path, file_format)
+    portable.export_file(odd, path, file_format, precision, photos)
   assert os.listdir(tmp_path) == []
 
 

@@ -41,8 +41,9 @@ _MAX_IMAGE_PIXELS = flags.DEFINE_integer(
 _FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", *portable.FORMATS],
                             "saved_model (TF Serving), litert (a .tflite) or onnx (a .onnx).")
 _PRECISION = flags.DEFINE_enum("precision", "float32", portable.PRECISIONS,
-                               "litert: float32, float16, dynamic_int8 or int8 (integer only, "
-                               "calibrated on corpus photos); onnx: float32.")
+                               "litert: float32, float16, dynamic_int8 or int8 (integer-only "
+                               "convolutions calibrated on corpus photos, float32 head); onnx: "
+                               "float32.")
 _OUTPUT_FILE = flags.DEFINE_string(
     "output_file", None, "litert/onnx: the file to write. Default: "
     "<base_dir>/<name>/<name>_<precision>.tflite or <base_dir>/<name>/<name>.onnx.")

@@ -16,8 +16,9 @@ A file without it is not ours: ``load`` refuses it. Label names are not an outpu
 are not builtin LiteRT ops); a runtime maps the decision columns through the metadata.
 
 LiteRT precisions: ``float32``; ``float16`` (weights stored as float16); ``dynamic_int8`` (int8
-weights, activations quantized on the fly); ``int8`` (integer-only kernels, weights and
-activations int8, ranges calibrated on representative photos of the training corpus). Only builtin
+weights, activations quantized on the fly); ``int8`` (the convolutional body on integer-only
+kernels, weights and activations int8, ranges calibrated on representative photos of the training
+corpus; the head, from the pooled features to the decisions, in float32). Only builtin
 ops are allowed (no Flex delegate): an op the runtime lacks fails the export with its name.
 Files are written aside and renamed into place, so a failed export leaves nothing behind.
 """
