@@ -74,7 +74,8 @@ def _epoch_checkpoints(workdir):
                                                    "checkpoints")) if n.startswith("epoch_"))
 
 
-def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_resume_works(corpus_dir, first_run):
+def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_resume_works(corpus_dir, first_run,
+                                                                       monkeypatch):
   workdir, _, _ = first_run
   good = os.path.join(workdir, "checkpoints", "epoch_001.weights.h5")
   kept = {name: _digest(os.path.join(workdir, name)) for name in ("model.keras", "report.json")}
@@ -82,7 +83,8 @@ def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_resume_works(corpus_d
 
   diverging = fast_config(epochs=3)
   diverging.train.resume_from = good
-  diverging.optimizer.learning_rate = float("nan")  # the first update poisons every weight
+  # a NaN rate (refused as a config value) the first update poisons every weight with
+  monkeypatch.setattr(optimizers, "make_schedule", lambda *args: float("nan"))
   # so a backup of poisoned weights exists when the loss shows it
   diverging.train.backup_every_steps = 1
   with pytest.raises(callbacks.TrainingDiverged,
@@ -96,6 +98,7 @@ def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_resume_works(corpus_d
   # a restart must not resume the divergence
   assert not os.path.exists(os.path.join(workdir, "backup"))
 
+  monkeypatch.undo()
   resumed = fast_config(epochs=3)
   resumed.train.resume_from = good
   result = training.train(resumed, corpus_dir, workdir)

@@ -114,7 +114,8 @@ def main(argv):
 
   ways = {
       "as trained": None,
-      "EM alone (before)": lambda: operating_points.estimate_stream(fit, train_prior),
+      "EM alone (before)": lambda: operating_points.estimate_stream(
+          fit, train_prior, min_stream_photos=_MIN_TARGET_IMAGES.value),
       "PU gate (--prevalence=estimate)": pu(False),
       "PU gate + EM on the tagged part": pu(True),
   }
