@@ -143,3 +143,19 @@ def _help_describes(entry_point) -> None:
   shim = sys.modules["__main__"]
   if not shim.__doc__:
     shim.__doc__ = entry_point.__doc__
+
+
+def print_skipped_images(skipped: list[str]) -> None:
+  """Prints how many files were skipped as not readable images, the first ten with the reason the
+  corpus audit gives for each."""
+  if not skipped:
+    return
+  from mlc_tf.data import corpus  # loads TensorFlow: only when there is something to explain
+
+  def why(path: str) -> str:
+    _, unreadable, undecodable = corpus.check_image(path)
+    return unreadable or undecodable or corpus.REFUSED_BY_MODEL
+
+  print(f"skipped {len(skipped)} file(s) that are not readable images: "
+        f"{', '.join(f'{path} ({why(path)})' for path in skipped[:10])}"
+        f"{' …' if len(skipped) > 10 else ''}")

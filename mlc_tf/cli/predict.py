@@ -32,7 +32,6 @@ cli.start()  # first: TensorFlow, which the imports below load, reads its enviro
 from absl import app, flags, logging
 
 from mlc_tf.cli import common
-from mlc_tf.data import corpus
 from mlc_tf.serving import prediction
 
 _MODEL = flags.DEFINE_string("model", None,
@@ -100,22 +99,13 @@ def main(argv):
     summary = prediction.predict_to_csv(predictor, paths, _OUTPUT.value, _BATCH_SIZE.value,
                                         _PROBABILITIES.value)
   print(f"wrote {_OUTPUT.value}: {summary.written} image(s), {len(predictor.label_names)} label(s)")
-  if summary.skipped:
-    print(f"skipped {len(summary.skipped)} file(s) that are not readable images: "
-          f"{', '.join(f'{path} ({_why(path)})' for path in summary.skipped[:10])}"
-          f"{' …' if len(summary.skipped) > 10 else ''}")
+  common.print_skipped_images(summary.skipped)
   left_out = prediction.non_image_files(_IMAGES.value)
   if left_out:
     print(
         f"left out {len(left_out)} file(s) of the folder(s) "
         "without a .jpg/.jpeg/.png/.gif/.bmp name: "
         f"{', '.join(left_out[:10])}{' …' if len(left_out) > 10 else ''}")
-
-
-def _why(path: str) -> str:
-  """Why a skipped file is not an image: what the corpus audit would say of it."""
-  _, unreadable, undecodable = corpus.check_image(path)
-  return unreadable or undecodable or corpus.REFUSED_BY_MODEL
 
 
 def run():

@@ -24,7 +24,6 @@ import os
 from absl import flags, logging
 
 from mlc_tf.cli import common
-from mlc_tf.data import corpus
 from mlc_tf.evaluate import suggestions
 from mlc_tf.models import inference
 from mlc_tf.serving import prediction
@@ -62,17 +61,7 @@ def main(argv):
                                 label_names, _COUNT.value, _DIVERSITY.value)
     suggestions.write_csv(_OUTPUT.value, picks)
   print(f"wrote {_OUTPUT.value}: {len(picks)} of {len(kept)} photo(s) to tag next")
-  skipped = sorted(set(paths) - set(kept))
-  if skipped:
-    print(f"skipped {len(skipped)} file(s) that are not readable images: "
-          f"{', '.join(f'{path} ({_why(path)})' for path in skipped[:10])}"
-          f"{' …' if len(skipped) > 10 else ''}")
-
-
-def _why(path: str) -> str:
-  """Why a skipped file is not an image: what the corpus audit would say of it."""
-  _, unreadable, undecodable = corpus.check_image(path)
-  return unreadable or undecodable or corpus.REFUSED_BY_MODEL
+  common.print_skipped_images(sorted(set(paths) - set(kept)))
 
 
 def run():
