@@ -160,8 +160,16 @@ def test_training_with_stream_photos_exports_a_model_gated_for_their_stream(tmp_
   no_label = stream["no_label_share"]
   assert (0.3 < no_label < 0.8 and calibration["stream"]["no_label"]["expected"] == no_label
           == pytest.approx(calibration["stream"]["tagged_gate"]["no_label_share"]))
-  # the labelled figures stay the network's at its labelled thresholds; the stream's cost is said
-  assert "at_calibrated" in result.report
+  # the labelled photos do not pay: the same seed without the stream trains the same network, so
+  # the labelled test figures are the run-without's; the stream's cost is said beside them
+  cfg_without = cfg.copy_and_resolve_references()
+  cfg_without.data.unlabeled = None
+  without = training.train(cfg_without, root, str(tmp_path / "without"))
+  assert "stream" not in without.report
+  assert result.report["at_calibrated"] == without.report["at_calibrated"]
+  assert result.report["average_precision"] == without.report["average_precision"]
+  for ours, theirs in zip(result.model.get_weights(), without.model.get_weights()):
+    np.testing.assert_array_equal(ours, theirs)
   assert set(calibration["test"]) == {"images", "before", "after"}
   saved = inference.load(workdir)
   assert inference.tagged_gate(saved).no_label_share == pytest.approx(no_label)
