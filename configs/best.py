@@ -12,8 +12,10 @@ Its figures come from the protocol run (70 % of the images training, a test spli
 
 At most 60 minutes on any machine, export included: the run measures its speed and plans the epochs
 that fit. The command end to end on 2-core CPUs, each to itself: 30 min on an AMD EPYC Zen 5
-(bfloat16, 40 epochs), 35 min on an AVX2-only AMD EPYC (float32, 40 epochs of the stride-2 fallback
-below), 47 min on an Intel Xeon with AMX (bfloat16, 40 epochs, timed before the budget existed).
+(bfloat16, 40 epochs), 47 min on an Intel Xeon with AMX (bfloat16, 40 epochs, timed before the
+budget existed). An AVX2-only AMD EPYC trains the fallback below (float32): 35 min for the stride-2
+stem's 40 epochs before 2026-12-07; the 128-px fallback that replaced it trains at about 89 images/s
+there, so its 40 epochs take about 41 min of fit (its whole hour not timed yet).
 Figures, timings and the recipes before it: docs/results.md.
 """
 
@@ -50,11 +52,13 @@ def get_config(arg=None):
   config.train.budget = "60m"  # the whole command, export included; the decay ends with it
   config.train.epochs = 40  # the most worth running: a fast machine stops here
   # Where the hour holds fewer than 20 epochs of this network (measured a few steps in; a 2-core
-  # AVX2-only CPU: 11-16), a stride-2 stem instead: its first stage at 32x32, the convolutions' cost
-  # at 32 px. At 20 epochs the two score level, below it the stride-2 stem's 40 win
-  # (docs/results.md, "A cheaper network for a short hour").
+  # AVX2-only CPU: 11-16), a cheaper one: the photos' own 128 px through a stride-4 stem (a stride-2
+  # conv and a 2x2 max-pool), its first stage at 32x32, the convolutions' cost at 32 px. At 20
+  # epochs best.py's network and a stride-2 stem at 64 px score level, below it the stride-2 stem's
+  # 40 win; at equal time the 128-px stride-4 stem beats the stride-2 one on two splits
+  # (docs/results.md, "A cheaper network for a short hour" and "The photos' own 128 px").
   config.train.fallback.below_epochs = 20
-  config.train.fallback.changes = {"model": {"stem_stride": 2}}
+  config.train.fallback.changes = {"data": {"image_size": 128}, "model": {"stem_stride": 4}}
   config.train.early_stopping_patience = 40  # the schedule sets the length; the best epoch is kept
   config.export.name = "best"
   return config

@@ -81,7 +81,8 @@ def test_recipe_values_and_builder_defaults():
   }
   assert best.optimizer.weight_decay == 5e-4 and "momentum" not in best.optimizer
   assert best.train.budget == "60m" and best.train.fallback.below_epochs == 20
-  assert best.train.fallback.changes.to_dict() == {"model": {"stem_stride": 2}}
+  assert best.train.fallback.changes.to_dict() == {"data": {"image_size": 128},
+                                                   "model": {"stem_stride": 4}}
   student = _load(os.path.join(REPO_ROOT, "configs", "self_training.py")).get_config()
   # teacher and student train their epochs: best.py's hour would starve one
   assert student.train.budget is None
