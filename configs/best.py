@@ -15,7 +15,8 @@ that fit. The command end to end on 2-core CPUs, each to itself: 30 min on an AM
 (bfloat16, 40 epochs), 47 min on an Intel Xeon with AMX (bfloat16, 40 epochs, timed before the
 budget existed). An AVX2-only AMD EPYC trains the fallback below (float32): 35 min for the stride-2
 stem's 40 epochs before 2026-12-07; the 128-px fallback that replaced it trains at about 89 images/s
-there, so its 40 epochs take about 41 min of fit (its whole hour not timed yet).
+there: 40 epochs of the protocol run's 5,392 photos take about 40 min, of this command's 6,915 about
+52, where the budget may plan a few fewer (neither hour timed yet).
 Figures, timings and the recipes before it: docs/results.md.
 """
 
