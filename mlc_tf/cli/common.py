@@ -145,6 +145,12 @@ def _help_describes(entry_point) -> None:
     shim.__doc__ = entry_point.__doc__
 
 
+def first_ten(items: list[str], describe=str) -> str:
+  """The first ten of ``items`` as ``describe`` words them, comma-separated, with an ellipsis where
+  more were left off."""
+  return f"{', '.join(describe(item) for item in items[:10])}{' …' if len(items) > 10 else ''}"
+
+
 def print_skipped_images(skipped: list[str]) -> None:
   """Prints how many files were skipped as not readable images, the first ten with the reason the
   corpus audit gives for each."""
@@ -152,10 +158,9 @@ def print_skipped_images(skipped: list[str]) -> None:
     return
   from mlc_tf.data import corpus  # loads TensorFlow: only when there is something to explain
 
-  def why(path: str) -> str:
+  def with_reason(path: str) -> str:
     _, unreadable, undecodable = corpus.check_image(path)
-    return unreadable or undecodable or corpus.REFUSED_BY_MODEL
+    return f"{path} ({unreadable or undecodable or corpus.REFUSED_BY_MODEL})"
 
   print(f"skipped {len(skipped)} file(s) that are not readable images: "
-        f"{', '.join(f'{path} ({why(path)})' for path in skipped[:10])}"
-        f"{' …' if len(skipped) > 10 else ''}")
+        f"{first_ten(skipped, with_reason)}")

@@ -105,7 +105,7 @@ def main(argv):
     print(
         f"left out {len(left_out)} file(s) of the folder(s) "
         "without a .jpg/.jpeg/.png/.gif/.bmp name: "
-        f"{', '.join(left_out[:10])}{' …' if len(left_out) > 10 else ''}")
+        f"{common.first_ten(left_out)}")
 
 
 def run():
