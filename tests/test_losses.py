@@ -31,6 +31,8 @@ def _value(loss, y_true=Y_TRUE, y_pred=Y_PRED):
     # asymmetric, gamma_pos 0, gamma_neg 4, margin 0.05: the negative's p shifts to 0.25.
     ("asymmetric", -(math.log(0.8) + 0.25**4 * math.log(0.75)) / 2),
     ("weighted_bce", -(math.log(0.8) + math.log(0.7)) / 2),  # all weights 1: plain BCE
+    # 2 % of a batch's 2 entries sets none aside: plain BCE.
+    ("large_loss", -(math.log(0.8) + math.log(0.7)) / 2),
 ])
 def test_loss_matches_hand_computed_value(name, expected):
   defaults = registry.knobs("loss", name)
@@ -53,6 +55,39 @@ def test_asymmetric_focuses_positives_and_discards_easy_negatives():
                                        rel=1e-5)
   easy_negative = np.array([[0.0, 0.0]], np.float32), np.array([[0.03, 0.04]], np.float32)
   assert _value(loss, *easy_negative) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_large_loss_sets_aside_only_the_largest_negatives():
+  y_true = np.array([[1, 0, 0, 0, 0], [0, 0, 1, 0, 0]], np.float32)
+  # Largest losses: the positive at 0.05, then the negatives at 0.9 and 0.8 (the untagged ones).
+  y_pred = np.array([[0.05, 0.9, 0.2, 0.1, 0.3], [0.8, 0.1, 0.6, 0.2, 0.1]], np.float32)
+  bce = -(y_true * np.log(y_pred) + (1 - y_true) * np.log(1 - y_pred))
+  kept = np.ones_like(bce)
+  kept[0, 1] = kept[1, 0] = 0.0  # 20 % of 10 entries: the two largest negatives
+  rejection = losses.LargeLossRejection(reject_fraction=0.2, correct=False)
+  assert _value(rejection, y_true, y_pred) == pytest.approx((bce * kept).mean(), rel=1e-5)
+  corrected = bce * kept
+  corrected[0, 1], corrected[1, 0] = -math.log(0.9), -math.log(0.8)  # counted as positives
+  correction = losses.LargeLossRejection(reject_fraction=0.2, correct=True)
+  assert _value(correction, y_true, y_pred) == pytest.approx(corrected.mean(), rel=1e-5)
+  # More to set aside than negatives: every negative goes, the positives stay.
+  everything = losses.LargeLossRejection(reject_fraction=0.9, correct=False)
+  assert _value(everything, y_true, y_pred) == pytest.approx((bce * y_true).mean(), rel=1e-5)
+  with pytest.raises(ValueError, match=r"reject_fraction must be in \[0, 1\)"):
+    losses.LargeLossRejection(reject_fraction=1.0, correct=False)
+
+
+def test_large_loss_trains_in_a_compiled_step():
+  """The count of entries set aside follows the batch's size inside the traced train step."""
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(10, 3)).astype(np.float32), (rng.random((10, 4)) < 0.3).astype(np.float32)
+  inputs = keras.Input((3,))
+  model = keras.Model(inputs, keras.layers.Dense(4, activation="sigmoid")(inputs))
+  model.compile(optimizer="sgd", loss=losses.LargeLossRejection(0.1, False))
+  before = model.get_weights()[0].copy()
+  history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # batches of 4, 4 and 2
+  assert np.isfinite(history.history["loss"][0])
+  assert not np.allclose(model.get_weights()[0], before)
 
 
 def test_class_weight_power_weights_positives_by_label_rarity():
@@ -89,7 +124,8 @@ def test_label_smoothing_pulls_bce_targets_towards_one_half():
 
 
 @pytest.mark.parametrize("loss", [losses.WeightedBinaryCrossentropy([2.0, 1.0], [1.0, 3.0]),
-                                  losses.AsymmetricLoss(1.0, 3.0, 0.1)])
+                                  losses.AsymmetricLoss(1.0, 3.0, 0.1),
+                                  losses.LargeLossRejection(0.1, True)])
 def test_custom_losses_survive_saving_with_safe_mode(loss, tmp_path):
   inputs = keras.Input((3,))
   model = keras.Model(inputs, keras.layers.Dense(2, activation="sigmoid")(inputs))

@@ -11,7 +11,8 @@ from mlc_tf.train import losses
 
 def test_every_kind_lists_its_builders_and_their_knobs():
   assert "resnet" in registry.names("model")
-  assert registry.names("loss") == ["asymmetric", "bce", "focal", "mse", "weighted_bce"]
+  assert registry.names("loss") == ["asymmetric", "bce", "focal", "large_loss", "mse",
+                                    "weighted_bce"]
   assert registry.names("optimizer") == ["adam", "adamw", "sgd"]
   assert registry.knobs("loss", "asymmetric") == {"gamma_pos": 0.0, "gamma_neg": 4.0,
                                                   "margin": 0.05}

@@ -99,6 +99,56 @@ class AsymmetricLoss(keras.losses.Loss):
             "margin": self.margin}
 
 
+@keras.saving.register_keras_serializable(package="mlc_tf")
+class LargeLossRejection(keras.losses.Loss):
+  """BCE that sets aside, in each batch, the negatives of largest loss (Kim et al., CVPR 2022).
+
+  A photo whose annotator left out a label it shows (an untagged dog) is a
+  negative the network soon predicts with confidence, so its loss is among the
+  batch's largest. The ``reject_fraction`` of the batch's label entries with
+  the largest loss, negatives only, leave the loss ("Large Loss Matters",
+  LL-R); with ``correct`` they count as positives instead (LL-Ct). The rest is
+  plain BCE, averaged over labels; positives are never set aside (a soft
+  target, MixUp's or a teacher's, above 0.5 counts as one).
+
+  Args:
+    reject_fraction: the share of a batch's [B, L] label entries set aside, in [0, 1).
+    correct: count the set-aside negatives as positives instead of dropping them.
+    name, reduction, dtype: as for ``keras.losses.Loss``.
+  """
+
+  def __init__(self, reject_fraction: float, correct: bool, name="large_loss",
+               reduction="sum_over_batch_size", dtype=None):
+    super().__init__(name=name, reduction=reduction, dtype=dtype)
+    if not 0.0 <= reject_fraction < 1.0:
+      raise ValueError(f"reject_fraction must be in [0, 1), got {reject_fraction}")
+    self.reject_fraction = float(reject_fraction)
+    self.correct = bool(correct)
+
+  def call(self, y_true, y_pred):
+    y_true = ops.cast(y_true, y_pred.dtype)
+    p = _clipped(y_pred)
+    negative_loss = -ops.log(1.0 - p)
+    per_entry = -y_true * ops.log(p) + (1.0 - y_true) * negative_loss
+    # Entries of largest negative loss: positives rank last (-1), so a batch with fewer negatives
+    # than the count sets aside only negatives. The count is a fraction of the batch's entries.
+    ranked = ops.reshape(ops.where(y_true > 0.5, -1.0, negative_loss), (-1,))
+    count = ops.cast(ops.floor(self.reject_fraction * ops.cast(ops.size(ranked), "float32")),
+                     "int32")
+    largest = ops.top_k(ranked, ops.maximum(count, 1))[0]
+    cut = ops.where(count > 0, largest[-1], np.inf)
+    rejected = ops.logical_and(y_true <= 0.5, negative_loss >= ops.stop_gradient(cut))
+    if self.correct:
+      per_entry = ops.where(rejected, -ops.log(p), per_entry)
+    else:
+      per_entry = ops.where(rejected, 0.0, per_entry)
+    return ops.mean(per_entry, axis=-1)
+
+  def get_config(self):
+    return {**super().get_config(), "reject_fraction": self.reject_fraction,
+            "correct": self.correct}
+
+
 def positive_weights(targets: np.ndarray, power: float, max_weight: float = 10.0) -> np.ndarray:
   """Computes per-label weights on positives, ``(negatives / positives) ** power``, capped at
   ``max_weight``.
@@ -161,6 +211,14 @@ def _asymmetric(label_names, train_targets, *, gamma_pos: float = 0.0, gamma_neg
                 margin: float = 0.05):
   """margin: the probability shift of negatives."""
   return AsymmetricLoss(gamma_pos, gamma_neg, margin)
+
+
+@registry.register("loss", "large_loss")
+def _large_loss(label_names, train_targets, *, reject_fraction: float = 0.02,
+                correct: bool = False):
+  """reject_fraction: the share of each batch's label entries, the negatives of largest loss,
+  set aside (a label the annotator missed); correct: count them as positives instead."""
+  return LargeLossRejection(reject_fraction, correct)
 
 
 @registry.register("loss", "weighted_bce")
