@@ -13,10 +13,9 @@ Its figures come from the protocol run (70 % of the images training, a test spli
 At most 60 minutes on any machine, export included: the run measures its speed and plans the epochs
 that fit. The command end to end on 2-core CPUs, each to itself: 30 min on an AMD EPYC Zen 5
 (bfloat16, 40 epochs), 47 min on an Intel Xeon with AMX (bfloat16, 40 epochs, timed before the
-budget existed). An AVX2-only AMD EPYC trains the fallback below (float32): 35 min for the stride-2
-stem's 40 epochs before 2026-12-07; the 128-px fallback that replaced it trains at about 89 images/s
-there: 40 epochs of the protocol run's 5,392 photos take about 40 min, of this command's 6,915 about
-52, where the budget may plan a few fewer (neither hour timed yet).
+budget existed). An AVX2-only AMD EPYC trains the fallback below (float32) at about 86 images/s:
+the protocol run's 40 epochs of 5,392 photos took 43 min end to end there; this command's 6,915
+photos take about 52 min of fit (not timed yet), where the budget may plan a few fewer epochs.
 Figures, timings and the recipes before it: docs/results.md.
 """
 
@@ -52,13 +51,14 @@ def get_config(arg=None):
   config.train.batch_size = 64
   config.train.budget = "60m"  # the whole command, export included; the decay ends with it
   config.train.epochs = 40  # the most worth running: a fast machine stops here
-  # Where the hour holds fewer than 20 epochs of this network (measured a few steps in; a 2-core
-  # AVX2-only CPU: 11-16), a cheaper one: the photos' own 128 px through a stride-4 stem (a stride-2
-  # conv and a 2x2 max-pool), its first stage at 32x32, the convolutions' cost at 32 px. At 20
-  # epochs best.py's network and a stride-2 stem at 64 px score level, below it the stride-2 stem's
-  # 40 win; at equal time the 128-px stride-4 stem beats the stride-2 one on two splits
-  # (docs/results.md, "A cheaper network for a short hour" and "The photos' own 128 px").
-  config.train.fallback.below_epochs = 20
+  # Where the hour holds fewer than its 40 epochs of this network (measured a few steps in; a 2-core
+  # AVX2-only CPU: 11-19), a cheaper one: the photos' own 128 px through a stride-4 stem (a stride-2
+  # conv and a 2x2 max-pool), its first stage at 32x32, the convolutions' cost at 32 px. Its 40
+  # epochs score level with this network's 40 (two splits each: 0.678 / 0.502 / 0.544 in float32 on
+  # an AVX2 EPYC, 0.679 / 0.500 / 0.529 in bfloat16 on a Zen 5) and above its 20 (0.648 / 0.462 /
+  # 0.476), so a network that gets fewer than 40 loses to it (docs/results.md, "The 128-px fallback
+  # over the whole hour").
+  config.train.fallback.below_epochs = 40
   config.train.fallback.changes = {"data": {"image_size": 128}, "model": {"stem_stride": 4}}
   config.train.early_stopping_patience = 40  # the schedule sets the length; the best epoch is kept
   config.export.name = "best"

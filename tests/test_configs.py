@@ -80,7 +80,7 @@ def test_recipe_values_and_builder_defaults():
       "dropout": 0.3, "first_labels": (), "flip_average": False
   }
   assert best.optimizer.weight_decay == 5e-4 and "momentum" not in best.optimizer
-  assert best.train.budget == "60m" and best.train.fallback.below_epochs == 20
+  assert best.train.budget == "60m" and best.train.fallback.below_epochs == 40
   assert best.train.fallback.changes.to_dict() == {"data": {"image_size": 128},
                                                    "model": {"stem_stride": 4}}
   student = _load(os.path.join(REPO_ROOT, "configs", "self_training.py")).get_config()
