@@ -77,7 +77,7 @@ def test_recipe_values_and_builder_defaults():
   best = _load(os.path.join(REPO_ROOT, "configs", "best.py")).get_config()
   assert dict(best.model) == {
       "name": "resnet", "width": 32, "blocks": 8, "stages": 4, "stem_stride": 1, "se_ratio": 0,
-      "dropout": 0.3, "first_labels": (), "flip_average": False
+      "dropout": 0.3, "first_labels": (), "flip_average": True
   }
   assert best.optimizer.weight_decay == 5e-4 and "momentum" not in best.optimizer
   assert best.train.budget == "60m" and best.train.fallback.below_epochs == 40

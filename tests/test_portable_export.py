@@ -228,3 +228,22 @@ def test_a_model_adapted_to_a_stream_exports_with_its_gate(tiny_trained, tmp_pat
   want = gated.predict_on_batch(pixels.astype(np.float32))
   np.testing.assert_allclose(probabilities, want["probabilities"], atol=1e-5)
   assert (decisions == want["decisions"]).all()
+
+
+@pytest.mark.parametrize("file_name", ["flip.onnx", "flip.tflite"])
+def test_a_flip_averaged_model_converts_and_answers_as_keras(tiny_trained, tmp_path, file_name):
+  """best.py serves the mean over the image and its mirror (model.flip_average): the mirror layer
+  converts to both runtimes, and a file answers a left-right asymmetric image as Keras does."""
+  _, _, result = tiny_trained
+  model = result.inference_model
+  names = list(inference.decision_layer(model).label_names)
+  averaged = inference.build(inference.with_flip_average(inference.network(model)), names,
+                             np.full(len(names), 0.5))
+  path = portable.export_file(averaged, str(tmp_path / file_name),
+                              "onnx" if file_name.endswith(".onnx") else "litert")
+  size = int(averaged.inputs[0].shape[1])
+  pixels = np.random.default_rng(1).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+  probabilities, decisions = portable.Runtime(path)(pixels)
+  want = averaged.predict_on_batch(pixels.astype(np.float32))
+  np.testing.assert_allclose(probabilities, want["probabilities"], atol=1e-5)
+  assert (decisions == want["decisions"]).all()
